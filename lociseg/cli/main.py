@@ -1,0 +1,95 @@
+"""The ``lociseg`` entry point.
+
+Each sub-command lives in its own module ``lociseg.cli.<name>`` exposing a
+function ``main`` with typer-annotated parameters; it is registered here.
+Heavy imports (torch, models) happen inside the commands, so ``--help`` is fast.
+A :class:`~lociseg.errors.LociError` raised by a command is printed as one
+line (no traceback) and the process exits with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+
+from ..errors import LociError
+
+# command name -> module; modules are imported lazily at registration only.
+COMMANDS: dict[str, str] = {
+    "info": "lociseg.cli.info",
+    "evaluate": "lociseg.cli.evaluate",
+    "annotate": "lociseg.cli.annotate",
+    "train": "lociseg.cli.train",
+    "segment": "lociseg.cli.segment",
+    "synth": "lociseg.cli.synth",
+    "export": "lociseg.cli.export",
+    "demo": "lociseg.cli.demo",
+    "doctor": "lociseg.cli.doctor",
+}
+
+
+def _verbosity(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print warnings and errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print debugging detail."),
+) -> None:
+    """lociseg: single-cell segmentation trainable from machine-made annotations."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", force=True)
+
+
+def build_app() -> typer.Typer:
+    """Create the typer application with every available sub-command."""
+    app = typer.Typer(
+        add_completion=False,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_verbosity)
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # command not built yet
+                continue
+            raise
+        app.command(name, help=module.main.__doc__)(module.main)
+    return app
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (used by the console script)."""
+    app = build_app()
+    try:
+        app(args=argv, standalone_mode=False)
+    except LociError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 1
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+def console() -> None:
+    """Console-script wrapper that turns :func:`run`'s status into the exit code."""
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    console()

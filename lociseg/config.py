@@ -1,0 +1,164 @@
+"""Typed configuration dataclasses that round-trip to YAML.
+
+Every configuration in lociseg is a (nested) dataclass deriving from
+:class:`Config`. ``to_dict``/``from_dict`` convert recursively, check the
+field types that matter (unknown keys are an error, so a typo never passes
+silently) and YAML files are written beside every checkpoint so that a model
+file alone reproduces its predictions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .errors import ConfigError
+
+T = TypeVar("T", bound="Config")
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """Convert a plain YAML value to the annotated type ``tp``."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, where)
+            except (ConfigError, TypeError, ValueError) as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {value!r} does not fit {tp}")
+    if origin is typing.Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(get_args(tp))}")
+        return value
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _from_dict(tp, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+            return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        out = [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        _, vt = get_args(tp) or (Any, Any)
+        return {k: _convert(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _from_dict(cls: type, data: dict, where: str) -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where or cls.__name__}: unknown option(s) {unknown}; valid: {sorted(names)}")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> Any:
+    """Recursively convert a dataclass (or containers of them) to plain Python."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+@dataclasses.dataclass
+class Config:
+    """Base class of all configuration dataclasses."""
+
+    def to_dict(self) -> dict:
+        """Return the configuration as nested plain dictionaries."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict | None) -> T:
+        """Build the configuration from nested dictionaries, checking keys and types."""
+        return _from_dict(cls, dict(data or {}), "")
+
+    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        """Serialise to YAML; also write it to ``path`` when given."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls: type[T], path_or_text: str | os.PathLike) -> T:
+        """Load from a YAML file path or a YAML string."""
+        p = Path(path_or_text) if not (isinstance(path_or_text, str) and "\n" in path_or_text) else None
+        if p is not None and p.exists():
+            try:
+                data = yaml.safe_load(p.read_text())
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"not valid YAML ({exc.__class__.__name__})", path=p) from None
+        else:
+            data = yaml.safe_load(str(path_or_text))
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError("the configuration must be a YAML mapping", path=p)
+        return cls.from_dict(data)
+
+    def replace(self: T, **changes: Any) -> T:
+        """Return a copy with some top-level fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def override(self: T, dotted: dict[str, Any]) -> T:
+        """Return a copy with ``{"train.lr": 0.01, ...}`` style overrides applied."""
+        data = self.to_dict()
+        for key, value in dotted.items():
+            node = data
+            parts = key.split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"unknown option {key!r}")
+                node = node[part]
+            if parts[-1] not in node:
+                raise ConfigError(f"unknown option {key!r}")
+            node[parts[-1]] = value
+        return type(self).from_dict(data)

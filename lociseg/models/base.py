@@ -1,0 +1,43 @@
+"""The contract every segmentation model type implements.
+
+The generic training loop (:mod:`lociseg.train`) and prediction code
+(:mod:`lociseg.predict`) only talk to models through this interface, so LACSS
+and the U-Net baseline share datasets, ``train``, ``segment`` and ``evaluate``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..predict.instances import Instances
+
+
+class SegmentationModel(nn.Module):
+    """Base class of lociseg models.
+
+    Subclasses set ``self.config`` (a :class:`lociseg.config.Config`) and
+    implement :meth:`training_loss` and :meth:`predict_instances`.
+
+    Batch format (from :func:`lociseg.train.collate`), all tensors on the
+    model's device, images already normalised and rescaled to model scale:
+
+    ``image``       float32 (B, C, H, W)
+    ``labels``      int64 (B, H, W) instance ids, 0 = background, or absent (weak)
+    ``points``      list of B float32 (N_b, 2) tensors, cell locations (y, x)
+    ``foreground``  float32 (B, H, W) in [0, 1], or absent
+    ``valid``       float32 (B, H, W), 0 where pixels are padding/ignored
+    """
+
+    config: Any
+
+    def training_loss(self, batch: dict[str, Any], step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+        """Return the scalar loss and a dict of named components (floats) for logging."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict_instances(self, image: torch.Tensor) -> Instances:
+        """Predict instances on one normalised image (1, C, H, W) at model scale."""
+        raise NotImplementedError
