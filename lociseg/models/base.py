@@ -7,18 +7,46 @@ and the U-Net baseline share datasets, ``train``, ``segment`` and ``evaluate``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..config import Config
 from ..predict.instances import Instances
+
+
+@dataclass
+class InputSpec(Config):
+    """How raw images are turned into model input; stored in every model config.
+
+    Attributes
+    ----------
+    channels : list of str
+        Channel names the model was trained on, in order (e.g. ``["actin", "DNA"]``);
+        informative, and used to pick channels by name when the image has them.
+    in_channels : int
+        Number of input channels the network takes.
+    normalize_low, normalize_high : float
+        Per-channel percentiles mapped to 0 and 1.
+    target_diameter : float
+        Cell diameter (px) the model was trained at; images are rescaled by
+        ``target_diameter / diameter`` before prediction.
+    """
+
+    channels: list[str] = field(default_factory=list)
+    in_channels: int = 2
+    normalize_low: float = 1.0
+    normalize_high: float = 99.8
+    target_diameter: float = 32.0
 
 
 class SegmentationModel(nn.Module):
     """Base class of lociseg models.
 
-    Subclasses set ``self.config`` (a :class:`lociseg.config.Config`) and
+    Subclasses set ``self.config`` (a :class:`lociseg.config.Config` with an
+    ``input`` field of type :class:`InputSpec`) and
     implement :meth:`training_loss` and :meth:`predict_instances`.
 
     Batch format (from :func:`lociseg.train.collate`), all tensors on the
