@@ -1,0 +1,76 @@
+"""Writing synthetic samples as a folder that ``lociseg.data.load_dataset`` reads.
+
+Layout::
+
+    DIR/images/<name>.tif          (C, H, W) image, source dtype, axes CYX
+    DIR/masks/<name>.tif           instance labels (uint16, uint32 above 65535 objects)
+    DIR/annotations/<name>.points.csv, <name>.foreground.tif
+                                   weak annotations (the ``lociseg.annotate.store``
+                                   format: CSV with header ``y,x``; uint8 0/1 TIFF)
+    DIR/synth.json                 parameters and per-image metadata
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+
+def _atomic_tiff(path: Path, data: np.ndarray, **kwargs: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tifffile.imwrite(tmp, data, **kwargs)
+    os.replace(tmp, path)
+
+
+def write_labels_tiff(path: Path, labels: np.ndarray) -> None:
+    """Label TIFF (deflate), via ``lociseg.io.write_labels`` when available."""
+    try:
+        from ..io import write_labels
+    except ImportError:
+        write_labels = None
+    if write_labels is not None:
+        write_labels(path, labels)
+        return
+    dtype = np.uint16 if int(labels.max(initial=0)) <= 65535 else np.uint32
+    _atomic_tiff(path, labels.astype(dtype), compression="zlib")
+
+
+def write_weak_annotation(folder: Path, name: str, points: np.ndarray, foreground: np.ndarray, meta: dict | None = None) -> None:
+    """Points + foreground, via ``lociseg.annotate.store.write_annotation`` when available."""
+    try:
+        from ..annotate.store import write_annotation
+    except ImportError:
+        write_annotation = None
+    if write_annotation is not None:
+        write_annotation(folder, name, points, foreground, meta or {})
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.points.csv.tmp"
+    np.savetxt(tmp, np.asarray(points, np.float32).reshape(-1, 2), fmt="%.2f", delimiter=",", header="y,x", comments="")
+    os.replace(tmp, folder / f"{name}.points.csv")
+    _atomic_tiff(folder / f"{name}.foreground.tif", np.asarray(foreground).astype(np.uint8), compression="zlib")
+
+
+def write_sample(out_dir: Path, sample: Any) -> None:
+    """Write one synthetic (or real) labelled sample into the folder layout above."""
+    out_dir = Path(out_dir)
+    for sub in ("images", "masks", "annotations"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    image = np.asarray(sample.image)
+    if image.ndim == 2:
+        image = image[None]
+    _atomic_tiff(out_dir / "images" / f"{sample.name}.tif", image, photometric="minisblack", metadata={"axes": "CYX"}, compression="zlib")
+    write_labels_tiff(out_dir / "masks" / f"{sample.name}.tif", np.asarray(sample.labels))
+    if sample.points is not None and sample.foreground is not None:
+        write_weak_annotation(out_dir / "annotations", sample.name, sample.points, sample.foreground)
+
+
+def write_manifest(out_dir: Path, params: dict, metas: dict[str, dict]) -> None:
+    """``synth.json``: the parameters and each image's metadata."""
+    text = json.dumps({"params": params, "images": metas}, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    (Path(out_dir) / "synth.json").write_text(text)
