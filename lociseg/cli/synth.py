@@ -33,6 +33,8 @@ def main(
     split: Optional[str] = typer.Option(None, "--split", help="Split of the data set to draw cells from (e.g. train)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (output is a pure function of it)."),
     feather: float = typer.Option(1.0, "--feather", help="Width in px of the blended cell edge (0 = hard paste)."),
+    cell_pool: str = typer.Option("all", "--cell-pool", help="Paste cells from 'all' images or only the background's 'source' image."),
+    max_overlap: float = typer.Option(0.1, "--max-overlap", help="Largest fraction of a pasted cell that may cover earlier cells."),
     include_originals: bool = typer.Option(False, "--include-originals", help="Also copy the real images into the output folder."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N real images (quick tries)."),
 ) -> None:
@@ -52,6 +54,10 @@ def main(
     from ..synth.io import write_manifest, write_sample
 
     conf = _parse_confluence(confluence)
+    if cell_pool not in ("all", "source"):
+        raise ConfigError(f"--cell-pool: expected 'all' or 'source', got {cell_pool!r}")
+    if not 0.0 <= max_overlap <= 1.0:
+        raise ConfigError(f"--max-overlap: expected a fraction in [0, 1], got {max_overlap}")
     if factor < 0 or (n_images is not None and n_images < 0):
         raise ConfigError("--factor and --n-images must not be negative")
     spec = dataset if split is None or "@" in dataset else f"{dataset}@{split}"
@@ -72,7 +78,9 @@ def main(
             except (OSError, LociError, ValueError) as exc:
                 failures.append(f"{s.name}: {exc}")
     rng = np.random.default_rng(seed)
-    gen = iter_cut_paste(samples, n_images=n, confluence=conf, rng=rng, feather=feather, cells=cells)
+    gen = iter_cut_paste(
+        samples, n_images=n, confluence=conf, rng=rng, feather=feather, cells=cells, cell_pool=cell_pool, max_overlap=max_overlap
+    )
     for sample in tqdm(gen, total=n, desc="synth", unit="img", disable=None):
         try:
             write_sample(out, sample)
@@ -87,6 +95,8 @@ def main(
         "confluence": conf,
         "seed": seed,
         "feather": feather,
+        "cell_pool": cell_pool,
+        "max_overlap": max_overlap,
         "include_originals": include_originals,
     }
     write_manifest(out, params, metas)

@@ -13,7 +13,7 @@ instance is exactly one pasted cell and no drawn cell is left unlabelled.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -331,18 +331,23 @@ def iter_cut_paste(
     min_visible_fraction: float = 0.3,
     margin: int = 3,
     patch_size: int = 32,
+    cell_pool: Literal["all", "source"] = "all",
+    max_overlap: float = 0.1,
+    tries: int = 20,
+    max_failures: int = 30,
     max_cells: int = 5000,
     name_prefix: str = "synth",
     cells: list[CellPatch] | None = None,
 ) -> Iterator[Any]:
     """Yield labelled images made by pasting real cells onto synthetic background.
 
-    Each output image takes the shape, dtype and background texture of a
-    random source image; cells are drawn (uniformly, with random rot90/flip)
+    Each output image takes the shape, dtype, background texture (and, by
+    default, confluence) of a source image, the sources taken in turn in a
+    shuffled order; cells are drawn (uniformly, with random rot90/flip)
     from all source images, so the samples should be one cell type (one data
     set). Cells are pasted at uniformly random positions (they may be cut by
-    the border) until the cell-covered fraction of the image reaches the
-    target confluence (or ``max_cells`` pastes).
+    the border) with little overlap (``max_overlap``) until the cell-covered
+    fraction of the image reaches the target confluence.
 
     Parameters
     ----------
@@ -364,6 +369,18 @@ def iter_cut_paste(
         Occluded cells with less than this fraction visible are dropped (not drawn).
     margin, patch_size : int, optional
         See :func:`extract_cells` and :func:`synthesize_background`.
+    cell_pool : {"all", "source"}, optional
+        Paste cells from all samples (more variety), or only from the image
+        that provides the background and shape (keeps each field's own cell
+        size and phenotype; falls back to all when it has no complete cell).
+    max_overlap : float, optional
+        A paste may cover at most this fraction of its in-image area with
+        earlier cells; up to ``tries`` random positions are tried per cell,
+        and filling stops after ``max_failures`` cells in a row found no room
+        (very high confluence targets may then not be reached: the achieved
+        value is in ``meta["confluence"]``). 1.0 allows any overlap.
+    tries, max_failures : int, optional
+        See ``max_overlap``.
     max_cells : int, optional
         Upper bound on pastes per image.
     name_prefix : str, optional
@@ -390,8 +407,14 @@ def iter_cut_paste(
     n_ch = {np.asarray(samples[i].image).shape[0] if np.asarray(samples[i].image).ndim == 3 else 1 for i in labelled}
     if len(n_ch) != 1:
         raise ValueError(f"samples have different channel counts {sorted(n_ch)}; synthesise one data set at a time")
+    areas = np.array([c.area for c in cells], np.float64)
+    sources = np.array([c.source for c in cells])
+    order: list[int] = []
     for k in range(n_images):
-        si = labelled[rng.integers(len(labelled))]
+        if not order:
+            # every source in turn (shuffled), so the synthetic set keeps the real mix of fields
+            order = list(rng.permutation(labelled))
+        si = int(order.pop())
         src = samples[si]
         src_image = np.asarray(src.image)
         if src_image.ndim == 2:
@@ -404,10 +427,24 @@ def iter_cut_paste(
 
         placements: list[_Placement] = []
         covered = np.zeros(shape, bool)
-        need = target * covered.size
-        # Cells are cut by the border sometimes, so track coverage rather than summed areas.
-        while covered.sum() < need and len(placements) < max_cells:
-            ci = int(rng.integers(len(cells)))
+        n_covered, need = 0, target * covered.size
+        failures = 0
+        # Real cells touch rather than pile up: try a few positions per cell and keep the
+        # first that overlaps earlier cells by at most max_overlap (random sequential packing).
+        # Coverage is tracked (not summed areas) because cells may be cut by the border.
+        pool = np.arange(len(cells))
+        if cell_pool == "source":
+            own = np.nonzero(sources == si)[0]
+            pool = own if len(own) else pool
+        queue: list[int] = []
+        while n_covered < need and len(placements) < max_cells and failures < max_failures:
+            if not queue:
+                # Draw a batch worth the missing area and place it largest first: filling
+                # gaps one random cell at a time would favour small cells as the image fills.
+                m_area = max(1.0, float(areas[pool].mean()))
+                batch = rng.choice(pool, size=max(1, int(np.ceil((need - n_covered) / m_area))))
+                queue = list(batch[np.argsort(-areas[batch], kind="stable")][::-1])
+            ci = int(queue.pop())
             cell = cells[ci]
             rot = int(rng.integers(4))
             img = np.rot90(cell.image, rot, axes=(1, 2))
@@ -415,14 +452,27 @@ def iter_cut_paste(
             if rng.random() < 0.5:
                 img, msk = img[:, :, ::-1], msk[:, ::-1]
             h, w = msk.shape
-            y = int(rng.integers(-h // 2, shape[0] - h // 2))
-            x = int(rng.integers(-w // 2, shape[1] - w // 2))
-            p = _Placement(ci, y, x, np.array(img, np.float32), np.array(msk, bool))  # copies: masks shrink in place later
-            c = _clip(p, shape)
-            if c is None:
+            for _ in range(tries):
+                y = int(rng.integers(-h // 2, shape[0] - h // 2))
+                x = int(rng.integers(-w // 2, shape[1] - w // 2))
+                p = _Placement(ci, y, x, img, msk)
+                c = _clip(p, shape)
+                if c is None:
+                    continue
+                m = p.mask[c[2], c[3]]
+                inside = int(m.sum())
+                if inside and (covered[c[0], c[1]] & m).sum() <= max_overlap * inside:
+                    break
+            else:
+                failures += 1
                 continue
+            failures = 0
+            # copies: masks shrink in place when occluded fragments are removed
+            p.image, p.mask = np.array(img, np.float32), np.array(msk, bool)
             placements.append(p)
-            covered[c[0], c[1]] |= p.mask[c[2], c[3]]
+            region = covered[c[0], c[1]]
+            n_covered += int((m & ~region).sum())
+            region |= m
         n_pasted = len(placements)
         placements, labels = _resolve_occlusion(placements, shape, min_area, min_visible_fraction)
 

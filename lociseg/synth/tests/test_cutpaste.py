@@ -31,7 +31,7 @@ def _toy_samples(rng: np.random.Generator, n: int = 2, size: int = 96) -> list:
 
 def test_hard_paste_every_cell_is_exactly_one_instance(rng):
     samples = _toy_samples(rng)
-    out = cut_paste_synthesize(samples, n_images=3, confluence=0.7, rng=1, feather=0.0, min_area=8)
+    out = cut_paste_synthesize(samples, n_images=3, confluence=0.7, rng=1, feather=0.0, min_area=8, max_overlap=1.0)
     n_occluded = 0
     for s in out:
         img, lab = s.image[0].astype(int), s.labels
