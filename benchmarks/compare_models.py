@@ -1,0 +1,603 @@
+"""Compare segmentation models and training data under one wall-clock budget.
+
+Models {LACSS supervised, LACSS weak, LACSS weak+aux, U-Net, U-Net expanded}
+x training data {original, original + cut-and-paste synthetic} x data sets
+{BBBC018 cells, nuclei (DSB2018)} x seeds. Every run trains for the same
+wall-clock budget, predicts the test split and is scored with F1@0.5, AP50
+(score-ranked) and AFNR (mean false-negative rate over IoU 0.5:0.95); writes
+``results.{json,csv,md}`` and ``f1_vs_iou_<dataset>.png`` to ``--out``.
+
+Training uses the generic loop (``lociseg.train.loop.train``) when it is
+installed and ``--trainer generic|auto``; otherwise (or ``--trainer builtin``)
+a compact loop in this file that only relies on the
+:class:`~lociseg.models.base.SegmentationModel` contract (same batches for
+every model: normalised, rescaled to ``input.target_diameter``, random crops
+and flips). Weak modes train from points (cell centroids) + foreground (label
+union) derived from the ground truth, or from ``--annotations DIR`` written by
+``lociseg annotate``. Scale at test time uses the median ground-truth diameter
+of each test image (the same oracle for every model).
+
+Quick CPU smoke run (a few minutes)::
+
+    python benchmarks/compare_models.py --quick --budget-min 0.5 --datasets nuclei \\
+        --models unet,unet-expanded --out benchmarks/results/compare_smoke
+
+Full comparison (GPU recommended)::
+
+    python benchmarks/compare_models.py --budget-min 30 --seeds 0,1,2 --out benchmarks/results/compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+log = logging.getLogger("compare_models")
+
+THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)
+
+MODELS: dict[str, dict[str, Any]] = {
+    "lacss-supervised": {"type": "lacss", "mode": "supervised", "weak": False},
+    "lacss-weak": {"type": "lacss", "mode": "weak", "weak": True},
+    "lacss-weak+aux": {"type": "lacss", "mode": "weak+aux", "weak": True},
+    "unet": {"type": "unet", "preset": "standard", "weak": False},
+    "unet-expanded": {"type": "unet", "preset": "expanded", "weak": False},
+}
+
+# Data set -> list of (spec, split) for training and test; channels by name where the data set has them.
+DATASETS: dict[str, dict[str, Any]] = {
+    "bbbc018-cells": {"train": [("bbbc018", "train")], "test": [("bbbc018", "test")], "channels": ["actin", "DNA"]},
+    "nuclei": {"train": [("dsb2018-train", "train")], "test": [("dsb2018-test", None)], "channels": None},
+    "nuclei-koyuncu": {"train": [("koyuncu", "train")], "test": [("koyuncu", "test")], "channels": None},
+}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _load(spec: str, split: str | None, channels: list[str] | None, limit: int | None) -> list[Any]:
+    """Samples of a data set split; uses ``lociseg.data`` when present, else a documented fallback split."""
+    try:
+        from lociseg.data import load_dataset
+    except ImportError:
+        load_dataset = None
+    if load_dataset is not None:
+        ds = load_dataset(spec, split=split, channels=channels)
+        return [ds[i] for i in range(len(ds) if limit is None else min(limit, len(ds)))]
+    from lociseg.synth._compat import load_samples
+
+    samples = load_samples(spec)
+    if spec == "bbbc018" and split is not None:
+        # fallback split: the 14 groups of 4 consecutive wells; 1st of a group -> test, 2nd -> val, rest -> train
+        wells = sorted(s.name for s in samples)
+        pos = {w: i % 4 for i, w in enumerate(sorted(wells + ["10779"]))}
+        role = {0: "test", 1: "val"}
+        samples = [s for s in samples if role.get(pos[s.name], "train") == split]
+    elif spec not in ("dsb2018-train", "dsb2018-test"):
+        raise RuntimeError(f"{spec}: needs lociseg.data (not installed in this checkout)")
+    return samples[:limit]
+
+
+def _normalize(image: np.ndarray, low: float, high: float) -> np.ndarray:
+    try:
+        from lociseg.io import normalize_percentile
+
+        return normalize_percentile(image, low, high)
+    except ImportError:
+        x = np.asarray(image, np.float32)
+        lo = np.percentile(x, low, axis=(-2, -1), keepdims=True)
+        hi = np.percentile(x, high, axis=(-2, -1), keepdims=True)
+        return ((x - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
+
+
+def _median_diameter(labels: np.ndarray) -> float | None:
+    areas = np.bincount(np.asarray(labels).ravel())[1:]
+    areas = areas[areas > 0]
+    return float(np.median(2 * np.sqrt(areas / np.pi))) if len(areas) else None
+
+
+def _weak_from(sample: Any) -> tuple[np.ndarray, np.ndarray]:
+    if getattr(sample, "points", None) is not None and getattr(sample, "foreground", None) is not None:
+        return np.asarray(sample.points, np.float32), np.asarray(sample.foreground, bool)
+    from lociseg.synth import weak_annotations
+
+    return weak_annotations(sample.labels)
+
+
+@dataclass
+class Prepared:
+    """One image at model scale."""
+
+    image: np.ndarray  # (C, H, W) float32
+    labels: np.ndarray | None
+    points: np.ndarray | None
+    foreground: np.ndarray | None
+    factor: float
+    name: str
+
+
+def _prepare(samples: list[Any], input_spec: Any, weak: bool) -> list[Prepared]:
+    from lociseg.predict.scale import rescale_image, rescale_labels
+
+    diam = [d for d in (_median_diameter(s.labels) for s in samples if s.labels is not None) if d]
+    default_d = float(np.median(diam)) if diam else input_spec.target_diameter
+    out = []
+    for s in samples:
+        image = np.asarray(s.image)
+        image = image[None] if image.ndim == 2 else image
+        d = _median_diameter(s.labels) if s.labels is not None else None
+        f = input_spec.target_diameter / (d or default_d)
+        x = rescale_image(_normalize(image, input_spec.normalize_low, input_spec.normalize_high), f)
+        shape = x.shape[1:]
+        labels = points = fg = None
+        if weak:
+            p, g = _weak_from(s)
+            points = (p * np.array([shape[0] / image.shape[1], shape[1] / image.shape[2]], np.float32)).astype(np.float32)
+            fg = rescale_labels(g.astype(np.uint8), shape).astype(np.float32)
+        else:
+            labels = rescale_labels(np.asarray(s.labels), shape).astype(np.int64)
+        out.append(Prepared(x, labels, points, fg, f, s.name))
+    return out
+
+
+def _batch(items: list[Prepared], rng: np.random.Generator, n: int, crop: int, device: torch.device) -> dict[str, Any]:
+    """Random crops (zero padded where an image is smaller) with flips and rot90."""
+    imgs, labs, fgs, valids, pts = [], [], [], [], []
+    for _ in range(n):
+        it = items[int(rng.integers(len(items)))]
+        c, h, w = it.image.shape
+        y0 = int(rng.integers(0, max(1, h - crop + 1)))
+        x0 = int(rng.integers(0, max(1, w - crop + 1)))
+        ch, cw = min(crop, h), min(crop, w)
+        img = np.zeros((c, crop, crop), np.float32)
+        img[:, :ch, :cw] = it.image[:, y0 : y0 + ch, x0 : x0 + cw]
+        valid = np.zeros((crop, crop), np.float32)
+        valid[:ch, :cw] = 1
+        lab = fg = None
+        p = None
+        if it.labels is not None:
+            lab = np.zeros((crop, crop), np.int64)
+            lab[:ch, :cw] = it.labels[y0 : y0 + ch, x0 : x0 + cw]
+        else:
+            fg = np.zeros((crop, crop), np.float32)
+            fg[:ch, :cw] = it.foreground[y0 : y0 + ch, x0 : x0 + cw]
+            q = it.points - np.array([y0, x0], np.float32)
+            p = q[(q[:, 0] >= 0) & (q[:, 0] < ch) & (q[:, 1] >= 0) & (q[:, 1] < cw)]
+        k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
+        arrays = [img, valid] + [a for a in (lab, fg) if a is not None]
+        arrays = [np.rot90(a, k, axes=(-2, -1)) for a in arrays]
+        if flip:
+            arrays = [a[..., ::-1] for a in arrays]
+        if p is not None:
+            for _ in range(k):  # rot90 (counter-clockwise): (y, x) -> (crop-1-x, y)
+                p = np.stack([crop - 1 - p[:, 1], p[:, 0]], axis=1)
+            if flip:
+                p = np.stack([p[:, 0], crop - 1 - p[:, 1]], axis=1)
+            pts.append(torch.from_numpy(np.ascontiguousarray(p, np.float32)).to(device))
+        arrays = [np.ascontiguousarray(a) for a in arrays]
+        imgs.append(arrays[0])
+        valids.append(arrays[1])
+        if lab is not None:
+            labs.append(arrays[2])
+        else:
+            fgs.append(arrays[2])
+    batch: dict[str, Any] = {
+        "image": torch.from_numpy(np.stack(imgs)).to(device),
+        "valid": torch.from_numpy(np.stack(valids)).to(device),
+    }
+    if labs:
+        batch["labels"] = torch.from_numpy(np.stack(labs)).to(device)
+    else:
+        batch["foreground"] = torch.from_numpy(np.stack(fgs)).to(device)
+        batch["points"] = pts
+    return batch
+
+
+# --------------------------------------------------------------------------- models and training
+
+
+def _build_model(name: str, in_channels: int, quick: bool) -> Any:
+    spec = MODELS[name]
+    from lociseg.models.base import InputSpec
+
+    if spec["type"] == "unet":
+        from lociseg.models.unet import UNetConfig, UNetModel
+
+        kw: dict[str, Any] = {"preset": spec["preset"]}
+        if quick:
+            kw.update(base_channels=8, depth=3)
+        cfg = UNetConfig(in_channels=in_channels, input=InputSpec(in_channels=in_channels), **kw)
+        return UNetModel(cfg)
+    from lociseg.models.lacss import LacssConfig, LacssModel  # ImportError -> run marked unavailable
+
+    cfg = LacssConfig().override({"mode": spec["mode"], "input.in_channels": in_channels})
+    return LacssModel(cfg)
+
+
+def _recipe(model: Any, args: argparse.Namespace) -> tuple[float, int, int]:
+    """(lr, batch size, crop) -- the U-Net config carries the seed study's recipe."""
+    cfg = model.config
+    lr = args.lr or getattr(cfg, "lr", None) or 1e-3
+    batch = args.batch_size or getattr(cfg, "batch_size", None) or 4
+    crop = args.crop or getattr(cfg, "crop_size", None) or 256
+    if args.quick:
+        batch, crop = min(batch, 4), min(crop, 128)
+    return float(lr), int(batch), int(crop)
+
+
+def train_builtin(model: Any, items: list[Prepared], *, budget_s: float, lr: float, batch_size: int, crop: int, seed: int, device: torch.device) -> dict[str, Any]:
+    """Train ``model`` with AdamW on random crops until ``budget_s`` seconds have passed."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    t0, step, losses = time.perf_counter(), 0, []
+    while time.perf_counter() - t0 < budget_s:
+        loss, _ = model.training_loss(_batch(items, rng, batch_size, crop, device), step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        step += 1
+    tail = losses[-max(1, len(losses) // 10) :]
+    return {"steps": step, "train_s": time.perf_counter() - t0, "loss_first": losses[0] if losses else None, "loss_last": float(np.mean(tail)) if losses else None}
+
+
+def train_generic(name: str, train_dirs: list[str], in_channels: int, out_dir: Path, args: argparse.Namespace, seed: int) -> tuple[Any, dict]:
+    """Train through ``lociseg.train.loop.train``; the keys below are the only coupling to its config."""
+    from lociseg.train.checkpoint import load_checkpoint
+    from lociseg.train.config import ExperimentConfig
+    from lociseg.train.loop import train
+
+    spec = MODELS[name]
+    over: dict[str, Any] = {
+        "model_type": spec["type"],
+        "data.train": train_dirs,
+        "optim.seed": seed,
+        "optim.time_budget_min": args.budget_min,
+    }
+    if spec["type"] == "unet":
+        over.update({"unet.preset": spec["preset"], "unet.in_channels": in_channels, "unet.input.in_channels": in_channels})
+        if args.quick:
+            over.update({"unet.base_channels": 8, "unet.depth": 3})
+    else:
+        over.update({"lacss.mode": spec["mode"], "lacss.input.in_channels": in_channels})
+    cfg = ExperimentConfig().override(over)
+    result = train(cfg, out_dir, device=args.device, progress=False)
+    model = load_checkpoint(out_dir / "best" if (out_dir / "best").exists() else out_dir, device="cpu")
+    return model, dict(result or {})
+
+
+# --------------------------------------------------------------------------- prediction and metrics
+
+
+def _paste(instances: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Label image of the instances and the score of each label (index = label - 1)."""
+    scores = np.asarray(instances.scores, np.float32)
+    try:
+        from lociseg.predict.paste import paste_instances
+    except ImportError:
+        paste_instances = None
+    if paste_instances is not None:
+        labels, kept = paste_instances(instances, shape)
+        labels = np.asarray(labels)
+        per_label = np.ones(int(labels.max()), np.float32)
+        kept = np.asarray(kept)
+        per_label[: min(len(kept), len(per_label))] = scores[kept[: len(per_label)]]
+        return labels, per_label
+    out = np.zeros(shape, np.int32)
+    for k in np.argsort(scores, kind="stable"):  # higher scores painted last win overlaps
+        oy, ox = instances.origins[k]
+        ys, xs = np.nonzero(instances.masks[k] > 0.5)
+        ys, xs = ys + oy, xs + ox
+        ok = (ys >= 0) & (ys < shape[0]) & (xs >= 0) & (xs < shape[1])
+        out[ys[ok], xs[ok]] = k + 1
+    return out, scores
+
+
+def predict_labels(model: Any, sample: Any, input_spec: Any, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Label image at the original scale and per-label scores (index = label - 1)."""
+    from lociseg.predict.scale import rescale_image, rescale_labels
+
+    image = np.asarray(sample.image)
+    image = image[None] if image.ndim == 2 else image
+    d = _median_diameter(sample.labels) or input_spec.target_diameter
+    x = rescale_image(_normalize(image, input_spec.normalize_low, input_spec.normalize_high), input_spec.target_diameter / d)
+    model.eval()
+    with torch.no_grad():
+        inst = model.predict_instances(torch.from_numpy(np.ascontiguousarray(x))[None].to(device))
+    model.train()
+    small, per_label = _paste(inst, x.shape[1:])
+    return rescale_labels(small, image.shape[1:]), per_label
+
+
+def _iou_matrix(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    ng, npred = int(gt.max()), int(pred.max())
+    joint = np.bincount(gt.ravel().astype(np.int64) * (npred + 1) + pred.ravel(), minlength=(ng + 1) * (npred + 1)).reshape(ng + 1, npred + 1)
+    union = joint.sum(1)[:, None] + joint.sum(0)[None, :] - joint
+    return (joint / np.maximum(union, 1))[1:, 1:]
+
+
+def score_image(gt: np.ndarray, pred: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """Counts per IoU threshold and score-ranked matches at 0.5 (lociseg.metrics when installed)."""
+    try:
+        from lociseg.metrics import evaluate_image
+
+        r = evaluate_image(gt, pred, scores)
+        return {"lib": r}
+    except ImportError:
+        pass
+    iou = _iou_matrix(np.asarray(gt), np.asarray(pred)) if gt.max() and pred.max() else np.zeros((int(gt.max()), int(pred.max())))
+    tp = np.array([int((iou > t).sum()) for t in THRESHOLDS])  # IoU > 0.5 matches are unique
+    matched50 = (iou > 0.5).any(0) if iou.size else np.zeros(int(pred.max()), bool)
+    present = np.unique(pred[pred > 0]) - 1
+    return {
+        "n_gt": int(len(np.unique(gt[gt > 0]))),
+        "n_pred": int(len(present)),
+        "tp": tp,
+        "det_scores": scores[present] if len(present) else np.zeros(0),
+        "det_tp": matched50[present] if len(present) else np.zeros(0, bool),
+    }
+
+
+def aggregate_scores(per_image: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled F1 per threshold, AP50 (all-point interpolated, score-ranked) and AFNR."""
+    if per_image and "lib" in per_image[0]:
+        from lociseg.metrics import aggregate
+
+        a = aggregate([r["lib"] for r in per_image], by="sum")
+        f1 = a.get("per_threshold", {}).get("f1")
+        return {"f1_50": a["f1_50"], "ap50": a["ap50"], "afnr": a["afnr"], "f1_per_threshold": list(map(float, f1)) if f1 is not None else None}
+    n_gt = sum(r["n_gt"] for r in per_image)
+    n_pred = sum(r["n_pred"] for r in per_image)
+    tp = np.sum([r["tp"] for r in per_image], axis=0) if per_image else np.zeros(len(THRESHOLDS))
+    f1 = 2 * tp / max(n_gt + n_pred, 1)
+    fnr = 1 - tp / max(n_gt, 1)
+    s = np.concatenate([r["det_scores"] for r in per_image]) if per_image else np.zeros(0)
+    t = np.concatenate([r["det_tp"] for r in per_image]) if per_image else np.zeros(0, bool)
+    order = np.argsort(-s, kind="stable")
+    ctp = np.cumsum(t[order])
+    prec = ctp / np.arange(1, len(order) + 1)
+    rec = ctp / max(n_gt, 1)
+    # all-point interpolation: precision made monotone from the right
+    prec = np.maximum.accumulate(prec[::-1])[::-1] if len(prec) else prec
+    ap50 = float(np.sum(np.diff(np.concatenate([[0.0], rec])) * prec)) if len(prec) else 0.0
+    return {"f1_50": float(f1[0]), "ap50": ap50, "afnr": float(fnr.mean()), "f1_per_threshold": [float(v) for v in f1]}
+
+
+# --------------------------------------------------------------------------- driver
+
+
+@dataclass
+class RunResult:
+    dataset: str
+    model: str
+    train_data: str
+    seed: int
+    status: str = "ok"
+    f1_50: float | None = None
+    ap50: float | None = None
+    afnr: float | None = None
+    f1_per_threshold: list[float] | None = None
+    steps: int | None = None
+    train_s: float | None = None
+    n_train_images: int | None = None
+    n_test_images: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _synthetic(train: list[Any], factor: float, seed: int, cache: dict, key: tuple) -> list[Any]:
+    if key not in cache:
+        from lociseg.synth import cut_paste_synthesize
+
+        n = int(round(factor * len(train)))
+        cache[key] = cut_paste_synthesize(train, n_images=n, rng=seed, name_prefix=f"synth_{key[0]}") if n else []
+    return cache[key]
+
+
+def run_one(dataset: str, model_name: str, train_data: str, seed: int, args: argparse.Namespace, data: dict, synth_cache: dict) -> RunResult:
+    res = RunResult(dataset, model_name, train_data, seed)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    train, test = data[dataset]
+    samples = list(train)
+    if train_data == "original+synth":
+        samples += _synthetic(train, args.synth_factor, seed, synth_cache, (dataset, seed))
+    res.n_train_images, res.n_test_images = len(samples), len(test)
+    in_ch = int(np.asarray(samples[0].image).shape[0]) if np.asarray(samples[0].image).ndim == 3 else 1
+    # "auto" = the builtin loop for now: synthetic images live in memory and every model then
+    # gets exactly the same batches; "generic" writes them to a folder for lociseg.train.
+    use_generic = args.trainer == "generic"
+    try:
+        torch.manual_seed(seed)
+        if use_generic:
+            from lociseg.synth.io import write_sample
+
+            folder = Path(args.out) / "data" / f"{dataset}_{train_data}_{seed}"
+            for s in samples:
+                write_sample(folder, s)
+            model, info = train_generic(model_name, [str(folder)], in_ch, Path(args.out) / "runs" / f"{dataset}_{model_name}_{train_data}_{seed}", args, seed)
+            res.extra.update(info)
+        else:
+            model = _build_model(model_name, in_ch, args.quick)
+            lr, bs, crop = _recipe(model, args)
+            items = _prepare(samples, model.config.input, MODELS[model_name]["weak"])
+            info = train_builtin(model, items, budget_s=args.budget_min * 60, lr=lr, batch_size=bs, crop=crop, seed=seed, device=device)
+            res.steps, res.train_s = info["steps"], info["train_s"]
+            res.extra.update({"lr": lr, "batch_size": bs, "crop": crop, "loss_first": info["loss_first"], "loss_last": info["loss_last"]})
+        per_image = []
+        for s in test:
+            pred, scores = predict_labels(model, s, model.config.input, device)
+            per_image.append(score_image(np.asarray(s.labels), pred, scores))
+        agg = aggregate_scores(per_image)
+        res.f1_50, res.ap50, res.afnr, res.f1_per_threshold = agg["f1_50"], agg["ap50"], agg["afnr"], agg["f1_per_threshold"]
+    except (ImportError, ModuleNotFoundError) as exc:
+        res.status = f"unavailable: {exc}"
+    except Exception as exc:  # one failed run must not lose the others
+        res.status = f"failed: {exc.__class__.__name__}: {exc}"
+        log.debug(traceback.format_exc())
+    return res
+
+
+def _fmt(values: list[float]) -> str:
+    v = [x for x in values if x is not None and not math.isnan(x)]
+    if not v:
+        return "–"
+    return f"{np.mean(v):.3f}" + (f" ± {np.std(v):.3f}" if len(v) > 1 else "")
+
+
+def write_outputs(results: list[RunResult], out: Path, meta: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [r.__dict__ for r in results]
+    (out / "results.json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1, default=float))
+    cols = ["dataset", "model", "train_data", "seed", "status", "f1_50", "ap50", "afnr", "steps", "train_s", "n_train_images", "n_test_images"]
+    with open(out / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    lines = [
+        f"Model comparison ({meta['date']}; {meta['hardware']}; budget {meta['budget_min']} min/run; seeds {meta['seeds']})",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        "| data set | model | training data | F1@0.5 | AP50 | AFNR | steps | runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple, list[RunResult]] = {}
+    for r in results:
+        groups.setdefault((r.dataset, r.model, r.train_data), []).append(r)
+    for (ds, m, td), rs in groups.items():
+        ok = [r for r in rs if r.status == "ok"]
+        if not ok:
+            lines.append(f"| {ds} | {m} | {td} | – | – | – | – | {rs[0].status[:70]} |")
+            continue
+        steps = _fmt([float(r.steps) for r in ok if r.steps is not None]).split(" ")[0]
+        lines.append(f"| {ds} | {m} | {td} | {_fmt([r.f1_50 for r in ok])} | {_fmt([r.ap50 for r in ok])} | {_fmt([r.afnr for r in ok])} | {steps} | {len(ok)}/{len(rs)} |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib not installed: no F1-vs-IoU plots")
+        return
+    for ds in sorted({r.dataset for r in results}):
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        drawn = False
+        for (d, m, td), rs in groups.items():
+            curves = [r.f1_per_threshold for r in rs if d == ds and r.status == "ok" and r.f1_per_threshold]
+            if not curves:
+                continue
+            ax.plot(THRESHOLDS, np.mean(curves, axis=0), marker="o", ms=3, ls="-" if td == "original" else "--", label=f"{m} ({td})")
+            drawn = True
+        if drawn:
+            ax.set_xlabel("IoU threshold")
+            ax.set_ylabel("F1")
+            ax.set_ylim(0, 1)
+            ax.set_title(f"{ds}: F1 vs IoU threshold (mean over seeds)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            fig.savefig(out / f"f1_vs_iou_{ds}.png", dpi=100)
+        plt.close(fig)
+
+
+def _hardware() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{model}, torch threads {torch.get_num_threads()}{gpu}"
+
+
+def main(argv: list[str] | None = None) -> list[RunResult]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="bbbc018-cells,nuclei", help=f"comma list of {sorted(DATASETS)}")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {list(MODELS)}")
+    ap.add_argument("--train-data", default="original,original+synth", help="comma list of original, original+synth")
+    ap.add_argument("--budget-min", type=float, default=10.0, help="wall-clock training minutes per run (same for every model)")
+    ap.add_argument("--seeds", default="0", help="comma list of seeds")
+    ap.add_argument("--synth-factor", type=float, default=None, help="synthetic images per real one (default 5; 1 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="small networks, 128 px crops, few test images: a CPU smoke run")
+    ap.add_argument("--max-train", type=int, default=None, help="use the first N training images")
+    ap.add_argument("--max-test", type=int, default=None, help="score the first N test images (default all; 4 with --quick)")
+    ap.add_argument("--trainer", choices=["auto", "builtin", "generic"], default="auto")
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--crop", type=int, default=None)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/compare"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.synth_factor is None:
+        args.synth_factor = 1.0 if args.quick else 5.0
+    if args.max_test is None and args.quick:
+        args.max_test = 4
+    datasets = [d for d in args.datasets.split(",") if d]
+    models = [m for m in args.models.split(",") if m]
+    train_data = [t for t in args.train_data.split(",") if t]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    for name, pool in ((datasets, DATASETS), (models, MODELS), (train_data, ["original", "original+synth"])):
+        bad = [n for n in name if n not in pool]
+        if bad:
+            ap.error(f"unknown {bad}; choose from {list(pool)}")
+
+    data: dict[str, tuple[list, list]] = {}
+    results: list[RunResult] = []
+    for ds in datasets:
+        d = DATASETS[ds]
+        try:
+            train = [s for spec, split in d["train"] for s in _load(spec, split, d["channels"], args.max_train)]
+            test = [s for spec, split in d["test"] for s in _load(spec, split, d["channels"], args.max_test)]
+            train = [s for s in train if s.labels is not None]
+            test = [s for s in test if s.labels is not None]
+            if not train or not test:
+                raise RuntimeError("no labelled train or test images")
+            data[ds] = (train, test)
+            log.info("%s: %d train / %d test images", ds, len(train), len(test))
+        except Exception as exc:
+            log.warning("%s skipped: %s", ds, exc)
+            results += [RunResult(ds, m, t, s, status=f"unavailable: {exc}") for m in models for t in train_data for s in seeds]
+    synth_cache: dict = {}
+    combos = [(ds, m, t, s) for ds in data for t in train_data for m in models for s in seeds]
+    for i, (ds, m, t, s) in enumerate(combos, 1):
+        t0 = time.perf_counter()
+        r = run_one(ds, m, t, s, args, data, synth_cache)
+        results.append(r)
+        log.info("[%d/%d] %s %s %s seed %d: %s F1@0.5=%s AP50=%s AFNR=%s steps=%s (%.0f s)", i, len(combos), ds, m, t, s, r.status, r.f1_50, r.ap50, r.afnr, r.steps, time.perf_counter() - t0)
+    meta = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "hardware": _hardware(),
+        "budget_min": args.budget_min,
+        "seeds": seeds,
+        "command": " ".join(["python", "benchmarks/compare_models.py", *(argv if argv is not None else sys.argv[1:])]),
+        "quick": args.quick,
+        "synth_factor": args.synth_factor,
+    }
+    write_outputs(results, args.out, meta)
+    print((args.out / "results.md").read_text())
+    return results
+
+
+if __name__ == "__main__":
+    main()
