@@ -39,8 +39,9 @@ class UNetConfig(Config):
     Attributes
     ----------
     in_channels : int
-        Input channels; must equal ``input.in_channels`` (kept for backward
-        compatibility, the network reads ``input.in_channels``).
+        Input channels, kept equal to ``input.in_channels`` (the field the
+        network and the prediction code read): setting either one alone sets
+        both; two different non-default values are an error.
     input : InputSpec
         Channels, normalisation and model scale (shared with every model).
     base_channels : int
@@ -87,6 +88,13 @@ class UNetConfig(Config):
     weak_point_radius: float = 3.0
 
     def __post_init__(self) -> None:
+        default = type(self.input)().in_channels
+        if self.in_channels != self.input.in_channels:
+            # Setting either field alone is enough: the other follows it.
+            if self.input.in_channels == default:
+                self.input.in_channels = self.in_channels
+            elif self.in_channels == default:
+                self.in_channels = self.input.in_channels
         if self.in_channels != self.input.in_channels:
             raise ConfigError(
                 f"unet.in_channels ({self.in_channels}) differs from unet.input.in_channels "

@@ -31,8 +31,11 @@ def test_config_round_trip_and_channel_mismatch():
     cfg = _small(class_weights=[1.0, 2.0, 5.0])
     assert UNetConfig.from_yaml(cfg.to_yaml()) == cfg
     assert cfg.lr == 0.01 and cfg.batch_size == 5 and cfg.crop_size == 256  # the seed study's recipe
+    assert UNetConfig(in_channels=3).input.in_channels == 3
+    assert UNetConfig(input=InputSpec(in_channels=1)).in_channels == 1
+    assert UNetConfig().override({"input.in_channels": 4}).in_channels == 4
     with pytest.raises(ConfigError, match="in_channels"):
-        UNetConfig(in_channels=3)
+        UNetConfig(in_channels=3, input=InputSpec(in_channels=1))
     with pytest.raises(ConfigError, match="class_weights"):
         UNetConfig(class_weights=[1.0, 10.0])
 
