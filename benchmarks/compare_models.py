@@ -485,7 +485,8 @@ def write_outputs(results: list[RunResult], out: Path, meta: dict) -> None:
         if not ok:
             lines.append(f"| {ds} | {m} | {td} | – | – | – | – | {rs[0].status[:70]} |")
             continue
-        steps = _fmt([float(r.steps) for r in ok if r.steps is not None]).split(" ")[0]
+        n_steps = [r.steps for r in ok if r.steps is not None]
+        steps = str(int(np.mean(n_steps))) if n_steps else "–"
         lines.append(f"| {ds} | {m} | {td} | {_fmt([r.f1_50 for r in ok])} | {_fmt([r.ap50 for r in ok])} | {_fmt([r.afnr for r in ok])} | {steps} | {len(ok)}/{len(rs)} |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     try:
@@ -503,7 +504,8 @@ def write_outputs(results: list[RunResult], out: Path, meta: dict) -> None:
             curves = [r.f1_per_threshold for r in rs if d == ds and r.status == "ok" and r.f1_per_threshold]
             if not curves:
                 continue
-            ax.plot(THRESHOLDS, np.mean(curves, axis=0), marker="o", ms=3, ls="-" if td == "original" else "--", label=f"{m} ({td})")
+            colour = f"C{list(MODELS).index(m) % 10}"  # one colour per model, dashed = with synthetic data
+            ax.plot(THRESHOLDS, np.mean(curves, axis=0), marker="o", ms=3, color=colour, ls="-" if td == "original" else "--", label=f"{m} ({td})")
             drawn = True
         if drawn:
             ax.set_xlabel("IoU threshold")
