@@ -1,0 +1,178 @@
+"""``load_dataset``: one entry point for the shared data sets, folders and COCO files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import ConfigError, InputError
+from . import sources as S
+from .dataset import SegmentationDataset, default_data_root
+from .splits import SPLITS, load_split
+
+TARGETS = ("cells", "nuclei")
+
+__all__ = ["load_dataset", "DATASETS", "parse_spec"]
+
+# name -> (folder under the data root, stored split name or None)
+DATASETS = {
+    "bbbc018": ("bbbc018", "bbbc018"),
+    "dsb2018-test": ("dsb2018_stage1_test", "dsb2018-test"),
+    "dsb2018-train": ("dsb2018_stage1_train_subset", "dsb2018-train"),
+    "koyuncu": ("koyuncu_hoechst_nuclei", "koyuncu"),
+    "cellprofiler-human": ("cellprofiler_examples", None),
+    "cellprofiler-fly": ("cellprofiler_examples", None),
+}
+
+
+def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
+    """Split ``"name:target@split"`` into (name, target, split); either suffix may be missing.
+
+    Only known targets (cells, nuclei) and splits (train, val, test) are
+    split off, so paths containing ``:`` or ``@`` pass through unchanged.
+    """
+    base, split, target = spec, None, None
+    head, sep, tail = base.rpartition("@")
+    if sep and tail in SPLITS:
+        base, split = head, tail
+    head, sep, tail = base.rpartition(":")
+    if sep and tail in TARGETS:
+        base, target = head, tail
+    return base, target, split
+
+
+def load_dataset(
+    spec: str | os.PathLike,
+    *,
+    split: str | None = None,
+    root: str | os.PathLike | None = None,
+    channels: Sequence[int | str] | int | str | None = None,
+    target: str | None = None,
+) -> SegmentationDataset:
+    """Open a data set lazily.
+
+    Parameters
+    ----------
+    spec : str or path-like
+        A shared data set name: ``"bbbc018"`` (``"bbbc018:nuclei"`` for the
+        nucleus outlines), ``"dsb2018-test"``, ``"dsb2018-train"``,
+        ``"koyuncu"``, ``"cellprofiler-human"``, ``"cellprofiler-fly"``; a
+        folder (``images/`` + ``masks/``, Cellpose ``*_img``/``*_masks``
+        pairs, or images only); or a COCO/LIVECell ``.json`` file. A suffix
+        ``@train``/``@val``/``@test`` selects a stored split.
+    split : {"train", "val", "test"}, optional
+        Stored split (see :mod:`lociseg.data.splits`); overrides ``@split``.
+    root : path, optional
+        Data root for named data sets (default :func:`default_data_root`);
+        image folder for a COCO file.
+    channels : sequence of int or str, optional
+        Channels to load, in order, by name or index. Defaults:
+        BBBC018 ``("actin", "DNA")`` (of DNA / actin / pH3), Koyuncu
+        ``("blue",)``, DSB2018 one grey channel, CellProfiler human
+        ``("actin", "DNA")`` and fly ``("FITC", "DNA")``; folders: all.
+    target : {"cells", "nuclei"}, optional
+        BBBC018 label target (default ``"cells"``).
+
+    Returns
+    -------
+    SegmentationDataset
+    """
+    spec_str = os.fspath(spec)
+    base, spec_target, spec_split = parse_spec(spec_str)
+    split = split or spec_split
+    target = target or spec_target
+    if split is not None and split not in SPLITS:
+        raise ConfigError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    key = base.lower()
+    if key in DATASETS:
+        data_root = Path(root) if root is not None else default_data_root()
+        ds = _named(key, data_root / DATASETS[key][0], channels, target)
+        stored = DATASETS[key][1]
+        if split is not None:
+            if stored is None:
+                raise ConfigError(f"{key} is unlabelled and has no train/val/test split")
+            names = load_split(stored)[split]
+            ds = ds.subset(names, name=f"{ds.name}@{split}")
+            ds.info["split"] = split
+        return ds
+    path = Path(base)
+    if target is not None:
+        raise ConfigError(f"target={target!r} only applies to bbbc018")
+    if not path.exists():
+        raise InputError(f"unknown data set; use one of {sorted(DATASETS)}, a folder or a COCO .json file", path=path)
+    if path.is_file() and path.suffix.lower() == ".json":
+        ds = _coco(path, root, channels)
+    elif path.is_dir():
+        ds = _folder(path, channels)
+    else:
+        raise InputError("not a data set folder or COCO .json file", path=path)
+    if split is not None:
+        split_file = (path if path.is_dir() else path.parent) / "splits.json"
+        if not split_file.is_file():
+            raise ConfigError(f"split {split!r} requested but {split_file} does not exist")
+        import json
+
+        names = json.loads(split_file.read_text()).get(split, [])
+        ds = ds.subset(names, name=f"{ds.name}@{split}")
+    return ds
+
+
+def _named(key: str, folder: Path, channels, target) -> SegmentationDataset:
+    if not folder.is_dir():
+        raise InputError(f"data set {key!r} not found under the data root", path=folder)
+    if target is not None and key != "bbbc018":
+        raise ConfigError(f"target={target!r} only applies to bbbc018")
+    if key == "bbbc018":
+        target = target or "cells"
+        if target not in ("cells", "nuclei"):
+            raise ConfigError(f"bbbc018: target must be 'cells' or 'nuclei', got {target!r}")
+        idx = S.resolve_channels(channels, S.BBBC018_CHANNELS, ("actin", "DNA"), {"nuclei": "DNA", "cell": "actin"},
+                                 dataset=key)
+        loader = S.BBBC018Loader(folder, idx, target)
+        names = S.bbbc018_names(folder)
+        return SegmentationDataset(f"bbbc018:{target}", names, loader, [S.BBBC018_CHANNELS[i] for i in idx],
+                                   {"root": str(folder), "target": target})
+    if key.startswith("dsb2018"):
+        sub = folder / ("stage1_test" if key == "dsb2018-test" else "stage1_train")
+        idx = None if channels is None else S.resolve_channels(channels, S.DSB_CHANNELS, (), dataset=key)
+        loader = S.DSBLoader(sub, idx)
+        names = S.dsb_names(sub)
+        cn = ["grey"] if idx is None else [S.DSB_CHANNELS[i] for i in idx]
+        return SegmentationDataset(key, names, loader, cn, {"root": str(sub)})
+    if key == "koyuncu":
+        idx = S.resolve_channels(channels, S.KOYUNCU_CHANNELS, ("blue",), {"nuclei": "blue", "DNA": "blue"}, dataset=key)
+        return SegmentationDataset(key, S.koyuncu_names(folder), S.KoyuncuLoader(folder, idx),
+                                   [S.KOYUNCU_CHANNELS[i] for i in idx], {"root": str(folder)})
+    kind = key.split("-", 1)[1]
+    spec = S.CELLPROFILER[kind]
+    cnames = list(spec["channels"])
+    idx = S.resolve_channels(channels, cnames, spec["default"], spec["aliases"], dataset=key)
+    return SegmentationDataset(key, S.cellprofiler_names(folder, kind), S.CellProfilerLoader(folder, kind, idx),
+                               [cnames[i] for i in idx], {"root": str(folder)})
+
+
+def _folder(path: Path, channels) -> SegmentationDataset:
+    images, labels, annotations, layout = S.scan_folder(path)
+    if not images:
+        raise InputError("no images found (expected images/ + masks/, *_img/*_masks pairs, or image files)", path=path)
+    chans = None
+    if channels is not None:
+        chans = [channels] if isinstance(channels, (int, str)) else list(channels)
+        chans = [int(c) if isinstance(c, str) and c.isdigit() else c for c in chans]
+    loader = S.FolderLoader(images, labels, chans, None, annotations)
+    names = list(images)
+    first = loader(names[0])  # fail early on unreadable first file; gives the channel names
+    return SegmentationDataset(path.name, names, loader, first.meta["channel_names"],
+                               {"root": str(path), "layout": layout, "labelled": len(labels)})
+
+
+def _coco(path: Path, root, channels) -> SegmentationDataset:
+    from ..io import read_coco
+
+    coco = read_coco(path)
+    image_dir = S.find_coco_image_dir(path, coco, Path(root) if root is not None else None)
+    chans = None if channels is None else ([channels] if isinstance(channels, (int, str)) else list(channels))
+    loader = S.CocoLoader(str(path), str(image_dir), chans, coco)
+    names = [im["file_name"] for im in coco["images"]]
+    return SegmentationDataset(path.stem, names, loader, [], {"root": str(image_dir), "coco": str(path)})

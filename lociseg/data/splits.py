@@ -1,0 +1,105 @@
+"""Fixed train / val / test splits of the shared data sets.
+
+The splits are stored as JSON in ``lociseg/data/splits/<dataset>.json`` so
+every run and every teammate uses the same lists; :func:`make_splits`
+documents (and regenerates) the rules:
+
+* ``bbbc018``: the 14 phenotype samples of four consecutive well indices
+  (10779 is unlabelled and left out). In sample ``g`` (0..13, in order of
+  well index) the field at position ``g % n`` goes to test and the field at
+  ``(g + 1) % n`` to val (n = labelled fields of the sample, 4 or 3); the rest
+  train. Rotating the position avoids always testing on the first field.
+  14 test, 14 val, 27 train.
+* ``koyuncu``: the source README's lists. Test = its 27 test images.
+  Val = the last README training image of each cell line (23, 39). Train =
+  the other 8 README training images plus the four dense images 8, 9, 10,
+  22 that the README leaves out of both lists (kept out of test so test
+  results compare with the papers).
+* ``dsb2018-test``: all 65 stage-1 test images are ``test``.
+* ``dsb2018-train``: 20 stage-1 train images; a seeded permutation
+  (``numpy.random.default_rng(2018)``) of the sorted ImageIds: first 4 val,
+  rest train.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+SPLIT_DIR = Path(__file__).parent / "splits"
+SPLITS = ("train", "val", "test")
+
+KOYUNCU_TRAIN = [1, 3, 7, 15, 23, 27, 28, 33, 35, 39]
+KOYUNCU_TEST = [2, 4, 5, 6, 11, 12, 13, 14, 16, 17, 18, 19, 20, 21, 24, 25,
+                26, 29, 30, 31, 32, 34, 36, 37, 38, 40, 41]
+KOYUNCU_DENSE = [8, 9, 10, 22]
+KOYUNCU_VAL = [23, 39]
+
+__all__ = ["load_split", "make_splits", "split_names", "SPLITS"]
+
+
+def load_split(dataset: str) -> dict[str, list[str]]:
+    """The stored ``{"train": [...], "val": [...], "test": [...]}`` name lists of a data set.
+
+    Parameters
+    ----------
+    dataset : str
+        ``"bbbc018"``, ``"koyuncu"``, ``"dsb2018-test"`` or ``"dsb2018-train"``.
+    """
+    path = SPLIT_DIR / f"{dataset}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in SPLIT_DIR.glob("*.json"))
+        raise ConfigError(f"no stored split for data set {dataset!r}; splits exist for {known}")
+    data = json.loads(path.read_text())
+    return {k: list(data.get(k, [])) for k in SPLITS}
+
+
+def split_names(dataset: str, split: str) -> list[str]:
+    """Names in one split of a data set."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    return load_split(dataset)[split]
+
+
+def _bbbc018_split(root: Path) -> dict[str, list[str]]:
+    from .sources import BBBC018_GROUPS, bbbc018_group, bbbc018_names
+
+    names = bbbc018_names(root / "bbbc018", labelled_only=True)
+    out: dict[str, list[str]] = {k: [] for k in SPLITS}
+    for g, group in enumerate(BBBC018_GROUPS):
+        fields = [n for n in names if bbbc018_group(n) == group]
+        n = len(fields)
+        for i, f in enumerate(fields):
+            out["test" if i == g % n else "val" if i == (g + 1) % n else "train"].append(f)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def make_splits(root: Path) -> dict[str, dict[str, list[str]]]:
+    """Compute every stored split from the data under ``root`` (rules in the module docstring)."""
+    from .sources import dsb_names
+
+    splits = {"bbbc018": _bbbc018_split(root)}
+    train = sorted(set(KOYUNCU_TRAIN) - set(KOYUNCU_VAL)) + KOYUNCU_DENSE
+    splits["koyuncu"] = {
+        "train": [str(i) for i in sorted(train)],
+        "val": [str(i) for i in KOYUNCU_VAL],
+        "test": [str(i) for i in KOYUNCU_TEST],
+    }
+    test_ids = dsb_names(root / "dsb2018_stage1_test" / "stage1_test")
+    splits["dsb2018-test"] = {"train": [], "val": [], "test": test_ids}
+    ids = dsb_names(root / "dsb2018_stage1_train_subset" / "stage1_train")
+    order = np.random.default_rng(2018).permutation(len(ids))
+    val = sorted(ids[i] for i in order[:4])
+    splits["dsb2018-train"] = {"train": sorted(set(ids) - set(val)), "val": val, "test": []}
+    return splits
+
+
+def write_splits(root: Path, folder: Path = SPLIT_DIR) -> None:
+    """Regenerate the JSON files (maintainers only; the files are committed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, split in make_splits(root).items():
+        (folder / f"{name}.json").write_text(json.dumps(split, indent=1) + "\n")

@@ -1,0 +1,284 @@
+"""COCO instance annotations (as used by LIVECell) to and from label images.
+
+Segmentations may be polygons (``[[x0, y0, x1, y1, ...], ...]``) or run-length
+encodings, uncompressed (``{"counts": [...], "size": [h, w]}``) or compressed
+(``counts`` as the COCO string). COCO RLE runs alternate background and
+object, start with background and go column-major (Fortran order).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import InputError
+
+PathLike = str | os.PathLike
+
+__all__ = [
+    "labels_to_coco",
+    "coco_to_labels",
+    "read_coco",
+    "coco_rle_encode",
+    "coco_rle_decode",
+    "mask_to_polygons",
+]
+
+
+# ------------------------------------------------------------------ RLE
+
+
+def _counts_to_string(counts: list[int]) -> str:
+    """COCO's compact string form of RLE counts (6-bit chars, differences for i > 2)."""
+    chars = []
+    for i, c in enumerate(counts):
+        x = int(c) - (int(counts[i - 2]) if i > 2 else 0)
+        more = True
+        while more:
+            ch = x & 0x1F
+            x >>= 5  # arithmetic shift keeps the sign for negative differences
+            more = x != -1 if ch & 0x10 else x != 0
+            if more:
+                ch |= 0x20
+            chars.append(chr(ch + 48))
+    return "".join(chars)
+
+
+def _string_to_counts(s: str) -> list[int]:
+    counts: list[int] = []
+    p = 0
+    while p < len(s):
+        x = k = 0
+        more = True
+        while more:
+            if p >= len(s):
+                raise ValueError("truncated compressed RLE string")
+            ch = ord(s[p]) - 48
+            x |= (ch & 0x1F) << (5 * k)
+            more = bool(ch & 0x20)
+            p += 1
+            k += 1
+            if not more and ch & 0x10:
+                x |= -1 << (5 * k)  # sign-extend
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def coco_rle_encode(mask: np.ndarray, *, compressed: bool = True) -> dict[str, Any]:
+    """Encode a binary (H, W) mask as COCO RLE.
+
+    Parameters
+    ----------
+    mask : (H, W) ndarray
+    compressed : bool
+        Counts as the compact COCO string (what ``pycocotools`` writes)
+        instead of a list of integers.
+
+    Returns
+    -------
+    rle : dict with ``size`` [H, W] and ``counts``.
+    """
+    m = np.asarray(mask) > 0
+    flat = m.ravel(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0] + counts  # runs start with background
+    if not flat.size:
+        counts = []
+    return {"size": [int(m.shape[0]), int(m.shape[1])], "counts": _counts_to_string(counts) if compressed else counts}
+
+
+def coco_rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
+    """Decode a COCO RLE (compressed or not) into a boolean (H, W) mask."""
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    if isinstance(counts, str):
+        counts = _string_to_counts(counts)
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.size and (counts.min() < 0 or counts.sum() != h * w):
+        raise ValueError(f"RLE counts sum to {counts.sum()}, expected {h * w}")
+    values = np.zeros(counts.size, bool)
+    values[1::2] = True
+    return np.repeat(values, counts).reshape((h, w), order="F")
+
+
+# -------------------------------------------------------------- polygons
+
+
+def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 0.0) -> list[list[float]]:
+    """Outer boundary polygon(s) of a binary mask, as COCO ``[x0, y0, x1, y1, ...]`` lists.
+
+    The contour runs along pixel edges (corners at half-integers), so
+    rasterising it again (pixel centres inside) gives back the mask; holes are
+    not represented, as in COCO polygons.
+    """
+    from skimage import measure
+
+    m = np.asarray(mask) > 0
+    # Upsample 2x so the 0.5-level contour lies on pixel edges, not centres.
+    big = np.kron(np.pad(m, 1), np.ones((2, 2), bool)).astype(np.float32)
+    polys = []
+    for contour in measure.find_contours(big, 0.5):
+        if tolerance > 0:
+            contour = measure.approximate_polygon(contour, tolerance)
+        if len(contour) < 3:
+            continue
+        yx = contour / 2.0 - 1.25  # upsampled (padded) -> original pixel coordinates
+        # only outer boundaries: skip contours enclosing background (holes)
+        area = 0.5 * np.sum(yx[:-1, 1] * yx[1:, 0] - yx[1:, 1] * yx[:-1, 0])
+        if area == 0:
+            continue
+        polys.append((abs(area), np.stack([yx[:, 1], yx[:, 0]], 1).ravel().round(2).tolist(), area > 0))
+    if not polys:
+        return []
+    # find_contours orients outer boundaries and holes oppositely; the largest is outer
+    outer_sign = max(polys)[2]
+    return [p for a, p, s in polys if s == outer_sign]
+
+
+def _rasterize_polygons(polygons: list[list[float]], shape: tuple[int, int]) -> np.ndarray:
+    from skimage.draw import polygon as draw_polygon
+
+    m = np.zeros(shape, bool)
+    for poly in polygons:
+        xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+        rr, cc = draw_polygon(xy[:, 1], xy[:, 0], shape)
+        m[rr, cc] = True
+    return m
+
+
+def _segmentation_mask(seg: Any, shape: tuple[int, int]) -> np.ndarray:
+    if isinstance(seg, list):
+        return _rasterize_polygons(seg, shape)
+    if isinstance(seg, Mapping) and "counts" in seg:
+        m = coco_rle_decode(seg)
+        if m.shape != tuple(shape):
+            raise ValueError(f"RLE size {m.shape} differs from image size {shape}")
+        return m
+    raise ValueError(f"unknown segmentation format {type(seg).__name__}")
+
+
+# -------------------------------------------------------------- public
+
+
+def labels_to_coco(
+    labels_by_name: Mapping[str, np.ndarray],
+    *,
+    encoding: Literal["polygon", "rle", "rle-uncompressed"] = "polygon",
+    category: str = "cell",
+) -> dict[str, Any]:
+    """Convert label images to a COCO instance-segmentation dictionary.
+
+    Parameters
+    ----------
+    labels_by_name : mapping of file name to (H, W) label image
+        Image ids are assigned 1, 2, ... in this order; each object becomes
+        one annotation.
+    encoding : {"polygon", "rle", "rle-uncompressed"}
+        Polygons (LIVECell style; holes are lost) or RLE (exact).
+    category : str
+        Name of the single category.
+
+    Returns
+    -------
+    coco : dict with ``images``, ``annotations`` and ``categories``
+        (``json.dump`` it to write a file).
+    """
+    from scipy import ndimage as ndi
+
+    images, annotations = [], []
+    ann_id = 1
+    for image_id, (name, labels) in enumerate(labels_by_name.items(), start=1):
+        labels = np.asarray(labels)
+        h, w = labels.shape
+        images.append({"id": image_id, "file_name": str(name), "height": int(h), "width": int(w)})
+        objects = ndi.find_objects(labels.astype(np.int64))
+        for k, sl in enumerate(objects, start=1):
+            if sl is None:
+                continue
+            mask = labels == k
+            ys, xs = sl
+            if encoding == "polygon":
+                local = mask[sl]
+                segmentation = [
+                    [v + (xs.start if i % 2 == 0 else ys.start) for i, v in enumerate(poly)]
+                    for poly in mask_to_polygons(local)
+                ]
+            elif encoding in ("rle", "rle-uncompressed"):
+                segmentation = coco_rle_encode(mask, compressed=encoding == "rle")
+            else:
+                raise ValueError(f"unknown encoding {encoding!r}")
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "segmentation": segmentation,
+                    "area": int(mask.sum()),
+                    "bbox": [int(xs.start), int(ys.start), int(xs.stop - xs.start), int(ys.stop - ys.start)],
+                    "iscrowd": 0,
+                }
+            )
+            ann_id += 1
+    return {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": category}]}
+
+
+def read_coco(path: PathLike) -> dict[str, Any]:
+    """Load a COCO JSON file, checking it has ``images`` and ``annotations``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", path=path)
+    try:
+        coco = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid JSON ({exc})", path=path) from None
+    if not isinstance(coco, dict) or "images" not in coco or "annotations" not in coco:
+        raise InputError("not a COCO file (needs 'images' and 'annotations')", path=path)
+    return coco
+
+
+def coco_to_labels(coco: Mapping[str, Any], image_id: int | str) -> np.ndarray:
+    """Instance label image of one image of a COCO dictionary.
+
+    Parameters
+    ----------
+    coco : dict
+        COCO instance annotations (e.g. from :func:`read_coco`).
+    image_id : int or str
+        The image's ``id`` or its ``file_name``.
+
+    Returns
+    -------
+    labels : (H, W) int32 ndarray
+        Annotations in file order get labels 1..N; where annotations overlap
+        (LIVECell has a few) the later one wins. Crowd annotations are skipped.
+    """
+    images = coco.get("images", [])
+    info = next((im for im in images if im.get("id") == image_id or im.get("file_name") == image_id), None)
+    if info is None:
+        raise InputError(f"image {image_id!r} not in the COCO annotations")
+    shape = (int(info["height"]), int(info["width"]))
+    labels = np.zeros(shape, np.int32)
+    k = 0
+    for ann in coco.get("annotations", []):
+        if ann.get("image_id") != info["id"] or ann.get("iscrowd", 0):
+            continue
+        try:
+            mask = _segmentation_mask(ann["segmentation"], shape)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"annotation {ann.get('id')}: {exc}") from None
+        if mask.any():
+            k += 1
+            labels[mask] = k
+    return labels

@@ -1,0 +1,415 @@
+"""Reading microscopy images as (C, H, W) arrays and normalising them.
+
+Every reader returns the channel axis first and keeps the native dtype, so
+callers choose how to scale. Problems a user can fix (missing, truncated or
+oddly shaped files, unknown channel names) raise :class:`InputError` naming
+the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+PathLike = str | os.PathLike
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES + (".npy", ".dib")
+
+# Cellomics DIB: 40-byte BITMAPINFOHEADER + 12 bytes of colour masks, then pixels.
+_DIB_OFFSET = 52
+
+__all__ = ["read_image", "read_image_metadata", "normalize_percentile", "IMAGE_SUFFIXES"]
+
+
+def _suffix(path: Path) -> str:
+    return path.suffix.lower()
+
+
+# --------------------------------------------------------------------------- DIB
+
+
+def _dib_header(path: Path) -> tuple[int, int, int]:
+    """(height, width, bits per pixel) from a Cellomics DIB header, checked against the file size."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(_DIB_OFFSET)
+    if len(head) < _DIB_OFFSET:
+        raise InputError(f"truncated DIB file ({size} bytes, header needs {_DIB_OFFSET})", path=path)
+    hsize, width, height, _, bpp, compression = struct.unpack("<IiiHHI", head[:20])
+    if hsize != 40 or width <= 0 or height == 0 or bpp != 16 or compression not in (0, 3):
+        raise InputError(
+            f"not a 16-bit Cellomics DIB (header size {hsize}, {width}x{height}, {bpp} bpp, compression {compression})",
+            path=path,
+        )
+    expected = _DIB_OFFSET + width * abs(height) * 2
+    if size != expected:
+        raise InputError(f"DIB file has {size} bytes, expected {expected} for {abs(height)}x{width} 16-bit pixels", path=path)
+    return abs(height), width, bpp
+
+
+def _read_dib(path: Path) -> np.ndarray:
+    h, w, _ = _dib_header(path)
+    # Row order already matches the BBBC018 outlines; BMP readers would flip it.
+    return np.fromfile(path, "<u2", offset=_DIB_OFFSET).reshape(1, h, w)
+
+
+# -------------------------------------------------------------------------- TIFF
+
+
+def _ome_info(xml: str | None) -> dict[str, Any]:
+    """Channel names and pixel size (µm) from OME-XML."""
+    out: dict[str, Any] = {"channel_names": None, "pixel_size": None}
+    if not xml:
+        return out
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return out
+    pixels = next((el for el in root.iter() if el.tag.endswith("}Pixels") or el.tag == "Pixels"), None)
+    if pixels is None:
+        return out
+    names = [ch.get("Name") for ch in pixels if ch.tag.endswith("Channel")]
+    if names and all(names):
+        out["channel_names"] = names
+    scale = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6, "Å": 1e-4}
+    sizes = []
+    for ax in ("Y", "X"):
+        value = pixels.get(f"PhysicalSize{ax}")
+        unit = pixels.get(f"PhysicalSize{ax}Unit", "µm")
+        sizes.append(float(value) * scale.get(unit, 1.0) if value is not None else None)
+    if all(s is not None for s in sizes):
+        out["pixel_size"] = tuple(sizes)
+    return out
+
+
+def _imagej_info(tif: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"channel_names": None, "pixel_size": None}
+    meta = tif.imagej_metadata or {}
+    labels = meta.get("Labels")
+    if isinstance(labels, (list, tuple)) and labels:
+        out["channel_names"] = [str(v) for v in labels]
+    unit = str(meta.get("unit", "")).replace("\\u00B5", "µ").lower()
+    factor = {"micron": 1.0, "microns": 1.0, "µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3}.get(unit)
+    page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+    tags = page.tags
+    if factor is not None and "XResolution" in tags and "YResolution" in tags:
+        xr, yr = tags["XResolution"].value, tags["YResolution"].value
+        if xr[0] and yr[0]:
+            out["pixel_size"] = (factor * yr[1] / yr[0], factor * xr[1] / xr[0])
+    return out
+
+
+def _tiff_series(path: Path) -> tuple[Any, str, dict[str, Any]]:
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except (tifffile.TiffFileError, ValueError, OSError, struct.error) as exc:
+        raise InputError(f"unreadable TIFF ({exc})", path=path) from None
+    if not tif.series:
+        tif.close()
+        raise InputError("TIFF file holds no image", path=path)
+    series = tif.series[0]
+    info = _ome_info(tif.ome_metadata) if tif.is_ome else _imagej_info(tif) if tif.is_imagej else {
+        "channel_names": None,
+        "pixel_size": None,
+    }
+    return tif, series.axes, info
+
+
+def _canonical_axes(
+    data: np.ndarray, axes: str, path: Path, *, z: int | None, t: int | None
+) -> tuple[np.ndarray, str]:
+    """Move a TIFF series to (C, Y, X), squeezing singleton and selected T/Z planes."""
+    axes = axes.upper()
+    if "Y" not in axes or "X" not in axes:
+        raise InputError(f"TIFF series has axes {axes!r} without both Y and X", path=path)
+    for ax, index in (("T", t), ("Z", z)):
+        if ax not in axes:
+            if index not in (None, 0):
+                raise InputError(f"plane {ax}={index} requested but the image has no {ax} axis", path=path)
+            continue
+        i = axes.index(ax)
+        n = data.shape[i]
+        if index is None:
+            if n != 1:
+                what = "a Z-stack" if ax == "Z" else "a time series"
+                raise InputError(f"{what} with {n} planes; choose one plane ({ax.lower()}=...)", path=path)
+            index = 0
+        if not -n <= index < n:
+            raise InputError(f"plane {ax}={index} out of range (0..{n - 1})", path=path)
+        data = np.take(data, index, axis=i)
+        axes = axes.replace(ax, "")
+    # S (RGB samples) and C are channels; any other leftover axis (Q, I, ...)
+    # from plain multi-page TIFFs is taken to be channels too.
+    chan = [a for a in axes if a not in "YX"]
+    order = chan + ["Y", "X"]
+    data = np.transpose(data, [axes.index(a) for a in order])
+    h, w = data.shape[-2:]
+    data = data.reshape(-1, h, w)
+    return data, "".join(order)
+
+
+# ----------------------------------------------------------------------- PIL
+
+
+def _read_pil(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif mode in ("CMYK", "YCbCr", "HSV", "LAB"):
+                im = im.convert("RGB")
+            elif mode == "1":
+                im = im.convert("L")
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"unreadable image ({exc})", path=path) from None
+    if arr.ndim == 2:
+        return arr[None]
+    if arr.shape[-1] in (2, 4):  # LA / RGBA: drop alpha
+        arr = arr[..., :-1]
+    return np.ascontiguousarray(np.moveaxis(arr, -1, 0))
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"unreadable .npy file ({exc})", path=path) from None
+    if arr.ndim == 2:
+        return arr[None]
+    if arr.ndim == 3:
+        # channels-last only when the last axis is clearly a colour axis
+        if arr.shape[-1] <= 4 < arr.shape[0]:
+            arr = np.moveaxis(arr, -1, 0)
+        return np.ascontiguousarray(arr)
+    raise InputError(f".npy array has shape {arr.shape}; expected (H, W), (C, H, W) or (H, W, C)", path=path)
+
+
+# ----------------------------------------------------------------------- public
+
+
+def _select_channels(
+    image: np.ndarray,
+    channels: Sequence[int | str] | int | str | None,
+    names: Sequence[str] | None,
+    path: Path | None,
+) -> np.ndarray:
+    if channels is None:
+        return image
+    if isinstance(channels, (int, np.integer, str)):
+        channels = [channels]
+    index = []
+    lower = [n.lower() for n in names] if names else None
+    for c in channels:
+        if isinstance(c, str):
+            if lower is None:
+                raise InputError(f"channel {c!r} given by name but the image has no channel names", path=path)
+            if c.lower() not in lower:
+                raise InputError(f"no channel named {c!r}; channels are {list(names or [])}", path=path)
+            index.append(lower.index(c.lower()))
+        else:
+            c = int(c)
+            if not -image.shape[0] <= c < image.shape[0]:
+                raise InputError(f"channel index {c} out of range for {image.shape[0]} channel(s)", path=path)
+            index.append(c)
+    return image[index]
+
+
+def read_image(
+    path: PathLike,
+    *,
+    channels: Sequence[int | str] | int | str | None = None,
+    channel_names: Sequence[str] | None = None,
+    z: int | None = None,
+    t: int | None = None,
+) -> np.ndarray:
+    """Read a 2-D (multi-channel) image as a (C, H, W) array of its native dtype.
+
+    Parameters
+    ----------
+    path : str or path-like
+        TIFF / OME-TIFF (tifffile), PNG / JPEG / BMP (Pillow), ``.npy`` or a
+        Cellomics ``.DIB`` (BBBC018) file.
+    channels : sequence of int or str, optional
+        Channels to keep, in this order, by index or by name. Names match
+        (case-insensitively) ``channel_names`` when given, else the channel
+        names stored in OME or ImageJ metadata.
+    channel_names : sequence of str, optional
+        Names of the file's channels, for files without metadata.
+    z, t : int, optional
+        Plane to take from a Z-stack or time series. Singleton Z/T axes are
+        squeezed; stacks with more planes need an explicit choice.
+
+    Returns
+    -------
+    image : (C, H, W) ndarray
+        Grey images have C = 1; RGB files C = 3 (alpha is dropped).
+
+    Raises
+    ------
+    InputError
+        The file is missing, unreadable, truncated, not 2-D, or a channel
+        does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file" if not path.exists() else "not a file", path=path)
+    suffix = _suffix(path)
+    names: Sequence[str] | None = channel_names
+    if suffix in TIFF_SUFFIXES:
+        tif, axes, info = _tiff_series(path)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                data = tif.series[0].asarray()
+        except Exception as exc:  # tifffile raises many types on corrupt data
+            raise InputError(f"unreadable TIFF data ({exc.__class__.__name__}: {exc})", path=path) from None
+        finally:
+            tif.close()
+        image, _ = _canonical_axes(data, axes, path, z=z, t=t)
+        if names is None:
+            names = info["channel_names"]
+    elif suffix == ".dib":
+        image = _read_dib(path)
+    elif suffix == ".npy":
+        image = _read_npy(path)
+    elif suffix in PIL_SUFFIXES:
+        image = _read_pil(path)
+    else:
+        # unknown suffix: let Pillow try before giving up
+        image = _read_pil(path)
+    if names is not None and len(names) != image.shape[0]:
+        if channel_names is not None:
+            raise InputError(f"{len(names)} channel names given for {image.shape[0]} channel(s)", path=path)
+        names = None  # stale metadata: ignore rather than mislabel
+    if image.shape[-1] == 0 or image.shape[-2] == 0:
+        raise InputError(f"image is empty (shape {image.shape})", path=path)
+    return _select_channels(image, channels, names, path)
+
+
+def read_image_metadata(path: PathLike) -> dict[str, Any]:
+    """Shape, dtype, axes, channel names and pixel size of an image file without reading its pixels.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Any file :func:`read_image` reads.
+
+    Returns
+    -------
+    meta : dict
+        ``shape`` and ``axes`` of the stored array (TIFF series axes, e.g.
+        ``"CYX"``; ``"YXS"`` for RGB), ``dtype`` (str), ``channels`` (number of
+        channels after :func:`read_image`), ``channel_names`` (list or None),
+        ``pixel_size`` ((y, x) in µm, or None) and ``format``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", path=path)
+    suffix = _suffix(path)
+    meta: dict[str, Any] = {"path": str(path), "channel_names": None, "pixel_size": None}
+    if suffix in TIFF_SUFFIXES:
+        tif, axes, info = _tiff_series(path)
+        try:
+            series = tif.series[0]
+            shape, dtype = tuple(series.shape), str(series.dtype)
+            fmt = "ome-tiff" if tif.is_ome else "imagej-tiff" if tif.is_imagej else "tiff"
+        finally:
+            tif.close()
+        meta.update(info)
+        channels = int(np.prod([n for a, n in zip(axes, shape) if a not in "YXZT"] or [1]))
+        meta.update(format=fmt, shape=shape, axes=axes, dtype=dtype, channels=channels)
+    elif suffix == ".dib":
+        h, w, _ = _dib_header(path)
+        meta.update(format="dib", shape=(h, w), axes="YX", dtype="uint16", channels=1)
+    elif suffix == ".npy":
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"unreadable .npy file ({exc})", path=path) from None
+        axes = {2: "YX", 3: "YXC" if arr.shape[-1] <= 4 < arr.shape[0] else "CYX"}.get(arr.ndim, "?")
+        meta.update(format="npy", shape=tuple(arr.shape), axes=axes, dtype=str(arr.dtype),
+                    channels=1 if arr.ndim == 2 else arr.shape[axes.index("C")])
+    else:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                mode, (w, h) = im.mode, im.size
+        except (UnidentifiedImageError, OSError) as exc:
+            raise InputError(f"unreadable image ({exc})", path=path) from None
+        bands = {"L": 1, "1": 1, "I": 1, "I;16": 1, "F": 1, "LA": 1, "RGBA": 3, "RGB": 3, "P": 3}.get(mode, 3)
+        dtype = {"I;16": "uint16", "I": "int32", "F": "float32", "1": "bool"}.get(mode, "uint8")
+        meta.update(format=path.suffix.lower().lstrip(".") or "image",
+                    shape=(h, w) if bands == 1 else (h, w, bands), axes="YX" if bands == 1 else "YXS",
+                    dtype=dtype, channels=bands, mode=mode)
+        # PNG/JPEG "dpi" is a print resolution, not a physical pixel size: not reported
+    return meta
+
+
+def normalize_percentile(
+    image: np.ndarray,
+    low: float = 1.0,
+    high: float = 99.8,
+    *,
+    axis: int | tuple[int, ...] = (-2, -1),
+    eps: float = 1e-6,
+) -> np.ndarray:
+    """Map the ``low`` and ``high`` percentiles of each channel to 0 and 1.
+
+    Parameters
+    ----------
+    image : ndarray
+        Typically (C, H, W); percentiles are taken over ``axis``.
+    low, high : float
+        Percentiles (0-100) mapped to 0 and 1; values outside are not clipped.
+    axis : int or tuple of int
+        Axes the percentiles are computed over (default: the two spatial axes,
+        so each channel is scaled on its own).
+    eps : float
+        Smallest range; a constant channel maps to zeros instead of NaN.
+
+    Returns
+    -------
+    out : float32 ndarray of the same shape.
+
+    Raises
+    ------
+    InputError
+        The image contains NaN or infinite values, or is empty.
+    """
+    if not 0 <= low < high <= 100:
+        raise ValueError(f"need 0 <= low < high <= 100, got low={low}, high={high}")
+    x = np.asarray(image)
+    if x.size == 0:
+        raise InputError(f"image is empty (shape {x.shape})")
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise InputError("image contains NaN or infinite values")
+    lo, hi = np.percentile(x, [low, high], axis=axis, keepdims=True).astype(np.float32)
+    out = (x - lo) / np.maximum(hi - lo, np.float32(eps))
+    return out.astype(np.float32, copy=False)
+
+
+def image_suffix_ok(path: PathLike) -> bool:
+    """Whether the file name looks like an image :func:`read_image` reads."""
+    name = Path(path).name.lower()
+    return bool(re.search(r"\.(tiff?|btf|tf8|png|jpe?g|bmp|gif|webp|npy|dib)$", name))
