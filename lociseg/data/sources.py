@@ -92,7 +92,9 @@ def _bbbc018_outline(path: Path) -> np.ndarray:
     return raw == 255 if path.name == "17675-nuclei.png" else raw > 0
 
 
-def bbbc018_labels(root: Path, well: str, target: str = "cells", *, min_size: int = 15) -> np.ndarray:
+def bbbc018_labels(
+    root: Path, well: str, target: str = "cells", *, min_size: int = 15, min_nucleus_fraction: float = 0.25
+) -> np.ndarray:
     """Instance labels of one BBBC018 field filled from its hand-drawn outlines.
 
     Parameters
@@ -104,6 +106,9 @@ def bbbc018_labels(root: Path, well: str, target: str = "cells", *, min_size: in
     target : {"cells", "nuclei"}
     min_size : int
         Enclosed regions below this many pixels are gaps between outlines.
+    min_nucleus_fraction : float
+        A cell region is kept when it holds at least this fraction of the
+        area of some outlined nucleus.
 
     Returns
     -------
@@ -111,10 +116,15 @@ def bbbc018_labels(root: Path, well: str, target: str = "cells", *, min_size: in
 
     Notes
     -----
-    See :func:`lociseg.io.outlines_to_labels` for the filling. For cells, the
-    enclosed regions without any nucleus pixel are background pockets
-    between touching cells and are dropped; the outline pixels are then
-    given to the neighbouring cells.
+    See :func:`lociseg.io.outlines_to_labels` for the filling. Cell outlines
+    also enclose background pockets between touching cells; those touch
+    nuclei by a few pixels at most, whereas a real cell holds most of its
+    nucleus (or, when a cell outline cuts a nucleus, a sizeable part), hence
+    the ``min_nucleus_fraction`` rule. The outline pixels are then given to
+    the neighbouring kept cells. Measured on the 55 labelled fields: 6,815
+    nuclei and 6,396 cells (the data README estimates 6,404 cells by a
+    simpler rule); 107 nuclei lie in no cell, about a third of them near the
+    image border.
     """
     folder = Path(root) / "BBBC018_v1_outlines"
     nuclei = outlines_to_labels(_bbbc018_outline(folder / f"{well}-nuclei.png"), min_size=min_size)
@@ -124,10 +134,17 @@ def bbbc018_labels(root: Path, well: str, target: str = "cells", *, min_size: in
         raise ConfigError(f"bbbc018: target must be 'cells' or 'nuclei', got {target!r}")
     line = _bbbc018_outline(folder / f"{well}-cells.png")
     cells = outlines_to_labels(line, min_size=min_size, max_fill_distance=0)  # interiors only
-    has_nucleus = np.bincount(cells[nuclei > 0], minlength=cells.max() + 1) > 0
-    has_nucleus[0] = False
+    if nuclei.max() == 0 or cells.max() == 0:
+        return np.zeros_like(cells)
+    inside = nuclei > 0
+    overlap = np.zeros((cells.max() + 1, nuclei.max() + 1), np.int64)
+    np.add.at(overlap, (cells[inside], nuclei[inside]), 1)
+    nucleus_area = np.bincount(nuclei.ravel(), minlength=nuclei.max() + 1)
+    fraction = overlap / np.maximum(nucleus_area, 1)[None, :]
+    keep = fraction[:, 1:].max(axis=1) >= min_nucleus_fraction
+    keep[0] = False
     lut = np.zeros(cells.max() + 1, np.int32)
-    lut[has_nucleus] = np.arange(1, int(has_nucleus.sum()) + 1)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1)
     return fill_outline_pixels(lut[cells], line, max_distance=2.0)
 
 
