@@ -1,0 +1,110 @@
+"""``lociseg info``: summarise a data set, a folder or one image file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+
+def _fmt_stats(stats: Optional[dict], unit: str = "") -> str:
+    if not stats:
+        return "-"
+    return f"{stats['min']:.0f} / {stats['median']:.0f} / {stats['max']:.0f}{unit} (min / median / max)"
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Readable table of a :func:`lociseg.data.dataset_summary` result."""
+    objects = summary.get("objects")
+    rows = [
+        ("data set", summary["name"]),
+        ("images", f"{summary['images']} ({summary['labelled']} labelled)"),
+        ("channels", ", ".join(summary["channels"]) or "-"),
+        ("dtype", ", ".join(f"{k} ({v})" for k, v in summary["dtypes"].items()) or "-"),
+        ("shapes (C x H x W)", ", ".join(f"{k} ({v})" for k, v in list(summary["shapes"].items())[:6])
+         + (" ..." if len(summary["shapes"]) > 6 else "")),
+        ("objects", "-" if not objects else
+         f"{objects['total']} total; per image {objects['per_image_min']} / {objects['per_image_median']:.0f} / "
+         f"{objects['per_image_max']} (min / median / max)"),
+        ("object area", _fmt_stats(summary.get("area"), " px")),
+        ("equiv. diameter", _fmt_stats(summary.get("diameter"), " px")),
+    ]
+    if summary.get("points") is not None:
+        rows.append(("points", str(summary["points"])))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _image_info(path: Path) -> str:
+    from ..io import read_image, read_image_metadata
+
+    meta = read_image_metadata(path)
+    image = read_image(path)
+    rows = [
+        ("file", str(path)),
+        ("format", meta.get("format", "?")),
+        ("stored shape", f"{meta['shape']} axes {meta['axes']}"),
+        ("as read (C, H, W)", f"{tuple(image.shape)} {image.dtype}"),
+        ("channel names", ", ".join(meta["channel_names"]) if meta.get("channel_names") else "-"),
+        ("pixel size (y, x)", "-" if not meta.get("pixel_size") else
+         f"{meta['pixel_size'][0]:.4g} x {meta['pixel_size'][1]:.4g} µm"),
+        ("range per channel", ", ".join(f"{c.min()}..{c.max()}" for c in image)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def main(
+    dataset: str = typer.Argument(
+        ..., help="Data set (bbbc018, bbbc018:nuclei, dsb2018-test, dsb2018-train, koyuncu, cellprofiler-human, "
+        "cellprofiler-fly, 'all'), a folder, a COCO .json file, or one image file."
+    ),
+    split: Optional[str] = typer.Option(None, "--split", "-s", help="Stored split: train, val or test."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON to this file."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Data root (default: $LOCISEG_DATA or shared/data)."),
+    channels: Optional[str] = typer.Option(None, "--channels", "-c", help="Comma-separated channel names or indices."),
+) -> None:
+    """Summarise a data set: images, shapes, channels, object counts and sizes.
+
+    Examples: lociseg info bbbc018@val ; lociseg info koyuncu --split test --json koyuncu.json ;
+    lociseg info all ; lociseg info image.ome.tif
+    """
+    from ..data import DATASETS, dataset_summary, load_dataset
+    from ..errors import LociError
+    from ..io.image import image_suffix_ok
+
+    chans = None if channels is None else [c.strip() for c in channels.split(",") if c.strip()]
+    path = Path(dataset)
+    if path.is_file() and image_suffix_ok(path):
+        typer.echo(_image_info(path))
+        return
+    specs = sorted(DATASETS) + ["bbbc018:nuclei"] if dataset == "all" else [dataset]
+    summaries: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for spec in specs:
+        try:
+            ds = load_dataset(spec, split=split, root=root, channels=chans)
+            summary = dataset_summary(ds)
+        except LociError as exc:
+            if len(specs) == 1:
+                raise
+            errors[spec] = str(exc)  # carry on with the other data sets
+            continue
+        summaries[spec] = summary
+        if len(specs) > 1:
+            typer.echo(f"== {spec}")
+        typer.echo(format_summary(summary))
+        for name, err in summary["failed"].items():
+            errors[f"{spec}/{name}"] = err
+    if json_out is not None:
+        payload = summaries[specs[0]] if len(specs) == 1 and specs[0] in summaries else summaries
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(payload, indent=1) + "\n")
+        typer.echo(f"summary written to {json_out}")
+    if errors:
+        typer.echo(f"{len(errors)} failure(s):", err=True)
+        for where, err in errors.items():
+            typer.echo(f"  {where}: {err}", err=True)
+        raise typer.Exit(1)
