@@ -119,10 +119,10 @@ def load_dataset(
 
 
 def _named(key: str, folder: Path, channels, target) -> SegmentationDataset:
-    if not folder.is_dir():
-        raise InputError(f"data set {key!r} not found under the data root", path=folder)
     if target is not None and key != "bbbc018":
         raise ConfigError(f"target={target!r} only applies to bbbc018")
+    if not folder.is_dir():
+        raise InputError(f"data set {key!r} not found under the data root", path=folder)
     if key == "bbbc018":
         target = target or "cells"
         if target not in ("cells", "nuclei"):
