@@ -72,7 +72,7 @@ def main(
     lociseg info all ; lociseg info image.ome.tif
     """
     from ..data import DATASETS, dataset_summary, load_dataset
-    from ..errors import LociError
+    from ..errors import InputError, LociError
     from ..io.image import image_suffix_ok
 
     chans = None if channels is None else [c.strip() for c in channels.split(",") if c.strip()]
@@ -97,7 +97,7 @@ def main(
             typer.echo(f"== {spec}")
         typer.echo(format_summary(summary))
         for name, err in summary["failed"].items():
-            errors[f"{spec}/{name}"] = err
+            errors[f"{spec} {name}" if len(specs) > 1 else name] = err
     if json_out is not None:
         payload = summaries[specs[0]] if len(specs) == 1 and specs[0] in summaries else summaries
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,4 +107,5 @@ def main(
         typer.echo(f"{len(errors)} failure(s):", err=True)
         for where, err in errors.items():
             typer.echo(f"  {where}: {err}", err=True)
-        raise typer.Exit(1)
+        # a LociError gives a non-zero exit status through lociseg.cli.main.run
+        raise InputError(f"{len(errors)} item(s) could not be read (listed above)")

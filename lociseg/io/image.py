@@ -8,6 +8,8 @@ the file.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import struct
@@ -111,11 +113,24 @@ def _imagej_info(tif: Any) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def _quiet_tifffile():
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _tiff_series(path: Path) -> tuple[Any, str, dict[str, Any]]:
     import tifffile
 
     try:
-        tif = tifffile.TiffFile(path)
+        # tifffile logs a warning before failing on corrupt files; the InputError says it all
+        with _quiet_tifffile():
+            tif = tifffile.TiffFile(path)
     except (tifffile.TiffFileError, ValueError, OSError, struct.error) as exc:
         raise InputError(f"unreadable TIFF ({exc})", path=path) from None
     if not tif.series:
@@ -277,7 +292,7 @@ def read_image(
     if suffix in TIFF_SUFFIXES:
         tif, axes, info = _tiff_series(path)
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _quiet_tifffile():
                 warnings.simplefilter("ignore")
                 data = tif.series[0].asarray()
         except Exception as exc:  # tifffile raises many types on corrupt data
