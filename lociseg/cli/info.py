@@ -31,6 +31,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("object area", _fmt_stats(summary.get("area"), " px")),
         ("equiv. diameter", _fmt_stats(summary.get("diameter"), " px")),
     ]
+    if summary.get("constant_images"):
+        names = summary["constant_images"]
+        rows.append(("blank channels", f"{len(names)} image(s): {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"))
     if summary.get("points") is not None:
         rows.append(("points", str(summary["points"])))
     width = max(len(k) for k, _ in rows)

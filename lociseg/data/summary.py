@@ -40,7 +40,7 @@ def dataset_summary(ds: SegmentationDataset, *, progress: bool | None = None) ->
         ``name``, ``images``, ``labelled``, ``channels``, ``dtypes``, ``shapes``
         (shape -> count), ``objects`` (total and per-image min/median/max),
         ``area`` and ``diameter`` (equivalent diameter, px) statistics over
-        all objects, and ``failed`` (name -> error) for unreadable samples.
+        all objects, ``constant_images`` (names with a blank channel) and ``failed`` (name -> error) for unreadable samples.
     """
     from tqdm import tqdm
 
@@ -48,6 +48,7 @@ def dataset_summary(ds: SegmentationDataset, *, progress: bool | None = None) ->
     dtypes: Counter = Counter()
     counts, areas, points = [], [], []
     failed: dict[str, str] = {}
+    constant: list[str] = []
     labelled = 0
     for name in tqdm(ds.names, desc=ds.name, disable=None if progress is None else not progress, leave=False):
         try:
@@ -57,6 +58,9 @@ def dataset_summary(ds: SegmentationDataset, *, progress: bool | None = None) ->
             continue
         shapes["x".join(map(str, s.image.shape))] += 1
         dtypes[str(s.image.dtype)] += 1
+        flat = s.image.reshape(s.image.shape[0], -1)
+        if np.any(flat.min(axis=1) == flat.max(axis=1)):
+            constant.append(name)  # blank channel: worth a look, not an error
         if s.points is not None:
             points.append(len(s.points))
         if s.labels is None:
@@ -84,5 +88,6 @@ def dataset_summary(ds: SegmentationDataset, *, progress: bool | None = None) ->
         "area": _stats(areas_all),
         "diameter": _stats(2.0 * np.sqrt(areas_all / np.pi)),
         "points": None if not points else int(np.sum(points)),
+        "constant_images": constant,
         "failed": failed,
     }

@@ -7,7 +7,7 @@ label images.
 """
 
 from .coco import coco_rle_decode, coco_rle_encode, coco_to_labels, labels_to_coco, mask_to_polygons, read_coco
-from .image import IMAGE_SUFFIXES, normalize_percentile, read_image, read_image_metadata
+from .image import IMAGE_SUFFIXES, normalize_percentile, read_image, read_image_metadata, validate_image
 from .labels import (
     fill_outline_pixels,
     label_dtype,
@@ -24,6 +24,7 @@ __all__ = [
     "read_image",
     "read_image_metadata",
     "normalize_percentile",
+    "validate_image",
     "read_labels",
     "write_labels",
     "label_dtype",

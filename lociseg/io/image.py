@@ -32,7 +32,7 @@ IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES + (".npy", ".dib")
 # Cellomics DIB: 40-byte BITMAPINFOHEADER + 12 bytes of colour masks, then pixels.
 _DIB_OFFSET = 52
 
-__all__ = ["read_image", "read_image_metadata", "normalize_percentile", "IMAGE_SUFFIXES"]
+__all__ = ["read_image", "read_image_metadata", "normalize_percentile", "validate_image", "IMAGE_SUFFIXES"]
 
 
 def _suffix(path: Path) -> str:
@@ -255,6 +255,7 @@ def read_image(
     channel_names: Sequence[str] | None = None,
     z: int | None = None,
     t: int | None = None,
+    allow_nonfinite: bool = False,
 ) -> np.ndarray:
     """Read a 2-D (multi-channel) image as a (C, H, W) array of its native dtype.
 
@@ -272,6 +273,8 @@ def read_image(
     z, t : int, optional
         Plane to take from a Z-stack or time series. Singleton Z/T axes are
         squeezed; stacks with more planes need an explicit choice.
+    allow_nonfinite : bool
+        Accept NaN / infinite pixels in float images (else an error).
 
     Returns
     -------
@@ -281,8 +284,8 @@ def read_image(
     Raises
     ------
     InputError
-        The file is missing, unreadable, truncated, not 2-D, or a channel
-        does not exist.
+        The file is missing, unreadable, truncated, not 2-D, empty, has
+        NaN/inf pixels, or a channel does not exist.
     """
     path = Path(path)
     if not path.is_file():
@@ -315,9 +318,48 @@ def read_image(
         if channel_names is not None:
             raise InputError(f"{len(names)} channel names given for {image.shape[0]} channel(s)", path=path)
         names = None  # stale metadata: ignore rather than mislabel
-    if image.shape[-1] == 0 or image.shape[-2] == 0:
+    image = _select_channels(image, channels, names, path)
+    return validate_image(image, path=path, allow_nonfinite=allow_nonfinite)
+
+
+def validate_image(
+    image: np.ndarray,
+    *,
+    path: PathLike | None = None,
+    allow_nonfinite: bool = False,
+    allow_constant: bool = True,
+) -> np.ndarray:
+    """Check that an image is a usable (C, H, W) array; return it unchanged.
+
+    Parameters
+    ----------
+    image : ndarray
+    path : str or path-like, optional
+        File named in the error message.
+    allow_nonfinite : bool
+        Accept NaN / infinite values in float images.
+    allow_constant : bool
+        Accept channels with a single value (blank images).
+
+    Raises
+    ------
+    InputError
+        Not 3-D, empty, NaN/inf values, or (when not allowed) a constant channel.
+    """
+    if image.ndim != 3:
+        raise InputError(f"image must be (C, H, W), got shape {image.shape}", path=path)
+    if 0 in image.shape:
         raise InputError(f"image is empty (shape {image.shape})", path=path)
-    return _select_channels(image, channels, names, path)
+    if not allow_nonfinite and np.issubdtype(image.dtype, np.floating):
+        bad = np.count_nonzero(~np.isfinite(image))
+        if bad:
+            raise InputError(f"image contains {bad} NaN or infinite value(s)", path=path)
+    if not allow_constant:
+        flat = image.reshape(image.shape[0], -1)
+        constant = np.flatnonzero(flat.min(axis=1) == flat.max(axis=1))
+        if constant.size:
+            raise InputError(f"channel(s) {constant.tolist()} are constant (blank image)", path=path)
+    return image
 
 
 def read_image_metadata(path: PathLike) -> dict[str, Any]:

@@ -61,5 +61,6 @@ def test_info_carries_on_past_bad_files(tmp_path, capsys):
     assert run(["info", str(d)]) != 0
     captured = capsys.readouterr()
     assert "3 (1 labelled)" in captured.out  # a.tif still summarised
+    assert "blank channels" in captured.out  # a.tif is constant: reported, not an error
     assert "2 failure(s)" in captured.err and "b.tif" in captured.err and "c.tif" in captured.err
     assert "Traceback" not in captured.err

@@ -164,6 +164,7 @@ def test_generic_folder_layout(tmp_path, rng):
     assert summary["labelled"] == 2 and summary["objects"]["total"] == 4
     assert summary["area"]["min"] == 36 and summary["area"]["max"] == 150
     assert summary["points"] == 2
+    assert summary["constant_images"] == [] and summary["failed"] == {}
 
 
 def test_cellpose_and_images_only_folders(tmp_path, rng):

@@ -8,7 +8,7 @@ import tifffile
 from PIL import Image
 
 from lociseg.errors import InputError
-from lociseg.io import normalize_percentile, read_image, read_image_metadata
+from lociseg.io import normalize_percentile, read_image, read_image_metadata, validate_image
 
 
 def test_ome_tiff_channels_axes_pixel_size_round_trip(tmp_path, rng):
@@ -169,3 +169,25 @@ def test_normalize_constant_and_bad_values():
         normalize_percentile(bad)
     with pytest.raises(InputError, match="empty"):
         normalize_percentile(np.zeros((1, 0, 4)))
+
+
+def test_nonfinite_empty_and_constant_files(tmp_path):
+    img = np.ones((2, 6, 6), np.float32)
+    img[1, 2, 3] = np.nan
+    img[0, 0, 0] = np.inf
+    p = tmp_path / "nan.tif"
+    tifffile.imwrite(p, img, photometric="minisblack", metadata={"axes": "CYX"})
+    with pytest.raises(InputError, match="2 NaN or infinite") as exc:
+        read_image(p)
+    assert "nan.tif" in str(exc.value)
+    assert np.isnan(read_image(p, allow_nonfinite=True)).sum() == 1
+    np.save(tmp_path / "empty.npy", np.zeros((0, 5), np.uint8))
+    with pytest.raises(InputError, match="empty"):
+        read_image(tmp_path / "empty.npy")
+    const = tmp_path / "const.png"
+    Image.fromarray(np.full((8, 8), 9, np.uint8)).save(const)
+    assert read_image(const).max() == 9  # a blank image reads fine ...
+    with pytest.raises(InputError, match="constant"):  # ... but can be refused
+        validate_image(read_image(const), path=const, allow_constant=False)
+    with pytest.raises(InputError, match=r"must be \(C, H, W\)"):
+        validate_image(np.zeros((4, 4)))
