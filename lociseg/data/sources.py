@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..errors import ConfigError, InputError
 from ..io import (
