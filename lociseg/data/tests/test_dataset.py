@@ -227,3 +227,14 @@ def test_sample_checks_shapes():
         Sample(image=np.zeros((4, 4)))
     assert Sample(image=np.zeros((1, 4, 4)), points=[[1, 2]]).points.dtype == np.float32
     assert isinstance(SegmentationDataset("x", [], lambda n: None), SegmentationDataset)
+
+
+@pytest.mark.parametrize("spec,name", [("koyuncu", "8"), ("dsb2018-train", None)])
+def test_labels_align_with_nuclear_signal(data_root, spec, name):
+    ds = load_dataset(spec, root=data_root)
+    s = ds[name] if name else ds[0]
+    x = s.image[0].astype(float)
+    # the nuclear stain is bright inside the labelled nuclei (fluorescence images)
+    assert x[s.labels > 0].mean() > 3 * x[s.labels == 0].mean()
+    if spec == "koyuncu":
+        assert s.labels.max() == 278 and s.meta["group"] == "HepG2"
