@@ -1,1 +1,45 @@
-"""lociseg.metrics"""
+"""Instance segmentation metrics.
+
+Every score is computed from one joint histogram of the ground-truth and
+predicted label images (no loop over object pairs):
+
+- :func:`overlap_pairs` – IoU of every overlapping object pair (sparse);
+- :func:`match_instances` – one-to-one matching at IoU thresholds
+  0.50:0.05:0.95 with TP/FP/FN, precision, recall, F1, DSB AP, PQ, FNR;
+- :func:`ranked_average_precision` – COCO-style AP of score-ranked objects;
+- :func:`foreground_iou` – IoU of the foreground masks;
+- :func:`evaluate_image`, :func:`aggregate`, :func:`evaluate_pairs` – all of
+  the above per image, pooled over images, and as a :class:`Report`;
+  :func:`evaluate` (also ``lociseg.evaluate``) takes one pair or lists.
+"""
+
+from .scoring import SCALAR_KEYS, Report, aggregate, evaluate, evaluate_image, evaluate_pairs, report_from_results
+from .matching import (
+    DEFAULT_THRESHOLDS,
+    MatchResult,
+    Overlaps,
+    compute_overlaps,
+    foreground_iou,
+    match_instances,
+    overlap_pairs,
+)
+from .ranked import average_precision_from_detections, ranked_average_precision
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "MatchResult",
+    "Overlaps",
+    "Report",
+    "SCALAR_KEYS",
+    "aggregate",
+    "average_precision_from_detections",
+    "compute_overlaps",
+    "evaluate",
+    "evaluate_image",
+    "evaluate_pairs",
+    "foreground_iou",
+    "match_instances",
+    "overlap_pairs",
+    "ranked_average_precision",
+    "report_from_results",
+]
