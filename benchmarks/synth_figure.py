@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     from lociseg.cli.synth import _parse_confluence
     from lociseg.synth import cut_paste_synthesize
-    from lociseg.synth._compat import load_samples
+    from lociseg.data import load_samples
 
     real = [s for s in load_samples(args.dataset, limit=args.n_real) if s.labels is not None]
     real = [s for s in real if np.asarray(s.image).ndim == 3]

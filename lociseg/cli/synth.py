@@ -49,7 +49,7 @@ def main(
     import numpy as np
     from tqdm import tqdm
 
-    from ..synth._compat import load_samples
+    from ..data import load_samples
     from ..synth.cutpaste import extract_cells, iter_cut_paste
     from ..synth.io import write_manifest, write_sample
 

@@ -6,7 +6,7 @@
 """
 
 from .dataset import Sample, SegmentationDataset, default_data_root
-from .load import DATASETS, load_dataset, parse_spec
+from .load import DATASETS, load_dataset, load_samples, parse_spec
 from .sources import bbbc018_group, bbbc018_labels, dsb_rle_labels, scan_folder
 from .splits import SPLITS, load_split, make_splits
 from .summary import dataset_summary
@@ -16,6 +16,7 @@ __all__ = [
     "SegmentationDataset",
     "default_data_root",
     "load_dataset",
+    "load_samples",
     "parse_spec",
     "DATASETS",
     "load_split",

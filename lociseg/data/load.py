@@ -13,7 +13,7 @@ from .splits import SPLITS, load_split
 
 TARGETS = ("cells", "nuclei")
 
-__all__ = ["load_dataset", "DATASETS", "parse_spec"]
+__all__ = ["load_dataset", "load_samples", "DATASETS", "parse_spec"]
 
 # name -> (folder under the data root, stored split name or None)
 DATASETS = {
@@ -176,3 +176,19 @@ def _coco(path: Path, root, channels) -> SegmentationDataset:
     loader = S.CocoLoader(str(path), str(image_dir), chans, coco)
     names = [im["file_name"] for im in coco["images"]]
     return SegmentationDataset(path.stem, names, loader, [], {"root": str(image_dir), "coco": str(path)})
+
+
+def load_samples(
+    spec: str | os.PathLike,
+    *,
+    split: str | None = None,
+    channels: Sequence[int | str] | int | str | None = None,
+    limit: int | None = None,
+) -> list:
+    """The first ``limit`` samples (all when None) of :func:`load_dataset`, read eagerly.
+
+    A convenience for scripts and tests that want a short list in memory.
+    """
+    ds = load_dataset(spec, split=split, channels=channels)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    return [ds[i] for i in range(n)]

@@ -54,9 +54,9 @@ class CellPatch:
 
 def _make_sample(**fields: Any) -> Any:
     """A :class:`lociseg.data.Sample` (the data package's record type)."""
-    from ._compat import make_sample
+    from ..data import Sample
 
-    return make_sample(**fields)
+    return Sample(**fields)
 
 
 def extract_cells(

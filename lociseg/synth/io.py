@@ -28,16 +28,10 @@ def _atomic_tiff(path: Path, data: np.ndarray, **kwargs: Any) -> None:
 
 
 def write_labels_tiff(path: Path, labels: np.ndarray) -> None:
-    """Label TIFF (deflate), via ``lociseg.io.write_labels`` when available."""
-    try:
-        from ..io import write_labels
-    except ImportError:
-        write_labels = None
-    if write_labels is not None:
-        write_labels(path, labels)
-        return
-    dtype = np.uint16 if int(labels.max(initial=0)) <= 65535 else np.uint32
-    _atomic_tiff(path, labels.astype(dtype), compression="zlib")
+    """Label TIFF (compressed, uint16/uint32) via :func:`lociseg.io.write_labels`."""
+    from ..io import write_labels
+
+    write_labels(path, labels)
 
 
 def write_weak_annotation(folder: Path, name: str, points: np.ndarray, foreground: np.ndarray, meta: dict | None = None) -> None:

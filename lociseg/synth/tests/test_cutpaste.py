@@ -7,7 +7,8 @@ import pytest
 from scipy import ndimage as ndi
 
 from lociseg.synth import cut_paste_synthesize, extend_dataset, extract_cells, synthesize_background, weak_annotations
-from lociseg.synth._compat import load_samples, make_sample
+from lociseg.data import Sample as make_sample
+from lociseg.data import load_samples
 
 
 def _toy_samples(rng: np.random.Generator, n: int = 2, size: int = 96) -> list:
