@@ -1,1 +1,37 @@
-"""lociseg.annotate"""
+"""Machine-made weak annotations: points from the nuclear stain, foreground from the cytoplasm stain.
+
+>>> from lociseg.annotate import detect_points, foreground_candidates, choose_foreground
+>>> pts = detect_points(dna)                     # (N, 2) y, x
+>>> cands = foreground_candidates(actin)         # (5, H, W) graph-cut candidates
+>>> k, scores = choose_foreground(cands, pts)    # documented criterion
+"""
+
+from .foreground import THRESHOLDS, choose_foreground, foreground_candidates
+from .labels import annotation_report, gt_union, weak_from_labels
+from .pipeline import Annotation, annotate_image
+from .points import REF_DIAMETER, detect_points, point_spacing_np
+from .sheet import CHOICE_COLUMNS, read_choices, write_choices, write_contact_sheet
+from .store import has_annotation, read_annotation, read_candidates, with_annotations, write_annotation
+
+__all__ = [
+    "detect_points",
+    "foreground_candidates",
+    "choose_foreground",
+    "THRESHOLDS",
+    "REF_DIAMETER",
+    "point_spacing_np",
+    "annotate_image",
+    "Annotation",
+    "weak_from_labels",
+    "annotation_report",
+    "gt_union",
+    "write_contact_sheet",
+    "read_choices",
+    "write_choices",
+    "CHOICE_COLUMNS",
+    "write_annotation",
+    "read_annotation",
+    "read_candidates",
+    "has_annotation",
+    "with_annotations",
+]

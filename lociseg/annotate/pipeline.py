@@ -1,0 +1,65 @@
+"""One image from raw channels to its weak annotation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .foreground import THRESHOLDS, choose_foreground, foreground_candidates
+from .points import REF_DIAMETER, detect_points
+
+__all__ = ["Annotation", "annotate_image"]
+
+
+@dataclass
+class Annotation:
+    """Machine annotation of one image.
+
+    Attributes
+    ----------
+    points : (N, 2) float32, (y, x)
+    candidates : (K, H, W) bool
+    auto_index : int
+        Candidate picked by :func:`choose_foreground`.
+    chosen_index : int
+        Candidate used (a person's override, else ``auto_index``).
+    scores : (K, 4) float, columns score, inside, far, orphan
+    thresholds : tuple of float
+    """
+
+    points: np.ndarray
+    candidates: np.ndarray
+    auto_index: int
+    chosen_index: int
+    scores: np.ndarray
+    thresholds: tuple
+
+    @property
+    def foreground(self) -> np.ndarray:
+        return self.candidates[self.chosen_index]
+
+
+def annotate_image(
+    nucleus: np.ndarray,
+    cytoplasm: np.ndarray,
+    *,
+    diameter: float | None = None,
+    thresholds=THRESHOLDS,
+    override: int | None = None,
+) -> Annotation:
+    """Points from ``nucleus``, foreground candidates from ``cytoplasm``, and the choice.
+
+    ``override`` forces the chosen candidate index (from an edited ``choices.csv``).
+    Smoothing of the graph cut scales with ``diameter`` (1.5 px at the reference diameter).
+    """
+    pts = detect_points(nucleus, diameter=diameter)
+    smoothing = 1.5 if diameter is None else 1.5 * diameter / REF_DIAMETER
+    cands = foreground_candidates(cytoplasm, thresholds=thresholds, smoothing=smoothing)
+    auto, scores = choose_foreground(cands, pts)
+    chosen = auto
+    if override is not None:
+        if not 0 <= override < len(cands):
+            raise ValueError(f"chosen index {override} out of range 0..{len(cands) - 1}")
+        chosen = int(override)
+    return Annotation(pts, cands, auto, chosen, scores, tuple(thresholds))

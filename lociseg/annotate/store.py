@@ -1,0 +1,153 @@
+"""On-disk machine annotations: ``<name>.points.csv`` + ``<name>.foreground.tif`` per image."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Sample
+from ..errors import InputError
+
+__all__ = ["write_annotation", "read_annotation", "has_annotation", "with_annotations", "AnnotatedDataset"]
+
+
+def _safe(name: str) -> str:
+    # Sample names may be relative paths (folder data sets); keep files flat.
+    return name.replace(os.sep, "__").replace("/", "__")
+
+
+def write_annotation(
+    directory: str | os.PathLike,
+    name: str,
+    points: np.ndarray,
+    foreground: np.ndarray,
+    meta: dict | None = None,
+    *,
+    candidates: np.ndarray | None = None,
+) -> Path:
+    """Write one image's weak annotation.
+
+    Files: ``<name>.points.csv`` (header ``y,x``), ``<name>.foreground.tif``
+    (uint8 0/1), optionally ``<name>.candidates.npz`` (the (K, H, W) bool
+    candidates, for the napari widget) and ``<name>.meta.json``.
+
+    Returns the points file path.
+    """
+    import tifffile
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    stem = _safe(name)
+    pts = np.asarray(points, np.float32).reshape(-1, 2)
+    p = d / f"{stem}.points.csv"
+    np.savetxt(p, pts, fmt="%.2f", delimiter=",", header="y,x", comments="")
+    tifffile.imwrite(d / f"{stem}.foreground.tif", np.asarray(foreground, bool).astype(np.uint8),
+                     compression="zlib")
+    if candidates is not None:
+        np.savez_compressed(d / f"{stem}.candidates.npz", candidates=np.packbits(np.asarray(candidates, bool), axis=-1),
+                            shape=np.asarray(np.shape(candidates)))
+    if meta is not None:
+        (d / f"{stem}.meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    return p
+
+
+def read_candidates(directory: str | os.PathLike, name: str) -> np.ndarray:
+    """The (K, H, W) bool candidates written with :func:`write_annotation`."""
+    path = Path(directory) / f"{_safe(name)}.candidates.npz"
+    if not path.is_file():
+        raise InputError("no foreground candidates stored for this image", path=path)
+    with np.load(path) as z:
+        shape = tuple(z["shape"])
+        return np.unpackbits(z["candidates"], axis=-1, count=shape[-1]).astype(bool).reshape(shape)
+
+
+def has_annotation(directory: str | os.PathLike, name: str) -> bool:
+    d, stem = Path(directory), _safe(name)
+    return (d / f"{stem}.points.csv").is_file() and (d / f"{stem}.foreground.tif").is_file()
+
+
+def read_annotation(directory: str | os.PathLike, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``(points (N, 2) float32 (y, x), foreground (H, W) bool)`` of one image.
+
+    Raises
+    ------
+    InputError
+        A file is missing or malformed (the message names it).
+    """
+    import tifffile
+
+    d, stem = Path(directory), _safe(name)
+    pp, fp = d / f"{stem}.points.csv", d / f"{stem}.foreground.tif"
+    for path in (pp, fp):
+        if not path.is_file():
+            raise InputError(f"no annotation for image {name!r}", path=path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # an image without cells has an empty points file
+            pts = np.loadtxt(pp, delimiter=",", skiprows=1, dtype=np.float32, ndmin=2).reshape(-1, 2)
+    except ValueError as exc:
+        raise InputError(f"malformed points file ({exc}); expected a 'y,x' header and two numbers a line",
+                         path=pp) from None
+    fg = tifffile.imread(fp)
+    if fg.ndim != 2:
+        raise InputError(f"foreground must be a 2-D image, got shape {fg.shape}", path=fp)
+    return pts, fg > 0
+
+
+class AnnotatedDataset(Sequence[Sample]):
+    """A dataset whose samples carry machine annotations (see :func:`with_annotations`)."""
+
+    def __init__(self, dataset, directory: str | os.PathLike, strict: bool = True) -> None:
+        self.dataset = dataset
+        self.directory = Path(directory)
+        names = list(getattr(dataset, "names", [s.name for s in dataset]))
+        if strict:
+            missing = [n for n in names if not has_annotation(self.directory, n)]
+            if missing:
+                raise InputError(f"{len(missing)} image(s) have no annotation, e.g. {missing[:3]}; "
+                                 f"run 'lociseg annotate' first", path=self.directory)
+        else:
+            names = [n for n in names if has_annotation(self.directory, n)]
+        self._names = names
+        self.name = getattr(dataset, "name", "dataset")
+        self.channel_names = getattr(dataset, "channel_names", ())
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        name = index if isinstance(index, str) else self._names[index]
+        sample = self.dataset[name]
+        points, fg = read_annotation(self.directory, name)
+        if fg.shape != sample.shape:
+            raise InputError(f"foreground shape {fg.shape} differs from image shape {sample.shape}",
+                             path=self.directory / f"{_safe(name)}.foreground.tif")
+        return replace(sample, points=points, foreground=fg)
+
+
+def with_annotations(dataset, directory: str | os.PathLike, *, strict: bool = True) -> AnnotatedDataset:
+    """The samples of ``dataset`` with ``points``/``foreground`` read from ``directory``.
+
+    Lazy: annotations are read on access. GT ``labels`` are kept (evaluation
+    may use them; weak training ignores them when told to).
+
+    Parameters
+    ----------
+    dataset : SegmentationDataset or sequence of Sample
+        Sample names are matched to annotation files (BBBC018: well indices).
+    directory : path
+        Output folder of ``lociseg annotate``.
+    strict : bool
+        Raise when an image has no annotation (default); otherwise skip it.
+    """
+    return AnnotatedDataset(dataset, directory, strict)

@@ -1,0 +1,157 @@
+"""``lociseg annotate``: machine-made points + foreground for weak training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def _channel(text: str):
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _sources(inputs: list[str], nucleus: str, cytoplasm: str, gt: bool, from_labels: bool):
+    """Yield (name, loader) pairs; loader() -> (image (2, H, W), gt_nuclei, gt_cells, labels)."""
+    from ..data import DATASETS, load_dataset, parse_spec
+    from ..errors import ConfigError
+    from ..io import read_image
+    from .segment import _output_name, expand_inputs
+
+    chans = [_channel(nucleus), _channel(cytoplasm)]
+    if len(inputs) == 1 and (parse_spec(inputs[0])[0].lower() in DATASETS or _is_dataset_folder(inputs[0])):
+        spec = inputs[0]
+        ds = load_dataset(spec, channels=chans)
+        base = parse_spec(spec)[0].lower()
+        nuclei_ds = None
+        if gt and base == "bbbc018":
+            _, _, split = parse_spec(spec)
+            nuclei_ds = load_dataset("bbbc018:nuclei", split=split, channels=chans)
+        for name in ds.names:
+            def load(name=name):
+                s = ds[name]
+                labels = s.labels
+                if gt or from_labels:
+                    if labels is None:
+                        raise ConfigError(f"{ds.name} has no labels for image {name!r} (--gt/--from-labels)")
+                nuc = None
+                if gt:
+                    nuc = nuclei_ds[name].labels if nuclei_ds is not None else labels
+                return s.image, nuc, labels if gt else None, labels
+            yield name, load
+        return
+    if gt or from_labels:
+        raise ConfigError("--gt and --from-labels need a labelled data set spec (e.g. bbbc018@train), not image files")
+    for path in expand_inputs(inputs):
+        def load(path=path):
+            return read_image(path, channels=chans), None, None, None
+        yield _output_name(path), load
+
+
+def _is_dataset_folder(item: str) -> bool:
+    p = Path(item)
+    return p.is_dir() and ((p / "images").is_dir() or any(p.glob("*_img.*")))
+
+
+def main(
+    inputs: List[str] = typer.Argument(..., help="Image files, folders, globs, or one data set spec (bbbc018@train, cellprofiler-human)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for points, foreground, contact sheets, choices.csv, report."),
+    nucleus: str = typer.Option("DNA", "--nucleus", "-n", help="Nuclear channel, by name or index."),
+    cytoplasm: str = typer.Option("actin", "--cytoplasm", "-c", help="Cytoplasm / cell-body channel, by name or index."),
+    diameter: Optional[float] = typer.Option(None, "--diameter", "-d", help="Typical cell diameter in px, equivalent circle (default: 23, as BBBC018)."),
+    from_labels: bool = typer.Option(False, "--from-labels", help="Derive points/foreground from the data set's labels (benchmarking)."),
+    gt: bool = typer.Option(False, "--gt", help="Score the annotations against the data set's labels (report.csv)."),
+    sheets: bool = typer.Option(True, "--sheets/--no-sheets", help="Write a contact-sheet PNG per image."),
+) -> None:
+    """Make weak annotations: points from the nuclear stain, foreground from the cytoplasm stain.
+
+    Points: difference of Gaussians on the nuclear channel. Foreground: five
+    graph-cut candidates of the cytoplasm channel; one is chosen automatically
+    (most points inside, least foreground far from points or in point-less
+    pieces). Look at sheets/<name>.png, edit chosen_index in choices.csv to
+    override, and re-run the same command: edited choices are kept.
+    Example: lociseg annotate bbbc018@train --out ann_train --gt
+    """
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..annotate import (annotate_image, annotation_report, read_choices, weak_from_labels,
+                            write_annotation, write_choices, write_contact_sheet)
+    from ..errors import InputError, LociError
+
+    if diameter is not None and diameter <= 0:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--diameter must be positive, got {diameter}")
+    sources = list(_sources(inputs, nucleus, cytoplasm, gt, from_labels))
+    out.mkdir(parents=True, exist_ok=True)
+    previous = read_choices(out / "choices.csv")
+    rows: dict[str, dict] = {name: row for name, row in previous.items()}
+    reports: list[dict] = []
+    failures: dict[str, str] = {}
+    kept = 0
+    for name, load in tqdm(sources, desc="annotate", unit="image", disable=None):
+        try:
+            image, gt_nuc, gt_cells, labels = load()
+            if image.shape[0] < 2 and not from_labels:
+                raise InputError(f"need a nuclear and a cytoplasm channel, got {image.shape[0]}")
+            meta = {"nucleus": nucleus, "cytoplasm": cytoplasm, "diameter": diameter}
+            if from_labels:
+                points, fg = weak_from_labels(labels)
+                write_annotation(out, name, points, fg, {**meta, "source": "labels"})
+                row = {"name": name, "chosen_index": -1, "auto_index": -1, "threshold": ""}
+            else:
+                prev = previous.get(name)
+                override = prev["chosen_index"] if prev and prev["chosen_index"] != prev["auto_index"] else None
+                ann = annotate_image(image[0], image[1], diameter=diameter, override=override)
+                kept += override is not None
+                points, fg = ann.points, ann.foreground
+                write_annotation(out, name, points, fg, {**meta, "source": "machine", "auto_index": ann.auto_index,
+                                                         "chosen_index": ann.chosen_index,
+                                                         "thresholds": list(ann.thresholds),
+                                                         "scores": ann.scores.round(4).tolist()},
+                                 candidates=ann.candidates)
+                if sheets:
+                    write_contact_sheet(out / "sheets" / f"{name.replace('/', '__')}.png", image[:2], ann.candidates,
+                                        points, ann.chosen_index, auto=ann.auto_index)
+                row = {"name": name, "chosen_index": ann.chosen_index, "auto_index": ann.auto_index,
+                       "threshold": ann.thresholds[ann.chosen_index]}
+            rep = annotation_report(points, fg, gt_nuclei=gt_nuc, gt_cells=gt_cells, name=name)
+            row.update(n_points=rep["n_points"], fg_fraction=round(rep["fg_fraction"], 4),
+                       points_inside=round(rep["points_inside"], 4))
+            rows[name] = row
+            reports.append(rep)
+        except LociError as exc:
+            failures[name] = str(exc)
+        except (OSError, ValueError) as exc:
+            failures[name] = f"{type(exc).__name__}: {exc}"
+    if not from_labels:
+        write_choices(out / "choices.csv", list(rows.values()))
+    _write_report(out, reports)
+    typer.echo(f"{len(reports)} image(s) annotated ({kept} with a person's choice kept), {len(failures)} failed; "
+               f"outputs in {out}")
+    if reports:
+        keys = [k for k in ("n_points", "points_inside", "fg_fraction", "point_precision", "point_recall", "fg_iou")
+                if k in reports[0]]
+        typer.echo("mean " + ", ".join(f"{k}={np.nanmean([r[k] for r in reports]):.3f}" for k in keys))
+    if failures:
+        typer.echo(f"{len(failures)} failure(s):", err=True)
+        for where, err in failures.items():
+            typer.echo(f"  {where}: {err}", err=True)
+        raise typer.Exit(1)
+
+
+def _write_report(out: Path, reports: list[dict]) -> None:
+    import csv
+
+    if not reports:
+        return
+    keys = list(reports[0])
+    with open(out / "report.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(reports)
+    (out / "report.json").write_text(json.dumps(reports, indent=1))
