@@ -98,7 +98,7 @@ def _paste(inst, shape):
 
 
 def test_short_training_on_real_nuclei_beats_untrained(data_root):
-    from lociseg.synth._compat import load_samples
+    from lociseg.data import load_samples
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

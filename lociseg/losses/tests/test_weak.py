@@ -1,0 +1,199 @@
+"""Weak losses on hand-made masks whose values are computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lociseg.losses.weak import (
+    background_from_points,
+    lacss_weak_loss,
+    paste_soft,
+    point_spacing,
+    points_mode_loss,
+    size_loss,
+    warmup_weight,
+)
+
+LN2 = math.log(2.0)
+
+
+def _half(n=1, h=4, w=4):
+    return torch.full((n, h, w), 0.5, dtype=torch.float64)
+
+
+def _fg(block=(0, 4, 0, 4), shape=(8, 8)):
+    B = torch.zeros(shape, dtype=torch.float64)
+    B[block[0]:block[1], block[2]:block[3]] = 1
+    return B
+
+
+def test_paste_soft_sum_and_none_and_outside():
+    m = torch.arange(1, 17, dtype=torch.float64).reshape(1, 4, 4)
+    canvas = paste_soft(m, torch.tensor([[-2, 6]]), (8, 8))
+    # Only rows 2..3 and cols 0..1 of the window land inside (image rows 0..1, cols 6..7).
+    assert canvas.sum() == pytest.approx(float(m[0, 2:, :2].sum()))
+    assert canvas[0, 6] == m[0, 2, 0] and canvas[1, 7] == m[0, 3, 1]
+    two = paste_soft(torch.ones(2, 4, 4), torch.tensor([[0, 0], [0, 2]]), (8, 8))
+    assert two[0, 2] == 2 and two[0, 0] == 1 and two[0, 5] == 1 and two.sum() == 32
+    per = paste_soft(torch.ones(2, 4, 4), torch.tensor([[0, 0], [0, 2]]), (8, 8), reduce="none")
+    assert per.shape == (2, 8, 8) and torch.equal(per.sum(0), two)
+
+
+def test_coverage_term_by_hand():
+    # B covers 16 px; one half-probability mask over it: coverage = 16 - 8.
+    out = lacss_weak_loss(_half(), torch.tensor([[0, 0]]), _fg(), from_logits=False)
+    assert out["coverage"].item() == pytest.approx(8.0)
+    assert out["overlap"].item() == pytest.approx(0.0, abs=1e-9)
+    assert out["background"].item() == pytest.approx(0.0)
+    assert out["loss"].item() == pytest.approx(8.0)
+
+
+def test_background_term_by_hand():
+    # Mask entirely on background: 2 * (1 - 0) * 0.5 * 16 = 16.
+    out = lacss_weak_loss(_half(), torch.tensor([[4, 4]]), _fg(), from_logits=False)
+    assert out["background"].item() == pytest.approx(16.0)
+    assert out["coverage"].item() == pytest.approx(16 - 8)
+
+
+def test_overlap_term_by_hand_full_and_partial():
+    B = _fg((0, 8, 0, 8))
+    full = lacss_weak_loss(_half(2), torch.tensor([[0, 0], [0, 0]]), B, from_logits=False)
+    # each of 2 masks: 16 px * 0.5 * (-log 0.5); divided by N = 2
+    assert full["overlap"].item() == pytest.approx(2 * 16 * 0.5 * LN2 / 2)
+    part = lacss_weak_loss(_half(2), torch.tensor([[0, 0], [0, 2]]), B, from_logits=False)
+    assert part["overlap"].item() == pytest.approx(2 * 8 * 0.5 * LN2 / 2)
+    # coverage: (64 - 2 * 8) / 2
+    assert part["coverage"].item() == pytest.approx(24.0)
+
+
+def test_outside_pixels_and_valid_are_ignored():
+    out = lacss_weak_loss(_half(), torch.tensor([[-2, -2]]), torch.zeros(8, 8, dtype=torch.float64), from_logits=False)
+    # 4 px inside: coverage 0 - 0.5*4, background 2 * 0.5 * 4
+    assert out["coverage"].item() == pytest.approx(-2.0)
+    assert out["background"].item() == pytest.approx(4.0)
+    valid = torch.ones(8, 8, dtype=torch.float64)
+    valid[:, 2:] = 0
+    out = lacss_weak_loss(_half(), torch.tensor([[0, 0]]), _fg(), valid, from_logits=False)
+    # valid foreground 4x2 = 8 px, valid mask pixels 8 * 0.5
+    assert out["coverage"].item() == pytest.approx(8 - 4)
+
+
+def test_logits_equal_probabilities_and_empty():
+    a = lacss_weak_loss(torch.zeros(2, 4, 4, dtype=torch.float64), torch.tensor([[0, 0], [1, 3]]), _fg())
+    b = lacss_weak_loss(_half(2), torch.tensor([[0, 0], [1, 3]]), _fg(), from_logits=False)
+    for k in a:
+        assert a[k].item() == pytest.approx(b[k].item())
+    empty = lacss_weak_loss(torch.zeros(0, 4, 4, requires_grad=True), torch.zeros(0, 2, dtype=torch.long), _fg())
+    assert empty["loss"].item() == pytest.approx(16.0)
+    empty["loss"].backward()  # still attached to the graph
+
+
+def test_gradients_flow_and_match_finite_differences(rng):
+    logits = torch.tensor(rng.normal(size=(3, 5, 5)), dtype=torch.float64, requires_grad=True)
+    origins = torch.tensor([[0, 0], [2, 3], [-1, 5]])
+    B = torch.tensor(rng.random((9, 9)), dtype=torch.float64)
+    torch.autograd.gradcheck(lambda z: lacss_weak_loss(z, origins, B)["loss"], (logits,))
+    # extreme logits stay finite
+    big = torch.full((2, 4, 4), 60.0, requires_grad=True)
+    out = lacss_weak_loss(big, torch.tensor([[0, 0], [0, 0]]), _fg().float())
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and torch.isfinite(big.grad).all()
+
+
+def test_gradient_signs_grow_on_foreground_shrink_on_background():
+    z = torch.zeros(1, 4, 4, dtype=torch.float64, requires_grad=True)
+    lacss_weak_loss(z, torch.tensor([[2, 2]]), _fg())["loss"].backward()
+    g = z.grad[0]
+    assert (g[:2, :2] < 0).all()  # window rows/cols 0..1 sit on the foreground: grow
+    assert (g[2:, 2:] > 0).all()  # on background: shrink
+
+
+def test_point_spacing_and_background_from_points():
+    pts = np.array([[0, 0], [0, 10], [20, 0]], np.float32)
+    assert point_spacing(pts) == pytest.approx(10.0)
+    assert point_spacing(np.zeros((1, 2))) == 32.0
+    bg = background_from_points(np.array([[2, 2]]), (8, 8), distance=3.0)
+    assert bg[2, 2] == 0 and bg[2, 5] == 0 and bg[2, 6] == 1 and bg[7, 7] == 1
+    assert background_from_points(np.zeros((0, 2)), (4, 4)).sum() == 16
+
+
+def test_points_mode_terms_by_hand():
+    G = torch.zeros(8, 8, dtype=torch.float64)
+    G[:, 4:] = 1
+    out = points_mode_loss(_half(), torch.tensor([[0, 2]]), np.array([[2.0, 4.0]]), (8, 8), background=G,
+                           min_area=16.0, from_logits=False)
+    assert out["background"].item() == pytest.approx(2 * 0.5 * 8)
+    assert out["small_area"].item() == pytest.approx((16 - 8) / 16)
+    assert out["overlap"].item() == pytest.approx(0.0, abs=1e-9)
+    assert out["loss"].item() == pytest.approx(8 + 0.5)
+
+
+def test_points_mode_collaborator_trains_only_through_fit_term(rng):
+    z = torch.zeros(2, 4, 4, requires_grad=True)
+    collab = torch.full((8, 8), 1.5, requires_grad=True)  # B = 0.82: nonzero net push on the masks
+    out = points_mode_loss(z, torch.tensor([[0, 0], [4, 4]]), np.array([[2.0, 2.0], [6.0, 6.0]]), (8, 8),
+                           collaborator=collab)
+    assert {"collab_masks", "collab_fit"} <= set(out)
+    out["collab_fit"].backward(retain_graph=True)
+    assert z.grad is None and collab.grad.abs().sum() > 0
+    collab.grad = None
+    out["collab_masks"].backward()
+    assert collab.grad is None and z.grad.abs().sum() > 0
+
+
+def test_size_loss_and_warmup():
+    y = _half()
+    assert size_loss(y, max_area=4.0, from_logits=False).item() == pytest.approx(1.0)
+    assert size_loss(y, max_area=16.0, from_logits=False).item() == 0.0
+    # with origins, only in-image pixels count: 4 px * 0.5 = 2 < 4
+    assert size_loss(y, torch.tensor([[-2, -2]]), (8, 8), max_area=1.0, from_logits=False).item() == pytest.approx(1.0)
+    assert warmup_weight(5, start=10, ramp=10) == 0.0
+    assert warmup_weight(14, start=10, ramp=10) == pytest.approx(0.5)
+    assert warmup_weight(100, start=10, ramp=10, final=2.0) == 2.0
+
+
+def test_weak_image_loss_combines_terms_with_warmup():
+    from lociseg.losses.weak import WeakLossConfig, weak_image_loss
+
+    cfg = WeakLossConfig(warmup_start=0, warmup_steps=10, size_weight=0.0)
+    z = torch.zeros(1, 4, 4, dtype=torch.float64)
+    pts = torch.tensor([[2.0, 2.0]])
+    loss, parts = weak_image_loss(cfg, z, torch.tensor([[0, 0]]), pts, foreground=_fg(), step=4)
+    assert parts["weak_weight"] == pytest.approx(0.5)
+    assert loss.item() == pytest.approx(0.5 * 8.0)  # coverage 16 - 8 only
+    with pytest.raises(ValueError, match="foreground"):
+        weak_image_loss(cfg, z, torch.tensor([[0, 0]]), pts, shape=(8, 8))
+    pcfg = WeakLossConfig.from_dict({"mode": "points", "collaborator": True, "aux_weight": 1.0})
+    collab = torch.zeros(8, 8, requires_grad=True)
+    aux = torch.zeros(8, 8, requires_grad=True)
+    loss, parts = weak_image_loss(pcfg, z.float().requires_grad_(), torch.tensor([[0, 0]]), pts, shape=(8, 8),
+                                  step=0, collaborator=collab, aux_pred=aux)
+    assert {"overlap", "background", "small_area", "collab_fit", "size", "aux"} <= set(parts)
+    loss.backward()
+    # step 0 of the warm-up: only the collaborator fit and the aux net learn
+    assert collab.grad.abs().sum() > 0 and aux.grad.abs().sum() > 0
+
+
+def test_lacss_loss_optimisation_partitions_foreground():
+    """Blob-initialised logits of two overlapping windows over two touching cells settle into one cell each."""
+    B = torch.zeros(20, 30)
+    B[5:15, 3:27] = 1  # a 10 x 24 foreground: two cells side by side
+    origins = torch.tensor([[0, 0], [0, 10]])
+    # start as blobs around the two cell centres (10, 9) and (10, 21), as a network's masks would
+    yy, xx = torch.meshgrid(torch.arange(20.0), torch.arange(20.0), indexing="ij")
+    z0 = [2 - torch.hypot(yy - 10, xx - c) / 3 for c in (9.0, 11.0)]
+    z = torch.stack(z0).requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.1)
+    for _ in range(300):
+        opt.zero_grad()
+        lacss_weak_loss(z, origins, B)["loss"].backward()
+        opt.step()
+    canvas = paste_soft(torch.sigmoid(z.detach()), origins, (20, 30), reduce="none")
+    union = canvas.max(0).values > 0.5
+    iou = (union & (B > 0)).sum() / (union | (B > 0)).sum()
+    assert iou > 0.9
+    both = ((canvas > 0.5).sum(0) > 1).sum() / union.sum()
+    assert both < 0.1  # little overlap
+    assert (canvas[0] > 0.5).sum() > 80 and (canvas[1] > 0.5).sum() > 80  # each takes about one cell (120 px)

@@ -1,0 +1,505 @@
+"""Weak-supervision losses for per-location instance masks (LACSS).
+
+The model predicts, for one image, N soft instance masks ``y_i`` in small
+windows (``mask_logits`` (N, h, w), window top-left ``origins`` (N, 2) in
+image pixels, possibly outside the image). These functions score them
+against weak annotations only: a foreground map ``B`` (H, W) in [0, 1]
+and/or the cell locations (points). All are pure, differentiable torch
+functions of one image; the model sums them over the batch.
+
+Window pixels that fall outside the image carry no annotation and are
+ignored by every term (they neither cost nor earn anything).
+
+Terms (all divided by the number of instances N, so the loss scale does not
+grow with cell density):
+
+``coverage``   (sum_x B(x) - sum_i sum_x y_i(x)) / N
+``overlap``    (1/N) sum_i sum_x y_i(x) sum_{j != i} -log(1 - y_j(x))
+``background`` (1/N) sum_i sum_x y_i(x) * 2 (1 - B(x))
+
+Their sum is the LACSS weak loss (:func:`lacss_weak_loss`). Per pixel, the
+gradient with respect to ``y_i`` is ``-1`` (grow) ``+ 2 (1 - B)`` (shrink on
+background) ``+ sum_{j != i} -log(1 - y_j)`` (shrink where another instance
+already claims the pixel), so masks fill the foreground and partition it.
+``-log(1 - sigmoid(z))`` is computed as ``softplus(z)``, which is exact and
+finite for any logit; probabilities given directly are clamped to
+``[eps, 1 - eps]``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+
+from ..config import Config
+
+__all__ = [
+    "window_coords",
+    "paste_soft",
+    "gather_windows",
+    "lacss_weak_loss",
+    "points_mode_loss",
+    "background_from_points",
+    "point_spacing",
+    "size_loss",
+    "warmup_weight",
+    "WeakLossConfig",
+    "weak_image_loss",
+]
+
+EPS = 1e-6
+
+
+def window_coords(origins: torch.Tensor, window: tuple[int, int], shape: tuple[int, int]):
+    """Image coordinates of every window pixel and whether it lies inside the image.
+
+    Parameters
+    ----------
+    origins : (N, 2) int tensor
+        Window top-left corners (y, x) in image pixels.
+    window : (h, w)
+        Window size.
+    shape : (H, W)
+        Image size.
+
+    Returns
+    -------
+    yy, xx : (N, h, w) long tensors
+        Pixel coordinates, clamped into the image (use ``inside`` to mask).
+    inside : (N, h, w) bool tensor
+        True where the window pixel is inside the image.
+    """
+    h, w = window
+    H, W = shape
+    origins = origins.long()
+    dev = origins.device
+    yy = origins[:, 0, None, None] + torch.arange(h, device=dev)[None, :, None]
+    xx = origins[:, 1, None, None] + torch.arange(w, device=dev)[None, None, :]
+    yy, xx = torch.broadcast_tensors(yy, xx)
+    inside = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
+    return yy.clamp(0, H - 1), xx.clamp(0, W - 1), inside
+
+
+def paste_soft(masks: torch.Tensor, origins: torch.Tensor, shape: tuple[int, int], *, reduce: str = "sum") -> torch.Tensor:
+    """Differentiably place window masks onto an image-sized canvas.
+
+    Parameters
+    ----------
+    masks : (N, h, w) tensor
+        Per-instance window values (probabilities, edge maps, ...).
+    origins : (N, 2) int tensor
+        Window top-left corners (y, x); parts outside the image are dropped.
+    shape : (H, W)
+        Canvas size.
+    reduce : {"sum", "none"}
+        ``"sum"``: one (H, W) canvas, overlapping windows add up.
+        ``"none"``: (N, H, W), one canvas per instance (memory N*H*W).
+
+    Returns
+    -------
+    tensor
+        (H, W) or (N, H, W), same dtype and device as ``masks``; gradients
+        flow back to ``masks``.
+    """
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be (N, h, w), got shape {tuple(masks.shape)}")
+    n, h, w = masks.shape
+    H, W = shape
+    yy, xx, inside = window_coords(origins, (h, w), (H, W))
+    vals = masks[inside]
+    if reduce == "sum":
+        canvas = masks.new_zeros((H, W))
+        return canvas.index_put((yy[inside], xx[inside]), vals, accumulate=True)
+    if reduce == "none":
+        nn_ = torch.arange(n, device=masks.device)[:, None, None].expand(n, h, w)
+        canvas = masks.new_zeros((n, H, W))
+        return canvas.index_put((nn_[inside], yy[inside], xx[inside]), vals, accumulate=True)
+    raise ValueError(f"reduce must be 'sum' or 'none', got {reduce!r}")
+
+
+def gather_windows(image: torch.Tensor, origins: torch.Tensor, window: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read an (H, W) map under every window: the inverse of :func:`paste_soft`.
+
+    Returns ``(values, inside)``, both (N, h, w); values outside the image are 0.
+    """
+    yy, xx, inside = window_coords(origins, window, tuple(image.shape[-2:]))
+    vals = image[yy, xx] * inside.to(image.dtype)
+    return vals, inside
+
+
+def _probs_and_penalty(mask_logits: torch.Tensor, from_logits: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``y = sigmoid(z)`` and ``-log(1 - y)`` computed stably."""
+    if from_logits:
+        return torch.sigmoid(mask_logits), F.softplus(mask_logits)
+    y = mask_logits.clamp(EPS, 1 - EPS)
+    return y, -torch.log1p(-y)
+
+
+def _overlap_term(y: torch.Tensor, pen: torch.Tensor, origins: torch.Tensor, shape, inside_w: torch.Tensor) -> torch.Tensor:
+    """sum_i sum_x y_i(x) sum_{j != i} -log(1 - y_j(x)) over in-image pixels (not divided by N)."""
+    total_pen = paste_soft(pen * inside_w, origins, shape)
+    others, _ = gather_windows(total_pen, origins, tuple(y.shape[-2:]))
+    others = (others - pen).clamp_min(0.0)  # remove own contribution; clamp float round-off
+    return (y * others * inside_w).sum()
+
+
+def lacss_weak_loss(
+    mask_logits: torch.Tensor,
+    origins: torch.Tensor,
+    foreground: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    *,
+    from_logits: bool = True,
+    background_weight: float = 2.0,
+) -> dict[str, torch.Tensor]:
+    """LACSS weak loss of one image from a foreground map.
+
+    With ``y_i`` the soft mask of instance i (pasted at its window) and ``B``
+    the foreground::
+
+        L = (sum B - sum_i y_i) / N
+            + (1/N) sum_i y_i [ sum_{j != i} -log(1 - y_j) + 2 (1 - B) ]
+
+    Parameters
+    ----------
+    mask_logits : (N, h, w) tensor
+        Mask logits (or probabilities with ``from_logits=False``).
+    origins : (N, 2) int tensor
+        Window top-left corners (y, x) in image pixels.
+    foreground : (H, W) tensor
+        Foreground probability ``B`` in [0, 1].
+    valid : (H, W) tensor, optional
+        1 where pixels count, 0 for padding/ignored pixels.
+    from_logits : bool
+        Whether ``mask_logits`` are logits.
+    background_weight : float
+        The factor 2 in front of ``(1 - B)``; it must exceed 1 so that
+        growing onto background costs more than the coverage term gains.
+
+    Returns
+    -------
+    dict of scalar tensors
+        ``coverage``, ``overlap``, ``background`` and their sum ``loss``.
+        With N = 0 every term is 0 (still attached to the graph).
+    """
+    shape = tuple(foreground.shape[-2:])
+    B = foreground.to(mask_logits.dtype).clamp(0, 1)
+    v = torch.ones_like(B) if valid is None else valid.to(B.dtype)
+    n = mask_logits.shape[0]
+    zero = mask_logits.sum() * 0.0
+    if n == 0:
+        # No instance covers anything: the coverage deficit is the whole foreground.
+        cov = (B * v).sum() + zero
+        return {"coverage": cov, "overlap": zero, "background": zero, "loss": cov}
+    y, pen = _probs_and_penalty(mask_logits, from_logits)
+    window = tuple(y.shape[-2:])
+    vw, inside = gather_windows(v, origins, window)
+    inside_w = vw * inside.to(y.dtype)
+    Bw, _ = gather_windows(B, origins, window)
+    area = (y * inside_w).sum()
+    coverage = ((B * v).sum() - area) / n
+    overlap = _overlap_term(y, pen, origins, shape, inside_w) / n
+    background = (y * inside_w * background_weight * (1 - Bw)).sum() / n
+    return {"coverage": coverage, "overlap": overlap, "background": background,
+            "loss": coverage + overlap + background}
+
+
+def point_spacing(points: torch.Tensor | np.ndarray, default: float = 32.0) -> float:
+    """Median distance from each point to its nearest neighbour (px).
+
+    A robust scale of the cells; ``default`` when there are fewer than 2 points.
+    """
+    p = torch.as_tensor(np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points,
+                                   dtype=np.float32)).reshape(-1, 2)
+    if len(p) < 2:
+        return float(default)
+    d = torch.cdist(p, p)
+    d.fill_diagonal_(float("inf"))
+    return float(d.min(dim=1).values.median())
+
+
+def background_from_points(
+    points: torch.Tensor | np.ndarray,
+    shape: tuple[int, int],
+    distance: float | None = None,
+    *,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Pixels far from every point: a background map for points-only training.
+
+    Parameters
+    ----------
+    points : (N, 2) array
+        Cell locations (y, x).
+    shape : (H, W)
+        Image size.
+    distance : float, optional
+        Pixels farther than this from the nearest point are background.
+        Default: the point spacing (:func:`point_spacing`), i.e. about one
+        cell diameter from the nearest cell centre.
+
+    Returns
+    -------
+    (H, W) float32 tensor
+        1 on background, 0 elsewhere. Without points the whole image is
+        background.
+    """
+    pts = np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points, np.float32).reshape(-1, 2)
+    H, W = shape
+    if len(pts) == 0:
+        return torch.ones((H, W), dtype=torch.float32, device=device)
+    if distance is None:
+        distance = point_spacing(pts)
+    seeds = np.ones((H, W), bool)
+    iy = np.clip(np.round(pts[:, 0]).astype(int), 0, H - 1)
+    ix = np.clip(np.round(pts[:, 1]).astype(int), 0, W - 1)
+    seeds[iy, ix] = False
+    dist = ndi.distance_transform_edt(seeds)
+    return torch.as_tensor(dist > distance, dtype=torch.float32, device=device)
+
+
+def size_loss(
+    mask_logits: torch.Tensor,
+    origins: torch.Tensor | None = None,
+    shape: tuple[int, int] | None = None,
+    *,
+    max_area: float,
+    from_logits: bool = True,
+) -> torch.Tensor:
+    """Penalise masks much larger than the cells can be.
+
+    ``(1/N) sum_i relu(A_i - A_max) / A_max`` with ``A_i = sum_x y_i(x)``
+    (in-image pixels only when ``origins`` and ``shape`` are given). Zero for
+    masks of plausible size, so it only acts against runaway growth. A sensible
+    ``A_max`` is a few times the squared point spacing
+    (``2 * point_spacing(points) ** 2``).
+    """
+    if mask_logits.shape[0] == 0:
+        return mask_logits.sum() * 0.0
+    y = torch.sigmoid(mask_logits) if from_logits else mask_logits.clamp(0, 1)
+    if origins is not None and shape is not None:
+        _, _, inside = window_coords(origins, tuple(y.shape[-2:]), shape)
+        y = y * inside.to(y.dtype)
+    area = y.flatten(1).sum(1)
+    return (F.relu(area - max_area) / max_area).mean()
+
+
+def points_mode_loss(
+    mask_logits: torch.Tensor,
+    origins: torch.Tensor,
+    points: torch.Tensor | np.ndarray,
+    shape: tuple[int, int],
+    *,
+    background: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
+    collaborator: torch.Tensor | None = None,
+    min_area: float | None = None,
+    background_distance: float | None = None,
+    from_logits: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Points-only weak loss (no foreground mask), after LACSS's 2021 unsupervised method.
+
+    Terms, with ``G`` the background map (pixels farther than
+    ``background_distance`` from every point, or the given ``background``)::
+
+        overlap    = (1/N) sum_i sum_x y_i sum_{j != i} -log(1 - y_j)
+        background = (1/N) sum_i sum_x y_i * 2 G
+        small_area = (1/N) sum_i relu(A_min - A_i) / A_min,  A_i = sum_x y_i
+
+    ``small_area`` replaces the coverage term of :func:`lacss_weak_loss`
+    (which needs a foreground): a mask is pushed to grow until it holds
+    ``A_min`` pixels (default ``pi/4 * (spacing/2)^2``, a disc of a quarter of
+    the point spacing's area), and no further; overlap and background bound it.
+
+    Learned foreground collaborator (optional): pass ``collaborator``, the
+    (H, W) logits of a small head predicting the foreground from the image
+    (:class:`lociseg.models.aux.ForegroundHead`). Then two more terms:
+
+    * ``collab_masks``: :func:`lacss_weak_loss` of the masks against
+      ``sigmoid(collaborator)`` (detached), which restores the coverage term;
+    * ``collab_fit``: binary cross entropy training the collaborator toward
+      ``0`` on ``G`` and toward the union of the masks ``min(1, sum_i y_i)``
+      (detached) elsewhere, so the two networks teach each other and only the
+      point-derived background anchors them.
+
+    Returns
+    -------
+    dict of scalar tensors
+        The terms above and their sum ``loss``.
+    """
+    H, W = shape
+    dev = mask_logits.device
+    if background is None:
+        background = background_from_points(points, shape, background_distance, device=dev)
+    G = background.to(mask_logits.dtype)
+    v = torch.ones((H, W), dtype=G.dtype, device=dev) if valid is None else valid.to(G.dtype)
+    n = mask_logits.shape[0]
+    zero = mask_logits.sum() * 0.0
+    out: dict[str, torch.Tensor] = {}
+    if n == 0:
+        out.update(overlap=zero, background=zero, small_area=zero)
+    else:
+        y, pen = _probs_and_penalty(mask_logits, from_logits)
+        window = tuple(y.shape[-2:])
+        vw, inside = gather_windows(v, origins, window)
+        inside_w = vw * inside.to(y.dtype)
+        Gw, _ = gather_windows(G, origins, window)
+        out["overlap"] = _overlap_term(y, pen, origins, shape, inside_w) / n
+        out["background"] = (y * inside_w * 2.0 * Gw).sum() / n
+        if min_area is None:
+            min_area = math.pi / 4 * (point_spacing(points) / 2) ** 2
+        area = (y * inside_w).flatten(1).sum(1)
+        out["small_area"] = (F.relu(min_area - area) / min_area).mean()
+    if collaborator is not None:
+        B_hat = torch.sigmoid(collaborator.reshape(H, W))
+        out["collab_masks"] = lacss_weak_loss(mask_logits, origins, B_hat.detach(), v,
+                                              from_logits=from_logits)["loss"]
+        if n:
+            y_all = mask_logits.sigmoid() if from_logits else mask_logits.clamp(0, 1)
+            union = paste_soft(y_all.detach(), origins, shape).clamp(0, 1)
+        else:
+            union = torch.zeros_like(G)
+        target = union * (1 - G)
+        bce = F.binary_cross_entropy_with_logits(collaborator.reshape(H, W), target, reduction="none")
+        out["collab_fit"] = (bce * v).sum() / v.sum().clamp_min(1.0)
+    out["loss"] = sum(out.values())
+    return out
+
+
+def warmup_weight(step: int, *, start: int = 0, ramp: int = 1000, final: float = 1.0) -> float:
+    """Weight of a weak term at ``step``: 0 before ``start``, then a linear ramp to ``final`` over ``ramp`` steps.
+
+    Weak terms on an untrained network mostly push masks to extremes
+    (everything or nothing); ramping them in after the location head has
+    settled avoids that early collapse.
+    """
+    if step < start:
+        return 0.0
+    if ramp <= 0:
+        return float(final)
+    return float(final) * min(1.0, (step - start + 1) / ramp)
+
+
+# ---------------------------------------------------------------- combiner
+
+
+@dataclass
+class WeakLossConfig(Config):
+    """Weights and schedule of the weak mask losses (a ``training.weak`` section).
+
+    Attributes
+    ----------
+    mode : {"weak", "points"}
+        ``weak``: points + foreground (:func:`lacss_weak_loss`);
+        ``points``: points only (:func:`points_mode_loss`, optionally with the
+        learned foreground collaborator).
+    weight : float
+        Weight of the mask loss (after warm-up).
+    warmup_start, warmup_steps : int
+        The mask loss is off before ``warmup_start`` and ramps linearly to
+        ``weight`` over ``warmup_steps`` (:func:`warmup_weight`).
+    size_weight : float
+        Weight of :func:`size_loss`; 0 turns it off.
+    size_factor : float
+        ``A_max = size_factor * point_spacing**2``.
+    background_distance : float or None
+        Points mode: background starts this far (px) from every point
+        (None: one point spacing).
+    collaborator : bool
+        Points mode: train a :class:`lociseg.models.aux.ForegroundHead` jointly.
+    aux_weight, aux_consistency_weight : float
+        Weights of :func:`lociseg.models.aux.aux_losses` (0: no aux network).
+    """
+
+    mode: Literal["weak", "points"] = "weak"
+    weight: float = 1.0
+    warmup_start: int = 0
+    warmup_steps: int = 500
+    size_weight: float = 0.1
+    size_factor: float = 2.0
+    background_distance: float | None = None
+    collaborator: bool = False
+    aux_weight: float = 0.0
+    aux_consistency_weight: float = 0.0
+
+
+def weak_image_loss(
+    cfg: WeakLossConfig,
+    mask_logits: torch.Tensor,
+    origins: torch.Tensor,
+    points: torch.Tensor,
+    *,
+    foreground: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
+    shape: tuple[int, int] | None = None,
+    step: int = 0,
+    collaborator: torch.Tensor | None = None,
+    aux_pred: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total weak mask loss of one image, as configured: one call for a model's ``training_loss``.
+
+    Parameters
+    ----------
+    cfg : WeakLossConfig
+    mask_logits : (N, h, w) tensor
+        Mask logits of the instances at the annotated points (or at the
+        model's locations matched to them).
+    origins : (N, 2) int tensor
+        Window top-left corners (y, x) in image pixels.
+    points : (P, 2) tensor
+        Annotated points of the image (for the cell scale and points mode).
+    foreground, valid : (H, W) tensors, optional
+        ``foreground`` is required in ``weak`` mode.
+    shape : (H, W), optional
+        Image size when ``foreground`` is not given.
+    step : int
+        Training step (warm-up).
+    collaborator : (H, W) tensor, optional
+        :class:`~lociseg.models.aux.ForegroundHead` logits (points mode).
+    aux_pred : (H, W) tensor, optional
+        :class:`~lociseg.models.aux.AuxBoundaryNet` output.
+
+    Returns
+    -------
+    loss : scalar tensor
+    parts : dict of float
+        Every term (unweighted) plus ``weak_weight`` for logging.
+    """
+    from ..models.aux import aux_losses  # local: models.aux imports this module
+
+    if shape is None:
+        if foreground is None:
+            raise ValueError("weak_image_loss needs foreground or shape")
+        shape = tuple(foreground.shape[-2:])
+    w = warmup_weight(step, start=cfg.warmup_start, ramp=cfg.warmup_steps, final=cfg.weight)
+    if cfg.mode == "weak":
+        if foreground is None:
+            raise ValueError("mode 'weak' needs a foreground map (run 'lociseg annotate' or use mode 'points')")
+        terms = lacss_weak_loss(mask_logits, origins, foreground, valid)
+    elif cfg.mode == "points":
+        terms = points_mode_loss(mask_logits, origins, points, shape, valid=valid,
+                                 collaborator=collaborator if cfg.collaborator else None,
+                                 background_distance=cfg.background_distance)
+    else:
+        raise ValueError(f"unknown weak mode {cfg.mode!r}")
+    parts = {k: float(v.detach()) for k, v in terms.items() if k != "loss"}
+    fit = terms.get("collab_fit")
+    # The collaborator must learn from the start, so its fit is not warmed up.
+    loss = w * terms["loss"] if fit is None else w * (terms["loss"] - fit) + fit
+    if cfg.size_weight > 0:
+        spacing = point_spacing(points)
+        size = size_loss(mask_logits, origins, shape, max_area=cfg.size_factor * spacing**2)
+        loss = loss + w * cfg.size_weight * size
+        parts["size"] = float(size.detach())
+    if aux_pred is not None and (cfg.aux_weight > 0 or cfg.aux_consistency_weight > 0):
+        aux = aux_losses(aux_pred, mask_logits, origins, valid)
+        loss = loss + cfg.aux_weight * aux["aux"] + w * cfg.aux_consistency_weight * aux["aux_consistency"]
+        parts.update({k: float(v.detach()) for k, v in aux.items()})
+    parts["weak_weight"] = w
+    return loss, parts

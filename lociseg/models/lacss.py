@@ -1,0 +1,335 @@
+"""LACSS: location-assisted cell segmentation.
+
+``image -> ConvNeXt -> FPN -> stride-4 level -> {LPN, SegHead}``: the location
+proposal network finds one location per cell, the segmentation head predicts
+a mask in a fixed window around each location, and the masks are pasted into
+a label image (:func:`lociseg.predict.paste_instances`). Supervision is
+either full labels or weak annotations (points + foreground, or points
+alone), selected by ``LacssConfig.mode``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..config import Config
+from ..losses.lpn import lpn_loss
+from ..losses.mask import mask_bce_dice
+from ..losses.weak import WeakLossConfig, weak_image_loss
+from ..predict.instances import Instances
+from .backbone import BackboneConfig, ConvNeXt
+from .base import InputSpec, SegmentationModel
+from .fpn import FPN
+from .lpn import LPNHead, decode_locations, lpn_targets
+from .seghead import SegHead
+
+STRIDE = 4
+#: Input sizes must be multiples of the coarsest stride.
+SIZE_MULTIPLE = 32
+
+
+@dataclass
+class LPNConfig(Config):
+    """Location proposal settings (distances in image pixels at model scale).
+
+    Attributes
+    ----------
+    width, depth : int
+        Conv stack of the head.
+    radius : float
+        Grid pixels within this distance of a location are positives.
+    min_score : float
+        Detections below this score are dropped at prediction.
+    max_count : int
+        At most this many detections per image (or tile).
+    min_distance : float
+        Locations closer than this to a higher-scoring one are suppressed.
+    """
+
+    width: int = 64
+    depth: int = 2
+    radius: float = 6.0
+    min_score: float = 0.4
+    max_count: int = 4000
+    min_distance: float = 8.0
+
+
+@dataclass
+class SegHeadConfig(Config):
+    """Segmentation head settings: ``window`` grid cells (x4 = image px) and ``width`` channels."""
+
+    width: int = 32
+    window: int = 24
+
+
+@dataclass
+class LossWeights(Config):
+    """Weights of the supervised loss terms."""
+
+    lpn_score: float = 1.0
+    lpn_offset: float = 1.0
+    mask_bce: float = 1.0
+    mask_dice: float = 0.5
+
+
+@dataclass
+class LacssConfig(Config):
+    """Configuration of a LACSS model.
+
+    Attributes
+    ----------
+    input : InputSpec
+        Channels, normalisation and the training cell diameter (32 px).
+    backbone : BackboneConfig
+        Encoder preset (``tiny``, ``base``, ``small``).
+    fpn_channels : int
+        Channels of the FPN levels.
+    lpn, seghead : LPNConfig, SegHeadConfig
+    loss : LossWeights
+        Supervised loss weights.
+    mode : {"supervised", "weak", "weak+aux", "points"}
+        ``supervised``: instance labels; ``weak``: points + foreground with
+        the LACSS loss; ``weak+aux``: the same plus the training-only
+        auxiliary boundary network; ``points``: points only (overlap,
+        background far from points, size), optionally with a learned
+        foreground collaborator (``weak.collaborator``).
+    weak : WeakLossConfig
+        Weights and warm-up of the weak mask losses; ``weak.mode`` is set
+        from ``mode``. In ``weak+aux`` mode zero aux weights default to 1.
+    match_start : int
+        From this step on, each annotated location is replaced by the
+        nearest predicted location (within ``match_distance``) when choosing
+        where the segmentation head looks, so training sees the locations
+        inference will use.
+    match_distance : float
+    max_instances : int
+        At most this many instances per training image get a mask loss.
+    """
+
+    input: InputSpec = field(default_factory=lambda: InputSpec(channels=["actin", "DNA"], in_channels=2))
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    fpn_channels: int = 64
+    lpn: LPNConfig = field(default_factory=LPNConfig)
+    seghead: SegHeadConfig = field(default_factory=SegHeadConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    mode: Literal["supervised", "weak", "weak+aux", "points"] = "supervised"
+    weak: WeakLossConfig = field(default_factory=WeakLossConfig)
+    match_start: int = 500
+    match_distance: float = 8.0
+    max_instances: int = 256
+
+    def weak_loss_config(self) -> WeakLossConfig:
+        """The weak-loss settings in effect for ``mode``."""
+        w = replace(self.weak, mode="points" if self.mode == "points" else "weak")
+        if self.mode == "weak+aux" and w.aux_weight == 0 and w.aux_consistency_weight == 0:
+            w = replace(w, aux_weight=1.0, aux_consistency_weight=1.0)
+        if self.mode != "weak+aux":
+            w = replace(w, aux_weight=0.0, aux_consistency_weight=0.0)
+        return w
+
+
+def crop_windows(array: torch.Tensor, origins: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows (N, size, size) of a 2-d tensor at ``origins``, zero outside, and an inside-mask."""
+    h, w = array.shape[-2:]
+    n = len(origins)
+    r = torch.arange(size, device=array.device)
+    iy = (origins[:, 0:1] + r)[:, :, None].expand(n, size, size)
+    ix = (origins[:, 1:2] + r)[:, None, :].expand(n, size, size)
+    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    vals = array[iy.clamp(0, h - 1), ix.clamp(0, w - 1)]
+    return torch.where(inside, vals, torch.zeros_like(vals)), inside
+
+
+def label_centroids(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids (N,) and centroids (N, 2) (y, x) of the objects of a label image."""
+    flat = labels.reshape(-1)
+    ids, inverse = torch.unique(flat, return_inverse=True)
+    ys, xs = torch.meshgrid(
+        torch.arange(labels.shape[0], device=labels.device, dtype=torch.float32),
+        torch.arange(labels.shape[1], device=labels.device, dtype=torch.float32),
+        indexing="ij",
+    )
+    count = torch.bincount(inverse, minlength=len(ids)).float()
+    cy = torch.bincount(inverse, weights=ys.reshape(-1), minlength=len(ids)) / count
+    cx = torch.bincount(inverse, weights=xs.reshape(-1), minlength=len(ids)) / count
+    keep = ids > 0
+    return ids[keep], torch.stack([cy, cx], dim=1)[keep]
+
+
+class LacssModel(SegmentationModel):
+    """Backbone + FPN + LPN + segmentation head (+ training-only weak-mode helpers)."""
+
+    def __init__(self, config: LacssConfig | None = None) -> None:
+        super().__init__()
+        config = config if config is not None else LacssConfig()
+        self.config = config
+        c_in = config.input.in_channels
+        self.backbone = ConvNeXt(c_in, config.backbone)
+        self.fpn = FPN(self.backbone.widths, config.fpn_channels, num_outputs=1)
+        self.lpn = LPNHead(config.fpn_channels, config.lpn.width, config.lpn.depth)
+        self.seghead = SegHead(config.fpn_channels, config.seghead.width, config.seghead.window, STRIDE)
+        # Training-only helpers: never called by predict_instances, so inference cost is unchanged.
+        self.aux = None
+        self.collaborator = None
+        if config.mode == "weak+aux":
+            from .aux import AuxBoundaryNet
+
+            self.aux = AuxBoundaryNet(c_in)
+        if config.mode == "points" and config.weak.collaborator:
+            from .aux import ForegroundHead
+
+            self.collaborator = ForegroundHead(c_in)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Dense outputs of a (B, C, H, W) batch, H and W multiples of 32.
+
+        Returns
+        -------
+        score_logits : (B, H/4, W/4)
+        offsets : (B, 2, H/4, W/4)
+            Offsets to the cell location in stride-4 grid units.
+        seg_features : (B, width, H/4, W/4)
+            Dense features of the segmentation head.
+        """
+        p2 = self.fpn(self.backbone(image))[0]
+        score, offsets = self.lpn(p2)
+        return score, offsets, self.seghead.dense_features(p2)
+
+    # ----------------------------------------------------------------- training
+    def training_loss(self, batch: dict[str, Any], step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.config
+        image = batch["image"]
+        b, _, h, w = image.shape
+        score, offsets, dense = self(image)
+        grid = score.shape[-2:]
+        valid = batch.get("valid")
+        labels = batch.get("labels")
+        supervised = cfg.mode == "supervised"
+        if supervised and labels is None:
+            raise ValueError("mode 'supervised' needs 'labels' in the batch (weak data? set lacss.mode)")
+        aux_pred = self.aux(image) if self.aux is not None else None
+        collab = self.collaborator(image) if self.collaborator is not None else None
+        weak_cfg = None if supervised else cfg.weak_loss_config()
+
+        pos_t, off_t = [], []
+        mask_parts: list[dict[str, torch.Tensor]] = []
+        logs: dict[str, float] = {}
+        n_inst = 0
+        for i in range(b):
+            if supervised:
+                ids, pts = label_centroids(labels[i])
+            else:
+                pts = batch["points"][i].to(image.device).float().reshape(-1, 2)
+                ids = None
+            pos, off, _ = lpn_targets(pts, grid, STRIDE, cfg.lpn.radius)
+            pos_t.append(pos)
+            off_t.append(off)
+            if len(pts) == 0:
+                continue
+            locs = self._training_locations(score[i], offsets[i], pts, step)
+            sel = torch.arange(len(pts), device=image.device)
+            if len(sel) > cfg.max_instances:
+                g = torch.Generator().manual_seed(int(step) * 1009 + i)
+                sel = torch.randperm(len(pts), generator=g)[: cfg.max_instances].to(image.device)
+            logits, origins = self.seghead(dense[i], locs[sel])
+            n_inst += len(sel)
+            v = None if valid is None else valid[i]
+            if supervised:
+                lab_win, inside = crop_windows(labels[i], origins, logits.shape[-1])
+                target = (lab_win == ids[sel][:, None, None]).float()
+                win_valid = inside.float()
+                if v is not None:
+                    win_valid = win_valid * crop_windows(v, origins, logits.shape[-1])[0]
+                mask_parts.append(mask_bce_dice(logits, target, win_valid, dice_weight=cfg.loss.mask_dice))
+            else:
+                fg = batch.get("foreground")
+                loss_i, parts = weak_image_loss(
+                    weak_cfg,
+                    logits,
+                    origins,
+                    pts,
+                    foreground=None if fg is None else fg[i],
+                    valid=v,
+                    shape=(h, w),
+                    step=step,
+                    collaborator=None if collab is None else collab[i],
+                    aux_pred=None if aux_pred is None else aux_pred[i],
+                )
+                # The weak loss sums over pixels (order: one cell area); dividing by the
+                # squared training diameter brings it to the scale of the LPN losses.
+                mask_parts.append({"weak": loss_i / cfg.input.target_diameter**2})
+                for k, val in parts.items():
+                    logs[k] = logs.get(k, 0.0) + val / b
+
+        grid_valid = None
+        if valid is not None:
+            grid_valid = (F.avg_pool2d(valid[:, None].float(), STRIDE)[:, 0] > 0.5).float()
+        lpn = lpn_loss(score, offsets, torch.stack(pos_t), torch.stack(off_t), grid_valid)
+        total = cfg.loss.lpn_score * lpn["lpn_score"] + cfg.loss.lpn_offset * lpn["lpn_offset"]
+        if mask_parts:
+            for key in mask_parts[0]:
+                term = torch.stack([p[key] for p in mask_parts]).mean()
+                weight = 1.0 if key == "weak" else getattr(cfg.loss, key)
+                total = total + weight * term
+                logs[key] = float(term.detach())
+        else:
+            total = total + dense.sum() * 0.0  # keep every parameter in the graph
+        logs.update({k: float(v.detach()) for k, v in lpn.items()})
+        logs["instances"] = float(n_inst)
+        return total, logs
+
+    @torch.no_grad()
+    def _training_locations(self, score: torch.Tensor, offsets: torch.Tensor, points: torch.Tensor, step: int) -> torch.Tensor:
+        """Annotated locations, each replaced by the nearest prediction once the LPN is trained."""
+        cfg = self.config
+        if step < cfg.match_start:
+            return points
+        pred, _ = decode_locations(score, offsets, STRIDE, min_score=cfg.lpn.min_score, max_count=cfg.lpn.max_count,
+                                   min_distance=cfg.lpn.min_distance)
+        if len(pred) == 0:
+            return points
+        d, j = torch.cdist(points, pred).min(dim=1)
+        return torch.where((d <= cfg.match_distance)[:, None], pred[j], points)
+
+    # --------------------------------------------------------------- prediction
+    @torch.no_grad()
+    def predict_instances(self, image: torch.Tensor, chunk: int = 512) -> Instances:
+        """Instances of one normalised image (1, C, H, W) at model scale (any H, W)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self._predict(image, chunk)
+        finally:
+            self.train(was_training)
+
+    def _predict(self, image: torch.Tensor, chunk: int) -> Instances:
+        cfg = self.config
+        if image.ndim == 3:
+            image = image[None]
+        h, w = image.shape[-2:]
+        ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
+        x = F.pad(image, (0, pw, 0, ph)) if ph or pw else image
+        score, offsets, dense = self(x)
+        locs, scores = decode_locations(score[0], offsets[0], STRIDE, min_score=cfg.lpn.min_score,
+                                        max_count=cfg.lpn.max_count, min_distance=cfg.lpn.min_distance)
+        inside = (locs[:, 0] >= 0) & (locs[:, 0] <= h - 1) & (locs[:, 1] >= 0) & (locs[:, 1] <= w - 1)
+        locs, scores = locs[inside], scores[inside]
+        size = self.seghead.window_px
+        if len(locs) == 0:
+            return Instances.empty((size, size))
+        masks, origins = [], []
+        for k in range(0, len(locs), chunk):
+            logits, org = self.seghead(dense[0], locs[k : k + chunk])
+            masks.append(torch.sigmoid(logits.float()).cpu())
+            origins.append(org.cpu())
+        return Instances(
+            locs.cpu().numpy().astype(np.float32),
+            scores.cpu().numpy().astype(np.float32),
+            torch.cat(masks).numpy(),
+            torch.cat(origins).numpy().astype(np.int64),
+        )

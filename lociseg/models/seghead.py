@@ -1,0 +1,88 @@
+"""Per-location segmentation head.
+
+For each cell location the head crops a fixed window of stride-``s``
+features around it (``window`` grid cells = ``window * s`` image pixels),
+adds an encoding of each window pixel's position relative to the location
+(the exact sub-pixel offset through a 1x1 conv, plus a learned per-position
+embedding), runs a small conv stack and upsamples the mask logits to image
+resolution. The expensive convolutions run once on the dense feature map;
+per instance only the cheap stack runs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .lpn import grid_centres
+
+
+class SegHead(nn.Module):
+    """Mask logits in fixed windows around given locations.
+
+    Parameters
+    ----------
+    channels : int
+        Channels of the input feature level.
+    width : int
+        Channels inside the head.
+    window : int
+        Window side in grid cells (24 at stride 4 = 96 image px).
+    stride : int
+        Stride of the feature level.
+    """
+
+    def __init__(self, channels: int, width: int = 32, window: int = 24, stride: int = 4) -> None:
+        super().__init__()
+        self.window, self.stride = window, stride
+        self.dense = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
+        self.position = nn.Conv2d(2, width, 1)
+        self.embedding = nn.Parameter(torch.zeros(width, window, window))
+        self.instance = nn.Sequential(nn.GELU(), nn.Conv2d(width, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, 1, 1))
+
+    @property
+    def window_px(self) -> int:
+        """Window side in image pixels."""
+        return self.window * self.stride
+
+    def dense_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Per-image part of the head, (B, width, h, w); run once per image."""
+        return self.dense(features)
+
+    def origins(self, locations: torch.Tensor) -> torch.Tensor:
+        """Top-left grid cells (N, 2) of the windows centred on ``locations`` (image px)."""
+        return torch.floor(locations / self.stride).long() - self.window // 2
+
+    def forward(self, dense: torch.Tensor, locations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits of the instances of one image.
+
+        Parameters
+        ----------
+        dense : (width, h, w)
+            :meth:`dense_features` of one image.
+        locations : (N, 2)
+            Cell locations (y, x) in image pixels.
+
+        Returns
+        -------
+        logits : (N, window_px, window_px)
+        origins : (N, 2) long
+            Image coordinates of each window's top-left pixel.
+        """
+        n, w = len(locations), self.window
+        grid0 = self.origins(locations)
+        if n == 0:
+            return dense.new_zeros((0, self.window_px, self.window_px)), grid0 * self.stride
+        padded = F.pad(dense, (w, w, w, w))
+        r = torch.arange(w, device=dense.device)
+        iy = (grid0[:, 0:1] + r + w)[:, :, None].expand(n, w, w)
+        ix = (grid0[:, 1:2] + r + w)[:, None, :].expand(n, w, w)
+        crops = padded[:, iy, ix].permute(1, 0, 2, 3)  # (N, width, w, w)
+        centres = grid_centres((w, w), self.stride, dense.device)  # relative to the window origin
+        rel = centres[None] + (grid0[:, None, None, :] * self.stride).float() - locations[:, None, None, :].float()
+        rel = (rel / (self.window_px / 2)).permute(0, 3, 1, 2)
+        x = crops + self.position(rel) + self.embedding
+        logits = self.instance(x)
+        logits = F.interpolate(logits, scale_factor=self.stride, mode="bilinear", align_corners=False)[:, 0]
+        return logits, grid0 * self.stride

@@ -1,0 +1,134 @@
+"""The experiment configuration saved beside every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..config import Config
+from ..models.lacss import LacssConfig
+from ..models.unet import UNetConfig
+
+
+@dataclass
+class AugmentConfig(Config):
+    """Random augmentation of training crops.
+
+    Attributes
+    ----------
+    flips : bool
+        Random flips and 90-degree rotations.
+    scale_min, scale_max : float
+        Log-uniform scale jitter range.
+    gain, gamma, noise : float
+        Per-channel intensity gain in [1-gain, 1+gain], gamma exp(N(0, gamma)),
+        Gaussian noise of this standard deviation (normalised units).
+    """
+
+    flips: bool = True
+    scale_min: float = 0.8
+    scale_max: float = 1.25
+    gain: float = 0.2
+    gamma: float = 0.2
+    noise: float = 0.02
+
+
+@dataclass
+class DataConfig(Config):
+    """What the model trains and validates on.
+
+    Attributes
+    ----------
+    train, val : list of str
+        Data set specs for :func:`lociseg.data.load_dataset` (``bbbc018@train``,
+        ``dsb2018-train``, ``koyuncu@train``, folders ...).
+    channels : list of str
+        Channels by name or index, in model order (e.g. ``["actin", "DNA"]``).
+    annotations : list of str
+        Weak modes: one ``lociseg annotate`` output folder per training spec
+        (points + foreground); ``from-labels`` derives them from the labels.
+    diameter : float
+        Median cell diameter (px) of the training images; 0 = from the labels
+        (median equivalent-circle diameter) or, in weak modes, from the
+        spacing of the annotated points.
+    diameter_per_image : bool
+        With ``diameter`` 0 and labels, rescale each image by its own median
+        cell diameter (mixed data sets such as DSB2018 vary 10x in scale);
+        otherwise one median over the training set.
+    crop_size : int
+        Training crop side at model scale (multiple of 32).
+    """
+
+    train: list[str] = field(default_factory=lambda: ["bbbc018@train"])
+    val: list[str] = field(default_factory=lambda: ["bbbc018@val"])
+    channels: list[str] = field(default_factory=lambda: ["actin", "DNA"])
+    annotations: list[str] = field(default_factory=list)
+    diameter: float = 0.0
+    diameter_per_image: bool = True
+    crop_size: int = 256
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class OptimConfig(Config):
+    """Optimiser, schedule and run control.
+
+    Attributes
+    ----------
+    lr, weight_decay : float
+        AdamW settings.
+    warmup_steps, steps : int
+        Linear warm-up, then cosine decay to 0 at ``steps``.
+    batch_size : int
+    grad_clip : float
+        Gradient-norm clipping (0: off).
+    amp : bool
+        Mixed precision (bfloat16) on CUDA; ignored on CPU.
+    seed : int
+        Every random choice is a function of (seed, step).
+    val_every, log_every : int
+        Validation and logging intervals in steps.
+    select_best : bool
+        Keep the checkpoint with the best validation F1@0.5 as ``best``.
+        Weak experiments that must not touch any label set it false, so
+        ``best`` is the last model.
+    budget_minutes : float
+        Stop (and save) after this wall-clock time (0: no limit).
+    threads : int
+        torch CPU threads (0: torch's default).
+    """
+
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 200
+    steps: int = 3000
+    batch_size: int = 4
+    grad_clip: float = 1.0
+    amp: bool = True
+    seed: int = 0
+    val_every: int = 250
+    log_every: int = 10
+    select_best: bool = True
+    budget_minutes: float = 0.0
+    threads: int = 0
+
+
+@dataclass
+class ExperimentConfig(Config):
+    """A whole training run: model type and settings, data, optimisation."""
+
+    model_type: Literal["lacss", "unet"] = "lacss"
+    lacss: LacssConfig = field(default_factory=LacssConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    @property
+    def model(self) -> LacssConfig | UNetConfig:
+        """The config of the selected model type."""
+        return self.lacss if self.model_type == "lacss" else self.unet
+
+    @property
+    def weak(self) -> bool:
+        """Whether training uses weak annotations instead of labels."""
+        return self.model_type == "lacss" and self.lacss.mode != "supervised"

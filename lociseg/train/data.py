@@ -1,0 +1,203 @@
+"""Training data: images normalised and rescaled once, then random augmented crops.
+
+Every crop is a pure function of ``(seed, step, index in batch)``, so a
+resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..errors import ConfigError
+from ..io import normalize_percentile
+from ..predict.scale import diameter_from_labels, diameter_from_locations, rescale_image, rescale_labels, scaled_shape
+from .config import AugmentConfig, ExperimentConfig
+
+log = logging.getLogger("lociseg.train")
+
+
+@dataclass
+class Prepared:
+    """One image at model scale: normalised pixels and whatever annotation it has."""
+
+    name: str
+    image: np.ndarray  # float32 (C, H, W)
+    labels: np.ndarray | None  # int32 (H, W)
+    points: np.ndarray | None  # float32 (N, 2)
+    foreground: np.ndarray | None  # float32 (H, W)
+    scale: float
+
+
+def _channels(spec: list[str]) -> list[int | str] | None:
+    if not spec:
+        return None
+    return [int(c) if str(c).isdigit() else c for c in spec]
+
+
+def load_samples_for(config: ExperimentConfig, specs: list[str], annotations: list[str] | None = None) -> list:
+    """Samples of the given specs (with weak annotations attached when asked)."""
+    from ..data import load_dataset
+
+    out = []
+    for k, spec in enumerate(specs):
+        ds = load_dataset(spec, channels=_channels(config.data.channels))
+        if annotations:
+            if len(annotations) != len(specs):
+                raise ConfigError("data.annotations needs one folder per data.train spec")
+            if annotations[k] == "from-labels":
+                from ..annotate import weak_from_labels
+
+                samples = []
+                for s in ds:
+                    pts, fg = weak_from_labels(s.labels)
+                    s.points, s.foreground = pts, fg
+                    samples.append(s)
+                out.extend(samples)
+                continue
+            from ..annotate import with_annotations
+
+            ds = with_annotations(ds, annotations[k])
+        out.extend(ds[i] for i in range(len(ds)))
+    return out
+
+
+def estimate_diameter(samples: list, weak: bool) -> float:
+    """Median cell diameter over samples: from labels, or (weak) from point spacing."""
+    values = []
+    for s in samples:
+        if weak or s.labels is None:
+            if s.points is not None and len(s.points) > 1:
+                values.append(diameter_from_locations(np.asarray(s.points)))
+        else:
+            values.append(diameter_from_labels(s.labels))
+    values = [v for v in values if np.isfinite(v)]
+    if not values:
+        raise ConfigError("cannot estimate the cell diameter (no labels or points): set data.diameter")
+    return float(np.median(values))
+
+
+def prepare(samples: list, config: ExperimentConfig, *, weak: bool, diameter: float | None = None) -> tuple[list[Prepared], float]:
+    """Normalise and rescale samples to model scale; returns them and the diameter used."""
+    spec = config.model.input
+    d = diameter or config.data.diameter or estimate_diameter(samples, weak)
+    per_image = not diameter and not config.data.diameter and config.data.diameter_per_image and not weak
+    out = []
+    for s in samples:
+        own = diameter_from_labels(s.labels) if per_image and s.labels is not None else float("nan")
+        factor = spec.target_diameter / (own if np.isfinite(own) else d)
+        img = normalize_percentile(np.asarray(s.image), spec.normalize_low, spec.normalize_high)
+        if img.shape[0] != spec.in_channels:
+            raise ConfigError(f"{s.name}: {img.shape[0]} channels, the model takes {spec.in_channels} (data.channels)")
+        img = rescale_image(img, factor)
+        shape = img.shape[-2:]
+        labels = None if s.labels is None else rescale_labels(np.asarray(s.labels), shape).astype(np.int32)
+        points = None
+        if s.points is not None:
+            points = np.asarray(s.points, np.float32).reshape(-1, 2)
+            points = (points + 0.5) * np.array([shape[0] / s.image.shape[-2], shape[1] / s.image.shape[-1]], np.float32) - 0.5
+        fg = None
+        if s.foreground is not None:
+            fg = rescale_labels(np.asarray(s.foreground).astype(np.uint8), shape).astype(np.float32)
+        out.append(Prepared(s.name, img.astype(np.float32), labels, points, fg, factor))
+    return out, d
+
+
+def _rot_points(points: np.ndarray, k: int, shape: tuple[int, int]) -> np.ndarray:
+    """Points after ``np.rot90(·, k)`` of an array of ``shape``."""
+    h, w = shape
+    for _ in range(k % 4):
+        points = np.stack([w - 1 - points[:, 1], points[:, 0]], axis=1)
+        h, w = w, h
+    return points
+
+
+def sample_crop(item: Prepared, size: int, aug: AugmentConfig, rng: np.random.Generator, weak: bool) -> dict:
+    """One augmented crop (numpy arrays) of ``item``; pixels outside the image are invalid."""
+    c, h, w = item.image.shape
+    s = float(np.exp(rng.uniform(np.log(aug.scale_min), np.log(aug.scale_max)))) if aug.scale_max > aug.scale_min else 1.0
+    src = max(8, int(round(size / s)))
+    y0 = int(rng.integers(min(0, h - src), max(0, h - src) + 1))
+    x0 = int(rng.integers(min(0, w - src), max(0, w - src) + 1))
+
+    def window(a: np.ndarray, fill: float) -> np.ndarray:
+        out = np.full(a.shape[:-2] + (src, src), fill, dtype=a.dtype)
+        ys, xs = max(y0, 0), max(x0, 0)
+        ye, xe = min(y0 + src, h), min(x0 + src, w)
+        out[..., ys - y0 : ye - y0, xs - x0 : xe - x0] = a[..., ys:ye, xs:xe]
+        return out
+
+    img = torch.from_numpy(window(item.image, 0.0))[None]
+    valid = torch.from_numpy(window(np.ones((h, w), np.float32), 0.0))[None, None]
+    img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)[0].numpy()
+    valid = (F.interpolate(valid, size=(size, size), mode="nearest")[0, 0].numpy() > 0.5).astype(np.float32)
+    out: dict = {}
+    if item.labels is not None and not weak:
+        out["labels"] = rescale_labels(window(item.labels, 0), (size, size)).astype(np.int64)
+    if weak:
+        if item.points is not None:
+            p = (item.points - np.array([y0, x0], np.float32) + 0.5) * (size / src) - 0.5
+            p = p[(p[:, 0] >= 0) & (p[:, 0] <= size - 1) & (p[:, 1] >= 0) & (p[:, 1] <= size - 1)]
+            out["points"] = p.astype(np.float32)
+        else:
+            out["points"] = np.zeros((0, 2), np.float32)
+        if item.foreground is not None:
+            out["foreground"] = rescale_labels(window(item.foreground, 0.0), (size, size)).astype(np.float32)
+    if aug.flips:
+        k = int(rng.integers(4))
+        flip = bool(rng.integers(2))
+        img = np.rot90(img, k, axes=(1, 2))
+        valid = np.rot90(valid, k)
+        for key in ("labels", "foreground"):
+            if key in out:
+                out[key] = np.rot90(out[key], k)
+        if "points" in out:
+            out["points"] = _rot_points(out["points"], k, (size, size))
+        if flip:
+            img, valid = img[:, :, ::-1], valid[:, ::-1]
+            for key in ("labels", "foreground"):
+                if key in out:
+                    out[key] = out[key][:, ::-1]
+            if "points" in out:
+                out["points"] = np.stack([out["points"][:, 0], size - 1 - out["points"][:, 1]], axis=1)
+    if aug.gain > 0:
+        img = img * rng.uniform(1 - aug.gain, 1 + aug.gain, size=(c, 1, 1))
+    if aug.gamma > 0:
+        g = np.exp(rng.normal(0, aug.gamma, size=(c, 1, 1)))
+        img = np.sign(img) * np.abs(img) ** g
+    if aug.noise > 0:
+        img = img + rng.normal(0, aug.noise, size=img.shape)
+    out["image"] = np.ascontiguousarray(img, dtype=np.float32)
+    out["valid"] = np.ascontiguousarray(valid)
+    for key in ("labels", "foreground"):
+        if key in out:
+            out[key] = np.ascontiguousarray(out[key])
+    return out
+
+
+def make_batch(items: list[Prepared], config: ExperimentConfig, step: int, device: torch.device, *, weak: bool) -> dict:
+    """The training batch of ``step`` (deterministic given the seed)."""
+    size = config.data.crop_size
+    if size % 32:
+        raise ConfigError(f"data.crop_size must be a multiple of 32, got {size}")
+    areas = np.array([it.image.shape[-2] * it.image.shape[-1] for it in items], float)
+    crops = []
+    for b in range(config.optim.batch_size):
+        rng = np.random.default_rng([config.optim.seed, step, b])
+        idx = int(rng.choice(len(items), p=areas / areas.sum()))
+        crops.append(sample_crop(items[idx], size, config.data.augment, rng, weak))
+    batch: dict = {
+        "image": torch.from_numpy(np.stack([c["image"] for c in crops])).to(device),
+        "valid": torch.from_numpy(np.stack([c["valid"] for c in crops])).to(device),
+    }
+    if "labels" in crops[0]:
+        batch["labels"] = torch.from_numpy(np.stack([c["labels"] for c in crops])).to(device)
+    if weak:
+        batch["points"] = [torch.from_numpy(c["points"]).to(device) for c in crops]
+        if all("foreground" in c for c in crops):
+            batch["foreground"] = torch.from_numpy(np.stack([c["foreground"] for c in crops])).to(device)
+    return batch

@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lociseg.errors import InputError
+from lociseg.train.checkpoint import load_checkpoint, save_checkpoint
+from lociseg.train.config import ExperimentConfig
+from lociseg.train.data import Prepared, make_batch, sample_crop
+from lociseg.train.loop import lr_factor, train, validate
+
+
+def _small(steps=6, **data):
+    cfg = ExperimentConfig()
+    cfg.data.train = ["bbbc018@train"]
+    cfg.data.val = []
+    cfg.data.crop_size = 64
+    cfg.optim.steps = steps
+    cfg.optim.batch_size = 1
+    cfg.optim.warmup_steps = 2
+    cfg.optim.log_every = 1
+    for k, v in data.items():
+        setattr(cfg.data, k, v)
+    return cfg
+
+
+def test_config_yaml_round_trip(tmp_path):
+    cfg = _small().override({"lacss.backbone.preset": "base", "optim.lr": 0.01})
+    cfg.to_yaml(tmp_path / "c.yaml")
+    assert ExperimentConfig.from_yaml(tmp_path / "c.yaml") == cfg
+
+
+def test_lr_schedule():
+    assert lr_factor(0, 10, 100) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 100) == pytest.approx(1.0)
+    assert lr_factor(55, 10, 100) == pytest.approx(0.5)
+    assert lr_factor(100, 10, 100) == pytest.approx(0.0)
+
+
+def test_crops_are_deterministic_and_consistent(rng):
+    img = rng.random((2, 100, 90)).astype(np.float32)
+    lab = np.zeros((100, 90), np.int32)
+    lab[10:30, 20:50] = 4
+    item = Prepared("x", img, lab, None, None, 1.0)
+    cfg = _small()
+    a = sample_crop(item, 64, cfg.data.augment, np.random.default_rng([0, 5, 0]), weak=False)
+    b = sample_crop(item, 64, cfg.data.augment, np.random.default_rng([0, 5, 0]), weak=False)
+    assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["labels"], b["labels"])
+    # weak crops move points with the pixels: each point stays on its (foreground) cell
+    fg = (lab > 0).astype(np.float32)
+    pts = np.array([[20.0, 35.0]], np.float32)
+    witem = Prepared("x", img, None, pts, fg, 1.0)
+    for s in range(20):
+        c = sample_crop(witem, 64, cfg.data.augment, np.random.default_rng([1, s, 0]), weak=True)
+        for y, x in c["points"]:
+            assert c["foreground"][int(round(y)), int(round(x))] == 1
+
+
+def test_save_load_identical_output(tmp_path, rng):
+    from lociseg.models import LacssModel
+
+    cfg = _small()
+    model = LacssModel(cfg.lacss).eval()
+    save_checkpoint(tmp_path / "ck", model, cfg, {"f1_50": 0.5})
+    loaded = load_checkpoint(tmp_path / "ck")
+    x = torch.from_numpy(rng.random((1, 2, 64, 64)).astype(np.float32))
+    for a, b in zip(model(x), loaded(x)):
+        assert torch.equal(a, b)
+    assert loaded.experiment_config == cfg
+    assert set(load_file(str(tmp_path / "ck" / "model.safetensors"))) == set(model.state_dict())
+
+
+def test_load_refuses_damaged_checkpoint(tmp_path):
+    from lociseg.models import LacssModel
+
+    cfg = _small()
+    save_checkpoint(tmp_path / "ck", LacssModel(cfg.lacss), cfg)
+    (tmp_path / "ck" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="cannot read weights"):
+        load_checkpoint(tmp_path / "ck")
+    with pytest.raises(InputError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "nothing")
+
+
+def test_resume_equals_uninterrupted(tmp_path, data_root):
+    cfg = _small(steps=6)
+    # One thread: multi-threaded CPU kernels may sum in a different order from run to run,
+    # which is not what this test is about (saved and restored state).
+    cfg.optim.threads = 1
+    threads = torch.get_num_threads()
+    train(cfg, tmp_path / "full", device="cpu", progress=False)
+    train(cfg, tmp_path / "split", device="cpu", progress=False, stop_at=3)
+    train(cfg, tmp_path / "split", device="cpu", progress=False, resume=True)
+    a = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "split" / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.get_num_threads() == threads  # train() leaves the process as it found it
+    log = (tmp_path / "split" / "log.csv").read_text().splitlines()
+    assert len(log) == 1 + 6  # header + one row per step across both parts
+
+
+def test_weak_from_labels_training_runs(tmp_path, data_root):
+    cfg = _small(steps=3, annotations=["from-labels"])
+    cfg.lacss.mode = "weak+aux"
+    out = train(cfg, tmp_path / "weak", device="cpu", progress=False)
+    assert out["step"] == 3
+    header = (tmp_path / "weak" / "log.csv").read_text().splitlines()[0]
+    assert "coverage" in header and "aux" in header and "diag_area_ratio" in header
+
+
+@pytest.mark.slow
+def test_short_training_beats_untrained(tmp_path, data_root):
+    from lociseg.data import load_dataset
+    from lociseg.train.data import prepare
+
+    cfg = _small(steps=150)
+    cfg.data.crop_size = 128
+    cfg.optim.batch_size = 2
+    cfg.optim.lr = 3e-3
+    cfg.optim.warmup_steps = 20
+    cfg.lacss.match_start = 10**9
+    train(cfg, tmp_path / "run", device="cpu", progress=False)
+    val = [load_dataset("bbbc018@val", root=data_root)[i] for i in range(3)]
+    items, _ = prepare(val, cfg, weak=False)
+    trained = validate(load_checkpoint(tmp_path / "run"), items, torch.device("cpu"))
+    from lociseg.models import LacssModel
+
+    torch.manual_seed(0)
+    untrained = validate(LacssModel(cfg.lacss), items, torch.device("cpu"))
+    assert trained["f1_50"] > untrained["f1_50"] + 0.1
