@@ -1,0 +1,158 @@
+"""``lociseg segment``: label every cell of many images with a trained model."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+
+log = logging.getLogger(__name__)
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files, folders (their image files, not recursive) and glob patterns, in order, without repeats."""
+    from ..errors import InputError
+    from ..io.image import image_suffix_ok
+
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and image_suffix_ok(q))
+        elif any(ch in item for ch in "*?["):
+            found = sorted(Path(q) for q in glob.glob(item, recursive=True) if Path(q).is_file())
+        else:
+            found = [p]  # a missing file is reported per file later
+        if not found:
+            raise InputError("no image files found", path=item)
+        out.extend(found)
+    seen: set[Path] = set()
+    return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]
+
+
+def _output_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _parse_channels(text: Optional[str]) -> Optional[list]:
+    if text is None:
+        return None
+    items = [c.strip() for c in text.split(",") if c.strip()]
+    return [int(c) if c.lstrip("-").isdigit() else c for c in items]
+
+
+def main(
+    images: List[str] = typer.Argument(..., help="Image files, folders, glob patterns (quote globs), or data set specs (cellprofiler-human, bbbc018@test)."),
+    model: str = typer.Option(..., "--model", "-m", help="Checkpoint file, run folder or shipped model name."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for <name>.tif, <name>.csv, <name>.json."),
+    diameter: Optional[float] = typer.Option(None, "--diameter", "-d", help="Cell diameter in pixels (default: estimated per image)."),
+    channels: Optional[str] = typer.Option(None, "--channels", "-c", help="Channels to use, by name or index: actin,DNA or 0,1."),
+    tile_size: int = typer.Option(1024, "--tile-size", help="Tile side (px at model scale) for large images."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip images whose outputs all exist."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+) -> int:
+    """Segment every cell in images: writes a label TIFF, a per-cell CSV and a JSON sidecar per image.
+
+    Examples: lociseg segment plate1/ --model runs/bbbc018/best.pt --out seg/ --channels actin,DNA ;
+    lociseg segment "data/*.tif" -m lacss-tiny -o seg/ --diameter 30
+    """
+    from tqdm.auto import tqdm
+
+    from ..errors import ConfigError, LociError
+    from ..io import read_image
+    from ..predict.api import load_model, write_outputs
+
+    if skip_existing and overwrite:
+        raise ConfigError("--skip-existing and --overwrite exclude each other")
+    if diameter is not None and not diameter > 0:
+        raise ConfigError(f"--diameter must be positive, got {diameter}")
+    jobs = _jobs(images)
+    chans = _parse_channels(channels)
+    seg = load_model(model, device=device)
+    failures: dict[str, str] = {}
+    done = skipped = 0
+    for name, path, read in tqdm(jobs, desc="segment", unit="image", disable=None):
+        targets = [out / f"{name}{s}" for s in (".tif", ".csv", ".json")]
+        if any(t.exists() for t in targets) and not overwrite:
+            if skip_existing and all(t.exists() for t in targets):
+                skipped += 1
+                continue
+            if not skip_existing:
+                failures[path] = "outputs exist (use --overwrite or --skip-existing)"
+                continue
+        try:
+            image, meta = read()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                labels, table = seg.segment(image, diameter=diameter, channels=chans, channel_names=meta)
+            for w in caught:
+                log.info("%s: %s", name, w.message)
+            write_outputs(out, name, labels, table, {"input": path})
+            done += 1
+        except LociError as exc:
+            failures[path] = exc.message if exc.path else str(exc)
+    typer.echo(f"{done} image(s) segmented, {skipped} skipped, {len(failures)} failed; outputs in {out}")
+    if failures:
+        typer.echo(f"{len(failures)} failure(s):", err=True)
+        for where, err in failures.items():
+            typer.echo(f"  {where}: {err}", err=True)
+        raise typer.Exit(1)
+    return 0
+
+
+def _jobs(items: list[str]) -> list[tuple[str, str, Callable[[], tuple[Any, Optional[list[str]]]]]]:
+    """(output name, source, reader) per image: files/folders/globs, or data set specs
+    (for images stored as one file per channel, e.g. the CellProfiler examples)."""
+    from ..data import load_dataset
+    from ..data.load import parse_spec
+    from ..io import read_image
+
+    jobs: list = []
+    paths: list[str] = []
+    for item in items:
+        base = parse_spec(item)[0]
+        if not Path(item).exists() and not any(ch in item for ch in "*?[") and "/" not in base and "." not in base:
+            ds = load_dataset(item)
+            for i in range(len(ds)):
+                jobs.append((ds.names[i], f"{item}:{ds.names[i]}", _dataset_reader(ds, i)))
+        else:
+            paths.append(item)
+    for path in expand_inputs(paths) if paths else []:
+
+        def read(path: Path = path) -> tuple[Any, Optional[list[str]]]:
+            meta = _meta_of(path)
+            image = read_image(path)
+            return image, meta if meta is None or len(meta) == image.shape[0] else None
+
+        jobs.append((_output_name(path), str(path), read))
+    return jobs
+
+
+def _dataset_reader(ds: Any, i: int) -> Callable[[], tuple[Any, Optional[list[str]]]]:
+    def read() -> tuple[Any, Optional[list[str]]]:
+        sample = ds[i]
+        names = sample.meta.get("channel_names")
+        return sample.image, list(names) if names else None
+
+    return read
+
+
+def _meta_of(path: Path) -> Optional[list[str]]:
+    """Channel names stored in the file (OME/ImageJ), if any, so --channels can name them."""
+    from ..errors import LociError
+    from ..io import read_image_metadata
+
+    try:
+        names = read_image_metadata(path).get("channel_names")
+    except LociError:
+        return None  # read_image reports the problem
+    return list(names) if names else None

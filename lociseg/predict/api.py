@@ -1,0 +1,447 @@
+"""Segment raw images with a trained model: the Python API behind ``lociseg segment``.
+
+>>> seg = load_model("runs/bbbc018/best.pt")                     # doctest: +SKIP
+>>> labels, table = seg.segment(image, channels=["actin", "DNA"],
+...                             channel_names=["actin", "DNA", "pH3"])  # doctest: +SKIP
+
+:meth:`Segmenter.segment` selects and checks channels, normalises with the
+model's percentiles, rescales so cells are ``input.target_diameter`` px
+across, predicts (tile by tile when the image is larger than a tile), maps
+the instances back to the original pixel grid and pastes them into a label
+image, with a per-cell table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, InputError
+from .instances import Instances
+from .paste import paste_instances
+from .scale import diameter_from_labels, rescale_image, rescale_instances, scaled_shape
+from .tiling import predict_tiled
+
+log = logging.getLogger(__name__)
+
+TABLE_COLUMNS = ("label", "centroid_y", "centroid_x", "area", "score")
+
+
+@dataclass
+class CellTable:
+    """Per-cell measurements of a label image, one row per label 1..N.
+
+    Attributes
+    ----------
+    label, centroid_y, centroid_x, area, score : ndarray
+        Columns; centroids in pixels of the input image, area in pixels.
+    meta : dict
+        How the labels were made (``diameter_used``, ``model``, ...).
+    """
+
+    label: np.ndarray
+    centroid_y: np.ndarray
+    centroid_x: np.ndarray
+    area: np.ndarray
+    score: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """The columns, in order, as a dict of 1-D arrays (e.g. for ``pandas.DataFrame``)."""
+        return {c: getattr(self, c) for c in TABLE_COLUMNS}
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write the columns as CSV (header line, then one row per cell)."""
+        path = Path(path)
+        cols = self.to_dict()
+        with open(path, "w", newline="") as f:
+            f.write(",".join(TABLE_COLUMNS) + "\n")
+            for row in zip(*cols.values()):
+                f.write(f"{row[0]},{row[1]:.2f},{row[2]:.2f},{row[3]},{row[4]:.4f}\n")
+        return path
+
+
+def cell_table(labels: np.ndarray, scores: np.ndarray | None = None, meta: dict | None = None) -> CellTable:
+    """Measure every label 1..N of ``labels`` (ids assumed sequential; absent ids get area 0).
+
+    Parameters
+    ----------
+    labels : (H, W) int ndarray
+    scores : (N,) ndarray, optional
+        Score of label ``k + 1`` at index ``k``; NaN when not given.
+    meta : dict, optional
+    """
+    labels = np.asarray(labels)
+    n = int(labels.max()) if labels.size else 0
+    flat = labels.ravel().astype(np.int64)
+    area = np.bincount(flat, minlength=n + 1)[1:]
+    yy, xx = np.indices(labels.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cy = np.bincount(flat, yy.ravel(), minlength=n + 1)[1:] / area
+        cx = np.bincount(flat, xx.ravel(), minlength=n + 1)[1:] / area
+    score = np.full(n, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)[:n]
+    return CellTable(np.arange(1, n + 1), cy, cx, area, score, dict(meta or {}))
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda or mps)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but no CUDA GPU is available")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' requested but MPS is not available")
+    return dev
+
+
+class Segmenter:
+    """A model ready to segment raw images.
+
+    Parameters
+    ----------
+    model : SegmentationModel
+        Its ``config.input`` (:class:`lociseg.models.base.InputSpec`) says
+        which channels it takes, how to normalise and at which cell size.
+    device : str, optional
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+    name : str, optional
+        Recorded in the output metadata (e.g. the checkpoint path).
+    pad_multiple : int, optional
+        Tiles are zero-padded (after normalisation) to a multiple of this, as
+        the networks down-sample by up to 32.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, device: str | torch.device = "auto", name: str | None = None, pad_multiple: int = 32):
+        self.device = _resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.name = name or type(model).__name__
+        self.pad_multiple = int(pad_multiple)
+        spec = getattr(getattr(model, "config", None), "input", None)
+        if spec is None:
+            raise ConfigError(f"model {self.name} has no config.input (InputSpec)")
+        self.spec = spec
+
+    def __repr__(self) -> str:
+        return f"Segmenter({self.name}, device={self.device}, in_channels={self.spec.in_channels}, target_diameter={self.spec.target_diameter})"
+
+    # ------------------------------------------------------------------ steps
+
+    def select_channels(
+        self,
+        image: np.ndarray,
+        channels: Sequence[int | str] | None = None,
+        channel_names: Sequence[str] | None = None,
+        *,
+        channel_axis: int | None = 0,
+    ) -> np.ndarray:
+        """Return the (C, H, W) channels the model takes, in its order.
+
+        ``channels`` picks by index or by name (names need ``channel_names``,
+        the names of the image's channels). Without ``channels``, the model's
+        own channel names are looked up in ``channel_names`` when given; an
+        image whose channel count differs from the model's is an error,
+        except identical channels (grey stored as RGB) for a 1-channel model.
+        """
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = image[None]
+        elif image.ndim == 3:
+            if channel_axis is None:
+                raise InputError(f"image has shape {image.shape}: a 3-D image needs a channel_axis")
+            image = np.moveaxis(image, channel_axis, 0)
+        else:
+            raise InputError(f"image must be (H, W) or (C, H, W), got shape {image.shape}")
+        want = int(self.spec.in_channels)
+        names = [str(n).lower() for n in channel_names] if channel_names is not None else None
+        if names is not None and len(names) != image.shape[0]:
+            raise InputError(f"{len(names)} channel names given for an image with {image.shape[0]} channel(s)")
+        if channels is None and names is not None and self.spec.channels and all(c.lower() in names for c in self.spec.channels):
+            channels = list(self.spec.channels)
+        if channels is not None:
+            index = []
+            for c in channels:
+                if isinstance(c, str) and not c.lstrip("-").isdigit():
+                    if names is None:
+                        raise InputError(f"channel {c!r} given by name but the image's channel names are unknown")
+                    if c.lower() not in names:
+                        raise InputError(f"no channel named {c!r}; the image has {list(channel_names)}")
+                    index.append(names.index(c.lower()))
+                else:
+                    i = int(c)
+                    if not -image.shape[0] <= i < image.shape[0]:
+                        raise InputError(f"channel index {i} out of range for an image with {image.shape[0]} channel(s)")
+                    index.append(i)
+            image = image[index]
+        if image.shape[0] != want:
+            if want == 1 and channels is None and all(np.array_equal(image[0], c) for c in image[1:]):
+                return image[:1]  # grey image stored as RGB
+            model_names = f" ({', '.join(self.spec.channels)})" if self.spec.channels else ""
+            raise InputError(
+                f"image has {image.shape[0]} channel(s) but the model takes {want}{model_names}; "
+                "choose them with channels=[...] (--channels)"
+            )
+        return image
+
+    def normalize(self, image: np.ndarray) -> np.ndarray:
+        """Per-channel percentile normalisation with the model's percentiles."""
+        from ..io import normalize_percentile
+
+        return normalize_percentile(image, self.spec.normalize_low, self.spec.normalize_high)
+
+    @torch.inference_mode()
+    def predict_tile(self, tile: np.ndarray) -> Instances:
+        """Instances of one normalised (C, h, w) tile at model scale, in tile coordinates."""
+        h, w = tile.shape[-2:]
+        m = self.pad_multiple
+        ph, pw = -h % m, -w % m
+        if ph or pw:
+            tile = np.pad(tile, ((0, 0), (0, ph), (0, pw)))
+        x = torch.from_numpy(np.ascontiguousarray(tile, np.float32))[None].to(self.device)
+        inst = self.model.predict_instances(x)
+        if len(inst) and (ph or pw):
+            loc = inst.locations
+            inst = inst.select((loc[:, 0] < h) & (loc[:, 1] < w))
+        return inst
+
+    def predict_instances(
+        self, image: np.ndarray, factor: float = 1.0, *, tile_size: int = 1024, overlap: int | None = None, progress: bool | None = False
+    ) -> tuple[Instances, tuple[int, int]]:
+        """Rescale a normalised image by ``factor`` and predict (tiled); returns instances at model scale and that shape."""
+        scaled = rescale_image(image, factor)
+        if overlap is None:
+            overlap = self.default_overlap()
+        inst = predict_tiled(self.predict_tile, scaled, tile_size=tile_size, overlap=overlap, progress=progress)
+        return inst, tuple(scaled.shape[-2:])
+
+    def default_overlap(self) -> int:
+        """Tile overlap at model scale: 4 target diameters, at least 128 px, so cells at seams are whole."""
+        return max(128, int(math.ceil(4 * self.spec.target_diameter)))
+
+    def estimate_diameter(self, image: np.ndarray, *, crop: int = 768, min_area: int = 8) -> float:
+        """Estimate the cell diameter (px) of a normalised (C, H, W) image.
+
+        The model is run on a central crop of at most ``crop`` px at native
+        scale; the diameter is the median equivalent-circle diameter
+        ``2 sqrt(area / pi)`` of the cells it finds. When that is more than
+        25% off the model's ``target_diameter``, the crop is rescaled to the
+        estimate and measured once more, since a model sees cells far from its
+        training size poorly. NaN when no cell is found.
+        """
+        h, w = image.shape[-2:]
+        y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+        sub = image[:, y0 : y0 + crop, x0 : x0 + crop]
+        target = float(self.spec.target_diameter)
+        d = self._measure(sub, 1.0, min_area)
+        if math.isfinite(d) and abs(math.log(d / target)) > math.log(1.25):
+            factor = target / d
+            d2 = self._measure(sub, factor, min_area)
+            if math.isfinite(d2):
+                d = d2
+        return d
+
+    def _measure(self, image: np.ndarray, factor: float, min_area: int) -> float:
+        inst, shape = self.predict_instances(image, factor)
+        labels, _ = paste_instances(inst, shape, min_area=min_area)
+        return diameter_from_labels(labels) / factor
+
+    # ------------------------------------------------------------------ public
+
+    def segment(
+        self,
+        image: np.ndarray,
+        *,
+        diameter: float | None = None,
+        channels: Sequence[int | str] | None = None,
+        channel_names: Sequence[str] | None = None,
+        channel_axis: int | None = 0,
+        tile_size: int = 1024,
+        overlap: int | None = None,
+        threshold: float = 0.5,
+        min_area: int = 8,
+        progress: bool | None = False,
+    ) -> tuple[np.ndarray, CellTable]:
+        """Segment every cell of a raw image.
+
+        Parameters
+        ----------
+        image : (H, W) or (C, H, W) ndarray
+            Raw pixel values of any dtype (normalised here).
+        diameter : float, optional
+            Typical cell diameter in pixels of this image. ``None`` estimates
+            it (:meth:`estimate_diameter`) and warns with the value used.
+        channels : sequence of int or str, optional
+            Image channels to feed the model, in the model's order.
+        channel_names : sequence of str, optional
+            Names of the image's channels, to pick ``channels`` by name.
+        channel_axis : int or None, optional
+            Axis of the channels in a 3-D ``image`` (skimage convention).
+        tile_size : int, optional
+            Tile side at model scale; larger images are predicted tile by tile.
+        overlap : int, optional
+            Tile overlap at model scale (default :meth:`default_overlap`).
+        threshold : float, optional
+            Mask probability threshold.
+        min_area : int, optional
+            Smallest cell kept, in pixels at model scale.
+        progress : bool or None, optional
+            tqdm bar over tiles.
+
+        Returns
+        -------
+        labels : (H, W) uint16 or uint32 ndarray
+            Cells 1..N (by descending score) on the input image's pixel grid.
+        table : CellTable
+            One row per label; ``table.meta`` records ``diameter_used``,
+            ``diameter_estimated``, ``scale_factor``, ``model`` and settings.
+        """
+        img = self.select_channels(image, channels, channel_names, channel_axis=channel_axis)
+        shape = tuple(img.shape[-2:])
+        img = self.normalize(img)
+        estimated = diameter is None
+        if estimated:
+            diameter = self.estimate_diameter(img, min_area=min_area)
+            if not math.isfinite(diameter):
+                diameter = float(self.spec.target_diameter)
+                warnings.warn(f"no cells found to estimate the diameter; using the model's {diameter:.1f} px", stacklevel=2)
+            else:
+                warnings.warn(f"cell diameter estimated at {diameter:.1f} px (pass diameter= to set it)", stacklevel=2)
+        elif not (diameter > 0 and math.isfinite(diameter)):
+            raise ConfigError(f"diameter must be a positive number of pixels, got {diameter}")
+        factor = float(self.spec.target_diameter) / float(diameter)
+        if min(scaled_shape(shape, factor)) < 1 or factor * max(shape) > 65536:
+            raise ConfigError(f"diameter {diameter} rescales a {shape} image by {factor:.3g}: check the value")
+        inst, model_shape = self.predict_instances(img, factor, tile_size=tile_size, overlap=overlap, progress=progress)
+        inst = rescale_instances(inst, model_shape, shape)
+        area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
+        labels, kept = paste_instances(inst, shape, threshold=threshold, min_area=max(1, int(round(min_area * area_scale))))
+        meta = {
+            "model": self.name,
+            "diameter_used": float(diameter),
+            "diameter_estimated": bool(estimated),
+            "target_diameter": float(self.spec.target_diameter),
+            "scale_factor": factor,
+            "image_shape": list(shape),
+            "tile_size": int(tile_size),
+            "overlap": int(overlap if overlap is not None else self.default_overlap()),
+            "threshold": float(threshold),
+            "cells": int(len(kept)),
+        }
+        return labels, cell_table(labels, inst.scores[kept], meta)
+
+
+def load_model(path_or_name: str | os.PathLike | torch.nn.Module, *, device: str = "auto") -> Segmenter:
+    """Load a checkpoint file or a named shipped model, ready to segment.
+
+    Parameters
+    ----------
+    path_or_name : str, path-like or SegmentationModel
+        A checkpoint written by ``lociseg train``, the name of a shipped
+        model, or an already built model.
+    device : str, optional
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+
+    Returns
+    -------
+    Segmenter
+
+    Raises
+    ------
+    ConfigError
+        The file does not exist and no shipped model has that name, or the
+        device is not available.
+    """
+    if isinstance(path_or_name, torch.nn.Module):
+        return Segmenter(path_or_name, device=device)
+    dev = _resolve_device(device)
+    path = Path(path_or_name)
+    if not path.exists():
+        try:
+            from ..models.pretrained import resolve_model
+        except ModuleNotFoundError:
+            raise ConfigError(f"no model file {str(path_or_name)!r} (and no shipped models are available)") from None
+        path = Path(resolve_model(str(path_or_name)))
+    if path.is_dir():
+        # a run folder: take its best checkpoint when there is one
+        for cand in ("best.pt", "best", "last.pt", "model.pt"):
+            if (path / cand).is_file():
+                path = path / cand
+                break
+    try:
+        from ..train.checkpoint import load_checkpoint
+    except ModuleNotFoundError:
+        raise ConfigError("checkpoint loading (lociseg.train.checkpoint) is not available in this install") from None
+    model = load_checkpoint(path, dev)
+    return Segmenter(model, device=dev, name=str(path_or_name))
+
+
+def segment(image: np.ndarray, model: Segmenter | torch.nn.Module | str | os.PathLike, **kwargs: Any) -> tuple[np.ndarray, CellTable]:
+    """Segment one raw image: :func:`load_model` (unless given a :class:`Segmenter`) then :meth:`Segmenter.segment`.
+
+    ``kwargs`` go to :meth:`Segmenter.segment` (``device`` to :func:`load_model`).
+    """
+    device = kwargs.pop("device", "auto")
+    seg = model if isinstance(model, Segmenter) else load_model(model, device=device)
+    return seg.segment(image, **kwargs)
+
+
+def _atomic(path: Path, write) -> Path:
+    """Write through a temporary file in the same folder, then rename (never a half-written file)."""
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{''.join(path.suffixes[-1:])}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, table: CellTable, meta: dict | None = None) -> dict[str, Path]:
+    """Write ``<name>.tif`` (labels), ``<name>.csv`` (cell table) and ``<name>.json`` (metadata) atomically.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Created when missing.
+    name : str
+        Base name of the three files.
+    labels : (H, W) int ndarray
+    table : CellTable
+    meta : dict, optional
+        Extra metadata merged over ``table.meta`` (e.g. the input path).
+
+    Returns
+    -------
+    dict
+        ``{"labels": Path, "table": Path, "meta": Path}``.
+    """
+    from .. import __version__
+    from ..io import write_labels
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info = {**table.meta, **(meta or {}), "lociseg_version": __version__, "columns": list(TABLE_COLUMNS)}
+    paths = {"labels": out / f"{name}.tif", "table": out / f"{name}.csv", "meta": out / f"{name}.json"}
+    _atomic(paths["labels"], lambda p: write_labels(p, labels))
+    _atomic(paths["table"], table.to_csv)
+    _atomic(paths["meta"], lambda p: p.write_text(json.dumps(info, indent=1, default=str) + "\n"))
+    return paths

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from lociseg.predict import Instances, paste_instances
+
+
+def _disc(h, w, cy, cx, r):
+    yy, xx = np.mgrid[:h, :w]
+    return ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r).astype(np.float32)
+
+
+def _instances(masks, origins, scores):
+    masks = np.asarray(masks, np.float32)
+    origins = np.asarray(origins, np.int64)
+    locs = origins + np.array(masks.shape[1:]) / 2
+    return Instances(locs.astype(np.float32), np.asarray(scores, np.float32), masks, origins)
+
+
+def test_higher_score_wins_overlap():
+    a = _disc(20, 20, 10, 10, 8)
+    inst = _instances([a, a], [[0, 0], [0, 6]], [0.3, 0.9])
+    labels, kept = paste_instances(inst, (20, 30), min_area=1)
+    assert labels.dtype == np.uint16
+    # label 1 is the best instance (index 1), whole; index 0 keeps only its free part
+    assert list(kept) == [1, 0]
+    np.testing.assert_array_equal(labels[:, 6:26] == 1, a > 0.5)
+    assert (labels == 2).sum() == ((a > 0.5).sum() - ((a[:, :14] > 0.5) & (a[:, 6:] > 0.5)).sum())
+    # swapping scores flips who wins
+    inst.scores[:] = [0.9, 0.3]
+    labels, kept = paste_instances(inst, (20, 30), min_area=1)
+    np.testing.assert_array_equal(labels[:, :20] == 1, a > 0.5)
+
+
+def test_threshold_and_window_clipping():
+    m = np.zeros((10, 10), np.float32)
+    m[2:8, 2:8] = 0.6
+    m[4:6, 4:6] = 0.95
+    inst = _instances([m], [[-3, 25]], [1.0])
+    labels, kept = paste_instances(inst, (20, 30), threshold=0.5, min_area=1)
+    assert (labels == 1).sum() == 5 * 3  # rows 0..4 (2..7 shifted by -3), cols 27..29
+    labels, _ = paste_instances(inst, (20, 30), threshold=0.9, min_area=1)
+    assert (labels == 1).sum() == 1 * 2  # the 0.95 core: rows 1..2, col 29 only
+    # window fully outside the image: nothing, no error
+    inst = _instances([m], [[100, 100]], [1.0])
+    labels, kept = paste_instances(inst, (20, 30), min_area=1)
+    assert labels.max() == 0 and kept.size == 0
+
+
+def test_fragments_and_small_cells_dropped():
+    m = np.zeros((30, 30), np.float32)
+    m[2:20, 2:20] = 1  # main body, 324 px
+    m[25:27, 25:27] = 1  # stray 4 px fragment
+    tiny = np.zeros((30, 30), np.float32)
+    tiny[0:2, 0:3] = 1  # 6 px cell
+    inst = _instances([m, tiny], [[0, 0], [40, 40]], [0.9, 0.8])
+    labels, kept = paste_instances(inst, (80, 80), min_area=8)
+    assert list(kept) == [0]
+    assert (labels == 1).sum() == 324
+    assert labels[25, 25] == 0
+    labels, kept = paste_instances(inst, (80, 80), min_area=1)
+    assert list(kept) == [0, 1]
+
+
+def test_covered_duplicate_dropped_and_pixels_free_for_others():
+    a = _disc(20, 20, 10, 10, 8)
+    # instance 1 is a near-duplicate of 0 (shifted 1 px); 2 overlaps 0 a little
+    inst = _instances([a, a, a], [[0, 0], [0, 1], [0, 14]], [0.9, 0.8, 0.5])
+    labels, kept = paste_instances(inst, (20, 40), min_area=1, min_fragment_fraction=0.25)
+    assert list(kept) == [0, 2]
+    # the dropped duplicate claims nothing: instance 2 gets everything not taken by 0
+    both = (a[:, 14:20] > 0.5) & (a[:, 0:6] > 0.5)
+    assert (labels == 2).sum() == (a > 0.5).sum() - both.sum()
+    labels, kept = paste_instances(inst, (20, 40), min_area=1, min_fragment_fraction=0.0)
+    assert len(kept) == 3
+
+
+def test_empty_and_ids_sequential(rng):
+    labels, kept = paste_instances(Instances.empty((8, 8)), (5, 6))
+    assert labels.shape == (5, 6) and labels.max() == 0 and kept.size == 0
+    n = 50
+    masks = np.ones((n, 4, 4), np.float32)
+    origins = np.stack([np.arange(n) // 10 * 5, np.arange(n) % 10 * 5], 1)
+    scores = rng.random(n)
+    labels, kept = paste_instances(_instances(masks, origins, scores), (25, 50), min_area=1)
+    assert np.array_equal(np.unique(labels), np.arange(n + 1))
+    assert np.all(np.diff(scores[kept]) <= 0)  # ids in descending score order
+
+
+def test_uint32_when_many_labels():
+    n = 70000
+    masks = np.ones((n, 1, 1), np.float32)
+    origins = np.stack([np.arange(n) // 300, np.arange(n) % 300], 1)
+    labels, kept = paste_instances(_instances(masks, origins, np.ones(n)), (300, 300), min_area=1)
+    assert labels.dtype == np.uint32 and labels.max() == n

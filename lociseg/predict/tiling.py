@@ -1,0 +1,163 @@
+"""Prediction on images larger than one tile.
+
+The image is cut into overlapping tiles. Each tile owns a *core*: the tile
+minus half the overlap on every side it shares with a neighbour, so the cores
+partition the image. An instance predicted in a tile is kept only when its
+location lies in that tile's core, so every cell comes out exactly once, and
+since a kept location is at least half the overlap away from the tile's
+inner edges, a cell whose window fits in the overlap is never cut at a seam.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .instances import Instances
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of an image.
+
+    Attributes
+    ----------
+    y0, y1, x0, x1 : int
+        Extent of the tile in image pixels (end exclusive).
+    core : (float, float, float, float)
+        ``(cy0, cy1, cx0, cx1)`` in image coordinates: the tile keeps
+        locations with ``cy0 <= y < cy1`` and ``cx0 <= x < cx1``; the
+        bounds on the image border are infinite so nothing is lost there.
+    """
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    core: tuple[float, float, float, float]
+
+
+def _axis_tiles(length: int, tile: int, overlap: int) -> list[tuple[int, float, float]]:
+    """(start, core start, core end) of the tiles covering one axis."""
+    if length <= tile:
+        return [(0, -np.inf, np.inf)]
+    step = tile - overlap
+    starts = list(range(0, length - tile, step)) + [length - tile]
+    # the last tile is aligned to the end, so its overlap with the previous one
+    # may be larger than `overlap`; seams go to the middle of each overlap
+    seams = [(a + tile + b) / 2 for a, b in zip(starts[:-1], starts[1:])]
+    bounds = [-np.inf, *seams, np.inf]
+    return [(s, bounds[i], bounds[i + 1]) for i, s in enumerate(starts)]
+
+
+def iter_tiles(shape: tuple[int, int], tile_size: int | tuple[int, int], overlap: int) -> Iterator[Tile]:
+    """Yield the overlapping tiles of an image of ``shape`` (H, W), row by row.
+
+    Parameters
+    ----------
+    shape : (H, W)
+    tile_size : int or (int, int)
+        Tile height and width; an image side not longer than the tile is one tile.
+    overlap : int
+        Minimum overlap of neighbouring tiles in pixels (``< tile_size``).
+
+    Yields
+    ------
+    Tile
+    """
+    th, tw = (tile_size, tile_size) if np.isscalar(tile_size) else tile_size
+    if overlap < 0 or overlap >= min(th, tw):
+        raise ValueError(f"overlap must be in [0, tile size), got {overlap} for tile {th}x{tw}")
+    for y, cy0, cy1 in _axis_tiles(int(shape[0]), int(th), overlap):
+        for x, cx0, cx1 in _axis_tiles(int(shape[1]), int(tw), overlap):
+            yield Tile(y, min(y + th, shape[0]), x, min(x + tw, shape[1]), (cy0, cy1, cx0, cx1))
+
+
+def n_tiles(shape: tuple[int, int], tile_size: int | tuple[int, int], overlap: int) -> int:
+    """Number of tiles :func:`iter_tiles` yields."""
+    th, tw = (tile_size, tile_size) if np.isscalar(tile_size) else tile_size
+    return len(_axis_tiles(int(shape[0]), int(th), overlap)) * len(_axis_tiles(int(shape[1]), int(tw), overlap))
+
+
+def pad_windows(instances: Instances, window: tuple[int, int]) -> Instances:
+    """Enlarge every mask window to ``window`` (h, w), keeping masks in place.
+
+    Models whose window size depends on the image (e.g. the largest object)
+    give windows of different sizes per tile; :meth:`Instances.concatenate`
+    needs one size.
+    """
+    h, w = instances.masks.shape[1:]
+    H, W = int(window[0]), int(window[1])
+    if (h, w) == (H, W):
+        return instances
+    if H < h or W < w:
+        raise ValueError(f"cannot shrink windows {h}x{w} to {H}x{W}")
+    py, px = (H - h) // 2, (W - w) // 2
+    masks = np.zeros((len(instances), H, W), np.float32)
+    masks[:, py : py + h, px : px + w] = instances.masks
+    origins = np.asarray(instances.origins, np.int64) - np.array([py, px], np.int64)
+    return Instances(instances.locations, instances.scores, masks, origins)
+
+
+def concatenate_instances(parts: list[Instances]) -> Instances:
+    """:meth:`Instances.concatenate` that first pads windows to a common size."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return Instances.empty()
+    H = max(p.masks.shape[1] for p in parts)
+    W = max(p.masks.shape[2] for p in parts)
+    return Instances.concatenate([pad_windows(p, (H, W)) for p in parts])
+
+
+def predict_tiled(
+    predict_fn: Callable[[np.ndarray], Instances],
+    image: np.ndarray,
+    *,
+    tile_size: int = 1024,
+    overlap: int = 128,
+    progress: bool | None = False,
+) -> Instances:
+    """Predict instances on an image of any size, tile by tile.
+
+    Parameters
+    ----------
+    predict_fn : callable
+        ``predict_fn(tile) -> Instances`` on a (C, h, w) tile, in tile coordinates.
+    image : (C, H, W) ndarray
+        Already at model scale and normalised.
+    tile_size : int, optional
+        Tile side in pixels. An image that fits in one tile is predicted whole.
+    overlap : int, optional
+        Minimum overlap of neighbouring tiles; must be larger than the mask
+        window of the model so that cells at the seams stay whole.
+    progress : bool or None, optional
+        Show a tqdm bar over tiles (None: only on a terminal).
+
+    Returns
+    -------
+    Instances
+        In image coordinates, each cell once. Tiles are predicted one at a
+        time (only one tile's input is in memory besides the image).
+    """
+    shape = image.shape[-2:]
+    if shape[0] <= tile_size and shape[1] <= tile_size:
+        return predict_fn(image)
+    from tqdm.auto import tqdm
+
+    parts: list[Instances] = []
+    total = n_tiles(shape, tile_size, overlap)
+    with tqdm(total=total, desc="tiles", unit="tile", disable=None if progress is None else not progress, leave=False) as bar:
+        for t in iter_tiles(shape, tile_size, overlap):
+            inst = predict_fn(image[..., t.y0 : t.y1, t.x0 : t.x1])
+            if len(inst):
+                # core bounds in tile coordinates
+                cy0, cy1, cx0, cx1 = t.core
+                loc = np.asarray(inst.locations, np.float64)
+                y, x = loc[:, 0] + t.y0, loc[:, 1] + t.x0
+                keep = (y >= cy0) & (y < cy1) & (x >= cx0) & (x < cx1)
+                if keep.any():
+                    parts.append(inst.select(keep).shift(t.y0, t.x0))
+            bar.update(1)
+    return concatenate_instances(parts)
