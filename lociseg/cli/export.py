@@ -1,0 +1,111 @@
+"""``lociseg export``: convert label images to OME-Zarr, QuPath GeoJSON, ImageJ ROIs, COCO or CSV."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+LABEL_SUFFIXES = ("_masks", "_mask", "_labels", "_label", "_cp_masks")
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _match_image(stem: str, image_dir: Path) -> Optional[Path]:
+    """The image in ``image_dir`` named like the label file (ignoring _masks/_labels)."""
+    from ..io.image import image_suffix_ok
+
+    base = stem
+    for s in LABEL_SUFFIXES:
+        if base.endswith(s):
+            base = base[: -len(s)]
+            break
+    for p in sorted(image_dir.iterdir()):
+        if p.is_file() and image_suffix_ok(p) and _stem(p) == base:
+            return p
+    return None
+
+
+def main(
+    labels: List[str] = typer.Argument(..., help="Label images (TIFF/PNG/npy), folders or glob patterns."),
+    fmt: List[str] = typer.Option(..., "--format", "-f", help="ome-zarr, geojson, imagej-roi, coco or csv (repeat or comma-separate)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of the raw images (same names): stored in OME-Zarr, mean intensities in CSV."),
+    object_type: str = typer.Option("detection", "--object-type", help="QuPath object type in GeoJSON: detection or annotation."),
+    classification: str = typer.Option("cell", "--class", help="QuPath class name in GeoJSON and COCO category."),
+    pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Micrometres per pixel (OME-Zarr scale)."),
+) -> int:
+    """Convert label images (e.g. from lociseg segment) for QuPath, napari, ImageJ/Fiji, COCO tools or spreadsheets.
+
+    One output per input and format: <name>.ome.zarr, <name>.geojson, <name>.roi.zip, <name>.cells.csv;
+    COCO writes one annotations.coco.json for all inputs.
+    Example: lociseg export seg/*.tif --format geojson,imagej-roi --out qupath/ --images plate1/
+    """
+    from tqdm.auto import tqdm
+
+    from ..errors import ConfigError, InputError, LociError
+    from ..export.formats import FORMATS, export_labels, write_coco
+    from ..io import read_image, read_labels
+    from .segment import expand_inputs
+
+    formats = [f.strip().lower() for item in fmt for f in item.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ConfigError(f"unknown format {bad[0]!r}; choose from {', '.join(FORMATS)}")
+    if object_type not in ("detection", "annotation"):
+        raise ConfigError(f"--object-type must be detection or annotation, got {object_type!r}")
+    if images is not None and not images.is_dir():
+        raise ConfigError("--images must be a folder", path=images)
+    if pixel_size is not None and not pixel_size > 0:
+        raise ConfigError(f"--pixel-size must be positive, got {pixel_size}")
+    files = expand_inputs(labels)
+    out.mkdir(parents=True, exist_ok=True)
+    failures: dict[str, str] = {}
+    coco_labels: dict[str, object] = {}
+    written = 0
+    for path in tqdm(files, desc="export", unit="file", disable=None):
+        name = _stem(path)
+        try:
+            lab = read_labels(path)
+            image = None
+            if images is not None and any(f in ("ome-zarr", "csv") for f in formats):
+                ip = _match_image(name, images)
+                if ip is None:
+                    raise InputError(f"no image named {name!r} in {images}", path=path)
+                image = read_image(ip)
+                if image.shape[-2:] != lab.shape:
+                    raise InputError(f"image {ip.name} is {image.shape[-2:]}, labels are {lab.shape}", path=path)
+            for f in formats:
+                if f == "coco":
+                    coco_labels[path.name] = lab
+                elif f == "geojson":
+                    export_labels(lab, out, name, f, object_type=object_type, classification=classification)
+                elif f == "ome-zarr":
+                    export_labels(lab, out, name, f, image=image, pixel_size=pixel_size)
+                else:
+                    export_labels(lab, out, name, f, image=image)
+                written += f != "coco"
+        except LociError as exc:
+            failures[str(path)] = exc.message if exc.path else str(exc)
+        except (ValueError, OSError) as exc:  # e.g. a non-2-D label image
+            failures[str(path)] = str(exc)
+    if coco_labels:
+        p = write_coco(out / "annotations.coco.json", coco_labels, category=classification)
+        n = len(json.loads(p.read_text())["annotations"])
+        typer.echo(f"COCO: {len(coco_labels)} image(s), {n} annotation(s) in {p}")
+        written += 1
+    typer.echo(f"{written} file(s) written to {out}; {len(failures)} input(s) failed")
+    if failures:
+        typer.echo(f"{len(failures)} failure(s):", err=True)
+        for where, err in failures.items():
+            typer.echo(f"  {where}: {err}", err=True)
+        raise typer.Exit(1)
+    return 0

@@ -1,0 +1,365 @@
+"""Write label images in the formats other tools read.
+
+=============  =====================================  ==========================
+format         file                                   read by
+=============  =====================================  ==========================
+``ome-zarr``   ``<name>.ome.zarr`` (NGFF 0.4 labels)  napari-ome-zarr, QuPath,
+                                                      Fiji/MoBIE, ``ome-zarr``
+``geojson``    ``<name>.geojson``                     QuPath (File > Import
+                                                      objects), shapely, GIS
+``imagej-roi`` ``<name>.roi.zip``                     ImageJ/Fiji ROI Manager
+``coco``       ``<name>.coco.json`` (or one file)     pycocotools, detectron2
+``csv``        ``<name>.cells.csv``                   any spreadsheet
+=============  =====================================  ==========================
+
+Outlines are traced along pixel edges (:mod:`lociseg.export.polygons`), so
+polygon areas equal pixel counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .polygons import label_outlines
+
+__all__ = [
+    "FORMATS",
+    "label_colors",
+    "cell_measurements",
+    "write_csv",
+    "labels_to_geojson",
+    "write_geojson",
+    "write_imagej_rois",
+    "write_ome_zarr",
+    "write_coco",
+    "export_labels",
+]
+
+PathLike = str | os.PathLike
+FORMATS = ("ome-zarr", "geojson", "imagej-roi", "coco", "csv")
+SUFFIX = {"ome-zarr": ".ome.zarr", "geojson": ".geojson", "imagej-roi": ".roi.zip", "coco": ".coco.json", "csv": ".cells.csv"}
+
+
+def _missing(package: str, fmt: str) -> ConfigError:
+    return ConfigError(f"format {fmt!r} needs the {package!r} package: pip install 'lociseg[export]'")
+
+
+def label_colors(n: int, seed: int = 0) -> np.ndarray:
+    """Distinct-looking RGB colours (uint8, (n, 3)) for labels 1..n, reproducible per ``seed``."""
+    rng = np.random.default_rng(seed)
+    # golden-ratio hue steps in random order: neighbours (similar ids) differ in colour
+    hue = (np.arange(n) * 0.618033988749895) % 1.0
+    rng.shuffle(hue)
+    # HSV -> RGB with saturation 0.75, value 0.95
+    k = (np.array([5.0, 3.0, 1.0])[None] + hue[:, None] * 6) % 6
+    rgb = 0.95 * (1 - 0.75 * np.clip(np.minimum(k, 4 - k), 0, 1))
+    return (rgb * 255).round().astype(np.uint8)
+
+
+# ------------------------------------------------------------------- CSV
+
+def cell_measurements(labels: np.ndarray, image: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-cell shape (and intensity) measurements, one row per label present.
+
+    Parameters
+    ----------
+    labels : (H, W) int ndarray
+    image : (H, W) or (C, H, W) ndarray, optional
+        Adds ``mean_intensity_<c>`` per channel.
+
+    Returns
+    -------
+    dict of column name -> 1-D ndarray
+        ``label, centroid_y, centroid_x, area, perimeter, equivalent_diameter,
+        major_axis_length, minor_axis_length, eccentricity, solidity,
+        bbox_y0, bbox_x0, bbox_y1, bbox_x1`` (pixels; bbox end exclusive).
+    """
+    from skimage.measure import regionprops_table
+
+    labels = np.asarray(labels)
+    props = (
+        "label", "centroid", "area", "perimeter", "equivalent_diameter_area",
+        "axis_major_length", "axis_minor_length", "eccentricity", "solidity", "bbox",
+    )
+    t = regionprops_table(labels.astype(np.int64, copy=False), properties=props)
+    cols = {
+        "label": t["label"],
+        "centroid_y": t["centroid-0"],
+        "centroid_x": t["centroid-1"],
+        "area": t["area"].astype(np.int64),
+        "perimeter": t["perimeter"],
+        "equivalent_diameter": t["equivalent_diameter_area"],
+        "major_axis_length": t["axis_major_length"],
+        "minor_axis_length": t["axis_minor_length"],
+        "eccentricity": t["eccentricity"],
+        "solidity": t["solidity"],
+        "bbox_y0": t["bbox-0"], "bbox_x0": t["bbox-1"], "bbox_y1": t["bbox-2"], "bbox_x1": t["bbox-3"],
+    }
+    if image is not None:
+        img = np.asarray(image, np.float64)
+        img = img[None] if img.ndim == 2 else img
+        if img.shape[-2:] != labels.shape:
+            raise ValueError(f"image shape {img.shape} does not match labels {labels.shape}")
+        flat = labels.ravel().astype(np.int64)
+        n = int(flat.max()) if flat.size else 0
+        counts = np.bincount(flat, minlength=n + 1)
+        for c, ch in enumerate(img):
+            sums = np.bincount(flat, ch.ravel(), minlength=n + 1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cols[f"mean_intensity_{c}"] = (sums / counts)[cols["label"]]
+    return cols
+
+
+def write_csv(path: PathLike, columns: Mapping[str, np.ndarray]) -> Path:
+    """Write columns (equal-length 1-D arrays) as CSV with a header line."""
+    path = Path(path)
+    names = list(columns)
+    data = [np.asarray(columns[k]) for k in names]
+    with open(path, "w", newline="") as f:
+        f.write(",".join(names) + "\n")
+        for row in zip(*data):
+            f.write(",".join(str(int(v)) if np.issubdtype(type(v), np.integer) else f"{float(v):.6g}" for v in row) + "\n")
+    return path
+
+
+# --------------------------------------------------------------- GeoJSON
+
+def _ring(xy: np.ndarray) -> list[list[float]]:
+    pts = xy.tolist()
+    return pts + pts[:1]  # GeoJSON rings repeat the first vertex
+
+
+def labels_to_geojson(
+    labels: np.ndarray,
+    *,
+    object_type: str = "detection",
+    classification: str | None = "cell",
+    nuclei: np.ndarray | None = None,
+    measurements: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """One GeoJSON Feature per cell, in the layout QuPath imports.
+
+    Parameters
+    ----------
+    labels : (H, W) int ndarray
+    object_type : {"detection", "annotation", "cell"}
+        QuPath object type. ``"cell"`` needs ``nuclei`` (a label image whose
+        label ``k`` is cell ``k``'s nucleus), stored as ``nucleusGeometry``.
+    classification : str or None
+        QuPath class name of every object.
+    nuclei : (H, W) int ndarray, optional
+    measurements : mapping of column -> array, optional
+        Per-cell values, with a ``label`` column; stored under
+        ``properties.measurements``.
+
+    Returns
+    -------
+    dict
+        A GeoJSON ``FeatureCollection`` (``json.dump`` it).
+    """
+    if object_type not in ("detection", "annotation", "cell"):
+        raise ConfigError(f"object_type must be detection, annotation or cell, got {object_type!r}")
+    if object_type == "cell" and nuclei is None:
+        raise ConfigError("QuPath cell objects need a nucleus label image (nuclei=...)")
+    outlines = label_outlines(labels)
+    nuc = label_outlines(nuclei) if nuclei is not None else {}
+    meas: dict[int, dict[str, float]] = {}
+    if measurements is not None:
+        names = [k for k in measurements if k != "label"]
+        for i, lab in enumerate(np.asarray(measurements["label"]).tolist()):
+            meas[int(lab)] = {k: float(measurements[k][i]) for k in names}
+    colors = label_colors(max(outlines, default=0))
+    features = []
+    for lab, pieces in outlines.items():
+        props: dict[str, Any] = {"objectType": object_type, "isLocked": False, "name": f"cell {lab}", "label": int(lab)}
+        if classification:
+            props["classification"] = {"name": classification, "color": colors[lab - 1].tolist()}
+        if lab in meas:
+            props["measurements"] = meas[lab]
+        if lab in nuc:
+            props["nucleusGeometry"] = _geometry(nuc[lab])
+        features.append({"type": "Feature", "id": str(uuid.uuid5(uuid.NAMESPACE_OID, f"lociseg-{lab}")),
+                         "geometry": _geometry(pieces), "properties": props})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _geometry(pieces) -> dict[str, Any]:
+    polys = [[_ring(p.exterior)] + [_ring(h) for h in p.holes] for p in pieces]
+    if len(polys) == 1:
+        return {"type": "Polygon", "coordinates": polys[0]}
+    return {"type": "MultiPolygon", "coordinates": polys}
+
+
+def write_geojson(path: PathLike, labels: np.ndarray, **kwargs: Any) -> Path:
+    """Write :func:`labels_to_geojson` to ``path``."""
+    path = Path(path)
+    path.write_text(json.dumps(labels_to_geojson(labels, **kwargs)))
+    return path
+
+
+# ----------------------------------------------------------- ImageJ ROIs
+
+def write_imagej_rois(path: PathLike, labels: np.ndarray) -> Path:
+    """Write one traced polygon ROI per cell into an ImageJ ROI-set zip.
+
+    ImageJ ROIs have no holes, and a cell in several pieces gives one ROI per
+    piece (named ``cell-<label>``, then ``cell-<label>-<piece>``).
+    """
+    try:
+        import roifile
+    except ModuleNotFoundError:
+        raise _missing("roifile", "imagej-roi") from None
+    path = Path(path)
+    rois = []
+    for lab, pieces in label_outlines(labels, simple=False).items():
+        for j, piece in enumerate(pieces):
+            roi = roifile.ImagejRoi.frompoints(piece.exterior.astype(np.int32))
+            # integer corners on pixel edges: ImageJ's 'traced' type fills exactly these pixels
+            roi.roitype = roifile.ROI_TYPE.TRACED
+            roi.name = f"cell-{lab}" if j == 0 else f"cell-{lab}-{j}"
+            rois.append(roi)
+    if path.exists():
+        path.unlink()  # roiwrite appends to an existing zip
+    if rois:
+        roifile.roiwrite(path, rois)
+    else:
+        import zipfile
+
+        zipfile.ZipFile(path, "w").close()
+    return path
+
+
+# ---------------------------------------------------------------- OME-Zarr
+
+def _pyramid(a: np.ndarray, min_size: int) -> list[np.ndarray]:
+    levels = [a]
+    while min(levels[-1].shape[-2:]) // 2 >= min_size:
+        levels.append(levels[-1][..., ::2, ::2])  # nearest: labels must stay labels
+    return levels
+
+
+def write_ome_zarr(
+    path: PathLike,
+    labels: np.ndarray,
+    *,
+    image: np.ndarray | None = None,
+    name: str = "cells",
+    pixel_size: float | None = None,
+    min_level_size: int = 256,
+    chunks: int = 1024,
+) -> Path:
+    """Write an OME-Zarr (NGFF 0.4) image with ``labels/<name>`` as an image-label.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.ome.zarr`` folder (replaced when it exists as a zarr group).
+    labels : (H, W) int ndarray
+    image : (H, W) or (C, H, W) ndarray, optional
+        The intensity image; when absent an all-zero single-channel uint8
+        image of the labels' shape is stored, since NGFF labels live inside an
+        image.
+    name : str
+        Name of the label image.
+    pixel_size : float, optional
+        Micrometres per pixel (``scale`` transform, unit micrometer).
+    min_level_size : int
+        Downsample by 2 (nearest) while the smaller side stays >= this.
+    chunks : int
+        Chunk side in pixels.
+    """
+    try:
+        import zarr
+    except ModuleNotFoundError:
+        raise _missing("zarr", "ome-zarr") from None
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be 2-D, got shape {labels.shape}")
+    if image is None:
+        image = np.zeros((1, *labels.shape), np.uint8)
+    image = np.asarray(image)
+    image = image[None] if image.ndim == 2 else image
+    if image.shape[-2:] != labels.shape:
+        raise ValueError(f"image shape {image.shape} does not match labels {labels.shape}")
+    path = Path(path)
+    unit = {"unit": "micrometer"} if pixel_size else {}
+    px = float(pixel_size or 1.0)
+    space = [{"name": "y", "type": "space", **unit}, {"name": "x", "type": "space", **unit}]
+
+    def write_levels(group, arr, axes) -> list[dict]:
+        datasets = []
+        for i, lev in enumerate(_pyramid(arr, min_level_size)):
+            ch = (*lev.shape[:-2], min(chunks, lev.shape[-2]), min(chunks, lev.shape[-1]))
+            if lev.ndim == 3:
+                ch = (1, *ch[1:])
+            group.create_array(str(i), data=np.ascontiguousarray(lev), chunks=ch, overwrite=True)
+            s = px * 2**i
+            datasets.append({"path": str(i), "coordinateTransformations": [
+                {"type": "scale", "scale": [1.0] * (lev.ndim - 2) + [s, s]}]})
+        return [{"version": "0.4", "name": group.basename or "image", "axes": axes, "datasets": datasets}]
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.attrs["multiscales"] = write_levels(root, image, [{"name": "c", "type": "channel"}, *space])
+    lab_root = root.require_group("labels")
+    lab_root.attrs["labels"] = [name]
+    g = lab_root.require_group(name)
+    g.attrs["multiscales"] = write_levels(g, labels, space)
+    n = int(labels.max()) if labels.size else 0
+    colors = label_colors(n)
+    g.attrs["image-label"] = {
+        "version": "0.4",
+        "colors": [{"label-value": k, "rgba": [*colors[k - 1].tolist(), 255]} for k in range(1, min(n, 65535) + 1)],
+        "source": {"image": "../../"},
+    }
+    return path
+
+
+# -------------------------------------------------------------------- COCO
+
+def write_coco(path: PathLike, labels_by_name: Mapping[str, np.ndarray], *, encoding: str = "rle", category: str = "cell") -> Path:
+    """Write label images as one COCO instance-segmentation JSON (RLE by default: exact, keeps holes)."""
+    from ..io import labels_to_coco
+
+    path = Path(path)
+    path.write_text(json.dumps(labels_to_coco(labels_by_name, encoding=encoding, category=category)))
+    return path
+
+
+# ------------------------------------------------------------------ facade
+
+def export_labels(
+    labels: np.ndarray,
+    out_dir: PathLike,
+    name: str,
+    fmt: str,
+    *,
+    image: np.ndarray | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Write one label image as ``out_dir/<name><suffix>`` in format ``fmt`` (one of :data:`FORMATS`).
+
+    ``kwargs`` go to the format's writer; ``image`` is used by ``ome-zarr``
+    (stored) and ``csv`` (mean intensities).
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}{SUFFIX[fmt]}"
+    if fmt == "ome-zarr":
+        return write_ome_zarr(path, labels, image=image, **kwargs)
+    if fmt == "geojson":
+        return write_geojson(path, labels, measurements=cell_measurements(labels), **kwargs)
+    if fmt == "imagej-roi":
+        return write_imagej_rois(path, labels)
+    if fmt == "coco":
+        return write_coco(path, {name: labels}, **kwargs)
+    return write_csv(path, cell_measurements(labels, image))

@@ -1,0 +1,313 @@
+"""Export the dense network of a model to TorchScript, ONNX or a bioimage.io package.
+
+What is exported is ``model.forward``: a normalised ``(B, C, H, W)`` float32
+image (H, W multiples of 32) to dense maps. For LACSS these are the
+location score logits ``(B, H/4, W/4)``, the offsets ``(B, 2, H/4, W/4)``
+and the segmentation-head features ``(B, width, H/4, W/4)``. Decoding
+locations and cutting per-cell masks stays in Python (lociseg or any
+consumer); the heavy convolutional part runs in the exported runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+
+__all__ = [
+    "MODEL_FORMATS",
+    "output_names",
+    "export_torchscript",
+    "export_onnx",
+    "run_exported",
+    "max_output_difference",
+    "export_bioimageio",
+]
+
+MODEL_FORMATS = ("torchscript", "onnx", "bioimageio")
+SIZE_MULTIPLE = 32
+
+
+def output_names(model: torch.nn.Module, probabilities: bool = False) -> list[str]:
+    """Names of ``model.forward``'s outputs, in order."""
+    from ..models.lacss import LacssModel
+
+    if isinstance(model, LacssModel):
+        return ["score" if probabilities else "score_logits", "offsets", "seg_features"]
+    with torch.no_grad():
+        out = model(_example(model, (64, 64)))
+    return [f"output{i}" for i in range(len(out) if isinstance(out, (tuple, list)) else 1)]
+
+
+def _spec(model: torch.nn.Module):
+    spec = getattr(getattr(model, "config", None), "input", None)
+    if spec is None:
+        raise ConfigError(f"{type(model).__name__} has no config.input (InputSpec): not a lociseg model")
+    return spec
+
+
+def _example(model: torch.nn.Module, shape: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((1, int(_spec(model).in_channels), *shape), generator=g)
+
+
+def _as_tuple(out: Any) -> tuple[torch.Tensor, ...]:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+class _Dense(torch.nn.Module):
+    """``forward`` of a model as a tuple of tensors (the form both exporters want).
+
+    ``probabilities=True`` turns the first output (LACSS location logits)
+    into probabilities, the form bioimage.io consumers can threshold directly.
+    """
+
+    def __init__(self, model: torch.nn.Module, probabilities: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.probabilities = probabilities
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = _as_tuple(self.model(image))
+        if self.probabilities:
+            out = (torch.sigmoid(out[0]),) + out[1:]
+        return out
+
+
+def export_torchscript(model: torch.nn.Module, path: str | os.PathLike, *, example_shape: tuple[int, int] = (256, 256),
+                       probabilities: bool = False) -> Path:
+    """Trace ``model.forward`` to a TorchScript file.
+
+    The model's :class:`~lociseg.models.base.InputSpec` is stored inside the
+    file as the extra file ``lociseg_input.json``.
+
+    Parameters
+    ----------
+    model : SegmentationModel
+    path : path-like
+    example_shape : (int, int)
+        Size of the tracing input; the traced network accepts other sizes
+        (multiples of 32) as it has no size-dependent Python control flow.
+    probabilities : bool
+        Sigmoid on the first output (location logits -> probabilities).
+    """
+    _check_shape(example_shape)
+    model = model.eval().cpu()
+    with torch.no_grad():
+        traced = torch.jit.trace(_Dense(model, probabilities).eval(), (_example(model, example_shape),), check_trace=False)
+    path = Path(path)
+    extra = {"lociseg_input.json": json.dumps(_spec(model).to_dict())}
+    torch.jit.save(traced, str(path), _extra_files=extra)
+    return path
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    *,
+    example_shape: tuple[int, int] = (256, 256),
+    opset: int = 18,
+    max_size: int = 8192,
+    probabilities: bool = False,
+) -> Path:
+    """Export ``model.forward`` to a single ONNX file with dynamic height and width.
+
+    Parameters
+    ----------
+    model : SegmentationModel
+    path : path-like
+    example_shape : (int, int)
+    opset : int
+        ONNX opset version.
+    max_size : int
+        Largest H and W the graph accepts (multiples of 32).
+    probabilities : bool
+        Sigmoid on the first output (location logits -> probabilities).
+    """
+    _check_shape(example_shape)
+    try:
+        import onnxscript  # noqa: F401  (the torch.export-based exporter needs it)
+    except ModuleNotFoundError:
+        raise ConfigError("ONNX export needs 'onnx' and 'onnxscript': pip install 'lociseg[export]'") from None
+    model = model.eval().cpu()
+    h = torch.export.Dim("h32", min=1, max=max_size // SIZE_MULTIPLE)
+    w = torch.export.Dim("w32", min=1, max=max_size // SIZE_MULTIPLE)
+    program = torch.onnx.export(
+        _Dense(model, probabilities).eval(), (_example(model, example_shape),), None, dynamo=True, input_names=["image"],
+        output_names=output_names(model, probabilities), dynamic_shapes={"image": {2: SIZE_MULTIPLE * h, 3: SIZE_MULTIPLE * w}},
+        opset_version=opset, verbose=False,
+    )
+    path = Path(path)
+    program.save(str(path), external_data=False)  # one file: weights inside
+    return path
+
+
+def _check_shape(shape: Sequence[int]) -> None:
+    if len(shape) != 2 or any(int(s) % SIZE_MULTIPLE or int(s) <= 0 for s in shape):
+        raise ConfigError(f"example shape must be two positive multiples of {SIZE_MULTIPLE}, got {tuple(shape)}")
+
+
+def run_exported(path: str | os.PathLike, image: np.ndarray) -> list[np.ndarray]:
+    """Run an exported ``.pt``/``.torchscript`` or ``.onnx`` file on a (B, C, H, W) float32 array."""
+    path = Path(path)
+    x = np.ascontiguousarray(image, np.float32)
+    if path.suffix == ".onnx":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return list(sess.run(None, {sess.get_inputs()[0].name: x}))
+    net = torch.jit.load(str(path), map_location="cpu")
+    with torch.no_grad():
+        return [t.numpy() for t in _as_tuple(net(torch.from_numpy(x)))]
+
+
+def max_output_difference(model: torch.nn.Module, path: str | os.PathLike, image: np.ndarray | None = None,
+                          shape: tuple[int, int] = (160, 224)) -> list[float]:
+    """Largest absolute difference between the eager model and an exported file, per output."""
+    x = _example(model, shape, seed=1).numpy() if image is None else np.asarray(image, np.float32)
+    with torch.no_grad():
+        eager = [t.numpy() for t in _as_tuple(model.eval().cpu()(torch.from_numpy(x)))]
+    got = run_exported(path, x)
+    if len(got) != len(eager):
+        raise AssertionError(f"exported model gives {len(got)} outputs, eager {len(eager)}")
+    return [float(np.abs(a - b).max()) if a.shape == b.shape else float("inf") for a, b in zip(got, eager)]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_bioimageio(
+    model: torch.nn.Module,
+    out_dir: str | os.PathLike,
+    *,
+    name: str = "lociseg LACSS model",
+    description: str = "Single-cell instance segmentation (LACSS) trained with lociseg.",
+    authors: Sequence[str] = ("lociseg contributors",),
+    license: str = "BSD-3-Clause",
+    test_image: np.ndarray | None = None,
+    weights: Sequence[str] = ("torchscript", "onnx"),
+) -> Path:
+    """Write a bioimage.io model package (RDF format 0.5) into ``out_dir``.
+
+    Files: ``rdf.yaml``, ``README.md``, ``test_input.npy``, one
+    ``test_output_<name>.npy`` per output, and the weights
+    (``weights.torchscript``, ``weights.onnx``), whose first output is the
+    location *probability* ``score`` (sigmoid applied). The RDF declares the
+    percentile normalisation as ``scale_range`` preprocessing, so the test
+    input is the raw image.
+
+    Parameters
+    ----------
+    model : SegmentationModel
+    out_dir : path-like
+    name, description : str
+    authors : sequence of str
+    license : str
+        SPDX id; use a non-commercial licence for weights trained on
+        non-commercial data (e.g. ``CC-BY-NC-SA-4.0`` for BBBC018).
+    test_image : (C, H, W) ndarray, optional
+        Raw test image (H, W multiples of 32); default: random 128 x 128.
+    weights : sequence of {"torchscript", "onnx"}
+
+    Returns
+    -------
+    Path
+        The ``rdf.yaml`` written.
+    """
+    import yaml
+
+    from ..io import normalize_percentile
+
+    bad = [w for w in weights if w not in ("torchscript", "onnx")]
+    if bad or not weights:
+        raise ConfigError(f"bioimage.io weights must be torchscript and/or onnx, got {list(weights)}")
+    spec = _spec(model)
+    model = model.eval().cpu()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    c = int(spec.in_channels)
+    if test_image is None:
+        test_image = (np.random.default_rng(0).random((c, 128, 128)) * 1000).astype(np.float32)
+    raw = np.asarray(test_image, np.float32)
+    if raw.ndim != 3 or raw.shape[0] != c:
+        raise ConfigError(f"test image must be ({c}, H, W), got {raw.shape}")
+    _check_shape(raw.shape[1:])
+    x = normalize_percentile(raw, spec.normalize_low, spec.normalize_high).astype(np.float32)[None]
+    names = output_names(model, probabilities=True)
+    with torch.no_grad():
+        outs = [t.numpy() for t in _Dense(model, probabilities=True)(torch.from_numpy(x))]
+    np.save(out / "test_input.npy", raw[None])
+    chan_names = list(spec.channels) if len(spec.channels) == c else [f"channel{i}" for i in range(c)]
+    ref = {"tensor_id": "image"}
+    outputs = []
+    for nm, arr in zip(names, outs):
+        np.save(out / f"test_output_{nm}.npy", arr)
+        scale = raw.shape[-1] / arr.shape[-1]
+        axes: list[dict[str, Any]] = [{"type": "batch"}]
+        if arr.ndim == 4:
+            labels = ["dy", "dx"] if nm == "offsets" and arr.shape[1] == 2 else [f"{nm}{i}" for i in range(arr.shape[1])]
+            axes.append({"type": "channel", "channel_names": labels})
+        axes += [{"id": ax, "type": "space", "size": {**ref, "axis_id": ax}, "scale": float(scale)} for ax in ("y", "x")]
+        outputs.append({"id": nm, "axes": axes, "data": {"type": "float32"},
+                        "test_tensor": {"source": f"test_output_{nm}.npy", "sha256": _sha256(out / f"test_output_{nm}.npy")}})
+    w: dict[str, Any] = {}
+    if "torchscript" in weights:
+        p = export_torchscript(model, out / "weights.torchscript", example_shape=tuple(raw.shape[1:]), probabilities=True)
+        w["torchscript"] = {"source": p.name, "sha256": _sha256(p), "pytorch_version": torch.__version__.split("+")[0]}
+    if "onnx" in weights:
+        p = export_onnx(model, out / "weights.onnx", example_shape=tuple(raw.shape[1:]), probabilities=True)
+        w["onnx"] = {"source": p.name, "sha256": _sha256(p), "opset_version": 18}
+        if "torchscript" in w:
+            w["onnx"]["parent"] = "torchscript"  # both come from the same eager model; the spec wants one root
+    readme = out / "README.md"
+    readme.write_text(
+        f"# {name}\n\n{description}\n\n"
+        "Input: raw image, channels " + ", ".join(chan_names) + f", rescaled so cells are about "
+        f"{spec.target_diameter:g} px across. Outputs are dense stride-4 maps: " + ", ".join(names) + ". "
+        "Cell locations and masks are decoded from them by lociseg (`lociseg segment`).\n\n"
+        "# Validation\n\nThe test tensors were produced by the eager PyTorch model; the TorchScript and ONNX "
+        "weights reproduce them (checked by lociseg's export tests).\n"
+    )
+    rdf = {
+        "format_version": "0.5.4",
+        "type": "model",
+        "name": name,
+        "description": description,
+        "authors": [{"name": a} for a in authors],
+        "cite": [{"text": "LACSS: location assisted cell segmentation and self-supervision (Han & Yun)",
+                  "url": "https://github.com/jiyuuchc/lacss"}],
+        "license": license,
+        "documentation": readme.name,
+        "tags": ["instance-segmentation", "cells", "nuclei", "fluorescence-light-microscopy", "2d", "pytorch"],
+        "inputs": [{
+            "id": "image",
+            "axes": [{"type": "batch"}, {"type": "channel", "channel_names": chan_names},
+                     {"id": "y", "type": "space", "size": {"min": SIZE_MULTIPLE, "step": SIZE_MULTIPLE}},
+                     {"id": "x", "type": "space", "size": {"min": SIZE_MULTIPLE, "step": SIZE_MULTIPLE}}],
+            "data": {"type": "float32"},
+            "test_tensor": {"source": "test_input.npy", "sha256": _sha256(out / "test_input.npy")},
+            "preprocessing": [{"id": "scale_range", "kwargs": {
+                "axes": ["y", "x"], "min_percentile": float(spec.normalize_low), "max_percentile": float(spec.normalize_high)}}],
+        }],
+        "outputs": outputs,
+        "weights": w,
+        "config": {
+            "lociseg": {"input": spec.to_dict()},
+            # the spec caps the absolute tolerance at 1% of each test output's maximum
+            "bioimageio": {"reproducibility_tolerance": [
+                {"output_ids": [nm], "relative_tolerance": 1e-3,
+                 "absolute_tolerance": float(min(1e-4, 0.005 * max(float(arr.max()), 0.0)))}
+                for nm, arr in zip(names, outs)]},
+        },
+    }
+    rdf_path = out / "rdf.yaml"
+    rdf_path.write_text(yaml.safe_dump(rdf, sort_keys=False))
+    return rdf_path

@@ -1,0 +1,109 @@
+"""GUI-free logic of the napari plugin: reading lociseg outputs, editing weak annotations."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["is_lociseg_output", "read_output", "AnnotationEdit", "list_annotations", "load_annotation", "save_annotation"]
+
+
+def is_lociseg_output(path: str | os.PathLike) -> bool:
+    """True for ``<name>.tif`` / ``<name>.csv`` written by ``lociseg segment`` (a ``<name>.json`` sidecar beside)."""
+    p = Path(path)
+    if p.suffix.lower() not in (".tif", ".tiff", ".csv"):
+        return False
+    side = p.with_suffix(".json")
+    if not side.is_file():
+        return False
+    try:
+        return "columns" in json.loads(side.read_text())
+    except ValueError:
+        return False
+
+
+def read_output(path: str | os.PathLike) -> list[tuple]:
+    """napari layer data tuples for a lociseg output.
+
+    The label TIFF becomes a Labels layer (cell table as ``features``), the
+    CSV a Points layer of cell centroids (with the table as features).
+    """
+    from ..io import read_labels
+
+    p = Path(path)
+    base = p.with_suffix("")
+    meta = json.loads(base.with_suffix(".json").read_text())
+    table = {}
+    csv = base.with_suffix(".csv")
+    if csv.is_file():
+        arr = np.genfromtxt(csv, delimiter=",", names=True, ndmin=1)
+        table = {k: np.asarray(arr[k]) for k in (arr.dtype.names or ())}
+    name = base.name
+    if p.suffix.lower() == ".csv":
+        pts = np.stack([table.get("centroid_y", []), table.get("centroid_x", [])], 1) if table else np.zeros((0, 2))
+        return [(pts, {"name": f"{name} cells", "features": table, "size": 6, "metadata": meta}, "points")]
+    return [(read_labels(p), {"name": f"{name} labels", "features": table, "metadata": meta}, "labels")]
+
+
+@dataclass
+class AnnotationEdit:
+    """One image's weak annotation as the review widget edits it."""
+
+    name: str
+    points: np.ndarray  # (N, 2) y, x
+    candidates: np.ndarray  # (K, H, W) bool
+    chosen_index: int
+    auto_index: int
+
+
+def list_annotations(directory: str | os.PathLike) -> list[str]:
+    """Image names annotated in a ``lociseg annotate`` output folder (with stored candidates)."""
+    d = Path(directory)
+    return sorted(p.name[: -len(".candidates.npz")] for p in d.glob("*.candidates.npz"))
+
+
+def load_annotation(directory: str | os.PathLike, name: str) -> AnnotationEdit:
+    """Points, the foreground candidates and the current choice of one image."""
+    from ..annotate.sheet import read_choices
+    from ..annotate.store import read_annotation, read_candidates
+
+    points, fg = read_annotation(directory, name)
+    cands = read_candidates(directory, name)
+    row = read_choices(Path(directory) / "choices.csv").get(name)
+    if row is not None:
+        chosen, auto = int(row["chosen_index"]), int(row["auto_index"])
+    else:  # no choices.csv row: the stored foreground is the chosen one
+        match = [k for k in range(len(cands)) if np.array_equal(cands[k], fg)]
+        chosen = auto = match[0] if match else 0
+    return AnnotationEdit(name, points, cands, chosen, auto)
+
+
+def save_annotation(directory: str | os.PathLike, edit: AnnotationEdit) -> None:
+    """Write the edited points and chosen foreground where ``lociseg annotate``/training read them.
+
+    The chosen index also goes into ``choices.csv``, so a later
+    ``lociseg annotate`` run keeps the person's choice.
+    """
+    from ..annotate.sheet import read_choices, write_choices
+    from ..annotate.store import write_annotation
+
+    d = Path(directory)
+    k = int(edit.chosen_index)
+    if not 0 <= k < len(edit.candidates):
+        raise InputError(f"candidate {k} out of range 0..{len(edit.candidates) - 1}", path=d)
+    pts = np.asarray(edit.points, np.float32).reshape(-1, 2)
+    meta_path = d / f"{edit.name.replace(os.sep, '__').replace('/', '__')}.meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta.update(chosen_index=k, edited_in="napari")
+    write_annotation(d, edit.name, pts, edit.candidates[k], meta, candidates=edit.candidates)
+    rows = read_choices(d / "choices.csv")
+    row = rows.get(edit.name, {"name": edit.name, "auto_index": edit.auto_index, "threshold": ""})
+    row.update(chosen_index=k, n_points=len(pts))
+    rows[edit.name] = row
+    write_choices(d / "choices.csv", list(rows.values()))

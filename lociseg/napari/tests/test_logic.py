@@ -1,0 +1,95 @@
+"""GUI-free plugin logic: reader of lociseg outputs, weak-annotation edits round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from lociseg.errors import InputError
+from lociseg.napari import logic
+from lociseg.napari._reader import get_reader
+
+
+@pytest.fixture
+def seg_output(tmp_path):
+    from lociseg.predict.api import cell_table, write_outputs
+
+    labels = np.zeros((30, 40), np.uint16)
+    labels[2:10, 3:12] = 1
+    labels[15:25, 20:33] = 2
+    return write_outputs(tmp_path, "img", labels, cell_table(labels, np.array([0.9, 0.7]))), labels
+
+
+def test_reader_labels_and_points(seg_output, tmp_path):
+    paths, labels = seg_output
+    reader = get_reader(str(paths["labels"]))
+    (data, kw, kind), = reader(str(paths["labels"]))
+    assert kind == "labels" and np.array_equal(data, labels)
+    np.testing.assert_allclose(kw["features"]["score"], [0.9, 0.7])
+    (pts, kw, kind), = get_reader(str(paths["table"]))(str(paths["table"]))
+    assert kind == "points" and pts.shape == (2, 2)
+    np.testing.assert_allclose(pts[1], [19.5, 26.0])
+    # a TIFF without the lociseg sidecar is left to other readers
+    other = tmp_path / "plain.tif"
+    other.write_bytes(paths["labels"].read_bytes())
+    assert get_reader(str(other)) is None and get_reader([str(other), str(other)]) is None
+
+
+@pytest.fixture
+def annotated(tmp_path, data_root):
+    """Real machine annotation of one BBBC018 field, as lociseg annotate writes it."""
+    out = tmp_path / "ann"
+    from lociseg.annotate import annotate_image, write_annotation, write_choices
+    from lociseg.data import load_dataset
+
+    s = load_dataset("bbbc018@test", root=data_root, channels=["DNA", "actin"])[0]
+    ann = annotate_image(s.image[0], s.image[1])
+    write_annotation(out, s.name, ann.points, ann.foreground, {"auto_index": ann.auto_index}, candidates=ann.candidates)
+    write_choices(out / "choices.csv", [{"name": s.name, "chosen_index": ann.chosen_index, "auto_index": ann.auto_index,
+                                         "threshold": ann.thresholds[ann.chosen_index]}])
+    return out, s.name, ann
+
+
+def test_edit_round_trip_is_what_annotate_reads(annotated):
+    from lociseg.annotate.sheet import read_choices
+    from lociseg.annotate.store import read_annotation
+
+    out, name, ann = annotated
+    assert logic.list_annotations(out) == [name]
+    edit = logic.load_annotation(out, name)
+    assert edit.chosen_index == ann.chosen_index and len(edit.candidates) == len(ann.candidates)
+    np.testing.assert_allclose(edit.points, ann.points, atol=0.01)
+    new = (ann.chosen_index + 1) % len(ann.candidates)
+    edit.chosen_index = new
+    edit.points = np.vstack([edit.points[1:], [[5.0, 7.0]]])  # remove one, add one
+    logic.save_annotation(out, edit)
+    pts, fg = read_annotation(out, name)
+    np.testing.assert_allclose(pts, edit.points, atol=0.01)
+    assert np.array_equal(fg, ann.candidates[new])
+    row = read_choices(out / "choices.csv")[name]
+    assert row["chosen_index"] == new and row["auto_index"] == ann.auto_index  # an override lociseg annotate keeps
+    edit.chosen_index = 99
+    with pytest.raises(InputError, match="out of range"):
+        logic.save_annotation(out, edit)
+
+
+def test_manifest_commands_resolve():
+    manifest = yaml.safe_load((Path(logic.__file__).parent / "napari.yaml").read_text())
+    import importlib
+
+    for cmd in manifest["contributions"]["commands"]:
+        module, attr = cmd["python_name"].split(":")
+        if module.endswith("_widgets"):
+            pytest.importorskip("magicgui", reason="magicgui not installed (pip install 'lociseg[napari]')")
+        assert callable(getattr(importlib.import_module(module), attr)), cmd["id"]
+
+
+def test_manifest_is_valid_npe2():
+    npe2 = pytest.importorskip("npe2", reason="npe2 not installed (pip install 'lociseg[napari]')")
+    pm = npe2.PluginManifest.from_file(Path(logic.__file__).parent / "napari.yaml")
+    assert pm.name == "lociseg"
+    assert {w.display_name for w in pm.contributions.widgets} == {"Segment cells", "Weak annotations"}
+    assert pm.contributions.readers[0].command == "lociseg.get_reader"
