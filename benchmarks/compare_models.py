@@ -70,38 +70,16 @@ DATASETS: dict[str, dict[str, Any]] = {
 
 
 def _load(spec: str, split: str | None, channels: list[str] | None, limit: int | None) -> list[Any]:
-    """Samples of a data set split; uses ``lociseg.data`` when present, else a documented fallback split."""
-    try:
-        from lociseg.data import load_dataset
-    except ImportError:
-        load_dataset = None
-    if load_dataset is not None:
-        ds = load_dataset(spec, split=split, channels=channels)
-        return [ds[i] for i in range(len(ds) if limit is None else min(limit, len(ds)))]
-    from lociseg.synth._compat import load_samples
+    """Samples of a data set split (``lociseg.data`` specs and fixed splits)."""
+    from lociseg.data import load_samples
 
-    samples = load_samples(spec)
-    if spec == "bbbc018" and split is not None:
-        # fallback split: the 14 groups of 4 consecutive wells; 1st of a group -> test, 2nd -> val, rest -> train
-        wells = sorted(s.name for s in samples)
-        pos = {w: i % 4 for i, w in enumerate(sorted(wells + ["10779"]))}
-        role = {0: "test", 1: "val"}
-        samples = [s for s in samples if role.get(pos[s.name], "train") == split]
-    elif spec not in ("dsb2018-train", "dsb2018-test"):
-        raise RuntimeError(f"{spec}: needs lociseg.data (not installed in this checkout)")
-    return samples[:limit]
+    return load_samples(spec, split=split, channels=channels, limit=limit)
 
 
 def _normalize(image: np.ndarray, low: float, high: float) -> np.ndarray:
-    try:
-        from lociseg.io import normalize_percentile
+    from lociseg.io import normalize_percentile
 
-        return normalize_percentile(image, low, high)
-    except ImportError:
-        x = np.asarray(image, np.float32)
-        lo = np.percentile(x, low, axis=(-2, -1), keepdims=True)
-        hi = np.percentile(x, high, axis=(-2, -1), keepdims=True)
-        return ((x - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
+    return normalize_percentile(image, low, high)
 
 
 def _median_diameter(labels: np.ndarray) -> float | None:
@@ -269,7 +247,7 @@ def train_generic(name: str, train_dirs: list[str], in_channels: int, out_dir: P
         "model_type": spec["type"],
         "data.train": train_dirs,
         "optim.seed": seed,
-        "optim.time_budget_min": args.budget_min,
+        "optim.budget_minutes": args.budget_min,
     }
     if spec["type"] == "unet":
         over.update({"unet.preset": spec["preset"], "unet.in_channels": in_channels, "unet.input.in_channels": in_channels})

@@ -28,7 +28,21 @@ COMMANDS: dict[str, str] = {
     "export": "lociseg.cli.export",
     "demo": "lociseg.cli.demo",
     "doctor": "lociseg.cli.doctor",
+    "export-model": "lociseg.cli.export_model",
 }
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time, so a handler set up under a
+    captured stream (tests, notebooks) never writes to a closed file later."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def _verbosity(
@@ -37,7 +51,7 @@ def _verbosity(
 ) -> None:
     """lociseg: single-cell segmentation trainable from machine-made annotations."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", force=True)
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", handlers=[_StderrHandler()], force=True)
 
 
 def build_app() -> typer.Typer:
@@ -64,7 +78,8 @@ def run(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (used by the console script)."""
     app = build_app()
     try:
-        app(args=argv, standalone_mode=False)
+        # In non-standalone mode typer.Exit codes are returned, not raised.
+        rv = app(args=argv, standalone_mode=False)
     except LociError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2
@@ -83,7 +98,7 @@ def run(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 def console() -> None:
