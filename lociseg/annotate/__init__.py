@@ -11,7 +11,13 @@ from .labels import annotation_report, gt_union, weak_from_labels
 from .pipeline import Annotation, annotate_image
 from .points import REF_DIAMETER, detect_points, point_spacing_np
 from .sheet import CHOICE_COLUMNS, read_choices, write_choices, write_contact_sheet
-from .store import has_annotation, read_annotation, read_candidates, with_annotations, write_annotation
+from .store import (
+    has_annotation,
+    read_annotation,
+    read_candidates,
+    with_annotations,
+    write_annotation,
+)
 
 __all__ = [
     "detect_points",

@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from ._failures import exit_if_failed
+
 
 def _channel(text: str):
     text = text.strip()
@@ -78,8 +80,15 @@ def main(
     import numpy as np
     from tqdm import tqdm
 
-    from ..annotate import (annotate_image, annotation_report, read_choices, weak_from_labels,
-                            write_annotation, write_choices, write_contact_sheet)
+    from ..annotate import (
+        annotate_image,
+        annotation_report,
+        read_choices,
+        weak_from_labels,
+        write_annotation,
+        write_choices,
+        write_contact_sheet,
+    )
     from ..errors import InputError, LociError
 
     if diameter is not None and diameter <= 0:
@@ -137,11 +146,7 @@ def main(
         keys = [k for k in ("n_points", "points_inside", "fg_fraction", "point_precision", "point_recall", "fg_iou")
                 if k in reports[0]]
         typer.echo("mean " + ", ".join(f"{k}={np.nanmean([r[k] for r in reports]):.3f}" for k in keys))
-    if failures:
-        typer.echo(f"{len(failures)} failure(s):", err=True)
-        for where, err in failures.items():
-            typer.echo(f"  {where}: {err}", err=True)
-        raise typer.Exit(1)
+    exit_if_failed(failures)
 
 
 def _write_report(out: Path, reports: list[dict]) -> None:

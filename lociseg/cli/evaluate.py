@@ -11,6 +11,8 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
+from ._failures import exit_if_failed
+
 log = logging.getLogger(__name__)
 
 #: File endings read as label images (longest first; .csv is kept for score tables).
@@ -214,9 +216,5 @@ def main(
         if names:
             typer.echo(f"{label} {len(names)} image(s): {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}",
                        err=True)
-    if failures:
-        typer.echo(f"{len(failures)} image(s) failed:", err=True)
-        for msg in failures:
-            typer.echo(f"  {msg}", err=True)
-        raise typer.Exit(1)
+    exit_if_failed(failures)
     return 0

@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from ._failures import exit_if_failed
+
 LABEL_SUFFIXES = ("_masks", "_mask", "_labels", "_label", "_cp_masks")
 
 
@@ -103,9 +105,5 @@ def main(
         typer.echo(f"COCO: {len(coco_labels)} image(s), {n} annotation(s) in {p}")
         written += 1
     typer.echo(f"{written} file(s) written to {out}; {len(failures)} input(s) failed")
-    if failures:
-        typer.echo(f"{len(failures)} failure(s):", err=True)
-        for where, err in failures.items():
-            typer.echo(f"  {where}: {err}", err=True)
-        raise typer.Exit(1)
+    exit_if_failed(failures)
     return 0

@@ -21,7 +21,13 @@ def main(
     Example: lociseg export-model nuclei --format onnx --out nuclei.onnx
     """
     from ..errors import ConfigError
-    from ..export.model import MODEL_FORMATS, export_bioimageio, export_onnx, export_torchscript, max_output_difference
+    from ..export.model import (
+        MODEL_FORMATS,
+        export_bioimageio,
+        export_onnx,
+        export_torchscript,
+        max_output_difference,
+    )
     from ..predict.api import load_model
 
     fmt = fmt.lower()

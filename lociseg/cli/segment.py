@@ -10,6 +10,8 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from ._failures import exit_if_failed
+
 log = logging.getLogger(__name__)
 
 
@@ -68,7 +70,6 @@ def main(
     from tqdm.auto import tqdm
 
     from ..errors import ConfigError, LociError
-    from ..io import read_image
     from ..predict.api import load_model, write_outputs
 
     if skip_existing and overwrite:
@@ -101,11 +102,7 @@ def main(
         except LociError as exc:
             failures[path] = exc.message if exc.path else str(exc)
     typer.echo(f"{done} image(s) segmented, {skipped} skipped, {len(failures)} failed; outputs in {out}")
-    if failures:
-        typer.echo(f"{len(failures)} failure(s):", err=True)
-        for where, err in failures.items():
-            typer.echo(f"  {where}: {err}", err=True)
-        raise typer.Exit(1)
+    exit_if_failed(failures)
     return 0
 
 

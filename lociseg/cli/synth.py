@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import ConfigError, LociError
+from ._failures import exit_if_failed
 
 
 def _parse_confluence(text: Optional[str]) -> float | tuple[float, float] | None:
@@ -101,8 +102,4 @@ def main(
     }
     write_manifest(out, params, metas)
     typer.echo(f"wrote {len(metas)} synthetic images ({len(cells)} cells from {len(samples)} real images) to {out}")
-    if failures:
-        typer.echo(f"{len(failures)} failed:", err=True)
-        for f in failures:
-            typer.echo(f"  {f}", err=True)
-        raise typer.Exit(1)
+    exit_if_failed(failures)

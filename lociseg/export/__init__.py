@@ -1,7 +1,16 @@
 """Segmentation outputs in other tools' formats (:mod:`.formats`) and model exports (:mod:`.model`)."""
 
-from .formats import (FORMATS, cell_measurements, export_labels, labels_to_geojson, write_coco, write_csv,
-                      write_geojson, write_imagej_rois, write_ome_zarr)
+from .formats import (
+                      FORMATS,
+                      cell_measurements,
+                      export_labels,
+                      labels_to_geojson,
+                      write_coco,
+                      write_csv,
+                      write_geojson,
+                      write_imagej_rois,
+                      write_ome_zarr,
+)
 from .polygons import CellPolygon, label_outlines, mask_outlines
 
 __all__ = [

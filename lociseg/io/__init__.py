@@ -6,8 +6,21 @@ instance annotations (per-object masks, outlines, Kaggle RLE, COCO) into
 label images.
 """
 
-from .coco import coco_rle_decode, coco_rle_encode, coco_to_labels, labels_to_coco, mask_to_polygons, read_coco
-from .image import IMAGE_SUFFIXES, normalize_percentile, read_image, read_image_metadata, validate_image
+from .coco import (
+    coco_rle_decode,
+    coco_rle_encode,
+    coco_to_labels,
+    labels_to_coco,
+    mask_to_polygons,
+    read_coco,
+)
+from .image import (
+    IMAGE_SUFFIXES,
+    normalize_percentile,
+    read_image,
+    read_image_metadata,
+    validate_image,
+)
 from .labels import (
     fill_outline_pixels,
     label_dtype,

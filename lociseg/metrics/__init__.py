@@ -13,7 +13,6 @@ predicted label images (no loop over object pairs):
   :func:`evaluate` (also ``lociseg.evaluate``) takes one pair or lists.
 """
 
-from .scoring import SCALAR_KEYS, Report, aggregate, evaluate, evaluate_image, evaluate_pairs, report_from_results
 from .matching import (
     DEFAULT_THRESHOLDS,
     MatchResult,
@@ -24,6 +23,15 @@ from .matching import (
     overlap_pairs,
 )
 from .ranked import average_precision_from_detections, ranked_average_precision
+from .scoring import (
+    SCALAR_KEYS,
+    Report,
+    aggregate,
+    evaluate,
+    evaluate_image,
+    evaluate_pairs,
+    report_from_results,
+)
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from .matching import DEFAULT_THRESHOLDS, MatchResult, _check_pair, _match_overlaps, compute_overlaps
+from .matching import (
+    DEFAULT_THRESHOLDS,
+    MatchResult,
+    _check_pair,
+    _match_overlaps,
+    compute_overlaps,
+)
 from .ranked import _ranked_from_overlaps, average_precision_from_detections
 
 __all__ = ["Report", "aggregate", "evaluate", "evaluate_image", "evaluate_pairs", "report_from_results", "SCALAR_KEYS"]

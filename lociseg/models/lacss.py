@@ -61,10 +61,13 @@ class LPNConfig(Config):
 
 @dataclass
 class SegHeadConfig(Config):
-    """Segmentation head settings: ``window`` grid cells (x4 = image px) and ``width`` channels."""
+    """Segmentation head settings: ``window`` grid cells (x4 = image px), ``width`` channels and
+    the kernel of the per-instance convolution (1, as in LACSS, costs a ninth of 3 per cell;
+    spatial context comes from the dense 3x3 stack run once per image)."""
 
     width: int = 32
     window: int = 24
+    instance_kernel: int = 1
 
 
 @dataclass
@@ -172,7 +175,8 @@ class LacssModel(SegmentationModel):
         self.backbone = ConvNeXt(c_in, config.backbone)
         self.fpn = FPN(self.backbone.widths, config.fpn_channels, num_outputs=1)
         self.lpn = LPNHead(config.fpn_channels, config.lpn.width, config.lpn.depth)
-        self.seghead = SegHead(config.fpn_channels, config.seghead.width, config.seghead.window, STRIDE)
+        self.seghead = SegHead(config.fpn_channels, config.seghead.width, config.seghead.window, STRIDE,
+                               instance_kernel=config.seghead.instance_kernel)
         # Training-only helpers: never called by predict_instances, so inference cost is unchanged.
         self.aux = None
         self.collaborator = None

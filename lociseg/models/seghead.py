@@ -6,7 +6,7 @@ adds an encoding of each window pixel's position relative to the location
 (the exact sub-pixel offset through a 1x1 conv, plus a learned per-position
 embedding), runs a small conv stack and upsamples the mask logits to image
 resolution. The expensive convolutions run once on the dense feature map;
-per instance only the cheap stack runs.
+per instance only a cheap stack (1x1 convolutions by default) runs.
 """
 
 from __future__ import annotations
@@ -31,15 +31,19 @@ class SegHead(nn.Module):
         Window side in grid cells (24 at stride 4 = 96 image px).
     stride : int
         Stride of the feature level.
+    instance_kernel : {1, 3}
+        Kernel of the per-instance convolution.
     """
 
-    def __init__(self, channels: int, width: int = 32, window: int = 24, stride: int = 4) -> None:
+    def __init__(self, channels: int, width: int = 32, window: int = 24, stride: int = 4, *,
+                 instance_kernel: int = 1) -> None:
         super().__init__()
         self.window, self.stride = window, stride
         self.dense = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
         self.position = nn.Conv2d(2, width, 1)
         self.embedding = nn.Parameter(torch.zeros(width, window, window))
-        self.instance = nn.Sequential(nn.GELU(), nn.Conv2d(width, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, 1, 1))
+        self.instance = nn.Sequential(nn.GELU(), nn.Conv2d(width, width, instance_kernel, padding=instance_kernel // 2), nn.GELU(),
+                                      nn.Conv2d(width, 1, 1))
 
     @property
     def window_px(self) -> int:

@@ -4,6 +4,14 @@ See :func:`cut_paste_synthesize` and :func:`extend_dataset`; ``lociseg synth``
 is the command-line front end.
 """
 
-from .cutpaste import CellPatch, cut_paste_synthesize, extend_dataset, extract_cells, iter_cut_paste, synthesize_background, weak_annotations
+from .cutpaste import (
+    CellPatch,
+    cut_paste_synthesize,
+    extend_dataset,
+    extract_cells,
+    iter_cut_paste,
+    synthesize_background,
+    weak_annotations,
+)
 
 __all__ = ["CellPatch", "cut_paste_synthesize", "extend_dataset", "extract_cells", "iter_cut_paste", "synthesize_background", "weak_annotations"]

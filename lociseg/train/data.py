@@ -15,7 +15,12 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..io import normalize_percentile
-from ..predict.scale import diameter_from_labels, diameter_from_locations, rescale_image, rescale_labels, scaled_shape
+from ..predict.scale import (
+    diameter_from_labels,
+    diameter_from_locations,
+    rescale_image,
+    rescale_labels,
+)
 from .config import AugmentConfig, ExperimentConfig
 
 log = logging.getLogger("lociseg.train")

@@ -7,9 +7,9 @@ import pytest
 import tifffile
 
 from lociseg.annotate import (
+    REF_DIAMETER,
     annotation_report,
     choose_foreground,
-    REF_DIAMETER,
     detect_points,
     foreground_candidates,
     gt_union,

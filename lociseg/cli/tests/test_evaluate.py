@@ -6,7 +6,6 @@ import csv
 import json
 
 import numpy as np
-import pytest
 
 from lociseg.cli.evaluate import find_label_files, strip_name
 from lociseg.cli.main import run

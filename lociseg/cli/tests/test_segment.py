@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,8 +13,7 @@ from scipy import ndimage as ndi
 from lociseg.cli.main import run
 from lociseg.io import read_labels
 from lociseg.models.base import InputSpec, SegmentationModel
-from lociseg.predict import Instances
-from lociseg.predict import api
+from lociseg.predict import Instances, api
 from lociseg.predict.semantic import labels_to_instances
 
 
@@ -116,7 +114,6 @@ def test_user_errors_exit_2(tmp_path, fake_model, capsys):
 
 def test_segment_accepts_a_data_set_spec(tmp_path, data_root, monkeypatch):
     """Images stored as one file per channel (CellProfiler examples) are read through their data set spec."""
-    import torch
 
     from lociseg.models import LacssModel
     from lociseg.train.checkpoint import save_checkpoint

@@ -12,7 +12,6 @@ from lociseg.errors import ConfigError
 from lociseg.export import formats as F
 from lociseg.export.polygons import label_outlines, mask_outlines, polygon_area
 
-
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
 

@@ -9,7 +9,6 @@ import torch
 from lociseg.errors import ConfigError
 from lociseg.export import model as M
 
-
 # TorchScript is deprecated in torch 2.x but is what bioimage.io and many deployment tools load
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
 

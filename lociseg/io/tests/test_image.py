@@ -8,7 +8,12 @@ import tifffile
 from PIL import Image
 
 from lociseg.errors import InputError
-from lociseg.io import normalize_percentile, read_image, read_image_metadata, validate_image
+from lociseg.io import (
+    normalize_percentile,
+    read_image,
+    read_image_metadata,
+    validate_image,
+)
 
 
 def test_ome_tiff_channels_axes_pixel_size_round_trip(tmp_path, rng):

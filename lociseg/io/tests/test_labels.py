@@ -9,7 +9,13 @@ from PIL import Image
 from skimage.segmentation import find_boundaries
 
 from lociseg.errors import InputError
-from lociseg.io import masks_to_labels, outlines_to_labels, read_labels, relabel_sequential, write_labels
+from lociseg.io import (
+    masks_to_labels,
+    outlines_to_labels,
+    read_labels,
+    relabel_sequential,
+    write_labels,
+)
 
 
 def _touching_squares() -> np.ndarray:

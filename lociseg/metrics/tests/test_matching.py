@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
-from lociseg.metrics import DEFAULT_THRESHOLDS, compute_overlaps, foreground_iou, match_instances, overlap_pairs
+from lociseg.metrics import (
+    DEFAULT_THRESHOLDS,
+    compute_overlaps,
+    foreground_iou,
+    match_instances,
+    overlap_pairs,
+)
 
 
 def _square(shape, y, x, size, value, out=None):

@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from lociseg.models.aux import AuxBoundaryNet, ForegroundHead, aux_boundary_target, aux_losses, edge_magnitude
+from lociseg.models.aux import (
+    AuxBoundaryNet,
+    ForegroundHead,
+    aux_boundary_target,
+    aux_losses,
+    edge_magnitude,
+)
 
 
 def test_receptive_field_is_nine_pixels():

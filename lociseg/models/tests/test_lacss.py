@@ -4,7 +4,17 @@ import torch
 
 from lociseg.losses.lpn import lpn_loss, sigmoid_focal_loss
 from lociseg.losses.mask import mask_bce_dice
-from lociseg.models import FPN, PRESETS, BackboneConfig, ConvNeXt, LacssConfig, LacssModel, SegHead, decode_locations, lpn_targets
+from lociseg.models import (
+    FPN,
+    PRESETS,
+    BackboneConfig,
+    ConvNeXt,
+    LacssConfig,
+    LacssModel,
+    SegHead,
+    decode_locations,
+    lpn_targets,
+)
 from lociseg.models.lacss import crop_windows, label_centroids
 from lociseg.models.lpn import grid_centres
 

@@ -1,5 +1,4 @@
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -9,10 +8,20 @@ from scipy import ndimage as ndi
 from lociseg.errors import ConfigError, InputError
 from lociseg.models.base import InputSpec, SegmentationModel
 from lociseg.predict import Instances
-from lociseg.predict.api import CellTable, Segmenter, cell_table, load_model, segment, write_outputs
-from lociseg.predict.scale import diameter_from_labels, diameter_from_locations, rescale_instances
-from lociseg.predict.semantic import labels_to_instances
+from lociseg.predict.api import (
+    CellTable,
+    Segmenter,
+    load_model,
+    segment,
+    write_outputs,
+)
 from lociseg.predict.paste import paste_instances
+from lociseg.predict.scale import (
+    diameter_from_labels,
+    diameter_from_locations,
+    rescale_instances,
+)
+from lociseg.predict.semantic import labels_to_instances
 
 
 class _Cfg:

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from lociseg.predict import Instances, paste_instances
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from lociseg.predict.semantic import labels_to_instances, three_class_to_instances, three_class_to_labels
+from lociseg.predict.semantic import (
+    labels_to_instances,
+    three_class_to_instances,
+    three_class_to_labels,
+)
 
 
 def _probs(classes: np.ndarray) -> np.ndarray:

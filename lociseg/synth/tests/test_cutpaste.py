@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from lociseg.synth import cut_paste_synthesize, extend_dataset, extract_cells, synthesize_background, weak_annotations
 from lociseg.data import Sample as make_sample
 from lociseg.data import load_samples
+from lociseg.synth import (
+    cut_paste_synthesize,
+    extend_dataset,
+    extract_cells,
+    synthesize_background,
+    weak_annotations,
+)
 
 
 def _toy_samples(rng: np.random.Generator, n: int = 2, size: int = 96) -> list:
