@@ -25,7 +25,13 @@ import numpy as np
 
 
 def run_split(split: str, limit: int | None) -> dict:
-    from lociseg.annotate import annotation_report, choose_foreground, detect_points, foreground_candidates, gt_union
+    from lociseg.annotate import (
+        annotation_report,
+        choose_foreground,
+        detect_points,
+        foreground_candidates,
+        gt_union,
+    )
     from lociseg.data import load_dataset
 
     cells = load_dataset("bbbc018", split=split, channels=["DNA", "actin"])

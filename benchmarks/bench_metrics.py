@@ -97,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--append", help="Markdown file to append the result row to")
     args = parser.parse_args(argv)
 
-    from lociseg.metrics import evaluate_image, match_instances, ranked_average_precision
+    from lociseg.metrics import (
+        evaluate_image,
+        match_instances,
+        ranked_average_precision,
+    )
 
     rng = np.random.default_rng(args.seed)
     gt = voronoi_labels(args.size, args.cells, rng)

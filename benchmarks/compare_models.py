@@ -41,7 +41,7 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -200,7 +200,10 @@ def _build_model(name: str, in_channels: int, quick: bool) -> Any:
             kw.update(base_channels=8, depth=3)
         cfg = UNetConfig(in_channels=in_channels, input=InputSpec(in_channels=in_channels), **kw)
         return UNetModel(cfg)
-    from lociseg.models.lacss import LacssConfig, LacssModel  # ImportError -> run marked unavailable
+    from lociseg.models.lacss import (  # ImportError -> run marked unavailable
+        LacssConfig,
+        LacssModel,
+    )
 
     cfg = LacssConfig().override({"mode": spec["mode"], "input.in_channels": in_channels})
     return LacssModel(cfg)

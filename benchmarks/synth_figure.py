@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     from lociseg.cli.synth import _parse_confluence
-    from lociseg.synth import cut_paste_synthesize
     from lociseg.data import load_samples
+    from lociseg.synth import cut_paste_synthesize
 
     real = [s for s in load_samples(args.dataset, limit=args.n_real) if s.labels is not None]
     real = [s for s in real if np.asarray(s.image).ndim == 3]
