@@ -259,7 +259,7 @@ def train_generic(name: str, train_dirs: list[str], in_channels: int, out_dir: P
     else:
         over.update({"lacss.mode": spec["mode"], "lacss.input.in_channels": in_channels})
     cfg = ExperimentConfig().override(over)
-    result = train(cfg, out_dir, device=args.device, progress=False)
+    result = train(cfg, out_dir, device=args.device, progress=False, overwrite=True)
     model = load_checkpoint(out_dir / "best" if (out_dir / "best").exists() else out_dir, device="cpu")
     return model, dict(result or {})
 

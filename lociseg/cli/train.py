@@ -28,6 +28,7 @@ def main(
     set_: list[str] = typer.Option([], "--set", help="Override a config value, e.g. --set optim.steps=500 (repeatable)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last exactly where it stopped."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an OUT that already holds a run."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the (default or given) config as YAML and exit."),
 ) -> None:
     """Train a LACSS or U-Net model (supervised or weakly supervised).
@@ -51,7 +52,7 @@ def main(
         raise ConfigError("--out is required (the run folder)")
     from ..train.loop import train
 
-    result = train(cfg, out, device=device, resume=resume, progress=True)
+    result = train(cfg, out, device=device, resume=resume, overwrite=overwrite, progress=True)
     best = result.get("best") or {}
     typer.echo(
         f"done: {result['step']} steps in {result['seconds'] / 60:.1f} min; diameter {result['diameter']:.1f} px; "

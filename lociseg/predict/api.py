@@ -232,7 +232,8 @@ class Segmenter:
         scaled = rescale_image(image, factor)
         if overlap is None:
             overlap = self.default_overlap()
-        inst = predict_tiled(self.predict_tile, scaled, tile_size=tile_size, overlap=overlap, progress=progress)
+        inst = predict_tiled(self.predict_tile, scaled, tile_size=tile_size, overlap=overlap, align=self.pad_multiple,
+                             progress=progress)
         return inst, tuple(scaled.shape[-2:])
 
     def default_overlap(self) -> int:

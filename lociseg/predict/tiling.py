@@ -39,20 +39,29 @@ class Tile:
     core: tuple[float, float, float, float]
 
 
-def _axis_tiles(length: int, tile: int, overlap: int) -> list[tuple[int, float, float]]:
-    """(start, core start, core end) of the tiles covering one axis."""
+def _axis_tiles(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int, float, float]]:
+    """(start, end, core start, core end) of the tiles covering one axis.
+
+    Starts are multiples of ``align``: a network that downsamples by 32 then
+    sees every tile on the same pixel grid as the whole image, so its
+    features (and masks) agree away from the tile edges. The last tile
+    starts at the last aligned position and runs to the end of the axis
+    (up to ``align - 1`` pixels longer than ``tile``).
+    """
     if length <= tile:
-        return [(0, -np.inf, np.inf)]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step)) + [length - tile]
-    # the last tile is aligned to the end, so its overlap with the previous one
-    # may be larger than `overlap`; seams go to the middle of each overlap
-    seams = [(a + tile + b) / 2 for a, b in zip(starts[:-1], starts[1:])]
+        return [(0, length, -np.inf, np.inf)]
+    step = max(align, (tile - overlap) // align * align)
+    last = (length - tile) // align * align
+    starts = list(range(0, last, step)) + [last]
+    ends = [s + tile for s in starts[:-1]] + [length]
+    # the last tile's overlap with the previous one may be larger than
+    # `overlap`; seams go to the middle of each overlap
+    seams = [(b + e) / 2 for e, b in zip(ends[:-1], starts[1:])]
     bounds = [-np.inf, *seams, np.inf]
-    return [(s, bounds[i], bounds[i + 1]) for i, s in enumerate(starts)]
+    return [(s, e, bounds[i], bounds[i + 1]) for i, (s, e) in enumerate(zip(starts, ends))]
 
 
-def iter_tiles(shape: tuple[int, int], tile_size: int | tuple[int, int], overlap: int) -> Iterator[Tile]:
+def iter_tiles(shape: tuple[int, int], tile_size: int | tuple[int, int], overlap: int, align: int = 1) -> Iterator[Tile]:
     """Yield the overlapping tiles of an image of ``shape`` (H, W), row by row.
 
     Parameters
@@ -62,6 +71,8 @@ def iter_tiles(shape: tuple[int, int], tile_size: int | tuple[int, int], overlap
         Tile height and width; an image side not longer than the tile is one tile.
     overlap : int
         Minimum overlap of neighbouring tiles in pixels (``< tile_size``).
+    align : int, optional
+        Tile starts are multiples of this (the network's size multiple).
 
     Yields
     ------
@@ -70,15 +81,17 @@ def iter_tiles(shape: tuple[int, int], tile_size: int | tuple[int, int], overlap
     th, tw = (tile_size, tile_size) if np.isscalar(tile_size) else tile_size
     if overlap < 0 or overlap >= min(th, tw):
         raise ValueError(f"overlap must be in [0, tile size), got {overlap} for tile {th}x{tw}")
-    for y, cy0, cy1 in _axis_tiles(int(shape[0]), int(th), overlap):
-        for x, cx0, cx1 in _axis_tiles(int(shape[1]), int(tw), overlap):
-            yield Tile(y, min(y + th, shape[0]), x, min(x + tw, shape[1]), (cy0, cy1, cx0, cx1))
+    if align < 1 or min(th, tw) - overlap < align:
+        raise ValueError(f"tile size minus overlap must be at least align={align}")
+    for y, y1, cy0, cy1 in _axis_tiles(int(shape[0]), int(th), overlap, align):
+        for x, x1, cx0, cx1 in _axis_tiles(int(shape[1]), int(tw), overlap, align):
+            yield Tile(y, y1, x, x1, (cy0, cy1, cx0, cx1))
 
 
-def n_tiles(shape: tuple[int, int], tile_size: int | tuple[int, int], overlap: int) -> int:
+def n_tiles(shape: tuple[int, int], tile_size: int | tuple[int, int], overlap: int, align: int = 1) -> int:
     """Number of tiles :func:`iter_tiles` yields."""
     th, tw = (tile_size, tile_size) if np.isscalar(tile_size) else tile_size
-    return len(_axis_tiles(int(shape[0]), int(th), overlap)) * len(_axis_tiles(int(shape[1]), int(tw), overlap))
+    return len(_axis_tiles(int(shape[0]), int(th), overlap, align)) * len(_axis_tiles(int(shape[1]), int(tw), overlap, align))
 
 
 def pad_windows(instances: Instances, window: tuple[int, int]) -> Instances:
@@ -117,6 +130,7 @@ def predict_tiled(
     *,
     tile_size: int = 1024,
     overlap: int = 128,
+    align: int = 1,
     progress: bool | None = False,
 ) -> Instances:
     """Predict instances on an image of any size, tile by tile.
@@ -132,6 +146,9 @@ def predict_tiled(
     overlap : int, optional
         Minimum overlap of neighbouring tiles; must be larger than the mask
         window of the model so that cells at the seams stay whole.
+    align : int, optional
+        Tile starts are multiples of this; pass the network's size multiple
+        (32 for LACSS) so tiles see the image on the same grid as a whole-image pass.
     progress : bool or None, optional
         Show a tqdm bar over tiles (None: only on a terminal).
 
@@ -147,9 +164,9 @@ def predict_tiled(
     from tqdm.auto import tqdm
 
     parts: list[Instances] = []
-    total = n_tiles(shape, tile_size, overlap)
+    total = n_tiles(shape, tile_size, overlap, align)
     with tqdm(total=total, desc="tiles", unit="tile", disable=None if progress is None else not progress, leave=False) as bar:
-        for t in iter_tiles(shape, tile_size, overlap):
+        for t in iter_tiles(shape, tile_size, overlap, align):
             inst = predict_fn(image[..., t.y0 : t.y1, t.x0 : t.x1])
             if len(inst):
                 # core bounds in tile coordinates

@@ -6,6 +6,7 @@ import csv
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ def train(
     *,
     device: str = "auto",
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     stop_at: int | None = None,
 ) -> dict[str, Any]:
@@ -94,6 +96,10 @@ def train(
     device : {"auto", "cpu", "cuda", "mps"}
     resume : bool
         Continue from ``out_dir/last`` exactly where it stopped.
+    overwrite : bool
+        Start afresh in a folder that already holds a run (its checkpoints and
+        log are deleted); without it such a folder is refused, so a finished
+        run is never silently mixed with a new one.
     progress : bool
         Show a progress bar.
     stop_at : int, optional
@@ -110,16 +116,23 @@ def train(
     if opt_cfg.threads > 0:
         torch.set_num_threads(opt_cfg.threads)
     try:
-        return _train(config, out_dir, device, resume, progress, stop_at)
+        return _train(config, out_dir, device, resume, overwrite, progress, stop_at)
     finally:
         torch.set_num_threads(threads_before)  # leave the caller's process as it was
 
 
-def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, resume: bool, progress: bool,
-           stop_at: int | None) -> dict[str, Any]:
+def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, resume: bool, overwrite: bool,
+           progress: bool, stop_at: int | None) -> dict[str, Any]:
     from tqdm import tqdm
 
     out = Path(out_dir)
+    previous = [out / n for n in ("best", "last", "log.csv") if (out / n).exists()]
+    if previous and not resume:
+        if not overwrite:
+            raise InputError("holds a training run already; use --resume to continue it or --overwrite to start again",
+                             path=out)
+        for p in previous:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
     dev = resolve_device(device)
     opt_cfg = config.optim
     torch.manual_seed(opt_cfg.seed)

@@ -105,3 +105,23 @@ def test_concatenate_pads_windows():
     la, _ = paste_instances(a, (30, 30), min_area=1)
     lc, _ = paste_instances(c.select([0]), (30, 30), min_area=1)
     np.testing.assert_array_equal(la, lc)
+
+
+@pytest.mark.parametrize("shape", [(700, 1000), (1025, 97), (2049, 2048)])
+def test_aligned_tiles_cover_the_image_and_cores_partition_it(shape):
+    from lociseg.predict.tiling import iter_tiles
+
+    tiles = list(iter_tiles(shape, 384, 128, align=32))
+    covered = np.zeros(shape, np.int32)
+    owner = np.zeros(shape, np.int32)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for t in tiles:
+        assert t.y0 % 32 == 0 and t.x0 % 32 == 0
+        assert t.y1 - t.y0 <= 384 + 31 and t.x1 - t.x0 <= 384 + 31
+        covered[t.y0 : t.y1, t.x0 : t.x1] += 1
+        cy0, cy1, cx0, cx1 = t.core
+        owner += (yy >= cy0) & (yy < cy1) & (xx >= cx0) & (xx < cx1)
+        # every owned pixel lies inside the tile
+        assert not (((yy >= cy0) & (yy < cy1) & (xx >= cx0) & (xx < cx1)) & ~(
+            (yy >= t.y0) & (yy < t.y1) & (xx >= t.x0) & (xx < t.x1))).any()
+    assert covered.min() >= 1 and (owner == 1).all()
