@@ -205,8 +205,10 @@ def _build_model(name: str, in_channels: int, quick: bool) -> Any:
         LacssModel,
     )
 
-    cfg = LacssConfig().override({"mode": spec["mode"], "input.in_channels": in_channels})
-    return LacssModel(cfg)
+    over: dict[str, Any] = {"mode": spec["mode"], "input.in_channels": in_channels}
+    if spec["weak"]:
+        over["seghead.instance_kernel"] = 3  # as configs/bbbc018_cells_weak*.yaml: weak masks need the 3x3 stack
+    return LacssModel(LacssConfig().override(over))
 
 
 def _recipe(model: Any, args: argparse.Namespace) -> tuple[float, int, int]:
@@ -258,6 +260,8 @@ def train_generic(name: str, train_dirs: list[str], in_channels: int, out_dir: P
             over.update({"unet.base_channels": 8, "unet.depth": 3})
     else:
         over.update({"lacss.mode": spec["mode"], "lacss.input.in_channels": in_channels})
+        if spec["weak"]:
+            over["lacss.seghead.instance_kernel"] = 3
     cfg = ExperimentConfig().override(over)
     result = train(cfg, out_dir, device=args.device, progress=False, overwrite=True)
     model = load_checkpoint(out_dir / "best" if (out_dir / "best").exists() else out_dir, device="cpu")
@@ -269,26 +273,15 @@ def train_generic(name: str, train_dirs: list[str], in_channels: int, out_dir: P
 
 def _paste(instances: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Label image of the instances and the score of each label (index = label - 1)."""
+    from lociseg.predict.paste import paste_instances
+
     scores = np.asarray(instances.scores, np.float32)
-    try:
-        from lociseg.predict.paste import paste_instances
-    except ImportError:
-        paste_instances = None
-    if paste_instances is not None:
-        labels, kept = paste_instances(instances, shape)
-        labels = np.asarray(labels)
-        per_label = np.ones(int(labels.max()), np.float32)
-        kept = np.asarray(kept)
-        per_label[: min(len(kept), len(per_label))] = scores[kept[: len(per_label)]]
-        return labels, per_label
-    out = np.zeros(shape, np.int32)
-    for k in np.argsort(scores, kind="stable"):  # higher scores painted last win overlaps
-        oy, ox = instances.origins[k]
-        ys, xs = np.nonzero(instances.masks[k] > 0.5)
-        ys, xs = ys + oy, xs + ox
-        ok = (ys >= 0) & (ys < shape[0]) & (xs >= 0) & (xs < shape[1])
-        out[ys[ok], xs[ok]] = k + 1
-    return out, scores
+    labels, kept = paste_instances(instances, shape)
+    labels = np.asarray(labels)
+    per_label = np.ones(int(labels.max()), np.float32)
+    kept = np.asarray(kept)
+    per_label[: min(len(kept), len(per_label))] = scores[kept[: len(per_label)]]
+    return labels, per_label
 
 
 def predict_labels(model: Any, sample: Any, input_spec: Any, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
