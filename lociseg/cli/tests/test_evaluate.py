@@ -85,7 +85,7 @@ def test_bad_file_is_listed_and_others_scored(tmp_path, capsys):
     write_labels(pred_dir / "s2.tif", np.zeros((5, 5), np.int32))
     assert run(["evaluate", "--gt", str(gt_dir), "--pred", str(pred_dir), "--group-by", "none"]) == 1
     cap = capsys.readouterr()
-    assert "2 image(s) failed" in cap.err and "s1.tif" in cap.err and "differs from ground truth" in cap.err
+    assert "2 failure(s)" in cap.err and "s1.tif" in cap.err and "differs from ground truth" in cap.err
     assert "s0" in cap.out
 
 

@@ -1,24 +1,19 @@
-"""The prediction API with a real (untrained, detection-forced) LACSS checkpoint."""
+"""The prediction API with a real LACSS checkpoint: the shipped ``cells`` model, copied into a run folder."""
 
 import numpy as np
 import pytest
-import torch
 
 from lociseg.cli.main import run
-from lociseg.models import LacssModel
 from lociseg.predict import api
-from lociseg.train.checkpoint import save_checkpoint
-from lociseg.train.config import ExperimentConfig
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    cfg = ExperimentConfig()
-    torch.manual_seed(0)
-    model = LacssModel(cfg.lacss)
-    with torch.no_grad():
-        model.lpn.score.bias.fill_(3.0)  # untrained weights find nothing; force some detections
-    save_checkpoint(tmp_path / "run" / "best", model, cfg)
+    import shutil
+
+    from lociseg.models.pretrained import resolve_model
+
+    shutil.copytree(resolve_model("cells"), tmp_path / "run" / "best")
     return tmp_path / "run"
 
 
