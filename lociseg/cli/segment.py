@@ -53,7 +53,8 @@ def _parse_channels(text: Optional[str]) -> Optional[list]:
 
 def main(
     images: List[str] = typer.Argument(..., help="Image files, folders, glob patterns (quote globs), or data set specs (cellprofiler-human, bbbc018@test)."),
-    model: str = typer.Option(..., "--model", "-m", help="Checkpoint file, run folder or shipped model name."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint file, run folder or shipped model name "
+                                        "(default: the shipped 'nuclei' for 1-channel, 'cells' for 2-channel images)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for <name>.tif, <name>.csv, <name>.json."),
     diameter: Optional[float] = typer.Option(None, "--diameter", "-d", help="Cell diameter in pixels (default: estimated per image)."),
     channels: Optional[str] = typer.Option(None, "--channels", "-c", help="Channels to use, by name or index: actin,DNA or 0,1."),
@@ -64,8 +65,9 @@ def main(
 ) -> int:
     """Segment every cell in images: writes a label TIFF, a per-cell CSV and a JSON sidecar per image.
 
-    Examples: lociseg segment plate1/ --model runs/bbbc018/best.pt --out seg/ --channels actin,DNA ;
-    lociseg segment "data/*.tif" -m lacss-tiny -o seg/ --diameter 30
+    Examples: lociseg segment image.tif -o seg/ (shipped model chosen by channel count);
+    lociseg segment plate1/ --model runs/cells --out seg/ --channels actin,DNA ;
+    lociseg segment "data/*.tif" -m nuclei -o seg/ --diameter 30
     """
     from tqdm.auto import tqdm
 
@@ -78,7 +80,23 @@ def main(
         raise ConfigError(f"--diameter must be positive, got {diameter}")
     jobs = _jobs(images)
     chans = _parse_channels(channels)
-    seg = load_model(model, device=device)
+    from ..models.pretrained import pick_default_model
+
+    loaded: dict[str, object] = {}
+
+    def segmenter_for(image) -> object:
+        # no --model: the shipped default for the channel count (after --channels), per image
+        if model is not None:
+            name = model
+        else:
+            n = 1 if image.ndim == 2 else (len(chans) if chans else image.shape[0])
+            name = pick_default_model(n)
+        if name not in loaded:
+            loaded[name] = load_model(name, device=device)
+        return loaded[name]
+
+    if model is not None:
+        segmenter_for(None)  # a bad --model fails before any image is read
     failures: dict[str, str] = {}
     done = skipped = 0
     for name, path, read in tqdm(jobs, desc="segment", unit="image", disable=None):
@@ -92,6 +110,7 @@ def main(
                 continue
         try:
             image, meta = read()
+            seg = segmenter_for(image)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 labels, table = seg.segment(image, diameter=diameter, channels=chans, channel_names=meta)

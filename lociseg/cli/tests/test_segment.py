@@ -125,3 +125,20 @@ def test_segment_accepts_a_data_set_spec(tmp_path, data_root, monkeypatch):
     rc = run(["segment", "cellprofiler-human", "-m", str(tmp_path / "ck"), "-o", str(tmp_path / "seg"), "--diameter", "25"])
     assert rc == 0
     assert [p.name for p in (tmp_path / "seg").glob("*.tif")] == ["AS_09125_050116030001_D03f00.tif"]
+
+
+def test_no_model_picks_the_shipped_default_by_channel_count(tmp_path, data_root):
+    """Without --model a 2-channel image gets 'cells' and a 1-channel one 'nuclei' (real BBBC018 crop)."""
+    import tifffile
+
+    from lociseg.data import load_dataset
+
+    img = np.asarray(load_dataset("bbbc018@test", root=data_root, channels=["actin", "DNA"])[0].image)[:, :256, :256]
+    tifffile.imwrite(tmp_path / "two.tif", img)
+    tifffile.imwrite(tmp_path / "one.tif", img[1])
+    code = run(["segment", str(tmp_path / "two.tif"), str(tmp_path / "one.tif"), "-o", str(tmp_path / "seg"),
+                "--diameter", "23"])
+    assert code == 0
+    meta = {n: json.loads((tmp_path / "seg" / f"{n}.json").read_text()) for n in ("two", "one")}
+    assert meta["two"]["model"] == "cells" and meta["one"]["model"] == "nuclei"
+    assert meta["two"]["cells"] > 0
