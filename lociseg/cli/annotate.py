@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ._failures import exit_if_failed
+from ._common import exit_if_failed, prepare_out_dir
 
 
 def _channel(text: str):
@@ -96,7 +96,7 @@ def main(
 
         raise ConfigError(f"--diameter must be positive, got {diameter}")
     sources = list(_sources(inputs, nucleus, cytoplasm, gt, from_labels))
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out)
     previous = read_choices(out / "choices.csv")
     rows: dict[str, dict] = {name: row for name, row in previous.items()}
     reports: list[dict] = []

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
-from ._failures import exit_if_failed
+from ._common import exit_if_failed
 
 log = logging.getLogger(__name__)
 

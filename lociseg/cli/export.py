@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ._failures import exit_if_failed
+from ._common import exit_if_failed, prepare_out_dir
 
 LABEL_SUFFIXES = ("_masks", "_mask", "_labels", "_label", "_cp_masks")
 
@@ -69,7 +69,7 @@ def main(
     if pixel_size is not None and not pixel_size > 0:
         raise ConfigError(f"--pixel-size must be positive, got {pixel_size}")
     files = expand_inputs(labels)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out)
     failures: dict[str, str] = {}
     coco_labels: dict[str, object] = {}
     written = 0

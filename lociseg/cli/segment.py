@@ -10,7 +10,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-from ._failures import exit_if_failed
+from ._common import exit_if_failed, prepare_out_dir
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ def main(
     if diameter is not None and not diameter > 0:
         raise ConfigError(f"--diameter must be positive, got {diameter}")
     jobs = _jobs(images)
+    prepare_out_dir(out)
     chans = _parse_channels(channels)
     from ..models.pretrained import pick_default_model
 

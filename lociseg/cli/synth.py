@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import ConfigError, LociError
-from ._failures import exit_if_failed
+from ._common import exit_if_failed, prepare_out_dir
 
 
 def _parse_confluence(text: Optional[str]) -> float | tuple[float, float] | None:
@@ -69,7 +69,7 @@ def main(
     cells = extract_cells(samples)
     if not cells:
         raise ConfigError(f"{dataset}: no complete cells found (all touch the border or are tiny)")
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out)
     failures: list[str] = []
     metas: dict[str, dict] = {}
     if include_originals:

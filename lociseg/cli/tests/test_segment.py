@@ -142,3 +142,15 @@ def test_no_model_picks_the_shipped_default_by_channel_count(tmp_path, data_root
     meta = {n: json.loads((tmp_path / "seg" / f"{n}.json").read_text()) for n in ("two", "one")}
     assert meta["two"]["model"] == "cells" and meta["one"]["model"] == "nuclei"
     assert meta["two"]["cells"] > 0
+
+
+def test_unwritable_output_folder_is_a_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    img = tmp_path / "img.tif"
+    import tifffile
+
+    tifffile.imwrite(img, np.zeros((2, 64, 64), np.uint16))
+    assert run(["segment", str(img), "-o", str(blocker / "out"), "-d", "20"]) == 2
+    err = capsys.readouterr().err
+    assert "output folder is not writable" in err and "Traceback" not in err
