@@ -300,58 +300,21 @@ def predict_labels(model: Any, sample: Any, input_spec: Any, device: torch.devic
     return rescale_labels(small, image.shape[1:]), per_label
 
 
-def _iou_matrix(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    ng, npred = int(gt.max()), int(pred.max())
-    joint = np.bincount(gt.ravel().astype(np.int64) * (npred + 1) + pred.ravel(), minlength=(ng + 1) * (npred + 1)).reshape(ng + 1, npred + 1)
-    union = joint.sum(1)[:, None] + joint.sum(0)[None, :] - joint
-    return (joint / np.maximum(union, 1))[1:, 1:]
-
-
 def score_image(gt: np.ndarray, pred: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-    """Counts per IoU threshold and score-ranked matches at 0.5 (lociseg.metrics when installed)."""
-    try:
-        from lociseg.metrics import evaluate_image
+    """All metrics of one image (:func:`lociseg.metrics.evaluate_image`)."""
+    from lociseg.metrics import evaluate_image
 
-        r = evaluate_image(gt, pred, scores)
-        return {"lib": r}
-    except ImportError:
-        pass
-    iou = _iou_matrix(np.asarray(gt), np.asarray(pred)) if gt.max() and pred.max() else np.zeros((int(gt.max()), int(pred.max())))
-    tp = np.array([int((iou > t).sum()) for t in THRESHOLDS])  # IoU > 0.5 matches are unique
-    matched50 = (iou > 0.5).any(0) if iou.size else np.zeros(int(pred.max()), bool)
-    present = np.unique(pred[pred > 0]) - 1
-    return {
-        "n_gt": int(len(np.unique(gt[gt > 0]))),
-        "n_pred": int(len(present)),
-        "tp": tp,
-        "det_scores": scores[present] if len(present) else np.zeros(0),
-        "det_tp": matched50[present] if len(present) else np.zeros(0, bool),
-    }
+    return evaluate_image(gt, pred, scores)
 
 
 def aggregate_scores(per_image: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pooled F1 per threshold, AP50 (all-point interpolated, score-ranked) and AFNR."""
-    if per_image and "lib" in per_image[0]:
-        from lociseg.metrics import aggregate
+    """Pooled (summed counts) F1@0.5, score-ranked AP50, AFNR and F1 per IoU threshold."""
+    from lociseg.metrics import aggregate
 
-        a = aggregate([r["lib"] for r in per_image], by="sum")
-        f1 = a.get("per_threshold", {}).get("f1")
-        return {"f1_50": a["f1_50"], "ap50": a["ap50"], "afnr": a["afnr"], "f1_per_threshold": list(map(float, f1)) if f1 is not None else None}
-    n_gt = sum(r["n_gt"] for r in per_image)
-    n_pred = sum(r["n_pred"] for r in per_image)
-    tp = np.sum([r["tp"] for r in per_image], axis=0) if per_image else np.zeros(len(THRESHOLDS))
-    f1 = 2 * tp / max(n_gt + n_pred, 1)
-    fnr = 1 - tp / max(n_gt, 1)
-    s = np.concatenate([r["det_scores"] for r in per_image]) if per_image else np.zeros(0)
-    t = np.concatenate([r["det_tp"] for r in per_image]) if per_image else np.zeros(0, bool)
-    order = np.argsort(-s, kind="stable")
-    ctp = np.cumsum(t[order])
-    prec = ctp / np.arange(1, len(order) + 1)
-    rec = ctp / max(n_gt, 1)
-    # all-point interpolation: precision made monotone from the right
-    prec = np.maximum.accumulate(prec[::-1])[::-1] if len(prec) else prec
-    ap50 = float(np.sum(np.diff(np.concatenate([[0.0], rec])) * prec)) if len(prec) else 0.0
-    return {"f1_50": float(f1[0]), "ap50": ap50, "afnr": float(fnr.mean()), "f1_per_threshold": [float(v) for v in f1]}
+    a = aggregate(per_image, by="sum")
+    f1 = a.get("per_threshold", {}).get("f1")
+    return {"f1_50": a["f1_50"], "ap50": a["ap50"], "afnr": a["afnr"],
+            "f1_per_threshold": list(map(float, f1)) if f1 is not None else None}
 
 
 # --------------------------------------------------------------------------- driver

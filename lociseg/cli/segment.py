@@ -85,19 +85,15 @@ def main(
 
     loaded: dict[str, object] = {}
 
+    if model is not None:
+        loaded[model] = load_model(model, device=device)  # a bad --model fails before any image is read
+
     def segmenter_for(image) -> object:
         # no --model: the shipped default for the channel count (after --channels), per image
-        if model is not None:
-            name = model
-        else:
-            n = 1 if image.ndim == 2 else (len(chans) if chans else image.shape[0])
-            name = pick_default_model(n)
+        name = model or pick_default_model(1 if image.ndim == 2 else (len(chans) if chans else image.shape[0]))
         if name not in loaded:
             loaded[name] = load_model(name, device=device)
         return loaded[name]
-
-    if model is not None:
-        segmenter_for(None)  # a bad --model fails before any image is read
     failures: dict[str, str] = {}
     done = skipped = 0
     for name, path, read in tqdm(jobs, desc="segment", unit="image", disable=None):

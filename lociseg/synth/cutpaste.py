@@ -214,30 +214,10 @@ def _feather_alpha(mask: np.ndarray, feather: float) -> np.ndarray:
 
 
 def weak_annotations(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Points (one per object, (N, 2) float32 y, x) and foreground (bool) of a label image.
+    """Points and foreground of a synthetic label image: :func:`lociseg.annotate.weak_from_labels`."""
+    from ..annotate.labels import weak_from_labels
 
-    The point is the object's centroid, or, when the centroid falls outside a
-    non-convex object, its pixel farthest from the object's edge.
-    """
-    labels = np.asarray(labels)
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    if len(ids) == 0:
-        return np.zeros((0, 2), np.float32), labels > 0
-    cents = np.asarray(ndi.center_of_mass(np.ones(labels.shape), labels, ids), np.float64).reshape(-1, 2)
-    points = cents.astype(np.float32)
-    iy = np.clip(np.round(cents[:, 0]).astype(int), 0, labels.shape[0] - 1)
-    ix = np.clip(np.round(cents[:, 1]).astype(int), 0, labels.shape[1] - 1)
-    outside = np.nonzero(labels[iy, ix] != ids)[0]
-    if len(outside):
-        dist = ndi.distance_transform_edt(np.pad(labels, 1) > 0)[1:-1, 1:-1]
-        slices = ndi.find_objects(labels)
-        for k in outside:
-            sl = slices[ids[k] - 1]
-            d = np.where(labels[sl] == ids[k], dist[sl], -1)
-            y, x = np.unravel_index(np.argmax(d), d.shape)
-            points[k] = y + sl[0].start, x + sl[1].start
-    return points, labels > 0
+    return weak_from_labels(labels)
 
 
 @dataclass

@@ -212,16 +212,16 @@ def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, re
             bar.set_postfix(loss=f"{loss_value:.3f}")
             done = step + 1
             row: dict[str, Any] | None = None
+            base = {"step": done, "seconds": round(time.perf_counter() - t0, 2),
+                    "lr": scheduler.get_last_lr()[0], "loss": loss_value}
             if done % opt_cfg.log_every == 0 or done == end:
-                row = {"step": done, "seconds": round(time.perf_counter() - t0, 2),
-                       "lr": scheduler.get_last_lr()[0], "loss": loss_value, **parts}
+                row = {**base, **parts}
                 if monitor is not None:
                     _weak_check(model, batch, monitor, done, row)
             if val_items and (done % opt_cfg.val_every == 0 or done == opt_cfg.steps):
                 last_metrics = validate(model, val_items, dev)
                 model.train()
-                row = row or {"step": done, "seconds": round(time.perf_counter() - t0, 2),
-                              "lr": scheduler.get_last_lr()[0], "loss": loss_value}
+                row = row or base
                 row.update({f"val_{k}": v for k, v in last_metrics.items()})
                 score = last_metrics.get("f1_50", -1.0)
                 if not opt_cfg.select_best or score > best_score:

@@ -89,7 +89,7 @@ def _f1_50(gt: np.ndarray, pred: np.ndarray) -> float:
 def _paste(inst, shape):
     out = np.zeros(shape, np.int32)
     for k in range(len(inst)):
-        (oy, ox), (h, w) = inst.origins[k], inst.masks.shape[1:]
+        oy, ox = inst.origins[k]
         ys, xs = np.nonzero(inst.masks[k] > 0.5)
         ys, xs = ys + oy, xs + ox
         ok = (ys >= 0) & (ys < shape[0]) & (xs >= 0) & (xs < shape[1])

@@ -113,8 +113,6 @@ def test_weak_from_labels_training_runs(tmp_path, data_root):
 
 def _heldout_loss(model, items, cfg, weak: bool) -> tuple[float, dict[str, float]]:
     """Mean training loss (and its parts) on four fixed crops of held-out images, no gradient."""
-    from lociseg.train.data import make_batch
-
     model.eval()
     total, parts = 0.0, {}
     with torch.no_grad():
