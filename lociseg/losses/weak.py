@@ -301,6 +301,7 @@ def points_mode_loss(
     collaborator: torch.Tensor | None = None,
     min_area: float | None = None,
     background_distance: float | None = None,
+    spacing: float | None = None,
     from_logits: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Points-only weak loss (no foreground mask), after LACSS's 2021 unsupervised method.
@@ -310,12 +311,22 @@ def points_mode_loss(
 
         overlap    = (1/N) sum_i sum_x y_i sum_{j != i} -log(1 - y_j)
         background = (1/N) sum_i sum_x y_i * 2 G
-        small_area = (1/N) sum_i relu(A_min - A_i) / A_min,  A_i = sum_x y_i
+        small_area = (1/N) sum_i relu(A_min - A_i),  A_i = sum_x y_i
+
+    ``spacing`` (px) is the cell scale behind the defaults (``A_min`` and the
+    background distance); default: :func:`point_spacing` of ``points``. Pass
+    the known cell diameter when ``points`` are a crop's few points, whose
+    spacing says little about the cells.
 
     ``small_area`` replaces the coverage term of :func:`lacss_weak_loss`
     (which needs a foreground): a mask is pushed to grow until it holds
-    ``A_min`` pixels (default ``pi/4 * (spacing/2)^2``, a disc of a quarter of
-    the point spacing's area), and no further; overlap and background bound it.
+    ``A_min`` pixels (default ``pi/4 * spacing^2``, the disc whose diameter is
+    the point spacing), and no further; overlap and background bound it. It
+    is counted in pixels, not as a fraction of ``A_min``, so that below
+    ``A_min`` each pixel earns 1, as in the coverage term: the background
+    (2 per pixel) and overlap (``-log(1 - y_j)``) terms then decide where a
+    mask stops. (Divided by ``A_min`` the growth pull is ~1/800 of the shrink
+    pull per pixel and every mask collapses to empty.)
 
     Learned foreground collaborator (optional): pass ``collaborator``, the
     (H, W) logits of a small head predicting the foreground from the image
@@ -324,9 +335,12 @@ def points_mode_loss(
     * ``collab_masks``: :func:`lacss_weak_loss` of the masks against
       ``sigmoid(collaborator)`` (detached), which restores the coverage term;
     * ``collab_fit``: binary cross entropy training the collaborator toward
-      ``0`` on ``G`` and toward the union of the masks ``min(1, sum_i y_i)``
-      (detached) elsewhere, so the two networks teach each other and only the
-      point-derived background anchors them.
+      ``0`` on ``G``, toward ``1`` within ``spacing / 4`` of a point (the
+      nucleus: certainly cell) and toward the union of the masks
+      ``min(1, sum_i y_i)`` (detached) elsewhere, so the two networks teach
+      each other, anchored on both sides by the points. (Anchored by ``G``
+      alone, the collaborator learns "no foreground" while the masks are
+      still small, and then pulls them to empty.)
 
     Returns
     -------
@@ -335,8 +349,10 @@ def points_mode_loss(
     """
     H, W = shape
     dev = mask_logits.device
+    if spacing is None:
+        spacing = point_spacing(points)
     if background is None:
-        background = background_from_points(points, shape, background_distance, device=dev)
+        background = background_from_points(points, shape, background_distance or spacing, device=dev)
     G = background.to(mask_logits.dtype)
     v = torch.ones((H, W), dtype=G.dtype, device=dev) if valid is None else valid.to(G.dtype)
     n = mask_logits.shape[0]
@@ -353,9 +369,9 @@ def points_mode_loss(
         out["overlap"] = _overlap_term(y, pen, origins, shape, inside_w) / n
         out["background"] = (y * inside_w * 2.0 * Gw).sum() / n
         if min_area is None:
-            min_area = math.pi / 4 * (point_spacing(points) / 2) ** 2
+            min_area = math.pi / 4 * spacing**2
         area = (y * inside_w).flatten(1).sum(1)
-        out["small_area"] = (F.relu(min_area - area) / min_area).mean()
+        out["small_area"] = F.relu(min_area - area).mean()
     if collaborator is not None:
         B_hat = torch.sigmoid(collaborator.reshape(H, W))
         out["collab_masks"] = lacss_weak_loss(mask_logits, origins, B_hat.detach(), v,
@@ -365,7 +381,8 @@ def points_mode_loss(
             union = paste_soft(y_all.detach(), origins, shape).clamp(0, 1)
         else:
             union = torch.zeros_like(G)
-        target = union * (1 - G)
+        seeds = 1 - background_from_points(points, shape, spacing / 4, device=dev).to(G.dtype)
+        target = torch.maximum(union, seeds) * (1 - G)
         bce = F.binary_cross_entropy_with_logits(collaborator.reshape(H, W), target, reduction="none")
         out["collab_fit"] = (bce * v).sum() / v.sum().clamp_min(1.0)
     out["loss"] = sum(out.values())
@@ -413,6 +430,9 @@ class WeakLossConfig(Config):
         (None: one point spacing).
     collaborator : bool
         Points mode: train a :class:`lociseg.models.aux.ForegroundHead` jointly.
+        It is fitted from step 0; its pull on the masks ramps in over a second
+        warm-up (from ``warmup_start + warmup_steps``), once the points terms
+        have made masks worth imitating.
     aux_weight, aux_consistency_weight : float
         Weights of :func:`lociseg.models.aux.aux_losses` (0: no aux network).
     """
@@ -441,6 +461,7 @@ def weak_image_loss(
     step: int = 0,
     collaborator: torch.Tensor | None = None,
     aux_pred: torch.Tensor | None = None,
+    scale: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total weak mask loss of one image, as configured: one call for a model's ``training_loss``.
 
@@ -464,6 +485,10 @@ def weak_image_loss(
         :class:`~lociseg.models.aux.ForegroundHead` logits (points mode).
     aux_pred : (H, W) tensor, optional
         :class:`~lociseg.models.aux.AuxBoundaryNet` output.
+    scale : float, optional
+        Cell size in pixels (the training diameter) for the size terms and
+        the points-mode background; default: the spacing of ``points``,
+        which is unreliable on a crop holding only a few of them.
 
     Returns
     -------
@@ -485,15 +510,21 @@ def weak_image_loss(
     elif cfg.mode == "points":
         terms = points_mode_loss(mask_logits, origins, points, shape, valid=valid,
                                  collaborator=collaborator if cfg.collaborator else None,
-                                 background_distance=cfg.background_distance)
+                                 background_distance=cfg.background_distance, spacing=scale)
     else:
         raise ValueError(f"unknown weak mode {cfg.mode!r}")
     parts = {k: float(v.detach()) for k, v in terms.items() if k != "loss"}
-    fit = terms.get("collab_fit")
-    # The collaborator must learn from the start, so its fit is not warmed up.
-    loss = w * terms["loss"] if fit is None else w * (terms["loss"] - fit) + fit
+    loss = w * terms["loss"]
+    if "collab_fit" in terms:
+        # The collaborator learns from the start (its fit is not warmed up), but it
+        # steers the masks only after a second warm-up: a collaborator fitted to the
+        # first, near-empty masks teaches "no foreground" and the masks collapse.
+        late = warmup_weight(step, start=cfg.warmup_start + cfg.warmup_steps, ramp=cfg.warmup_steps, final=cfg.weight)
+        loss = w * (terms["loss"] - terms["collab_fit"] - terms["collab_masks"]) \
+            + late * terms["collab_masks"] + terms["collab_fit"]
+        parts["collab_weight"] = late
     if cfg.size_weight > 0:
-        spacing = point_spacing(points)
+        spacing = point_spacing(points) if scale is None else scale
         size = size_loss(mask_logits, origins, shape, max_area=cfg.size_factor * spacing**2)
         loss = loss + w * cfg.size_weight * size
         parts["size"] = float(size.detach())

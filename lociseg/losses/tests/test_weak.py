@@ -125,9 +125,26 @@ def test_points_mode_terms_by_hand():
     out = points_mode_loss(_half(), torch.tensor([[0, 2]]), np.array([[2.0, 4.0]]), (8, 8), background=G,
                            min_area=16.0, from_logits=False)
     assert out["background"].item() == pytest.approx(2 * 0.5 * 8)
-    assert out["small_area"].item() == pytest.approx((16 - 8) / 16)
+    assert out["small_area"].item() == pytest.approx(16 - 8)  # pixels short of A_min
     assert out["overlap"].item() == pytest.approx(0.0, abs=1e-9)
-    assert out["loss"].item() == pytest.approx(8 + 0.5)
+    assert out["loss"].item() == pytest.approx(8 + 8)
+
+
+def test_points_mode_growth_pull_matches_shrink_pull_per_pixel():
+    # A lone mask below A_min: every pixel off the background earns exactly 1 (as coverage
+    # does in the weak loss); a background pixel pays 2, so the net push there is +1 (shrink).
+    G = torch.zeros(8, 8, dtype=torch.float64)
+    G[:, 4:] = 1
+    y = _half().requires_grad_(True)
+    points_mode_loss(y, torch.tensor([[0, 2]]), np.array([[2.0, 4.0]]), (8, 8), background=G,
+                     min_area=100.0, from_logits=False)["loss"].backward()
+    assert torch.allclose(y.grad[0, :, :2], torch.tensor(-1.0, dtype=torch.float64))
+    assert torch.allclose(y.grad[0, :, 2:], torch.tensor(1.0, dtype=torch.float64))
+    # Above A_min nothing pulls the mask outward any more.
+    y2 = torch.full((1, 4, 4), 0.9, dtype=torch.float64, requires_grad=True)
+    points_mode_loss(y2, torch.tensor([[0, 0]]), np.array([[2.0, 2.0]]), (8, 8), background=torch.zeros_like(G),
+                     min_area=10.0, from_logits=False)["loss"].backward()
+    assert torch.count_nonzero(y2.grad) == 0
 
 
 def test_points_mode_collaborator_trains_only_through_fit_term(rng):
@@ -141,6 +158,19 @@ def test_points_mode_collaborator_trains_only_through_fit_term(rng):
     collab.grad = None
     out["collab_masks"].backward()
     assert collab.grad is None and z.grad.abs().sum() > 0
+
+
+def test_points_mode_collaborator_target_anchored_by_points_when_masks_are_empty():
+    # Empty masks: the collaborator is still pulled up at the points (nucleus discs of
+    # spacing/4) and down on the far background, so it cannot settle on "no foreground".
+    z = torch.full((1, 4, 4), -30.0)
+    collab = torch.zeros(16, 16, requires_grad=True)
+    out = points_mode_loss(z, torch.tensor([[2, 2]]), np.array([[4.0, 4.0]]), (16, 16),
+                           collaborator=collab, spacing=8.0)
+    out["collab_fit"].backward()
+    g = collab.grad
+    assert g[4, 4] < 0  # at the point: raise the foreground logit
+    assert g[15, 15] > 0  # farther than one spacing from the point: lower it
 
 
 def test_size_loss_and_warmup():
@@ -174,6 +204,21 @@ def test_weak_image_loss_combines_terms_with_warmup():
     loss.backward()
     # step 0 of the warm-up: only the collaborator fit and the aux net learn
     assert collab.grad.abs().sum() > 0 and aux.grad.abs().sum() > 0
+    # The collaborator steers the masks only after a second warm-up.
+    ccfg = WeakLossConfig(mode="points", collaborator=True, warmup_steps=10, size_weight=0.0)
+    collab_hi = torch.full((8, 8), 3.0)  # "foreground everywhere": its coverage pull grows the mask
+
+    def mask_grad(step):
+        zz = torch.zeros(1, 4, 4, requires_grad=True)
+        loss, parts = weak_image_loss(ccfg, zz, torch.tensor([[0, 0]]), pts, shape=(8, 8), step=step,
+                                      collaborator=collab_hi, scale=100.0)
+        loss.backward()
+        return zz.grad.sum().item(), parts["collab_weight"]
+
+    g_first, cw_first = mask_grad(9)  # points terms fully on, collaborator's pull still off
+    g_late, cw_late = mask_grad(25)
+    assert cw_first == 0.0 and cw_late == 1.0
+    assert g_late < g_first < 0  # both grow the mask; the collaborator's coverage adds to it
 
 
 def test_lacss_loss_optimisation_partitions_foreground():
