@@ -51,12 +51,28 @@ def _parse_channels(text: Optional[str]) -> Optional[list]:
     return [int(c) if c.lstrip("-").isdigit() else c for c in items]
 
 
+def _parse_diameter(text: str | None) -> float | str | None:
+    """``--diameter``: a positive number of pixels, ``train`` or nothing."""
+    from ..errors import ConfigError
+
+    if text is None or text == "train":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"--diameter must be a number of pixels or 'train', got {text!r}") from None
+    if not value > 0:
+        raise ConfigError(f"--diameter must be positive, got {text}")
+    return value
+
+
 def main(
     images: List[str] = typer.Argument(..., help="Image files, folders, glob patterns (quote globs), or data set specs (cellprofiler-human, bbbc018@test)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint file, run folder or shipped model name "
                                         "(default: the shipped 'nuclei' for 1-channel, 'cells' for 2-channel images)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for <name>.tif, <name>.csv, <name>.json."),
-    diameter: Optional[float] = typer.Option(None, "--diameter", "-d", help="Cell diameter in pixels (default: estimated per image)."),
+    diameter: Optional[str] = typer.Option(None, "--diameter", "-d", help="Cell diameter in pixels, or 'train' for the diameter of "
+                                          "the model's training images (default: estimated per image)."),
     channels: Optional[str] = typer.Option(None, "--channels", "-c", help="Channels to use, by name or index: actin,DNA or 0,1."),
     tile_size: int = typer.Option(1024, "--tile-size", help="Tile side (px at model scale) for large images."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
@@ -76,8 +92,7 @@ def main(
 
     if skip_existing and overwrite:
         raise ConfigError("--skip-existing and --overwrite exclude each other")
-    if diameter is not None and not diameter > 0:
-        raise ConfigError(f"--diameter must be positive, got {diameter}")
+    diameter_px = _parse_diameter(diameter)
     jobs = _jobs(images)
     prepare_out_dir(out)
     chans = _parse_channels(channels)
@@ -87,6 +102,8 @@ def main(
 
     if model is not None:
         loaded[model] = load_model(model, device=device)  # a bad --model fails before any image is read
+        if diameter_px == "train" and loaded[model].train_diameter is None:
+            raise ConfigError(f"--diameter train: model {model} records no training diameter; give the diameter in px")
 
     def segmenter_for(image) -> object:
         # no --model: the shipped default for the channel count (after --channels), per image
@@ -110,7 +127,7 @@ def main(
             seg = segmenter_for(image)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                labels, table = seg.segment(image, diameter=diameter, channels=chans, channel_names=meta)
+                labels, table = seg.segment(image, diameter=diameter_px, channels=chans, channel_names=meta)
             for w in caught:
                 log.info("%s: %s", name, w.message)
             write_outputs(out, name, labels, table, {"input": path})

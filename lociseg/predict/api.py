@@ -128,6 +128,13 @@ class Segmenter:
     pad_multiple : int, optional
         Tiles are zero-padded (after normalisation) to a multiple of this, as
         the networks down-sample by up to 32.
+
+    Attributes
+    ----------
+    train_diameter : float or None
+        Cell diameter (px) of the training images, from the checkpoint's
+        ``metrics.json`` (None when unknown). Weak models learned their mask
+        size at this scale; ``segment(diameter="train")`` uses it.
     """
 
     def __init__(self, model: torch.nn.Module, *, device: str | torch.device = "auto", name: str | None = None, pad_multiple: int = 32):
@@ -141,6 +148,7 @@ class Segmenter:
         if spec is None:
             raise ConfigError(f"model {self.name} has no config.input (InputSpec)")
         self.spec = spec
+        self.train_diameter = _train_diameter(getattr(model, "checkpoint_path", None))
 
     def __repr__(self) -> str:
         return f"Segmenter({self.name}, device={self.device}, in_channels={self.spec.in_channels}, target_diameter={self.spec.target_diameter})"
@@ -273,7 +281,7 @@ class Segmenter:
         self,
         image: np.ndarray,
         *,
-        diameter: float | None = None,
+        diameter: float | str | None = None,
         channels: Sequence[int | str] | None = None,
         channel_names: Sequence[str] | None = None,
         channel_axis: int | None = 0,
@@ -289,9 +297,11 @@ class Segmenter:
         ----------
         image : (H, W) or (C, H, W) ndarray
             Raw pixel values of any dtype (normalised here).
-        diameter : float, optional
+        diameter : float or "train", optional
             Typical cell diameter in pixels of this image. ``None`` estimates
-            it (:meth:`estimate_diameter`) and warns with the value used.
+            it (:meth:`estimate_diameter`) and warns with the value used;
+            ``"train"`` takes :attr:`train_diameter` (images at the training
+            images' magnification; how weak models are scored).
         channels : sequence of int or str, optional
             Image channels to feed the model, in the model's order.
         channel_names : sequence of str, optional
@@ -320,11 +330,18 @@ class Segmenter:
         img = self.select_channels(image, channels, channel_names, channel_axis=channel_axis)
         shape = tuple(img.shape[-2:])
         img = self.normalize(img)
+        if isinstance(diameter, str):
+            if diameter != "train":
+                raise ConfigError(f"diameter must be a number of pixels or 'train', got {diameter!r}")
+            if self.train_diameter is None:
+                raise ConfigError(f"model {self.name} records no training diameter (no metrics.json); give diameter in px")
+            diameter = self.train_diameter
         estimated = diameter is None
         if estimated:
             diameter = self.estimate_diameter(img, min_area=min_area)
             if not math.isfinite(diameter):
-                diameter = float(self.spec.target_diameter)
+                # the training images' scale if known: a weak model's masks only fit cells at that scale
+                diameter = float(self.train_diameter or self.spec.target_diameter)
                 warnings.warn(f"no cells found to estimate the diameter; using the model's {diameter:.1f} px", stacklevel=2)
             else:
                 warnings.warn(f"cell diameter estimated at {diameter:.1f} px (pass diameter= to set it)", stacklevel=2)
@@ -350,6 +367,17 @@ class Segmenter:
             "cells": int(len(kept)),
         }
         return labels, cell_table(labels, inst.scores[kept], meta)
+
+
+def _train_diameter(folder: os.PathLike | None) -> float | None:
+    """``diameter`` from a checkpoint folder's metrics.json; None when absent or unreadable."""
+    if folder is None:
+        return None
+    try:
+        value = json.loads((Path(folder) / "metrics.json").read_text())["diameter"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 def load_model(path_or_name: str | os.PathLike | torch.nn.Module, *, device: str = "auto") -> Segmenter:

@@ -154,3 +154,30 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path, capsys):
     assert run(["segment", str(img), "-o", str(blocker / "out"), "-d", "20"]) == 2
     err = capsys.readouterr().err
     assert "output folder is not writable" in err and "Traceback" not in err
+
+
+def test_diameter_train_uses_the_checkpoint_training_diameter(tmp_path, capsys):
+    """``--diameter train`` reads the diameter recorded beside the weights; bad values are one-line errors."""
+    import tifffile
+
+    from lociseg.models import LacssModel
+    from lociseg.train.checkpoint import save_checkpoint
+    from lociseg.train.config import ExperimentConfig
+
+    cfg = ExperimentConfig()
+    cfg.lacss.input.in_channels = 1
+    save_checkpoint(tmp_path / "ck", LacssModel(cfg.lacss), cfg, {"diameter": 17.5})
+    save_checkpoint(tmp_path / "bare", LacssModel(cfg.lacss), cfg)
+    tifffile.imwrite(tmp_path / "img.tif", np.random.default_rng(0).integers(0, 255, (96, 96), dtype=np.uint8))
+    assert api.load_model(tmp_path / "ck", device="cpu").train_diameter == 17.5
+    assert api.load_model(tmp_path / "bare", device="cpu").train_diameter is None
+    rc = run(["segment", str(tmp_path / "img.tif"), "-m", str(tmp_path / "ck"), "-o", str(tmp_path / "seg"),
+              "--diameter", "train"])
+    assert rc == 0
+    assert json.loads((tmp_path / "seg" / "img.json").read_text())["diameter_used"] == 17.5
+    rc = run(["segment", str(tmp_path / "img.tif"), "-m", str(tmp_path / "bare"), "-o", str(tmp_path / "seg2"),
+              "--diameter", "train"])
+    assert rc == 2 and "no training diameter" in capsys.readouterr().err  # before any image is read
+    for bad in ("big", "-3"):
+        assert run(["segment", str(tmp_path / "img.tif"), "-m", str(tmp_path / "ck"), "-o", str(tmp_path / "seg3"),
+                    "--diameter", bad]) == 2
