@@ -242,3 +242,22 @@ def test_lacss_loss_optimisation_partitions_foreground():
     both = ((canvas > 0.5).sum(0) > 1).sum() / union.sum()
     assert both < 0.1  # little overlap
     assert (canvas[0] > 0.5).sum() > 80 and (canvas[1] > 0.5).sum() > 80  # each takes about one cell (120 px)
+
+
+
+@pytest.mark.parametrize("r0", [2.0, 9.0])
+def test_points_loss_balances_growth_and_overlap_at_the_spacing_disc(r0):
+    """Masks as a shared-weight model would make them (discs of one learned radius around two points 12 px
+    apart) settle at about the disc of one spacing, from too small and from overlapping starts. (With the
+    small-area term divided by A_min, growth lost to the other terms and masks stalled or collapsed.)"""
+    pts = np.array([[15.0, 12.0], [15.0, 24.0]])
+    origins = torch.tensor([[5, 2], [5, 14]])
+    yy, xx = torch.meshgrid(torch.arange(20.0), torch.arange(20.0), indexing="ij")
+    dist = torch.hypot(yy - 10, xx - 10)  # window centre = the point
+    r = torch.tensor(r0, requires_grad=True)
+    opt = torch.optim.Adam([r], lr=0.1)
+    for _ in range(200):
+        opt.zero_grad()
+        points_mode_loss((r - dist).expand(2, 20, 20), origins, pts, (30, 40))["loss"].backward()
+        opt.step()
+    assert 5.0 < r.item() < 6.5  # radius ~ spacing / 2: each mask holds ~A_min, the two barely overlap
