@@ -37,13 +37,12 @@ def main() -> None:
     from lociseg.data import load_dataset
     from lociseg.metrics import evaluate_pairs
     from lociseg.predict.api import load_model
-    from lociseg.train.checkpoint import resolve_checkpoint
 
     chans = None if args.channels is None else [int(c) if c.isdigit() else c for c in args.channels.split(",")]
     ds = load_dataset(args.data, channels=chans)
     seg = load_model(args.model, device=args.device)
     if args.diameter == "train":
-        d = json.loads((resolve_checkpoint(args.model) / "metrics.json").read_text())["diameter"]
+        d = "train"  # the diameter recorded with the checkpoint (Segmenter.train_diameter)
     elif args.diameter == "auto":
         d = None
     else:

@@ -503,6 +503,7 @@ def weak_image_loss(
             raise ValueError("weak_image_loss needs foreground or shape")
         shape = tuple(foreground.shape[-2:])
     w = warmup_weight(step, start=cfg.warmup_start, ramp=cfg.warmup_steps, final=cfg.weight)
+    spacing = point_spacing(points) if scale is None else scale
     if cfg.mode == "weak":
         if foreground is None:
             raise ValueError("mode 'weak' needs a foreground map (run 'lociseg annotate' or use mode 'points')")
@@ -510,21 +511,20 @@ def weak_image_loss(
     elif cfg.mode == "points":
         terms = points_mode_loss(mask_logits, origins, points, shape, valid=valid,
                                  collaborator=collaborator if cfg.collaborator else None,
-                                 background_distance=cfg.background_distance, spacing=scale)
+                                 background_distance=cfg.background_distance, spacing=spacing)
     else:
         raise ValueError(f"unknown weak mode {cfg.mode!r}")
     parts = {k: float(v.detach()) for k, v in terms.items() if k != "loss"}
-    loss = w * terms["loss"]
+    collab = ("collab_fit", "collab_masks")
+    loss = w * sum(v for k, v in terms.items() if k != "loss" and k not in collab)
     if "collab_fit" in terms:
         # The collaborator learns from the start (its fit is not warmed up), but it
         # steers the masks only after a second warm-up: a collaborator fitted to the
         # first, near-empty masks teaches "no foreground" and the masks collapse.
         late = warmup_weight(step, start=cfg.warmup_start + cfg.warmup_steps, ramp=cfg.warmup_steps, final=cfg.weight)
-        loss = w * (terms["loss"] - terms["collab_fit"] - terms["collab_masks"]) \
-            + late * terms["collab_masks"] + terms["collab_fit"]
+        loss = loss + late * terms["collab_masks"] + terms["collab_fit"]
         parts["collab_weight"] = late
     if cfg.size_weight > 0:
-        spacing = point_spacing(points) if scale is None else scale
         size = size_loss(mask_logits, origins, shape, max_area=cfg.size_factor * spacing**2)
         loss = loss + w * cfg.size_weight * size
         parts["size"] = float(size.detach())

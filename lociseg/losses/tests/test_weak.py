@@ -244,7 +244,6 @@ def test_lacss_loss_optimisation_partitions_foreground():
     assert (canvas[0] > 0.5).sum() > 80 and (canvas[1] > 0.5).sum() > 80  # each takes about one cell (120 px)
 
 
-
 @pytest.mark.parametrize("r0", [2.0, 9.0])
 def test_points_loss_balances_growth_and_overlap_at_the_spacing_disc(r0):
     """Masks as a shared-weight model would make them (discs of one learned radius around two points 12 px
