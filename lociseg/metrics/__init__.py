@@ -8,6 +8,8 @@ predicted label images (no loop over object pairs):
   0.50:0.05:0.95 with TP/FP/FN, precision, recall, F1, DSB AP, PQ, FNR;
 - :func:`ranked_average_precision` – COCO-style AP of score-ranked objects;
 - :func:`foreground_iou` – IoU of the foreground masks;
+- :func:`mask_errors` – matched objects' pixel errors split into cell-cell
+  borders and foreground edges (a diagnostic);
 - :func:`evaluate_image`, :func:`aggregate`, :func:`evaluate_pairs` – all of
   the above per image, pooled over images, and as a :class:`Report`;
   :func:`evaluate` (also ``lociseg.evaluate``) takes one pair or lists.
@@ -22,6 +24,7 @@ from .matching import (
     match_instances,
     overlap_pairs,
 )
+from .errors import mask_errors
 from .ranked import average_precision_from_detections, ranked_average_precision
 from .scoring import (
     SCALAR_KEYS,
@@ -46,6 +49,7 @@ __all__ = [
     "evaluate_image",
     "evaluate_pairs",
     "foreground_iou",
+    "mask_errors",
     "match_instances",
     "overlap_pairs",
     "ranked_average_precision",

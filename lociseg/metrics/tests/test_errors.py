@@ -1,0 +1,37 @@
+"""mask_errors on hand-made label images whose error pixels are counted by hand."""
+
+import numpy as np
+import pytest
+
+from lociseg.metrics import mask_errors
+
+
+def test_border_and_edge_errors_by_hand():
+    gt = np.zeros((10, 20), int)
+    gt[2:8, 2:8] = 5  # two touching 6x6 cells ...
+    gt[2:8, 8:14] = 9
+    gt[2:6, 16:20] = 3  # ... and an isolated 4x4 one
+    pred = np.zeros_like(gt)
+    pred[2:8, 2:9] = 1  # border one column into cell 9
+    pred[2:8, 9:14] = 2
+    pred[1:6, 16:20] = 7  # one row spilled onto background
+    pred[5, 16:20] = 0  # and the last row missed
+    e = mask_errors(gt, pred)
+    assert (e["n_gt"], e["n_pred"], e["n_matched"]) == (3, 3, 3)
+    assert e["extra_cell"] == 6 and e["miss_cell"] == 6  # the border column, seen from both cells
+    assert e["extra_bg"] == 4 and e["miss_bg"] == 4
+    assert e["matched_area"] == 36 + 36 + 16
+    assert e["touching"].tolist() == [False, True, True]  # GT order 3, 5, 9
+    assert e["iou"] == pytest.approx([12 / 20, 36 / 42, 30 / 36])
+
+
+def test_unmatched_objects_do_not_count_and_threshold_is_checked():
+    gt = np.zeros((6, 6), int)
+    gt[:3, :3] = 1
+    pred = np.zeros_like(gt)
+    pred[:3, 2:6] = 4  # IoU 3/15: no match
+    e = mask_errors(gt, pred)
+    assert e["n_matched"] == 0 and e["matched_area"] == 0
+    assert e["extra_cell"] == e["extra_bg"] == e["miss_cell"] == e["miss_bg"] == 0
+    with pytest.raises(ValueError, match="0.5"):
+        mask_errors(gt, pred, iou_threshold=0.3)
