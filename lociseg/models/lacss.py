@@ -264,6 +264,7 @@ class LacssModel(SegmentationModel):
                     collaborator=None if collab is None else collab[i],
                     aux_pred=None if aux_pred is None else aux_pred[i],
                     scale=cfg.input.target_diameter,
+                    owners=sel,
                 )
                 # The weak loss sums over pixels (order: one cell area); dividing by the
                 # squared training diameter brings it to the scale of the LPN losses.

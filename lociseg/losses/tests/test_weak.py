@@ -13,6 +13,8 @@ from lociseg.losses.weak import (
     point_spacing,
     points_mode_loss,
     size_loss,
+    territory_loss,
+    territory_map,
     warmup_weight,
 )
 
@@ -260,3 +262,89 @@ def test_points_loss_balances_growth_and_overlap_at_the_spacing_disc(r0):
         points_mode_loss((r - dist).expand(2, 20, 20), origins, pts, (30, 40))["loss"].backward()
         opt.step()
     assert 5.0 < r.item() < 6.5  # radius ~ spacing / 2: each mask holds ~A_min, the two barely overlap
+
+
+def test_territory_map_by_hand():
+    """Own point at x=20, neighbour at x=40 (bisector x=30), margin 4: 0 up to x=34, linear to 1 at x=38."""
+    pts = torch.tensor([[20.0, 20.0], [20.0, 40.0]])
+    T = territory_map(torch.tensor([[0, 0], [0, 20]]), (40, 40), pts, torch.tensor([0, 1]), margin=4.0)
+    row0 = T[0, 20, 28:40]
+    assert torch.allclose(row0, torch.tensor([0, 0, 0, 0, 0, 0, 0, .25, .5, .75, 1, 1]))
+    assert T[0, :, :30].max() == 0  # the own side of the bisector is never penalised
+    # The neighbour's map mirrors it (window column c is image x = 20 + c).
+    assert torch.allclose(T[1, 20, :8], torch.tensor([1, 1, 1, .75, .5, .25, 0, 0]))
+    # Off the joining line the past-the-bisector distance is smaller: less penalty at equal x.
+    assert T[0, 5, 36] < T[0, 20, 36]
+    assert territory_map(torch.tensor([[0, 0]]), (8, 8), pts[:1], torch.tensor([0]), margin=2.0).max() == 0
+    with pytest.raises(ValueError, match="margin"):
+        territory_map(torch.tensor([[0, 0]]), (8, 8), pts, torch.tensor([0]), margin=0.0)
+
+
+def test_territory_loss_by_hand_and_ignores_outside():
+    pts = torch.tensor([[2.0, 2.0], [2.0, 10.0]])  # bisector x = 6
+    origins = torch.tensor([[0, 0]])
+    ones = torch.ones(1, 4, 12, dtype=torch.float64)
+    T = territory_map(origins, (4, 12), pts, torch.tensor([0]), margin=1.0)
+    loss = territory_loss(ones, origins, pts, torch.tensor([0]), (4, 12), margin=1.0, from_logits=False)
+    assert loss.item() == pytest.approx(2.0 * T.sum().item(), rel=1e-5)
+    assert T.sum() > 0
+    half = territory_loss(ones, origins, pts, torch.tensor([0]), (4, 6), margin=1.0, from_logits=False)
+    assert half.item() == 0.0  # the penalised pixels lie outside a 6-px-wide image
+    valid = torch.zeros(4, 12)
+    assert territory_loss(ones, origins, pts, torch.tensor([0]), (4, 12), margin=1.0, valid=valid,
+                          from_logits=False).item() == 0.0
+    assert territory_loss(torch.zeros(0, 4, 12), torch.zeros(0, 2, dtype=torch.long), pts,
+                          torch.zeros(0, dtype=torch.long), (4, 12), margin=1.0).item() == 0.0
+
+
+@pytest.mark.parametrize("territory", [False, True])
+def test_territory_term_moves_a_lopsided_border_to_the_bisector(territory):
+    """Two touching cells (points 12 px apart, bisector x = 15), masks starting with a border at x = 24.
+    Coverage, overlap and background are indifferent to where the border lies, so alone they keep it;
+    the territory term moves it back to where its penalty sets in (margin 2: from x = 17, full at 19)."""
+    B = torch.zeros(20, 30)
+    B[5:15, 3:27] = 1
+    pts = torch.tensor([[10.0, 9.0], [10.0, 21.0]])
+    origins = torch.tensor([[0, 0], [0, 0]])
+    x = torch.arange(30.0)
+    z = torch.stack([torch.where(x < 24, 4.0, -4.0), torch.where(x >= 24, 4.0, -4.0)])
+    z = z[:, None, :].expand(2, 20, 30).clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.1)
+    for _ in range(300):
+        opt.zero_grad()
+        loss = lacss_weak_loss(z, origins, B)["loss"]
+        if territory:
+            loss = loss + territory_loss(z, origins, pts, torch.tensor([0, 1]), (20, 30), margin=2.0)
+        loss.backward()
+        opt.step()
+    canvas = paste_soft(torch.sigmoid(z.detach()), origins, (20, 30), reduce="none") > 0.5
+    left = canvas[0][B > 0].sum().item() / 10  # columns of the clump held by the left cell
+    right = canvas[1][B > 0].sum().item() / 10
+    if territory:
+        assert 12 <= left <= 16 and 7 <= right <= 12  # border at x = 15-19
+    else:
+        assert left == 21 and right == 3  # still at x = 24
+
+
+def test_weak_image_loss_territory_term_with_default_owners():
+    from lociseg.losses.weak import WeakLossConfig, weak_image_loss
+
+    B = torch.ones(20, 30)
+    pts = torch.tensor([[10.0, 9.0], [10.0, 21.0]])
+    origins = torch.tensor([[0, -1], [0, 11]])  # windows centred on the points
+    z = torch.full((2, 20, 20), 3.0)
+    cfg = WeakLossConfig(size_weight=0.0, warmup_steps=1, territory_weight=0.5, territory_margin=0.1)
+    loss, parts = weak_image_loss(cfg, z, origins, pts, foreground=B, scale=20.0, step=5)
+    base, base_parts = weak_image_loss(WeakLossConfig(size_weight=0.0, warmup_steps=1), z, origins, pts, foreground=B,
+                                       step=5)
+    assert "territory" in parts and "territory" not in base_parts
+    expected = territory_loss(z, origins, pts, torch.tensor([0, 1]), (20, 30), margin=2.0)
+    assert parts["territory"] == pytest.approx(expected.item()) and expected.item() > 0
+    assert loss.item() == pytest.approx(base.item() + 0.5 * expected.item(), rel=1e-5)
+    assert parts["territory_weight"] == 0.5
+    # It moves borders, it does not form masks: off until the mask terms' warm-up is over.
+    early, early_parts = weak_image_loss(cfg, z, origins, pts, foreground=B, scale=20.0, step=0)
+    assert early_parts["territory_weight"] == 0.0
+    swapped, sw_parts = weak_image_loss(cfg, z, origins, pts, foreground=B, scale=20.0, step=5,
+                                        owners=torch.tensor([1, 0]))
+    assert sw_parts["territory"] > parts["territory"]  # each window now "belongs" to the far point

@@ -105,10 +105,11 @@ def test_resume_equals_uninterrupted(tmp_path, data_root):
 def test_weak_from_labels_training_runs(tmp_path, data_root):
     cfg = _small(steps=3, annotations=["from-labels"])
     cfg.lacss.mode = "weak+aux"
+    cfg.lacss.weak.territory_weight = 1.0
     out = train(cfg, tmp_path / "weak", device="cpu", progress=False)
     assert out["step"] == 3
     header = (tmp_path / "weak" / "log.csv").read_text().splitlines()[0]
-    assert "coverage" in header and "aux" in header and "diag_area_ratio" in header
+    assert "coverage" in header and "aux" in header and "diag_area_ratio" in header and "territory" in header
 
 
 def _heldout_loss(model, items, cfg, weak: bool) -> tuple[float, dict[str, float]]:
