@@ -9,8 +9,9 @@ Segments every labelled image with each model and pools
 :func:`lociseg.metrics.mask_errors` over them: mean IoU of matched cells
 that touch another cell vs isolated ones, and the matched cells' pixel
 errors as % of their GT area: extra pixels inside another GT cell or on
-background, missing pixels held by another predicted cell or by none.
-Prints one Markdown row per model.
+background, missing pixels held by another predicted cell or by none; and
+F1 at IoU 0.1 (the cells are found) beside F1 at IoU 0.5 (and outlined well
+enough to count). Prints one Markdown row per model.
 """
 
 from __future__ import annotations
@@ -20,22 +21,25 @@ import argparse
 import numpy as np
 
 
-def pooled_row(name: str, results: list[dict]) -> str:
-    """One Markdown row from per-image :func:`~lociseg.metrics.mask_errors` results."""
+def pooled_row(name: str, results: list[dict], counts: np.ndarray) -> str:
+    """One Markdown row from per-image :func:`~lociseg.metrics.mask_errors` results and pooled
+    (TP, FP, FN) counts at IoU 0.1 and 0.5 (shape (3, 2))."""
     iou = np.concatenate([r["iou"] for r in results])
     touch = np.concatenate([r["touching"] for r in results])
     area = max(1, sum(r["matched_area"] for r in results))
     pct = {k: 100 * sum(r[k] for r in results) / area for k in ("extra_cell", "extra_bg", "miss_cell", "miss_bg")}
     n_gt = sum(r["n_gt"] for r in results)
     mean = lambda a: float(a.mean()) if a.size else float("nan")  # noqa: E731
-    return (f"| {name} | {len(iou)}/{n_gt} | {mean(iou[touch]):.3f} ({touch.sum()}) | {mean(iou[~touch]):.3f} "
+    tp, fp, fn = counts
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    return (f"| {name} | {f1[0]:.3f} | {f1[1]:.3f} | {len(iou)}/{n_gt} | {mean(iou[touch]):.3f} ({touch.sum()}) | {mean(iou[~touch]):.3f} "
             f"({(~touch).sum()}) | {pct['extra_cell']:.1f} | {pct['miss_cell']:.1f} | {pct['extra_bg']:.1f} | "
             f"{pct['miss_bg']:.1f} |")
 
 
-HEADER = ("| model | matched/GT | IoU touching (n) | IoU isolated (n) | extra in other cell % | "
+HEADER = ("| model | F1@0.1 | F1@0.5 | matched/GT | IoU touching (n) | IoU isolated (n) | extra in other cell % | "
           "missing to other cell % | extra on background % | missing to nothing % |\n"
-          "|---|---|---|---|---|---|---|---|")
+          "|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main() -> None:
@@ -47,7 +51,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from lociseg.data import load_dataset
-    from lociseg.metrics import mask_errors
+    from lociseg.metrics import mask_errors, match_instances
     from lociseg.predict.api import load_model
 
     chans = None if args.channels is None else [int(c) if c.isdigit() else c for c in args.channels.split(",")]
@@ -56,12 +60,16 @@ def main() -> None:
     print(HEADER)
     for model in args.model:
         seg = load_model(model)
-        results = []
+        results, counts = [], np.zeros((3, 2))
         for i in range(len(ds)):
             s = ds[i]
-            if s.labels is not None:
-                results.append(mask_errors(np.asarray(s.labels), seg.segment(s.image, diameter=d)[0]))
-        print(pooled_row(model, results))
+            if s.labels is None:
+                continue
+            gt, pred = np.asarray(s.labels), seg.segment(s.image, diameter=d)[0]
+            results.append(mask_errors(gt, pred))
+            m = match_instances(gt, pred, thresholds=[0.1, 0.5])
+            counts += [m.tp, m.fp, m.fn]
+        print(pooled_row(model, results, counts))
 
 
 if __name__ == "__main__":
