@@ -12,6 +12,11 @@ errors as % of their GT area: extra pixels inside another GT cell or on
 background, missing pixels held by another predicted cell or by none; and
 F1 at IoU 0.1 (the cells are found) beside F1 at IoU 0.5 (and outlined well
 enough to count). Prints one Markdown row per model.
+
+``--annotations DIR`` (a ``lociseg annotate`` folder for the same images)
+adds a row for the no-training baseline: the annotated foreground split
+among the annotated points by nearest point
+(:func:`lociseg.annotate.partition_foreground`).
 """
 
 from __future__ import annotations
@@ -44,12 +49,14 @@ HEADER = ("| model | F1@0.1 | F1@0.5 | matched/GT | IoU touching (n) | IoU isola
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, nargs="+")
+    ap.add_argument("--model", default=[], nargs="+")
+    ap.add_argument("--annotations", default=None, help="lociseg annotate folder: add the Voronoi baseline row")
     ap.add_argument("--data", required=True, help="data set spec, e.g. bbbc018@test")
     ap.add_argument("--channels", default=None, help="comma-separated names or indices")
     ap.add_argument("--diameter", default="train", help="number, 'auto' or 'train'")
     args = ap.parse_args()
 
+    from lociseg.annotate import partition_foreground, read_annotation
     from lociseg.data import load_dataset
     from lociseg.metrics import mask_errors, match_instances
     from lociseg.predict.api import load_model
@@ -58,18 +65,25 @@ def main() -> None:
     ds = load_dataset(args.data, channels=chans)
     d = {"auto": None, "train": "train"}[args.diameter] if args.diameter in ("auto", "train") else float(args.diameter)
     print(HEADER)
-    for model in args.model:
-        seg = load_model(model)
+
+    def row(name: str, predict) -> None:
         results, counts = [], np.zeros((3, 2))
         for i in range(len(ds)):
             s = ds[i]
             if s.labels is None:
                 continue
-            gt, pred = np.asarray(s.labels), seg.segment(s.image, diameter=d)[0]
+            gt, pred = np.asarray(s.labels), predict(s)
             results.append(mask_errors(gt, pred))
             m = match_instances(gt, pred, thresholds=[0.1, 0.5])
             counts += [m.tp, m.fp, m.fn]
-        print(pooled_row(model, results, counts))
+        print(pooled_row(name, results, counts))
+
+    if args.annotations:
+        row(f"Voronoi of {args.annotations}",
+            lambda s: partition_foreground(*read_annotation(args.annotations, s.name)[::-1]))
+    for model in args.model:
+        seg = load_model(model)
+        row(model, lambda s: seg.segment(s.image, diameter=d)[0])
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 """
 
 from .foreground import THRESHOLDS, choose_foreground, foreground_candidates
-from .labels import annotation_report, gt_union, weak_from_labels
+from .labels import annotation_report, gt_union, partition_foreground, weak_from_labels
 from .pipeline import Annotation, annotate_image
 from .points import REF_DIAMETER, detect_points, point_spacing_np
 from .sheet import CHOICE_COLUMNS, read_choices, write_choices, write_contact_sheet
@@ -31,6 +31,7 @@ __all__ = [
     "weak_from_labels",
     "annotation_report",
     "gt_union",
+    "partition_foreground",
     "write_contact_sheet",
     "read_choices",
     "write_choices",

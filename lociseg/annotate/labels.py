@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["weak_from_labels", "annotation_report", "gt_union"]
+__all__ = ["weak_from_labels", "annotation_report", "gt_union", "partition_foreground"]
 
 
 def weak_from_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,6 +45,36 @@ def gt_union(labels: np.ndarray, *, close_gaps: bool = True) -> np.ndarray:
     """Union of GT objects; ``close_gaps`` fills the 1 px outline gaps between touching cells (BBBC018)."""
     fg = np.asarray(labels) > 0
     return fg | ndi.binary_closing(fg, np.ones((3, 3), bool)) if close_gaps else fg
+
+
+def partition_foreground(foreground: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Split a foreground mask among points: each pixel goes to its nearest point (Voronoi).
+
+    The label image that weak annotations imply with no training at all, and
+    the partition the territory prior of the weak loss leans towards
+    (:func:`lociseg.losses.weak.territory_loss`): a baseline for what the
+    weak model learns beyond it.
+
+    Parameters
+    ----------
+    foreground : (H, W) bool or 0/1 array
+    points : (N, 2) array (y, x); points outside the image are clipped to it.
+
+    Returns
+    -------
+    (H, W) int32 label image, label ``k + 1`` for ``points[k]`` (a label may
+    be missing where two points fall on one pixel); 0 off the foreground.
+    """
+    fg = np.asarray(foreground) > 0
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    if len(pts) == 0:
+        return np.zeros(fg.shape, np.int32)
+    seeds = np.zeros(fg.shape, np.int32)
+    iy = np.clip(np.round(pts[:, 0]).astype(int), 0, fg.shape[0] - 1)
+    ix = np.clip(np.round(pts[:, 1]).astype(int), 0, fg.shape[1] - 1)
+    seeds[iy, ix] = np.arange(1, len(pts) + 1)
+    _, (ny, nx) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+    return np.where(fg, seeds[ny, nx], 0).astype(np.int32)
 
 
 def _match_points(points: np.ndarray, gt_labels: np.ndarray) -> int:

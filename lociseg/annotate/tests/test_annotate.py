@@ -13,6 +13,7 @@ from lociseg.annotate import (
     detect_points,
     foreground_candidates,
     gt_union,
+    partition_foreground,
     read_annotation,
     read_candidates,
     read_choices,
@@ -102,6 +103,17 @@ def test_weak_from_labels_point_inside_crescent():
     assert np.allclose(pts[0], (7, 7))
     assert lab[int(round(pts[1, 0])), int(round(pts[1, 1]))] == 2
     assert (fg == (lab > 0)).all()
+
+
+def test_partition_foreground_splits_at_the_midline():
+    fg = np.zeros((10, 30), bool)
+    fg[2:8, 2:28] = True
+    lab = partition_foreground(fg, np.array([[5.0, 8.0], [5.0, 20.0], [50.0, 50.0]]))
+    assert set(np.unique(lab)) == {0, 1, 2, 3}  # the far-off point is clipped onto the corner pixel
+    assert (lab[fg == 0] == 0).all()
+    assert (lab[2:8, 2:14] == 1).all() and (lab[2:8, 15:24] == 2).all()  # tie column 14 goes either way
+    assert lab[7, 27] == 3 and lab[2, 25] == 2  # the clipped point at (9, 29) takes the nearest corner
+    assert partition_foreground(fg, np.zeros((0, 2))).max() == 0
 
 
 def test_annotation_report_values_by_hand():
