@@ -11,7 +11,9 @@ that touch another cell vs isolated ones, and the matched cells' pixel
 errors as % of their GT area: extra pixels inside another GT cell or on
 background, missing pixels held by another predicted cell or by none; and
 F1 at IoU 0.1 (the cells are found) beside F1 at IoU 0.5 (and outlined well
-enough to count). Prints one Markdown row per model.
+enough to count), and for the cells found but outlined poorly (best IoU
+0.1-0.5) the median of predicted/GT area (> 1: masks too big for them).
+Prints one Markdown row per model.
 
 ``--annotations DIR`` (a ``lociseg annotate`` folder for the same images)
 adds a row for the no-training baseline: the annotated foreground split
@@ -26,9 +28,21 @@ import argparse
 import numpy as np
 
 
-def pooled_row(name: str, results: list[dict], counts: np.ndarray) -> str:
-    """One Markdown row from per-image :func:`~lociseg.metrics.mask_errors` results and pooled
-    (TP, FP, FN) counts at IoU 0.1 and 0.5 (shape (3, 2))."""
+def poor_outline_area_ratios(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Predicted/GT area of each GT cell whose best-overlapping prediction has IoU in (0.1, 0.5)."""
+    from lociseg.metrics import compute_overlaps
+
+    ov = compute_overlaps(gt, pred)
+    order = np.lexsort((ov.iou, ov.gt_index))  # per GT cell, its best pair last
+    last = np.r_[ov.gt_index[order][1:] != ov.gt_index[order][:-1], True]
+    best = order[last]
+    poor = best[(ov.iou[best] > 0.1) & (ov.iou[best] < 0.5)]
+    return ov.pred_sizes[ov.pred_index[poor]] / ov.gt_sizes[ov.gt_index[poor]]
+
+
+def pooled_row(name: str, results: list[dict], counts: np.ndarray, ratios: np.ndarray) -> str:
+    """One Markdown row from per-image :func:`~lociseg.metrics.mask_errors` results, pooled
+    (TP, FP, FN) counts at IoU 0.1 and 0.5 (shape (3, 2)) and poorly outlined cells' area ratios."""
     iou = np.concatenate([r["iou"] for r in results])
     touch = np.concatenate([r["touching"] for r in results])
     area = max(1, sum(r["matched_area"] for r in results))
@@ -39,12 +53,13 @@ def pooled_row(name: str, results: list[dict], counts: np.ndarray) -> str:
     f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
     return (f"| {name} | {f1[0]:.3f} | {f1[1]:.3f} | {len(iou)}/{n_gt} | {mean(iou[touch]):.3f} ({touch.sum()}) | {mean(iou[~touch]):.3f} "
             f"({(~touch).sum()}) | {pct['extra_cell']:.1f} | {pct['miss_cell']:.1f} | {pct['extra_bg']:.1f} | "
-            f"{pct['miss_bg']:.1f} |")
+            f"{pct['miss_bg']:.1f} | {len(ratios)}: {np.median(ratios) if len(ratios) else float('nan'):.2f} |")
 
 
 HEADER = ("| model | F1@0.1 | F1@0.5 | matched/GT | IoU touching (n) | IoU isolated (n) | extra in other cell % | "
-          "missing to other cell % | extra on background % | missing to nothing % |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+          "missing to other cell % | extra on background % | missing to nothing % | "
+          "poorly outlined: median pred/GT area |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main() -> None:
@@ -67,7 +82,7 @@ def main() -> None:
     print(HEADER)
 
     def row(name: str, predict) -> None:
-        results, counts = [], np.zeros((3, 2))
+        results, counts, ratios = [], np.zeros((3, 2)), []
         for i in range(len(ds)):
             s = ds[i]
             if s.labels is None:
@@ -76,7 +91,8 @@ def main() -> None:
             results.append(mask_errors(gt, pred))
             m = match_instances(gt, pred, thresholds=[0.1, 0.5])
             counts += [m.tp, m.fp, m.fn]
-        print(pooled_row(name, results, counts))
+            ratios.append(poor_outline_area_ratios(gt, pred))
+        print(pooled_row(name, results, counts, np.concatenate(ratios)))
 
     if args.annotations:
         row(f"Voronoi of {args.annotations}",
