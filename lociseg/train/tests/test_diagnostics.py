@@ -56,3 +56,19 @@ def test_monitor_flags_huge_masks_and_resets():
     assert "bigger than cells" in mon.update(big, step=10)
     assert mon.update(ok, step=11) is None and not mon.collapsed
     assert weak_diagnostics(torch.zeros(0, 4, 4), torch.zeros(0, 2, dtype=torch.long), POINTS, FG)["empty_fraction"] == 1.0
+
+
+def test_monitor_flags_uncovered_foreground_once_per_window(caplog):
+    """Masks piled onto a few cells: sizes look normal, but most of the foreground stays uncovered."""
+    mon = CollapseMonitor(coverage_window=3, coverage_from=100)
+    low = {"empty_fraction": 0.0, "area_ratio": 1.5, "coverage": 0.3}
+    assert all(mon.update(low, step=s) is None for s in (10, 20, 30, 40))  # before coverage_from: not judged
+    assert mon.update(low, step=100) is None and mon.update(dict(low, coverage=0.9), step=110) is None
+    with caplog.at_level(logging.WARNING, logger="lociseg.train"):
+        msg = mon.update(low, step=120)  # mean of 0.3, 0.9, 0.3 = 0.5: fine
+        assert msg is None
+        msgs = [mon.update(low, step=s) for s in (130, 140, 150)]
+    assert msgs[:2] == [None, None] and "cover only 30%" in msgs[2] and "territory" in msgs[2]
+    assert "cover only" in caplog.text
+    no_fg = {"empty_fraction": 0.0, "area_ratio": 1.5, "coverage": float("nan")}
+    assert all(mon.update(no_fg, step=s) is None for s in range(200, 300, 10))  # points mode: no foreground
