@@ -51,10 +51,12 @@ def pooled_row(name: str, results: list[dict], counts: np.ndarray, ratios: np.nd
     mean = lambda a: float(a.mean()) if a.size else float("nan")  # noqa: E731
     tp, fp, fn = counts
     f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-    return (f"| {name} | {f1[0]:.3f} | {f1[1]:.3f} | {len(iou)}/{n_gt} | {mean(iou[touch]):.3f} ({touch.sum()}) | {mean(iou[~touch]):.3f} "
-            f"({(~touch).sum()}) | {pct['extra_cell']:.1f} | {pct['miss_cell']:.1f} | {pct['extra_bg']:.1f} | "
-            f"{pct['miss_bg']:.1f} | {len(ratios)}: {np.median(ratios) if len(ratios) else float('nan'):.2f} |")
-
+    ratio = float(np.median(ratios)) if len(ratios) else float("nan")
+    cells = [f"{f1[0]:.3f}", f"{f1[1]:.3f}", f"{len(iou)}/{n_gt}",
+             f"{mean(iou[touch]):.3f} ({touch.sum()})", f"{mean(iou[~touch]):.3f} ({(~touch).sum()})",
+             *(f"{pct[k]:.1f}" for k in ("extra_cell", "miss_cell", "extra_bg", "miss_bg")),
+             f"{len(ratios)}: {ratio:.2f}"]
+    return f"| {name} | " + " | ".join(cells) + " |"
 
 HEADER = ("| model | F1@0.1 | F1@0.5 | matched/GT | IoU touching (n) | IoU isolated (n) | extra in other cell % | "
           "missing to other cell % | extra on background % | missing to nothing % | "
