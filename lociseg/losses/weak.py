@@ -454,6 +454,14 @@ def territory_map(
     return ((past - margin) / margin).clamp(0, 1)
 
 
+def _nearest_point(origins: torch.Tensor, window: tuple[int, int], points: torch.Tensor) -> torch.Tensor:
+    """Index of the point nearest each window's centre (all 0 without points)."""
+    if len(points) == 0:
+        return torch.zeros(len(origins), dtype=torch.long, device=origins.device)
+    centres = origins.float() + torch.tensor(window, dtype=torch.float32, device=origins.device) / 2
+    return torch.cdist(centres, points.float().reshape(-1, 2).to(origins.device)).argmin(1)
+
+
 def territory_loss(
     mask_logits: torch.Tensor,
     origins: torch.Tensor,
@@ -645,9 +653,7 @@ def weak_image_loss(
         parts["size"] = float(size.detach())
     if cfg.territory_weight > 0:
         if owners is None:
-            centres = origins.float() + torch.tensor(mask_logits.shape[-2:], device=origins.device) / 2
-            owners = torch.cdist(centres, points.float().reshape(-1, 2).to(centres.device)).argmin(1) \
-                if len(points) else torch.zeros(len(origins), dtype=torch.long)
+            owners = _nearest_point(origins, tuple(mask_logits.shape[-2:]), points)
         terr = territory_loss(mask_logits, origins, points, owners, shape,
                               margin=cfg.territory_margin * spacing, valid=valid)
         # Late: on the first, window-sized blobs it adds to the background's shrink
