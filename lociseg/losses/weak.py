@@ -426,7 +426,7 @@ def territory_map(
         Free band (px) on either side of the bisector; > 0.
     neighbours : int
         Only the nearest this many other points count (windows span a few
-        cells, so farther points never claim a window pixel first).
+        cells, so farther points rarely claim a window pixel first).
 
     Returns
     -------
