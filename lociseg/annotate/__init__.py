@@ -6,6 +6,7 @@
 >>> k, scores = choose_foreground(cands, pts)    # documented criterion
 """
 
+from .cells import propagate_cells
 from .foreground import THRESHOLDS, choose_foreground, foreground_candidates
 from .labels import annotation_report, gt_union, partition_foreground, weak_from_labels
 from .pipeline import Annotation, annotate_image
@@ -14,6 +15,7 @@ from .sheet import CHOICE_COLUMNS, read_choices, write_choices, write_contact_sh
 from .store import (
     has_annotation,
     read_annotation,
+    read_cells,
     read_candidates,
     with_annotations,
     write_annotation,
@@ -32,12 +34,14 @@ __all__ = [
     "annotation_report",
     "gt_union",
     "partition_foreground",
+    "propagate_cells",
     "write_contact_sheet",
     "read_choices",
     "write_choices",
     "CHOICE_COLUMNS",
     "write_annotation",
     "read_annotation",
+    "read_cells",
     "read_candidates",
     "has_annotation",
     "with_annotations",

@@ -92,6 +92,7 @@ def annotation_report(
     *,
     gt_nuclei: np.ndarray | None = None,
     gt_cells: np.ndarray | None = None,
+    cells: np.ndarray | None = None,
     name: str = "",
 ) -> dict:
     """Quality figures of one image's weak annotation.
@@ -101,7 +102,10 @@ def annotation_report(
     With ``gt_nuclei`` (labels): ``n_gt``, ``point_precision``,
     ``point_recall`` (a point matches the GT nucleus it falls inside,
     one-to-one). With ``gt_cells`` (labels): ``fg_iou`` against their union
-    (1 px gaps between touching cells closed).
+    (1 px gaps between touching cells closed), and with the machine-made
+    ``cells`` too (:func:`~lociseg.annotate.propagate_cells`) their
+    ``cells_f1`` (F1 at IoU 0.5) and ``cells_iou`` (mean IoU of the matched
+    cells) against ``gt_cells``.
     """
     pts = np.asarray(points, np.float32).reshape(-1, 2)
     fg = np.asarray(foreground, bool)
@@ -120,4 +124,9 @@ def annotation_report(
         u = gt_union(gt_cells)
         union = (u | fg).sum()
         rep["fg_iou"] = float((u & fg).sum() / union) if union else 1.0
+        if cells is not None:
+            from ..metrics import evaluate_image
+
+            scores = evaluate_image(np.asarray(gt_cells), np.asarray(cells), thresholds=(0.5,))
+            rep.update(cells_f1=float(scores["f1_50"]), cells_iou=float(scores["mean_matched_iou_50"]))
     return rep

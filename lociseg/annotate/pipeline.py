@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cells import propagate_cells
 from .foreground import THRESHOLDS, choose_foreground, foreground_candidates
 from .points import REF_DIAMETER, detect_points
 
@@ -26,6 +27,9 @@ class Annotation:
         Candidate used (a person's override, else ``auto_index``).
     scores : (K, 4) float, columns score, inside, far, orphan
     thresholds : tuple of float
+    cells : (H, W) int32 or None
+        The chosen foreground split among the points
+        (:func:`~lociseg.annotate.propagate_cells`).
     """
 
     points: np.ndarray
@@ -34,6 +38,7 @@ class Annotation:
     chosen_index: int
     scores: np.ndarray
     thresholds: tuple
+    cells: np.ndarray | None = None
 
     @property
     def foreground(self) -> np.ndarray:
@@ -52,6 +57,8 @@ def annotate_image(
 
     ``override`` forces the chosen candidate index (from an edited ``choices.csv``).
     Smoothing of the graph cut scales with ``diameter`` (1.5 px at the reference diameter).
+    The chosen foreground is then split among the points into cells
+    (:func:`~lociseg.annotate.propagate_cells`).
     """
     pts = detect_points(nucleus, diameter=diameter)
     smoothing = 1.5 if diameter is None else 1.5 * diameter / REF_DIAMETER
@@ -62,4 +69,5 @@ def annotate_image(
         if not 0 <= override < len(cands):
             raise ValueError(f"chosen index {override} out of range 0..{len(cands) - 1}")
         chosen = int(override)
-    return Annotation(pts, cands, auto, chosen, scores, tuple(thresholds))
+    cells = propagate_cells(cands[chosen], pts, nucleus, cytoplasm, diameter=diameter)
+    return Annotation(pts, cands, auto, chosen, scores, tuple(thresholds), cells)

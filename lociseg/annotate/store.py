@@ -1,4 +1,4 @@
-"""On-disk machine annotations: ``<name>.points.csv`` + ``<name>.foreground.tif`` per image."""
+"""On-disk machine annotations: ``<name>.points.csv`` + ``<name>.foreground.tif`` (+ ``<name>.cells.tif``) per image."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 from ..data import Sample
 from ..errors import InputError
 
-__all__ = ["write_annotation", "read_annotation", "has_annotation", "with_annotations", "AnnotatedDataset"]
+__all__ = ["write_annotation", "read_annotation", "read_cells", "has_annotation", "with_annotations", "AnnotatedDataset"]
 
 
 def _safe(name: str) -> str:
@@ -30,12 +30,14 @@ def write_annotation(
     meta: dict | None = None,
     *,
     candidates: np.ndarray | None = None,
+    cells: np.ndarray | None = None,
 ) -> Path:
     """Write one image's weak annotation.
 
     Files: ``<name>.points.csv`` (header ``y,x``), ``<name>.foreground.tif``
     (uint8 0/1), optionally ``<name>.candidates.npz`` (the (K, H, W) bool
-    candidates, for the napari widget) and ``<name>.meta.json``.
+    candidates, for the napari widget), ``<name>.cells.tif`` (the machine-made
+    cell label image, uint16 or uint32) and ``<name>.meta.json``.
 
     Returns the points file path.
     """
@@ -52,6 +54,10 @@ def write_annotation(
     if candidates is not None:
         np.savez_compressed(d / f"{stem}.candidates.npz", candidates=np.packbits(np.asarray(candidates, bool), axis=-1),
                             shape=np.asarray(np.shape(candidates)))
+    if cells is not None:
+        cells = np.asarray(cells)
+        dtype = np.uint16 if cells.max(initial=0) < 2**16 else np.uint32
+        tifffile.imwrite(d / f"{stem}.cells.tif", cells.astype(dtype), compression="zlib")
     if meta is not None:
         (d / f"{stem}.meta.json").write_text(json.dumps(meta, indent=1, default=str))
     return p
@@ -100,6 +106,20 @@ def read_annotation(directory: str | os.PathLike, name: str) -> tuple[np.ndarray
     return pts, fg > 0
 
 
+def read_cells(directory: str | os.PathLike, name: str) -> np.ndarray | None:
+    """The machine-made cell labels (int32) of one image, or None when not stored
+    (folders written by ``lociseg annotate --from-labels`` or before cells existed)."""
+    import tifffile
+
+    path = Path(directory) / f"{_safe(name)}.cells.tif"
+    if not path.is_file():
+        return None
+    cells = tifffile.imread(path)
+    if cells.ndim != 2:
+        raise InputError(f"cell labels must be a 2-D image, got shape {cells.shape}", path=path)
+    return cells.astype(np.int32)
+
+
 class AnnotatedDataset(Sequence[Sample]):
     """A dataset whose samples carry machine annotations (see :func:`with_annotations`)."""
 
@@ -132,13 +152,18 @@ class AnnotatedDataset(Sequence[Sample]):
         if fg.shape != sample.shape:
             raise InputError(f"foreground shape {fg.shape} differs from image shape {sample.shape}",
                              path=self.directory / f"{_safe(name)}.foreground.tif")
-        return replace(sample, points=points, foreground=fg)
+        cells = read_cells(self.directory, name)
+        if cells is not None and cells.shape != sample.shape:
+            raise InputError(f"cell labels shape {cells.shape} differs from image shape {sample.shape}",
+                             path=self.directory / f"{_safe(name)}.cells.tif")
+        return replace(sample, points=points, foreground=fg, cells=cells)
 
 
 def with_annotations(dataset, directory: str | os.PathLike, *, strict: bool = True) -> AnnotatedDataset:
     """The samples of ``dataset`` with ``points``/``foreground`` read from ``directory``.
 
-    Lazy: annotations are read on access. GT ``labels`` are kept (evaluation
+    Lazy: annotations are read on access; machine-made cells, where stored,
+    go to ``Sample.cells``. GT ``labels`` are kept (evaluation
     may use them; weak training ignores them when told to).
 
     Parameters

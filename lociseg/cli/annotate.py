@@ -73,8 +73,10 @@ def main(
     Points: difference of Gaussians on the nuclear channel. Foreground: five
     graph-cut candidates of the cytoplasm channel; one is chosen automatically
     (most points inside, least foreground far from points or in point-less
-    pieces). Look at sheets/<name>.png, edit chosen_index in choices.csv to
-    override, and re-run the same command: edited choices are kept.
+    pieces). Cells: the chosen foreground split among the points along the
+    nuclei and the cytoplasm edges (pseudo-labels, <name>.cells.tif). Look
+    at sheets/<name>.png, edit chosen_index in choices.csv to override, and
+    re-run the same command: edited choices are kept.
     Example: lociseg annotate bbbc018@train --out ann_train --gt
     """
     import numpy as np
@@ -110,6 +112,7 @@ def main(
             meta = {"nucleus": nucleus, "cytoplasm": cytoplasm, "diameter": diameter}
             if from_labels:
                 points, fg = weak_from_labels(labels)
+                cells = None
                 write_annotation(out, name, points, fg, {**meta, "source": "labels"})
                 row = {"name": name, "chosen_index": -1, "auto_index": -1, "threshold": ""}
             else:
@@ -117,18 +120,18 @@ def main(
                 override = prev["chosen_index"] if prev and prev["chosen_index"] != prev["auto_index"] else None
                 ann = annotate_image(image[0], image[1], diameter=diameter, override=override)
                 kept += override is not None
-                points, fg = ann.points, ann.foreground
+                points, fg, cells = ann.points, ann.foreground, ann.cells
                 write_annotation(out, name, points, fg, {**meta, "source": "machine", "auto_index": ann.auto_index,
                                                          "chosen_index": ann.chosen_index,
                                                          "thresholds": list(ann.thresholds),
                                                          "scores": ann.scores.round(4).tolist()},
-                                 candidates=ann.candidates)
+                                 candidates=ann.candidates, cells=ann.cells)
                 if sheets:
                     write_contact_sheet(out / "sheets" / f"{name.replace('/', '__')}.png", image[:2], ann.candidates,
                                         points, ann.chosen_index, auto=ann.auto_index)
                 row = {"name": name, "chosen_index": ann.chosen_index, "auto_index": ann.auto_index,
                        "threshold": ann.thresholds[ann.chosen_index]}
-            rep = annotation_report(points, fg, gt_nuclei=gt_nuc, gt_cells=gt_cells, name=name)
+            rep = annotation_report(points, fg, gt_nuclei=gt_nuc, gt_cells=gt_cells, cells=cells, name=name)
             row.update(n_points=rep["n_points"], fg_fraction=round(rep["fg_fraction"], 4),
                        points_inside=round(rep["points_inside"], 4))
             rows[name] = row
@@ -143,7 +146,8 @@ def main(
     typer.echo(f"{len(reports)} image(s) annotated ({kept} with a person's choice kept), {len(failures)} failed; "
                f"outputs in {out}")
     if reports:
-        keys = [k for k in ("n_points", "points_inside", "fg_fraction", "point_precision", "point_recall", "fg_iou")
+        keys = [k for k in ("n_points", "points_inside", "fg_fraction", "point_precision", "point_recall", "fg_iou",
+                            "cells_f1")
                 if k in reports[0]]
         typer.echo("mean " + ", ".join(f"{k}={np.nanmean([r[k] for r in reports]):.3f}" for k in keys))
     exit_if_failed(failures)

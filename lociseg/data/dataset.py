@@ -34,6 +34,9 @@ class Sample:
     meta : dict
         ``path``, ``channel_names``, ``group``, ``pixel_size`` and other
         source-specific details.
+    cells : (H, W) int32 ndarray or None
+        Machine-made cell label image (``lociseg annotate``): pseudo-labels,
+        kept apart from ``labels`` so they are never scored as ground truth.
     """
 
     image: np.ndarray
@@ -42,13 +45,14 @@ class Sample:
     foreground: np.ndarray | None = None
     name: str = ""
     meta: dict = field(default_factory=dict)
+    cells: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3:
             raise InputError(f"sample {self.name!r}: image must be (C, H, W), got shape {self.image.shape}",
                              path=self.meta.get("path"))
         hw = self.image.shape[1:]
-        for attr in ("labels", "foreground"):
+        for attr in ("labels", "foreground", "cells"):
             value = getattr(self, attr)
             if value is not None and value.shape != hw:
                 where = self.meta.get("label_path") or self.meta.get("path")
