@@ -49,6 +49,7 @@ __all__ = [
     "point_spacing",
     "size_loss",
     "territory_map",
+    "cells_territory_map",
     "territory_loss",
     "warmup_weight",
     "WeakLossConfig",
@@ -462,28 +463,76 @@ def _nearest_point(origins: torch.Tensor, window: tuple[int, int], points: torch
     return torch.cdist(centres, points.float().reshape(-1, 2).to(origins.device)).argmin(1)
 
 
+def cells_territory_map(
+    origins: torch.Tensor,
+    window: tuple[int, int],
+    cells: torch.Tensor,
+    depth: torch.Tensor,
+    own: torch.Tensor,
+    *,
+    margin: float,
+) -> torch.Tensor:
+    """How far each window pixel lies inside another machine-made cell.
+
+    The image-derived counterpart of :func:`territory_map`: the borders are
+    those of a partition of the foreground into cells
+    (:func:`lociseg.annotate.propagate_cells`, which follows nuclei shapes and
+    cytoplasm edges) instead of the bisectors between points. For instance
+    ``i`` with own cell ``own[i]``, a window pixel in another cell at
+    ``depth`` px from that cell's border scores 0 up to ``margin`` and rises
+    linearly to 1 at ``2 * margin``; pixels of the own cell, of background
+    (label 0) and outside the image score 0, and so does every pixel for an
+    instance whose point lies on no cell (``own`` 0).
+
+    Parameters
+    ----------
+    origins : (N, 2) int tensor
+        Window top-left corners (y, x).
+    window : (h, w)
+    cells : (H, W) int tensor
+        Cell labels, 0 = background.
+    depth : (H, W) float tensor
+        Distance of each pixel to its cell's border
+        (:func:`lociseg.train.data.border_depth`).
+    own : (N,) int tensor
+        Each instance's own cell label.
+    margin : float
+        Free band (px) past the border; > 0.
+
+    Returns
+    -------
+    (N, h, w) tensor in [0, 1], no gradient.
+    """
+    if margin <= 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
+    lab, inside = gather_windows(cells.long(), origins, window)
+    dep, _ = gather_windows(depth.float(), origins, window)
+    own = own.long().reshape(-1, 1, 1)
+    other = inside & (lab > 0) & (lab != own) & (own > 0)
+    return other.float() * ((dep - margin) / margin).clamp(0, 1)
+
+
 def territory_loss(
     mask_logits: torch.Tensor,
     origins: torch.Tensor,
-    points: torch.Tensor,
-    owners: torch.Tensor,
+    territory: torch.Tensor,
     shape: tuple[int, int],
     *,
-    margin: float,
     valid: torch.Tensor | None = None,
     weight: float = 2.0,
     from_logits: bool = True,
 ) -> torch.Tensor:
     """Penalise a mask reaching deep into a neighbouring cell's territory.
 
-    ``(1/N) sum_i sum_x y_i(x) * weight * T_i(x)`` with ``T_i`` the
-    :func:`territory_map`. The coverage, overlap and background terms of
-    :func:`lacss_weak_loss` say *that* touching cells split the foreground,
-    not *where*: one mask may take most of a shared clump. This term adds
-    the prior that a cell's border lies near the bisector between its point
-    and its neighbours' (within ``margin`` px either way). ``weight`` 2
-    makes a pixel deep in another territory cost what a background pixel
-    does. Window pixels outside the image or ``valid`` do not count.
+    ``(1/N) sum_i sum_x y_i(x) * weight * T_i(x)`` with ``T_i`` a territory
+    map in [0, 1]: :func:`territory_map` (bisectors between points) or
+    :func:`cells_territory_map` (machine-made cells). The coverage, overlap
+    and background terms of :func:`lacss_weak_loss` say *that* touching
+    cells split the foreground, not *where*: one mask may take most of a
+    shared clump. This term adds a prior on where the borders lie (within
+    the map's free margin either way). ``weight`` 2 makes a pixel deep in
+    another territory cost what a background pixel does. Window pixels
+    outside the image or ``valid`` do not count.
     """
     n = mask_logits.shape[0]
     if n == 0:
@@ -493,8 +542,14 @@ def territory_loss(
     H, W = shape
     v = torch.ones((H, W), dtype=y.dtype, device=y.device) if valid is None else valid.to(y.dtype)
     vw, inside = gather_windows(v, origins, window)
-    T = territory_map(origins, window, points, owners, margin=margin).to(y.dtype)
-    return (y * vw * inside.to(y.dtype) * weight * T).sum() / n
+    return (y * vw * inside.to(y.dtype) * weight * territory.to(y.dtype)).sum() / n
+
+
+def _own_cells(points: torch.Tensor, owners: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """Cell label under each instance's point (0 where the point lies on no cell)."""
+    H, W = cells.shape[-2:]
+    p = points.reshape(-1, 2)[owners.long()].round().long()
+    return cells[p[:, 0].clamp(0, H - 1), p[:, 1].clamp(0, W - 1)]
 
 
 def warmup_weight(step: int, *, start: int = 0, ramp: int = 1000, final: float = 1.0) -> float:
@@ -549,8 +604,13 @@ class WeakLossConfig(Config):
         collaborator's pull), once masks have formed: it moves borders, it
         does not make masks.
     territory_margin : float
-        Its free band on either side of the bisector between neighbouring
-        points, as a fraction of the cell scale (the training diameter).
+        Its free band on either side of the border, as a fraction of the
+        cell scale (the training diameter).
+    territory_source : {"points", "cells"}
+        Where the borders of the territory prior lie: ``points``, the
+        bisectors between neighbouring points (:func:`territory_map`);
+        ``cells``, the borders of the annotation's machine-made cells
+        (:func:`cells_territory_map`; needs annotations with cells).
     """
 
     mode: Literal["weak", "points"] = "weak"
@@ -565,6 +625,7 @@ class WeakLossConfig(Config):
     aux_consistency_weight: float = 0.0
     territory_weight: float = 0.0
     territory_margin: float = 0.15
+    territory_source: Literal["points", "cells"] = "points"
 
 
 def weak_image_loss(
@@ -581,6 +642,8 @@ def weak_image_loss(
     aux_pred: torch.Tensor | None = None,
     scale: float | None = None,
     owners: torch.Tensor | None = None,
+    cells: torch.Tensor | None = None,
+    cells_depth: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total weak mask loss of one image, as configured: one call for a model's ``training_loss``.
 
@@ -611,6 +674,9 @@ def weak_image_loss(
     owners : (N,) long tensor, optional
         Index into ``points`` of each instance's point (the territory term);
         default: the point nearest each window's centre.
+    cells, cells_depth : (H, W) tensors, optional
+        Machine-made cell labels and their :func:`~lociseg.train.data.border_depth`
+        (territory term with ``territory_source`` "cells").
 
     Returns
     -------
@@ -652,10 +718,18 @@ def weak_image_loss(
         loss = loss + w * cfg.size_weight * size
         parts["size"] = float(size.detach())
     if cfg.territory_weight > 0:
+        window = tuple(mask_logits.shape[-2:])
         if owners is None:
-            owners = _nearest_point(origins, tuple(mask_logits.shape[-2:]), points)
-        terr = territory_loss(mask_logits, origins, points, owners, shape,
-                              margin=cfg.territory_margin * spacing, valid=valid)
+            owners = _nearest_point(origins, window, points)
+        margin = cfg.territory_margin * spacing
+        if cfg.territory_source == "cells":
+            if cells is None or cells_depth is None:
+                raise ValueError("territory_source 'cells' needs machine-made cells (re-run 'lociseg annotate')")
+            tmap = cells_territory_map(origins, window, cells, cells_depth, _own_cells(points, owners, cells),
+                                       margin=margin)
+        else:
+            tmap = territory_map(origins, window, points, owners, margin=margin)
+        terr = territory_loss(mask_logits, origins, tmap, shape, valid=valid)
         # Late: on the first, window-sized blobs it adds to the background's shrink
         # pull and masks collapse (BBBC018: 91 % empty at step 580 when ramped with the rest).
         loss = loss + late * cfg.territory_weight * terr

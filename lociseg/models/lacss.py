@@ -265,6 +265,8 @@ class LacssModel(SegmentationModel):
                     aux_pred=None if aux_pred is None else aux_pred[i],
                     scale=cfg.input.target_diameter,
                     owners=sel,
+                    cells=batch["cells"][i] if "cells" in batch else None,
+                    cells_depth=batch["cells_depth"][i] if "cells_depth" in batch else None,
                 )
                 # The weak loss sums over pixels (order: one cell area); dividing by the
                 # squared training diameter brings it to the scale of the LPN losses.

@@ -47,6 +47,10 @@ class DataConfig(Config):
     annotations : list of str
         Weak modes: one ``lociseg annotate`` output folder per training spec
         (points + foreground); ``from-labels`` derives them from the labels.
+    label_source : {"gt", "machine"}
+        What a supervised run trains on: ``gt``, the data set's labels;
+        ``machine``, the machine-made cells of the ``annotations`` folders
+        (pseudo-labels: zero manual labels, the data set's own are ignored).
     diameter : float
         Median cell diameter (px) of the training images; 0 = from the labels
         (median equivalent-circle diameter) or, in weak modes, from the
@@ -63,6 +67,7 @@ class DataConfig(Config):
     val: list[str] = field(default_factory=lambda: ["bbbc018@val"])
     channels: list[str] = field(default_factory=lambda: ["actin", "DNA"])
     annotations: list[str] = field(default_factory=list)
+    label_source: Literal["gt", "machine"] = "gt"
     diameter: float = 0.0
     diameter_per_image: bool = True
     crop_size: int = 256

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 from torch.nn import functional as F
 
 from ..errors import ConfigError
@@ -36,6 +37,7 @@ class Prepared:
     points: np.ndarray | None  # float32 (N, 2)
     foreground: np.ndarray | None  # float32 (H, W)
     scale: float
+    cells: np.ndarray | None = None  # int32 (H, W), machine-made cells (weak territory)
 
 
 def _channels(spec: list[str]) -> list[int | str] | None:
@@ -44,9 +46,17 @@ def _channels(spec: list[str]) -> list[int | str] | None:
     return [int(c) if str(c).isdigit() else c for c in spec]
 
 
-def load_samples_for(config: ExperimentConfig, specs: list[str], annotations: list[str] | None = None) -> list:
-    """Samples of the given specs (with weak annotations attached when asked)."""
+def load_samples_for(config: ExperimentConfig, specs: list[str], annotations: list[str] | None = None, *,
+                     machine: bool = False) -> list:
+    """Samples of the given specs (with weak annotations attached when asked).
+
+    With ``machine`` the samples' labels are replaced by the annotations'
+    machine-made cells (``data.label_source: machine``).
+    """
     from ..data import load_dataset
+
+    if machine and not annotations:
+        raise ConfigError("data.label_source 'machine' needs data.annotations (a 'lociseg annotate' folder per spec)")
 
     out = []
     for k, spec in enumerate(specs):
@@ -55,6 +65,8 @@ def load_samples_for(config: ExperimentConfig, specs: list[str], annotations: li
             if len(annotations) != len(specs):
                 raise ConfigError("data.annotations needs one folder per data.train spec")
             if annotations[k] == "from-labels":
+                if machine:
+                    raise ConfigError("data.label_source 'machine' needs annotation folders, not 'from-labels'")
                 from ..annotate import weak_from_labels
 
                 samples = []
@@ -67,7 +79,14 @@ def load_samples_for(config: ExperimentConfig, specs: list[str], annotations: li
             from ..annotate import with_annotations
 
             ds = with_annotations(ds, annotations[k])
-        out.extend(ds[i] for i in range(len(ds)))
+        for i in range(len(ds)):
+            s = ds[i]
+            if machine:
+                if s.cells is None:
+                    raise ConfigError(f"{annotations[k]}: no machine-made cells for {s.name!r} "
+                                      "(re-run 'lociseg annotate' with this version)")
+                s.labels = s.cells
+            out.append(s)
     return out
 
 
@@ -108,7 +127,8 @@ def prepare(samples: list, config: ExperimentConfig, *, weak: bool, diameter: fl
         fg = None
         if s.foreground is not None:
             fg = rescale_labels(np.asarray(s.foreground).astype(np.uint8), shape).astype(np.float32)
-        out.append(Prepared(s.name, img.astype(np.float32), labels, points, fg, factor))
+        cells = None if s.cells is None else rescale_labels(np.asarray(s.cells), shape).astype(np.int32)
+        out.append(Prepared(s.name, img.astype(np.float32), labels, points, fg, factor, cells))
     return out, d
 
 
@@ -152,19 +172,21 @@ def sample_crop(item: Prepared, size: int, aug: AugmentConfig, rng: np.random.Ge
             out["points"] = np.zeros((0, 2), np.float32)
         if item.foreground is not None:
             out["foreground"] = rescale_labels(window(item.foreground, 0.0), (size, size)).astype(np.float32)
+        if item.cells is not None:
+            out["cells"] = rescale_labels(window(item.cells, 0), (size, size)).astype(np.int64)
     if aug.flips:
         k = int(rng.integers(4))
         flip = bool(rng.integers(2))
         img = np.rot90(img, k, axes=(1, 2))
         valid = np.rot90(valid, k)
-        for key in ("labels", "foreground"):
+        for key in ("labels", "foreground", "cells"):
             if key in out:
                 out[key] = np.rot90(out[key], k)
         if "points" in out:
             out["points"] = _rot_points(out["points"], k, (size, size))
         if flip:
             img, valid = img[:, :, ::-1], valid[:, ::-1]
-            for key in ("labels", "foreground"):
+            for key in ("labels", "foreground", "cells"):
                 if key in out:
                     out[key] = out[key][:, ::-1]
             if "points" in out:
@@ -178,10 +200,29 @@ def sample_crop(item: Prepared, size: int, aug: AugmentConfig, rng: np.random.Ge
         img = img + rng.normal(0, aug.noise, size=img.shape)
     out["image"] = np.ascontiguousarray(img, dtype=np.float32)
     out["valid"] = np.ascontiguousarray(valid)
-    for key in ("labels", "foreground"):
+    for key in ("labels", "foreground", "cells"):
         if key in out:
             out[key] = np.ascontiguousarray(out[key])
+    if "cells" in out:
+        out["cells_depth"] = border_depth(out["cells"])
     return out
+
+
+def border_depth(labels: np.ndarray) -> np.ndarray:
+    """Distance (px, float32) from each pixel to the nearest pixel of another label (0 included).
+
+    The depth of a pixel inside its region of a partition: how far a mask
+    reaching that pixel from a neighbouring region has gone past the border.
+    """
+    lab = np.asarray(labels)
+    border = np.zeros(lab.shape, bool)
+    border[1:] |= lab[1:] != lab[:-1]
+    border[:-1] |= lab[:-1] != lab[1:]
+    border[:, 1:] |= lab[:, 1:] != lab[:, :-1]
+    border[:, :-1] |= lab[:, :-1] != lab[:, 1:]
+    if not border.any():
+        return np.full(lab.shape, float(max(lab.shape)), np.float32)
+    return ndi.distance_transform_edt(~border).astype(np.float32)
 
 
 def make_batch(items: list[Prepared], config: ExperimentConfig, step: int, device: torch.device, *, weak: bool) -> dict:
@@ -203,6 +244,7 @@ def make_batch(items: list[Prepared], config: ExperimentConfig, step: int, devic
         batch["labels"] = torch.from_numpy(np.stack([c["labels"] for c in crops])).to(device)
     if weak:
         batch["points"] = [torch.from_numpy(c["points"]).to(device) for c in crops]
-        if all("foreground" in c for c in crops):
-            batch["foreground"] = torch.from_numpy(np.stack([c["foreground"] for c in crops])).to(device)
+        for key in ("foreground", "cells", "cells_depth"):
+            if all(key in c for c in crops):
+                batch[key] = torch.from_numpy(np.stack([c[key] for c in crops])).to(device)
     return batch

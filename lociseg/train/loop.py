@@ -140,7 +140,9 @@ def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, re
     if weak and not config.data.annotations:
         raise ConfigError("weak modes need data.annotations (lociseg annotate output folders, or 'from-labels')")
 
-    train_samples = load_samples_for(config, config.data.train, config.data.annotations if weak else None)
+    machine = config.data.label_source == "machine"
+    train_samples = load_samples_for(config, config.data.train, config.data.annotations if weak or machine else None,
+                                     machine=machine)
     if not train_samples:
         raise ConfigError("data.train: no training images")
     if not weak and any(s.labels is None for s in train_samples):
@@ -151,7 +153,7 @@ def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, re
     val_items: list[Prepared] = []
     if config.data.val:
         val_samples = load_samples_for(config, config.data.val)
-        val_items, _ = prepare(val_samples, config, weak=False, diameter=diameter if weak else None)
+        val_items, _ = prepare(val_samples, config, weak=False, diameter=diameter if weak or machine else None)
     log.info("training on %d images (%d val), diameter %.1f px -> scale %.3f", len(train_items), len(val_items),
              diameter, train_items[0].scale)
 

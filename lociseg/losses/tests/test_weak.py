@@ -200,7 +200,9 @@ def test_weak_image_loss_combines_terms_with_warmup():
     pcfg = WeakLossConfig.from_dict({"mode": "points", "collaborator": True, "aux_weight": 1.0})
     collab = torch.zeros(8, 8, requires_grad=True)
     aux = torch.zeros(8, 8, requires_grad=True)
-    loss, parts = weak_image_loss(pcfg, z.float().requires_grad_(), torch.tensor([[0, 0]]), pts, shape=(8, 8),
+    bump = torch.zeros(1, 4, 4)
+    bump[0, 1:3, 1:3] = 3.0  # a mask with edges (a uniform one has none, and the aux target is 0)
+    loss, parts = weak_image_loss(pcfg, bump.requires_grad_(), torch.tensor([[0, 0]]), pts, shape=(8, 8),
                                   step=0, collaborator=collab, aux_pred=aux)
     assert {"overlap", "background", "small_area", "collab_fit", "size", "aux"} <= set(parts)
     loss.backward()
@@ -285,16 +287,15 @@ def test_territory_loss_by_hand_and_ignores_outside():
     origins = torch.tensor([[0, 0]])
     ones = torch.ones(1, 4, 12, dtype=torch.float64)
     T = territory_map(origins, (4, 12), pts, torch.tensor([0]), margin=1.0)
-    loss = territory_loss(ones, origins, pts, torch.tensor([0]), (4, 12), margin=1.0, from_logits=False)
+    loss = territory_loss(ones, origins, T, (4, 12), from_logits=False)
     assert loss.item() == pytest.approx(2.0 * T.sum().item(), rel=1e-5)
     assert T.sum() > 0
-    half = territory_loss(ones, origins, pts, torch.tensor([0]), (4, 6), margin=1.0, from_logits=False)
+    half = territory_loss(ones, origins, T, (4, 6), from_logits=False)
     assert half.item() == 0.0  # the penalised pixels lie outside a 6-px-wide image
     valid = torch.zeros(4, 12)
-    assert territory_loss(ones, origins, pts, torch.tensor([0]), (4, 12), margin=1.0, valid=valid,
-                          from_logits=False).item() == 0.0
-    assert territory_loss(torch.zeros(0, 4, 12), torch.zeros(0, 2, dtype=torch.long), pts,
-                          torch.zeros(0, dtype=torch.long), (4, 12), margin=1.0).item() == 0.0
+    assert territory_loss(ones, origins, T, (4, 12), valid=valid, from_logits=False).item() == 0.0
+    assert territory_loss(torch.zeros(0, 4, 12), torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, 4, 12),
+                          (4, 12)).item() == 0.0
 
 
 @pytest.mark.parametrize("territory", [False, True])
@@ -309,12 +310,13 @@ def test_territory_term_moves_a_lopsided_border_to_the_bisector(territory):
     x = torch.arange(30.0)
     z = torch.stack([torch.where(x < 24, 4.0, -4.0), torch.where(x >= 24, 4.0, -4.0)])
     z = z[:, None, :].expand(2, 20, 30).clone().requires_grad_(True)
+    T = territory_map(origins, (20, 30), pts, torch.tensor([0, 1]), margin=2.0)
     opt = torch.optim.Adam([z], lr=0.1)
     for _ in range(300):
         opt.zero_grad()
         loss = lacss_weak_loss(z, origins, B)["loss"]
         if territory:
-            loss = loss + territory_loss(z, origins, pts, torch.tensor([0, 1]), (20, 30), margin=2.0)
+            loss = loss + territory_loss(z, origins, T, (20, 30))
         loss.backward()
         opt.step()
     canvas = paste_soft(torch.sigmoid(z.detach()), origins, (20, 30), reduce="none") > 0.5
@@ -338,7 +340,8 @@ def test_weak_image_loss_territory_term_with_default_owners():
     base, base_parts = weak_image_loss(WeakLossConfig(size_weight=0.0, warmup_steps=1), z, origins, pts, foreground=B,
                                        step=5)
     assert "territory" in parts and "territory" not in base_parts
-    expected = territory_loss(z, origins, pts, torch.tensor([0, 1]), (20, 30), margin=2.0)
+    expected = territory_loss(z, origins, territory_map(origins, (20, 20), pts, torch.tensor([0, 1]), margin=2.0),
+                              (20, 30))
     assert parts["territory"] == pytest.approx(expected.item()) and expected.item() > 0
     assert loss.item() == pytest.approx(base.item() + 0.5 * expected.item(), rel=1e-5)
     assert parts["territory_weight"] == 0.5
@@ -348,3 +351,49 @@ def test_weak_image_loss_territory_term_with_default_owners():
     swapped, sw_parts = weak_image_loss(cfg, z, origins, pts, foreground=B, scale=20.0, step=5,
                                         owners=torch.tensor([1, 0]))
     assert sw_parts["territory"] > parts["territory"]  # each window now "belongs" to the far point
+
+
+def test_cells_territory_map_by_hand():
+    """Cells 1 (x 2-9) | 2 (x 10-19); margin 2: 0 up to depth 2, 1 from depth 4."""
+    from lociseg.losses.weak import cells_territory_map
+    from lociseg.train.data import border_depth
+
+    cells = np.zeros((6, 24), np.int64)
+    cells[:, 2:10], cells[:, 10:20] = 1, 2
+    depth = torch.from_numpy(border_depth(cells))
+    cells = torch.from_numpy(cells)
+    origins = torch.tensor([[0, 0], [0, 0], [0, 0]])
+    T = cells_territory_map(origins, (6, 24), cells, depth, torch.tensor([1, 2, 0]), margin=2.0)
+    assert T[0, :, :10].max() == 0  # own cell and background cost nothing
+    # Depths in cell 2: 0 1 2 3 4 4 3 2 1 0 (borders with cell 1 at x = 10, with background at x = 19).
+    assert torch.allclose(T[0, 3, 10:20], torch.tensor([0, 0, 0, .5, 1, 1, .5, 0, 0, 0]))
+    assert torch.allclose(T[1, 3, 2:10], torch.tensor([0, 0, 0, .5, .5, 0, 0, 0]))  # cell 1 is 8 px wide
+    assert T[2].max() == 0  # a point on no cell gets no prior
+    assert T[1, :, 10:].max() == 0 and T[0, :, 20:].max() == 0
+    with pytest.raises(ValueError, match="margin"):
+        cells_territory_map(origins, (6, 24), cells, depth, torch.tensor([1, 2, 0]), margin=0.0)
+
+
+def test_weak_image_loss_cells_territory():
+    """territory_source 'cells': the owner's cell is the one under its point; needs cells."""
+    from lociseg.losses.weak import WeakLossConfig, cells_territory_map, weak_image_loss
+    from lociseg.train.data import border_depth
+
+    B = torch.ones(20, 30)
+    cells = np.zeros((20, 30), np.int64)
+    cells[:, :20], cells[:, 20:] = 1, 2  # the border is off the bisector (x = 15) of the points
+    depth = torch.from_numpy(border_depth(cells))
+    cells = torch.from_numpy(cells)
+    pts = torch.tensor([[10.0, 9.0], [10.0, 21.0]])
+    origins = torch.tensor([[0, -1], [0, 11]])
+    z = torch.full((2, 20, 20), 3.0)
+    cfg = WeakLossConfig(size_weight=0.0, warmup_steps=1, territory_weight=1.0, territory_margin=0.1,
+                         territory_source="cells")
+    _, parts = weak_image_loss(cfg, z, origins, pts, foreground=B, scale=20.0, step=5, cells=cells, cells_depth=depth)
+    T = cells_territory_map(origins, (20, 20), cells, depth, torch.tensor([1, 2]), margin=2.0)
+    assert parts["territory"] == pytest.approx(territory_loss(z, origins, T, (20, 30)).item())
+    # Instance 0's window (x -1..18) lies in its own cell: the border at x = 20, not the
+    # bisector at x = 15, is where it starts to pay; instance 1 pays fully deep in cell 1.
+    assert T[0].max() == 0 and T[1, :, :5].max() == 1 and T[1, :, 9:].max() == 0
+    with pytest.raises(ValueError, match="cells"):
+        weak_image_loss(cfg, z, origins, pts, foreground=B, scale=20.0, step=5)

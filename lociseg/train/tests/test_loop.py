@@ -175,3 +175,62 @@ def test_short_training_beats_untrained(tmp_path, data_root, mode):
         assert trained < untrained, (t_parts, u_parts)
     else:
         assert trained < 0.8 * untrained, (trained, untrained)
+
+
+@pytest.fixture(scope="module")
+def val_annotations(tmp_path_factory, data_root):
+    """An annotation folder for bbbc018@val: weak labels from the GT, and as 'machine-made'
+    cells the GT cells with every odd label dropped (so they differ from the labels)."""
+    from lociseg.annotate import weak_from_labels, write_annotation
+    from lociseg.data import load_dataset
+
+    folder = tmp_path_factory.mktemp("ann_val")
+    for s in load_dataset("bbbc018@val", root=data_root, channels=["actin", "DNA"]):
+        pts, fg = weak_from_labels(s.labels)
+        write_annotation(folder, s.name, pts, fg, cells=np.where(s.labels % 2 == 0, s.labels, 0))
+    return folder
+
+
+def test_machine_labels_replace_the_gt(val_annotations, tmp_path):
+    from lociseg.errors import ConfigError
+    from lociseg.train.data import load_samples_for
+
+    cfg = _small(steps=3, train=["bbbc018@val"], annotations=[str(val_annotations)], label_source="machine")
+    samples = load_samples_for(cfg, cfg.data.train, cfg.data.annotations, machine=True)
+    assert all((s.labels % 2 == 0).all() and (s.labels == s.cells).all() for s in samples)
+    out = train(cfg, tmp_path / "machine", device="cpu", progress=False)
+    assert out["step"] == 3
+    with pytest.raises(ConfigError, match="annotations"):
+        load_samples_for(cfg, cfg.data.train, None, machine=True)
+    with pytest.raises(ConfigError, match="from-labels"):
+        load_samples_for(cfg, cfg.data.train, ["from-labels"], machine=True)
+
+
+def test_weak_territory_from_machine_cells_runs(val_annotations, tmp_path):
+    cfg = _small(steps=3, train=["bbbc018@val"], annotations=[str(val_annotations)])
+    cfg.lacss.mode = "weak"
+    cfg.lacss.weak.territory_weight = 1.0
+    cfg.lacss.weak.territory_source = "cells"
+    cfg.lacss.weak.warmup_steps = 1
+    cfg.data.crop_size, cfg.optim.batch_size = 128, 2  # cells in the first crops (the log's header)
+    train(cfg, tmp_path / "weak", device="cpu", progress=False)
+    rows = (tmp_path / "weak" / "log.csv").read_text().splitlines()
+    col = rows[0].split(",").index("territory")
+    assert max(float(r.split(",")[col] or 0) for r in rows[1:]) > 0  # masks reached into other cells and paid
+
+
+def test_crops_carry_cells_and_their_border_depth(rng):
+    from lociseg.train.data import border_depth
+
+    img = rng.random((2, 100, 90)).astype(np.float32)
+    cells = np.zeros((100, 90), np.int32)
+    cells[10:40, 10:40], cells[10:40, 40:70] = 1, 2
+    pts = np.array([[25.0, 25.0], [25.0, 55.0]], np.float32)
+    item = Prepared("x", img, None, pts, (cells > 0).astype(np.float32), 1.0, cells)
+    cfg = _small()
+    for s in range(10):
+        c = sample_crop(item, 64, cfg.data.augment, np.random.default_rng([2, s, 0]), weak=True)
+        assert np.array_equal(c["cells_depth"], border_depth(c["cells"]))
+        for k, (y, x) in enumerate(c["points"]):  # points move with their cells
+            assert c["cells"][int(round(y)), int(round(x))] > 0
+    assert border_depth(np.ones((3, 4), np.int64)).min() == 4  # no border: the image size
