@@ -40,8 +40,8 @@ def foreground_candidates(
     cyto_image: np.ndarray,
     *,
     thresholds: Sequence[float] = THRESHOLDS,
-    smoothing: float = 1.5,
-    pairwise_weight: float = 2.0,
+    smoothing: float = 0.75,
+    pairwise_weight: float = 0.5,
     normalize: bool = True,
 ) -> np.ndarray:
     """Foreground candidates by graph cut at a series of intensity thresholds.
