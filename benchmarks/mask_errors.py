@@ -16,9 +16,10 @@ enough to count), and for the cells found but outlined poorly (best IoU
 Prints one Markdown row per model.
 
 ``--annotations DIR`` (a ``lociseg annotate`` folder for the same images)
-adds a row for the no-training baseline: the annotated foreground split
+adds rows for the no-training baselines: the annotated foreground split
 among the annotated points by nearest point
-(:func:`lociseg.annotate.partition_foreground`).
+(:func:`lociseg.annotate.partition_foreground`), and the folder's
+machine-made cells (:func:`lociseg.annotate.propagate_cells`) where stored.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def main() -> None:
     ap.add_argument("--diameter", default="train", help="number, 'auto' or 'train'")
     args = ap.parse_args()
 
-    from lociseg.annotate import partition_foreground, read_annotation
+    from lociseg.annotate import partition_foreground, read_annotation, read_cells
     from lociseg.data import load_dataset
     from lociseg.metrics import mask_errors, match_instances
     from lociseg.predict.api import load_model
@@ -99,6 +100,8 @@ def main() -> None:
     if args.annotations:
         row(f"Voronoi of {args.annotations}",
             lambda s: partition_foreground(*read_annotation(args.annotations, s.name)[::-1]))
+        if all(read_cells(args.annotations, n) is not None for n in ds.names):
+            row(f"machine-made cells of {args.annotations}", lambda s: read_cells(args.annotations, s.name))
     for model in args.model:
         seg = load_model(model)
         row(model, lambda s: seg.segment(s.image, diameter=d)[0])
