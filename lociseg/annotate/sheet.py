@@ -34,6 +34,7 @@ def write_contact_sheet(
     *,
     auto: int | None = None,
     max_panel: int = 400,
+    cells: np.ndarray | None = None,
 ) -> Path:
     """Write a PNG with one panel per foreground candidate for a person to judge.
 
@@ -41,6 +42,8 @@ def write_contact_sheet(
     ``[1]`` = cytoplasm in green), the candidate's outline (yellow), the
     points (red) and its index in the top-left corner; the ``chosen`` panel
     has a thick red frame (``auto``, when it differs, a thin white one).
+    With ``cells`` (the machine-made cell labels) a last panel, marked
+    ``cells``, outlines every cell (magenta).
 
     Parameters
     ----------
@@ -59,11 +62,18 @@ def write_contact_sheet(
     step = max(1, int(np.ceil(max(H, W) / max_panel)))
     pts = np.asarray(points, np.float32).reshape(-1, 2)
     panels = []
-    for k, cand in enumerate(np.asarray(candidates, bool)):
+    masks = list(np.asarray(candidates, bool))
+    if cells is not None:
+        lab = np.asarray(cells)
+        # A cell's border: its pixels with a 4-neighbour of another label (0 included).
+        masks.append(lab > 0)
+        border = (lab != ndi.grey_erosion(lab, footprint=ndi.generate_binary_structure(2, 1))) & (lab > 0)
+    for k, cand in enumerate(masks):
         rgb = base.copy()
-        edge = cand & ~ndi.binary_erosion(cand, border_value=1)
+        is_cells = k == len(candidates)
+        edge = border if is_cells else cand & ~ndi.binary_erosion(cand, border_value=1)
         edge = ndi.binary_dilation(edge, iterations=max(0, step - 1)) if step > 1 else edge
-        rgb[edge] = (1.0, 1.0, 0.0)
+        rgb[edge] = (1.0, 0.0, 1.0) if is_cells else (1.0, 1.0, 0.0)
         img = Image.fromarray((rgb[::step, ::step] * 255).astype(np.uint8))
         draw = ImageDraw.Draw(img)
         for y, x in pts / step:
@@ -73,8 +83,8 @@ def write_contact_sheet(
             draw.rectangle([0, 0, img.width - 1, img.height - 1], outline=(255, 0, 0), width=5)
         elif auto is not None and k == auto:
             draw.rectangle([0, 0, img.width - 1, img.height - 1], outline=(255, 255, 255), width=1)
-        draw.rectangle([0, 0, 22, 14], fill=(0, 0, 0))
-        draw.text((4, 2), str(k), fill=(255, 255, 255))
+        draw.rectangle([0, 0, 40 if is_cells else 22, 14], fill=(0, 0, 0))
+        draw.text((4, 2), "cells" if is_cells else str(k), fill=(255, 255, 255))
         panels.append(img)
     gap = 4
     sheet = Image.new("RGB", (sum(p.width for p in panels) + gap * (len(panels) - 1), panels[0].height), (40, 40, 40))

@@ -54,10 +54,13 @@ def write_annotation(
     if candidates is not None:
         np.savez_compressed(d / f"{stem}.candidates.npz", candidates=np.packbits(np.asarray(candidates, bool), axis=-1),
                             shape=np.asarray(np.shape(candidates)))
+    cells_path = d / f"{stem}.cells.tif"
     if cells is not None:
         cells = np.asarray(cells)
         dtype = np.uint16 if cells.max(initial=0) < 2**16 else np.uint32
-        tifffile.imwrite(d / f"{stem}.cells.tif", cells.astype(dtype), compression="zlib")
+        tifffile.imwrite(cells_path, cells.astype(dtype), compression="zlib")
+    elif cells_path.is_file():
+        cells_path.unlink()  # a stale split of an earlier annotation would no longer match these points
     if meta is not None:
         (d / f"{stem}.meta.json").write_text(json.dumps(meta, indent=1, default=str))
     return p

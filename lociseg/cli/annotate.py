@@ -128,7 +128,7 @@ def main(
                                  candidates=ann.candidates, cells=ann.cells)
                 if sheets:
                     write_contact_sheet(out / "sheets" / f"{name.replace('/', '__')}.png", image[:2], ann.candidates,
-                                        points, ann.chosen_index, auto=ann.auto_index)
+                                        points, ann.chosen_index, auto=ann.auto_index, cells=ann.cells)
                 row = {"name": name, "chosen_index": ann.chosen_index, "auto_index": ann.auto_index,
                        "threshold": ann.thresholds[ann.chosen_index]}
             rep = annotation_report(points, fg, gt_nuclei=gt_nuc, gt_cells=gt_cells, cells=cells, name=name)

@@ -200,6 +200,8 @@ def test_store_round_trip_and_with_annotations(tmp_path, rng):
     assert (got[0].cells == cells).all()
     write_annotation(tmp_path, "c", pts, fg)  # no cells stored (older folders, --from-labels)
     assert read_cells(tmp_path, "c") is None and with_annotations(ds, tmp_path)[1].cells is None
+    write_annotation(tmp_path, "a/b", pts, fg)  # re-annotated without cells: the old ones must not linger
+    assert read_cells(tmp_path, "a/b") is None
     (tmp_path / "bad.points.csv").write_text("y,x\n1,2,3\n")
     tifffile.imwrite(tmp_path / "bad.foreground.tif", np.zeros((4, 4), np.uint8))
     with pytest.raises(InputError, match="points"):
@@ -215,6 +217,13 @@ def test_contact_sheet_png(tmp_path, rng):
     im = np.asarray(Image.open(path))
     assert im.shape == (50, 5 * 60 + 4 * 4, 3)
     assert (im[0, 2 * 64 + 30] == (255, 0, 0)).all()  # red frame on the chosen panel
+    cells = np.zeros((50, 60), np.int32)
+    cells[10:30, 20:40], cells[10:30, 40:55] = 1, 2
+    im = np.asarray(Image.open(write_contact_sheet(tmp_path / "c.png", img, cands, np.zeros((0, 2)), chosen=0,
+                                                   cells=cells)))
+    assert im.shape == (50, 6 * 60 + 5 * 4, 3)  # a sixth panel: the cells
+    panel = im[:, 5 * 64:]
+    assert (panel[20, 40] == (255, 0, 255)).all() and (panel[20, 30] != (255, 0, 255)).any()  # border vs inside
 
 
 def _write_two_channel(path, rng, n=3):
