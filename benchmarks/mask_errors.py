@@ -100,8 +100,9 @@ def main() -> None:
     if args.annotations:
         row(f"Voronoi of {args.annotations}",
             lambda s: partition_foreground(*read_annotation(args.annotations, s.name)[::-1]))
-        if all(read_cells(args.annotations, n) is not None for n in ds.names):
-            row(f"machine-made cells of {args.annotations}", lambda s: read_cells(args.annotations, s.name))
+        cells = {n: read_cells(args.annotations, n) for n in ds.names}
+        if all(c is not None for c in cells.values()):
+            row(f"machine-made cells of {args.annotations}", lambda s: cells[s.name])
     for model in args.model:
         seg = load_model(model)
         row(model, lambda s: seg.segment(s.image, diameter=d)[0])

@@ -61,19 +61,18 @@ def write_contact_sheet(
     H, W = base.shape[:2]
     step = max(1, int(np.ceil(max(H, W) / max_panel)))
     pts = np.asarray(points, np.float32).reshape(-1, 2)
-    panels = []
-    masks = list(np.asarray(candidates, bool))
+    # One panel per candidate (its outline, yellow), then the cells (every cell's outline, magenta).
+    outlines = [(c & ~ndi.binary_erosion(c, border_value=1), (1.0, 1.0, 0.0), str(k))
+                for k, c in enumerate(np.asarray(candidates, bool))]
     if cells is not None:
-        lab = np.asarray(cells)
-        # A cell's border: its pixels with a 4-neighbour of another label (0 included).
-        masks.append(lab > 0)
-        border = (lab != ndi.grey_erosion(lab, footprint=ndi.generate_binary_structure(2, 1))) & (lab > 0)
-    for k, cand in enumerate(masks):
+        from skimage.segmentation import find_boundaries
+
+        outlines.append((find_boundaries(np.asarray(cells), mode="inner"), (1.0, 0.0, 1.0), "cells"))
+    panels = []
+    for k, (edge, colour, tag) in enumerate(outlines):
         rgb = base.copy()
-        is_cells = k == len(candidates)
-        edge = border if is_cells else cand & ~ndi.binary_erosion(cand, border_value=1)
         edge = ndi.binary_dilation(edge, iterations=max(0, step - 1)) if step > 1 else edge
-        rgb[edge] = (1.0, 0.0, 1.0) if is_cells else (1.0, 1.0, 0.0)
+        rgb[edge] = colour
         img = Image.fromarray((rgb[::step, ::step] * 255).astype(np.uint8))
         draw = ImageDraw.Draw(img)
         for y, x in pts / step:
@@ -83,8 +82,8 @@ def write_contact_sheet(
             draw.rectangle([0, 0, img.width - 1, img.height - 1], outline=(255, 0, 0), width=5)
         elif auto is not None and k == auto:
             draw.rectangle([0, 0, img.width - 1, img.height - 1], outline=(255, 255, 255), width=1)
-        draw.rectangle([0, 0, 40 if is_cells else 22, 14], fill=(0, 0, 0))
-        draw.text((4, 2), "cells" if is_cells else str(k), fill=(255, 255, 255))
+        draw.rectangle([0, 0, max(22, 8 * len(tag)), 14], fill=(0, 0, 0))
+        draw.text((4, 2), tag, fill=(255, 255, 255))
         panels.append(img)
     gap = 4
     sheet = Image.new("RGB", (sum(p.width for p in panels) + gap * (len(panels) - 1), panels[0].height), (40, 40, 40))

@@ -125,7 +125,7 @@ def main(
                                                          "chosen_index": ann.chosen_index,
                                                          "thresholds": list(ann.thresholds),
                                                          "scores": ann.scores.round(4).tolist()},
-                                 candidates=ann.candidates, cells=ann.cells)
+                                 candidates=ann.candidates, cells=cells)
                 if sheets:
                     write_contact_sheet(out / "sheets" / f"{name.replace('/', '__')}.png", image[:2], ann.candidates,
                                         points, ann.chosen_index, auto=ann.auto_index, cells=ann.cells)

@@ -127,7 +127,10 @@ def prepare(samples: list, config: ExperimentConfig, *, weak: bool, diameter: fl
         fg = None
         if s.foreground is not None:
             fg = rescale_labels(np.asarray(s.foreground).astype(np.uint8), shape).astype(np.float32)
-        cells = None if s.cells is None else rescale_labels(np.asarray(s.cells), shape).astype(np.int32)
+        # Only the weak loss's territory term reads the cells (a supervised machine run has them as labels).
+        cells = None
+        if s.cells is not None and weak and config.lacss.weak.territory_source == "cells":
+            cells = rescale_labels(np.asarray(s.cells), shape).astype(np.int32)
         out.append(Prepared(s.name, img.astype(np.float32), labels, points, fg, factor, cells))
     return out, d
 
@@ -214,12 +217,10 @@ def border_depth(labels: np.ndarray) -> np.ndarray:
     The depth of a pixel inside its region of a partition: how far a mask
     reaching that pixel from a neighbouring region has gone past the border.
     """
+    from skimage.segmentation import find_boundaries
+
     lab = np.asarray(labels)
-    border = np.zeros(lab.shape, bool)
-    border[1:] |= lab[1:] != lab[:-1]
-    border[:-1] |= lab[:-1] != lab[1:]
-    border[:, 1:] |= lab[:, 1:] != lab[:, :-1]
-    border[:, :-1] |= lab[:, :-1] != lab[:, 1:]
+    border = find_boundaries(lab, mode="thick")  # pixels with a 4-neighbour of another label
     if not border.any():
         return np.full(lab.shape, float(max(lab.shape)), np.float32)
     return ndi.distance_transform_edt(~border).astype(np.float32)
