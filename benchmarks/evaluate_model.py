@@ -6,8 +6,12 @@ Usage::
         --channels actin,DNA --diameter 23 [--json out.json]
 
 ``--diameter`` is a number (px, the same for every image), ``auto`` (estimated
-per image by the model) or ``train`` (the diameter the model was trained at,
-from its checkpoint metrics; weak runs estimate it from annotation points).
+per image by the model), ``train`` (the diameter the model was trained at,
+from its checkpoint metrics; weak runs estimate it from annotation points),
+``annotations:DIR`` (per image, from the machine-made cells of a
+``lociseg annotate`` folder of the same images: no label used) or ``gt``
+(per image from the test labels themselves: an upper bound for analysis,
+never a result). ``--augment`` averages the four flips of each image.
 Prints a Markdown row: F1@0.5, DSB-AP@0.5, AP50, AP75, mAP, AFNR (pooled over
 images) and seconds per image.
 """
@@ -23,6 +27,19 @@ from datetime import date
 import numpy as np
 
 
+def _image_diameter(spec: str, sample) -> float:
+    """Per-image diameter (px): from the sample's own labels (``gt``) or its machine-made cells."""
+    from lociseg.annotate import read_cells
+    from lociseg.train.data import diameter_from_labels
+
+    if spec == "gt":
+        return diameter_from_labels(sample.labels)
+    cells = read_cells(spec.split(":", 1)[1], sample.name)
+    if cells is None:
+        raise SystemExit(f"{spec}: no machine-made cells for {sample.name} (re-run lociseg annotate)")
+    return diameter_from_labels(cells)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
@@ -30,6 +47,7 @@ def main() -> None:
     ap.add_argument("--channels", default=None, help="comma-separated names or indices")
     ap.add_argument("--diameter", default="auto")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--augment", action="store_true", help="average the four flips of each image (test-time augmentation)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
@@ -41,10 +59,13 @@ def main() -> None:
     chans = None if args.channels is None else [int(c) if c.isdigit() else c for c in args.channels.split(",")]
     ds = load_dataset(args.data, channels=chans)
     seg = load_model(args.model, device=args.device)
+    per_image = None
     if args.diameter == "train":
         d = "train"  # the diameter recorded with the checkpoint (Segmenter.train_diameter)
     elif args.diameter == "auto":
         d = None
+    elif args.diameter == "gt" or args.diameter.startswith("annotations:"):
+        per_image = args.diameter
     else:
         d = float(args.diameter)
     gts, preds, scores, names = [], [], [], []
@@ -54,7 +75,9 @@ def main() -> None:
         s = ds[i]
         if s.labels is None:
             continue
-        labels, table = seg.segment(s.image, diameter=d)
+        if per_image is not None:
+            d = _image_diameter(per_image, s)
+        labels, table = seg.segment(s.image, diameter=d, augment=args.augment)
         gts.append(s.labels)
         preds.append(labels)
         scores.append(np.asarray(table.score))
@@ -64,13 +87,13 @@ def main() -> None:
     r = rep.overall["sum"]
     row = {
         "date": str(date.today()), "model": args.model, "data": args.data, "diameter": args.diameter,
-        "images": len(names), "f1_50": r["f1_50"], "dsb_ap_50": r["dsb_ap_50"], "ap50": r["ap50"],
+        "augment": args.augment, "images": len(names), "f1_50": r["f1_50"], "dsb_ap_50": r["dsb_ap_50"], "ap50": r["ap50"],
         "ap75": r["ap75"], "map": r["map"], "afnr": r["afnr"], "s_per_image": seconds,
         "host": f"{platform.processor() or platform.machine()}, torch threads {__import__('torch').get_num_threads()}",
     }
-    print("| model | data | diameter | images | F1@0.5 | DSB-AP@0.5 | AP50 | AP75 | mAP | AFNR | s/image |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {args.model} | {args.data} | {args.diameter} | {len(names)} | {r['f1_50']:.3f} | {r['dsb_ap_50']:.3f} | "
+    print("| model | data | diameter | augment | images | F1@0.5 | DSB-AP@0.5 | AP50 | AP75 | mAP | AFNR | s/image |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| {args.model} | {args.data} | {args.diameter} | {'yes' if args.augment else 'no'} | {len(names)} | {r['f1_50']:.3f} | {r['dsb_ap_50']:.3f} | "
           f"{r['ap50']:.3f} | {r['ap75']:.3f} | {r['map']:.3f} | {r['afnr']:.3f} | {seconds:.2f} |")
     if args.json:
         with open(args.json, "w") as fh:

@@ -75,6 +75,8 @@ def main(
                                           "the model's training images (default: estimated per image)."),
     channels: Optional[str] = typer.Option(None, "--channels", "-c", help="Channels to use, by name or index: actin,DNA or 0,1."),
     tile_size: int = typer.Option(1024, "--tile-size", help="Tile side (px at model scale) for large images."),
+    augment: bool = typer.Option(False, "--augment", help="Average the predictions of the four flips of each tile "
+                                 "(test-time augmentation, about 4x the time)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip images whose outputs all exist."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -127,7 +129,8 @@ def main(
             seg = segmenter_for(image)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                labels, table = seg.segment(image, diameter=diameter_px, channels=chans, channel_names=meta)
+                labels, table = seg.segment(image, diameter=diameter_px, channels=chans, channel_names=meta,
+                                             tile_size=tile_size, augment=augment)
             for w in caught:
                 log.info("%s: %s", name, w.message)
             write_outputs(out, name, labels, table, {"input": path})

@@ -66,6 +66,10 @@ class SegmentationModel(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def predict_instances(self, image: torch.Tensor) -> Instances:
-        """Predict instances on one normalised image (1, C, H, W) at model scale."""
+    def predict_instances(self, image: torch.Tensor, *, augment: bool = False) -> Instances:
+        """Predict instances on one normalised image (1, C, H, W) at model scale.
+
+        ``augment``: average the predictions of the four flips of the image
+        (:mod:`lociseg.models.flips`).
+        """
         raise NotImplementedError

@@ -24,6 +24,7 @@ from ..losses.weak import WeakLossConfig, weak_image_loss
 from ..predict.instances import Instances
 from .backbone import BackboneConfig, ConvNeXt
 from .base import InputSpec, SegmentationModel
+from .flips import FLIPS, flip_views, mean_unflipped, unflip
 from .fpn import FPN
 from .lpn import LPNHead, decode_locations, lpn_targets
 from .seghead import SegHead
@@ -306,24 +307,72 @@ class LacssModel(SegmentationModel):
 
     # --------------------------------------------------------------- prediction
     @torch.no_grad()
-    def predict_instances(self, image: torch.Tensor, chunk: int = 512) -> Instances:
-        """Instances of one normalised image (1, C, H, W) at model scale (any H, W)."""
+    def predict_instances(self, image: torch.Tensor, chunk: int = 512, *, augment: bool = False) -> Instances:
+        """Instances of one normalised image (1, C, H, W) at model scale (any H, W).
+
+        ``augment`` averages the four flips of the image (:mod:`~lociseg.models.flips`):
+        the LPN maps before locations are decoded, then each location's mask
+        over the mirrored windows; about 4x the compute.
+        """
         was_training = self.training
         self.eval()
         try:
-            return self._predict(image, chunk)
+            return self._predict(image, chunk, augment)
         finally:
             self.train(was_training)
 
-    def _predict(self, image: torch.Tensor, chunk: int) -> Instances:
+    def _dense_outputs(self, x: torch.Tensor, augment: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Score logits (h, w), offsets (2, h, w) and per-view seg features (V, width, h, w) of one image."""
+        if not augment:
+            score, offsets, dense = self(x)
+            return score[0], offsets[0], dense
+        score, offsets, dense = self(flip_views(x))
+        # A flip reverses the offsets along its axes (offset channel 0 is y, 1 is x).
+        sign = torch.tensor([[-1.0 if -2 in d else 1.0, -1.0 if -1 in d else 1.0] for d in FLIPS], device=x.device)
+        offsets = offsets.float() * sign[:, :, None, None]
+        prob = mean_unflipped(torch.sigmoid(score.float()))
+        return torch.logit(prob, eps=1e-6), mean_unflipped(offsets), dense
+
+    def _view_masks(self, dense: torch.Tensor, locs: torch.Tensor, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask probabilities (N, S, S) and pixel origins of ``locs``, averaged over the views in ``dense``.
+
+        Each view predicts in its own window, centred on its own (mirrored)
+        location as in training; mapped back, that window can sit one grid
+        cell off the unflipped one, so each pixel averages the views that cover it.
+        """
+        logits, origins = self.seghead(dense[0], locs)
+        total = torch.sigmoid(logits.float())
+        if len(dense) == 1:
+            return total, origins
+        count = torch.ones_like(total)
+        n, size = len(locs), self.seghead.window_px
+        extent = torch.tensor(shape, device=locs.device)
+        r = torch.arange(size, device=locs.device)
+        for k in range(1, len(FLIPS)):
+            axes = torch.tensor([-2 in FLIPS[k], -1 in FLIPS[k]], device=locs.device)
+            logits, v_org = self.seghead(dense[k], torch.where(axes, extent - 1 - locs, locs))
+            prob = unflip(torch.sigmoid(logits.float()), k)
+            # the view's window in the unflipped frame, relative to the unflipped window
+            shift = torch.where(axes, extent - v_org - size, v_org) - origins  # (N, 2), multiples of the stride
+            ys, xs = r[None, :] + shift[:, :1], r[None, :] + shift[:, 1:]  # canonical coords of the view's pixels
+            oky, okx = (ys >= 0) & (ys < size), (xs >= 0) & (xs < size)
+            ok = oky[:, :, None] & okx[:, None, :]
+            idx = torch.arange(n, device=locs.device)[:, None, None].expand(n, size, size)
+            yy = ys.clamp(0, size - 1)[:, :, None].expand(n, size, size)
+            xx = xs.clamp(0, size - 1)[:, None, :].expand(n, size, size)
+            total.index_put_((idx[ok], yy[ok], xx[ok]), prob[ok], accumulate=True)
+            count.index_put_((idx[ok], yy[ok], xx[ok]), torch.ones_like(prob[ok]), accumulate=True)
+        return total / count, origins
+
+    def _predict(self, image: torch.Tensor, chunk: int, augment: bool = False) -> Instances:
         cfg = self.config
         if image.ndim == 3:
             image = image[None]
         h, w = image.shape[-2:]
         ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
         x = F.pad(image, (0, pw, 0, ph)) if ph or pw else image
-        score, offsets, dense = self(x)
-        locs, scores = decode_locations(score[0], offsets[0], STRIDE, min_score=cfg.lpn.min_score,
+        score, offsets, dense = self._dense_outputs(x, augment)
+        locs, scores = decode_locations(score, offsets, STRIDE, min_score=cfg.lpn.min_score,
                                         max_count=cfg.lpn.max_count, min_distance=cfg.lpn.min_distance)
         inside = (locs[:, 0] >= 0) & (locs[:, 0] <= h - 1) & (locs[:, 1] >= 0) & (locs[:, 1] <= w - 1)
         locs, scores = locs[inside], scores[inside]
@@ -332,8 +381,8 @@ class LacssModel(SegmentationModel):
             return Instances.empty((size, size))
         masks, origins = [], []
         for k in range(0, len(locs), chunk):
-            logits, org = self.seghead(dense[0], locs[k : k + chunk])
-            masks.append(torch.sigmoid(logits.float()).cpu())
+            prob, org = self._view_masks(dense, locs[k : k + chunk], tuple(x.shape[-2:]))
+            masks.append(prob.cpu())
             origins.append(org.cpu())
         return Instances(
             locs.cpu().numpy().astype(np.float32),

@@ -28,6 +28,7 @@ from ..losses.semantic import (
 )
 from ..predict.instances import Instances
 from .base import InputSpec, SegmentationModel
+from .flips import flip_views, mean_unflipped
 
 NUM_CLASSES = 3
 
@@ -247,20 +248,25 @@ class UNetModel(SegmentationModel):
         return loss, {k: float(v.detach()) for k, v in parts.items()}
 
     @torch.no_grad()
-    def predict_probabilities(self, image: torch.Tensor) -> np.ndarray:
-        """Softmax class probabilities (3, H, W) of one normalised image (1, C, H, W)."""
+    def predict_probabilities(self, image: torch.Tensor, *, augment: bool = False) -> np.ndarray:
+        """Softmax class probabilities (3, H, W) of one normalised image (1, C, H, W).
+
+        ``augment`` averages the probabilities of the four flips of the image.
+        """
         if image.ndim == 3:
             image = image[None]
+        if augment:
+            return mean_unflipped(torch.softmax(self.net(flip_views(image)).float(), dim=1)).cpu().numpy()
         return torch.softmax(self.net(image), dim=1)[0].float().cpu().numpy()
 
     @torch.no_grad()
-    def predict_instances(self, image: torch.Tensor) -> Instances:
+    def predict_instances(self, image: torch.Tensor, *, augment: bool = False) -> Instances:
         from ..predict.semantic import three_class_to_instances
 
         was_training = self.training
         self.eval()
         try:
-            probs = self.predict_probabilities(image)
+            probs = self.predict_probabilities(image, augment=augment)
         finally:
             self.train(was_training)
         c = self.config

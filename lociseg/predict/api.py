@@ -13,6 +13,7 @@ image, with a per-cell table.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -218,8 +219,11 @@ class Segmenter:
         return normalize_percentile(image, self.spec.normalize_low, self.spec.normalize_high)
 
     @torch.inference_mode()
-    def predict_tile(self, tile: np.ndarray) -> Instances:
-        """Instances of one normalised (C, h, w) tile at model scale, in tile coordinates."""
+    def predict_tile(self, tile: np.ndarray, augment: bool = False) -> Instances:
+        """Instances of one normalised (C, h, w) tile at model scale, in tile coordinates.
+
+        ``augment`` averages the four flips of the tile (about 4x the time).
+        """
         h, w = tile.shape[-2:]
         m = self.pad_multiple
         ph, pw = -h % m, -w % m
@@ -227,20 +231,22 @@ class Segmenter:
             tile = np.pad(tile, ((0, 0), (0, ph), (0, pw)))
         x = torch.from_numpy(np.ascontiguousarray(tile, np.float32))[None].to(self.device)
         x = x.contiguous(memory_format=torch.channels_last)
-        inst = self.model.predict_instances(x)
+        # only ask for augment when wanted: models outside lociseg may not take it
+        inst = self.model.predict_instances(x, augment=True) if augment else self.model.predict_instances(x)
         if len(inst) and (ph or pw):
             loc = inst.locations
             inst = inst.select((loc[:, 0] < h) & (loc[:, 1] < w))
         return inst
 
     def predict_instances(
-        self, image: np.ndarray, factor: float = 1.0, *, tile_size: int = 1024, overlap: int | None = None, progress: bool | None = False
+        self, image: np.ndarray, factor: float = 1.0, *, tile_size: int = 1024, overlap: int | None = None,
+        progress: bool | None = False, augment: bool = False,
     ) -> tuple[Instances, tuple[int, int]]:
         """Rescale a normalised image by ``factor`` and predict (tiled); returns instances at model scale and that shape."""
         scaled = rescale_image(image, factor)
         if overlap is None:
             overlap = self.default_overlap()
-        inst = predict_tiled(self.predict_tile, scaled, tile_size=tile_size, overlap=overlap, align=self.pad_multiple,
+        inst = predict_tiled(functools.partial(self.predict_tile, augment=augment), scaled, tile_size=tile_size, overlap=overlap, align=self.pad_multiple,
                              progress=progress)
         return inst, tuple(scaled.shape[-2:])
 
@@ -290,6 +296,7 @@ class Segmenter:
         threshold: float = 0.5,
         min_area: int = 8,
         progress: bool | None = False,
+        augment: bool = False,
     ) -> tuple[np.ndarray, CellTable]:
         """Segment every cell of a raw image.
 
@@ -318,6 +325,10 @@ class Segmenter:
             Smallest cell kept, in pixels at model scale.
         progress : bool or None, optional
             tqdm bar over tiles.
+        augment : bool, optional
+            Average the predictions of the four flips of each tile (test-time
+            augmentation; about 4x the time). The diameter estimate does not
+            use it.
 
         Returns
         -------
@@ -350,7 +361,8 @@ class Segmenter:
         factor = float(self.spec.target_diameter) / float(diameter)
         if min(scaled_shape(shape, factor)) < 1 or factor * max(shape) > 65536:
             raise ConfigError(f"diameter {diameter} rescales a {shape} image by {factor:.3g}: check the value")
-        inst, model_shape = self.predict_instances(img, factor, tile_size=tile_size, overlap=overlap, progress=progress)
+        inst, model_shape = self.predict_instances(img, factor, tile_size=tile_size, overlap=overlap, progress=progress,
+                                                   augment=augment)
         inst = rescale_instances(inst, model_shape, shape)
         area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
         labels, kept = paste_instances(inst, shape, threshold=threshold, min_area=max(1, int(round(min_area * area_scale))))
@@ -364,6 +376,7 @@ class Segmenter:
             "tile_size": int(tile_size),
             "overlap": int(overlap if overlap is not None else self.default_overlap()),
             "threshold": float(threshold),
+            "augment": bool(augment),
             "cells": int(len(kept)),
         }
         return labels, cell_table(labels, inst.scores[kept], meta)

@@ -207,3 +207,20 @@ def test_diameter_estimators_on_real_images(data_root, spec):
     assert all(mask_ok)
     # spacing only holds where cells touch: all Koyuncu fields, most BBBC018 ones
     assert np.mean(spacing_ok) >= (1.0 if spec.startswith("koyuncu") else 0.6)
+
+
+def test_segment_augment_reaches_the_model_and_is_recorded(disc_image):
+    image, _ = disc_image
+
+    class Recording(ThresholdModel):
+        def predict_instances(self, image: torch.Tensor, *, augment: bool = False) -> Instances:
+            self.augmented = augment
+            return super().predict_instances(image)
+
+    model = Recording(in_channels=1, target_diameter=20)
+    seg = Segmenter(model, device="cpu")
+    _, table = seg.segment(image, diameter=20, augment=True)
+    assert model.augmented is True and table.meta["augment"] is True
+    _, table = seg.segment(image, diameter=20)
+    assert model.augmented is False and table.meta["augment"] is False
+    # a model without the keyword still segments when augment is off (ThresholdModel above)
