@@ -312,7 +312,7 @@ class LacssModel(SegmentationModel):
 
         ``augment`` averages the four flips of the image (:mod:`~lociseg.models.flips`):
         the LPN maps before locations are decoded, then each location's mask
-        over the mirrored windows; about 4x the compute.
+        over the views that cover each pixel; about 4x the compute.
         """
         was_training = self.training
         self.eval()
