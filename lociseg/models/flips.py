@@ -14,6 +14,12 @@ import torch
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 
 
+def flipped_axes(view: int) -> tuple[bool, bool]:
+    """Whether view ``view`` flips (y, x)."""
+    d = FLIPS[view]
+    return -2 in d, -1 in d
+
+
 def flip_views(x: torch.Tensor) -> torch.Tensor:
     """Stack the four flips of a (1, C, H, W) batch into (4, C, H, W), in :data:`FLIPS` order."""
     if x.shape[0] != 1:

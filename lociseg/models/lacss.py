@@ -24,7 +24,7 @@ from ..losses.weak import WeakLossConfig, weak_image_loss
 from ..predict.instances import Instances
 from .backbone import BackboneConfig, ConvNeXt
 from .base import InputSpec, SegmentationModel
-from .flips import FLIPS, flip_views, mean_unflipped, unflip
+from .flips import FLIPS, flip_views, flipped_axes, mean_unflipped, unflip
 from .fpn import FPN
 from .lpn import LPNHead, decode_locations, lpn_targets
 from .seghead import SegHead
@@ -328,8 +328,8 @@ class LacssModel(SegmentationModel):
             return score[0], offsets[0], dense
         score, offsets, dense = self(flip_views(x))
         # A flip reverses the offsets along its axes (offset channel 0 is y, 1 is x).
-        sign = torch.tensor([[-1.0 if -2 in d else 1.0, -1.0 if -1 in d else 1.0] for d in FLIPS], device=x.device)
-        offsets = offsets.float() * sign[:, :, None, None]
+        flipped = torch.tensor([flipped_axes(k) for k in range(len(FLIPS))], device=x.device)
+        offsets = torch.where(flipped[:, :, None, None], -offsets.float(), offsets.float())
         prob = mean_unflipped(torch.sigmoid(score.float()))
         return torch.logit(prob, eps=1e-6), mean_unflipped(offsets), dense
 
@@ -349,7 +349,7 @@ class LacssModel(SegmentationModel):
         extent = torch.tensor(shape, device=locs.device)
         r = torch.arange(size, device=locs.device)
         for k in range(1, len(FLIPS)):
-            axes = torch.tensor([-2 in FLIPS[k], -1 in FLIPS[k]], device=locs.device)
+            axes = torch.tensor(flipped_axes(k), device=locs.device)
             logits, v_org = self.seghead(dense[k], torch.where(axes, extent - 1 - locs, locs))
             prob = unflip(torch.sigmoid(logits.float()), k)
             # the view's window in the unflipped frame, relative to the unflipped window
