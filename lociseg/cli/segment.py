@@ -77,6 +77,9 @@ def main(
     tile_size: int = typer.Option(1024, "--tile-size", help="Tile side (px at model scale) for large images."),
     augment: bool = typer.Option(False, "--augment", help="Average the predictions of the four flips of each tile "
                                  "(test-time augmentation, about 4x the time)."),
+    overlaps: str = typer.Option("score", "--overlaps", help="Who gets a pixel that two cells' masks claim: "
+                                 "'score' (the higher-scoring cell) or 'probability' (the more confident mask: "
+                                 "better borders between touching cells)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip images whose outputs all exist."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -95,6 +98,8 @@ def main(
     if skip_existing and overwrite:
         raise ConfigError("--skip-existing and --overwrite exclude each other")
     diameter_px = _parse_diameter(diameter)
+    if overlaps not in ("probability", "score"):
+        raise ConfigError(f"--overlaps must be 'probability' or 'score', got {overlaps!r}")
     jobs = _jobs(images)
     prepare_out_dir(out)
     chans = _parse_channels(channels)
@@ -130,7 +135,7 @@ def main(
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 labels, table = seg.segment(image, diameter=diameter_px, channels=chans, channel_names=meta,
-                                             tile_size=tile_size, augment=augment)
+                                             tile_size=tile_size, augment=augment, overlaps=overlaps)
             for w in caught:
                 log.info("%s: %s", name, w.message)
             write_outputs(out, name, labels, table, {"input": path})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -16,17 +18,26 @@ def paste_instances(
     threshold: float = 0.5,
     min_area: int = 8,
     min_fragment_fraction: float = 0.25,
+    overlaps: Literal["score", "probability"] = "score",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Paste soft instance masks into a label image, one label per cell.
 
-    Instances are pasted greedily from the highest score down, so where masks
-    overlap the higher score wins. Each instance claims the pixels of its
-    window where ``mask > threshold`` that no better instance has claimed;
-    of those it keeps only the largest 4-connected piece (a cell is one
-    region). It is dropped when that piece is smaller than ``min_area`` or
-    than ``min_fragment_fraction`` of its own thresholded mask (a mostly
-    covered duplicate of a better detection); its pixels then stay free for
-    lower-scoring instances.
+    First the instances are pasted greedily from the highest score down:
+    each claims the pixels of its window where ``mask > threshold`` that no
+    better instance has claimed, and of those keeps only the largest
+    4-connected piece (a cell is one region). It is dropped when that piece
+    is smaller than ``min_area`` or than ``min_fragment_fraction`` of its own
+    thresholded mask (a mostly covered duplicate of a better detection); its
+    pixels then stay free for lower-scoring instances. This pass decides
+    which instances are cells. With ``overlaps="score"`` (default) it is
+    also the result: where masks overlap, the higher score wins. With
+    ``overlaps="probability"`` each pixel above ``threshold`` then goes to
+    the kept cell whose mask is most confident there, so the border between
+    two touching cells follows their masks rather than their detection
+    scores; each cell again keeps its largest 4-connected piece and is
+    dropped below ``min_area``. That helps irregular touching cells
+    (BBBC018: F1@0.5 +0.3 to +0.8 points) and hurts round nuclei (Koyuncu:
+    -1.3), see BENCHMARKS.md.
 
     Parameters
     ----------
@@ -41,6 +52,9 @@ def paste_instances(
     min_fragment_fraction : float, optional
         Smallest fraction of its thresholded mask a cell must keep after
         overlaps are resolved (0 disables the check).
+    overlaps : {"score", "probability"}, optional
+        Who gets a pixel that several kept cells' masks claim: the
+        higher-scoring cell, or the most confident mask.
 
     Returns
     -------
@@ -49,6 +63,8 @@ def paste_instances(
     kept_index : (N,) int64 ndarray
         ``kept_index[k]`` is the index in ``instances`` of label ``k + 1``.
     """
+    if overlaps not in ("probability", "score"):
+        raise ValueError(f"overlaps must be 'probability' or 'score', got {overlaps!r}")
     h, w = int(shape[0]), int(shape[1])
     n = len(instances)
     canvas = np.zeros((h, w), np.int32)
@@ -87,4 +103,43 @@ def paste_instances(
             continue
         kept.append(int(i))
         sub[free] = len(kept)
-    return canvas.astype(label_dtype(len(kept))), np.asarray(kept, np.int64)
+    kept_index = np.asarray(kept, np.int64)
+    if overlaps == "probability" and len(kept_index):
+        canvas, kept_index = _by_probability(instances, kept_index, (h, w), threshold, min_area)
+    return canvas.astype(label_dtype(len(kept_index))), kept_index
+
+
+def _by_probability(instances: Instances, kept: np.ndarray, shape: tuple[int, int], threshold: float,
+                    min_area: int) -> tuple[np.ndarray, np.ndarray]:
+    """Label image of the ``kept`` instances where each pixel goes to the most confident mask."""
+    h, w = shape
+    wh, ww = instances.masks.shape[1:]
+    best = np.full((h, w), threshold, np.float32)
+    canvas = np.zeros((h, w), np.int32)
+    for k, i in enumerate(kept, start=1):
+        oy, ox = (int(v) for v in instances.origins[i])
+        y0, y1 = max(oy, 0), min(oy + wh, h)
+        x0, x1 = max(ox, 0), min(ox + ww, w)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        mask = instances.masks[i, y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+        sub_best = best[y0:y1, x0:x1]
+        take = mask > sub_best  # strict: on a tie the higher score (earlier in kept) keeps the pixel
+        sub_best[take] = mask[take]
+        canvas[y0:y1, x0:x1][take] = k
+    out = np.zeros_like(canvas)
+    survivors: list[int] = []
+    for k, box in enumerate(ndi.find_objects(canvas), start=1):
+        if box is None:
+            continue
+        own = canvas[box] == k
+        comps, nc = ndi.label(own)
+        if nc > 1:
+            sizes = np.bincount(comps.ravel())
+            sizes[0] = 0
+            own = comps == int(sizes.argmax())
+        if int(own.sum()) < max(min_area, 1):
+            continue
+        survivors.append(int(kept[k - 1]))
+        out[box][own] = len(survivors)
+    return out, np.asarray(survivors, np.int64)

@@ -68,6 +68,7 @@ def test_batch_with_bad_file_in_the_middle(tmp_path, fake_model, capsys):
     assert read_labels(out / "a.tif").max() == 3 and read_labels(out / "c.tif").max() == 7
     meta = json.loads((out / "c.json").read_text())
     assert meta["diameter_used"] == 8 and meta["model"] == "m.pt" and meta["input"].endswith("c.png")
+    assert meta["overlaps"] == "score"
     assert len((out / "c.csv").read_text().splitlines()) == 8
     assert not list(out.glob(".*"))  # no temporary files left
 
@@ -108,6 +109,7 @@ def test_user_errors_exit_2(tmp_path, fake_model, capsys):
     assert run(["segment", str(tmp_path / "nothing*.png"), "-m", "m", "-o", str(tmp_path)]) == 2
     assert run(["segment", str(tmp_path / "a.png"), "-m", "missing", "-o", str(tmp_path / "o")]) == 2
     assert run(["segment", str(tmp_path / "a.png"), "-m", "m", "-o", str(tmp_path / "o"), "-d", "-1"]) == 2
+    assert run(["segment", str(tmp_path / "a.png"), "-m", "m", "-o", str(tmp_path / "o"), "--overlaps", "area"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "no image files" in err and "missing" in err
 

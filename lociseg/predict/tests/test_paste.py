@@ -1,4 +1,5 @@
 import numpy as np
+from scipy import ndimage as ndi
 
 from lociseg.predict import Instances, paste_instances
 
@@ -91,3 +92,43 @@ def test_uint32_when_many_labels():
     origins = np.stack([np.arange(n) // 300, np.arange(n) % 300], 1)
     labels, kept = paste_instances(_instances(masks, origins, np.ones(n)), (300, 300), min_area=1)
     assert labels.dtype == np.uint32 and labels.max() == n
+
+
+def _ramp(h, w, cy, cx, r):
+    """Disc whose probability falls from 1 at the centre to 0.5 at radius r."""
+    yy, xx = np.mgrid[:h, :w]
+    d = np.hypot(yy - cy, xx - cx)
+    return np.where(d <= r, 1 - 0.5 * d / r, 0).astype(np.float32)
+
+
+def test_overlaps_go_to_most_confident_mask():
+    a = _ramp(20, 20, 10, 10, 9)
+    # two touching cells, centres 12 px apart; the right one has the higher score
+    inst = _instances([a, a], [[0, 0], [0, 12]], [0.3, 0.9])
+    by_score, kept_s = paste_instances(inst, (20, 32), min_area=1)
+    by_prob, kept_p = paste_instances(inst, (20, 32), min_area=1, overlaps="probability")
+    assert list(kept_s) == list(kept_p) == [1, 0]
+    # by score the better cell takes the whole overlap, reaching past the midline (x = 16)
+    assert (by_score[10, :16] == 1).any()
+    # by probability the border is the midline between the two centres
+    assert (by_prob[10, 11:16] == 2).all() and (by_prob[10, 17:22] == 1).all()
+    assert (by_prob > 0).sum() == (by_score > 0).sum()  # same pixels, different owners
+    # a tie in probability (column 16, equidistant) goes to the higher score
+    assert by_prob[10, 16] == 1
+
+
+def test_probability_overlaps_keep_one_piece_and_drop_slivers():
+    big = 0.95 * _ramp(20, 20, 10, 10, 9)
+    small = np.zeros((20, 20), np.float32)
+    small[9:12, 0:20] = 0.99  # a thin, confident bar across the big cell, cutting it in two
+    inst = _instances([big, small], [[0, 0], [0, 0]], [0.9, 0.8])
+    labels, kept = paste_instances(inst, (20, 20), min_area=1, min_fragment_fraction=0.0, overlaps="probability")
+    assert list(kept) == [0, 1]
+    # the big cell keeps only its larger half; the bar takes the middle rows
+    for k in (1, 2):
+        assert ndi.label(labels == k)[1] == 1
+    assert (labels[9:12, 2:18] == 2).all()
+    labels, kept = paste_instances(inst, (20, 20), min_area=70, min_fragment_fraction=0.0, overlaps="probability")
+    assert list(kept) == [0]  # the bar (< 70 px) is dropped after the reassignment
+    with np.testing.assert_raises(ValueError):
+        paste_instances(inst, (20, 20), overlaps="area")
