@@ -66,40 +66,24 @@ def paste_instances(
     if overlaps not in ("probability", "score"):
         raise ValueError(f"overlaps must be 'probability' or 'score', got {overlaps!r}")
     h, w = int(shape[0]), int(shape[1])
-    n = len(instances)
     canvas = np.zeros((h, w), np.int32)
     kept: list[int] = []
-    if n == 0:
+    if len(instances) == 0:
         return canvas.astype(np.uint16), np.zeros(0, np.int64)
-    wh, ww = instances.masks.shape[1:]
     # stable sort so equal scores keep their input order
     order = np.argsort(-np.asarray(instances.scores, np.float64), kind="stable")
-    origins = np.asarray(instances.origins, np.int64)
     for i in order:
-        oy, ox = origins[i]
-        # window ∩ image, in image and in window coordinates
-        y0, y1 = max(oy, 0), min(oy + wh, h)
-        x0, x1 = max(ox, 0), min(ox + ww, w)
-        if y0 >= y1 or x0 >= x1:
+        clipped = _in_image(instances, int(i), (h, w))
+        if clipped is None:
             continue
-        mask = instances.masks[i, y0 - oy : y1 - oy, x0 - ox : x1 - ox] > threshold
+        box, probs = clipped
+        mask = probs > threshold
         own = int(mask.sum())
         if own < max(min_area, 1):
             continue
-        sub = canvas[y0:y1, x0:x1]
-        free = mask & (sub == 0)
-        comps, nc = ndi.label(free)
-        if nc == 0:
-            continue
-        if nc > 1:
-            sizes = np.bincount(comps.ravel())
-            sizes[0] = 0
-            best = int(sizes.argmax())
-            free = comps == best
-            area = int(sizes[best])
-        else:
-            area = int(free.sum())
-        if area < min_area or area < min_fragment_fraction * own:
+        sub = canvas[box]
+        free, area = _largest_piece(mask & (sub == 0))
+        if area == 0 or area < min_area or area < min_fragment_fraction * own:
             continue
         kept.append(int(i))
         sub[free] = len(kept)
@@ -109,36 +93,49 @@ def paste_instances(
     return canvas.astype(label_dtype(len(kept_index))), kept_index
 
 
+def _in_image(instances: Instances, i: int, shape: tuple[int, int]) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """Instance ``i``'s window clipped to the image: (image slices, mask probabilities there), or None."""
+    wh, ww = instances.masks.shape[1:]
+    oy, ox = (int(v) for v in instances.origins[i])
+    y0, y1 = max(oy, 0), min(oy + wh, shape[0])
+    x0, x1 = max(ox, 0), min(ox + ww, shape[1])
+    if y0 >= y1 or x0 >= x1:
+        return None
+    return (slice(y0, y1), slice(x0, x1)), instances.masks[i, y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+
+
+def _largest_piece(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The largest 4-connected piece of a boolean mask and its area (0 when empty)."""
+    comps, nc = ndi.label(mask)
+    if nc <= 1:
+        return mask, int(mask.sum())
+    sizes = np.bincount(comps.ravel())
+    sizes[0] = 0
+    best = int(sizes.argmax())
+    return comps == best, int(sizes[best])
+
+
 def _by_probability(instances: Instances, kept: np.ndarray, shape: tuple[int, int], threshold: float,
                     min_area: int) -> tuple[np.ndarray, np.ndarray]:
     """Label image of the ``kept`` instances where each pixel goes to the most confident mask."""
-    h, w = shape
-    wh, ww = instances.masks.shape[1:]
-    best = np.full((h, w), threshold, np.float32)
-    canvas = np.zeros((h, w), np.int32)
+    best = np.full(shape, threshold, np.float32)
+    canvas = np.zeros(shape, np.int32)
     for k, i in enumerate(kept, start=1):
-        oy, ox = (int(v) for v in instances.origins[i])
-        y0, y1 = max(oy, 0), min(oy + wh, h)
-        x0, x1 = max(ox, 0), min(ox + ww, w)
-        if y0 >= y1 or x0 >= x1:
+        clipped = _in_image(instances, int(i), shape)
+        if clipped is None:
             continue
-        mask = instances.masks[i, y0 - oy : y1 - oy, x0 - ox : x1 - ox]
-        sub_best = best[y0:y1, x0:x1]
-        take = mask > sub_best  # strict: on a tie the higher score (earlier in kept) keeps the pixel
-        sub_best[take] = mask[take]
-        canvas[y0:y1, x0:x1][take] = k
+        box, probs = clipped
+        sub_best = best[box]
+        take = probs > sub_best  # strict: on a tie the higher score (earlier in kept) keeps the pixel
+        sub_best[take] = probs[take]
+        canvas[box][take] = k
     out = np.zeros_like(canvas)
     survivors: list[int] = []
     for k, box in enumerate(ndi.find_objects(canvas), start=1):
         if box is None:
             continue
-        own = canvas[box] == k
-        comps, nc = ndi.label(own)
-        if nc > 1:
-            sizes = np.bincount(comps.ravel())
-            sizes[0] = 0
-            own = comps == int(sizes.argmax())
-        if int(own.sum()) < max(min_area, 1):
+        own, area = _largest_piece(canvas[box] == k)
+        if area < max(min_area, 1):
             continue
         survivors.append(int(kept[k - 1]))
         out[box][own] = len(survivors)
