@@ -94,12 +94,13 @@ def main(
 
     from ..errors import ConfigError, LociError
     from ..predict.api import load_model, write_outputs
+    from ..predict.paste import OVERLAP_RULES
 
     if skip_existing and overwrite:
         raise ConfigError("--skip-existing and --overwrite exclude each other")
     diameter_px = _parse_diameter(diameter)
-    if overlaps not in ("probability", "score"):
-        raise ConfigError(f"--overlaps must be 'probability' or 'score', got {overlaps!r}")
+    if overlaps not in OVERLAP_RULES:
+        raise ConfigError(f"--overlaps must be one of {', '.join(OVERLAP_RULES)}, got {overlaps!r}")
     jobs = _jobs(images)
     prepare_out_dir(out)
     chans = _parse_channels(channels)

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import ConfigError, InputError
 from .instances import Instances
-from .paste import paste_instances
+from .paste import OVERLAP_RULES, paste_instances
 from .scale import diameter_from_labels, rescale_image, rescale_instances, scaled_shape
 from .tiling import predict_tiled
 
@@ -278,7 +278,7 @@ class Segmenter:
 
     def _measure(self, image: np.ndarray, factor: float, min_area: int) -> float:
         inst, shape = self.predict_instances(image, factor)
-        # the median size hardly depends on who owns contested pixels; the cheaper pass suffices
+        # fixed rule: the estimate (and so the scale) must not change with segment(overlaps=)
         labels, _ = paste_instances(inst, shape, min_area=min_area, overlaps="score")
         return diameter_from_labels(labels) / factor
 
@@ -345,6 +345,8 @@ class Segmenter:
             One row per label; ``table.meta`` records ``diameter_used``,
             ``diameter_estimated``, ``scale_factor``, ``model`` and settings.
         """
+        if overlaps not in OVERLAP_RULES:  # before any inference
+            raise ConfigError(f"overlaps must be one of {OVERLAP_RULES}, got {overlaps!r}")
         img = self.select_channels(image, channels, channel_names, channel_axis=channel_axis)
         shape = tuple(img.shape[-2:])
         img = self.normalize(img)

@@ -10,6 +10,9 @@ from scipy import ndimage as ndi
 from ..io.labels import label_dtype
 from .instances import Instances
 
+#: Rules for a pixel that several kept cells' masks claim (``paste_instances(overlaps=)``).
+OVERLAP_RULES = ("score", "probability")
+
 
 def paste_instances(
     instances: Instances,
@@ -63,8 +66,8 @@ def paste_instances(
     kept_index : (N,) int64 ndarray
         ``kept_index[k]`` is the index in ``instances`` of label ``k + 1``.
     """
-    if overlaps not in ("probability", "score"):
-        raise ValueError(f"overlaps must be 'probability' or 'score', got {overlaps!r}")
+    if overlaps not in OVERLAP_RULES:
+        raise ValueError(f"overlaps must be one of {OVERLAP_RULES}, got {overlaps!r}")
     h, w = int(shape[0]), int(shape[1])
     canvas = np.zeros((h, w), np.int32)
     kept: list[int] = []

@@ -146,6 +146,11 @@ def test_channel_selection_and_errors(disc_image):
         seg.segment(np.zeros((2, 2, 8, 8)), diameter=20)
     with pytest.raises(ConfigError, match="diameter"):
         seg.segment(image, diameter=-3)
+    with pytest.raises(ConfigError, match="overlaps"):
+        seg.segment(image, diameter=20, overlaps="area")
+    # separated discs: who owns contested pixels does not matter, and the rule is recorded
+    p, table = seg.segment(image, diameter=20, channels=[0], overlaps="probability")
+    assert table.meta["overlaps"] == "probability" and p.max() == gt.max()
 
 
 def test_load_model_errors(tmp_path):
