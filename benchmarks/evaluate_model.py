@@ -42,6 +42,8 @@ def _image_diameter(spec: str, sample) -> float:
 
 
 def main() -> None:
+    from lociseg.predict.paste import OVERLAP_RULES
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True, help="data set spec, e.g. bbbc018@test")
@@ -49,7 +51,7 @@ def main() -> None:
     ap.add_argument("--diameter", default="auto")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--augment", action="store_true", help="average the four flips of each image (test-time augmentation)")
-    ap.add_argument("--overlaps", default="score", choices=["score", "probability"],
+    ap.add_argument("--overlaps", default="score", choices=OVERLAP_RULES,
                     help="who gets a pixel two masks claim: the higher score, or the more confident mask")
     ap.add_argument("--json", default=None)
     ap.add_argument("--limit", type=int, default=None)

@@ -348,6 +348,7 @@ class LacssModel(SegmentationModel):
         n, size = len(locs), self.seghead.window_px
         extent = torch.tensor(shape, device=locs.device)
         r = torch.arange(size, device=locs.device)
+        idx = torch.arange(n, device=locs.device)[:, None, None].expand(n, size, size)
         for k in range(1, len(FLIPS)):
             axes = torch.tensor(flipped_axes(k), device=locs.device)
             logits, v_org = self.seghead(dense[k], torch.where(axes, extent - 1 - locs, locs))
@@ -357,11 +358,11 @@ class LacssModel(SegmentationModel):
             ys, xs = r[None, :] + shift[:, :1], r[None, :] + shift[:, 1:]  # canonical coords of the view's pixels
             oky, okx = (ys >= 0) & (ys < size), (xs >= 0) & (xs < size)
             ok = oky[:, :, None] & okx[:, None, :]
-            idx = torch.arange(n, device=locs.device)[:, None, None].expand(n, size, size)
             yy = ys.clamp(0, size - 1)[:, :, None].expand(n, size, size)
             xx = xs.clamp(0, size - 1)[:, None, :].expand(n, size, size)
-            total.index_put_((idx[ok], yy[ok], xx[ok]), prob[ok], accumulate=True)
-            count.index_put_((idx[ok], yy[ok], xx[ok]), torch.ones_like(prob[ok]), accumulate=True)
+            at, values = (idx[ok], yy[ok], xx[ok]), prob[ok]
+            total.index_put_(at, values, accumulate=True)
+            count.index_put_(at, torch.ones_like(values), accumulate=True)
         return total / count, origins
 
     def _predict(self, image: torch.Tensor, chunk: int, augment: bool = False) -> Instances:
