@@ -96,9 +96,10 @@ def main() -> None:
         "ap75": r["ap75"], "map": r["map"], "afnr": r["afnr"], "s_per_image": seconds,
         "host": f"{platform.processor() or platform.machine()}, torch threads {__import__('torch').get_num_threads()}",
     }
-    print("| model | data | diameter | augment | images | F1@0.5 | DSB-AP@0.5 | AP50 | AP75 | mAP | AFNR | s/image |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {args.model} | {args.data} | {args.diameter} | {'yes' if args.augment else 'no'} | {len(names)} | {r['f1_50']:.3f} | {r['dsb_ap_50']:.3f} | "
+    print("| model | data | diameter | augment | overlaps | images | F1@0.5 | DSB-AP@0.5 | AP50 | AP75 | mAP | AFNR | s/image |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| {args.model} | {args.data} | {args.diameter} | {'yes' if args.augment else 'no'} | {args.overlaps} | {len(names)} | "
+          f"{r['f1_50']:.3f} | {r['dsb_ap_50']:.3f} | "
           f"{r['ap50']:.3f} | {r['ap75']:.3f} | {r['map']:.3f} | {r['afnr']:.3f} | {seconds:.2f} |")
     if args.json:
         with open(args.json, "w") as fh:

@@ -67,6 +67,8 @@ def main(
     from_labels: bool = typer.Option(False, "--from-labels", help="Derive points/foreground from the data set's labels (benchmarking)."),
     gt: bool = typer.Option(False, "--gt", help="Score the annotations against the data set's labels (report.csv)."),
     sheets: bool = typer.Option(True, "--sheets/--no-sheets", help="Write a contact-sheet PNG per image."),
+    cells_from: Optional[str] = typer.Option(None, "--cells-from", help="Self-training: a model trained on these images' machine cells re-draws the cells (model folder or name)."),
+    keep_missed: bool = typer.Option(True, "--keep-missed/--no-keep-missed", help="With --cells-from: keep the machine cells the model missed."),
 ) -> None:
     """Make weak annotations: points from the nuclear stain, foreground from the cytoplasm stain.
 
@@ -85,6 +87,7 @@ def main(
     from ..annotate import (
         annotate_image,
         annotation_report,
+        cells_from_model,
         read_choices,
         weak_from_labels,
         write_annotation,
@@ -98,6 +101,7 @@ def main(
 
         raise ConfigError(f"--diameter must be positive, got {diameter}")
     sources = list(_sources(inputs, nucleus, cytoplasm, gt, from_labels))
+    segmenter, model_channels = _refiner(cells_from, nucleus, cytoplasm, from_labels)
     prepare_out_dir(out)
     previous = read_choices(out / "choices.csv")
     rows: dict[str, dict] = {name: row for name, row in previous.items()}
@@ -121,6 +125,10 @@ def main(
                 ann = annotate_image(image[0], image[1], diameter=diameter, override=override)
                 kept += override is not None
                 points, fg, cells = ann.points, ann.foreground, ann.cells
+                if segmenter is not None:
+                    cells, used = cells_from_model(image[:2], segmenter, channels=model_channels,
+                                                   fill=cells if keep_missed else None)
+                    meta.update(cells_from=segmenter.name, cells_diameter=round(used, 2), keep_missed=keep_missed)
                 write_annotation(out, name, points, fg, {**meta, "source": "machine", "auto_index": ann.auto_index,
                                                          "chosen_index": ann.chosen_index,
                                                          "thresholds": list(ann.thresholds),
@@ -128,7 +136,7 @@ def main(
                                  candidates=ann.candidates, cells=cells)
                 if sheets:
                     write_contact_sheet(out / "sheets" / f"{name.replace('/', '__')}.png", image[:2], ann.candidates,
-                                        points, ann.chosen_index, auto=ann.auto_index, cells=ann.cells)
+                                        points, ann.chosen_index, auto=ann.auto_index, cells=cells)
                 row = {"name": name, "chosen_index": ann.chosen_index, "auto_index": ann.auto_index,
                        "threshold": ann.thresholds[ann.chosen_index]}
             rep = annotation_report(points, fg, gt_nuclei=gt_nuc, gt_cells=gt_cells, cells=cells, name=name)
@@ -151,6 +159,30 @@ def main(
                 if k in reports[0]]
         typer.echo("mean " + ", ".join(f"{k}={np.nanmean([r[k] for r in reports]):.3f}" for k in keys))
     exit_if_failed(failures)
+
+
+def _refiner(cells_from: str | None, nucleus: str, cytoplasm: str, from_labels: bool):
+    """The model that re-draws the cells (``--cells-from``) and the indices of its channels in the
+    (nucleus, cytoplasm) images, or (None, None); checked before any image is read."""
+    if cells_from is None:
+        return None, None
+    from ..errors import ConfigError
+    from ..predict.api import load_model
+
+    if from_labels:
+        raise ConfigError("--cells-from re-draws machine cells; it does not combine with --from-labels")
+    seg = load_model(cells_from)
+    if seg.spec.in_channels != 2:
+        raise ConfigError(f"--cells-from model {seg.name} takes {seg.spec.in_channels} channel(s); it must take the "
+                          "nuclear and the cytoplasm stain")
+    # The model's channel names against --nucleus/--cytoplasm; unnamed, the order of lociseg's configs.
+    names = [nucleus.strip().lower(), cytoplasm.strip().lower()]
+    wanted = [str(c).strip().lower() for c in seg.spec.channels]
+    if len(wanted) == 2 and all(c in names for c in wanted):
+        return seg, [names.index(c) for c in wanted]
+    typer.echo(f"note: model {seg.name} names its channels {list(seg.spec.channels)}, this run {names}; "
+               "feeding it cytoplasm then nucleus, as lociseg's configs order them", err=True)
+    return seg, [1, 0]
 
 
 def _write_report(out: Path, reports: list[dict]) -> None:
