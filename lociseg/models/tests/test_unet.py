@@ -119,7 +119,9 @@ def test_short_training_on_real_nuclei_beats_untrained(data_root):
 
     loss0, f1_0 = held_out_scores()
     c = 96
-    for _ in range(150):
+    # 300 steps: when the net leaves the all-background start varies with the CPU's float
+    # kernels (150 steps sufficed on one project machine, gave F1 0.03 on another).
+    for _ in range(300):
         idx = rng.choice(train, 4)
         ys, xs = rng.integers(0, 256 - c, 4), rng.integers(0, 256 - c, 4)
         batch = {
