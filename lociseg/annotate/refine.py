@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage as ndi
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..predict.api import Segmenter
 
 __all__ = ["merge_cells", "cells_from_model"]
 
@@ -57,7 +64,7 @@ def merge_cells(primary: np.ndarray, secondary: np.ndarray, *, max_overlap: floa
 
 def cells_from_model(
     image: np.ndarray,
-    model,
+    model: Segmenter | torch.nn.Module | str | os.PathLike,
     *,
     channels: Sequence[int | str] | None = None,
     channel_names: Sequence[str] | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -161,7 +161,7 @@ def main(
     exit_if_failed(failures)
 
 
-def _refiner(cells_from: str | None, nucleus: str, cytoplasm: str, from_labels: bool):
+def _refiner(cells_from: str | None, nucleus: str, cytoplasm: str, from_labels: bool) -> tuple[Any, list[int] | None]:
     """The model that re-draws the cells (``--cells-from``) and the indices of its channels in the
     (nucleus, cytoplasm) images, or (None, None); checked before any image is read."""
     if cells_from is None:
