@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..predict.paste import largest_piece
+
 if TYPE_CHECKING:
     import torch
 
@@ -51,13 +53,10 @@ def merge_cells(primary: np.ndarray, secondary: np.ndarray, *, max_overlap: floa
     for k, sl in enumerate(ndi.find_objects(secondary), start=1):
         if sl is None or covered[k] > max_overlap * area[k]:
             continue
-        free = (secondary[sl] == k) & ~taken[sl]
-        pieces, n = ndi.label(free)
-        if n == 0:
+        piece, n_px = largest_piece((secondary[sl] == k) & ~taken[sl])
+        if n_px == 0:
             continue
-        if n > 1:
-            free = pieces == 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
-        out[sl][free] = next_label
+        out[sl][piece] = next_label
         next_label += 1
     return out
 

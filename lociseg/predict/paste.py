@@ -85,7 +85,7 @@ def paste_instances(
         if own < max(min_area, 1):
             continue
         sub = canvas[box]
-        free, area = _largest_piece(mask & (sub == 0))
+        free, area = largest_piece(mask & (sub == 0))
         if area == 0 or area < min_area or area < min_fragment_fraction * own:
             continue
         kept.append(int(i))
@@ -107,7 +107,7 @@ def _in_image(instances: Instances, i: int, shape: tuple[int, int]) -> tuple[tup
     return (slice(y0, y1), slice(x0, x1)), instances.masks[i, y0 - oy : y1 - oy, x0 - ox : x1 - ox]
 
 
-def _largest_piece(mask: np.ndarray) -> tuple[np.ndarray, int]:
+def largest_piece(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """The largest 4-connected piece of a boolean mask and its area (0 when empty)."""
     comps, nc = ndi.label(mask)
     if nc <= 1:
@@ -137,7 +137,7 @@ def _by_probability(instances: Instances, kept: np.ndarray, shape: tuple[int, in
     for k, box in enumerate(ndi.find_objects(canvas), start=1):
         if box is None:
             continue
-        own, area = _largest_piece(canvas[box] == k)
+        own, area = largest_piece(canvas[box] == k)
         if area < max(min_area, 1):
             continue
         survivors.append(int(kept[k - 1]))
