@@ -52,13 +52,15 @@ def annotate_image(
     diameter: float | None = None,
     thresholds=THRESHOLDS,
     override: int | None = None,
+    cells: bool = True,
 ) -> Annotation:
     """Points from ``nucleus``, foreground candidates from ``cytoplasm``, and the choice.
 
     ``override`` forces the chosen candidate index (from an edited ``choices.csv``).
     Smoothing of the graph cut scales with ``diameter`` (0.75 px at the reference diameter).
     The chosen foreground is then split among the points into cells
-    (:func:`~lociseg.annotate.propagate_cells`).
+    (:func:`~lociseg.annotate.propagate_cells`) unless ``cells`` is False (then
+    ``Annotation.cells`` is None: a caller that draws the cells another way skips the split).
     """
     pts = detect_points(nucleus, diameter=diameter)
     # 0.75 px and the weak Potts weight (0.5) of foreground_candidates: best on the BBBC018
@@ -71,5 +73,5 @@ def annotate_image(
         if not 0 <= override < len(cands):
             raise ValueError(f"chosen index {override} out of range 0..{len(cands) - 1}")
         chosen = int(override)
-    cells = propagate_cells(cands[chosen], pts, nucleus, cytoplasm, diameter=diameter)
-    return Annotation(pts, cands, auto, chosen, scores, tuple(thresholds), cells)
+    split = propagate_cells(cands[chosen], pts, nucleus, cytoplasm, diameter=diameter) if cells else None
+    return Annotation(pts, cands, auto, chosen, scores, tuple(thresholds), split)

@@ -122,7 +122,8 @@ def main(
             else:
                 prev = previous.get(name)
                 override = prev["chosen_index"] if prev and prev["chosen_index"] != prev["auto_index"] else None
-                ann = annotate_image(image[0], image[1], diameter=diameter, override=override)
+                ann = annotate_image(image[0], image[1], diameter=diameter, override=override,
+                                     cells=segmenter is None or keep_missed)
                 kept += override is not None
                 points, fg, cells = ann.points, ann.foreground, ann.cells
                 if segmenter is not None:

@@ -154,6 +154,11 @@ def test_propagate_cells_beats_the_voronoi_split_on_real_bbbc018(bbbc018_field):
     assert ours["f1_50"] > voronoi["f1_50"] + 0.02
     assert ours["f1_50"] > 0.6
     assert ann.cells.shape == ann.foreground.shape and ann.cells.max() <= len(ann.points)
+    # cells=False skips only the split: same points and foreground, no cells
+    bare = annotate_image(image[0], image[1], cells=False)
+    assert bare.cells is None
+    np.testing.assert_array_equal(bare.points, ann.points)
+    np.testing.assert_array_equal(bare.foreground, ann.foreground)
 
 
 def test_annotation_report_values_by_hand():
