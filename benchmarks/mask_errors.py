@@ -13,7 +13,12 @@ background, missing pixels held by another predicted cell or by none; and
 F1 at IoU 0.1 (the cells are found) beside F1 at IoU 0.5 (and outlined well
 enough to count), and for the cells found but outlined poorly (best IoU
 0.1-0.5) the median of predicted/GT area (> 1: masks too big for them).
-Prints one Markdown row per model.
+Prints one Markdown row per model, then a second table of what the
+unmatched objects are (:func:`lociseg.metrics.error_kinds`: poorly outlined
+and missed cells; false positives on background, fragments of one cell,
+merges). ``--nuclei DATA`` (the same images' nucleus labels, e.g.
+``bbbc018:nuclei@test``) adds how the GT cells that hold two or more
+nuclei fare: a detector that finds nuclei tends to split them.
 
 ``--annotations DIR`` (a ``lociseg annotate`` folder for the same images)
 adds rows for the no-training baselines: the annotated foreground split
@@ -39,6 +44,18 @@ def poor_outline_area_ratios(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     best = order[last]
     poor = best[(ov.iou[best] > 0.1) & (ov.iou[best] < 0.5)]
     return ov.pred_sizes[ov.pred_index[poor]] / ov.gt_sizes[ov.gt_index[poor]]
+
+
+def nuclei_per_cell(cells: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
+    """Number of nuclei whose centroid falls in each cell, over the cells' labels in ascending order."""
+    from scipy import ndimage as ndi
+
+    ids = np.unique(nuclei[nuclei > 0])
+    centres = np.asarray(ndi.center_of_mass(np.ones_like(nuclei), nuclei, ids)).reshape(-1, 2)
+    yx = np.clip(np.round(centres).astype(int), 0, np.array(cells.shape) - 1)
+    owner = cells[yx[:, 0], yx[:, 1]]
+    labels = np.unique(cells[cells > 0])
+    return np.bincount(owner, minlength=int(cells.max()) + 1)[labels]
 
 
 def pooled_row(name: str, results: list[dict], counts: np.ndarray, ratios: np.ndarray) -> str:
@@ -72,20 +89,27 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="data set spec, e.g. bbbc018@test")
     ap.add_argument("--channels", default=None, help="comma-separated names or indices")
     ap.add_argument("--diameter", default="train", help="number, 'auto' or 'train'")
+    ap.add_argument("--nuclei", default=None, help="nucleus labels of the same images, e.g. bbbc018:nuclei@test")
     args = ap.parse_args()
 
     from lociseg.annotate import partition_foreground, read_annotation, read_cells
     from lociseg.data import load_dataset
-    from lociseg.metrics import mask_errors, match_instances
+    from lociseg.metrics import ERROR_KINDS, error_kinds, mask_errors, match_instances
     from lociseg.predict.api import load_model
 
     chans = None if args.channels is None else [int(c) if c.isdigit() else c for c in args.channels.split(",")]
     ds = load_dataset(args.data, channels=chans)
     d = {"auto": None, "train": "train"}[args.diameter] if args.diameter in ("auto", "train") else float(args.diameter)
+    nuclei = None if args.nuclei is None else load_dataset(args.nuclei, channels=chans)
+    if nuclei is not None and list(nuclei.names) != list(ds.names):
+        raise SystemExit(f"--nuclei {args.nuclei} does not hold the images of --data {args.data}")
     print(HEADER)
+    kind_rows: list[str] = []
 
     def row(name: str, predict) -> None:
         results, counts, ratios = [], np.zeros((3, 2)), []
+        kinds = dict.fromkeys(ERROR_KINDS, 0)
+        multi = dict.fromkeys(("matched", "poor", "missed"), 0)
         for i in range(len(ds)):
             s = ds[i]
             if s.labels is None:
@@ -95,7 +119,16 @@ def main() -> None:
             m = match_instances(gt, pred, thresholds=[0.1, 0.5])
             counts += [m.tp, m.fp, m.fn]
             ratios.append(poor_outline_area_ratios(gt, pred))
+            k = error_kinds(gt, pred)
+            for key in ERROR_KINDS:
+                kinds[key] += k[key]
+            if nuclei is not None:
+                many = nuclei_per_cell(gt, np.asarray(nuclei[i].labels)) >= 2
+                for key in multi:
+                    multi[key] += int(np.sum(many & (k["gt_kind"] == key)))
         print(pooled_row(name, results, counts, np.concatenate(ratios)))
+        extra = [] if nuclei is None else ["/".join(str(multi[key]) for key in multi)]
+        kind_rows.append(f"| {name} | " + " | ".join([*(str(kinds[key]) for key in ERROR_KINDS), *extra]) + " |")
 
     if args.annotations:
         row(f"Voronoi of {args.annotations}",
@@ -106,6 +139,12 @@ def main() -> None:
     for model in args.model:
         seg = load_model(model)
         row(model, lambda s: seg.segment(s.image, diameter=d)[0])
+    print()
+    cols = ["GT matched", "GT poorly outlined (IoU 0.1-0.5)", "GT missed", "FP on background",
+            "FP fragment of one cell", "FP merge", "FP other"]
+    cols += [] if nuclei is None else ["GT cells with 2+ nuclei: matched/poor/missed"]
+    print("| model | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1))
+    print("\n".join(kind_rows))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ predicted label images (no loop over object pairs):
 - :func:`foreground_iou` – IoU of the foreground masks;
 - :func:`mask_errors` – matched objects' pixel errors split into cell-cell
   borders and foreground edges (a diagnostic);
+- :func:`error_kinds` – what the unmatched objects are: poorly outlined or
+  missed cells, fragments, merges, detections on background;
 - :func:`evaluate_image`, :func:`aggregate`, :func:`evaluate_pairs` – all of
   the above per image, pooled over images, and as a :class:`Report`;
   :func:`evaluate` (also ``lociseg.evaluate``) takes one pair or lists.
@@ -24,7 +26,7 @@ from .matching import (
     match_instances,
     overlap_pairs,
 )
-from .errors import mask_errors
+from .errors import ERROR_KINDS, error_kinds, mask_errors
 from .ranked import average_precision_from_detections, ranked_average_precision
 from .scoring import (
     SCALAR_KEYS,
@@ -38,6 +40,7 @@ from .scoring import (
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "ERROR_KINDS",
     "MatchResult",
     "Overlaps",
     "Report",
@@ -48,6 +51,7 @@ __all__ = [
     "evaluate",
     "evaluate_image",
     "evaluate_pairs",
+    "error_kinds",
     "foreground_iou",
     "mask_errors",
     "match_instances",

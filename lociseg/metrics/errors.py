@@ -13,7 +13,7 @@ from scipy import ndimage as ndi
 
 from .matching import _check_pair, compute_overlaps
 
-__all__ = ["mask_errors"]
+__all__ = ["ERROR_KINDS", "error_kinds", "mask_errors"]
 
 
 def _touching_ids(gt: np.ndarray, distance: int) -> np.ndarray:
@@ -92,3 +92,63 @@ def mask_errors(gt: np.ndarray, pred: np.ndarray, *, iou_threshold: float = 0.5,
         "miss_cell": int(np.count_nonzero(miss & (pred > 0))),
         "miss_bg": int(np.count_nonzero(miss & (pred == 0))),
     }
+
+
+ERROR_KINDS = ("matched", "poor", "missed", "fp_background", "fp_fragment", "fp_merge", "fp_other")
+
+
+def error_kinds(gt: np.ndarray, pred: np.ndarray, *, share: float = 0.2) -> dict[str, np.ndarray | int]:
+    """Count what each unmatched object is: a poorly outlined or missed cell, a fragment, a merge.
+
+    Every GT object is classed by its best IoU with any predicted one (so
+    ``matched`` can exceed the one-to-one matches only where one prediction
+    has IoU exactly 0.5 with two cells):
+    ``matched`` (>= 0.5, as :func:`match_instances` counts a match), ``poor``
+    (found but outlined too badly to count: 0.1 < IoU < 0.5) or ``missed``
+    (<= 0.1). Every predicted object without a partner at IoU >= 0.5 is ``fp_background`` when most of it lies on GT
+    background, else ``fp_merge`` when two or more GT objects each hold more
+    than ``share`` of it, ``fp_fragment`` when one does (a piece of one
+    cell: a split), ``fp_other`` when none does (spread thinly over many).
+
+    Parameters
+    ----------
+    gt, pred : (H, W) int ndarray
+        Instance label images, 0 = background.
+    share : float
+        Fraction of a predicted object that a GT object must hold to count
+        as one of the cells it covers.
+
+    Returns
+    -------
+    dict
+        One int per name of :data:`ERROR_KINDS`, and ``gt_kind`` ((G,) str
+        array over the GT labels in ascending order: its class) so callers
+        can break a class down further (by nuclei per cell, say).
+
+    Examples
+    --------
+    >>> gt = np.zeros((8, 12), int); gt[:, :6] = 1; gt[:, 6:] = 2
+    >>> pred = np.zeros_like(gt); pred[:, 6:] = 4
+    >>> pred[:, :2] = 1; pred[:, 2:4] = 2; pred[:, 4:6] = 3  # cell 1 cut in three
+    >>> k = error_kinds(gt, pred)
+    >>> k["matched"], k["poor"], k["fp_fragment"]
+    (1, 1, 3)
+    """
+    ov = compute_overlaps(gt, pred)
+    n_gt, n_pred = len(ov.gt_labels), len(ov.pred_labels)
+    best_gt = np.zeros(n_gt)
+    np.maximum.at(best_gt, ov.gt_index, ov.iou)
+    best_pred = np.zeros(n_pred)
+    np.maximum.at(best_pred, ov.pred_index, ov.iou)
+    gt_kind = np.where(best_gt >= 0.5, "matched", np.where(best_gt > 0.1, "poor", "missed"))
+    on_cells = np.bincount(ov.pred_index, weights=ov.intersection, minlength=n_pred)
+    held = ov.intersection / ov.pred_sizes[ov.pred_index] > share
+    n_covering = np.bincount(ov.pred_index[held], minlength=n_pred)
+    unmatched = best_pred < 0.5
+    background = unmatched & (on_cells < 0.5 * ov.pred_sizes)
+    rest = unmatched & ~background
+    out: dict[str, np.ndarray | int] = {k: int(np.sum(gt_kind == k)) for k in ("matched", "poor", "missed")}
+    out.update(fp_background=int(background.sum()), fp_merge=int(np.sum(rest & (n_covering >= 2))),
+               fp_fragment=int(np.sum(rest & (n_covering == 1))), fp_other=int(np.sum(rest & (n_covering == 0))),
+               gt_kind=gt_kind)
+    return out
