@@ -100,15 +100,16 @@ ERROR_KINDS = ("matched", "poor", "missed", "fp_background", "fp_fragment", "fp_
 def error_kinds(gt: np.ndarray, pred: np.ndarray, *, share: float = 0.2) -> dict[str, np.ndarray | int]:
     """Count what each unmatched object is: a poorly outlined or missed cell, a fragment, a merge.
 
-    Every GT object is classed by its best IoU with any predicted one (so
-    ``matched`` can exceed the one-to-one matches only where one prediction
-    has IoU exactly 0.5 with two cells):
+    Every GT object is classed by its best IoU with any predicted one:
     ``matched`` (>= 0.5, as :func:`match_instances` counts a match), ``poor``
     (found but outlined too badly to count: 0.1 < IoU < 0.5) or ``missed``
-    (<= 0.1). Every predicted object without a partner at IoU >= 0.5 is ``fp_background`` when most of it lies on GT
-    background, else ``fp_merge`` when two or more GT objects each hold more
-    than ``share`` of it, ``fp_fragment`` when one does (a piece of one
-    cell: a split), ``fp_other`` when none does (spread thinly over many).
+    (<= 0.1). ``matched`` can exceed the one-to-one matches only where one
+    prediction has IoU exactly 0.5 with two cells. Every predicted object
+    without a partner at IoU >= 0.5 is ``fp_background`` when most of it
+    lies on GT background, else ``fp_merge`` when two or more GT objects
+    each hold more than ``share`` of it, ``fp_fragment`` when one does (a
+    piece of one cell: a split), ``fp_other`` when none does (spread thinly
+    over many).
 
     Parameters
     ----------

@@ -65,3 +65,8 @@ def test_error_kinds_by_hand():
     pred[5, 2:12] = 2  # 4 px in cell 1, 6 px in cell 2 ... share 0.6 of it in cell 2
     k = error_kinds(gt, pred, share=0.7)
     assert (k["fp_other"], k["fp_fragment"]) == (1, 0)
+    # empty images: every count 0, or every GT cell missed
+    empty = error_kinds(np.zeros_like(gt), np.zeros_like(gt))
+    assert all(empty[key] == 0 for key in ERROR_KINDS) and empty["gt_kind"].size == 0
+    k = error_kinds(gt, np.zeros_like(gt))
+    assert k["missed"] == 5 and k["matched"] == k["fp_background"] == 0
