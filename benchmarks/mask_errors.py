@@ -47,12 +47,12 @@ def poor_outline_area_ratios(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def nuclei_per_cell(cells: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
-    """Number of nuclei whose centroid falls in each cell, over the cells' labels in ascending order."""
-    from scipy import ndimage as ndi
+    """Number of nuclei whose point (:func:`lociseg.annotate.weak_from_labels`) falls in each cell,
+    over the cells' labels in ascending order."""
+    from lociseg.annotate import weak_from_labels
 
-    ids = np.unique(nuclei[nuclei > 0])
-    centres = np.asarray(ndi.center_of_mass(np.ones_like(nuclei), nuclei, ids)).reshape(-1, 2)
-    yx = np.clip(np.round(centres).astype(int), 0, np.array(cells.shape) - 1)
+    points, _ = weak_from_labels(nuclei)
+    yx = np.clip(np.round(points).astype(int), 0, np.array(cells.shape) - 1)
     owner = cells[yx[:, 0], yx[:, 1]]
     labels = np.unique(cells[cells > 0])
     return np.bincount(owner, minlength=int(cells.max()) + 1)[labels]
