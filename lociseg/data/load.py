@@ -13,7 +13,7 @@ from .splits import SPLITS, load_split
 
 TARGETS = ("cells", "nuclei")
 
-__all__ = ["load_dataset", "load_samples", "DATASETS", "parse_spec"]
+__all__ = ["load_dataset", "load_samples", "DATASETS", "parse_spec", "split_selection"]
 
 # name -> (folder under the data root, stored split name or None)
 DATASETS = {
@@ -26,13 +26,28 @@ DATASETS = {
 }
 
 
+def split_selection(spec: str) -> tuple[str, list[str] | None]:
+    """Split ``"spec#name1,name2"`` into (spec, [name1, name2]); (spec, None) without ``#``.
+
+    A spec that is an existing path is never split (file names may hold ``#``).
+    """
+    head, sep, tail = spec.rpartition("#")
+    if not sep or Path(spec).exists():
+        return spec, None
+    names = [n.strip() for n in tail.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"{spec!r}: no sample names after '#'")
+    return head, names
+
+
 def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
     """Split ``"name:target@split"`` into (name, target, split); either suffix may be missing.
 
     Only known targets (cells, nuclei) and splits (train, val, test) are
-    split off, so paths containing ``:`` or ``@`` pass through unchanged.
+    split off, so paths containing ``:`` or ``@`` pass through unchanged. A
+    trailing ``#names`` selection (:func:`split_selection`) is dropped.
     """
-    base, split, target = spec, None, None
+    base, split, target = split_selection(spec)[0], None, None
     head, sep, tail = base.rpartition("@")
     if sep and tail in SPLITS:
         base, split = head, tail
@@ -60,7 +75,9 @@ def load_dataset(
         ``"koyuncu"``, ``"cellprofiler-human"``, ``"cellprofiler-fly"``; a
         folder (``images/`` + ``masks/``, Cellpose ``*_img``/``*_masks``
         pairs, or images only); or a COCO/LIVECell ``.json`` file. A suffix
-        ``@train``/``@val``/``@test`` selects a stored split.
+        ``@train``/``@val``/``@test`` selects a stored split, and a last
+        ``#name1,name2`` keeps only those samples, in that order (e.g.
+        ``"bbbc018@train#00735,00736"``: a model fitted to two fields).
     split : {"train", "val", "test"}, optional
         Stored split (see :mod:`lociseg.data.splits`); overrides ``@split``.
     root : path, optional
@@ -79,6 +96,10 @@ def load_dataset(
     SegmentationDataset
     """
     spec_str = os.fspath(spec)
+    rest, picked = split_selection(spec_str)
+    if picked is not None:
+        ds = load_dataset(rest, split=split, root=root, channels=channels, target=target)
+        return ds.subset(picked, name=f"{ds.name}#{','.join(picked)}")
     base, spec_target, spec_split = parse_spec(spec_str)
     split = split or spec_split
     target = target or spec_target

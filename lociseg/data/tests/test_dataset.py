@@ -92,6 +92,23 @@ def test_spec_shorthand_and_splits(data_root):
         load_dataset("cellprofiler-fly", split="test", root=data_root)
 
 
+def test_spec_selects_samples_by_name(data_root, tmp_path, rng):
+    assert parse_spec("bbbc018:nuclei@val#a,b") == ("bbbc018", "nuclei", "val")
+    val = load_split("bbbc018")["val"]
+    ds = load_dataset(f"bbbc018@val#{val[3]},{val[0]}", root=data_root)
+    assert ds.names == [val[3], val[0]] and ds.name == f"bbbc018:cells@val#{val[3]},{val[0]}"
+    assert ds[0].labels.max() > 0
+    with pytest.raises(InputError, match="unknown sample"):
+        load_dataset(f"bbbc018@test#{val[0]}", root=data_root)  # a val field is not in test
+    with pytest.raises(ConfigError, match="no sample names"):
+        load_dataset("bbbc018@val#", root=data_root)
+    _write_folder(tmp_path / "d", rng, mask_suffix="_masks")
+    assert load_dataset(f"{tmp_path / 'd'}#img2").names == ["img2"]
+    odd = tmp_path / "odd#name"  # an existing path keeps its '#'
+    _write_folder(odd, rng, mask_suffix="_masks")
+    assert load_dataset(odd).names == ["img0", "img1", "img2"]
+
+
 @pytest.mark.parametrize("name", ["bbbc018", "koyuncu", "dsb2018-test", "dsb2018-train"])
 def test_splits_stored_deterministic_and_disjoint(data_root, name):
     stored = load_split(name)
