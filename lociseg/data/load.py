@@ -37,6 +37,8 @@ def split_selection(spec: str) -> tuple[str, list[str] | None]:
     names = [n.strip() for n in tail.split(",") if n.strip()]
     if not names:
         raise ConfigError(f"{spec!r}: no sample names after '#'")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{spec!r}: a sample is named twice after '#'")
     return head, names
 
 

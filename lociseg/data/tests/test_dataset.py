@@ -102,6 +102,8 @@ def test_spec_selects_samples_by_name(data_root, tmp_path, rng):
         load_dataset(f"bbbc018@test#{val[0]}", root=data_root)  # a val field is not in test
     with pytest.raises(ConfigError, match="no sample names"):
         load_dataset("bbbc018@val#", root=data_root)
+    with pytest.raises(ConfigError, match="named twice"):
+        load_dataset(f"bbbc018@val#{val[0]},{val[0]}", root=data_root)
     _write_folder(tmp_path / "d", rng, mask_suffix="_masks")
     assert load_dataset(f"{tmp_path / 'd'}#img2").names == ["img2"]
     odd = tmp_path / "odd#name"  # an existing path keeps its '#'
