@@ -1,1 +1,8 @@
-"""lociseg.train"""
+"""lociseg.train: the experiment config, the training loop and checkpoints."""
+
+from .checkpoint import half_checkpoint, load_checkpoint, load_experiment_config, save_checkpoint
+from .config import ExperimentConfig
+from .loop import train
+
+__all__ = ["ExperimentConfig", "half_checkpoint", "load_checkpoint", "load_experiment_config", "save_checkpoint",
+           "train"]

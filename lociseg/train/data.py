@@ -7,6 +7,7 @@ resumed run sees exactly the batches an uninterrupted one would.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,8 +227,12 @@ def border_depth(labels: np.ndarray) -> np.ndarray:
     return ndi.distance_transform_edt(~border).astype(np.float32)
 
 
-def make_batch(items: list[Prepared], config: ExperimentConfig, step: int, device: torch.device, *, weak: bool) -> dict:
-    """The training batch of ``step`` (deterministic given the seed)."""
+def batch_arrays(items: list[Prepared], config: ExperimentConfig, step: int, *, weak: bool) -> dict:
+    """The training batch of ``step`` as CPU tensors (deterministic given the seed).
+
+    A pure function of ``(seed, step)``: worker processes can build the
+    batches of later steps ahead of the training loop (:func:`iterate_batches`).
+    """
     size = config.data.crop_size
     if size % 32:
         raise ConfigError(f"data.crop_size must be a multiple of 32, got {size}")
@@ -237,15 +242,54 @@ def make_batch(items: list[Prepared], config: ExperimentConfig, step: int, devic
         rng = np.random.default_rng([config.optim.seed, step, b])
         idx = int(rng.choice(len(items), p=areas / areas.sum()))
         crops.append(sample_crop(items[idx], size, config.data.augment, rng, weak))
-    batch: dict = {
-        "image": torch.from_numpy(np.stack([c["image"] for c in crops])).to(device),
-        "valid": torch.from_numpy(np.stack([c["valid"] for c in crops])).to(device),
-    }
+    batch: dict = {key: torch.from_numpy(np.stack([c[key] for c in crops])) for key in ("image", "valid")}
     if "labels" in crops[0]:
-        batch["labels"] = torch.from_numpy(np.stack([c["labels"] for c in crops])).to(device)
+        batch["labels"] = torch.from_numpy(np.stack([c["labels"] for c in crops]))
     if weak:
-        batch["points"] = [torch.from_numpy(c["points"]).to(device) for c in crops]
+        batch["points"] = [torch.from_numpy(c["points"]) for c in crops]
         for key in ("foreground", "cells", "cells_depth"):
             if all(key in c for c in crops):
-                batch[key] = torch.from_numpy(np.stack([c[key] for c in crops])).to(device)
+                batch[key] = torch.from_numpy(np.stack([c[key] for c in crops]))
     return batch
+
+
+def batch_to(batch: dict, device: torch.device) -> dict:
+    """A :func:`batch_arrays` batch moved to ``device`` (lists of tensors element-wise)."""
+    return {k: [t.to(device) for t in v] if isinstance(v, list) else v.to(device) for k, v in batch.items()}
+
+
+def make_batch(items: list[Prepared], config: ExperimentConfig, step: int, device: torch.device, *, weak: bool) -> dict:
+    """The training batch of ``step`` on ``device`` (deterministic given the seed)."""
+    return batch_to(batch_arrays(items, config, step, weak=weak), device)
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """The batches of steps ``start .. end - 1`` as a map-style data set: item ``k`` is step ``start + k``."""
+
+    def __init__(self, items: list[Prepared], config: ExperimentConfig, start: int, end: int, *, weak: bool) -> None:
+        self.items, self.config, self.start, self.end, self.weak = items, config, start, end, weak
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start)
+
+    def __getitem__(self, k: int) -> dict:
+        return batch_arrays(self.items, self.config, self.start + k, weak=self.weak)
+
+
+def iterate_batches(items: list[Prepared], config: ExperimentConfig, start: int, end: int, device: torch.device, *,
+                    weak: bool, workers: int = 0) -> Iterator[dict]:
+    """The batches of steps ``start .. end - 1`` on ``device``, in order.
+
+    With ``workers > 0`` they are built ahead in that many processes (a GPU
+    otherwise waits on the crops and augmentation); the batches are the same
+    as :func:`make_batch`'s, since each is a pure function of its step.
+    """
+    if workers <= 0:
+        for step in range(start, end):
+            yield make_batch(items, config, step, device, weak=weak)
+        return
+    loader = torch.utils.data.DataLoader(StepBatches(items, config, start, end, weak=weak), batch_size=None,
+                                         shuffle=False, num_workers=workers, prefetch_factor=4,
+                                         pin_memory=device.type == "cuda")
+    for batch in loader:
+        yield batch_to(batch, device)

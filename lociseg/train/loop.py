@@ -18,7 +18,7 @@ from ..errors import ConfigError, InputError
 from ..models.registry import build_model
 from .checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from .config import ExperimentConfig
-from .data import Prepared, load_samples_for, make_batch, prepare
+from .data import Prepared, iterate_batches, load_samples_for, prepare
 
 log = logging.getLogger("lociseg.train")
 
@@ -202,8 +202,8 @@ def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, re
     step = start
     try:
         model.train()
-        for step in range(start, end):
-            batch = make_batch(train_items, config, step, dev, weak=weak)
+        batches = iterate_batches(train_items, config, start, end, dev, weak=weak, workers=opt_cfg.workers)
+        for step, batch in zip(range(start, end), batches):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 loss, parts = model.training_loss(batch, step)
             loss_value = float(loss.detach())

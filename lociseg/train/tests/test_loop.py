@@ -4,7 +4,7 @@ import torch
 from safetensors.torch import load_file
 
 from lociseg.errors import InputError
-from lociseg.train.checkpoint import load_checkpoint, save_checkpoint
+from lociseg.train.checkpoint import half_checkpoint, load_checkpoint, save_checkpoint
 from lociseg.train.config import ExperimentConfig
 from lociseg.train.data import Prepared, make_batch, sample_crop
 from lociseg.train.loop import lr_factor, train
@@ -86,6 +86,29 @@ def test_save_load_identical_output(tmp_path, rng):
         assert torch.equal(a, b)
     assert loaded.experiment_config == cfg
     assert set(load_file(str(tmp_path / "ck" / "model.safetensors"))) == set(model.state_dict())
+
+
+def test_half_checkpoint_segments_a_real_field_as_the_float32_one(tmp_path, data_root):
+    """The float16 copy of the shipped cells model is half the bytes, loads as float32 and draws the
+    same cells on a real BBBC018 crop (float16 rounding moves a few border pixels at most)."""
+    import lociseg
+    from lociseg.data import load_dataset
+    from lociseg.metrics import match_instances
+    from lociseg.models.pretrained import resolve_model
+
+    src = resolve_model("cells")
+    dst = half_checkpoint(src, tmp_path / "half")
+    assert {p.name for p in dst.iterdir()} == {"model.safetensors", "config.yaml", "metrics.json"}
+    assert (dst / "model.safetensors").stat().st_size < 0.55 * (src / "model.safetensors").stat().st_size
+    assert all(v.dtype == torch.float16 for v in load_file(str(dst / "model.safetensors")).values()
+               if v.is_floating_point())
+    assert next(load_checkpoint(dst).parameters()).dtype == torch.float32
+    image = load_dataset("bbbc018@test#00733", channels=["actin", "DNA"])[0].image[:, :192, :192]
+    full, _ = lociseg.load_model(src, device="cpu").segment(image, diameter=23.0)
+    half, _ = lociseg.load_model(dst, device="cpu").segment(image, diameter=23.0)
+    assert full.max() >= 10
+    m = match_instances(full, half, thresholds=[0.9])
+    assert m.at(0.9)["f1"] >= 0.95
 
 
 def test_load_refuses_damaged_checkpoint(tmp_path):
@@ -234,3 +257,41 @@ def test_crops_carry_cells_and_their_border_depth(rng):
         for k, (y, x) in enumerate(c["points"]):  # points move with their cells
             assert c["cells"][int(round(y)), int(round(x))] > 0
     assert border_depth(np.ones((3, 4), np.int64)).min() == 4  # no border: the image size
+
+
+@pytest.mark.parametrize("weak", [False, True])
+def test_worker_batches_equal_the_loop_batches(rng, weak):
+    """Batches built ahead in worker processes are the loop's own, step for step and in order."""
+    from lociseg.train.data import iterate_batches
+
+    items = []
+    for k in range(3):
+        labels = np.zeros((90, 100), np.int32)
+        labels[10 + k:40, 10:45], labels[50:80, 30 + k:70] = 1, 2
+        pts = np.array([[25.0, 27.0], [65.0, 50.0]], np.float32)
+        items.append(Prepared(f"i{k}", rng.random((2, 90, 100)).astype(np.float32), labels, pts,
+                              (labels > 0).astype(np.float32), 1.0))
+    cfg = _small()
+    cfg.optim.batch_size = 2
+    cpu = torch.device("cpu")
+    serial = list(iterate_batches(items, cfg, 3, 9, cpu, weak=weak))
+    ahead = list(iterate_batches(items, cfg, 3, 9, cpu, weak=weak, workers=2))
+    assert len(serial) == len(ahead) == 6
+    for step, (a, b) in enumerate(zip(serial, ahead), start=3):
+        assert a.keys() == b.keys() and ("points" in a) == weak and ("labels" in a) != weak
+        for key in a:
+            pairs = zip(a[key], b[key]) if isinstance(a[key], list) else [(a[key], b[key])]
+            assert all(torch.equal(x, y) for x, y in pairs), (step, key)
+        assert torch.equal(a["image"], make_batch(items, cfg, step, cpu, weak=weak)["image"])
+    assert not torch.equal(serial[0]["image"], serial[1]["image"])  # the steps differ
+
+
+def test_training_with_workers_equals_training_without(tmp_path, data_root):
+    cfg = _small(steps=3)
+    cfg.optim.threads = 1
+    train(cfg, tmp_path / "serial", device="cpu", progress=False)
+    cfg.optim.workers = 2
+    train(cfg, tmp_path / "workers", device="cpu", progress=False)
+    a = load_file(str(tmp_path / "serial" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "workers" / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
