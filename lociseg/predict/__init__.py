@@ -7,7 +7,7 @@ pipeline (channels, normalisation, scale, tiling) for raw images.
 """
 
 from .instances import Instances
-from .paste import paste_instances
+from .paste import fill_label_holes, paste_instances
 from .tiling import Tile, iter_tiles, predict_tiled
 
-__all__ = ["Instances", "paste_instances", "predict_tiled", "iter_tiles", "Tile"]
+__all__ = ["Instances", "fill_label_holes", "paste_instances", "predict_tiled", "iter_tiles", "Tile"]

@@ -299,6 +299,7 @@ class Segmenter:
         progress: bool | None = False,
         augment: bool = False,
         overlaps: str = "score",
+        fill_holes: bool = True,
     ) -> tuple[np.ndarray, CellTable]:
         """Segment every cell of a raw image.
 
@@ -336,6 +337,8 @@ class Segmenter:
             higher-scoring cell (default) or to the more confident mask
             (better borders between touching irregular cells; see
             :func:`~lociseg.predict.paste_instances`).
+        fill_holes : bool, optional
+            Give background enclosed by one cell to that cell.
 
         Returns
         -------
@@ -375,7 +378,7 @@ class Segmenter:
         inst = rescale_instances(inst, model_shape, shape)
         area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
         labels, kept = paste_instances(inst, shape, threshold=threshold, min_area=max(1, int(round(min_area * area_scale))),
-                                       overlaps=overlaps)
+                                       overlaps=overlaps, fill_holes=fill_holes)
         meta = {
             "model": self.name,
             "diameter_used": float(diameter),
@@ -388,6 +391,7 @@ class Segmenter:
             "threshold": float(threshold),
             "augment": bool(augment),
             "overlaps": overlaps,
+            "fill_holes": bool(fill_holes),
             "cells": int(len(kept)),
         }
         return labels, cell_table(labels, inst.scores[kept], meta)

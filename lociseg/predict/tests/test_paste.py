@@ -1,7 +1,7 @@
 import numpy as np
 from scipy import ndimage as ndi
 
-from lociseg.predict import Instances, paste_instances
+from lociseg.predict import Instances, fill_label_holes, paste_instances
 
 
 def _disc(h, w, cy, cx, r):
@@ -132,3 +132,33 @@ def test_probability_overlaps_keep_one_piece_and_drop_slivers():
     assert list(kept) == [0]  # the bar (< 70 px) is dropped after the reassignment
     with np.testing.assert_raises(ValueError):
         paste_instances(inst, (20, 20), overlaps="area")
+
+
+def test_fill_label_holes_fills_one_cells_holes_only():
+    labels = np.zeros((30, 40), np.int32)
+    labels[2:12, 2:12] = 1
+    labels[5:8, 5:8] = 0  # a hole of cell 1
+    labels[2:12, 20:26], labels[2:12, 28:34] = 2, 3
+    labels[2:4, 26:28] = labels[10:12, 26:28] = 4  # 2, 3 and 4 wall in a pocket together: nobody's hole
+    labels[15:28, 15:28] = 5
+    labels[18:25, 18:25] = 6  # another cell inside cell 5 stays itself ...
+    labels[18:25, 18] = 0  # ... and the background between them goes to 5
+    labels[20:30, 0:6] = 7
+    labels[22:30, 2:4] = 0  # a notch open to the image border is no hole
+    out = fill_label_holes(labels.copy())
+    assert (out[5:8, 5:8] == 1).all()
+    assert (out[4:10, 26:28] == 0).all()
+    assert (out[18:25, 18] == 5).all() and (out[18:25, 19:25] == 6).all()
+    assert (out[22:30, 2:4] == 0).all()
+    changed = out != labels
+    assert changed.sum() == 9 + 7
+
+
+def test_paste_fills_holes_unless_asked_not_to():
+    ring = _disc(21, 21, 10, 10, 9) - _disc(21, 21, 10, 10, 3)
+    inst = _instances([ring], [[2, 2]], [0.9])
+    filled, _ = paste_instances(inst, (25, 25), min_area=1)
+    kept_holes, _ = paste_instances(inst, (25, 25), min_area=1, fill_holes=False)
+    assert (filled == 1).sum() == (_disc(21, 21, 10, 10, 9) > 0.5).sum()
+    assert (kept_holes == 1).sum() == (ring > 0.5).sum()
+    assert ndi.binary_fill_holes(kept_holes > 0).sum() == (filled > 0).sum()
