@@ -7,9 +7,13 @@ no access to ``../shared``. This script turns that into two steps:
 
 ``pack`` (on the project machine) writes the data the run needs into a
 git-ignored folder (BBBC018's DNA and actin ``.DIB`` files and the outlines,
-as they are, in one ``tar.xz``: ~29 MB, the pH3 channel left out)::
+as they are, in one ``tar.xz``: 27 MiB, the pH3 channel left out), and
+PyMaxflow, the one dependency the device's Python 3.12 lacks, is fetched as
+a wheel into the git-ignored ``.whl``::
 
     python benchmarks/gpu_bbbc018.py pack --out carry
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux2014_x86_64 -d .whl PyMaxflow
 
 ``run`` (on the GPU machine, in one command) unpacks it, makes the machine
 annotations of the train fields, trains the zero-label model (machine-made
@@ -20,8 +24,7 @@ by probability) and writes to ``--out``: ``results.json``, ``results.md``,
 ``zero_label.tar`` and ``supervised.tar`` (each model's last checkpoint:
 ``model.safetensors`` in float16, ``config.yaml``, ``metrics.json``) and
 ``logs.tar``.
-Through the device tool (PyMaxflow and imagecodecs travel as wheels in
-``.whl``, see ``/work/.library/device/README.md``)::
+Through the device tool (see ``/work/.library/device/README.md``)::
 
     run(carry=["carry", ".whl"], timeout_s=590, command=
         "python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl"
