@@ -151,8 +151,8 @@ def run(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work or tempfile.mkdtemp(prefix="lociseg_gpu_"))
     t0 = time.perf_counter()
-    env = dict(os.environ, LOCISEG_DATA=str(unpack(Path(args.data), work / "data")))
-    os.environ.update(env)  # evaluate_model.py and the trainings read the unpacked copy
+    # the annotation, trainings and scorings (child processes) read the unpacked copy
+    os.environ["LOCISEG_DATA"] = str(unpack(Path(args.data), work / "data"))
     stamps = {"unpack_s": time.perf_counter() - t0}
 
     annotations = work / "ann_train"
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> dict:
     if failed:
         raise SystemExit(f"training failed: {failed} (see logs.tar)")
 
-    results: dict = {"date": str(date.today()), "args": {k: v for k, v in vars(args).items() if k != "func"},
+    results: dict = {"date": str(date.today()), "args": vars(args),
                      "host": _host(), "models": {}}
     for name in args.models:  # checkpoints first: they come back even if scoring fails
         _tar(out, f"{name}.tar", {name: half_checkpoint(work / name / "last", work / "export" / name)})  # base: 10 MB

@@ -124,7 +124,9 @@ def error_kinds(gt: np.ndarray, pred: np.ndarray, *, share: float = 0.2) -> dict
     dict
         One int per name of :data:`ERROR_KINDS`, and ``gt_kind`` ((G,) str
         array over the GT labels in ascending order: its class) so callers
-        can break a class down further (by nuclei per cell, say).
+        can break a class down further (by nuclei per cell, say), and
+        ``fp_labels`` (the ids of the predicted objects counted as false
+        positives, ascending) to look at those.
 
     Examples
     --------
@@ -151,5 +153,5 @@ def error_kinds(gt: np.ndarray, pred: np.ndarray, *, share: float = 0.2) -> dict
     out: dict[str, np.ndarray | int] = {k: int(np.sum(gt_kind == k)) for k in ("matched", "poor", "missed")}
     out.update(fp_background=int(background.sum()), fp_merge=int(np.sum(rest & (n_covering >= 2))),
                fp_fragment=int(np.sum(rest & (n_covering == 1))), fp_other=int(np.sum(rest & (n_covering == 0))),
-               gt_kind=gt_kind)
+               gt_kind=gt_kind, fp_labels=ov.pred_labels[unmatched])
     return out
