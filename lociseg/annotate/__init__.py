@@ -9,7 +9,8 @@
 from .cells import propagate_cells
 from .foreground import THRESHOLDS, choose_foreground, foreground_candidates
 from .labels import annotation_report, gt_union, partition_foreground, weak_from_labels
-from .pipeline import Annotation, annotate_image
+from .pipeline import Annotation, annotate_image, estimate_cell_scale
+from .scale import REF_NUCLEUS_DIAMETER, nucleus_diameter
 from .refine import cells_from_model, merge_cells
 from .points import REF_DIAMETER, detect_points, point_spacing_np
 from .sheet import CHOICE_COLUMNS, read_choices, write_choices, write_contact_sheet
@@ -30,6 +31,9 @@ __all__ = [
     "REF_DIAMETER",
     "point_spacing_np",
     "annotate_image",
+    "estimate_cell_scale",
+    "nucleus_diameter",
+    "REF_NUCLEUS_DIAMETER",
     "Annotation",
     "weak_from_labels",
     "annotation_report",

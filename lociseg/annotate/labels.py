@@ -127,6 +127,7 @@ def annotation_report(
         if cells is not None:
             from ..metrics import evaluate_image
 
-            scores = evaluate_image(np.asarray(gt_cells), np.asarray(cells), thresholds=(0.5,))
-            rep.update(cells_f1=float(scores["f1_50"]), cells_iou=float(scores["mean_matched_iou_50"]))
+            scores = evaluate_image(np.asarray(gt_cells), np.asarray(cells), thresholds=(0.5, 0.75))
+            rep.update(cells_f1=float(scores["f1_50"]), cells_f1_75=float(scores["per_threshold"]["f1"][1]),
+                       cells_iou=float(scores["mean_matched_iou_50"]))
     return rep
