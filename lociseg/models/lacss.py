@@ -21,7 +21,7 @@ from ..config import Config
 from ..losses.lpn import lpn_loss
 from ..losses.mask import mask_bce_dice
 from ..losses.weak import WeakLossConfig, weak_image_loss
-from ..predict.instances import Instances
+from ..structures import Instances
 from .backbone import BackboneConfig, ConvNeXt
 from .base import InputSpec, SegmentationModel
 from .flips import FLIPS, flip_views, flipped_axes, mean_unflipped, unflip

@@ -26,7 +26,7 @@ from ..losses.semantic import (
     foreground_cross_entropy,
     labels_to_3class_torch,
 )
-from ..predict.instances import Instances
+from ..structures import Instances
 from .base import InputSpec, SegmentationModel
 from .flips import flip_views, mean_unflipped
 

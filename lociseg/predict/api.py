@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError
-from .instances import Instances
+from ..structures import Instances
 from .paste import OVERLAP_RULES, paste_instances
 from .scale import diameter_from_labels, rescale_image, rescale_instances, scaled_shape
 from .tiling import predict_tiled

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..io.labels import label_dtype
-from .instances import Instances
+from ..structures import Instances
 
 #: Rules for a pixel that several kept cells' masks claim (``paste_instances(overlaps=)``).
 OVERLAP_RULES = ("score", "probability")

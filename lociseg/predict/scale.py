@@ -64,7 +64,7 @@ def rescale_instances(instances, from_shape: tuple[int, int], to_shape: tuple[in
         Locations, windows and origins in ``to_shape`` coordinates; all
         windows share one shape.
     """
-    from .instances import Instances
+    from ..structures import Instances
 
     sy = from_shape[0] / to_shape[0]
     sx = from_shape[1] / to_shape[1]

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
-from .instances import Instances
+from ..structures import Instances
 
 
 def three_class_to_labels(

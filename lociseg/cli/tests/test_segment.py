@@ -13,7 +13,8 @@ from scipy import ndimage as ndi
 from lociseg.cli.main import run
 from lociseg.io import read_labels
 from lociseg.models.base import InputSpec, SegmentationModel
-from lociseg.predict import Instances, api
+from lociseg.predict import api
+from lociseg.structures import Instances
 from lociseg.predict.semantic import labels_to_instances
 
 

@@ -7,7 +7,7 @@ from scipy import ndimage as ndi
 
 from lociseg.errors import ConfigError, InputError
 from lociseg.models.base import InputSpec, SegmentationModel
-from lociseg.predict import Instances
+from lociseg.structures import Instances
 from lociseg.predict.api import (
     CellTable,
     Segmenter,
