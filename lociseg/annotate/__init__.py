@@ -11,7 +11,7 @@ from .foreground import THRESHOLDS, choose_foreground, foreground_candidates
 from .labels import annotation_report, gt_union, partition_foreground, weak_from_labels
 from .pipeline import Annotation, annotate_image
 from .refine import cells_from_model, merge_cells
-from .points import REF_DIAMETER, detect_points, point_spacing_np
+from .points import REF_DIAMETER, detect_points
 from .sheet import CHOICE_COLUMNS, read_choices, write_choices, write_contact_sheet
 from .store import (
     has_annotation,
@@ -28,7 +28,6 @@ __all__ = [
     "choose_foreground",
     "THRESHOLDS",
     "REF_DIAMETER",
-    "point_spacing_np",
     "annotate_image",
     "Annotation",
     "weak_from_labels",

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError
+from ..transforms import diameter_from_labels, rescale_image, rescale_instances, scaled_shape
 from ..structures import Instances
 from .paste import OVERLAP_RULES, paste_instances
-from .scale import diameter_from_labels, rescale_image, rescale_instances, scaled_shape
 from .tiling import predict_tiled
 
 log = logging.getLogger(__name__)

@@ -17,12 +17,8 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..io import normalize_percentile
-from ..predict.scale import (
-    diameter_from_labels,
-    diameter_from_locations,
-    rescale_image,
-    rescale_labels,
-)
+from ..ops.windows import clip_window
+from ..transforms import diameter_from_labels, point_spacing, rescale_image, rescale_labels
 from .config import AugmentConfig, ExperimentConfig
 
 log = logging.getLogger("lociseg.train")
@@ -97,7 +93,7 @@ def estimate_diameter(samples: list, weak: bool) -> float:
     for s in samples:
         if weak or s.labels is None:
             if s.points is not None and len(s.points) > 1:
-                values.append(diameter_from_locations(np.asarray(s.points)))
+                values.append(point_spacing(np.asarray(s.points)))
         else:
             values.append(diameter_from_labels(s.labels))
     values = [v for v in values if np.isfinite(v)]
@@ -155,9 +151,8 @@ def sample_crop(item: Prepared, size: int, aug: AugmentConfig, rng: np.random.Ge
 
     def window(a: np.ndarray, fill: float) -> np.ndarray:
         out = np.full(a.shape[:-2] + (src, src), fill, dtype=a.dtype)
-        ys, xs = max(y0, 0), max(x0, 0)
-        ye, xe = min(y0 + src, h), min(x0 + src, w)
-        out[..., ys - y0 : ye - y0, xs - x0 : xe - x0] = a[..., ys:ye, xs:xe]
+        box, win = clip_window((y0, x0), (src, src), (h, w))  # the crop always meets the image
+        out[(..., *win)] = a[(..., *box)]
         return out
 
     img = torch.from_numpy(window(item.image, 0.0))[None]
