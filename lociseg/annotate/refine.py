@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..predict.paste import largest_piece
+from ..ops.labels import largest_piece
 
 if TYPE_CHECKING:
     import torch
