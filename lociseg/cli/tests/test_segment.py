@@ -15,7 +15,7 @@ from lociseg.io import read_labels
 from lociseg.models.base import InputSpec, SegmentationModel
 from lociseg.predict import api
 from lociseg.structures import Instances
-from lociseg.predict.semantic import labels_to_instances
+from lociseg.models.semantic import labels_to_instances
 
 
 class _Cfg:

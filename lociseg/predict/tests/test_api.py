@@ -16,7 +16,7 @@ from lociseg.predict.api import (
     write_outputs,
 )
 from lociseg.predict.paste import paste_instances
-from lociseg.predict.semantic import labels_to_instances
+from lociseg.models.semantic import labels_to_instances
 from lociseg.transforms import diameter_from_labels, point_spacing, rescale_instances
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from lociseg.predict import iter_tiles, paste_instances, predict_tiled
 from lociseg.structures import Instances
-from lociseg.predict.semantic import labels_to_instances
+from lociseg.models.semantic import labels_to_instances
 from lociseg.predict.tiling import concatenate_instances, n_tiles
 
 

@@ -1,4 +1,4 @@
-"""Instances from a 3-class (background / interior / boundary) probability map.
+"""Instances from a 3-class (background / interior / boundary) probability map: U-Net output decoding.
 
 Used by the U-Net baseline: the interior class separates touching cells,
 so its connected components are the seeds; each seed is grown back over the
