@@ -243,7 +243,7 @@ def train_builtin(model: Any, items: list[Prepared], *, budget_s: float, lr: flo
 
 def train_generic(name: str, train_dirs: list[str], in_channels: int, out_dir: Path, args: argparse.Namespace, seed: int) -> tuple[Any, dict]:
     """Train through ``lociseg.train.loop.train``; the keys below are the only coupling to its config."""
-    from lociseg.train.checkpoint import load_checkpoint
+    from lociseg.models.checkpoint import load_checkpoint
     from lociseg.train.config import ExperimentConfig
     from lociseg.train.loop import train
 

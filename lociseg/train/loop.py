@@ -16,7 +16,8 @@ import torch
 
 from ..errors import ConfigError, InputError
 from ..models.registry import build_model
-from .checkpoint import load_checkpoint, load_training_state, save_checkpoint
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_training_state
 from .config import ExperimentConfig
 from .data import Prepared, iterate_batches, load_samples_for, prepare
 
