@@ -10,7 +10,7 @@ from .cells import propagate_cells
 from .foreground import THRESHOLDS, choose_foreground, foreground_candidates
 from .labels import annotation_report, gt_union, partition_foreground, weak_from_labels
 from .pipeline import Annotation, annotate_image
-from .refine import cells_from_model, merge_cells
+from .refine import merge_cells
 from .points import REF_DIAMETER, detect_points
 from .sheet import CHOICE_COLUMNS, read_choices, write_choices, write_contact_sheet
 from .store import (
@@ -36,7 +36,6 @@ __all__ = [
     "partition_foreground",
     "propagate_cells",
     "merge_cells",
-    "cells_from_model",
     "write_contact_sheet",
     "read_choices",
     "write_choices",
