@@ -22,7 +22,9 @@ from ..io import (
     fill_outline_pixels,
     masks_to_labels,
     outlines_to_labels,
+    read_coco,
     read_image,
+    read_image_metadata,
     read_labels,
     read_rle_csv,
 )
@@ -370,8 +372,6 @@ class FolderLoader:
 
 
 def _channel_names_of(path: Path, n: int, channels: Sequence[int | str] | None) -> list[str]:
-    from ..io import read_image_metadata
-
     stored = read_image_metadata(path).get("channel_names")
     if stored and channels is not None:
         lower = [s.lower() for s in stored]
@@ -448,8 +448,6 @@ class CocoLoader:
 
     def coco(self) -> dict:
         if self._coco is None:
-            from ..io import read_coco
-
             self._coco = read_coco(self.coco_path)
         return self._coco
 

@@ -23,6 +23,7 @@ from ..losses.mask import mask_bce_dice
 from ..losses.weak import WeakLossConfig, weak_image_loss
 from ..ops.windows import gather_windows
 from ..structures import Instances
+from .aux import AuxBoundaryNet, ForegroundHead
 from .backbone import BackboneConfig, ConvNeXt
 from .base import InputSpec, SegmentationModel
 from .flips import FLIPS, flip_views, flipped_axes, mean_unflipped, unflip
@@ -171,12 +172,8 @@ class LacssModel(SegmentationModel):
         self.aux = None
         self.collaborator = None
         if config.mode == "weak+aux":
-            from .aux import AuxBoundaryNet
-
             self.aux = AuxBoundaryNet(c_in)
         if config.mode == "points" and config.weak.collaborator:
-            from .aux import ForegroundHead
-
             self.collaborator = ForegroundHead(c_in)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

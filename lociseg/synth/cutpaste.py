@@ -18,6 +18,8 @@ from typing import Any, Iterable, Iterator, Literal, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..annotate.labels import weak_from_labels
+from ..data import Sample
 from ..ops.windows import clip_window
 
 __all__ = [
@@ -56,7 +58,6 @@ class CellPatch:
 
 def _make_sample(**fields: Any) -> Any:
     """A :class:`lociseg.data.Sample` (the data package's record type)."""
-    from ..data import Sample
 
     return Sample(**fields)
 
@@ -217,7 +218,6 @@ def _feather_alpha(mask: np.ndarray, feather: float) -> np.ndarray:
 
 def weak_annotations(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Points and foreground of a synthetic label image: :func:`lociseg.annotate.weak_from_labels`."""
-    from ..annotate.labels import weak_from_labels
 
     return weak_from_labels(labels)
 

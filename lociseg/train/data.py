@@ -15,10 +15,17 @@ import torch
 from scipy import ndimage as ndi
 from torch.nn import functional as F
 
+from ..annotate import weak_from_labels, with_annotations
+from ..data import load_dataset
 from ..errors import ConfigError
 from ..io import normalize_percentile
 from ..ops.windows import clip_window
-from ..transforms import diameter_from_labels, point_spacing, rescale_image, rescale_labels
+from ..transforms import (
+    diameter_from_labels,
+    point_spacing,
+    rescale_image,
+    rescale_labels,
+)
 from .config import AugmentConfig, ExperimentConfig
 
 log = logging.getLogger("lociseg.train")
@@ -50,7 +57,6 @@ def load_samples_for(config: ExperimentConfig, specs: list[str], annotations: li
     With ``machine`` the samples' labels are replaced by the annotations'
     machine-made cells (``data.label_source: machine``).
     """
-    from ..data import load_dataset
 
     if machine and not annotations:
         raise ConfigError("data.label_source 'machine' needs data.annotations (a 'lociseg annotate' folder per spec)")
@@ -64,7 +70,6 @@ def load_samples_for(config: ExperimentConfig, specs: list[str], annotations: li
             if annotations[k] == "from-labels":
                 if machine:
                     raise ConfigError("data.label_source 'machine' needs annotation folders, not 'from-labels'")
-                from ..annotate import weak_from_labels
 
                 samples = []
                 for s in ds:
@@ -73,7 +78,6 @@ def load_samples_for(config: ExperimentConfig, specs: list[str], annotations: li
                     samples.append(s)
                 out.extend(samples)
                 continue
-            from ..annotate import with_annotations
 
             ds = with_annotations(ds, annotations[k])
         for i in range(len(ds)):
