@@ -60,7 +60,7 @@ def _threshold_model():
     from scipy import ndimage as ndi
 
     from lociseg.models.base import InputSpec, SegmentationModel
-    from lociseg.predict.semantic import labels_to_instances
+    from lociseg.models.semantic import labels_to_instances
 
     class Cfg:
         input = InputSpec(in_channels=1, target_diameter=32)

@@ -109,7 +109,7 @@ class Prepared:
 
 
 def _prepare(samples: list[Any], input_spec: Any, weak: bool) -> list[Prepared]:
-    from lociseg.predict.scale import rescale_image, rescale_labels
+    from lociseg.transforms import rescale_image, rescale_labels
 
     diam = [d for d in (_median_diameter(s.labels) for s in samples if s.labels is not None) if d]
     default_d = float(np.median(diam)) if diam else input_spec.target_diameter
@@ -243,7 +243,7 @@ def train_builtin(model: Any, items: list[Prepared], *, budget_s: float, lr: flo
 
 def train_generic(name: str, train_dirs: list[str], in_channels: int, out_dir: Path, args: argparse.Namespace, seed: int) -> tuple[Any, dict]:
     """Train through ``lociseg.train.loop.train``; the keys below are the only coupling to its config."""
-    from lociseg.train.checkpoint import load_checkpoint
+    from lociseg.models.checkpoint import load_checkpoint
     from lociseg.train.config import ExperimentConfig
     from lociseg.train.loop import train
 
@@ -286,7 +286,7 @@ def _paste(instances: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
 
 def predict_labels(model: Any, sample: Any, input_spec: Any, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """Label image at the original scale and per-label scores (index = label - 1)."""
-    from lociseg.predict.scale import rescale_image, rescale_labels
+    from lociseg.transforms import rescale_image, rescale_labels
 
     image = np.asarray(sample.image)
     image = image[None] if image.ndim == 2 else image

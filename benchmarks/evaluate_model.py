@@ -33,7 +33,7 @@ import numpy as np
 def _image_diameter(spec: str, sample) -> float:
     """Per-image diameter (px): from the sample's own labels (``gt``) or its machine-made cells."""
     from lociseg.annotate import read_cells
-    from lociseg.predict.scale import diameter_from_labels
+    from lociseg.transforms import diameter_from_labels
 
     if spec == "gt":
         return diameter_from_labels(sample.labels)

@@ -52,7 +52,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from lociseg.train.checkpoint import half_checkpoint
+from lociseg.models.checkpoint import half_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The BBBC018 files the run reads: two channels and the outlines (pH3 is not used).

@@ -10,9 +10,9 @@ from .cells import propagate_cells
 from .foreground import THRESHOLDS, choose_foreground, foreground_candidates
 from .labels import annotation_report, gt_union, partition_foreground, weak_from_labels
 from .pipeline import Annotation, annotate_image, estimate_cell_scale
+from .points import REF_DIAMETER, detect_points
+from .refine import merge_cells
 from .scale import REF_NUCLEUS_DIAMETER, nucleus_diameter
-from .refine import cells_from_model, merge_cells
-from .points import REF_DIAMETER, detect_points, point_spacing_np
 from .sheet import CHOICE_COLUMNS, read_choices, write_choices, write_contact_sheet
 from .store import (
     has_annotation,
@@ -29,7 +29,6 @@ __all__ = [
     "choose_foreground",
     "THRESHOLDS",
     "REF_DIAMETER",
-    "point_spacing_np",
     "annotate_image",
     "estimate_cell_scale",
     "nucleus_diameter",
@@ -41,7 +40,6 @@ __all__ = [
     "partition_foreground",
     "propagate_cells",
     "merge_cells",
-    "cells_from_model",
     "write_contact_sheet",
     "read_choices",
     "write_choices",

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..io import normalize_percentile
-from .points import point_spacing_np
+from ..transforms import point_spacing
 
 __all__ = ["foreground_candidates", "choose_foreground", "THRESHOLDS"]
 
@@ -126,7 +126,7 @@ def choose_foreground(
     iy = np.clip(np.round(pts[:, 0]).astype(int), 0, H - 1)
     ix = np.clip(np.round(pts[:, 1]).astype(int), 0, W - 1)
     if far_distance is None:
-        far_distance = 0.5 * point_spacing_np(pts, default=max(H, W))
+        far_distance = 0.5 * point_spacing(pts, default=max(H, W))
     if len(pts):
         seeds = np.ones((H, W), bool)
         seeds[iy, ix] = False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..metrics import evaluate_image
+
 __all__ = ["weak_from_labels", "annotation_report", "gt_union", "partition_foreground"]
 
 
@@ -125,8 +127,6 @@ def annotation_report(
         union = (u | fg).sum()
         rep["fg_iou"] = float((u & fg).sum() / union) if union else 1.0
         if cells is not None:
-            from ..metrics import evaluate_image
-
             scores = evaluate_image(np.asarray(gt_cells), np.asarray(cells), thresholds=(0.5, 0.75))
             rep.update(cells_f1=float(scores["f1_50"]), cells_f1_75=float(scores["per_threshold"]["f1"][1]),
                        cells_iou=float(scores["mean_matched_iou_50"]))

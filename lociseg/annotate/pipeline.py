@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..predict.scale import rescale_image, rescale_labels
+from ..transforms import rescale_image, rescale_labels
 from .cells import propagate_cells
 from .foreground import THRESHOLDS, choose_foreground, foreground_candidates
 from .points import REF_DIAMETER, detect_points

@@ -87,14 +87,3 @@ def detect_points(
     # A plateau is one maximum: its centre is the point.
     pts = np.asarray(ndi.center_of_mass(peaks, lab, np.arange(1, n + 1)), np.float32).reshape(-1, 2)
     return pts
-
-
-def point_spacing_np(points: np.ndarray, default: float = 32.0) -> float:
-    """Median nearest-neighbour distance of (N, 2) points; ``default`` for fewer than 2."""
-    from scipy.spatial import cKDTree
-
-    pts = np.asarray(points, np.float64).reshape(-1, 2)
-    if len(pts) < 2:
-        return float(default)
-    d, _ = cKDTree(pts).query(pts, k=2)
-    return float(np.median(d[:, 1]))

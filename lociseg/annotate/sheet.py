@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..errors import InputError
 from ..io import normalize_percentile
 
 __all__ = ["write_contact_sheet", "read_choices", "write_choices", "CHOICE_COLUMNS"]
@@ -103,7 +104,6 @@ def read_choices(path: str | os.PathLike) -> dict[str, dict]:
     A row whose ``chosen_index`` differs from ``auto_index`` is a person's
     override; ``lociseg annotate`` keeps it on re-runs.
     """
-    from ..errors import InputError
 
     path = Path(path)
     if not path.is_file():

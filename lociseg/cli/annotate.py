@@ -87,7 +87,6 @@ def main(
     from ..annotate import (
         annotate_image,
         annotation_report,
-        cells_from_model,
         read_choices,
         weak_from_labels,
         write_annotation,
@@ -95,6 +94,7 @@ def main(
         write_contact_sheet,
     )
     from ..errors import InputError, LociError
+    from ..predict.selftrain import cells_from_model
 
     if diameter is not None and diameter <= 0:
         from ..errors import ConfigError

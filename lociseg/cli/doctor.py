@@ -99,7 +99,7 @@ def check_models(registry: Optional[Path] = None, load: bool = True) -> list[Che
             folder = resolve_model(name, registry=registry)
             detail = f"sha256 ok ({listed[name].sha256[:12]}...)"
             if load:
-                from ..train.checkpoint import load_checkpoint
+                from ..models.checkpoint import load_checkpoint
 
                 model = load_checkpoint(folder)
                 n = sum(p.numel() for p in model.parameters())

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError, InputError
+from ..io import read_coco
 from . import sources as S
 from .dataset import SegmentationDataset, default_data_root
 from .splits import SPLITS, load_split
@@ -206,8 +207,6 @@ def _folder(path: Path, channels) -> SegmentationDataset:
 
 
 def _coco(path: Path, root, channels) -> SegmentationDataset:
-    from ..io import read_coco
-
     coco = read_coco(path)
     image_dir = S.find_coco_image_dir(path, coco, Path(root) if root is not None else None)
     chans = None if channels is None else ([channels] if isinstance(channels, (int, str)) else list(channels))

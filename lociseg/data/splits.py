@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from .sources import BBBC018_GROUPS, aitslab_names, bbbc018_group, bbbc018_names, dsb_names
+from .sources import BBBC018_GROUPS, bbbc018_group, bbbc018_names, dsb_names
 
 SPLIT_DIR = Path(__file__).parent / "splits"
 SPLITS = ("train", "val", "test")
@@ -73,8 +75,6 @@ def split_names(dataset: str, split: str) -> list[str]:
 
 
 def _bbbc018_split(root: Path) -> dict[str, list[str]]:
-    from .sources import BBBC018_GROUPS, bbbc018_group, bbbc018_names
-
     names = bbbc018_names(root / "bbbc018", labelled_only=True)
     out: dict[str, list[str]] = {k: [] for k in SPLITS}
     for g, group in enumerate(BBBC018_GROUPS):
@@ -87,7 +87,6 @@ def _bbbc018_split(root: Path) -> dict[str, list[str]]:
 
 def make_splits(root: Path) -> dict[str, dict[str, list[str]]]:
     """Compute every stored split from the data under ``root`` (rules in the module docstring)."""
-    from .sources import dsb_names
 
     splits = {"bbbc018": _bbbc018_split(root)}
     train = sorted(set(KOYUNCU_TRAIN) - set(KOYUNCU_VAL)) + KOYUNCU_DENSE
@@ -114,8 +113,6 @@ def _seeded_split(names: list[str], n_test: int, n_val: int) -> dict[str, list[s
 
 
 def _aitslab_splits(folder: Path) -> dict[str, dict[str, list[str]]]:
-    from .sources import aitslab_names
-
     cells = aitslab_names(folder, "cells")
     only_nuclei = sorted(set(aitslab_names(folder, "nuclei")) - set(cells))
     shared = _seeded_split(cells, 8, 4)

@@ -1,7 +1,7 @@
 """Targets and losses of the 3-class semantic (U-Net) baseline.
 
 Classes: 0 = background, 1 = cell interior, 2 = cell boundary. Instances are
-recovered from the interior class (:func:`lociseg.predict.semantic.three_class_to_labels`),
+recovered from the interior class (:func:`lociseg.models.semantic.three_class_to_labels`),
 so the boundary class only has to separate touching cells; it is rare, hence
 weighted up in the loss.
 """

@@ -38,15 +38,14 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 
 from ..config import Config
+from ..ops.windows import gather_windows, paste_soft, window_coords
+from ..transforms import point_spacing
+from .aux import aux_losses
 
 __all__ = [
-    "window_coords",
-    "paste_soft",
-    "gather_windows",
     "lacss_weak_loss",
     "points_mode_loss",
     "background_from_points",
-    "point_spacing",
     "size_loss",
     "territory_map",
     "cells_territory_map",
@@ -57,83 +56,8 @@ __all__ = [
 ]
 
 EPS = 1e-6
-
-
-def window_coords(origins: torch.Tensor, window: tuple[int, int], shape: tuple[int, int]):
-    """Image coordinates of every window pixel and whether it lies inside the image.
-
-    Parameters
-    ----------
-    origins : (N, 2) int tensor
-        Window top-left corners (y, x) in image pixels.
-    window : (h, w)
-        Window size.
-    shape : (H, W)
-        Image size.
-
-    Returns
-    -------
-    yy, xx : (N, h, w) long tensors
-        Pixel coordinates, clamped into the image (use ``inside`` to mask).
-    inside : (N, h, w) bool tensor
-        True where the window pixel is inside the image.
-    """
-    h, w = window
-    H, W = shape
-    origins = origins.long()
-    dev = origins.device
-    yy = origins[:, 0, None, None] + torch.arange(h, device=dev)[None, :, None]
-    xx = origins[:, 1, None, None] + torch.arange(w, device=dev)[None, None, :]
-    yy, xx = torch.broadcast_tensors(yy, xx)
-    inside = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
-    return yy.clamp(0, H - 1), xx.clamp(0, W - 1), inside
-
-
-def paste_soft(masks: torch.Tensor, origins: torch.Tensor, shape: tuple[int, int], *, reduce: str = "sum") -> torch.Tensor:
-    """Differentiably place window masks onto an image-sized canvas.
-
-    Parameters
-    ----------
-    masks : (N, h, w) tensor
-        Per-instance window values (probabilities, edge maps, ...).
-    origins : (N, 2) int tensor
-        Window top-left corners (y, x); parts outside the image are dropped.
-    shape : (H, W)
-        Canvas size.
-    reduce : {"sum", "none"}
-        ``"sum"``: one (H, W) canvas, overlapping windows add up.
-        ``"none"``: (N, H, W), one canvas per instance (memory N*H*W).
-
-    Returns
-    -------
-    tensor
-        (H, W) or (N, H, W), same dtype and device as ``masks``; gradients
-        flow back to ``masks``.
-    """
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be (N, h, w), got shape {tuple(masks.shape)}")
-    n, h, w = masks.shape
-    H, W = shape
-    yy, xx, inside = window_coords(origins, (h, w), (H, W))
-    vals = masks[inside]
-    if reduce == "sum":
-        canvas = masks.new_zeros((H, W))
-        return canvas.index_put((yy[inside], xx[inside]), vals, accumulate=True)
-    if reduce == "none":
-        nn_ = torch.arange(n, device=masks.device)[:, None, None].expand(n, h, w)
-        canvas = masks.new_zeros((n, H, W))
-        return canvas.index_put((nn_[inside], yy[inside], xx[inside]), vals, accumulate=True)
-    raise ValueError(f"reduce must be 'sum' or 'none', got {reduce!r}")
-
-
-def gather_windows(image: torch.Tensor, origins: torch.Tensor, window: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read an (H, W) map under every window: the inverse of :func:`paste_soft`.
-
-    Returns ``(values, inside)``, both (N, h, w); values outside the image are 0.
-    """
-    yy, xx, inside = window_coords(origins, window, tuple(image.shape[-2:]))
-    vals = image[yy, xx] * inside.to(image.dtype)
-    return vals, inside
+#: Point spacing (px) assumed for an image with fewer than 2 points.
+DEFAULT_SPACING = 32.0
 
 
 def _probs_and_penalty(mask_logits: torch.Tensor, from_logits: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,20 +137,6 @@ def lacss_weak_loss(
             "loss": coverage + overlap + background}
 
 
-def point_spacing(points: torch.Tensor | np.ndarray, default: float = 32.0) -> float:
-    """Median distance from each point to its nearest neighbour (px).
-
-    A robust scale of the cells; ``default`` when there are fewer than 2 points.
-    """
-    p = torch.as_tensor(np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points,
-                                   dtype=np.float32)).reshape(-1, 2)
-    if len(p) < 2:
-        return float(default)
-    d = torch.cdist(p, p)
-    d.fill_diagonal_(float("inf"))
-    return float(d.min(dim=1).values.median())
-
-
 def background_from_points(
     points: torch.Tensor | np.ndarray,
     shape: tuple[int, int],
@@ -244,7 +154,7 @@ def background_from_points(
         Image size.
     distance : float, optional
         Pixels farther than this from the nearest point are background.
-        Default: the point spacing (:func:`point_spacing`), i.e. about one
+        Default: the point spacing (:func:`lociseg.transforms.point_spacing`), i.e. about one
         cell diameter from the nearest cell centre.
 
     Returns
@@ -258,7 +168,7 @@ def background_from_points(
     if len(pts) == 0:
         return torch.ones((H, W), dtype=torch.float32, device=device)
     if distance is None:
-        distance = point_spacing(pts)
+        distance = point_spacing(pts, DEFAULT_SPACING)
     seeds = np.ones((H, W), bool)
     iy = np.clip(np.round(pts[:, 0]).astype(int), 0, H - 1)
     ix = np.clip(np.round(pts[:, 1]).astype(int), 0, W - 1)
@@ -353,7 +263,7 @@ def points_mode_loss(
     H, W = shape
     dev = mask_logits.device
     if spacing is None:
-        spacing = point_spacing(points)
+        spacing = point_spacing(points, DEFAULT_SPACING)
     if background is None:
         background = background_from_points(points, shape, background_distance or spacing, device=dev)
     G = background.to(mask_logits.dtype)
@@ -597,7 +507,7 @@ class WeakLossConfig(Config):
         warm-up (from ``warmup_start + warmup_steps``), once the points terms
         have made masks worth imitating.
     aux_weight, aux_consistency_weight : float
-        Weights of :func:`lociseg.models.aux.aux_losses` (0: no aux network).
+        Weights of :func:`lociseg.losses.aux.aux_losses` (0: no aux network).
     territory_weight : float
         Weight of :func:`territory_loss` relative to the other mask terms; 0
         turns it off. It ramps in over a second warm-up (like the
@@ -684,14 +594,12 @@ def weak_image_loss(
     parts : dict of float
         Every term (unweighted) plus ``weak_weight`` for logging.
     """
-    from ..models.aux import aux_losses  # local: models.aux imports this module
-
     if shape is None:
         if foreground is None:
             raise ValueError("weak_image_loss needs foreground or shape")
         shape = tuple(foreground.shape[-2:])
     w = warmup_weight(step, start=cfg.warmup_start, ramp=cfg.warmup_steps, final=cfg.weight)
-    spacing = point_spacing(points) if scale is None else scale
+    spacing = point_spacing(points, DEFAULT_SPACING) if scale is None else scale
     if cfg.mode == "weak":
         if foreground is None:
             raise ValueError("mode 'weak' needs a foreground map (run 'lociseg annotate' or use mode 'points')")

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..config import Config
-from ..predict.instances import Instances
+from ..structures import Instances
 
 
 @dataclass

@@ -21,7 +21,9 @@ from ..config import Config
 from ..losses.lpn import lpn_loss
 from ..losses.mask import mask_bce_dice
 from ..losses.weak import WeakLossConfig, weak_image_loss
-from ..predict.instances import Instances
+from ..ops.windows import gather_windows
+from ..structures import Instances
+from .aux import AuxBoundaryNet, ForegroundHead
 from .backbone import BackboneConfig, ConvNeXt
 from .base import InputSpec, SegmentationModel
 from .flips import FLIPS, flip_views, flipped_axes, mean_unflipped, unflip
@@ -137,18 +139,6 @@ class LacssConfig(Config):
         return w
 
 
-def crop_windows(array: torch.Tensor, origins: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Windows (N, size, size) of a 2-d tensor at ``origins``, zero outside, and an inside-mask."""
-    h, w = array.shape[-2:]
-    n = len(origins)
-    r = torch.arange(size, device=array.device)
-    iy = (origins[:, 0:1] + r)[:, :, None].expand(n, size, size)
-    ix = (origins[:, 1:2] + r)[:, None, :].expand(n, size, size)
-    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    vals = array[iy.clamp(0, h - 1), ix.clamp(0, w - 1)]
-    return torch.where(inside, vals, torch.zeros_like(vals)), inside
-
-
 def label_centroids(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Ids (N,) and centroids (N, 2) (y, x) of the objects of a label image."""
     flat = labels.reshape(-1)
@@ -182,12 +172,8 @@ class LacssModel(SegmentationModel):
         self.aux = None
         self.collaborator = None
         if config.mode == "weak+aux":
-            from .aux import AuxBoundaryNet
-
             self.aux = AuxBoundaryNet(c_in)
         if config.mode == "points" and config.weak.collaborator:
-            from .aux import ForegroundHead
-
             self.collaborator = ForegroundHead(c_in)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -245,11 +231,11 @@ class LacssModel(SegmentationModel):
             n_inst += len(sel)
             v = None if valid is None else valid[i]
             if supervised:
-                lab_win, inside = crop_windows(labels[i], origins, logits.shape[-1])
+                lab_win, inside = gather_windows(labels[i], origins, tuple(logits.shape[-2:]))
                 target = (lab_win == ids[sel][:, None, None]).float()
                 win_valid = inside.float()
                 if v is not None:
-                    win_valid = win_valid * crop_windows(v, origins, logits.shape[-1])[0]
+                    win_valid = win_valid * gather_windows(v, origins, tuple(logits.shape[-2:]))[0]
                 mask_parts.append(mask_bce_dice(logits, target, win_valid, dice_weight=cfg.loss.mask_dice))
             else:
                 fg = batch.get("foreground")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from ..config import Config
 from ..errors import ConfigError
 from .base import SegmentationModel
+from .lacss import LacssConfig, LacssModel
+from .unet import UNetConfig, UNetModel
 
 
 def build_model(config: Config) -> SegmentationModel:
     """The :class:`SegmentationModel` a config describes (LACSS or the U-Net baseline)."""
-    from .lacss import LacssConfig, LacssModel
-    from .unet import UNetConfig, UNetModel
 
     if isinstance(config, LacssConfig):
         return LacssModel(config)

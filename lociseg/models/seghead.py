@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..ops.windows import gather_windows
 from .lpn import grid_centres
 
 
@@ -78,11 +79,7 @@ class SegHead(nn.Module):
         grid0 = self.origins(locations)
         if n == 0:
             return dense.new_zeros((0, self.window_px, self.window_px)), grid0 * self.stride
-        padded = F.pad(dense, (w, w, w, w))
-        r = torch.arange(w, device=dense.device)
-        iy = (grid0[:, 0:1] + r + w)[:, :, None].expand(n, w, w)
-        ix = (grid0[:, 1:2] + r + w)[:, None, :].expand(n, w, w)
-        crops = padded[:, iy, ix].permute(1, 0, 2, 3)  # (N, width, w, w)
+        crops = gather_windows(dense, grid0, (w, w))[0].permute(1, 0, 2, 3)  # (N, width, w, w)
         centres = grid_centres((w, w), self.stride, dense.device)  # relative to the window origin
         rel = centres[None] + (grid0[:, None, None, :] * self.stride).float() - locations[:, None, None, :].float()
         rel = (rel / (self.window_px / 2)).permute(0, 3, 1, 2)

@@ -2,7 +2,7 @@
 
 The network predicts, per pixel, background, cell interior and cell boundary;
 instances are the connected interior regions grown back over the cell area
-(:func:`lociseg.predict.semantic.three_class_to_labels`). This is the
+(:func:`lociseg.models.semantic.three_class_to_labels`). This is the
 baseline of the BBBC039 nucleus-segmentation study (Caicedo et al. 2019),
 whose recipe (lr 0.01, batch 5, random 256x256 crops, boundary weighted up)
 is the default here.
@@ -26,9 +26,10 @@ from ..losses.semantic import (
     foreground_cross_entropy,
     labels_to_3class_torch,
 )
-from ..predict.instances import Instances
+from ..structures import Instances
 from .base import InputSpec, SegmentationModel
 from .flips import flip_views, mean_unflipped
+from .semantic import three_class_to_instances
 
 NUM_CLASSES = 3
 
@@ -203,7 +204,7 @@ class UNetModel(SegmentationModel):
       may merge; this mode is meant as a foreground model for weak training.
 
     Prediction (:meth:`predict_instances`): softmax, then
-    :func:`~lociseg.predict.semantic.three_class_to_instances` (score = mean
+    :func:`~lociseg.models.semantic.three_class_to_instances` (score = mean
     interior probability of each object).
     """
 
@@ -261,8 +262,6 @@ class UNetModel(SegmentationModel):
 
     @torch.no_grad()
     def predict_instances(self, image: torch.Tensor, *, augment: bool = False) -> Instances:
-        from ..predict.semantic import three_class_to_instances
-
         was_training = self.training
         self.eval()
         try:

@@ -6,8 +6,8 @@ Instances (soft masks in small windows) are pasted into label images
 pipeline (channels, normalisation, scale, tiling) for raw images.
 """
 
-from .instances import Instances
-from .paste import fill_label_holes, paste_instances
+from ..ops.labels import fill_label_holes
+from .paste import paste_instances
 from .tiling import Tile, iter_tiles, predict_tiled
 
-__all__ = ["Instances", "fill_label_holes", "paste_instances", "predict_tiled", "iter_tiles", "Tile"]
+__all__ = ["fill_label_holes", "paste_instances", "predict_tiled", "iter_tiles", "Tile"]

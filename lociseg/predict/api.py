@@ -26,10 +26,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .. import __version__
 from ..errors import ConfigError, InputError
-from .instances import Instances
+from ..io import normalize_percentile, write_labels
+from ..models.checkpoint import load_checkpoint
+from ..models.pretrained import resolve_model
+from ..transforms import diameter_from_labels, rescale_image, rescale_instances, scaled_shape
+from ..structures import Instances
 from .paste import OVERLAP_RULES, paste_instances
-from .scale import diameter_from_labels, rescale_image, rescale_instances, scaled_shape
 from .tiling import predict_tiled
 
 log = logging.getLogger(__name__)
@@ -214,8 +218,6 @@ class Segmenter:
 
     def normalize(self, image: np.ndarray) -> np.ndarray:
         """Per-channel percentile normalisation with the model's percentiles."""
-        from ..io import normalize_percentile
-
         return normalize_percentile(image, self.spec.normalize_low, self.spec.normalize_high)
 
     @torch.inference_mode()
@@ -434,10 +436,6 @@ def load_model(path_or_name: str | os.PathLike | torch.nn.Module, *, device: str
     dev = _resolve_device(device)
     path = Path(path_or_name)
     if not path.exists():
-        try:
-            from ..models.pretrained import resolve_model
-        except ModuleNotFoundError:
-            raise ConfigError(f"no model file {str(path_or_name)!r} (and no shipped models are available)") from None
         path = Path(resolve_model(str(path_or_name)))
     if path.is_dir():
         # a run folder: take its best checkpoint when there is one
@@ -445,10 +443,6 @@ def load_model(path_or_name: str | os.PathLike | torch.nn.Module, *, device: str
             if (path / cand).is_file():
                 path = path / cand
                 break
-    try:
-        from ..train.checkpoint import load_checkpoint
-    except ModuleNotFoundError:
-        raise ConfigError("checkpoint loading (lociseg.train.checkpoint) is not available in this install") from None
     model = load_checkpoint(path, dev)
     return Segmenter(model, device=dev, name=str(path_or_name))
 
@@ -494,9 +488,6 @@ def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, tab
     dict
         ``{"labels": Path, "table": Path, "meta": Path}``.
     """
-    from .. import __version__
-    from ..io import write_labels
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = {**table.meta, **(meta or {}), "lociseg_version": __version__, "columns": list(TABLE_COLUMNS)}

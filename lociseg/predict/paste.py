@@ -8,7 +8,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..io.labels import label_dtype
-from .instances import Instances
+from ..ops.labels import fill_label_holes, largest_piece
+from ..ops.windows import clip_window
+from ..structures import Instances
 
 #: Rules for a pixel that several kept cells' masks claim (``paste_instances(overlaps=)``).
 OVERLAP_RULES = ("score", "probability")
@@ -105,39 +107,11 @@ def paste_instances(
 
 def _in_image(instances: Instances, i: int, shape: tuple[int, int]) -> tuple[tuple[slice, slice], np.ndarray] | None:
     """Instance ``i``'s window clipped to the image: (image slices, mask probabilities there), or None."""
-    wh, ww = instances.masks.shape[1:]
-    oy, ox = (int(v) for v in instances.origins[i])
-    y0, y1 = max(oy, 0), min(oy + wh, shape[0])
-    x0, x1 = max(ox, 0), min(ox + ww, shape[1])
-    if y0 >= y1 or x0 >= x1:
+    clipped = clip_window(instances.origins[i], instances.masks.shape[1:], shape)
+    if clipped is None:
         return None
-    return (slice(y0, y1), slice(x0, x1)), instances.masks[i, y0 - oy : y1 - oy, x0 - ox : x1 - ox]
-
-
-def fill_label_holes(labels: np.ndarray) -> np.ndarray:
-    """Give the background pixels that one label alone encloses to that label, in place.
-
-    A pocket of background walled in by several touching cells is no cell's
-    hole and stays background. Returns ``labels``.
-    """
-    for k, box in enumerate(ndi.find_objects(labels), start=1):
-        if box is None:
-            continue
-        sub = labels[box]
-        holes = ndi.binary_fill_holes(sub == k) & (sub == 0)
-        sub[holes] = k
-    return labels
-
-
-def largest_piece(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """The largest 4-connected piece of a boolean mask and its area (0 when empty)."""
-    comps, nc = ndi.label(mask)
-    if nc <= 1:
-        return mask, int(mask.sum())
-    sizes = np.bincount(comps.ravel())
-    sizes[0] = 0
-    best = int(sizes.argmax())
-    return comps == best, int(sizes[best])
+    box, win = clipped
+    return box, instances.masks[i][win]
 
 
 def _by_probability(instances: Instances, kept: np.ndarray, shape: tuple[int, int], threshold: float,

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .instances import Instances
+from ..structures import Instances
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..data import default_data_root, load_dataset
 from ..errors import ConfigError
 from .html import ReportItem, build_report
 
@@ -46,8 +47,6 @@ def demo_items(
         tqdm bar (None: only on a terminal).
     """
     from tqdm.auto import tqdm
-
-    from ..data import default_data_root, load_dataset
 
     root = Path(root) if root is not None else default_data_root()
     jobs = []

@@ -20,6 +20,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..export.formats import cell_measurements, write_csv
+from ..metrics import evaluate_image
+
 __all__ = ["ReportItem", "build_report", "overlay_outlines", "svg_histogram"]
 
 PRED_COLOR = (255, 220, 0)  # yellow outlines: predictions
@@ -200,8 +203,6 @@ def build_report(
     """
     from PIL import Image
 
-    from ..export.formats import cell_measurements, write_csv
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections, summary = [], []
@@ -222,8 +223,6 @@ def build_report(
         write_csv(out / f"{base}.cells.csv", cols)
         metrics_html, row = "", {"name": item.name, "anchor": base, "cells": len(cols["label"])}
         if item.gt is not None:
-            from ..metrics import evaluate_image
-
             m = evaluate_image(item.gt, labels)
             row.update({k: m[k] for k, _ in METRIC_KEYS[2:6]})
             metrics_html = ("<h3>Against ground truth</h3><table class='metrics'><tr>"

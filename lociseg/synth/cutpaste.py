@@ -18,6 +18,10 @@ from typing import Any, Iterable, Iterator, Literal, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..annotate.labels import weak_from_labels
+from ..data import Sample
+from ..ops.windows import clip_window
+
 __all__ = [
     "CellPatch",
     "extract_cells",
@@ -54,7 +58,6 @@ class CellPatch:
 
 def _make_sample(**fields: Any) -> Any:
     """A :class:`lociseg.data.Sample` (the data package's record type)."""
-    from ..data import Sample
 
     return Sample(**fields)
 
@@ -215,7 +218,6 @@ def _feather_alpha(mask: np.ndarray, feather: float) -> np.ndarray:
 
 def weak_annotations(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Points and foreground of a synthetic label image: :func:`lociseg.annotate.weak_from_labels`."""
-    from ..annotate.labels import weak_from_labels
 
     return weak_from_labels(labels)
 
@@ -231,12 +233,8 @@ class _Placement:
 
 def _clip(p: _Placement, shape: tuple[int, int]) -> tuple[slice, slice, slice, slice] | None:
     """Image and patch slices of the part of a placement inside the image (None when outside)."""
-    h, w = p.mask.shape
-    y0, x0 = max(p.y, 0), max(p.x, 0)
-    y1, x1 = min(p.y + h, shape[0]), min(p.x + w, shape[1])
-    if y0 >= y1 or x0 >= x1:
-        return None
-    return slice(y0, y1), slice(x0, x1), slice(y0 - p.y, y1 - p.y), slice(x0 - p.x, x1 - p.x)
+    clipped = clip_window((p.y, p.x), p.mask.shape, shape)
+    return None if clipped is None else (*clipped[0], *clipped[1])
 
 
 def _paint(placements: list[_Placement], shape: tuple[int, int]) -> np.ndarray:

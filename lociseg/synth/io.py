@@ -20,6 +20,9 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from ..annotate.store import write_annotation
+from ..io import write_labels
+
 
 def _atomic_tiff(path: Path, data: np.ndarray, **kwargs: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
@@ -29,25 +32,12 @@ def _atomic_tiff(path: Path, data: np.ndarray, **kwargs: Any) -> None:
 
 def write_labels_tiff(path: Path, labels: np.ndarray) -> None:
     """Label TIFF (compressed, uint16/uint32) via :func:`lociseg.io.write_labels`."""
-    from ..io import write_labels
-
     write_labels(path, labels)
 
 
 def write_weak_annotation(folder: Path, name: str, points: np.ndarray, foreground: np.ndarray, meta: dict | None = None) -> None:
-    """Points + foreground, via ``lociseg.annotate.store.write_annotation`` when available."""
-    try:
-        from ..annotate.store import write_annotation
-    except ImportError:
-        write_annotation = None
-    if write_annotation is not None:
-        write_annotation(folder, name, points, foreground, meta or {})
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.points.csv.tmp"
-    np.savetxt(tmp, np.asarray(points, np.float32).reshape(-1, 2), fmt="%.2f", delimiter=",", header="y,x", comments="")
-    os.replace(tmp, folder / f"{name}.points.csv")
-    _atomic_tiff(folder / f"{name}.foreground.tif", np.asarray(foreground).astype(np.uint8), compression="zlib")
+    """Points + foreground via :func:`lociseg.annotate.store.write_annotation`."""
+    write_annotation(folder, name, points, foreground, meta or {})
 
 
 def write_sample(out_dir: Path, sample: Any) -> None:

@@ -1,6 +1,7 @@
 """lociseg.train: the experiment config, the training loop and checkpoints."""
 
-from .checkpoint import half_checkpoint, load_checkpoint, load_experiment_config, save_checkpoint
+from ..models.checkpoint import half_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import load_experiment_config
 from .config import ExperimentConfig
 from .loop import train
 

@@ -15,11 +15,14 @@ import torch
 from scipy import ndimage as ndi
 from torch.nn import functional as F
 
+from ..annotate import weak_from_labels, with_annotations
+from ..data import load_dataset
 from ..errors import ConfigError
 from ..io import normalize_percentile
-from ..predict.scale import (
+from ..ops.windows import clip_window
+from ..transforms import (
     diameter_from_labels,
-    diameter_from_locations,
+    point_spacing,
     rescale_image,
     rescale_labels,
 )
@@ -54,7 +57,6 @@ def load_samples_for(config: ExperimentConfig, specs: list[str], annotations: li
     With ``machine`` the samples' labels are replaced by the annotations'
     machine-made cells (``data.label_source: machine``).
     """
-    from ..data import load_dataset
 
     if machine and not annotations:
         raise ConfigError("data.label_source 'machine' needs data.annotations (a 'lociseg annotate' folder per spec)")
@@ -68,7 +70,6 @@ def load_samples_for(config: ExperimentConfig, specs: list[str], annotations: li
             if annotations[k] == "from-labels":
                 if machine:
                     raise ConfigError("data.label_source 'machine' needs annotation folders, not 'from-labels'")
-                from ..annotate import weak_from_labels
 
                 samples = []
                 for s in ds:
@@ -77,7 +78,6 @@ def load_samples_for(config: ExperimentConfig, specs: list[str], annotations: li
                     samples.append(s)
                 out.extend(samples)
                 continue
-            from ..annotate import with_annotations
 
             ds = with_annotations(ds, annotations[k])
         for i in range(len(ds)):
@@ -97,7 +97,7 @@ def estimate_diameter(samples: list, weak: bool) -> float:
     for s in samples:
         if weak or s.labels is None:
             if s.points is not None and len(s.points) > 1:
-                values.append(diameter_from_locations(np.asarray(s.points)))
+                values.append(point_spacing(np.asarray(s.points)))
         else:
             values.append(diameter_from_labels(s.labels))
     values = [v for v in values if np.isfinite(v)]
@@ -155,9 +155,8 @@ def sample_crop(item: Prepared, size: int, aug: AugmentConfig, rng: np.random.Ge
 
     def window(a: np.ndarray, fill: float) -> np.ndarray:
         out = np.full(a.shape[:-2] + (src, src), fill, dtype=a.dtype)
-        ys, xs = max(y0, 0), max(x0, 0)
-        ye, xe = min(y0 + src, h), min(x0 + src, w)
-        out[..., ys - y0 : ye - y0, xs - x0 : xe - x0] = a[..., ys:ye, xs:xe]
+        box, win = clip_window((y0, x0), (src, src), (h, w))  # the crop always meets the image
+        out[(..., *win)] = a[(..., *box)]
         return out
 
     img = torch.from_numpy(window(item.image, 0.0))[None]

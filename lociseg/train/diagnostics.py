@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..losses.weak import paste_soft, point_spacing
+from ..losses.weak import DEFAULT_SPACING
+from ..ops.windows import paste_soft
+from ..transforms import point_spacing
 
 __all__ = ["weak_diagnostics", "CollapseMonitor"]
 
@@ -58,7 +60,7 @@ def weak_diagnostics(
         ``empty_fraction``: fraction of masks with area < empty_area * spacing2.
     """
     y = torch.sigmoid(masks.float()) if from_logits else masks.float()
-    spacing = point_spacing(points)
+    spacing = point_spacing(points, DEFAULT_SPACING)
     s2 = spacing * spacing
     n = int(y.shape[0])
     out = {"n": float(n), "spacing2": s2}

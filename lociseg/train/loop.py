@@ -15,10 +15,14 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError
+from ..metrics import aggregate, evaluate_image
+from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.registry import build_model
-from .checkpoint import load_checkpoint, load_training_state, save_checkpoint
+from ..predict.paste import paste_instances
+from .checkpoint import load_training_state
 from .config import ExperimentConfig
 from .data import Prepared, iterate_batches, load_samples_for, prepare
+from .diagnostics import CollapseMonitor, weak_diagnostics
 
 log = logging.getLogger("lociseg.train")
 
@@ -56,8 +60,6 @@ def lr_factor(step: int, warmup: int, total: int, time_fraction: float = 0.0) ->
 @torch.no_grad()
 def validate(model, items: list[Prepared], device: torch.device) -> dict[str, float]:
     """F1@0.5 and AP50 (summed over images) of the model on prepared labelled images."""
-    from ..metrics import aggregate, evaluate_image
-    from ..predict.paste import paste_instances
 
     results = []
     for it in items:
@@ -190,8 +192,6 @@ def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, re
     end = opt_cfg.steps if stop_at is None else min(stop_at, opt_cfg.steps)
     monitor = None
     if weak:
-        from .diagnostics import CollapseMonitor
-
         wcfg = getattr(getattr(config, "lacss", None), "weak", None)
         # Coverage is judged once every warm-up (masks, then territory/collaborator) is done and has
         # settled, and only where the loss asks masks to cover a foreground (not in points mode).
@@ -290,7 +290,6 @@ class _CsvLog:
 @torch.no_grad()
 def _weak_check(model, batch: dict, monitor, step: int, row: dict) -> None:
     """Weak-training diagnostics on the first image of the batch, logged and checked for collapse."""
-    from .diagnostics import weak_diagnostics
 
     if not hasattr(model, "seghead") or not len(batch["points"][0]):
         return

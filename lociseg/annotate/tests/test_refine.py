@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from lociseg.annotate import annotate_image, cells_from_model, merge_cells
+from lociseg.annotate import annotate_image, merge_cells
+from lociseg.predict.selftrain import cells_from_model
 
 
 def test_merge_cells_by_hand():

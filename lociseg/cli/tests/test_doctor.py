@@ -15,7 +15,7 @@ from lociseg.cli.main import run
 def registry(tmp_path):
     from lociseg.models import LacssModel
     from lociseg.models.pretrained.package import package_model
-    from lociseg.train.checkpoint import save_checkpoint
+    from lociseg.models.checkpoint import save_checkpoint
     from lociseg.train.config import ExperimentConfig
 
     cfg = ExperimentConfig()

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::F
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     from lociseg.models import LacssModel
-    from lociseg.train.checkpoint import save_checkpoint
+    from lociseg.models.checkpoint import save_checkpoint
     from lociseg.train.config import ExperimentConfig
 
     cfg = ExperimentConfig()

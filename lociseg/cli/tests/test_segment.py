@@ -13,8 +13,9 @@ from scipy import ndimage as ndi
 from lociseg.cli.main import run
 from lociseg.io import read_labels
 from lociseg.models.base import InputSpec, SegmentationModel
-from lociseg.predict import Instances, api
-from lociseg.predict.semantic import labels_to_instances
+from lociseg.predict import api
+from lociseg.structures import Instances
+from lociseg.models.semantic import labels_to_instances
 
 
 class _Cfg:
@@ -118,7 +119,7 @@ def test_segment_accepts_a_data_set_spec(tmp_path, data_root, monkeypatch):
     """Images stored as one file per channel (CellProfiler examples) are read through their data set spec."""
 
     from lociseg.models import LacssModel
-    from lociseg.train.checkpoint import save_checkpoint
+    from lociseg.models.checkpoint import save_checkpoint
     from lociseg.train.config import ExperimentConfig
 
     monkeypatch.setenv("LOCISEG_DATA", str(data_root))
@@ -163,7 +164,7 @@ def test_diameter_train_uses_the_checkpoint_training_diameter(tmp_path, capsys):
     import tifffile
 
     from lociseg.models import LacssModel
-    from lociseg.train.checkpoint import save_checkpoint
+    from lociseg.models.checkpoint import save_checkpoint
     from lociseg.train.config import ExperimentConfig
 
     cfg = ExperimentConfig()

@@ -7,16 +7,17 @@ import pytest
 import torch
 
 from lociseg.losses.weak import (
+    DEFAULT_SPACING,
     background_from_points,
     lacss_weak_loss,
-    paste_soft,
-    point_spacing,
     points_mode_loss,
     size_loss,
     territory_loss,
     territory_map,
     warmup_weight,
 )
+from lociseg.ops.windows import paste_soft
+from lociseg.transforms import point_spacing
 
 LN2 = math.log(2.0)
 
@@ -115,7 +116,9 @@ def test_gradient_signs_grow_on_foreground_shrink_on_background():
 def test_point_spacing_and_background_from_points():
     pts = np.array([[0, 0], [0, 10], [20, 0]], np.float32)
     assert point_spacing(pts) == pytest.approx(10.0)
-    assert point_spacing(np.zeros((1, 2))) == 32.0
+    assert point_spacing(torch.as_tensor(pts)) == pytest.approx(10.0)
+    assert point_spacing(np.zeros((1, 2)), DEFAULT_SPACING) == 32.0
+    assert math.isnan(point_spacing(np.zeros((0, 2))))
     bg = background_from_points(np.array([[2, 2]]), (8, 8), distance=3.0)
     assert bg[2, 2] == 0 and bg[2, 5] == 0 and bg[2, 6] == 1 and bg[7, 7] == 1
     assert background_from_points(np.zeros((0, 2)), (4, 4)).sum() == 16

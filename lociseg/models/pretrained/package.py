@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ...errors import ConfigError, InputError
+from ..checkpoint import resolve_checkpoint
 from . import MANIFEST, REGISTRY, WEIGHTS, file_sha256
 
 __all__ = ["package_model", "render_model_card", "MAX_BYTES"]
@@ -126,8 +127,6 @@ def package_model(
     Path
         The new model folder.
     """
-    from ...train.checkpoint import resolve_checkpoint
-
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"model name {name!r} must be letters, digits, '-' or '_'")
     src = resolve_checkpoint(run_dir)

@@ -27,7 +27,7 @@ def test_segment_widget_adds_labels(qtbot, monkeypatch):
     from lociseg.models.base import InputSpec, SegmentationModel
     from lociseg.napari._widgets import SegmentWidget
     from lociseg.predict import api
-    from lociseg.predict.semantic import labels_to_instances
+    from lociseg.models.semantic import labels_to_instances
 
     class Cfg:
         input = InputSpec(in_channels=1, channels=["DNA"], target_diameter=10)

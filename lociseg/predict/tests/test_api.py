@@ -7,7 +7,7 @@ from scipy import ndimage as ndi
 
 from lociseg.errors import ConfigError, InputError
 from lociseg.models.base import InputSpec, SegmentationModel
-from lociseg.predict import Instances
+from lociseg.structures import Instances
 from lociseg.predict.api import (
     CellTable,
     Segmenter,
@@ -16,12 +16,8 @@ from lociseg.predict.api import (
     write_outputs,
 )
 from lociseg.predict.paste import paste_instances
-from lociseg.predict.scale import (
-    diameter_from_labels,
-    diameter_from_locations,
-    rescale_instances,
-)
-from lociseg.predict.semantic import labels_to_instances
+from lociseg.models.semantic import labels_to_instances
+from lociseg.transforms import diameter_from_labels, point_spacing, rescale_instances
 
 
 class _Cfg:
@@ -208,7 +204,7 @@ def test_diameter_estimators_on_real_images(data_root, spec):
         inst = labels_to_instances(sample.labels)  # oracle predictions
         pasted, _ = paste_instances(inst, sample.shape, min_area=1, min_fragment_fraction=0)
         mask_ok.append(abs(diameter_from_labels(pasted) / true - 1) < 0.25)
-        spacing_ok.append(abs(diameter_from_locations(inst.locations) / true - 1) < 0.25)
+        spacing_ok.append(abs(point_spacing(inst.locations) / true - 1) < 0.25)
     assert all(mask_ok)
     # spacing only holds where cells touch: all Koyuncu fields, most BBBC018 ones
     assert np.mean(spacing_ok) >= (1.0 if spec.startswith("koyuncu") else 0.6)

@@ -1,7 +1,8 @@
 import numpy as np
 from scipy import ndimage as ndi
 
-from lociseg.predict import Instances, fill_label_holes, paste_instances
+from lociseg.predict import fill_label_holes, paste_instances
+from lociseg.structures import Instances
 
 
 def _disc(h, w, cy, cx, r):

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from lociseg.predict import Instances, iter_tiles, paste_instances, predict_tiled
-from lociseg.predict.semantic import labels_to_instances
+from lociseg.predict import iter_tiles, paste_instances, predict_tiled
+from lociseg.structures import Instances
+from lociseg.models.semantic import labels_to_instances
 from lociseg.predict.tiling import concatenate_instances, n_tiles
 
 

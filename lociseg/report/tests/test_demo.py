@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 from lociseg.cli.main import run
 from lociseg.models.base import InputSpec, SegmentationModel
 from lociseg.predict import api
-from lociseg.predict.semantic import labels_to_instances
+from lociseg.models.semantic import labels_to_instances
 from lociseg.report.demo import run_demo
 
 

@@ -4,7 +4,8 @@ import torch
 from safetensors.torch import load_file
 
 from lociseg.errors import InputError
-from lociseg.train.checkpoint import half_checkpoint, load_checkpoint, save_checkpoint
+from lociseg.models.checkpoint import half_checkpoint, load_checkpoint, save_checkpoint
+from lociseg.train.checkpoint import load_experiment_config
 from lociseg.train.config import ExperimentConfig
 from lociseg.train.data import Prepared, make_batch, sample_crop
 from lociseg.train.loop import lr_factor, train
@@ -84,7 +85,7 @@ def test_save_load_identical_output(tmp_path, rng):
     x = torch.from_numpy(rng.random((1, 2, 64, 64)).astype(np.float32))
     for a, b in zip(model(x), loaded(x)):
         assert torch.equal(a, b)
-    assert loaded.experiment_config == cfg
+    assert load_experiment_config(tmp_path / "ck") == cfg and loaded.config == cfg.lacss
     assert set(load_file(str(tmp_path / "ck" / "model.safetensors"))) == set(model.state_dict())
 
 

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[4]
 def checkpoint(tmp_path_factory):
     """A small (untrained) LACSS checkpoint written by the training code."""
     from lociseg.models import LacssModel
-    from lociseg.train.checkpoint import save_checkpoint
+    from lociseg.models.checkpoint import save_checkpoint
     from lociseg.train.config import ExperimentConfig
 
     cfg = ExperimentConfig()
@@ -49,7 +49,7 @@ def test_package_then_resolve_and_load(tmp_path, checkpoint):
     assert P.resolve_model("nuclei", registry=reg) == dest
     assert P.verify_model(dest) == rec["sha256"]  # from the card alone
     # the folder loads as a checkpoint and predicts like the original
-    from lociseg.train.checkpoint import load_checkpoint
+    from lociseg.models.checkpoint import load_checkpoint
 
     a, b = load_checkpoint(checkpoint), load_checkpoint(dest)
     x = torch.rand(1, 1, 64, 64)

@@ -1,4 +1,4 @@
-"""The per-cell prediction record shared by every model type and by tiling.
+"""Records shared by every layer: the per-cell prediction of every model type.
 
 A model predicts, for one image (or tile), a set of instances, each a soft
 mask in a small window placed somewhere in the image. Tiling keeps the

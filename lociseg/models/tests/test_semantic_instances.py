@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lociseg.predict.semantic import (
+from lociseg.models.semantic import (
     labels_to_instances,
     three_class_to_instances,
     three_class_to_labels,

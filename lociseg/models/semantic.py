@@ -1,4 +1,4 @@
-"""Instances from a 3-class (background / interior / boundary) probability map.
+"""Instances from a 3-class (background / interior / boundary) probability map: U-Net output decoding.
 
 Used by the U-Net baseline: the interior class separates touching cells,
 so its connected components are the seeds; each seed is grown back over the
@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
-from .instances import Instances
+from ..structures import Instances
 
 
 def three_class_to_labels(

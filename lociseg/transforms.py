@@ -1,4 +1,4 @@
-"""Rescaling between image scale and model scale.
+"""Rescaling and cell-size estimates shared by training and inference.
 
 Models are trained on images rescaled so that cells are about
 ``target_diameter`` pixels across; predictions are mapped back to the
@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.spatial import cKDTree
+
+from .structures import Instances
 
 
 def scaled_shape(shape: tuple[int, int], factor: float) -> tuple[int, int]:
@@ -64,8 +67,6 @@ def rescale_instances(instances, from_shape: tuple[int, int], to_shape: tuple[in
         Locations, windows and origins in ``to_shape`` coordinates; all
         windows share one shape.
     """
-    from .instances import Instances
-
     sy = from_shape[0] / to_shape[0]
     sx = from_shape[1] / to_shape[1]
     if abs(sy - 1) < 1e-9 and abs(sx - 1) < 1e-9:
@@ -105,16 +106,24 @@ def diameter_from_labels(labels: np.ndarray) -> float:
     return float(2 * np.sqrt(np.median(area) / np.pi))
 
 
-def diameter_from_locations(locations: np.ndarray) -> float:
-    """Median distance from each cell location to its nearest neighbour (NaN with fewer than 2).
+def point_spacing(points, default: float = float("nan")) -> float:
+    """Median distance from each point to its nearest neighbour, in pixels.
 
-    Close to the cell diameter where cells touch (confluent cultures,
-    tissue); an over-estimate where cells are sparse.
+    A robust scale of the cells: close to the cell diameter where cells
+    touch (confluent cultures, tissue); an over-estimate where cells are
+    sparse.
+
+    Parameters
+    ----------
+    points : (N, 2) array or tensor
+        Cell locations (y, x).
+    default : float, optional
+        Returned with fewer than 2 points.
     """
-    from scipy.spatial import cKDTree
-
-    loc = np.asarray(locations, np.float64).reshape(-1, 2)
+    if isinstance(points, torch.Tensor):
+        points = points.detach().cpu().numpy()
+    loc = np.asarray(points, np.float64).reshape(-1, 2)
     if len(loc) < 2:
-        return float("nan")
+        return float(default)
     d, _ = cKDTree(loc).query(loc, k=2)
     return float(np.median(d[:, 1]))

@@ -1,0 +1,168 @@
+"""Checkpoints: a folder with weights (safetensors), the full config (YAML) and metrics (JSON).
+
+Nothing is pickled: training state for an exact resume (optimizer moments,
+scheduler, RNG, step) is stored as safetensors + JSON too
+(:func:`lociseg.train.checkpoint.load_training_state` reads it back). The
+config is the training run's (:class:`lociseg.train.config.ExperimentConfig`);
+a model is rebuilt from its ``model_type`` section alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from ..config import Config
+from ..errors import ConfigError, InputError
+from .base import SegmentationModel
+from .lacss import LacssConfig
+from .registry import build_model
+from .unet import UNetConfig
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.yaml"
+METRICS = "metrics.json"
+STATE_TENSORS = "train_state.safetensors"
+STATE_JSON = "train_state.json"
+
+
+def _atomic_dir(path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _commit_dir(tmp: Path, path: Path) -> None:
+    # Swap in the new folder so an interruption never leaves a half-written checkpoint.
+    old = path.with_name(f".{path.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: SegmentationModel,
+    config: Config,
+    metrics: dict[str, Any] | None = None,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    step: int | None = None,
+    extra_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint folder (atomically replacing an existing one).
+
+    ``config`` is the run's whole configuration (an ``ExperimentConfig``,
+    with ``model_type`` and one section per model type).
+    """
+    path = Path(path)
+    tmp = _atomic_dir(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / WEIGHTS), metadata={"format": "lociseg", "model_type": config.model_type})
+    config.to_yaml(tmp / CONFIG)
+    (tmp / METRICS).write_text(json.dumps(metrics or {}, indent=2, default=float))
+    if optimizer is not None:
+        tensors: dict[str, torch.Tensor] = {}
+        opt = optimizer.state_dict()
+        for pid, st in opt["state"].items():
+            for key, val in st.items():
+                t = val if torch.is_tensor(val) else torch.tensor(val)
+                tensors[f"opt.{pid}.{key}"] = t.detach().cpu().contiguous()
+        tensors["rng.torch"] = torch.get_rng_state()
+        save_file(tensors, str(tmp / STATE_TENSORS))
+        meta = {
+            "step": step,
+            "param_groups": opt["param_groups"],
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            **(extra_state or {}),
+        }
+        (tmp / STATE_JSON).write_text(json.dumps(meta, indent=2, default=float))
+    _commit_dir(tmp, path)
+    return path
+
+
+def half_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a checkpoint with its floating-point weights stored as float16.
+
+    Halves the weight file (the ``base`` backbone: 20 MB -> 10 MB, under the
+    16 MB a shipped model or a file carried back from a device may take);
+    :func:`load_checkpoint` casts the weights back to the model's float32.
+    Training state is not copied: the result is for prediction, not resuming.
+    """
+    src, dst = resolve_checkpoint(src), Path(dst)
+    tmp = _atomic_dir(dst)
+    state = load_file(str(src / WEIGHTS))
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    save_file(half, str(tmp / WEIGHTS), metadata={"format": "lociseg", "dtype": "float16"})
+    for name in (CONFIG, METRICS):
+        if (src / name).is_file():
+            shutil.copy2(src / name, tmp / name)
+    _commit_dir(tmp, dst)
+    return dst
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint folder for a folder, a run folder (its ``best``/``last``) or a ``model.safetensors``."""
+    p = Path(path)
+    if p.is_file() and p.name == WEIGHTS:
+        p = p.parent
+    if p.is_dir() and not (p / WEIGHTS).exists():
+        for sub in ("best", "last"):
+            if (p / sub / WEIGHTS).exists():
+                return p / sub
+    if not (p / WEIGHTS).is_file():
+        raise InputError(f"no checkpoint here (expected {WEIGHTS} and {CONFIG})", path=p)
+    if not (p / CONFIG).is_file():
+        raise InputError(f"checkpoint has no {CONFIG}", path=p)
+    return p
+
+
+MODEL_CONFIGS: dict[str, type[Config]] = {"lacss": LacssConfig, "unet": UNetConfig}
+
+
+def model_config(path: str | os.PathLike) -> Config:
+    """The config of a checkpoint's model: the ``model_type`` section of its ``config.yaml``."""
+    file = resolve_checkpoint(path) / CONFIG
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML ({exc.__class__.__name__})", path=file) from None
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration must be a YAML mapping", path=file)
+    model_type = data.get("model_type", "lacss")
+    if model_type not in MODEL_CONFIGS:
+        raise ConfigError(f"unknown model_type {model_type!r}; valid: {sorted(MODEL_CONFIGS)}", path=file)
+    return MODEL_CONFIGS[model_type].from_dict(data.get(model_type))
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> SegmentationModel:
+    """Rebuild the model of a checkpoint, weights loaded, in eval mode.
+
+    ``model.checkpoint_path`` is the folder it came from; the run's full
+    configuration is :func:`lociseg.train.checkpoint.load_experiment_config`.
+    """
+    folder = resolve_checkpoint(path)
+    model = build_model(model_config(folder))
+    try:
+        state = load_file(str(folder / WEIGHTS), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise InputError(f"cannot read weights ({exc})", path=folder / WEIGHTS) from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(f"weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})", path=folder)
+    model.checkpoint_path = folder
+    return model.to(device).eval()

@@ -1,0 +1,1 @@
+"""Low-level array and tensor helpers shared by losses, models and inference."""
