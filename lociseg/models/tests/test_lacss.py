@@ -15,7 +15,7 @@ from lociseg.models import (
     decode_locations,
     lpn_targets,
 )
-from lociseg.models.lacss import crop_windows, label_centroids
+from lociseg.models.targets import crop_windows, label_centroids
 from lociseg.models.lpn import grid_centres
 
 
