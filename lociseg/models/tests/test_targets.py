@@ -7,7 +7,12 @@ import torch
 from lociseg.models import LacssConfig, LacssModel
 from lociseg.models.lacss import STRIDE
 from lociseg.models.lpn import decode_locations
-from lociseg.models.targets import label_centroids, lacss_targets, match_locations, subsample_instances
+from lociseg.models.targets import (
+    label_centroids,
+    lacss_targets,
+    match_locations,
+    subsample_instances,
+)
 
 #: Losses of the pre-refactor ``LacssModel.training_loss`` (commit e3aac17) on the batches below.
 REFERENCE = json.loads((Path(__file__).parent / "data" / "lacss_loss_reference.json").read_text())
