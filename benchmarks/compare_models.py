@@ -58,6 +58,9 @@ MODELS: dict[str, dict[str, Any]] = {
     "unet-expanded": {"type": "unet", "preset": "expanded", "weak": False},
 }
 
+#: The U-Net's training recipe in the seed study (Caicedo et al. 2019): lr, batch size, crop side.
+UNET_RECIPE = (0.01, 5, 256)
+
 # Data set -> list of (spec, split) for training and test; channels by name where the data set has them.
 DATASETS: dict[str, dict[str, Any]] = {
     "bbbc018-cells": {"train": [("bbbc018", "train")], "test": [("bbbc018", "test")], "channels": ["actin", "DNA"]},
@@ -198,7 +201,7 @@ def _build_model(name: str, in_channels: int, quick: bool) -> Any:
         kw: dict[str, Any] = {"preset": spec["preset"]}
         if quick:
             kw.update(base_channels=8, depth=3)
-        cfg = UNetConfig(in_channels=in_channels, input=InputSpec(in_channels=in_channels), **kw)
+        cfg = UNetConfig(input=InputSpec(in_channels=in_channels), **kw)
         return UNetModel(cfg)
     from lociseg.models.lacss import (  # ImportError -> run marked unavailable
         LacssConfig,
@@ -212,11 +215,13 @@ def _build_model(name: str, in_channels: int, quick: bool) -> Any:
 
 
 def _recipe(model: Any, args: argparse.Namespace) -> tuple[float, int, int]:
-    """(lr, batch size, crop) -- the U-Net config carries the seed study's recipe."""
-    cfg = model.config
-    lr = args.lr or getattr(cfg, "lr", None) or 1e-3
-    batch = args.batch_size or getattr(cfg, "batch_size", None) or 4
-    crop = args.crop or getattr(cfg, "crop_size", None) or 256
+    """(lr, batch size, crop) -- the U-Net trains with the seed study's recipe (``UNET_RECIPE``)."""
+    from lociseg.models.unet import UNetModel
+
+    lr0, batch0, crop0 = UNET_RECIPE if isinstance(model, UNetModel) else (1e-3, 4, 256)
+    lr = args.lr or lr0
+    batch = args.batch_size or batch0
+    crop = args.crop or crop0
     if args.quick:
         batch, crop = min(batch, 4), min(crop, 128)
     return float(lr), int(batch), int(crop)
@@ -255,7 +260,7 @@ def train_generic(name: str, train_dirs: list[str], in_channels: int, out_dir: P
         "optim.budget_minutes": args.budget_min,
     }
     if spec["type"] == "unet":
-        over.update({"unet.preset": spec["preset"], "unet.in_channels": in_channels, "unet.input.in_channels": in_channels})
+        over.update({"unet.preset": spec["preset"], "unet.input.in_channels": in_channels})
         if args.quick:
             over.update({"unet.base_channels": 8, "unet.depth": 3})
     else:

@@ -149,8 +149,11 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def override(self: T, dotted: dict[str, Any]) -> T:
-        """Return a copy with ``{"train.lr": 0.01, ...}`` style overrides applied."""
-        data = self.to_dict()
+        """Return a copy with ``{"train.lr": 0.01, ...}`` style overrides applied.
+
+        Overrides reach every field, also ones a subclass's :meth:`to_dict` leaves out.
+        """
+        data = to_dict(self)
         for key, value in dotted.items():
             node = data
             parts = key.split(".")

@@ -7,7 +7,7 @@ from torch.nn import functional as F
 
 
 def mask_bce_dice(
-    logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, *, dice_weight: float = 0.5
+    logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, *, dice: bool = True
 ) -> dict[str, torch.Tensor]:
     """Mean binary cross-entropy and soft Dice loss of instance windows.
 
@@ -17,6 +17,13 @@ def mask_bce_dice(
         Mask logits and 0/1 targets of each instance window.
     valid : (N, h, w), optional
         0 where a window pixel lies outside the image or is ignored.
+    dice : bool
+        Also compute the Dice term (skipped when its weight is 0).
+
+    Returns
+    -------
+    dict
+        ``mask_bce`` and, with ``dice``, ``mask_dice`` (scalar tensors, unweighted).
     """
     if logits.numel() == 0:
         z = logits.sum() * 0.0
@@ -24,7 +31,7 @@ def mask_bce_dice(
     w = torch.ones_like(target) if valid is None else valid
     bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * w).sum() / w.sum().clamp(min=1.0)
     out = {"mask_bce": bce}
-    if dice_weight > 0:
+    if dice:
         p = torch.sigmoid(logits) * w
         t = target * w
         inter = (p * t).sum(dim=(1, 2))

@@ -485,10 +485,6 @@ class WeakLossConfig(Config):
 
     Attributes
     ----------
-    mode : {"weak", "points"}
-        ``weak``: points + foreground (:func:`lacss_weak_loss`);
-        ``points``: points only (:func:`points_mode_loss`, optionally with the
-        learned foreground collaborator).
     weight : float
         Weight of the mask loss (after warm-up).
     warmup_start, warmup_steps : int
@@ -523,7 +519,6 @@ class WeakLossConfig(Config):
         (:func:`cells_territory_map`; needs annotations with cells).
     """
 
-    mode: Literal["weak", "points"] = "weak"
     weight: float = 1.0
     warmup_start: int = 0
     warmup_steps: int = 500
@@ -554,6 +549,7 @@ def weak_image_loss(
     owners: torch.Tensor | None = None,
     cells: torch.Tensor | None = None,
     cells_depth: torch.Tensor | None = None,
+    mode: Literal["weak", "points"] = "weak",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total weak mask loss of one image, as configured: one call for a model's ``training_loss``.
 
@@ -587,6 +583,10 @@ def weak_image_loss(
     cells, cells_depth : (H, W) tensors, optional
         Machine-made cell labels and their :func:`~lociseg.train.data.border_depth`
         (territory term with ``territory_source`` "cells").
+    mode : {"weak", "points"}
+        ``weak``: points + foreground (:func:`lacss_weak_loss`); ``points``:
+        points only (:func:`points_mode_loss`, optionally with the learned
+        foreground collaborator).
 
     Returns
     -------
@@ -600,16 +600,16 @@ def weak_image_loss(
         shape = tuple(foreground.shape[-2:])
     w = warmup_weight(step, start=cfg.warmup_start, ramp=cfg.warmup_steps, final=cfg.weight)
     spacing = point_spacing(points, DEFAULT_SPACING) if scale is None else scale
-    if cfg.mode == "weak":
+    if mode == "weak":
         if foreground is None:
             raise ValueError("mode 'weak' needs a foreground map (run 'lociseg annotate' or use mode 'points')")
         terms = lacss_weak_loss(mask_logits, origins, foreground, valid)
-    elif cfg.mode == "points":
+    elif mode == "points":
         terms = points_mode_loss(mask_logits, origins, points, shape, valid=valid,
                                  collaborator=collaborator if cfg.collaborator else None,
                                  background_distance=cfg.background_distance, spacing=spacing)
     else:
-        raise ValueError(f"unknown weak mode {cfg.mode!r}")
+        raise ValueError(f"unknown weak mode {mode!r}")
     parts = {k: float(v.detach()) for k, v in terms.items() if k != "loss"}
     collab = ("collab_fit", "collab_masks")
     loss = w * sum(v for k, v in terms.items() if k != "loss" and k not in collab)

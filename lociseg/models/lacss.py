@@ -21,15 +21,15 @@ from ..config import Config
 from ..losses.lpn import lpn_loss
 from ..losses.mask import mask_bce_dice
 from ..losses.weak import WeakLossConfig, weak_image_loss
-from ..ops.windows import gather_windows
 from ..structures import Instances
 from .aux import AuxBoundaryNet, ForegroundHead
 from .backbone import BackboneConfig, ConvNeXt
 from .base import InputSpec, SegmentationModel
 from .flips import FLIPS, flip_views, flipped_axes, mean_unflipped, unflip
 from .fpn import FPN
-from .lpn import LPNHead, decode_locations, lpn_targets
+from .lpn import LPNHead, decode_locations
 from .seghead import SegHead
+from .targets import lacss_targets, window_targets
 
 STRIDE = 4
 #: Input sizes must be multiples of the coarsest stride.
@@ -75,7 +75,10 @@ class SegHeadConfig(Config):
 
 @dataclass
 class LossWeights(Config):
-    """Weights of the supervised loss terms."""
+    """Weights of the loss terms: LPN score and offset (every mode), mask BCE and Dice (supervised).
+
+    ``mask_dice`` 0 also skips computing the Dice term.
+    """
 
     lpn_score: float = 1.0
     lpn_offset: float = 1.0
@@ -105,8 +108,8 @@ class LacssConfig(Config):
         background far from points, size), optionally with a learned
         foreground collaborator (``weak.collaborator``).
     weak : WeakLossConfig
-        Weights and warm-up of the weak mask losses; ``weak.mode`` is set
-        from ``mode``. In ``weak+aux`` mode zero aux weights default to 1.
+        Weights and warm-up of the weak mask losses (which of them apply
+        follows ``mode``). In ``weak+aux`` mode zero aux weights default to 1.
     match_start : int
         From this step on, each annotated location is replaced by the
         nearest predicted location (within ``match_distance``) when choosing
@@ -130,29 +133,13 @@ class LacssConfig(Config):
     max_instances: int = 256
 
     def weak_loss_config(self) -> WeakLossConfig:
-        """The weak-loss settings in effect for ``mode``."""
-        w = replace(self.weak, mode="points" if self.mode == "points" else "weak")
+        """The weak-loss settings in effect for ``mode`` (aux weights on only in ``weak+aux``)."""
+        w = self.weak
         if self.mode == "weak+aux" and w.aux_weight == 0 and w.aux_consistency_weight == 0:
             w = replace(w, aux_weight=1.0, aux_consistency_weight=1.0)
         if self.mode != "weak+aux":
             w = replace(w, aux_weight=0.0, aux_consistency_weight=0.0)
         return w
-
-
-def label_centroids(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ids (N,) and centroids (N, 2) (y, x) of the objects of a label image."""
-    flat = labels.reshape(-1)
-    ids, inverse = torch.unique(flat, return_inverse=True)
-    ys, xs = torch.meshgrid(
-        torch.arange(labels.shape[0], device=labels.device, dtype=torch.float32),
-        torch.arange(labels.shape[1], device=labels.device, dtype=torch.float32),
-        indexing="ij",
-    )
-    count = torch.bincount(inverse, minlength=len(ids)).float()
-    cy = torch.bincount(inverse, weights=ys.reshape(-1), minlength=len(ids)) / count
-    cx = torch.bincount(inverse, weights=xs.reshape(-1), minlength=len(ids)) / count
-    keep = ids > 0
-    return ids[keep], torch.stack([cy, cx], dim=1)[keep]
 
 
 class LacssModel(SegmentationModel):
@@ -193,103 +180,78 @@ class LacssModel(SegmentationModel):
 
     # ----------------------------------------------------------------- training
     def training_loss(self, batch: dict[str, Any], step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+        """Weighted LPN + mask losses of a batch: targets (:mod:`~lociseg.models.targets`), heads, losses."""
         cfg = self.config
-        image = batch["image"]
-        b, _, h, w = image.shape
-        score, offsets, dense = self(image)
-        grid = score.shape[-2:]
-        valid = batch.get("valid")
-        labels = batch.get("labels")
         supervised = cfg.mode == "supervised"
-        if supervised and labels is None:
+        if supervised and batch.get("labels") is None:
             raise ValueError("mode 'supervised' needs 'labels' in the batch (weak data? set lacss.mode)")
+        image = batch["image"]
+        score, offsets, dense = self(image)
         aux_pred = self.aux(image) if self.aux is not None else None
         collab = self.collaborator(image) if self.collaborator is not None else None
-        weak_cfg = None if supervised else cfg.weak_loss_config()
-
-        pos_t, off_t = [], []
-        mask_parts: list[dict[str, torch.Tensor]] = []
+        t = lacss_targets(batch, score, offsets, step, supervised=supervised, stride=STRIDE, radius=cfg.lpn.radius,
+                          max_instances=cfg.max_instances, match_start=cfg.match_start,
+                          match_distance=cfg.match_distance, decode=self._decode_kwargs())
         logs: dict[str, float] = {}
-        n_inst = 0
-        for i in range(b):
-            if supervised:
-                ids, pts = label_centroids(labels[i])
-            else:
-                pts = batch["points"][i].to(image.device).float().reshape(-1, 2)
-                ids = None
-            pos, off, _ = lpn_targets(pts, grid, STRIDE, cfg.lpn.radius)
-            pos_t.append(pos)
-            off_t.append(off)
-            if len(pts) == 0:
+        mask_parts: list[dict[str, torch.Tensor]] = []
+        for i, sel in enumerate(t.selected):
+            if len(t.points[i]) == 0:
                 continue
-            locs = self._training_locations(score[i], offsets[i], pts, step)
-            sel = torch.arange(len(pts), device=image.device)
-            if len(sel) > cfg.max_instances:
-                g = torch.Generator().manual_seed(int(step) * 1009 + i)
-                sel = torch.randperm(len(pts), generator=g)[: cfg.max_instances].to(image.device)
-            logits, origins = self.seghead(dense[i], locs[sel])
-            n_inst += len(sel)
-            v = None if valid is None else valid[i]
+            logits, origins = self.seghead(dense[i], t.locations[i])
             if supervised:
-                lab_win, inside = gather_windows(labels[i], origins, tuple(logits.shape[-2:]))
-                target = (lab_win == ids[sel][:, None, None]).float()
-                win_valid = inside.float()
-                if v is not None:
-                    win_valid = win_valid * gather_windows(v, origins, tuple(logits.shape[-2:]))[0]
-                mask_parts.append(mask_bce_dice(logits, target, win_valid, dice_weight=cfg.loss.mask_dice))
+                valid = batch.get("valid")
+                target, win_valid = window_targets(batch["labels"][i], t.ids[i][sel], origins, logits.shape[-1],
+                                                   None if valid is None else valid[i])
+                mask_parts.append(mask_bce_dice(logits, target, win_valid, dice=cfg.loss.mask_dice > 0))
             else:
-                fg = batch.get("foreground")
-                loss_i, parts = weak_image_loss(
-                    weak_cfg,
-                    logits,
-                    origins,
-                    pts,
-                    foreground=None if fg is None else fg[i],
-                    valid=v,
-                    shape=(h, w),
-                    step=step,
-                    collaborator=None if collab is None else collab[i],
-                    aux_pred=None if aux_pred is None else aux_pred[i],
-                    scale=cfg.input.target_diameter,
-                    owners=sel,
-                    cells=batch["cells"][i] if "cells" in batch else None,
-                    cells_depth=batch["cells_depth"][i] if "cells_depth" in batch else None,
-                )
-                # The weak loss sums over pixels (order: one cell area); dividing by the
-                # squared training diameter brings it to the scale of the LPN losses.
-                mask_parts.append({"weak": loss_i / cfg.input.target_diameter**2})
+                loss_i, parts = self._weak_loss(batch, i, logits, origins, t.points[i], sel, step, aux_pred, collab)
+                mask_parts.append({"weak": loss_i})
                 for k, val in parts.items():
-                    logs[k] = logs.get(k, 0.0) + val / b
-
-        grid_valid = None
-        if valid is not None:
-            grid_valid = (F.avg_pool2d(valid[:, None].float(), STRIDE)[:, 0] > 0.5).float()
-        lpn = lpn_loss(score, offsets, torch.stack(pos_t), torch.stack(off_t), grid_valid)
+                    logs[k] = logs.get(k, 0.0) + val / len(image)
+        lpn = lpn_loss(score, offsets, t.positive, t.offsets, t.grid_valid)
         total = cfg.loss.lpn_score * lpn["lpn_score"] + cfg.loss.lpn_offset * lpn["lpn_offset"]
         if mask_parts:
             for key in mask_parts[0]:
                 term = torch.stack([p[key] for p in mask_parts]).mean()
-                weight = 1.0 if key == "weak" else getattr(cfg.loss, key)
-                total = total + weight * term
+                total = total + (1.0 if key == "weak" else getattr(cfg.loss, key)) * term
                 logs[key] = float(term.detach())
         else:
             total = total + dense.sum() * 0.0  # keep every parameter in the graph
         logs.update({k: float(v.detach()) for k, v in lpn.items()})
-        logs["instances"] = float(n_inst)
+        logs["instances"] = float(sum(len(sel) for sel, p in zip(t.selected, t.points) if len(p)))
         return total, logs
 
-    @torch.no_grad()
-    def _training_locations(self, score: torch.Tensor, offsets: torch.Tensor, points: torch.Tensor, step: int) -> torch.Tensor:
-        """Annotated locations, each replaced by the nearest prediction once the LPN is trained."""
+    def _decode_kwargs(self) -> dict[str, Any]:
+        """Settings of :func:`~lociseg.models.lpn.decode_locations` at prediction (and for matching)."""
+        lpn = self.config.lpn
+        return {"min_score": lpn.min_score, "max_count": lpn.max_count, "min_distance": lpn.min_distance}
+
+    def _weak_loss(self, batch: dict[str, Any], i: int, logits: torch.Tensor, origins: torch.Tensor,
+                   points: torch.Tensor, sel: torch.Tensor, step: int, aux_pred: torch.Tensor | None,
+                   collab: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Weak mask loss of image ``i``, at the scale of the LPN losses."""
         cfg = self.config
-        if step < cfg.match_start:
-            return points
-        pred, _ = decode_locations(score, offsets, STRIDE, min_score=cfg.lpn.min_score, max_count=cfg.lpn.max_count,
-                                   min_distance=cfg.lpn.min_distance)
-        if len(pred) == 0:
-            return points
-        d, j = torch.cdist(points, pred).min(dim=1)
-        return torch.where((d <= cfg.match_distance)[:, None], pred[j], points)
+        fg, valid = batch.get("foreground"), batch.get("valid")
+        loss, parts = weak_image_loss(
+            cfg.weak_loss_config(),
+            logits,
+            origins,
+            points,
+            foreground=None if fg is None else fg[i],
+            valid=None if valid is None else valid[i],
+            shape=tuple(batch["image"].shape[-2:]),
+            step=step,
+            collaborator=None if collab is None else collab[i],
+            aux_pred=None if aux_pred is None else aux_pred[i],
+            scale=cfg.input.target_diameter,
+            owners=sel,
+            cells=batch["cells"][i] if "cells" in batch else None,
+            cells_depth=batch["cells_depth"][i] if "cells_depth" in batch else None,
+            mode="points" if cfg.mode == "points" else "weak",
+        )
+        # The weak loss sums over pixels (order: one cell area); dividing by the
+        # squared training diameter brings it to the scale of the LPN losses.
+        return loss / cfg.input.target_diameter**2, parts
 
     # --------------------------------------------------------------- prediction
     @torch.no_grad()
@@ -352,15 +314,13 @@ class LacssModel(SegmentationModel):
         return total / count, origins
 
     def _predict(self, image: torch.Tensor, chunk: int, augment: bool = False) -> Instances:
-        cfg = self.config
         if image.ndim == 3:
             image = image[None]
         h, w = image.shape[-2:]
         ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
         x = F.pad(image, (0, pw, 0, ph)) if ph or pw else image
         score, offsets, dense = self._dense_outputs(x, augment)
-        locs, scores = decode_locations(score, offsets, STRIDE, min_score=cfg.lpn.min_score,
-                                        max_count=cfg.lpn.max_count, min_distance=cfg.lpn.min_distance)
+        locs, scores = decode_locations(score, offsets, STRIDE, **self._decode_kwargs())
         inside = (locs[:, 0] >= 0) & (locs[:, 0] <= h - 1) & (locs[:, 1] >= 0) & (locs[:, 1] <= w - 1)
         locs, scores = locs[inside], scores[inside]
         size = self.seghead.window_px

@@ -5,7 +5,7 @@ instances are the connected interior regions grown back over the cell area
 (:func:`lociseg.models.semantic.three_class_to_labels`). This is the
 baseline of the BBBC039 nucleus-segmentation study (Caicedo et al. 2019),
 whose recipe (lr 0.01, batch 5, random 256x256 crops, boundary weighted up)
-is the default here.
+is what ``benchmarks/compare_models.py`` trains it with.
 """
 
 from __future__ import annotations
@@ -40,12 +40,9 @@ class UNetConfig(Config):
 
     Attributes
     ----------
-    in_channels : int
-        Input channels, kept equal to ``input.in_channels`` (the field the
-        network and the prediction code read): setting either one alone sets
-        both; two different non-default values are an error.
     input : InputSpec
-        Channels, normalisation and model scale (shared with every model).
+        Channels (``input.in_channels`` is the network's input width),
+        normalisation and model scale (shared with every model).
     base_channels : int
         Width of the first level; each level below doubles it.
     depth : int
@@ -59,10 +56,6 @@ class UNetConfig(Config):
         Thickness (px, at model scale) of the boundary class in the targets.
     class_weights : list of 3 floats
         Cross-entropy weights of background, interior, boundary.
-    lr, batch_size, crop_size : float, int, int
-        Training recipe of the seed study; the comparison script copies them
-        into the experiment's optimiser/data settings (the generic loop does
-        not read them).
     interior_threshold, foreground_threshold : float
         Instance extraction thresholds on the predicted probabilities.
     min_size : int
@@ -73,7 +66,6 @@ class UNetConfig(Config):
         0 disables the point term.
     """
 
-    in_channels: int = 2
     input: InputSpec = field(default_factory=InputSpec)
     base_channels: int = 32
     depth: int = 4
@@ -81,27 +73,12 @@ class UNetConfig(Config):
     batch_norm: bool = True
     boundary_width: int = 2
     class_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 10.0])
-    lr: float = 0.01
-    batch_size: int = 5
-    crop_size: int = 256
     interior_threshold: float = 0.5
     foreground_threshold: float = 0.5
     min_size: int = 16
     weak_point_radius: float = 3.0
 
     def __post_init__(self) -> None:
-        default = type(self.input)().in_channels
-        if self.in_channels != self.input.in_channels:
-            # Setting either field alone is enough: the other follows it.
-            if self.input.in_channels == default:
-                self.input.in_channels = self.in_channels
-            elif self.in_channels == default:
-                self.in_channels = self.input.in_channels
-        if self.in_channels != self.input.in_channels:
-            raise ConfigError(
-                f"unet.in_channels ({self.in_channels}) differs from unet.input.in_channels "
-                f"({self.input.in_channels}); set both to the number of image channels"
-            )
         if len(self.class_weights) != NUM_CLASSES:
             raise ConfigError(f"unet.class_weights needs 3 values (background, interior, boundary), got {self.class_weights}")
         if self.depth < 1 or self.base_channels < 1:
@@ -211,9 +188,6 @@ class UNetModel(SegmentationModel):
     def __init__(self, config: UNetConfig | None = None):
         super().__init__()
         config = config if config is not None else UNetConfig()
-        if config.in_channels != config.input.in_channels:
-            # The config may have been mutated after construction: the shared InputSpec wins.
-            config.in_channels = config.input.in_channels
         self.config = config
         self.net = UNet(config.input.in_channels, config.widths, NUM_CLASSES, config.batch_norm)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from ..config import Config
+from ..config import Config, to_dict
 from ..models.lacss import LacssConfig
 from ..models.unet import UNetConfig
 
@@ -123,15 +124,62 @@ class OptimConfig(Config):
     workers: int = 0
 
 
+#: Options of older config layouts that nothing reads any more (dropped on load).
+_DROPPED = (
+    ("lacss", "weak", "mode"),  # set from lacss.mode
+    ("unet", "lr"),  # the optim section is what trains
+    ("unet", "batch_size"),
+    ("unet", "crop_size"),
+)
+
+
+def upgrade_config(data: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of an experiment config mapping in the current layout.
+
+    Configs written before issue 19 (the shipped models' among them) carry
+    options that are now gone: they are dropped, and ``unet.in_channels``
+    becomes ``unet.input.in_channels`` (which it mirrored).
+    """
+    data = copy.deepcopy(dict(data or {}))
+    for path in _DROPPED:
+        node = data
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    unet = data.get("unet")
+    if isinstance(unet, dict) and "in_channels" in unet:
+        n = unet.pop("in_channels")
+        spec = unet.setdefault("input", {})
+        if isinstance(spec, dict):
+            spec.setdefault("in_channels", n)
+    return data
+
+
 @dataclass
 class ExperimentConfig(Config):
-    """A whole training run: model type and settings, data, optimisation."""
+    """A whole training run: model type and settings, data, optimisation.
+
+    Both model sections exist (so ``--set model_type=unet --set unet.depth=3``
+    works), but :meth:`to_dict` and the YAML written beside a checkpoint hold
+    only the one ``model_type`` selects.
+    """
 
     model_type: Literal["lacss", "unet"] = "lacss"
     lacss: LacssConfig = field(default_factory=LacssConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> ExperimentConfig:
+        """Build from (possibly sparse, possibly old-layout) nested dictionaries; missing options keep their defaults."""
+        return super().from_dict(upgrade_config(data))
+
+    def to_dict(self) -> dict:
+        """Every option, with the section of the selected model type only."""
+        unused = "unet" if self.model_type == "lacss" else "lacss"
+        return {k: v for k, v in to_dict(self).items() if k != unused}
 
     @property
     def model(self) -> LacssConfig | UNetConfig:

@@ -195,7 +195,7 @@ def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, re
         wcfg = getattr(getattr(config, "lacss", None), "weak", None)
         # Coverage is judged once every warm-up (masks, then territory/collaborator) is done and has
         # settled, and only where the loss asks masks to cover a foreground (not in points mode).
-        judge = wcfg is not None and wcfg.mode == "weak"
+        judge = wcfg is not None and config.lacss.mode != "points"
         monitor = CollapseMonitor(coverage_from=wcfg.warmup_start + 3 * wcfg.warmup_steps if judge else 0,
                                   coverage_limit=0.4 if judge else 0.0)
     bar = tqdm(total=opt_cfg.steps, initial=start, disable=not progress or None, desc="train", unit="step")

@@ -200,25 +200,25 @@ def test_weak_image_loss_combines_terms_with_warmup():
     assert loss.item() == pytest.approx(0.5 * 8.0)  # coverage 16 - 8 only
     with pytest.raises(ValueError, match="foreground"):
         weak_image_loss(cfg, z, torch.tensor([[0, 0]]), pts, shape=(8, 8))
-    pcfg = WeakLossConfig.from_dict({"mode": "points", "collaborator": True, "aux_weight": 1.0})
+    pcfg = WeakLossConfig.from_dict({"collaborator": True, "aux_weight": 1.0})
     collab = torch.zeros(8, 8, requires_grad=True)
     aux = torch.zeros(8, 8, requires_grad=True)
     bump = torch.zeros(1, 4, 4)
     bump[0, 1:3, 1:3] = 3.0  # a mask with edges (a uniform one has none, and the aux target is 0)
     loss, parts = weak_image_loss(pcfg, bump.requires_grad_(), torch.tensor([[0, 0]]), pts, shape=(8, 8),
-                                  step=0, collaborator=collab, aux_pred=aux)
+                                  step=0, collaborator=collab, aux_pred=aux, mode="points")
     assert {"overlap", "background", "small_area", "collab_fit", "size", "aux"} <= set(parts)
     loss.backward()
     # step 0 of the warm-up: only the collaborator fit and the aux net learn
     assert collab.grad.abs().sum() > 0 and aux.grad.abs().sum() > 0
     # The collaborator steers the masks only after a second warm-up.
-    ccfg = WeakLossConfig(mode="points", collaborator=True, warmup_steps=10, size_weight=0.0)
+    ccfg = WeakLossConfig(collaborator=True, warmup_steps=10, size_weight=0.0)
     collab_hi = torch.full((8, 8), 3.0)  # "foreground everywhere": its coverage pull grows the mask
 
     def mask_grad(step):
         zz = torch.zeros(1, 4, 4, requires_grad=True)
         loss, parts = weak_image_loss(ccfg, zz, torch.tensor([[0, 0]]), pts, shape=(8, 8), step=step,
-                                      collaborator=collab_hi, scale=100.0)
+                                      collaborator=collab_hi, scale=100.0, mode="points")
         loss.backward()
         return zz.grad.sum().item(), parts["collab_weight"]
 

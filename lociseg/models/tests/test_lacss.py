@@ -15,7 +15,7 @@ from lociseg.models import (
     decode_locations,
     lpn_targets,
 )
-from lociseg.models.lacss import label_centroids
+from lociseg.models.targets import label_centroids
 from lociseg.models.lpn import grid_centres
 
 

@@ -31,20 +31,15 @@ def test_config_yaml_round_trip(tmp_path):
     assert ExperimentConfig.from_yaml(tmp_path / "c.yaml") == cfg
 
 
-def test_shipped_configs_load_and_are_complete():
-    """Every configs/*.yaml is a full dump of its dataclass (a new field is written into each),
-    and the weak ones turn the territory safeguard on."""
+def test_shipped_configs_load_and_weak_ones_use_territory():
+    """Every configs/*.yaml loads (they are sparse: test_config_layout.py) and the weak ones turn the
+    territory safeguard on."""
     from pathlib import Path
-
-    import yaml
-
-    from lociseg.config import to_dict
 
     files = sorted((Path(__file__).parents[3] / "configs").glob("*.yaml"))
     assert files
     for f in files:
         cfg = ExperimentConfig.from_yaml(f)
-        assert to_dict(cfg) == yaml.safe_load(f.read_text()), f.name
         if cfg.lacss.mode.startswith("weak"):
             assert cfg.lacss.weak.territory_weight > 0, f.name
 

@@ -1,0 +1,101 @@
+"""Readable configs (issue 19): sparse files, one model section, old layouts still load."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lociseg.cli.main import run
+from lociseg.errors import ConfigError
+from lociseg.train.config import ExperimentConfig, upgrade_config
+
+ROOT = Path(__file__).resolve().parents[3]
+#: ``ExperimentConfig.from_yaml(f).to_dict()`` of every shipped config, made by the code of
+#: commit e3aac17, before the configs were made sparse and the unread options removed.
+SNAPSHOT = json.loads((Path(__file__).parent / "data" / "resolved_configs_v1.json").read_text())
+REMOVED = [("lacss", "weak", "mode"), ("unet", "in_channels"), ("unet", "lr"), ("unet", "batch_size"), ("unet", "crop_size")]
+
+
+def _expected(old: dict) -> dict:
+    new = copy.deepcopy(old)
+    for *parents, key in REMOVED:
+        node = new
+        for p in parents:
+            node = node[p]
+        del node[key]
+    del new["unet" if new["model_type"] == "lacss" else "lacss"]
+    return new
+
+
+@pytest.mark.parametrize("name", sorted(SNAPSHOT))
+def test_resolved_config_unchanged_but_for_the_removed_options(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolved = ExperimentConfig.from_yaml(ROOT / name).to_dict()
+    assert resolved == _expected(SNAPSHOT[name])
+
+
+def test_snapshot_covers_every_shipped_config():
+    shipped = {str(p.relative_to(ROOT)) for p in ROOT.glob("configs/*.yaml")}
+    shipped |= {str(p.relative_to(ROOT)) for p in ROOT.glob("lociseg/models/pretrained/*/config.yaml")}
+    assert shipped == set(SNAPSHOT)
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("configs/*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_sparse(path):
+    data = yaml.safe_load(path.read_text())
+    defaults = ExperimentConfig(model_type=data.get("model_type", "lacss")).to_dict()
+
+    def same_as_default(node, dflt, where):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                same_as_default(value, dflt[key], f"{where}{key}.")
+            else:
+                assert value != dflt[key], f"{path.name}: {where}{key} repeats its default"
+
+    same_as_default(data, defaults, "")
+    assert len(path.read_text().splitlines()) <= 25
+
+
+def test_saved_config_holds_one_model_section_and_round_trips(tmp_path):
+    for model_type, other in (("lacss", "unet"), ("unet", "lacss")):
+        cfg = ExperimentConfig().override({"model_type": model_type, "unet.depth": 3, "lacss.max_instances": 7})
+        text = cfg.to_yaml(tmp_path / "config.yaml")
+        data = yaml.safe_load(text)
+        assert model_type in data and other not in data
+        back = ExperimentConfig.from_yaml(tmp_path / "config.yaml")
+        assert back.to_dict() == cfg.to_dict()
+        assert back.model == cfg.model
+
+
+def test_upgrade_config_drops_and_renames_old_options(caplog):
+    old = {
+        "model_type": "unet",
+        "lacss": {"weak": {"mode": "points", "weight": 2.0}},
+        "unet": {"in_channels": 1, "lr": 0.01, "batch_size": 5, "crop_size": 256, "depth": 3},
+    }
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = ExperimentConfig.from_dict(old)
+    assert not caplog.records
+    assert old["unet"]["in_channels"] == 1  # the caller's mapping is left alone
+    assert cfg.unet.input.in_channels == 1 and cfg.unet.depth == 3 and cfg.lacss.weak.weight == 2.0
+    # an explicit input.in_channels wins over the old mirror field
+    assert upgrade_config({"unet": {"in_channels": 1, "input": {"in_channels": 3}}}) == {"unet": {"input": {"in_channels": 3}}}
+    with pytest.raises(ConfigError, match="unknown option"):
+        ExperimentConfig.from_dict({"unet": {"learning_rate": 0.1}})  # typos are still errors
+
+
+def test_print_config_prints_every_default_of_the_chosen_model_type(capsys):
+    assert run(["train", "--print-config", "--set", "model_type=unet"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == ExperimentConfig(model_type="unet").to_dict() and "lacss" not in printed
+    assert run(["train", "-c", str(ROOT / "configs/bbbc018_cells_weak.yaml"), "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["lacss"]["mode"] == "weak" and printed["lacss"]["lpn"]["radius"] == 6.0 and "unet" not in printed
