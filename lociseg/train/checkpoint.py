@@ -36,7 +36,8 @@ def _atomic_dir(path: Path) -> Path:
 
 
 def _commit_dir(tmp: Path, path: Path) -> None:
-    # Swap in the new folder so an interruption never leaves a half-written checkpoint.
+    # Swap in the new folder so an interruption never leaves a half-written checkpoint;
+    # a kill between the two renames leaves the old one as .NAME.old (see recover_checkpoint).
     old = path.with_name(f".{path.name}.old")
     if old.exists():
         shutil.rmtree(old)
@@ -45,6 +46,19 @@ def _commit_dir(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
     if old.exists():
         shutil.rmtree(old)
+
+
+def recover_checkpoint(path: str | os.PathLike) -> bool:
+    """Finish a checkpoint swap a kill interrupted: put back ``.NAME.old`` when ``NAME`` is missing.
+
+    Returns whether a checkpoint folder is there now. A leftover
+    ``.NAME.tmp`` (a kill while writing) is incomplete and is ignored.
+    """
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and (old / WEIGHTS).is_file():
+        os.replace(old, path)
+    return path.is_dir()
 
 
 def save_checkpoint(

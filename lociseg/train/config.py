@@ -99,6 +99,10 @@ class OptimConfig(Config):
         ``best`` is the last model.
     budget_minutes : float
         Stop (and save) after this wall-clock time (0: no limit).
+    checkpoint_every, checkpoint_minutes : int, float
+        Write ``last/`` (atomically, with the state for ``--resume``) every
+        this many steps and at least this often in minutes (0: off); it is
+        also written at the end and on SIGTERM/SIGINT.
     threads : int
         torch CPU threads (0: torch's default).
     workers : int
@@ -119,6 +123,8 @@ class OptimConfig(Config):
     log_every: int = 10
     select_best: bool = True
     budget_minutes: float = 0.0
+    checkpoint_every: int = 200
+    checkpoint_minutes: float = 10.0
     threads: int = 0
     workers: int = 0
 
@@ -141,4 +147,4 @@ class ExperimentConfig(Config):
     @property
     def weak(self) -> bool:
         """Whether training uses weak annotations instead of labels."""
-        return self.model_type == "lacss" and self.lacss.mode != "supervised"
+        return self.model.weakly_supervised
