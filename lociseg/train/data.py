@@ -6,6 +6,7 @@ resumed run sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -124,7 +125,7 @@ def as_samples(data, what: str) -> list:
     out = list(data)
     if not all(hasattr(s, "image") and hasattr(s, "labels") for s in out):
         raise ConfigError(f"{what}: expected a list of lociseg.data.Sample or (images, labels)")
-    return out
+    return [copy.copy(s) for s in out]  # training sets points/labels on them; the caller's stay as they are
 
 
 def estimate_diameter(samples: list, weak: bool) -> float:

@@ -326,7 +326,10 @@ def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, va
             bar.set_postfix(loss=f"{loss_value:.3f}")
             row: dict[str, Any] | None = None
             base = {"step": done, "seconds": round(elapsed(), 2), "lr": scheduler.get_last_lr()[0], "loss": loss_value}
-            if done % opt_cfg.log_every == 0 or done == end:
+            over_budget = budget_s > 0 and elapsed() > budget_s
+            stopping = stop.signal  # read once: a signal arriving later stops after the next step
+            final = done == end or over_budget or stopping is not None
+            if done % opt_cfg.log_every == 0 or final:
                 row = {**base, **parts}
                 diag = model.diagnostics(batch, done)
                 row.update({f"diag_{k}": v for k, v in diag.items()})
@@ -345,10 +348,10 @@ def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, va
                           f"AP50 {last_metrics.get('ap50', float('nan')):.3f}")
             if row is not None:
                 csv_log.write(row)
-            if stop.signal is not None:
-                log.warning("%s: stopping at step %d; continue with --resume", stop.signal, done)
+            if stopping is not None:
+                log.warning("%s: stopping at step %d; continue with --resume", stopping, done)
                 break
-            if budget_s > 0 and elapsed() > budget_s:
+            if over_budget:
                 log.warning("stopping at step %d: wall-clock budget of %.1f min reached", done, opt_cfg.budget_minutes)
                 break
             if done < end and ((opt_cfg.checkpoint_every > 0 and done % opt_cfg.checkpoint_every == 0)
