@@ -146,7 +146,8 @@ def train(
     every ``optim.checkpoint_minutes``, at the end, after an error, and when
     SIGTERM or SIGINT arrives (the signal only sets a flag; the loop saves
     after the step in progress and returns). A second signal interrupts at
-    once. A ``kill -9`` loses the steps since the last checkpoint.
+    once (KeyboardInterrupt), keeping the previous checkpoint. A ``kill -9``
+    loses the steps since the last checkpoint.
     """
     opt_cfg = config.optim
     threads_before = torch.get_num_threads()
@@ -305,6 +306,7 @@ def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, va
 
     bar = tqdm(total=opt_cfg.steps, initial=start, disable=not progress or None, desc="train", unit="step")
     step = saved = start
+    torn = False
     saved_at = time.perf_counter()
     try:
         model.train()
@@ -359,10 +361,13 @@ def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, va
                                    and time.perf_counter() - saved_at >= 60 * opt_cfg.checkpoint_minutes)):
                 save_last(done)
                 saved, saved_at = done, time.perf_counter()
+    except KeyboardInterrupt:
+        torn = True  # a second signal may have struck mid-update: keep the last checkpoint as it is
+        raise
     finally:
         bar.close()
-        # Always leave a resumable checkpoint, also after an error or a second Ctrl-C.
-        if step != saved or not (out / "last").is_dir():
+        # Leave a resumable checkpoint, also after an error.
+        if not torn and (step != saved or not (out / "last").is_dir()):
             save_last(step)
     if not (out / "best").exists():
         save_checkpoint(out / "best", model, config, dict(last_metrics, step=step, diameter=diameter))
