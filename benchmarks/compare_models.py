@@ -7,15 +7,15 @@ wall-clock budget, predicts the test split and is scored with F1@0.5, AP50
 (score-ranked) and AFNR (mean false-negative rate over IoU 0.5:0.95); writes
 ``results.{json,csv,md}`` and ``f1_vs_iou_<dataset>.png`` to ``--out``.
 
-Training uses the generic loop (``lociseg.train.loop.train``) when it is
-installed and ``--trainer generic|auto``; otherwise (or ``--trainer builtin``)
-a compact loop in this file that only relies on the
-:class:`~lociseg.models.base.SegmentationModel` contract (same batches for
-every model: normalised, rescaled to ``input.target_diameter``, random crops
-and flips). Weak modes train from points (cell centroids) + foreground (label
-union) derived from the ground truth, or from ``--annotations DIR`` written by
-``lociseg annotate``. Scale at test time uses the median ground-truth diameter
-of each test image (the same oracle for every model).
+Every model trains with the loop users run, :func:`lociseg.train.train`
+(``lociseg train``), on the in-memory samples (``train_samples=``): the same
+crops, augmentation, AdamW settings, clipping and rescaling to
+``input.target_diameter``; only ``optim.budget_minutes`` (and a step count
+the budget always ends first) is set here, plus the U-Net seed-study recipe
+(``UNET_RECIPE``: lr 0.01, batch 5, crop 256) for U-Nets. Weak modes
+train from points + foreground derived from the ground truth
+(``data.annotations: [from-labels]``). Scale at test time uses the median
+ground-truth diameter of each test image (the same oracle for every model).
 
 Quick CPU smoke run (a few minutes)::
 
@@ -91,186 +91,42 @@ def _median_diameter(labels: np.ndarray) -> float | None:
     return float(np.median(2 * np.sqrt(areas / np.pi))) if len(areas) else None
 
 
-def _weak_from(sample: Any) -> tuple[np.ndarray, np.ndarray]:
-    if getattr(sample, "points", None) is not None and getattr(sample, "foreground", None) is not None:
-        return np.asarray(sample.points, np.float32), np.asarray(sample.foreground, bool)
-    from lociseg.synth import weak_annotations
-
-    return weak_annotations(sample.labels)
-
-
-@dataclass
-class Prepared:
-    """One image at model scale."""
-
-    image: np.ndarray  # (C, H, W) float32
-    labels: np.ndarray | None
-    points: np.ndarray | None
-    foreground: np.ndarray | None
-    factor: float
-    name: str
-
-
-def _prepare(samples: list[Any], input_spec: Any, weak: bool) -> list[Prepared]:
-    from lociseg.transforms import rescale_image, rescale_labels
-
-    diam = [d for d in (_median_diameter(s.labels) for s in samples if s.labels is not None) if d]
-    default_d = float(np.median(diam)) if diam else input_spec.target_diameter
-    out = []
-    for s in samples:
-        image = np.asarray(s.image)
-        image = image[None] if image.ndim == 2 else image
-        d = _median_diameter(s.labels) if s.labels is not None else None
-        f = input_spec.target_diameter / (d or default_d)
-        x = rescale_image(_normalize(image, input_spec.normalize_low, input_spec.normalize_high), f)
-        shape = x.shape[1:]
-        labels = points = fg = None
-        if weak:
-            p, g = _weak_from(s)
-            points = (p * np.array([shape[0] / image.shape[1], shape[1] / image.shape[2]], np.float32)).astype(np.float32)
-            fg = rescale_labels(g.astype(np.uint8), shape).astype(np.float32)
-        else:
-            labels = rescale_labels(np.asarray(s.labels), shape).astype(np.int64)
-        out.append(Prepared(x, labels, points, fg, f, s.name))
-    return out
-
-
-def _batch(items: list[Prepared], rng: np.random.Generator, n: int, crop: int, device: torch.device) -> dict[str, Any]:
-    """Random crops (zero padded where an image is smaller) with flips and rot90."""
-    imgs, labs, fgs, valids, pts = [], [], [], [], []
-    for _ in range(n):
-        it = items[int(rng.integers(len(items)))]
-        c, h, w = it.image.shape
-        y0 = int(rng.integers(0, max(1, h - crop + 1)))
-        x0 = int(rng.integers(0, max(1, w - crop + 1)))
-        ch, cw = min(crop, h), min(crop, w)
-        img = np.zeros((c, crop, crop), np.float32)
-        img[:, :ch, :cw] = it.image[:, y0 : y0 + ch, x0 : x0 + cw]
-        valid = np.zeros((crop, crop), np.float32)
-        valid[:ch, :cw] = 1
-        lab = fg = None
-        p = None
-        if it.labels is not None:
-            lab = np.zeros((crop, crop), np.int64)
-            lab[:ch, :cw] = it.labels[y0 : y0 + ch, x0 : x0 + cw]
-        else:
-            fg = np.zeros((crop, crop), np.float32)
-            fg[:ch, :cw] = it.foreground[y0 : y0 + ch, x0 : x0 + cw]
-            q = it.points - np.array([y0, x0], np.float32)
-            p = q[(q[:, 0] >= 0) & (q[:, 0] < ch) & (q[:, 1] >= 0) & (q[:, 1] < cw)]
-        k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
-        arrays = [img, valid] + [a for a in (lab, fg) if a is not None]
-        arrays = [np.rot90(a, k, axes=(-2, -1)) for a in arrays]
-        if flip:
-            arrays = [a[..., ::-1] for a in arrays]
-        if p is not None:
-            for _ in range(k):  # rot90 (counter-clockwise): (y, x) -> (crop-1-x, y)
-                p = np.stack([crop - 1 - p[:, 1], p[:, 0]], axis=1)
-            if flip:
-                p = np.stack([p[:, 0], crop - 1 - p[:, 1]], axis=1)
-            pts.append(torch.from_numpy(np.ascontiguousarray(p, np.float32)).to(device))
-        arrays = [np.ascontiguousarray(a) for a in arrays]
-        imgs.append(arrays[0])
-        valids.append(arrays[1])
-        if lab is not None:
-            labs.append(arrays[2])
-        else:
-            fgs.append(arrays[2])
-    batch: dict[str, Any] = {
-        "image": torch.from_numpy(np.stack(imgs)).to(device),
-        "valid": torch.from_numpy(np.stack(valids)).to(device),
-    }
-    if labs:
-        batch["labels"] = torch.from_numpy(np.stack(labs)).to(device)
-    else:
-        batch["foreground"] = torch.from_numpy(np.stack(fgs)).to(device)
-        batch["points"] = pts
-    return batch
-
-
 # --------------------------------------------------------------------------- models and training
 
 
-def _build_model(name: str, in_channels: int, quick: bool) -> Any:
-    spec = MODELS[name]
-    from lociseg.models.base import InputSpec
-
-    if spec["type"] == "unet":
-        from lociseg.models.unet import UNetConfig, UNetModel
-
-        kw: dict[str, Any] = {"preset": spec["preset"]}
-        if quick:
-            kw.update(base_channels=8, depth=3)
-        cfg = UNetConfig(input=InputSpec(in_channels=in_channels), **kw)
-        return UNetModel(cfg)
-    from lociseg.models.lacss import (  # ImportError -> run marked unavailable
-        LacssConfig,
-        LacssModel,
-    )
-
-    over: dict[str, Any] = {"mode": spec["mode"], "input.in_channels": in_channels}
-    if spec["weak"]:
-        over["seghead.instance_kernel"] = 3  # as configs/bbbc018_cells_weak*.yaml: weak masks need the 3x3 stack
-    return LacssModel(LacssConfig().override(over))
-
-
-def _recipe(model: Any, args: argparse.Namespace) -> tuple[float, int, int]:
-    """(lr, batch size, crop) -- the U-Net trains with the seed study's recipe (``UNET_RECIPE``)."""
-    from lociseg.models.unet import UNetModel
-
-    lr0, batch0, crop0 = UNET_RECIPE if isinstance(model, UNetModel) else (1e-3, 4, 256)
-    lr = args.lr or lr0
-    batch = args.batch_size or batch0
-    crop = args.crop or crop0
-    if args.quick:
-        batch, crop = min(batch, 4), min(crop, 128)
-    return float(lr), int(batch), int(crop)
-
-
-def train_builtin(model: Any, items: list[Prepared], *, budget_s: float, lr: float, batch_size: int, crop: int, seed: int, device: torch.device) -> dict[str, Any]:
-    """Train ``model`` with AdamW on random crops until ``budget_s`` seconds have passed."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    t0, step, losses = time.perf_counter(), 0, []
-    while time.perf_counter() - t0 < budget_s:
-        loss, _ = model.training_loss(_batch(items, rng, batch_size, crop, device), step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
-        losses.append(float(loss.detach()))
-        step += 1
-    tail = losses[-max(1, len(losses) // 10) :]
-    return {"steps": step, "train_s": time.perf_counter() - t0, "loss_first": losses[0] if losses else None, "loss_last": float(np.mean(tail)) if losses else None}
-
-
-def train_generic(name: str, train_dirs: list[str], in_channels: int, out_dir: Path, args: argparse.Namespace, seed: int) -> tuple[Any, dict]:
-    """Train through ``lociseg.train.loop.train``; the keys below are the only coupling to its config."""
-    from lociseg.models.checkpoint import load_checkpoint
-    from lociseg.train.config import ExperimentConfig
-    from lociseg.train.loop import train
+def train_model(name: str, samples: list[Any], in_channels: int, out_dir: Path, args: argparse.Namespace,
+                seed: int) -> tuple[Any, dict[str, Any]]:
+    """Train model ``name`` on in-memory samples with :func:`lociseg.train.train`; the model and its result."""
+    from lociseg.train import ExperimentConfig, load_checkpoint, train
 
     spec = MODELS[name]
+    cfg = ExperimentConfig()
     over: dict[str, Any] = {
         "model_type": spec["type"],
-        "data.train": train_dirs,
+        "data.channels": [],  # the samples hold the model's channels already
+        "data.val": [],
         "optim.seed": seed,
         "optim.budget_minutes": args.budget_min,
+        "optim.steps": 10**7,  # the wall-clock budget ends every run; the LR anneals over the budget
     }
+    lr, batch, crop = cfg.optim.lr, cfg.optim.batch_size, cfg.data.crop_size
     if spec["type"] == "unet":
         over.update({"unet.preset": spec["preset"], "unet.input.in_channels": in_channels})
         if args.quick:
             over.update({"unet.base_channels": 8, "unet.depth": 3})
+        lr, batch, crop = UNET_RECIPE  # the seed study's recipe
     else:
         over.update({"lacss.mode": spec["mode"], "lacss.input.in_channels": in_channels})
         if spec["weak"]:
-            over["lacss.seghead.instance_kernel"] = 3
-    cfg = ExperimentConfig().override(over)
-    result = train(cfg, out_dir, device=args.device, progress=False, overwrite=True)
-    model = load_checkpoint(out_dir / "best" if (out_dir / "best").exists() else out_dir, device="cpu")
-    return model, dict(result or {})
+            over["lacss.seghead.instance_kernel"] = 3  # as configs/bbbc018_cells_weak*.yaml: weak masks need the 3x3 stack
+            over["data.annotations"] = ["from-labels"]
+    lr, batch, crop = args.lr or lr, args.batch_size or batch, args.crop or crop
+    if args.quick:
+        batch, crop = min(batch, 4), min(crop, 128)
+    over.update({"optim.lr": lr, "optim.batch_size": batch, "data.crop_size": crop})
+    result = train(cfg.override(over), out_dir, train_samples=samples, device=args.device, progress=False,
+                   overwrite=True)
+    return load_checkpoint(out_dir / "best", device="cpu"), {"lr": lr, "batch_size": batch, "crop": crop, **result}
 
 
 # --------------------------------------------------------------------------- prediction and metrics
@@ -354,33 +210,22 @@ def _synthetic(train: list[Any], factor: float, seed: int, cache: dict, key: tup
 
 def run_one(dataset: str, model_name: str, train_data: str, seed: int, args: argparse.Namespace, data: dict, synth_cache: dict) -> RunResult:
     res = RunResult(dataset, model_name, train_data, seed)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    from lociseg.train.loop import resolve_device
+
+    device = resolve_device(args.device)
     train, test = data[dataset]
     samples = list(train)
     if train_data == "original+synth":
         samples += _synthetic(train, args.synth_factor, seed, synth_cache, (dataset, seed))
     res.n_train_images, res.n_test_images = len(samples), len(test)
     in_ch = int(np.asarray(samples[0].image).shape[0]) if np.asarray(samples[0].image).ndim == 3 else 1
-    # "auto" = the builtin loop for now: synthetic images live in memory and every model then
-    # gets exactly the same batches; "generic" writes them to a folder for lociseg.train.
-    use_generic = args.trainer == "generic"
     try:
         torch.manual_seed(seed)
-        if use_generic:
-            from lociseg.synth.io import write_sample
-
-            folder = Path(args.out) / "data" / f"{dataset}_{train_data}_{seed}"
-            for s in samples:
-                write_sample(folder, s)
-            model, info = train_generic(model_name, [str(folder)], in_ch, Path(args.out) / "runs" / f"{dataset}_{model_name}_{train_data}_{seed}", args, seed)
-            res.extra.update(info)
-        else:
-            model = _build_model(model_name, in_ch, args.quick)
-            lr, bs, crop = _recipe(model, args)
-            items = _prepare(samples, model.config.input, MODELS[model_name]["weak"])
-            info = train_builtin(model, items, budget_s=args.budget_min * 60, lr=lr, batch_size=bs, crop=crop, seed=seed, device=device)
-            res.steps, res.train_s = info["steps"], info["train_s"]
-            res.extra.update({"lr": lr, "batch_size": bs, "crop": crop, "loss_first": info["loss_first"], "loss_last": info["loss_last"]})
+        run_dir = Path(args.out) / "runs" / f"{dataset}_{model_name}_{train_data}_{seed}"
+        model, info = train_model(model_name, samples, in_ch, run_dir, args, seed)
+        model.to(device)
+        res.steps, res.train_s = info["step"], info["seconds"]
+        res.extra.update({k: info[k] for k in ("lr", "batch_size", "crop", "diameter")})
         per_image = []
         for s in test:
             pred, scores = predict_labels(model, s, model.config.input, device)
@@ -485,10 +330,9 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
     ap.add_argument("--quick", action="store_true", help="small networks, 128 px crops, few test images: a CPU smoke run")
     ap.add_argument("--max-train", type=int, default=None, help="use the first N training images")
     ap.add_argument("--max-test", type=int, default=None, help="score the first N test images (default all; 4 with --quick)")
-    ap.add_argument("--trainer", choices=["auto", "builtin", "generic"], default="auto")
-    ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--batch-size", type=int, default=None)
-    ap.add_argument("--crop", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None, help="optim.lr (default: the config's; U-Nets: unet.lr)")
+    ap.add_argument("--batch-size", type=int, default=None, help="optim.batch_size (default as --lr)")
+    ap.add_argument("--crop", type=int, default=None, help="data.crop_size, a multiple of 32 (default as --lr)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/compare"))
     args = ap.parse_args(argv)

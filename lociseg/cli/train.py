@@ -35,7 +35,9 @@ def main(
 
     Checkpoints are folders of model.safetensors + config.yaml + metrics.json;
     OUT/best is the best on the validation split, OUT/last the latest (with
-    the state for --resume). Example:
+    the state for --resume; written every optim.checkpoint_every steps and
+    optim.checkpoint_minutes, at the end, and on SIGTERM or Ctrl-C, which
+    stop the run with status 143 or 130). Example:
     lociseg train -c configs/bbbc018_cells_supervised.yaml -o runs/cells --set optim.steps=2000
     """
     from ..train.config import ExperimentConfig
@@ -53,6 +55,12 @@ def main(
     from ..train.loop import train
 
     result = train(cfg, out, device=device, resume=resume, overwrite=overwrite, progress=True)
+    if result.get("interrupted"):
+        import signal
+
+        typer.echo(f"stopped by {result['interrupted']} at step {result['step']}; {out / 'last'} saved. "
+                   f"Continue with: lociseg train -o {out} --resume")
+        raise typer.Exit(128 + int(signal.Signals[result["interrupted"]]))
     best = result.get("best") or {}
     typer.echo(
         f"done: {result['step']} steps in {result['seconds'] / 60:.1f} min; diameter {result['diameter']:.1f} px; "

@@ -42,6 +42,23 @@ class InputSpec(Config):
     target_diameter: float = 32.0
 
 
+class ModelConfig(Config):
+    """Base of model configs: what the generic training loop may ask a config.
+
+    Subclasses are dataclasses with an ``input`` field (:class:`InputSpec`).
+    """
+
+    @property
+    def weakly_supervised(self) -> bool:
+        """Whether the model trains from weak annotations (points, foreground) instead of instance labels."""
+        return False
+
+    @property
+    def reads_cells(self) -> bool:
+        """Whether weak training batches carry the machine-made cells (``cells``, ``cells_depth``)."""
+        return False
+
+
 class SegmentationModel(nn.Module):
     """Base class of lociseg models.
 
@@ -60,6 +77,19 @@ class SegmentationModel(nn.Module):
     """
 
     config: Any
+
+    def diagnostics(self, batch: dict[str, Any], step: int = 0) -> dict[str, float]:
+        """Health statistics of the model on a training batch, logged as ``diag_*`` columns.
+
+        The training loop calls this every ``optim.log_every`` steps and feeds
+        the result to the collapse monitor when :meth:`collapse_checks` asks
+        for one. The default has nothing to report.
+        """
+        return {}
+
+    def collapse_checks(self) -> dict[str, Any] | None:
+        """Settings of :class:`lociseg.train.diagnostics.CollapseMonitor` for :meth:`diagnostics`, or None (no checks)."""
+        return None
 
     def training_loss(self, batch: dict[str, Any], step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
         """Return the scalar loss and a dict of named components (floats) for logging."""

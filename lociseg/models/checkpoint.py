@@ -9,6 +9,7 @@ a model is rebuilt from its ``model_type`` section alone.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -42,7 +43,8 @@ def _atomic_dir(path: Path) -> Path:
 
 
 def _commit_dir(tmp: Path, path: Path) -> None:
-    # Swap in the new folder so an interruption never leaves a half-written checkpoint.
+    # Swap in the new folder so an interruption never leaves a half-written checkpoint;
+    # a kill between the two renames leaves the old one as .NAME.old (see recover_checkpoint).
     old = path.with_name(f".{path.name}.old")
     if old.exists():
         shutil.rmtree(old)
@@ -51,6 +53,19 @@ def _commit_dir(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
     if old.exists():
         shutil.rmtree(old)
+
+
+def recover_checkpoint(path: str | os.PathLike) -> bool:
+    """Finish a checkpoint swap a kill interrupted: put back ``.NAME.old`` when ``NAME`` is missing.
+
+    Returns whether a checkpoint folder is there now. A leftover
+    ``.NAME.tmp`` (a kill while writing) is incomplete and is ignored.
+    """
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and (old / WEIGHTS).is_file():
+        os.replace(old, path)
+    return path.is_dir()
 
 
 def save_checkpoint(
@@ -131,6 +146,37 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return p
 
 
+_DROPPED = (
+    ("lacss", "weak", "mode"),  # set from lacss.mode
+    ("unet", "lr"),  # the optim section is what trains
+    ("unet", "batch_size"),
+    ("unet", "crop_size"),
+)
+
+
+def upgrade_config(data: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of an experiment config mapping in the current layout.
+
+    Configs written before issue 19 (the shipped models' among them) carry
+    options that are now gone: they are dropped, and ``unet.in_channels``
+    becomes ``unet.input.in_channels`` (which it mirrored).
+    """
+    data = copy.deepcopy(dict(data or {}))
+    for path in _DROPPED:
+        node = data
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    unet = data.get("unet")
+    if isinstance(unet, dict) and "in_channels" in unet:
+        n = unet.pop("in_channels")
+        spec = unet.setdefault("input", {})
+        if isinstance(spec, dict):
+            spec.setdefault("in_channels", n)
+    return data
+
+
 MODEL_CONFIGS: dict[str, type[Config]] = {"lacss": LacssConfig, "unet": UNetConfig}
 
 
@@ -143,6 +189,7 @@ def model_config(path: str | os.PathLike) -> Config:
         raise ConfigError(f"not valid YAML ({exc.__class__.__name__})", path=file) from None
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a YAML mapping", path=file)
+    data = upgrade_config(data)
     model_type = data.get("model_type", "lacss")
     if model_type not in MODEL_CONFIGS:
         raise ConfigError(f"unknown model_type {model_type!r}; valid: {sorted(MODEL_CONFIGS)}", path=file)

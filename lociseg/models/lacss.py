@@ -18,13 +18,14 @@ import torch
 from torch.nn import functional as F
 
 from ..config import Config
+from ..losses.diagnostics import weak_diagnostics
 from ..losses.lpn import lpn_loss
 from ..losses.mask import mask_bce_dice
 from ..losses.weak import WeakLossConfig, weak_image_loss
 from ..structures import Instances
 from .aux import AuxBoundaryNet, ForegroundHead
 from .backbone import BackboneConfig, ConvNeXt
-from .base import InputSpec, SegmentationModel
+from .base import InputSpec, ModelConfig, SegmentationModel
 from .flips import FLIPS, flip_views, flipped_axes, mean_unflipped, unflip
 from .fpn import FPN
 from .lpn import LPNHead, decode_locations
@@ -87,7 +88,7 @@ class LossWeights(Config):
 
 
 @dataclass
-class LacssConfig(Config):
+class LacssConfig(ModelConfig):
     """Configuration of a LACSS model.
 
     Attributes
@@ -131,6 +132,16 @@ class LacssConfig(Config):
     match_start: int = 500
     match_distance: float = 8.0
     max_instances: int = 256
+
+    @property
+    def weakly_supervised(self) -> bool:
+        """Every mode but ``supervised`` trains from points (and foreground)."""
+        return self.mode != "supervised"
+
+    @property
+    def reads_cells(self) -> bool:
+        """The weak territory term reads machine-made cells when ``weak.territory_source`` is ``cells``."""
+        return self.weakly_supervised and self.weak.territory_source == "cells"
 
     def weak_loss_config(self) -> WeakLossConfig:
         """The weak-loss settings in effect for ``mode`` (aux weights on only in ``weak+aux``)."""
@@ -177,6 +188,34 @@ class LacssModel(SegmentationModel):
         p2 = self.fpn(self.backbone(image))[0]
         score, offsets = self.lpn(p2)
         return score, offsets, self.seghead.dense_features(p2)
+
+    # ----------------------------------------------------------------- training health
+    @torch.no_grad()
+    def diagnostics(self, batch: dict[str, Any], step: int = 0) -> dict[str, float]:
+        """Weak modes: :func:`~lociseg.losses.diagnostics.weak_diagnostics` of the masks
+        the model predicts (in eval mode) at the first image's annotated points."""
+        if not self.config.weakly_supervised or not len(batch["points"][0]):
+            return {}
+        was = self.training
+        self.eval()
+        try:
+            _, _, dense = self(batch["image"][:1])
+            logits, origins = self.seghead(dense[0], batch["points"][0])
+        finally:
+            self.train(was)
+        fg = batch.get("foreground")
+        return weak_diagnostics(logits, origins, batch["points"][0], None if fg is None else fg[0])
+
+    def collapse_checks(self) -> dict[str, Any] | None:
+        """Weak modes are watched for collapse. Coverage is judged once every warm-up (masks, then
+        territory/collaborator) is done and has settled, and only where the loss asks masks to
+        cover a foreground (not in ``points`` mode)."""
+        if not self.config.weakly_supervised:
+            return None
+        w = self.config.weak
+        if self.config.mode == "points":
+            return {"coverage_from": 0, "coverage_limit": 0.0}
+        return {"coverage_from": w.warmup_start + 3 * w.warmup_steps, "coverage_limit": 0.4}
 
     # ----------------------------------------------------------------- training
     def training_loss(self, batch: dict[str, Any], step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import Config
 from ..errors import ConfigError
 from ..losses.semantic import (
     INTERIOR,
@@ -27,7 +26,7 @@ from ..losses.semantic import (
     labels_to_3class_torch,
 )
 from ..structures import Instances
-from .base import InputSpec, SegmentationModel
+from .base import InputSpec, ModelConfig, SegmentationModel
 from .flips import flip_views, mean_unflipped
 from .semantic import three_class_to_instances
 
@@ -35,7 +34,7 @@ NUM_CLASSES = 3
 
 
 @dataclass
-class UNetConfig(Config):
+class UNetConfig(ModelConfig):
     """Configuration of the U-Net baseline.
 
     Attributes

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..config import Config, to_dict
+from ..models.checkpoint import upgrade_config
 from ..models.lacss import LacssConfig
 from ..models.unet import UNetConfig
 
@@ -100,6 +100,10 @@ class OptimConfig(Config):
         ``best`` is the last model.
     budget_minutes : float
         Stop (and save) after this wall-clock time (0: no limit).
+    checkpoint_every, checkpoint_minutes : int, float
+        Write ``last/`` (atomically, with the state for ``--resume``) every
+        this many steps and at least this often in minutes (0: off); it is
+        also written at the end and on SIGTERM/SIGINT.
     threads : int
         torch CPU threads (0: torch's default).
     workers : int
@@ -120,42 +124,13 @@ class OptimConfig(Config):
     log_every: int = 10
     select_best: bool = True
     budget_minutes: float = 0.0
+    checkpoint_every: int = 200
+    checkpoint_minutes: float = 10.0
     threads: int = 0
     workers: int = 0
 
 
 #: Options of older config layouts that nothing reads any more (dropped on load).
-_DROPPED = (
-    ("lacss", "weak", "mode"),  # set from lacss.mode
-    ("unet", "lr"),  # the optim section is what trains
-    ("unet", "batch_size"),
-    ("unet", "crop_size"),
-)
-
-
-def upgrade_config(data: dict[str, Any] | None) -> dict[str, Any]:
-    """A copy of an experiment config mapping in the current layout.
-
-    Configs written before issue 19 (the shipped models' among them) carry
-    options that are now gone: they are dropped, and ``unet.in_channels``
-    becomes ``unet.input.in_channels`` (which it mirrored).
-    """
-    data = copy.deepcopy(dict(data or {}))
-    for path in _DROPPED:
-        node = data
-        for key in path[:-1]:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(path[-1], None)
-    unet = data.get("unet")
-    if isinstance(unet, dict) and "in_channels" in unet:
-        n = unet.pop("in_channels")
-        spec = unet.setdefault("input", {})
-        if isinstance(spec, dict):
-            spec.setdefault("in_channels", n)
-    return data
-
-
 @dataclass
 class ExperimentConfig(Config):
     """A whole training run: model type and settings, data, optimisation.
@@ -189,4 +164,4 @@ class ExperimentConfig(Config):
     @property
     def weak(self) -> bool:
         """Whether training uses weak annotations instead of labels."""
-        return self.model_type == "lacss" and self.lacss.mode != "supervised"
+        return self.model.weakly_supervised

@@ -6,6 +6,7 @@ resumed run sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from scipy import ndimage as ndi
 from torch.nn import functional as F
 
 from ..annotate import weak_from_labels, with_annotations
-from ..data import load_dataset
+from ..data import Sample, load_dataset
 from ..errors import ConfigError
 from ..io import normalize_percentile
 from ..ops.windows import clip_window
@@ -70,25 +71,60 @@ def load_samples_for(config: ExperimentConfig, specs: list[str], annotations: li
             if annotations[k] == "from-labels":
                 if machine:
                     raise ConfigError("data.label_source 'machine' needs annotation folders, not 'from-labels'")
-
-                samples = []
-                for s in ds:
-                    pts, fg = weak_from_labels(s.labels)
-                    s.points, s.foreground = pts, fg
-                    samples.append(s)
-                out.extend(samples)
+                out.extend(weak_from_own_labels(list(ds)))
                 continue
 
             ds = with_annotations(ds, annotations[k])
-        for i in range(len(ds)):
-            s = ds[i]
-            if machine:
-                if s.cells is None:
-                    raise ConfigError(f"{annotations[k]}: no machine-made cells for {s.name!r} "
-                                      "(re-run 'lociseg annotate' with this version)")
-                s.labels = s.cells
-            out.append(s)
+        samples = [ds[i] for i in range(len(ds))]
+        out.extend(machine_labels(samples, annotations[k]) if machine else samples)
     return out
+
+
+def weak_from_own_labels(samples: list) -> list:
+    """Samples with points and foreground derived from their labels (``data.annotations: [from-labels]``)."""
+    for s in samples:
+        if s.labels is None:
+            raise ConfigError(f"{s.name!r}: 'from-labels' weak annotations need labels")
+        s.points, s.foreground = weak_from_labels(s.labels)
+    return samples
+
+
+def machine_labels(samples: list, source: str = "in-memory samples") -> list:
+    """Samples whose labels are their machine-made cells (``data.label_source: machine``)."""
+    for s in samples:
+        if s.cells is None:
+            raise ConfigError(f"{source}: no machine-made cells for {s.name!r} "
+                              "(re-run 'lociseg annotate' with this version)")
+        s.labels = s.cells
+    return samples
+
+
+def as_samples(data, what: str) -> list:
+    """In-memory training data as :class:`~lociseg.data.Sample` objects.
+
+    ``data`` is a list of samples, or ``(images, labels)``: a sequence of
+    (H, W) or (C, H, W) images and one of (H, W) label images (or None for
+    unlabelled images; ``labels`` itself None when none has any).
+    """
+
+
+    if isinstance(data, tuple):
+        if len(data) != 2:
+            raise ConfigError(f"{what}: expected a list of samples or (images, labels)")
+        images, labels = data
+        labels = [None] * len(images) if labels is None else list(labels)
+        if len(labels) != len(images):
+            raise ConfigError(f"{what}: {len(images)} images but {len(labels)} label images")
+        out = []
+        for k, (img, lab) in enumerate(zip(images, labels)):
+            img = np.asarray(img)
+            out.append(Sample(img[None] if img.ndim == 2 else img, None if lab is None else np.asarray(lab),
+                              name=f"{what}[{k}]"))
+        return out
+    out = list(data)
+    if not all(hasattr(s, "image") and hasattr(s, "labels") for s in out):
+        raise ConfigError(f"{what}: expected a list of lociseg.data.Sample or (images, labels)")
+    return [copy.copy(s) for s in out]  # training sets points/labels on them; the caller's stay as they are
 
 
 def estimate_diameter(samples: list, weak: bool) -> float:
@@ -130,7 +166,7 @@ def prepare(samples: list, config: ExperimentConfig, *, weak: bool, diameter: fl
             fg = rescale_labels(np.asarray(s.foreground).astype(np.uint8), shape).astype(np.float32)
         # Only the weak loss's territory term reads the cells (a supervised machine run has them as labels).
         cells = None
-        if s.cells is not None and weak and config.lacss.weak.territory_source == "cells":
+        if s.cells is not None and weak and config.model.reads_cells:
             cells = rescale_labels(np.asarray(s.cells), shape).astype(np.int32)
         out.append(Prepared(s.name, img.astype(np.float32), labels, points, fg, factor, cells))
     return out, d

@@ -7,9 +7,11 @@ import logging
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -18,11 +20,20 @@ from ..errors import ConfigError, InputError
 from ..metrics import aggregate, evaluate_image
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.registry import build_model
+from ..models.checkpoint import recover_checkpoint
 from ..predict.paste import paste_instances
 from .checkpoint import load_training_state
 from .config import ExperimentConfig
-from .data import Prepared, iterate_batches, load_samples_for, prepare
-from .diagnostics import CollapseMonitor, weak_diagnostics
+from .data import (
+    Prepared,
+    as_samples,
+    iterate_batches,
+    load_samples_for,
+    machine_labels,
+    prepare,
+    weak_from_own_labels,
+)
+from .diagnostics import CollapseMonitor
 
 log = logging.getLogger("lociseg.train")
 
@@ -80,6 +91,8 @@ def train(
     config: ExperimentConfig,
     out_dir: str | os.PathLike,
     *,
+    train_samples: Any = None,
+    val_samples: Any = None,
     device: str = "auto",
     resume: bool = False,
     overwrite: bool = False,
@@ -95,9 +108,19 @@ def train(
         Run folder: ``best/``, ``last/`` (model.safetensors, config.yaml,
         metrics.json; ``last`` also the training state), ``log.csv``,
         ``config.yaml``.
+    train_samples, val_samples : list of Sample, or (images, labels), optional
+        In-memory data instead of the ``data.train`` / ``data.val`` specs:
+        :class:`lociseg.data.Sample` objects, or a sequence of (H, W) or
+        (C, H, W) images and one of label images (channels already chosen;
+        ``data.channels`` is not applied). Weak modes need samples with
+        ``points`` and ``foreground``, or ``data.annotations: [from-labels]``
+        to derive them from the labels. The saved config then has empty
+        ``data.train`` / ``data.val``.
     device : {"auto", "cpu", "cuda", "mps"}
     resume : bool
-        Continue from ``out_dir/last`` exactly where it stopped.
+        Continue from ``out_dir/last`` exactly where it stopped (same
+        batches, learning rate and random state as an uninterrupted run;
+        ``log.csv`` is cut back to that step).
     overwrite : bool
         Start afresh in a folder that already holds a run (its checkpoints and
         log are deleted); without it such a folder is refused, so a finished
@@ -111,40 +134,119 @@ def train(
     Returns
     -------
     dict
-        ``step``, ``best`` validation metrics, ``last`` metrics, ``diameter``, ``seconds``.
+        ``step``, ``best`` validation metrics, ``last`` metrics, ``diameter``,
+        ``seconds``, and ``interrupted``: the name of the signal (SIGTERM,
+        SIGINT) that stopped the run early, else None.
+
+    Notes
+    -----
+    ``last/`` is replaced atomically every ``optim.checkpoint_every`` steps,
+    every ``optim.checkpoint_minutes``, at the end, after an error, and when
+    SIGTERM or SIGINT arrives (the signal only sets a flag; the loop saves
+    after the step in progress and returns). A second signal interrupts at
+    once (KeyboardInterrupt), keeping the previous checkpoint. A ``kill -9``
+    loses the steps since the last checkpoint.
     """
     opt_cfg = config.optim
     threads_before = torch.get_num_threads()
     if opt_cfg.threads > 0:
         torch.set_num_threads(opt_cfg.threads)
     try:
-        return _train(config, out_dir, device, resume, overwrite, progress, stop_at)
+        with _StopSignals() as stop:
+            return _train(config, out_dir, train_samples, val_samples, device, resume, overwrite, progress, stop_at,
+                          stop)
     finally:
         torch.set_num_threads(threads_before)  # leave the caller's process as it was
 
 
-def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, resume: bool, overwrite: bool,
-           progress: bool, stop_at: int | None) -> dict[str, Any]:
+class _StopSignals:
+    """SIGTERM / SIGINT set ``signal`` (the loop then saves and stops); a second one raises KeyboardInterrupt.
+
+    Handlers are only installed in the main thread (Python allows no other)
+    and the previous ones are restored on exit.
+    """
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    def __enter__(self) -> Self:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs: a folder with a run needs --resume or --overwrite; resuming needs a checkpoint."""
+    has_last = recover_checkpoint(out / "last")
+    previous = [out / n for n in ("best", "last", "log.csv") if (out / n).exists()]
+    if resume:
+        if has_last:
+            return
+        if previous:
+            raise InputError("nothing to resume: the run here stopped before its first checkpoint (last/); "
+                             "start again with --overwrite or choose another -o", path=out)
+        raise InputError("nothing to resume (no last/ checkpoint)", path=out)
+    if not previous:
+        return
+    if not overwrite:
+        if has_last:
+            raise InputError("holds a training run already; use --resume to continue it, --overwrite to start again, "
+                             "or another -o", path=out)
+        raise InputError("holds a training run that stopped before its first checkpoint (nothing to resume); "
+                         "use --overwrite to start again or another -o", path=out)
+    for p in previous:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def _load_data(config: ExperimentConfig, train_samples: Any, val_samples: Any, weak: bool, machine: bool
+               ) -> tuple[ExperimentConfig, list, list]:
+    """Training and validation samples, from the config's specs or from memory; the config to save."""
+    if train_samples is None:
+        if weak and not config.data.annotations:
+            raise ConfigError("weak modes need data.annotations (lociseg annotate output folders, or 'from-labels')")
+        train = load_samples_for(config, config.data.train, config.data.annotations if weak or machine else None,
+                                 machine=machine)
+    else:
+        train = as_samples(train_samples, "train_samples")
+        if weak and any(s.points is None for s in train):
+            if config.data.annotations != ["from-labels"]:
+                raise ConfigError("train_samples: weak modes need samples with points and foreground, "
+                                  "or data.annotations: [from-labels] to derive them from the labels")
+            train = weak_from_own_labels(train)
+        if machine:
+            train = machine_labels(train)
+        config = config.override({"data.train": [], "data.annotations": []})
+    if val_samples is not None:
+        val = as_samples(val_samples, "val_samples")
+        config = config.override({"data.val": []})
+    else:
+        val = load_samples_for(config, config.data.val) if config.data.val else []
+    return config, train, val
+
+
+def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, val_samples: Any, device: str,
+           resume: bool, overwrite: bool, progress: bool, stop_at: int | None, stop: _StopSignals) -> dict[str, Any]:
     from tqdm import tqdm
 
     out = Path(out_dir)
-    previous = [out / n for n in ("best", "last", "log.csv") if (out / n).exists()]
-    if previous and not resume:
-        if not overwrite:
-            raise InputError("holds a training run already; use --resume to continue it or --overwrite to start again",
-                             path=out)
-        for p in previous:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    _check_run_folder(out, resume, overwrite)
     dev = resolve_device(device)
     opt_cfg = config.optim
     torch.manual_seed(opt_cfg.seed)
     weak = config.weak
-    if weak and not config.data.annotations:
-        raise ConfigError("weak modes need data.annotations (lociseg annotate output folders, or 'from-labels')")
-
     machine = config.data.label_source == "machine"
-    train_samples = load_samples_for(config, config.data.train, config.data.annotations if weak or machine else None,
-                                     machine=machine)
+    config, train_samples, val_samples = _load_data(config, train_samples, val_samples, weak, machine)
     if not train_samples:
         raise ConfigError("data.train: no training images")
     if not weak and any(s.labels is None for s in train_samples):
@@ -153,8 +255,7 @@ def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, re
     # Validation images are rescaled by the training factor's rule: their own GT diameter
     # would leak labels in weak runs, so weak runs reuse the training diameter.
     val_items: list[Prepared] = []
-    if config.data.val:
-        val_samples = load_samples_for(config, config.data.val)
+    if val_samples:
         val_items, _ = prepare(val_samples, config, weak=False, diameter=diameter if weak or machine else None)
     log.info("training on %d images (%d val), diameter %.1f px -> scale %.3f", len(train_items), len(val_items),
              diameter, train_items[0].scale)
@@ -174,8 +275,6 @@ def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, re
     out.mkdir(parents=True, exist_ok=True)
     start, best_score, best_metrics = 0, -1.0, {}
     if resume:
-        if not (out / "last").is_dir():
-            raise InputError("nothing to resume (no last/ checkpoint)", path=out)
         state_model = load_checkpoint(out / "last", "cpu")
         model.load_state_dict(state_model.state_dict())
         meta = load_training_state(out / "last", optimizer, scheduler)
@@ -183,23 +282,28 @@ def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, re
         clock["before"] = float(meta.get("elapsed", 0.0))
         best_score = float(meta.get("best_score", -1.0))
         best_metrics = meta.get("best_metrics", {})
+        log.info("resuming at step %d", start)
     config.to_yaml(out / "config.yaml")
 
     amp = opt_cfg.amp and dev.type == "cuda"
-    csv_log = _CsvLog(out / "log.csv", keep=resume)
+    csv_log = _CsvLog(out / "log.csv", keep_until=start if resume else None)
     clock["t0"] = t0 = time.perf_counter()
     last_metrics: dict[str, float] = {}
     end = opt_cfg.steps if stop_at is None else min(stop_at, opt_cfg.steps)
+    checks = model.collapse_checks()
     monitor = None
-    if weak:
-        wcfg = getattr(getattr(config, "lacss", None), "weak", None)
-        # Coverage is judged once every warm-up (masks, then territory/collaborator) is done and has
-        # settled, and only where the loss asks masks to cover a foreground (not in points mode).
-        judge = wcfg is not None and config.lacss.mode != "points"
-        monitor = CollapseMonitor(coverage_from=wcfg.warmup_start + 3 * wcfg.warmup_steps if judge else 0,
-                                  coverage_limit=0.4 if judge else 0.0)
+    if checks is not None:
+        monitor = CollapseMonitor(**checks)
+
+    def save_last(at: int) -> None:
+        save_checkpoint(out / "last", model, config, dict(last_metrics, step=at, diameter=diameter),
+                        optimizer=optimizer, scheduler=scheduler, step=at,
+                        extra_state={"best_score": best_score, "best_metrics": best_metrics, "elapsed": elapsed()})
+
     bar = tqdm(total=opt_cfg.steps, initial=start, disable=not progress or None, desc="train", unit="step")
-    step = start
+    step = saved = start
+    torn = False
+    saved_at = time.perf_counter()
     try:
         model.train()
         batches = iterate_batches(train_items, config, start, end, dev, weak=weak, workers=opt_cfg.workers)
@@ -215,16 +319,20 @@ def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, re
                 torch.nn.utils.clip_grad_norm_(model.parameters(), opt_cfg.grad_clip)
             optimizer.step()
             scheduler.step()
+            done = step = step + 1  # from here on a checkpoint of this point holds `done` steps
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}")
-            done = step + 1
             row: dict[str, Any] | None = None
-            base = {"step": done, "seconds": round(time.perf_counter() - t0, 2),
-                    "lr": scheduler.get_last_lr()[0], "loss": loss_value}
-            if done % opt_cfg.log_every == 0 or done == end:
+            base = {"step": done, "seconds": round(elapsed(), 2), "lr": scheduler.get_last_lr()[0], "loss": loss_value}
+            over_budget = budget_s > 0 and elapsed() > budget_s
+            stopping = stop.signal  # read once: a signal arriving later stops after the next step
+            final = done == end or over_budget or stopping is not None
+            if done % opt_cfg.log_every == 0 or final:
                 row = {**base, **parts}
-                if monitor is not None:
-                    _weak_check(model, batch, monitor, done, row)
+                diag = model.diagnostics(batch, done)
+                row.update({f"diag_{k}": v for k, v in diag.items()})
+                if monitor is not None and diag:
+                    monitor.update(diag, step=done)
             if val_items and (done % opt_cfg.val_every == 0 or done == opt_cfg.steps):
                 last_metrics = validate(model, val_items, dev)
                 model.train()
@@ -238,35 +346,45 @@ def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, re
                           f"AP50 {last_metrics.get('ap50', float('nan')):.3f}")
             if row is not None:
                 csv_log.write(row)
-            if budget_s > 0 and elapsed() > budget_s:
-                log.warning("stopping at step %d: wall-clock budget of %.1f min reached", done, opt_cfg.budget_minutes)
-                step = done
+            if stopping is not None:
+                log.warning("%s: stopping at step %d; continue with --resume", stopping, done)
                 break
-        else:
-            step = end
+            if over_budget:
+                log.warning("stopping at step %d: wall-clock budget of %.1f min reached", done, opt_cfg.budget_minutes)
+                break
+            if done < end and ((opt_cfg.checkpoint_every > 0 and done % opt_cfg.checkpoint_every == 0)
+                               or (opt_cfg.checkpoint_minutes > 0
+                                   and time.perf_counter() - saved_at >= 60 * opt_cfg.checkpoint_minutes)):
+                save_last(done)
+                saved, saved_at = done, time.perf_counter()
+    except KeyboardInterrupt:
+        torn = True  # a second signal may have struck mid-update: keep the last checkpoint as it is
+        raise
     finally:
         bar.close()
-        # Always leave a resumable checkpoint, also after an error or Ctrl-C.
-        save_checkpoint(out / "last", model, config, dict(last_metrics, step=step, diameter=diameter),
-                        optimizer=optimizer, scheduler=scheduler, step=step,
-                        extra_state={"best_score": best_score, "best_metrics": best_metrics, "elapsed": elapsed()})
+        # Leave a resumable checkpoint, also after an error.
+        if not torn and (step != saved or not (out / "last").is_dir()):
+            save_last(step)
     if not (out / "best").exists():
         save_checkpoint(out / "best", model, config, dict(last_metrics, step=step, diameter=diameter))
     return {"step": step, "best": best_metrics, "last": last_metrics, "diameter": diameter,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "interrupted": stop.signal}
 
 
 class _CsvLog:
     """``log.csv`` with one row per logged step; columns may appear late (weak terms), so the
-    file is rewritten when the header grows and appended to otherwise."""
+    file is rewritten when the header grows and appended to otherwise. A resumed run keeps the
+    rows up to its checkpoint's step (later ones were logged after the checkpoint and are redone)."""
 
-    def __init__(self, path: Path, keep: bool) -> None:
+    def __init__(self, path: Path, keep_until: int | None) -> None:
         self.path = path
         self.rows: list[dict] = []
-        if keep and path.exists():
+        self.fields: list[str] = []
+        if keep_until is not None and path.exists():
             with open(path, newline="") as fh:
-                self.rows = list(csv.DictReader(fh))
-        self.fields = list(self.rows[0].keys()) if self.rows else []
+                reader = csv.DictReader(fh)
+                self.fields = list(reader.fieldnames or [])
+                self.rows = [r for r in reader if int(r["step"]) <= keep_until]
         self._rewrite()
 
     def _rewrite(self) -> None:
@@ -285,22 +403,3 @@ class _CsvLog:
             return
         with open(self.path, "a", newline="") as fh:
             csv.DictWriter(fh, fieldnames=self.fields, restval="").writerow(row)
-
-
-@torch.no_grad()
-def _weak_check(model, batch: dict, monitor, step: int, row: dict) -> None:
-    """Weak-training diagnostics on the first image of the batch, logged and checked for collapse."""
-
-    if not hasattr(model, "seghead") or not len(batch["points"][0]):
-        return
-    was = model.training
-    model.eval()
-    try:
-        _, _, dense = model(batch["image"][:1])
-        logits, origins = model.seghead(dense[0], batch["points"][0])
-        fg = batch.get("foreground")
-        diag = weak_diagnostics(logits, origins, batch["points"][0], None if fg is None else fg[0])
-    finally:
-        model.train(was)
-    row.update({f"diag_{k}": v for k, v in diag.items()})
-    monitor.update(diag, step=step)

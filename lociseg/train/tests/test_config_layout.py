@@ -13,13 +13,16 @@ import yaml
 
 from lociseg.cli.main import run
 from lociseg.errors import ConfigError
-from lociseg.train.config import ExperimentConfig, upgrade_config
+from lociseg.models.checkpoint import upgrade_config
+from lociseg.train.config import ExperimentConfig
 
 ROOT = Path(__file__).resolve().parents[3]
 #: ``ExperimentConfig.from_yaml(f).to_dict()`` of every shipped config, made by the code of
 #: commit e3aac17, before the configs were made sparse and the unread options removed.
 SNAPSHOT = json.loads((Path(__file__).parent / "data" / "resolved_configs_v1.json").read_text())
 REMOVED = [("lacss", "weak", "mode"), ("unet", "in_channels"), ("unet", "lr"), ("unet", "batch_size"), ("unet", "crop_size")]
+# options added since the snapshot, with the defaults that keep old behaviour
+ADDED = {("optim", "checkpoint_every"): 200, ("optim", "checkpoint_minutes"): 10.0}
 
 
 def _expected(old: dict) -> dict:
@@ -30,6 +33,11 @@ def _expected(old: dict) -> dict:
             node = node[p]
         del node[key]
     del new["unet" if new["model_type"] == "lacss" else "lacss"]
+    for (*parents, key), value in ADDED.items():
+        node = new
+        for p in parents:
+            node = node[p]
+        node[key] = value
     return new
 
 

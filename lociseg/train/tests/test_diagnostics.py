@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lociseg.train.diagnostics import CollapseMonitor, weak_diagnostics
+from lociseg.losses.diagnostics import weak_diagnostics
+from lociseg.train.diagnostics import CollapseMonitor
 
 # 4 cells on a 10 px grid in a 20x20 image, windows 10x10 centred on them
 POINTS = np.array([[5, 5], [5, 15], [15, 5], [15, 15]], np.float32)
