@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..device import choose_device
 from ..errors import ConfigError, InputError
 from .instances import Instances
 from .paste import OVERLAP_RULES, paste_instances
@@ -96,24 +97,6 @@ def cell_table(labels: np.ndarray, scores: np.ndarray | None = None, meta: dict 
     return CellTable(np.arange(1, n + 1), cy, cx, area, score, dict(meta or {}))
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda or mps)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but no CUDA GPU is available")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise ConfigError("device 'mps' requested but MPS is not available")
-    return dev
-
-
 class Segmenter:
     """A model ready to segment raw images.
 
@@ -139,7 +122,7 @@ class Segmenter:
     """
 
     def __init__(self, model: torch.nn.Module, *, device: str | torch.device = "auto", name: str | None = None, pad_multiple: int = 32):
-        self.device = _resolve_device(device)
+        self.device = choose_device(device)
         # Channels-last lets the convolutions and the ConvNeXt blocks' channel MLPs run without
         # layout copies (about 25 % faster on CPU); numerically the same network.
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
@@ -431,7 +414,7 @@ def load_model(path_or_name: str | os.PathLike | torch.nn.Module, *, device: str
     """
     if isinstance(path_or_name, torch.nn.Module):
         return Segmenter(path_or_name, device=device)
-    dev = _resolve_device(device)
+    dev = choose_device(device)
     path = Path(path_or_name)
     if not path.exists():
         try:

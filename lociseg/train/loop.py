@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..device import choose_device
 from ..errors import ConfigError, InputError
 from ..models.registry import build_model
 from .checkpoint import load_checkpoint, load_training_state, save_checkpoint
@@ -21,23 +22,6 @@ from .config import ExperimentConfig
 from .data import Prepared, iterate_batches, load_samples_for, prepare
 
 log = logging.getLogger("lociseg.train")
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; an unavailable explicit device is an error."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("--device mps: MPS is not available")
-    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise ConfigError(f"--device: expected auto, cpu, cuda or mps, got {device!r}")
-    return torch.device(device)
 
 
 def lr_factor(step: int, warmup: int, total: int, time_fraction: float = 0.0) -> float:
@@ -133,7 +117,7 @@ def _train(config: ExperimentConfig, out_dir: str | Path, device: str | None, re
                              path=out)
         for p in previous:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
-    dev = resolve_device(device)
+    dev = choose_device(device)
     opt_cfg = config.optim
     torch.manual_seed(opt_cfg.seed)
     weak = config.weak
