@@ -446,18 +446,6 @@ def segment(image: np.ndarray, model: Segmenter | torch.nn.Module | str | os.Pat
     return seg.segment(image, **kwargs)
 
 
-def _atomic(path: Path, write) -> Path:
-    """Write through a temporary file in the same folder, then rename (never a half-written file)."""
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{''.join(path.suffixes[-1:])}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, table: CellTable, meta: dict | None = None) -> dict[str, Path]:
     """Write ``<name>.tif`` (labels), ``<name>.csv`` (cell table) and ``<name>.json`` (metadata) atomically.
 
@@ -479,12 +467,14 @@ def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, tab
     """
     from .. import __version__
     from ..io import write_labels
+    from ..io.files import atomic_write
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = {**table.meta, **(meta or {}), "lociseg_version": __version__, "columns": list(TABLE_COLUMNS)}
     paths = {"labels": out / f"{name}.tif", "table": out / f"{name}.csv", "meta": out / f"{name}.json"}
-    _atomic(paths["labels"], lambda p: write_labels(p, labels))
-    _atomic(paths["table"], table.to_csv)
-    _atomic(paths["meta"], lambda p: p.write_text(json.dumps(info, indent=1, default=str) + "\n"))
+    # callers decide about existing outputs (lociseg segment --overwrite / --skip-existing)
+    atomic_write(paths["labels"], lambda p: write_labels(p, labels), overwrite=True)
+    atomic_write(paths["table"], table.to_csv, overwrite=True)
+    atomic_write(paths["meta"], json.dumps(info, indent=1, default=str) + "\n", overwrite=True)
     return paths

@@ -13,18 +13,14 @@ Layout::
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tifffile
 
-
-def _atomic_tiff(path: Path, data: np.ndarray, **kwargs: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tifffile.imwrite(tmp, data, **kwargs)
-    os.replace(tmp, path)
+from ..annotate.store import write_annotation
+from ..io.files import atomic_write
 
 
 def write_labels_tiff(path: Path, labels: np.ndarray) -> None:
@@ -35,19 +31,8 @@ def write_labels_tiff(path: Path, labels: np.ndarray) -> None:
 
 
 def write_weak_annotation(folder: Path, name: str, points: np.ndarray, foreground: np.ndarray, meta: dict | None = None) -> None:
-    """Points + foreground, via ``lociseg.annotate.store.write_annotation`` when available."""
-    try:
-        from ..annotate.store import write_annotation
-    except ImportError:
-        write_annotation = None
-    if write_annotation is not None:
-        write_annotation(folder, name, points, foreground, meta or {})
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.points.csv.tmp"
-    np.savetxt(tmp, np.asarray(points, np.float32).reshape(-1, 2), fmt="%.2f", delimiter=",", header="y,x", comments="")
-    os.replace(tmp, folder / f"{name}.points.csv")
-    _atomic_tiff(folder / f"{name}.foreground.tif", np.asarray(foreground).astype(np.uint8), compression="zlib")
+    """Points + foreground, via :func:`lociseg.annotate.store.write_annotation`."""
+    write_annotation(folder, name, points, foreground, meta or {})
 
 
 def write_sample(out_dir: Path, sample: Any) -> None:
@@ -58,7 +43,9 @@ def write_sample(out_dir: Path, sample: Any) -> None:
     image = np.asarray(sample.image)
     if image.ndim == 2:
         image = image[None]
-    _atomic_tiff(out_dir / "images" / f"{sample.name}.tif", image, photometric="minisblack", metadata={"axes": "CYX"}, compression="zlib")
+    # a generated folder is rewritten in place when generated again
+    atomic_write(out_dir / "images" / f"{sample.name}.tif", lambda tmp: tifffile.imwrite(
+        tmp, image, photometric="minisblack", metadata={"axes": "CYX"}, compression="zlib"), overwrite=True)
     write_labels_tiff(out_dir / "masks" / f"{sample.name}.tif", np.asarray(sample.labels))
     if sample.points is not None and sample.foreground is not None:
         write_weak_annotation(out_dir / "annotations", sample.name, sample.points, sample.foreground)
