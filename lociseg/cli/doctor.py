@@ -18,7 +18,6 @@ OPTIONAL = {
     "ome-zarr": "export",
     "roifile": "export",
     "shapely": "export",
-    "pycocotools": "export",
     "onnx": "export",
     "onnxruntime": "export",
     "matplotlib": "dev",
@@ -53,7 +52,7 @@ def check_versions() -> list[Check]:
     out = [Check("versions", "python", "ok", f"{platform.python_version()} ({sys.executable})"),
            Check("versions", "platform", "ok", platform.platform()),
            Check("versions", "lociseg", "ok", __version__)]
-    for dist in ("torch", "numpy", "scipy", "scikit-image", "tifffile", "safetensors"):
+    for dist in ("torch", "numpy", "scipy", "scikit-image", "tifffile", "safetensors", "pycocotools"):
         v = _version(dist)
         out.append(Check("versions", dist, "ok" if v else "fail", v or "not installed (required)"))
     for dist, extra in OPTIONAL.items():
