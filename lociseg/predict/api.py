@@ -85,14 +85,16 @@ def cell_table(labels: np.ndarray, scores: np.ndarray | None = None, meta: dict 
         Score of label ``k + 1`` at index ``k``; NaN when not given.
     meta : dict, optional
     """
+    from skimage.measure import regionprops_table
+
     labels = np.asarray(labels)
     n = int(labels.max()) if labels.size else 0
-    flat = labels.ravel().astype(np.int64)
-    area = np.bincount(flat, minlength=n + 1)[1:]
-    yy, xx = np.indices(labels.shape)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cy = np.bincount(flat, yy.ravel(), minlength=n + 1)[1:] / area
-        cx = np.bincount(flat, xx.ravel(), minlength=n + 1)[1:] / area
+    t = regionprops_table(labels.astype(np.int64, copy=False), properties=("label", "area", "centroid"))
+    rows = t["label"] - 1
+    area = np.zeros(n, np.int64)
+    area[rows] = t["area"]
+    cy, cx = np.full(n, np.nan), np.full(n, np.nan)
+    cy[rows], cx[rows] = t["centroid-0"], t["centroid-1"]
     score = np.full(n, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)[:n]
     return CellTable(np.arange(1, n + 1), cy, cx, area, score, dict(meta or {}))
 
