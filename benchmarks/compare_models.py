@@ -210,9 +210,9 @@ def _synthetic(train: list[Any], factor: float, seed: int, cache: dict, key: tup
 
 def run_one(dataset: str, model_name: str, train_data: str, seed: int, args: argparse.Namespace, data: dict, synth_cache: dict) -> RunResult:
     res = RunResult(dataset, model_name, train_data, seed)
-    from lociseg.train.loop import resolve_device
+    from lociseg.device import choose_device
 
-    device = resolve_device(args.device)
+    device = choose_device(args.device)
     train, test = data[dataset]
     samples = list(train)
     if train_data == "original+synth":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.segmentation import expand_labels
 
 from ..metrics import evaluate_image
 
@@ -75,8 +76,7 @@ def partition_foreground(foreground: np.ndarray, points: np.ndarray) -> np.ndarr
     iy = np.clip(np.round(pts[:, 0]).astype(int), 0, fg.shape[0] - 1)
     ix = np.clip(np.round(pts[:, 1]).astype(int), 0, fg.shape[1] - 1)
     seeds[iy, ix] = np.arange(1, len(pts) + 1)
-    _, (ny, nx) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
-    return np.where(fg, seeds[ny, nx], 0).astype(np.int32)
+    return np.where(fg, expand_labels(seeds, distance=np.inf), 0).astype(np.int32)
 
 
 def _match_points(points: np.ndarray, gt_labels: np.ndarray) -> int:

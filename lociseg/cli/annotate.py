@@ -21,7 +21,8 @@ def _sources(inputs: list[str], nucleus: str, cytoplasm: str, gt: bool, from_lab
     from ..data import DATASETS, load_dataset, parse_spec
     from ..errors import ConfigError
     from ..io import read_image
-    from .segment import _output_name, expand_inputs
+    from ..io.files import image_stem
+    from .segment import expand_inputs
 
     chans = [_channel(nucleus), _channel(cytoplasm)]
     if len(inputs) == 1 and (parse_spec(inputs[0])[0].lower() in DATASETS or _is_dataset_folder(inputs[0])):
@@ -50,7 +51,7 @@ def _sources(inputs: list[str], nucleus: str, cytoplasm: str, gt: bool, from_lab
     for path in expand_inputs(inputs):
         def load(path=path):
             return read_image(path, channels=chans), None, None, None
-        yield _output_name(path), load
+        yield image_stem(path, suffixes=()), load
 
 
 def _is_dataset_folder(item: str) -> bool:

@@ -18,7 +18,6 @@ OPTIONAL = {
     "ome-zarr": "export",
     "roifile": "export",
     "shapely": "export",
-    "pycocotools": "export",
     "onnx": "export",
     "onnxruntime": "export",
     "matplotlib": "dev",
@@ -53,7 +52,7 @@ def check_versions() -> list[Check]:
     out = [Check("versions", "python", "ok", f"{platform.python_version()} ({sys.executable})"),
            Check("versions", "platform", "ok", platform.platform()),
            Check("versions", "lociseg", "ok", __version__)]
-    for dist in ("torch", "numpy", "scipy", "scikit-image", "tifffile", "safetensors"):
+    for dist in ("torch", "numpy", "scipy", "scikit-image", "tifffile", "safetensors", "pycocotools"):
         v = _version(dist)
         out.append(Check("versions", dist, "ok" if v else "fail", v or "not installed (required)"))
     for dist, extra in OPTIONAL.items():
@@ -66,6 +65,8 @@ def check_devices() -> list[Check]:
     """CUDA / MPS availability and what ``--device auto`` picks."""
     import torch
 
+    from ..device import choose_device, mps_available
+
     out = []
     if torch.cuda.is_available():
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
@@ -73,10 +74,9 @@ def check_devices() -> list[Check]:
     else:
         why = "torch built without CUDA" if torch.version.cuda is None else "no CUDA device visible"
         out.append(Check("device", "cuda", "warn", f"not available ({why})"))
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+    if mps_available():
         out.append(Check("device", "mps", "ok", "available"))
-    auto = "cuda" if torch.cuda.is_available() else "mps" if (mps is not None and mps.is_available()) else "cpu"
+    auto = choose_device("auto").type
     out.append(Check("device", "auto", "ok", f"{auto} (torch threads: {torch.get_num_threads()})"))
     return out
 

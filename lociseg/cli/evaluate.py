@@ -15,24 +15,18 @@ from ._common import exit_if_failed
 
 log = logging.getLogger(__name__)
 
-#: File endings read as label images (longest first; .csv is kept for score tables).
+#: File endings read as label images (.csv is kept for score tables).
 LABEL_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".npy", ".txt.gz", ".txt", ".gz")
-#: Name endings dropped before matching gt and pred files by name.
-NAME_SUFFIXES = ("_cp_masks", "_masks", "_mask", "_labels", "_label", "_seg", "_pred", "_gt", "_instances")
+#: Name endings dropped, besides lociseg.io.files.MASK_SUFFIXES, before matching gt and pred files by name.
+NAME_SUFFIXES = ("_pred", "_gt", "_instances")
 _MASK_DIRS = ("masks", "labels", "mask", "label")
 
 
 def strip_name(filename: str) -> str:
     """The matching key of a file: name without the label ending and a ``_masks``-like suffix."""
-    name = filename
-    for suffix in LABEL_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    for suffix in NAME_SUFFIXES:
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
+    from ..io.files import MASK_SUFFIXES, image_stem
+
+    return image_stem(filename, suffixes=(*MASK_SUFFIXES, *NAME_SUFFIXES))
 
 
 def _is_label_file(p: Path) -> bool:
@@ -47,6 +41,7 @@ def find_label_files(path: Path) -> dict[str, Path]:
     only those are. Sub-folders are searched recursively.
     """
     from ..errors import InputError
+    from ..io.files import image_stem
 
     if path.is_file():
         return {strip_name(path.name): path}
@@ -57,7 +52,7 @@ def find_label_files(path: Path) -> dict[str, Path]:
             path = path / sub
             break
     files = sorted(p for p in path.rglob("*") if _is_label_file(p))
-    tagged = [p for p in files if strip_name(p.name) != _plain_stem(p.name)]
+    tagged = [p for p in files if strip_name(p.name) != image_stem(p.name, suffixes=())]
     if tagged and len(tagged) < len(files):
         files = tagged
     out: dict[str, Path] = {}
@@ -67,13 +62,6 @@ def find_label_files(path: Path) -> dict[str, Path]:
             raise InputError(f"two label files for {key!r}: {out[key].name} and {p.relative_to(path)}", path=path)
         out[key] = p
     return out
-
-
-def _plain_stem(filename: str) -> str:
-    for suffix in LABEL_SUFFIXES:
-        if filename.lower().endswith(suffix):
-            return filename[: -len(suffix)]
-    return filename
 
 
 def read_scores(path: Path, label_column: str = "label", score_column: str = "score") -> dict[int, float] | None:
@@ -155,6 +143,7 @@ def main(
 
     from ..errors import InputError, LociError
     from ..io import read_labels
+    from ..io.files import image_stem
     from ..metrics import evaluate_image, report_from_results
 
     gt_items, gt_desc = _gt_source(gt, root)
@@ -180,7 +169,7 @@ def main(
             if gt_labels.shape != pred_labels.shape:
                 raise InputError(f"shape {pred_labels.shape} differs from ground truth {gt_labels.shape}",
                                  path=pred_path)
-            csv_path = pred_path.with_name(_plain_stem(pred_path.name) + ".csv")
+            csv_path = pred_path.with_name(image_stem(pred_path.name, suffixes=()) + ".csv")
             scores = read_scores(csv_path, label_column, score_column)
             if scores is not None:
                 present = np.unique(pred_labels[pred_labels > 0])

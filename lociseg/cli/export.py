@@ -10,28 +10,15 @@ import typer
 
 from ._common import exit_if_failed, prepare_out_dir
 
-LABEL_SUFFIXES = ("_masks", "_mask", "_labels", "_label", "_cp_masks")
 
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def _match_image(stem: str, image_dir: Path) -> Optional[Path]:
+def _match_image(label_path: Path, image_dir: Path) -> Optional[Path]:
     """The image in ``image_dir`` named like the label file (ignoring _masks/_labels)."""
+    from ..io.files import image_stem
     from ..io.image import image_suffix_ok
 
-    base = stem
-    for s in LABEL_SUFFIXES:
-        if base.endswith(s):
-            base = base[: -len(s)]
-            break
+    base = image_stem(label_path)
     for p in sorted(image_dir.iterdir()):
-        if p.is_file() and image_suffix_ok(p) and _stem(p) == base:
+        if p.is_file() and image_suffix_ok(p) and image_stem(p, suffixes=()) == base:
             return p
     return None
 
@@ -56,6 +43,7 @@ def main(
     from ..errors import ConfigError, InputError, LociError
     from ..export.formats import FORMATS, export_labels, write_coco
     from ..io import read_image, read_labels
+    from ..io.files import image_stem
     from .segment import expand_inputs
 
     formats = [f.strip().lower() for item in fmt for f in item.split(",") if f.strip()]
@@ -74,12 +62,12 @@ def main(
     coco_labels: dict[str, object] = {}
     written = 0
     for path in tqdm(files, desc="export", unit="file", disable=None):
-        name = _stem(path)
+        name = image_stem(path, suffixes=())
         try:
             lab = read_labels(path)
             image = None
             if images is not None and any(f in ("ome-zarr", "csv") for f in formats):
-                ip = _match_image(name, images)
+                ip = _match_image(path, images)
                 if ip is None:
                     raise InputError(f"no image named {name!r} in {images}", path=path)
                 image = read_image(ip)

@@ -36,14 +36,6 @@ def expand_inputs(items: list[str]) -> list[Path]:
     return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]
 
 
-def _output_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def _parse_channels(text: Optional[str]) -> Optional[list]:
     if text is None:
         return None
@@ -154,6 +146,7 @@ def _jobs(items: list[str]) -> list[tuple[str, str, Callable[[], tuple[Any, Opti
     from ..data import load_dataset
     from ..data.load import parse_spec
     from ..io import read_image
+    from ..io.files import image_stem
 
     jobs: list = []
     paths: list[str] = []
@@ -172,7 +165,7 @@ def _jobs(items: list[str]) -> list[tuple[str, str, Callable[[], tuple[Any, Opti
             image = read_image(path)
             return image, meta if meta is None or len(meta) == image.shape[0] else None
 
-        jobs.append((_output_name(path), str(path), read))
+        jobs.append((image_stem(path, suffixes=()), str(path), read))
     return jobs
 
 

@@ -36,7 +36,6 @@ import numpy as np
 
 from ..errors import ConfigError
 from .sources import BBBC018_GROUPS, aitslab_names, bbbc018_group, bbbc018_names, dsb_names
-from .sources import BBBC018_GROUPS, bbbc018_group, bbbc018_names, dsb_names
 
 SPLIT_DIR = Path(__file__).parent / "splits"
 SPLITS = ("train", "val", "test")

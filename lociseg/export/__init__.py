@@ -1,5 +1,6 @@
 """Segmentation outputs in other tools' formats (:mod:`.formats`) and model exports (:mod:`.model`)."""
 
+from ..io.polygons import CellPolygon, label_outlines, mask_outlines
 from .formats import (
                       FORMATS,
                       cell_measurements,
@@ -11,7 +12,6 @@ from .formats import (
                       write_imagej_rois,
                       write_ome_zarr,
 )
-from .polygons import CellPolygon, label_outlines, mask_outlines
 
 __all__ = [
     "FORMATS", "export_labels", "cell_measurements", "labels_to_geojson", "write_geojson", "write_imagej_rois",

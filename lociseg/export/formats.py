@@ -12,7 +12,7 @@ format         file                                   read by
 ``csv``        ``<name>.cells.csv``                   any spreadsheet
 =============  =====================================  ==========================
 
-Outlines are traced along pixel edges (:mod:`lociseg.export.polygons`), so
+Outlines are traced along pixel edges (:mod:`lociseg.io.polygons`), so
 polygon areas equal pixel counts.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .polygons import label_outlines
+from ..io.polygons import label_outlines
 
 __all__ = [
     "FORMATS",

@@ -10,7 +10,6 @@ consumer); the heavy convolutional part runs in the exported runtime.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..io.files import sha256_file
 
 __all__ = [
     "MODEL_FORMATS",
@@ -180,10 +180,6 @@ def max_output_difference(model: torch.nn.Module, path: str | os.PathLike, image
     return [float(np.abs(a - b).max()) if a.shape == b.shape else float("inf") for a, b in zip(got, eager)]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def export_bioimageio(
     model: torch.nn.Module,
     out_dir: str | os.PathLike,
@@ -257,14 +253,14 @@ def export_bioimageio(
             axes.append({"type": "channel", "channel_names": labels})
         axes += [{"id": ax, "type": "space", "size": {**ref, "axis_id": ax}, "scale": float(scale)} for ax in ("y", "x")]
         outputs.append({"id": nm, "axes": axes, "data": {"type": "float32"},
-                        "test_tensor": {"source": f"test_output_{nm}.npy", "sha256": _sha256(out / f"test_output_{nm}.npy")}})
+                        "test_tensor": {"source": f"test_output_{nm}.npy", "sha256": sha256_file(out / f"test_output_{nm}.npy")}})
     w: dict[str, Any] = {}
     if "torchscript" in weights:
         p = export_torchscript(model, out / "weights.torchscript", example_shape=tuple(raw.shape[1:]), probabilities=True)
-        w["torchscript"] = {"source": p.name, "sha256": _sha256(p), "pytorch_version": torch.__version__.split("+")[0]}
+        w["torchscript"] = {"source": p.name, "sha256": sha256_file(p), "pytorch_version": torch.__version__.split("+")[0]}
     if "onnx" in weights:
         p = export_onnx(model, out / "weights.onnx", example_shape=tuple(raw.shape[1:]), probabilities=True)
-        w["onnx"] = {"source": p.name, "sha256": _sha256(p), "opset_version": 18}
+        w["onnx"] = {"source": p.name, "sha256": sha256_file(p), "opset_version": 18}
         if "torchscript" in w:
             w["onnx"]["parent"] = "torchscript"  # both come from the same eager model; the spec wants one root
     readme = out / "README.md"
@@ -293,7 +289,7 @@ def export_bioimageio(
                      {"id": "y", "type": "space", "size": {"min": SIZE_MULTIPLE, "step": SIZE_MULTIPLE}},
                      {"id": "x", "type": "space", "size": {"min": SIZE_MULTIPLE, "step": SIZE_MULTIPLE}}],
             "data": {"type": "float32"},
-            "test_tensor": {"source": "test_input.npy", "sha256": _sha256(out / "test_input.npy")},
+            "test_tensor": {"source": "test_input.npy", "sha256": sha256_file(out / "test_input.npy")},
             "preprocessing": [{"id": "scale_range", "kwargs": {
                 "axes": ["y", "x"], "min_percentile": float(spec.normalize_low), "max_percentile": float(spec.normalize_high)}}],
         }],

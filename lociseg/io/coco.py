@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pycocotools import mask as mask_api
 
 from ..errors import InputError
+from .polygons import mask_outlines
 
 PathLike = str | os.PathLike
 
@@ -33,44 +35,6 @@ __all__ = [
 # ------------------------------------------------------------------ RLE
 
 
-def _counts_to_string(counts: list[int]) -> str:
-    """COCO's compact string form of RLE counts (6-bit chars, differences for i > 2)."""
-    chars = []
-    for i, c in enumerate(counts):
-        x = int(c) - (int(counts[i - 2]) if i > 2 else 0)
-        more = True
-        while more:
-            ch = x & 0x1F
-            x >>= 5  # arithmetic shift keeps the sign for negative differences
-            more = x != -1 if ch & 0x10 else x != 0
-            if more:
-                ch |= 0x20
-            chars.append(chr(ch + 48))
-    return "".join(chars)
-
-
-def _string_to_counts(s: str) -> list[int]:
-    counts: list[int] = []
-    p = 0
-    while p < len(s):
-        x = k = 0
-        more = True
-        while more:
-            if p >= len(s):
-                raise ValueError("truncated compressed RLE string")
-            ch = ord(s[p]) - 48
-            x |= (ch & 0x1F) << (5 * k)
-            more = bool(ch & 0x20)
-            p += 1
-            k += 1
-            if not more and ch & 0x10:
-                x |= -1 << (5 * k)  # sign-extend
-        if len(counts) > 2:
-            x += counts[-2]
-        counts.append(x)
-    return counts
-
-
 def coco_rle_encode(mask: np.ndarray, *, compressed: bool = True) -> dict[str, Any]:
     """Encode a binary (H, W) mask as COCO RLE.
 
@@ -78,7 +42,7 @@ def coco_rle_encode(mask: np.ndarray, *, compressed: bool = True) -> dict[str, A
     ----------
     mask : (H, W) ndarray
     compressed : bool
-        Counts as the compact COCO string (what ``pycocotools`` writes)
+        Counts as the compact COCO string (``pycocotools.mask.encode``)
         instead of a list of integers.
 
     Returns
@@ -86,31 +50,46 @@ def coco_rle_encode(mask: np.ndarray, *, compressed: bool = True) -> dict[str, A
     rle : dict with ``size`` [H, W] and ``counts``.
     """
     m = np.asarray(mask) > 0
+    size = [int(m.shape[0]), int(m.shape[1])]
+    if compressed:
+        return {"size": size, "counts": mask_api.encode(np.asfortranarray(m, dtype=np.uint8))["counts"].decode("ascii")}
+    # pycocotools only writes the compressed form; uncompressed counts are the run lengths, background first
     flat = m.ravel(order="F")
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat.size and flat[0]:
-        counts = [0] + counts  # runs start with background
     if not flat.size:
-        counts = []
-    return {"size": [int(m.shape[0]), int(m.shape[1])], "counts": _counts_to_string(counts) if compressed else counts}
+        return {"size": size, "counts": []}
+    bounds = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    return {"size": size, "counts": [0, *counts] if flat[0] else counts}
 
 
 def coco_rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
-    """Decode a COCO RLE (compressed or not) into a boolean (H, W) mask."""
+    """Decode a COCO RLE (compressed or not) into a boolean (H, W) mask.
+
+    Raises
+    ------
+    ValueError
+        Counts that do not cover the image exactly, which pycocotools would
+        decode into a wrong mask; a compressed string must be the one
+        ``pycocotools.mask.encode`` writes for the mask it decodes to.
+    """
     h, w = (int(v) for v in rle["size"])
     counts = rle["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
-    if isinstance(counts, str):
-        counts = _string_to_counts(counts)
+    if isinstance(counts, (str, bytes)):
+        string = counts.encode("ascii") if isinstance(counts, str) else counts
+        try:
+            mask = mask_api.decode({"size": [h, w], "counts": string})
+        except ValueError as exc:  # runs past the end
+            raise ValueError(f"RLE counts do not fit a {h}x{w} image ({exc})") from None
+        # Runs that stop short leave the rest of the mask undefined; only a string
+        # that encodes exactly this mask covers the image.
+        if mask_api.encode(mask)["counts"] != string:
+            raise ValueError(f"RLE counts do not cover a {h}x{w} image")
+        return mask.astype(bool)
     counts = np.asarray(counts, dtype=np.int64)
-    if counts.size and (counts.min() < 0 or counts.sum() != h * w):
+    if (counts.size and counts.min() < 0) or counts.sum() != h * w:
         raise ValueError(f"RLE counts sum to {counts.sum()}, expected {h * w}")
-    values = np.zeros(counts.size, bool)
-    values[1::2] = True
-    return np.repeat(values, counts).reshape((h, w), order="F")
+    compact = mask_api.frPyObjects({"size": [h, w], "counts": counts.tolist()}, h, w)
+    return mask_api.decode(compact).astype(bool)
 
 
 # -------------------------------------------------------------- polygons
@@ -119,32 +98,30 @@ def coco_rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
 def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 0.0) -> list[list[float]]:
     """Outer boundary polygon(s) of a binary mask, as COCO ``[x0, y0, x1, y1, ...]`` lists.
 
-    The contour runs along pixel edges (corners at half-integers), so
-    rasterising it again (pixel centres inside) gives back the mask; holes are
-    not represented, as in COCO polygons.
-    """
-    from skimage import measure
+    One polygon per 4-connected piece (:func:`lociseg.io.polygons.mask_outlines`,
+    its exterior), running along pixel edges with pixel centres at integer
+    coordinates (corners at half-integers), so rasterising it again (pixel
+    centres inside) gives back the mask; holes are not represented, as in
+    COCO polygons.
 
-    m = np.asarray(mask) > 0
-    # Upsample 2x so the 0.5-level contour lies on pixel edges, not centres.
-    big = np.kron(np.pad(m, 1), np.ones((2, 2), bool)).astype(np.float32)
+    Parameters
+    ----------
+    mask : (H, W) ndarray
+    tolerance : float
+        Simplify each polygon (``skimage.measure.approximate_polygon``) by up
+        to this many pixels; 0 keeps it exact.
+    """
+    from skimage.measure import approximate_polygon
+
     polys = []
-    for contour in measure.find_contours(big, 0.5):
+    for piece in mask_outlines(mask, simple=False):
+        xy = piece.exterior - 0.5  # corners of pixel squares -> pixel-centre coordinates
         if tolerance > 0:
-            contour = measure.approximate_polygon(contour, tolerance)
-        if len(contour) < 3:
-            continue
-        yx = contour / 2.0 - 1.25  # upsampled (padded) -> original pixel coordinates
-        # only outer boundaries: skip contours enclosing background (holes)
-        area = 0.5 * np.sum(yx[:-1, 1] * yx[1:, 0] - yx[1:, 1] * yx[:-1, 0])
-        if area == 0:
-            continue
-        polys.append((abs(area), np.stack([yx[:, 1], yx[:, 0]], 1).ravel().round(2).tolist(), area > 0))
-    if not polys:
-        return []
-    # find_contours orients outer boundaries and holes oppositely; the largest is outer
-    outer_sign = max(polys)[2]
-    return [p for a, p, s in polys if s == outer_sign]
+            xy = approximate_polygon(np.concatenate([xy, xy[:1]]), tolerance)[:-1]
+            if len(xy) < 3:
+                continue
+        polys.append(xy.ravel().tolist())
+    return polys
 
 
 def _rasterize_polygons(polygons: list[list[float]], shape: tuple[int, int]) -> np.ndarray:

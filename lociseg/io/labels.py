@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import skimage.segmentation
 from scipy import ndimage as ndi
 
 from ..errors import InputError
@@ -42,18 +43,19 @@ def relabel_sequential(labels: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    labels : (H, W) integer ndarray
+    labels : (H, W) non-negative integer ndarray
+        Relabelled by ``skimage.segmentation.relabel_sequential``.
 
     Returns
     -------
     relabelled : (H, W) int32 ndarray (int64 when there are more than 2**31 - 1 objects).
     """
     labels = np.asarray(labels)
-    ids, inverse = np.unique(labels, return_inverse=True)
-    # ids are sorted, so 0 (when present) comes first and keeps label 0
-    lut = np.arange(len(ids)) + (0 if ids.size and ids[0] == 0 else 1)
-    dtype = np.int32 if len(ids) < np.iinfo(np.int32).max else np.int64
-    return lut[inverse].reshape(labels.shape).astype(dtype)
+    if not labels.size:
+        return labels.astype(np.int32)
+    relabelled, forward, _ = skimage.segmentation.relabel_sequential(labels)
+    dtype = np.int32 if len(forward.in_values) < np.iinfo(np.int32).max else np.int64
+    return relabelled.astype(dtype, copy=False)
 
 
 def _labels_from_colours(rgb: np.ndarray) -> np.ndarray:
@@ -284,11 +286,5 @@ def outlines_to_labels(
 
 def fill_outline_pixels(labels: np.ndarray, line: np.ndarray, *, max_distance: float = 2.0) -> np.ndarray:
     """Give each outline pixel (``line``) the label of the nearest object within ``max_distance``."""
-    if not labels.any():
-        return labels.astype(np.int32)
-    dist, (iy, ix) = ndi.distance_transform_edt(labels == 0, return_indices=True)
-    nearest = labels[iy, ix]
-    fill = line & (labels == 0) & (dist <= max_distance)
-    out = labels.astype(np.int32, copy=True)
-    out[fill] = nearest[fill]
-    return out
+    grown = skimage.segmentation.expand_labels(labels, distance=max_distance)
+    return np.where(line, grown, labels).astype(np.int32)

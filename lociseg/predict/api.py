@@ -27,8 +27,10 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..device import choose_device
 from ..errors import ConfigError, InputError
 from ..io import normalize_percentile, write_labels
+from ..io.files import atomic_write
 from ..models.checkpoint import load_checkpoint
 from ..models.pretrained import resolve_model
 from ..transforms import diameter_from_labels, rescale_image, rescale_instances, scaled_shape
@@ -88,34 +90,18 @@ def cell_table(labels: np.ndarray, scores: np.ndarray | None = None, meta: dict 
         Score of label ``k + 1`` at index ``k``; NaN when not given.
     meta : dict, optional
     """
+    from skimage.measure import regionprops_table
+
     labels = np.asarray(labels)
     n = int(labels.max()) if labels.size else 0
-    flat = labels.ravel().astype(np.int64)
-    area = np.bincount(flat, minlength=n + 1)[1:]
-    yy, xx = np.indices(labels.shape)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cy = np.bincount(flat, yy.ravel(), minlength=n + 1)[1:] / area
-        cx = np.bincount(flat, xx.ravel(), minlength=n + 1)[1:] / area
+    t = regionprops_table(labels.astype(np.int64, copy=False), properties=("label", "area", "centroid"))
+    rows = t["label"] - 1
+    area = np.zeros(n, np.int64)
+    area[rows] = t["area"]
+    cy, cx = np.full(n, np.nan), np.full(n, np.nan)
+    cy[rows], cx[rows] = t["centroid-0"], t["centroid-1"]
     score = np.full(n, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)[:n]
     return CellTable(np.arange(1, n + 1), cy, cx, area, score, dict(meta or {}))
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda or mps)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but no CUDA GPU is available")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise ConfigError("device 'mps' requested but MPS is not available")
-    return dev
 
 
 class Segmenter:
@@ -143,7 +129,7 @@ class Segmenter:
     """
 
     def __init__(self, model: torch.nn.Module, *, device: str | torch.device = "auto", name: str | None = None, pad_multiple: int = 32):
-        self.device = _resolve_device(device)
+        self.device = choose_device(device)
         # Channels-last lets the convolutions and the ConvNeXt blocks' channel MLPs run without
         # layout copies (about 25 % faster on CPU); numerically the same network.
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
@@ -433,7 +419,7 @@ def load_model(path_or_name: str | os.PathLike | torch.nn.Module, *, device: str
     """
     if isinstance(path_or_name, torch.nn.Module):
         return Segmenter(path_or_name, device=device)
-    dev = _resolve_device(device)
+    dev = choose_device(device)
     path = Path(path_or_name)
     if not path.exists():
         path = Path(resolve_model(str(path_or_name)))
@@ -455,18 +441,6 @@ def segment(image: np.ndarray, model: Segmenter | torch.nn.Module | str | os.Pat
     device = kwargs.pop("device", "auto")
     seg = model if isinstance(model, Segmenter) else load_model(model, device=device)
     return seg.segment(image, **kwargs)
-
-
-def _atomic(path: Path, write) -> Path:
-    """Write through a temporary file in the same folder, then rename (never a half-written file)."""
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{''.join(path.suffixes[-1:])}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, table: CellTable, meta: dict | None = None) -> dict[str, Path]:
@@ -492,7 +466,8 @@ def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, tab
     out.mkdir(parents=True, exist_ok=True)
     info = {**table.meta, **(meta or {}), "lociseg_version": __version__, "columns": list(TABLE_COLUMNS)}
     paths = {"labels": out / f"{name}.tif", "table": out / f"{name}.csv", "meta": out / f"{name}.json"}
-    _atomic(paths["labels"], lambda p: write_labels(p, labels))
-    _atomic(paths["table"], table.to_csv)
-    _atomic(paths["meta"], lambda p: p.write_text(json.dumps(info, indent=1, default=str) + "\n"))
+    # callers decide about existing outputs (lociseg segment --overwrite / --skip-existing)
+    atomic_write(paths["labels"], lambda p: write_labels(p, labels), overwrite=True)
+    atomic_write(paths["table"], table.to_csv, overwrite=True)
+    atomic_write(paths["meta"], json.dumps(info, indent=1, default=str) + "\n", overwrite=True)
     return paths

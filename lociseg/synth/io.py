@@ -13,7 +13,6 @@ Layout::
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,7 @@ import tifffile
 
 from ..annotate.store import write_annotation
 from ..io import write_labels
-
-
-def _atomic_tiff(path: Path, data: np.ndarray, **kwargs: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tifffile.imwrite(tmp, data, **kwargs)
-    os.replace(tmp, path)
+from ..io.files import atomic_write
 
 
 def write_labels_tiff(path: Path, labels: np.ndarray) -> None:
@@ -36,7 +30,7 @@ def write_labels_tiff(path: Path, labels: np.ndarray) -> None:
 
 
 def write_weak_annotation(folder: Path, name: str, points: np.ndarray, foreground: np.ndarray, meta: dict | None = None) -> None:
-    """Points + foreground via :func:`lociseg.annotate.store.write_annotation`."""
+    """Points + foreground, via :func:`lociseg.annotate.store.write_annotation`."""
     write_annotation(folder, name, points, foreground, meta or {})
 
 
@@ -48,7 +42,9 @@ def write_sample(out_dir: Path, sample: Any) -> None:
     image = np.asarray(sample.image)
     if image.ndim == 2:
         image = image[None]
-    _atomic_tiff(out_dir / "images" / f"{sample.name}.tif", image, photometric="minisblack", metadata={"axes": "CYX"}, compression="zlib")
+    # a generated folder is rewritten in place when generated again
+    atomic_write(out_dir / "images" / f"{sample.name}.tif", lambda tmp: tifffile.imwrite(
+        tmp, image, photometric="minisblack", metadata={"axes": "CYX"}, compression="zlib"), overwrite=True)
     write_labels_tiff(out_dir / "masks" / f"{sample.name}.tif", np.asarray(sample.labels))
     if sample.points is not None and sample.foreground is not None:
         write_weak_annotation(out_dir / "annotations", sample.name, sample.points, sample.foreground)

@@ -16,6 +16,7 @@ from typing import Any, Self
 import numpy as np
 import torch
 
+from ..device import choose_device
 from ..errors import ConfigError, InputError
 from ..metrics import aggregate, evaluate_image
 from ..models.checkpoint import load_checkpoint, save_checkpoint
@@ -36,23 +37,6 @@ from .data import (
 from .diagnostics import CollapseMonitor
 
 log = logging.getLogger("lociseg.train")
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; an unavailable explicit device is an error."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("--device mps: MPS is not available")
-    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise ConfigError(f"--device: expected auto, cpu, cuda or mps, got {device!r}")
-    return torch.device(device)
 
 
 def lr_factor(step: int, warmup: int, total: int, time_fraction: float = 0.0) -> float:
@@ -241,7 +225,7 @@ def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, va
 
     out = Path(out_dir)
     _check_run_folder(out, resume, overwrite)
-    dev = resolve_device(device)
+    dev = choose_device(device)
     opt_cfg = config.optim
     torch.manual_seed(opt_cfg.seed)
     weak = config.weak

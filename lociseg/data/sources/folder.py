@@ -11,11 +11,12 @@ import numpy as np
 
 from ...errors import InputError
 from ...io import IMAGE_SUFFIXES, read_image, read_image_metadata, read_labels
+from ...io.files import MASK_SUFFIXES, image_stem
 from ..dataset import Sample
 
 
 _MASK_DIRS = ("masks", "labels", "mask", "label")
-_MASK_SUFFIXES = ("_masks", "_mask", "_labels", "_label", "_seg", "")
+_MASK_SUFFIXES = (*MASK_SUFFIXES, "")  # "": a mask named exactly like its image
 
 
 def _is_image(p: Path) -> bool:
@@ -23,11 +24,7 @@ def _is_image(p: Path) -> bool:
 
 
 def _stem(p: Path) -> str:
-    name = p.name
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return p.stem
+    return image_stem(p, suffixes=())
 
 
 @dataclass
@@ -123,7 +120,7 @@ def scan_folder(folder: Path) -> tuple[dict[str, str], dict[str, str], str | Non
             if stem in masks:
                 labels[stem] = str(masks[stem])
         return images, labels, None, "cellpose"
-    skip = ("_masks", "_mask", "_labels", "_flows", "_seg", "_cp_masks")
+    skip = (*MASK_SUFFIXES, "_flows")
     for p in files:
         if not _stem(p).endswith(skip):
             images[_stem(p)] = str(p)

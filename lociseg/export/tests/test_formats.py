@@ -10,7 +10,7 @@ from skimage.draw import polygon as draw_polygon
 
 from lociseg.errors import ConfigError
 from lociseg.export import formats as F
-from lociseg.export.polygons import label_outlines, mask_outlines, polygon_area
+from lociseg.io.polygons import label_outlines, mask_outlines, polygon_area
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
@@ -156,7 +156,6 @@ def test_ome_zarr_reads_with_ome_zarr_package(tmp_path, bbbc_cells):
 
 
 def test_coco_reads_back_with_pycocotools(tmp_path, bbbc_cells):
-    pytest.importorskip("pycocotools", reason="pycocotools not installed")
     from pycocotools.coco import COCO
 
     path = F.export_labels(bbbc_cells, tmp_path, "field", "coco")

@@ -82,6 +82,43 @@ def test_coco_compressed_matches_reference_string():
     np.testing.assert_array_equal(coco_rle_decode({"size": [7, 9], "counts": ref.encode()}), mask)
 
 
+def test_coco_uncompressed_known_counts_and_bad_counts():
+    mask = np.zeros((3, 3), bool)
+    mask[0, 1:] = mask[1:, 1] = True  # column-major: 0 0 0 | 1 1 1 | 1 0 0
+    assert coco_rle_encode(mask, compressed=False) == {"size": [3, 3], "counts": [3, 4, 2]}
+    for bad in ([3, 4], [3, 4, 3], [-1, 10]):
+        with pytest.raises(ValueError, match="sum to"):
+            coco_rle_decode({"size": [3, 3], "counts": bad})
+
+
+def test_coco_compressed_string_must_cover_the_image():
+    from pycocotools import mask as mask_api
+
+    short = mask_api.frPyObjects({"size": [3, 3], "counts": [3, 4]}, 3, 3)["counts"]  # 7 of 9 pixels
+    long = mask_api.frPyObjects({"size": [3, 3], "counts": [3, 4, 5]}, 3, 3)["counts"]
+    for counts in (short, long):
+        with pytest.raises(ValueError, match="3x3"):
+            coco_rle_decode({"size": [3, 3], "counts": counts})
+
+
+def test_coco_polygons_rasterise_exactly_here_and_in_pycocotools(data_root):
+    from pycocotools import mask as mask_api
+
+    from lociseg.io import mask_to_polygons
+
+    labels = masks_to_labels(data_root / "dsb2018_stage1_test/stage1_test" / DSB_ID / "masks")
+    h, w = labels.shape
+    coco = labels_to_coco({"a.png": labels})
+    np.testing.assert_array_equal(coco_to_labels(coco, 1), labels)  # hole-free cells: exact
+    for ann in coco["annotations"]:
+        rle = mask_api.merge(mask_api.frPyObjects(ann["segmentation"], h, w))
+        np.testing.assert_array_equal(mask_api.decode(rle) > 0, labels == ann["id"])
+    # pixel-edge corners at half-integers (pixel centres are integers), no cut corners
+    square = np.zeros((5, 6), bool)
+    square[1:3, 2:5] = True
+    assert mask_to_polygons(square) == [[1.5, 0.5, 4.5, 0.5, 4.5, 2.5, 1.5, 2.5]]
+
+
 @pytest.mark.parametrize("encoding", ["polygon", "rle", "rle-uncompressed"])
 def test_coco_round_trip_preserves_instances(data_root, encoding):
     labels = masks_to_labels(data_root / "dsb2018_stage1_test/stage1_test" / DSB_ID / "masks")

@@ -10,6 +10,7 @@ from skimage.segmentation import find_boundaries
 
 from lociseg.errors import InputError
 from lociseg.io import (
+    fill_outline_pixels,
     masks_to_labels,
     outlines_to_labels,
     read_labels,
@@ -88,6 +89,20 @@ def test_relabel_sequential():
     out = relabel_sequential(np.array([[0, 7, 7], [3, 0, 100]]))
     np.testing.assert_array_equal(out, [[0, 2, 2], [1, 0, 3]])
     assert relabel_sequential(np.array([[4, 4]])).tolist() == [[1, 1]]
+    assert relabel_sequential(np.array([[0, 1 << 40]], np.int64)).tolist() == [[0, 1]]
+    assert relabel_sequential(np.array([[0, 5]], np.uint16)).dtype == np.int32
+    assert relabel_sequential(np.zeros((0, 3), np.int64)).shape == (0, 3)
+
+
+def test_fill_outline_pixels_gives_nearby_line_pixels_the_nearest_label():
+    labels = np.zeros((1, 9), np.int32)
+    labels[0, 0], labels[0, 8] = 1, 2
+    line = np.ones((1, 9), bool)
+    line[0, 4] = False
+    # distance <= 2 from a label: x = 1, 2 -> 1 and x = 6, 7 -> 2; x = 3, 5 too far; x = 4 not a line pixel
+    assert fill_outline_pixels(labels, line).tolist() == [[1, 1, 1, 0, 0, 0, 2, 2, 2]]
+    assert fill_outline_pixels(labels, line, max_distance=3).tolist() == [[1, 1, 1, 1, 0, 2, 2, 2, 2]]
+    assert fill_outline_pixels(np.zeros((2, 2), np.uint16), np.ones((2, 2), bool)).dtype == np.int32
 
 
 def test_masks_to_labels_from_folder_and_arrays(tmp_path):

@@ -14,13 +14,13 @@ PosixPath('.../lociseg/models/pretrained/nuclei')
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ConfigError, InputError
+from ...io.files import sha256_file
 
 __all__ = [
     "REGISTRY",
@@ -30,7 +30,6 @@ __all__ = [
     "resolve_model",
     "verify_model",
     "pick_default_model",
-    "file_sha256",
 ]
 
 REGISTRY = Path(__file__).resolve().parent
@@ -66,15 +65,6 @@ class ModelEntry:
     description: str = ""
     size: int = 0
     extra: dict = field(default_factory=dict)
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_manifest(registry: str | os.PathLike | None = None) -> dict[str, ModelEntry]:
@@ -138,7 +128,7 @@ def verify_model(path: str | os.PathLike, expected_sha256: str | None = None) ->
         expected_sha256 = _recorded_sha256(folder)
     if expected_sha256 is None:
         raise InputError("no recorded sha256 to check the weights against (MODEL_CARD.md or manifest)", path=folder)
-    digest = file_sha256(weights)
+    digest = sha256_file(weights)
     if digest != expected_sha256.lower():
         raise InputError(
             f"weights are corrupt or were replaced: sha256 {digest[:12]}... differs from the recorded "

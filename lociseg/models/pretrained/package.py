@@ -14,8 +14,9 @@ from typing import Any
 import yaml
 
 from ...errors import ConfigError, InputError
+from ...io.files import sha256_file
 from ..checkpoint import resolve_checkpoint
-from . import MANIFEST, REGISTRY, WEIGHTS, file_sha256
+from . import MANIFEST, REGISTRY, WEIGHTS
 
 __all__ = ["package_model", "render_model_card", "MAX_BYTES"]
 
@@ -147,7 +148,7 @@ def package_model(
     for f in FILES:
         if (src / f).is_file():
             shutil.copy2(src / f, tmp / f)
-    sha = file_sha256(tmp / WEIGHTS)
+    sha = sha256_file(tmp / WEIGHTS)
     (tmp / "MODEL_CARD.md").write_text(
         render_model_card(name, sha, config, metrics, description=description, command=command, size=size)
     )

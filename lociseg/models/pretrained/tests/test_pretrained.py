@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lociseg.errors import ConfigError, InputError
+from lociseg.io.files import sha256_file
 from lociseg.models import pretrained as P
 from lociseg.models.pretrained.package import package_model
 
@@ -41,7 +42,7 @@ def test_package_then_resolve_and_load(tmp_path, checkpoint):
     manifest = json.loads((reg / "manifest.json").read_text())
     rec = manifest["models"]["nuclei"]
     assert rec["file"] == "nuclei/model.safetensors" and rec["channels"] == ["DNA"]
-    assert rec["sha256"] == P.file_sha256(dest / "model.safetensors")
+    assert rec["sha256"] == sha256_file(dest / "model.safetensors")
     card = (dest / "MODEL_CARD.md").read_text()
     assert f"sha256: {rec['sha256']}" in card and "dsb2018-train" in card
     assert "| test.f1_50 | 0.81 |" in card and "lociseg train nuclei.yaml" in card

@@ -1,0 +1,127 @@
+"""File-level helpers shared by every writer and folder scanner.
+
+One atomic writer (:func:`atomic_write`), one checksum (:func:`sha256_file`)
+and one way to name an image or label file without its endings
+(:func:`image_stem`, :data:`MASK_SUFFIXES`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..errors import InputError
+from .image import IMAGE_SUFFIXES
+
+PathLike = str | os.PathLike
+
+__all__ = ["IMAGE_ENDINGS", "MASK_SUFFIXES", "atomic_write", "image_stem", "sha256_file"]
+
+#: Name endings that mark a label image of the image with the same stem
+#: (``a_masks.tif`` labels ``a.tif``). A suffix that ends with another comes first.
+MASK_SUFFIXES = ("_cp_masks", "_masks", "_mask", "_labels", "_label", "_seg")
+
+#: File endings :func:`image_stem` removes: images, OME-TIFF and text label formats.
+IMAGE_ENDINGS = tuple(sorted({".ome.tiff", ".ome.tif", *IMAGE_SUFFIXES, ".txt.gz", ".txt", ".gz"}, key=len, reverse=True))
+
+
+def image_stem(path: PathLike, *, suffixes: Sequence[str] = MASK_SUFFIXES) -> str:
+    """File name without its image ending and a trailing mask suffix.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Only the file name is used.
+    suffixes : sequence of str
+        Name endings to drop after the file ending (the first that matches,
+        case-insensitively, and leaves a non-empty name); ``()`` keeps the
+        name as it is.
+
+    Returns
+    -------
+    str
+        ``"a"`` for ``a.ome.tif``, ``a_masks.png`` or ``A_Masks.TIF`` (as
+        ``"A"``); names with an unknown ending keep it (``a.csv``).
+    """
+    name = Path(path).name
+    lower = name.lower()
+    for ending in IMAGE_ENDINGS:
+        if lower.endswith(ending):
+            name = name[: -len(ending)]
+            break
+    lower = name.lower()
+    for suffix in suffixes:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _temp_name(path: Path) -> Path:
+    """A unique hidden name next to ``path`` with the same ending, so writers that pick the format by name still do."""
+    name = path.name
+    ending = next((e for e in IMAGE_ENDINGS if name.lower().endswith(e)), path.suffix)
+    return path.with_name(f".{name[: len(name) - len(ending)]}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{ending}")
+
+
+def atomic_write(path: PathLike, data: bytes | str | Callable[[Path], object], *, overwrite: bool = False) -> Path:
+    """Write a file through a temporary file in the same folder, then rename it into place.
+
+    Readers never see a half-written file, and a crash leaves the old file
+    (or none), never a truncated one.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to write; its folder must exist.
+    data : bytes, str or callable
+        The content (str is written as UTF-8), or a function that writes the
+        file it is given (a path with the same ending as ``path``).
+    overwrite : bool
+        Replace an existing file. When False the file is only created: an
+        existing one is an error, checked before writing and again,
+        atomically, when the file is put into place.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    InputError
+        ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if not overwrite and os.path.lexists(path):
+        raise InputError("exists already; pass overwrite=True (--overwrite) to replace it", path=path)
+    tmp = _temp_name(path)
+    try:
+        if callable(data):
+            data(tmp)
+        else:
+            tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if path appeared meanwhile, unlike os.replace
+            except FileExistsError:
+                raise InputError("exists already; pass overwrite=True (--overwrite) to replace it", path=path) from None
+            except OSError:  # file systems without hard links
+                os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of a file, read in chunks of ``chunk`` bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
