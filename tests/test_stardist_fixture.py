@@ -55,9 +55,15 @@ def test_per_image_matching_agrees_with_stardist(index):
         ref = REF["per_image"][index][k]
         assert (m.n_gt, m.n_pred) == (ref["n_true"], ref["n_pred"])
         ours = {
-            "tp": int(m.tp[k]), "fp": int(m.fp[k]), "fn": int(m.fn[k]),
-            "precision": m.precision[k], "recall": m.recall[k], "f1": m.f1[k], "accuracy": m.dsb_ap[k],
-            "mean_true_score": m.sum_iou[k] / m.n_gt, "panoptic_quality": m.pq[k],
+            "tp": int(m.tp[k]),
+            "fp": int(m.fp[k]),
+            "fn": int(m.fn[k]),
+            "precision": m.precision[k],
+            "recall": m.recall[k],
+            "f1": m.f1[k],
+            "accuracy": m.dsb_ap[k],
+            "mean_true_score": m.sum_iou[k] / m.n_gt,
+            "panoptic_quality": m.pq[k],
         }
         _check(ours, ref, (index, t))
         if np.isclose(t, 0.5):
@@ -72,9 +78,14 @@ def test_pooled_scores_agree_with_stardist_matching_dataset():
         ref = REF["dataset"][k]
         assert (pooled["n_gt"], pooled["n_pred"]) == (ref["n_true"], ref["n_pred"])
         ours = {
-            "tp": int(per_t["tp"][k]), "fp": int(per_t["fp"][k]), "fn": int(per_t["fn"][k]),
-            "precision": per_t["precision"][k], "recall": per_t["recall"][k], "f1": per_t["f1"][k],
-            "accuracy": per_t["dsb_ap"][k], "mean_true_score": per_t["sum_iou"][k] / pooled["n_gt"],
+            "tp": int(per_t["tp"][k]),
+            "fp": int(per_t["fp"][k]),
+            "fn": int(per_t["fn"][k]),
+            "precision": per_t["precision"][k],
+            "recall": per_t["recall"][k],
+            "f1": per_t["f1"][k],
+            "accuracy": per_t["dsb_ap"][k],
+            "mean_true_score": per_t["sum_iou"][k] / pooled["n_gt"],
             "panoptic_quality": per_t["pq"][k],
         }
         _check(ours, ref, t)
