@@ -63,7 +63,7 @@ def nuclei_per_cell(cells: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
 
 def unoutlined_nuclei(gt: np.ndarray, nuclei: np.ndarray, inside: float = 0.25) -> np.ndarray:
     """Label ids of the nuclei that lie in no GT cell (under ``inside`` of their area in cells):
-    the nuclei of cells nobody outlined (BBBC018: 46 on the 14 test fields)."""
+    the nuclei of cells nobody outlined (counts: BENCHMARKS.md, tenth session)."""
     ids, area = np.unique(nuclei[nuclei > 0], return_counts=True)
     in_cells = np.bincount(nuclei[(nuclei > 0) & (gt > 0)], minlength=int(nuclei.max()) + 1)[ids]
     return ids[in_cells < inside * area]

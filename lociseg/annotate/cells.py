@@ -50,8 +50,8 @@ def propagate_cells(
 
     The foreground is eroded by ``erode`` px first (graph-cut foregrounds
     lie about a pixel outside the cells). Defaults were chosen on the
-    BBBC018 *train* split (sweep of edge weight 2-16, smoothing 0.5-2,
-    erosion 0-2; F1@0.5 0.781 there with the default graph cut).
+    BBBC018 *train* split (the sweep and its scores: BENCHMARKS.md,
+    "Machine annotations on BBBC018").
 
     Parameters
     ----------

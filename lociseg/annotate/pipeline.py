@@ -96,8 +96,8 @@ def annotate_image(
             ann.cells = rescale_labels(ann.cells, shape)
         return ann
     pts = detect_points(nucleus, diameter=diameter)
-    # 0.75 px and the weak Potts weight (0.5) of foreground_candidates: best on the BBBC018
-    # train split for the cells made from the foreground (F1@0.5 0.781 vs 0.752 with 1.5 px, 2.0).
+    # 0.75 px and the weak Potts weight (0.5) of foreground_candidates: chosen on the BBBC018 train split by
+    # the cells made from the foreground (BENCHMARKS.md, "Machine annotations on BBBC018").
     smoothing = 0.75 if diameter is None else 0.75 * diameter / REF_DIAMETER
     cands = foreground_candidates(cytoplasm, thresholds=thresholds, smoothing=smoothing)
     auto, scores = choose_foreground(cands, pts)

@@ -41,10 +41,10 @@ def paste_instances(
     the kept cell whose mask is most confident there, so the border between
     two touching cells follows their masks rather than their detection
     scores; each cell again keeps its largest 4-connected piece and is
-    dropped below ``min_area``. That helps irregular touching cells
-    (BBBC018: F1@0.5 +0.3 to +0.8 points) and hurts round nuclei (Koyuncu:
-    -1.3), see BENCHMARKS.md. Last, with ``fill_holes``, background
-    enclosed by one cell is given to it (:func:`fill_label_holes`).
+    dropped below ``min_area``. That helps irregular touching cells and
+    hurts round nuclei (BENCHMARKS.md, "Overlaps by probability"). Last,
+    with ``fill_holes``, background enclosed by one cell is given to it
+    (:func:`fill_label_holes`).
 
     Parameters
     ----------

@@ -248,7 +248,10 @@ def test_sample_checks_shapes():
     with pytest.raises(InputError, match="must be"):
         Sample(image=np.zeros((4, 4)))
     assert Sample(image=np.zeros((1, 4, 4)), points=[[1, 2]]).points.dtype == np.float32
-    assert isinstance(SegmentationDataset("x", [], lambda n: None), SegmentationDataset)
+    empty = SegmentationDataset("x", [], lambda n: None)
+    assert len(empty) == 0 and empty.names == [] and list(empty) == []
+    with pytest.raises(ValueError, match="not unique"):
+        SegmentationDataset("x", ["a", "b", "a"], lambda n: None)
 
 
 @pytest.mark.parametrize("spec,name", [("koyuncu", "8"), ("dsb2018-train", "0a7d30b252359a10fd298b638b90cb9ada3acced4e0c0e5a3692013f432ee4e9")])

@@ -97,9 +97,9 @@ def test_png_16bit(tmp_path, rng):
 def test_npy_layouts(tmp_path, rng):
     hwc = rng.random((20, 30, 3)).astype(np.float32)
     np.save(tmp_path / "a.npy", hwc)
-    assert read_image(tmp_path / "a.npy").shape == (3, 20, 30)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.npy"), np.moveaxis(hwc, -1, 0))  # HWC -> CHW
     np.save(tmp_path / "b.npy", hwc[..., 0])
-    assert read_image(tmp_path / "b.npy").shape == (1, 20, 30)
+    np.testing.assert_array_equal(read_image(tmp_path / "b.npy"), hwc[None, ..., 0])
     np.save(tmp_path / "c.npy", np.zeros((2, 3, 4, 5)))
     with pytest.raises(InputError, match="expected"):
         read_image(tmp_path / "c.npy")

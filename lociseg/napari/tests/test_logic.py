@@ -80,7 +80,10 @@ def test_manifest_commands_resolve():
     manifest = yaml.safe_load((Path(logic.__file__).parent / "napari.yaml").read_text())
     import importlib
 
-    for cmd in manifest["contributions"]["commands"]:
+    commands = manifest["contributions"]["commands"]
+    assert {cmd["id"] for cmd in commands} == {
+        "lociseg.get_reader", "lociseg.segment_widget", "lociseg.annotation_widget", "lociseg.sample_bbbc018"}
+    for cmd in commands:
         module, attr = cmd["python_name"].split(":")
         if module.endswith("_widgets"):
             pytest.importorskip("magicgui", reason="magicgui not installed (pip install 'lociseg[napari]')")

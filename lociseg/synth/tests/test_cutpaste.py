@@ -64,6 +64,7 @@ def test_hard_paste_every_cell_is_exactly_one_instance(rng):
 def test_feathered_paste_labels_follow_the_dominant_pixels(rng):
     samples = _toy_samples(rng)
     out = cut_paste_synthesize(samples, n_images=2, confluence=0.5, rng=2, feather=1.0)
+    assert len(out) == 2
     for s in out:
         lab = s.labels
         # alpha > 0.5 exactly on a cell's labelled pixels: cells are >= 100, so labelled pixels stay > 50
@@ -79,9 +80,12 @@ def test_same_seed_same_output(rng):
     samples = _toy_samples(rng)
     a = cut_paste_synthesize(samples, n_images=2, rng=5)
     b = cut_paste_synthesize(samples, n_images=2, rng=5)
+    assert len(a) == len(b) == 2
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x.image, y.image)
         np.testing.assert_array_equal(x.labels, y.labels)
+    other = cut_paste_synthesize(samples, n_images=2, rng=6)
+    assert not all(np.array_equal(x.labels, y.labels) for x, y in zip(a, other))  # the seed is used
 
 
 def test_extend_dataset_factor_and_errors(rng):

@@ -163,6 +163,42 @@ def _heldout_loss(model, items, cfg, weak: bool) -> tuple[float, dict[str, float
     return total, parts
 
 
+def _short_training(tmp_path, mode: str, steps: int):
+    """Train on BBBC018 crops for ``steps`` steps; held-out loss (and parts) of the untrained and trained model."""
+    from lociseg.models import LacssModel
+    from lociseg.train.data import load_samples_for, prepare
+
+    weak = mode != "supervised"
+    cfg = _small(steps=steps, annotations=["from-labels"] if weak else [])
+    cfg.data.crop_size = 96
+    cfg.optim.batch_size = 2
+    cfg.optim.lr = 2e-3 if weak else 3e-3
+    cfg.optim.warmup_steps = min(10, steps)
+    cfg.lacss.mode = mode
+    cfg.lacss.match_start = 10**9  # keep annotated locations: the comparison is about learning, not matching
+    cfg.lacss.weak.warmup_steps = 0
+    out = train(cfg, tmp_path / "run", device="cpu", progress=False)
+    samples = load_samples_for(cfg, ["bbbc018@val"], ["from-labels"] if weak else None)[:3]
+    items, _ = prepare(samples, cfg, weak=weak)
+    torch.manual_seed(cfg.optim.seed)
+    untrained = _heldout_loss(LacssModel(cfg.lacss), items, cfg, weak)
+    trained = _heldout_loss(load_checkpoint(tmp_path / "run", "cpu"), items, cfg, weak)
+    return out, untrained, trained
+
+
+@pytest.mark.parametrize("mode", ["supervised", "weak"])
+def test_short_training_smoke(tmp_path, data_root, mode):
+    """Two steps of the slow test below: a checkpoint and a log row per step, finite held-out losses."""
+    out, (untrained, u_parts), (trained, t_parts) = _short_training(tmp_path, mode, steps=2)
+    assert out["step"] == 2
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 1 + 2
+    assert np.isfinite([untrained, trained, *u_parts.values(), *t_parts.values()]).all()
+    assert trained != untrained  # the checkpoint holds trained weights, not a fresh model's
+    if mode == "weak":
+        assert "lpn_score" in t_parts
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["supervised", "weak"])
 def test_short_training_beats_untrained(tmp_path, data_root, mode):
     """A short CPU run on BBBC018 crops lowers the loss on held-out (validation) images.
@@ -171,25 +207,8 @@ def test_short_training_beats_untrained(tmp_path, data_root, mode):
     need longer than CI can give, so the check is that the location proposals
     (the LPN score loss) improve clearly and the total does not get worse.
     """
-    from lociseg.models import LacssModel
-    from lociseg.train.data import load_samples_for, prepare
-
-    weak = mode != "supervised"
-    cfg = _small(steps=200 if weak else 80, annotations=["from-labels"] if weak else [])
-    cfg.data.crop_size = 96
-    cfg.optim.batch_size = 2
-    cfg.optim.lr = 2e-3 if weak else 3e-3
-    cfg.optim.warmup_steps = 10
-    cfg.lacss.mode = mode
-    cfg.lacss.match_start = 10**9  # keep annotated locations: the comparison is about learning, not matching
-    cfg.lacss.weak.warmup_steps = 0
-    train(cfg, tmp_path / "run", device="cpu", progress=False)
-    samples = load_samples_for(cfg, ["bbbc018@val"], ["from-labels"] if weak else None)[:3]
-    items, _ = prepare(samples, cfg, weak=weak)
-    torch.manual_seed(cfg.optim.seed)
-    untrained, u_parts = _heldout_loss(LacssModel(cfg.lacss), items, cfg, weak)
-    trained, t_parts = _heldout_loss(load_checkpoint(tmp_path / "run", "cpu"), items, cfg, weak)
-    if weak:
+    _, (untrained, u_parts), (trained, t_parts) = _short_training(tmp_path, mode, steps=80 if mode == "supervised" else 200)
+    if mode == "weak":
         assert t_parts["lpn_score"] < 0.8 * u_parts["lpn_score"], (t_parts, u_parts)
         assert trained < untrained, (t_parts, u_parts)
     else:
