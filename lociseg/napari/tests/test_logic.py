@@ -25,17 +25,37 @@ def seg_output(tmp_path):
 
 def test_reader_labels_and_points(seg_output, tmp_path):
     paths, labels = seg_output
-    reader = get_reader(str(paths["labels"]))
-    (data, kw, kind), = reader(str(paths["labels"]))
+    for p in (paths["meta"], paths["labels"]):  # the sidecar (what napari hands the reader) or the TIFF
+        (data, kw, kind), = logic.read_output(p)
+        assert kind == "labels" and np.array_equal(data, labels)
+        np.testing.assert_allclose(kw["features"]["score"], [0.9, 0.7])
+        # napari ties row i to label i unless there is an 'index' column
+        np.testing.assert_array_equal(kw["features"]["index"], [1, 2])
+    (data, kw, kind), = get_reader(str(paths["meta"]))(str(paths["meta"]))
     assert kind == "labels" and np.array_equal(data, labels)
-    np.testing.assert_allclose(kw["features"]["score"], [0.9, 0.7])
-    (pts, kw, kind), = get_reader(str(paths["table"]))(str(paths["table"]))
+    (pts, kw, kind), = logic.read_output(paths["table"])
     assert kind == "points" and pts.shape == (2, 2)
     np.testing.assert_allclose(pts[1], [19.5, 26.0])
-    # a TIFF without the lociseg sidecar is left to other readers
-    other = tmp_path / "plain.tif"
-    other.write_bytes(paths["labels"].read_bytes())
-    assert get_reader(str(other)) is None and get_reader([str(other), str(other)]) is None
+    # other JSON, or a sidecar without its TIFF, is left to other readers
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}')
+    assert get_reader(str(other)) is None and get_reader([str(paths["meta"])] * 2) is None
+    paths["labels"].unlink()
+    assert get_reader(str(paths["meta"])) is None
+
+
+def test_labels_features_index_is_the_label():
+    feats = logic.labels_features({"label": np.array([3, 5]), "area": np.array([10, 20])})
+    assert list(feats) == ["index", "label", "area"] and feats["index"].tolist() == [3, 5]
+    with pytest.raises(InputError, match="no 'label' column"):
+        logic.labels_features({"area": np.array([1])})
+
+
+def test_reader_claims_only_the_sidecar():
+    """Claiming *.tif would put lociseg in napari's 'Choose reader' dialog for every TIFF."""
+    manifest = yaml.safe_load((Path(logic.__file__).parent / "napari.yaml").read_text())
+    (reader,) = manifest["contributions"]["readers"]
+    assert reader["filename_patterns"] == ["*.json"]
 
 
 @pytest.fixture
