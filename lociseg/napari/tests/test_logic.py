@@ -113,3 +113,14 @@ def test_manifest_is_valid_npe2():
     assert pm.name == "lociseg"
     assert {w.display_name for w in pm.contributions.widgets} == {"Segment cells", "Weak annotations"}
     assert pm.contributions.readers[0].command == "lociseg.get_reader"
+
+
+def test_napari_extra_uses_a_supported_qt_binding():
+    """napari warns on every start that PyQt5 is deprecated: the extra installs PyQt6."""
+    tomllib = pytest.importorskip("tomllib", reason="Python < 3.11")
+    pyproject = Path(logic.__file__).resolve().parents[2] / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("not a source checkout")
+    extra = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]["napari"]
+    napari_req = next(r for r in extra if r.startswith("napari"))
+    assert "pyqt6" in napari_req.lower() and not any("pyqt5" in r.lower() for r in extra)
