@@ -72,6 +72,8 @@ def test_segment_widget_on_a_real_field(make_napari_viewer, qtbot, bbbc_field):
     qtbot.waitUntil(lambda: w.run_button.enabled, timeout=10_000)
     layer.contour = 2
     viewer.reset_view()
+    k = n // 2  # the status bar as when hovering cell k
+    viewer.status = layer.get_status(tuple(float(v) for v in np.argwhere(labels == k)[0]))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = viewer.window.screenshot(str(ARTIFACTS / "napari_segment_widget.png"), canvas_only=False)
     assert shot.ndim == 3 and shot.shape[0] > 300 and (ARTIFACTS / "napari_segment_widget.png").stat().st_size > 10_000
