@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = [
-    "labels_features", "is_lociseg_output", "read_output", "AnnotationEdit", "list_annotations", "load_annotation",
+    "AnnotationEdit", "is_lociseg_output", "labels_features", "list_annotations", "load_annotation", "read_output",
     "save_annotation",
 ]
 

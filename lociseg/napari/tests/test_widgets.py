@@ -21,7 +21,7 @@ pytest.importorskip("pytestqt", reason="pytest-qt not installed (pip install pyt
 if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     pytest.skip("no display: run under Xvfb (xvfb-run -a python -m pytest ...)", allow_module_level=True)
 
-from lociseg.napari._widgets import AnnotationWidget, SegmentWidget  # noqa: E402
+from lociseg.napari._widgets import AnnotationWidget, SegmentWidget
 
 ARTIFACTS = Path(os.environ.get("LOCISEG_ARTIFACTS", Path(__file__).resolve().parents[3] / "test-artifacts"))
 
