@@ -2,7 +2,8 @@
 # CI: what the napari and bioimage.io tests need beyond ".[dev]": an X server (Xvfb) and the
 # libraries Qt 6's xcb platform plugin loads, napari with PyQt6, pytest-qt, and bioimageio.core
 # (the `bioimageio test` command). Idempotent and quiet; run from .ci/run before pytest, then run
-# pytest under `xvfb-run -a` so the napari tests get a display.
+# pytest under `xvfb-run -a` with LOCISEG_REQUIRE_EXTRAS=1 so the napari tests get a display and
+# fail rather than skip if any of this is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
