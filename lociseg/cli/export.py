@@ -27,7 +27,7 @@ def main(
     labels: List[str] = typer.Argument(..., help="Label images (TIFF/PNG/npy), folders or glob patterns."),
     fmt: List[str] = typer.Option(..., "--format", "-f", help="ome-zarr, geojson, imagej-roi, coco or csv (repeat or comma-separate)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Folder of the raw images (same names): stored in OME-Zarr, mean intensities in CSV."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of the raw images (same names): stored in OME-Zarr (with channel names), mean intensities in CSV, COCO file_name."),
     object_type: str = typer.Option("detection", "--object-type", help="QuPath object type in GeoJSON: detection or annotation."),
     classification: str = typer.Option("cell", "--class", help="QuPath class name in GeoJSON and COCO category."),
     pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Micrometres per pixel (OME-Zarr scale)."),
@@ -42,7 +42,7 @@ def main(
 
     from ..errors import ConfigError, InputError, LociError
     from ..export.formats import FORMATS, export_labels, write_coco
-    from ..io import read_image, read_labels
+    from ..io import read_image, read_image_metadata, read_labels
     from ..io.files import image_stem
     from .segment import expand_inputs
 
@@ -65,21 +65,24 @@ def main(
         name = image_stem(path, suffixes=())
         try:
             lab = read_labels(path)
-            image = None
-            if images is not None and any(f in ("ome-zarr", "csv") for f in formats):
+            image, image_name, channel_names = None, path.name, None
+            if images is not None and any(f in ("ome-zarr", "csv", "coco") for f in formats):
                 ip = _match_image(path, images)
                 if ip is None:
                     raise InputError(f"no image named {name!r} in {images}", path=path)
-                image = read_image(ip)
+                image, image_name = read_image(ip), ip.name
                 if image.shape[-2:] != lab.shape:
                     raise InputError(f"image {ip.name} is {image.shape[-2:]}, labels are {lab.shape}", path=path)
+                channel_names = read_image_metadata(ip)["channel_names"]
+                if channel_names is not None and len(channel_names) != (1 if image.ndim == 2 else image.shape[0]):
+                    channel_names = None  # e.g. RGB read as channels: fall back to numbered names
             for f in formats:
                 if f == "coco":
-                    coco_labels[path.name] = lab
+                    coco_labels[image_name] = lab  # file_name: the image the masks belong to
                 elif f == "geojson":
                     export_labels(lab, out, name, f, object_type=object_type, classification=classification)
                 elif f == "ome-zarr":
-                    export_labels(lab, out, name, f, image=image, pixel_size=pixel_size)
+                    export_labels(lab, out, name, f, image=image, pixel_size=pixel_size, channel_names=channel_names)
                 else:
                     export_labels(lab, out, name, f, image=image)
                 written += f != "coco"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,7 @@ def labels_to_geojson(
     classification: str | None = "cell",
     nuclei: np.ndarray | None = None,
     measurements: Mapping[str, np.ndarray] | None = None,
+    image_name: str = "",
 ) -> dict[str, Any]:
     """One GeoJSON Feature per cell, in the layout QuPath imports.
 
@@ -152,13 +153,17 @@ def labels_to_geojson(
     labels : (H, W) int ndarray
     object_type : {"detection", "annotation", "cell"}
         QuPath object type. ``"cell"`` needs ``nuclei`` (a label image whose
-        label ``k`` is cell ``k``'s nucleus), stored as ``nucleusGeometry``.
+        label ``k`` is cell ``k``'s nucleus), stored as the Feature's
+        ``nucleusGeometry`` (beside ``geometry``, where QuPath reads it).
     classification : str or None
         QuPath class name of every object.
     nuclei : (H, W) int ndarray, optional
     measurements : mapping of column -> array, optional
         Per-cell values, with a ``label`` column; stored under
         ``properties.measurements``.
+    image_name : str
+        Name of the image; with the label it makes each Feature's ``id``, a
+        UUID that is the same on every export and differs between images.
 
     Returns
     -------
@@ -184,10 +189,12 @@ def labels_to_geojson(
             props["classification"] = {"name": classification, "color": colors[lab - 1].tolist()}
         if lab in meas:
             props["measurements"] = meas[lab]
+        feature: dict[str, Any] = {"type": "Feature", "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"lociseg:{image_name}#{lab}")),
+                                   "geometry": _geometry(pieces)}
         if lab in nuc:
-            props["nucleusGeometry"] = _geometry(nuc[lab])
-        features.append({"type": "Feature", "id": str(uuid.uuid5(uuid.NAMESPACE_OID, f"lociseg-{lab}")),
-                         "geometry": _geometry(pieces), "properties": props})
+            feature["nucleusGeometry"] = _geometry(nuc[lab])
+        feature["properties"] = props
+        features.append(feature)
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -252,6 +259,7 @@ def write_ome_zarr(
     *,
     image: np.ndarray | None = None,
     name: str = "cells",
+    channel_names: Sequence[str] | None = None,
     pixel_size: float | None = None,
     min_level_size: int = 256,
     chunks: int = 1024,
@@ -269,6 +277,10 @@ def write_ome_zarr(
         image.
     name : str
         Name of the label image.
+    channel_names : sequence of str, optional
+        One per image channel, stored as ``omero`` channel labels (what
+        napari and QuPath show as layer/channel names); default
+        ``channel 0``, ``channel 1``, ... (``no image`` for the placeholder).
     pixel_size : float, optional
         Micrometres per pixel (``scale`` transform, unit micrometer).
     min_level_size : int
@@ -283,12 +295,18 @@ def write_ome_zarr(
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"labels must be 2-D, got shape {labels.shape}")
-    if image is None:
+    placeholder = image is None
+    if placeholder:
         image = np.zeros((1, *labels.shape), np.uint8)
     image = np.asarray(image)
     image = image[None] if image.ndim == 2 else image
     if image.shape[-2:] != labels.shape:
         raise ValueError(f"image shape {image.shape} does not match labels {labels.shape}")
+    if channel_names is None:
+        channel_names = ["no image"] if placeholder else [f"channel {c}" for c in range(image.shape[0])]
+    channel_names = [str(c) for c in channel_names]
+    if len(channel_names) != image.shape[0]:
+        raise ValueError(f"{len(channel_names)} channel names for {image.shape[0]} image channel(s)")
     path = Path(path)
     unit = {"unit": "micrometer"} if pixel_size else {}
     px = float(pixel_size or 1.0)
@@ -308,6 +326,7 @@ def write_ome_zarr(
 
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
     root.attrs["multiscales"] = write_levels(root, image, [{"name": "c", "type": "channel"}, *space])
+    root.attrs["omero"] = _omero(image, channel_names)
     lab_root = root.require_group("labels")
     lab_root.attrs["labels"] = [name]
     g = lab_root.require_group(name)
@@ -320,6 +339,20 @@ def write_ome_zarr(
         "source": {"image": "../../"},
     }
     return path
+
+
+def _omero(image: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """NGFF ``omero`` block: channel labels, display colours and contrast windows."""
+    # single channel grey; else the usual fluorescence order green, blue, red, then the rest
+    palette = ["FFFFFF"] if len(names) == 1 else ["00FF00", "0000FF", "FF0000", "FF00FF", "00FFFF", "FFFF00"]
+    channels = []
+    for c, label in enumerate(names):
+        ch = np.asarray(image[c])
+        lo, hi = (float(v) for v in np.percentile(ch, (0.5, 99.5))) if ch.size else (0.0, 1.0)
+        dmin, dmax = (float(ch.min()), float(ch.max())) if ch.size else (0.0, 1.0)
+        channels.append({"label": label, "color": palette[c % len(palette)], "active": True,
+                         "window": {"start": lo, "end": max(hi, lo + 1e-6), "min": dmin, "max": dmax}})
+    return {"version": "0.4", "channels": channels, "rdefs": {"model": "color" if len(names) > 1 else "greyscale"}}
 
 
 # -------------------------------------------------------------------- COCO
@@ -357,6 +390,7 @@ def export_labels(
     if fmt == "ome-zarr":
         return write_ome_zarr(path, labels, image=image, **kwargs)
     if fmt == "geojson":
+        kwargs.setdefault("image_name", name)
         return write_geojson(path, labels, measurements=cell_measurements(labels), **kwargs)
     if fmt == "imagej-roi":
         return write_imagej_rois(path, labels)

@@ -117,7 +117,7 @@ def export_onnx(
     max_size: int = 8192,
     probabilities: bool = False,
 ) -> Path:
-    """Export ``model.forward`` to a single ONNX file with dynamic height and width.
+    """Export ``model.forward`` to a single ONNX file with dynamic batch size, height and width.
 
     Parameters
     ----------
@@ -137,11 +137,15 @@ def export_onnx(
     except ModuleNotFoundError:
         raise ConfigError("ONNX export needs 'onnx' and 'onnxscript': pip install 'lociseg[export]'") from None
     model = model.eval().cpu()
+    batch = torch.export.Dim("batch", min=1, max=1024)
     h = torch.export.Dim("h32", min=1, max=max_size // SIZE_MULTIPLE)
     w = torch.export.Dim("w32", min=1, max=max_size // SIZE_MULTIPLE)
+    # a batch of 2 in the example: with 1, the exporter may specialise the batch axis to a constant
+    example = _example(model, example_shape).expand(2, -1, -1, -1).contiguous()
     program = torch.onnx.export(
-        _Dense(model, probabilities).eval(), (_example(model, example_shape),), None, dynamo=True, input_names=["image"],
-        output_names=output_names(model, probabilities), dynamic_shapes={"image": {2: SIZE_MULTIPLE * h, 3: SIZE_MULTIPLE * w}},
+        _Dense(model, probabilities).eval(), (example,), None, dynamo=True, input_names=["image"],
+        output_names=output_names(model, probabilities),
+        dynamic_shapes={"image": {0: batch, 2: SIZE_MULTIPLE * h, 3: SIZE_MULTIPLE * w}},
         opset_version=opset, verbose=False,
     )
     path = Path(path)

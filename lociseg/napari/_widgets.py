@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
@@ -13,6 +15,8 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
+
+from .logic import labels_features
 
 
 class SegmentWidget(Container):
@@ -43,11 +47,16 @@ class SegmentWidget(Container):
         """(C, H, W) array of the named image layers (all image layers when none named)."""
         names = [n.strip() for n in self.layers.value.split(",") if n.strip()] or self._image_layers()
         if not names:
-            raise ValueError("no image layer to segment")
+            raise ValueError("no image layer to segment: open an image first")
+        missing = [n for n in names if n not in self.viewer.layers]
+        if missing:
+            raise ValueError(f"no layer named {missing[0]!r}")
         arrays = []
         for n in names:
             data = np.asarray(self.viewer.layers[n].data)
             arrays.extend(data if data.ndim == 3 else [data])
+        if len({a.shape for a in arrays}) > 1:
+            raise ValueError(f"image layers differ in size: {sorted({a.shape for a in arrays})}")
         return np.stack(arrays)
 
     def run(self, *_):
@@ -55,7 +64,11 @@ class SegmentWidget(Container):
 
         from ..predict.api import load_model
 
-        image = self.stack()
+        try:
+            image = self.stack()
+        except ValueError as exc:  # no image layer, a misspelt name, channels of different sizes
+            self.status.value = f"error: {exc}"
+            return
         model, diameter = self.model.value, (self.diameter.value or None)
 
         @thread_worker
@@ -75,7 +88,7 @@ class SegmentWidget(Container):
 
     def _done(self, result):
         labels, table = result
-        self.viewer.add_labels(labels, name=f"lociseg {self.model.value}", features=table.to_dict(),
+        self.viewer.add_labels(labels, name=f"lociseg {self.model.value}", features=labels_features(table.to_dict()),
                                metadata=dict(table.meta))
         self.status.value = f"{len(table)} cells (diameter {table.meta.get('diameter_used', float('nan')):.1f} px)"
 
@@ -93,7 +106,9 @@ class AnnotationWidget(Container):
         super().__init__()
         self.viewer = napari_viewer
         self.folder = FileEdit(mode="d", label="annotation folder")
-        self.image = ComboBox(label="image", choices=[])
+        # choices as a callable: napari calls reset_choices() whenever layers change, which
+        # would empty a fixed list (this widget adds layers when an image is picked)
+        self.image = ComboBox(label="image", choices=self._names)
         self.choice = SpinBox(value=0, min=0, max=4, label="foreground candidate")
         self.save_button = PushButton(text="Save")
         self.status = Label(value="")
@@ -104,12 +119,15 @@ class AnnotationWidget(Container):
         self.save_button.changed.connect(self.save)
         self.edit = None
 
-    def _scan(self, *_):
+    def _names(self, *_) -> list[str]:
         from .logic import list_annotations
 
-        names = list_annotations(self.folder.value)
-        self.image.choices = names
-        self.status.value = f"{len(names)} annotated image(s)"
+        folder = self.folder.value
+        return list_annotations(folder) if folder and Path(folder).is_dir() else []
+
+    def _scan(self, *_):
+        self.image.reset_choices()
+        self.status.value = f"{len(self.image.choices)} annotated image(s)"
 
     def _load(self, *_):
         from .logic import load_annotation

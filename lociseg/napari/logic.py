@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,16 +12,36 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["is_lociseg_output", "read_output", "AnnotationEdit", "list_annotations", "load_annotation", "save_annotation"]
+__all__ = [
+    "AnnotationEdit", "is_lociseg_output", "labels_features", "list_annotations", "load_annotation", "read_output",
+    "save_annotation",
+]
+
+
+def labels_features(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A cell table as napari Labels ``features``: an ``index`` column ties each row to its label.
+
+    Without ``index``, napari shows row ``i`` for label ``i`` (row 0 on the
+    background, row ``k`` on cell ``k``, nothing on the last cell).
+    """
+    cols = {k: np.asarray(v) for k, v in columns.items()}
+    if "label" not in cols:
+        raise InputError(f"cell table has no 'label' column (columns: {', '.join(cols) or 'none'})")
+    return {"index": cols["label"].astype(np.int64), **cols}
 
 
 def is_lociseg_output(path: str | os.PathLike) -> bool:
-    """True for ``<name>.tif`` / ``<name>.csv`` written by ``lociseg segment`` (a ``<name>.json`` sidecar beside)."""
+    """True for the files ``lociseg segment`` writes: ``<name>.json`` sidecar, or a ``.tif``/``.csv`` beside one.
+
+    A sidecar counts only with its label TIFF beside it.
+    """
     p = Path(path)
-    if p.suffix.lower() not in (".tif", ".tiff", ".csv"):
+    if p.suffix.lower() not in (".tif", ".tiff", ".csv", ".json"):
         return False
     side = p.with_suffix(".json")
     if not side.is_file():
+        return False
+    if p.suffix.lower() == ".json" and _label_tiff(p) is None:
         return False
     try:
         return "columns" in json.loads(side.read_text())
@@ -28,16 +49,25 @@ def is_lociseg_output(path: str | os.PathLike) -> bool:
         return False
 
 
+def _label_tiff(path: Path) -> Path | None:
+    base = path.with_suffix("")
+    return next((base.with_suffix(s) for s in (".tif", ".tiff") if base.with_suffix(s).is_file()), None)
+
+
 def read_output(path: str | os.PathLike) -> list[tuple]:
     """napari layer data tuples for a lociseg output.
 
-    The label TIFF becomes a Labels layer (cell table as ``features``), the
-    CSV a Points layer of cell centroids (with the table as features).
+    The sidecar or the label TIFF becomes a Labels layer (cell table as
+    ``features``), the CSV a Points layer of cell centroids (with the table
+    as features).
     """
     from ..io import read_labels
 
     p = Path(path)
     base = p.with_suffix("")
+    label_tif = _label_tiff(p)
+    if p.suffix.lower() != ".csv" and label_tif is None:
+        raise InputError("no label TIFF beside the lociseg sidecar", path=p)
     meta = json.loads(base.with_suffix(".json").read_text())
     table = {}
     csv = base.with_suffix(".csv")
@@ -48,7 +78,8 @@ def read_output(path: str | os.PathLike) -> list[tuple]:
     if p.suffix.lower() == ".csv":
         pts = np.stack([table.get("centroid_y", []), table.get("centroid_x", [])], 1) if table else np.zeros((0, 2))
         return [(pts, {"name": f"{name} cells", "features": table, "size": 6, "metadata": meta}, "points")]
-    return [(read_labels(p), {"name": f"{name} labels", "features": table, "metadata": meta}, "labels")]
+    features = labels_features(table) if table else {}
+    return [(read_labels(label_tif), {"name": f"{name} labels", "features": features, "metadata": meta}, "labels")]
 
 
 @dataclass

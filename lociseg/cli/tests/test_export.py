@@ -72,3 +72,24 @@ def test_missing_matching_image_is_a_failure(tmp_path, seg_dir, capsys):
 def test_user_errors_exit_2(tmp_path, seg_dir, capsys, args, message):
     rc = run(["export", str(seg_dir), "-o", str(tmp_path / "o"), *args])
     assert rc == 2 and message in capsys.readouterr().err
+
+
+def test_images_name_coco_files_and_ome_zarr_channels(tmp_path):
+    """With --images, COCO file_name is the raw image and OME-Zarr channels carry its channel names."""
+    zarr = pytest.importorskip("zarr")
+    seg, img, out = tmp_path / "seg", tmp_path / "img", tmp_path / "out"
+    seg.mkdir(), img.mkdir()
+    write_labels(seg / "a_masks.tif", _labels(3))
+    write_labels(seg / "b_masks.tif", _labels(2))
+    for stem in ("a", "b"):
+        tifffile.imwrite(img / f"{stem}.ome.tif", np.full((2, 40, 60), 5, np.uint16), ome=True,
+                         metadata={"axes": "CYX", "Channel": {"Name": ["actin", "DNA"]}})
+    rc = run(["export", str(seg), "-f", "coco,ome-zarr,geojson", "--images", str(img), "-o", str(out)])
+    assert rc == 0
+    coco = json.loads((out / "annotations.coco.json").read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["a.ome.tif", "b.ome.tif"]
+    assert "counts" in coco["annotations"][0]["segmentation"]  # RLE, not polygons
+    omero = zarr.open_group(str(out / "a_masks.ome.zarr"), mode="r").attrs["omero"]
+    assert [c["label"] for c in omero["channels"]] == ["actin", "DNA"]
+    ids = [f["id"] for stem in ("a_masks", "b_masks") for f in json.loads((out / f"{stem}.geojson").read_text())["features"]]
+    assert len(set(ids)) == len(ids) == 5  # one QuPath project can hold both images' objects

@@ -102,9 +102,22 @@ def test_geojson_cell_objects_need_and_store_nuclei():
     with pytest.raises(ConfigError, match="nucleus"):
         F.labels_to_geojson(cells, object_type="cell")
     fc = F.labels_to_geojson(cells, object_type="cell", nuclei=nuclei)
-    props = fc["features"][0]["properties"]
-    ring = np.array(props["nucleusGeometry"]["coordinates"][0])
-    assert props["objectType"] == "cell" and polygon_area(ring[:-1]) == 9
+    feature = fc["features"][0]
+    # QuPath reads nucleusGeometry beside geometry (a Feature member), not from properties
+    assert "nucleusGeometry" not in feature["properties"]
+    ring = np.array(feature["nucleusGeometry"]["coordinates"][0])
+    assert feature["properties"]["objectType"] == "cell" and polygon_area(ring[:-1]) == 9
+
+
+def test_geojson_ids_are_uuids_unique_across_images():
+    import uuid
+
+    cells = np.zeros((20, 20), np.int32)
+    cells[2:6, 2:6], cells[10:14, 10:14] = 1, 2
+    ids = [[f["id"] for f in F.labels_to_geojson(cells, image_name=n)["features"]] for n in ("a", "b", "a")]
+    assert ids[0] == ids[2]  # the same export gives the same ids
+    assert len(set(ids[0] + ids[1])) == 4
+    assert all(str(uuid.UUID(i)) == i for i in ids[0])  # QuPath parses the id as a UUID
 
 
 def test_imagej_rois_read_back_with_roifile(tmp_path, bbbc_cells):
@@ -153,6 +166,14 @@ def test_ome_zarr_reads_with_ome_zarr_package(tmp_path, bbbc_cells):
     label_nodes = [n for n in nodes if any(isinstance(s, Label) for s in n.specs)]
     assert label_nodes, [n.specs for n in nodes]
     np.testing.assert_array_equal(np.asarray(label_nodes[0].data[0]), bbbc_cells)
+    assert nodes[0].metadata["channel_names"] == ["no image"]
+    # channel names are what napari-ome-zarr names the image layers (else "<file> [0]", "<file> [1]")
+    image = np.stack([bbbc_cells.astype(np.uint16), (bbbc_cells > 0).astype(np.uint16) * 100])
+    path = F.write_ome_zarr(tmp_path / "g.ome.zarr", bbbc_cells, image=image, channel_names=["actin", "DNA"])
+    meta = next(iter(Reader(parse_url(str(path)))())).metadata
+    assert meta["channel_names"] == ["actin", "DNA"] and meta["contrast_limits"][1][1] == 100
+    with pytest.raises(ValueError, match="1 channel names for 2"):
+        F.write_ome_zarr(tmp_path / "h.ome.zarr", bbbc_cells, image=image, channel_names=["actin"])
 
 
 def test_coco_reads_back_with_pycocotools(tmp_path, bbbc_cells):

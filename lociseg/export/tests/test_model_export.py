@@ -54,6 +54,12 @@ def test_onnx_matches_eager_with_dynamic_size(tmp_path, lacss, real_crop):
     assert max(diffs) < 1e-3, diffs
     outs = M.run_exported(path, real_crop)
     assert [o.shape for o in outs] == [(1, 40, 56), (1, 2, 40, 56), (1, 32, 40, 56)]
+    # any batch size (bioimage.io declares the batch axis free): each item as if run alone
+    batch = np.concatenate([real_crop, real_crop[:, :, ::-1].copy(), 0.5 * real_crop])
+    outs3 = M.run_exported(path, batch)
+    assert [o.shape[0] for o in outs3] == [3, 3, 3]
+    np.testing.assert_allclose(outs3[0][:1], outs[0], atol=1e-4)
+    assert max(M.max_output_difference(lacss, path, batch)) < 1e-3
 
 
 def test_bad_example_shape(tmp_path, lacss):

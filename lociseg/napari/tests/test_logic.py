@@ -25,17 +25,37 @@ def seg_output(tmp_path):
 
 def test_reader_labels_and_points(seg_output, tmp_path):
     paths, labels = seg_output
-    reader = get_reader(str(paths["labels"]))
-    (data, kw, kind), = reader(str(paths["labels"]))
+    for p in (paths["meta"], paths["labels"]):  # the sidecar (what napari hands the reader) or the TIFF
+        (data, kw, kind), = logic.read_output(p)
+        assert kind == "labels" and np.array_equal(data, labels)
+        np.testing.assert_allclose(kw["features"]["score"], [0.9, 0.7])
+        # napari ties row i to label i unless there is an 'index' column
+        np.testing.assert_array_equal(kw["features"]["index"], [1, 2])
+    (data, kw, kind), = get_reader(str(paths["meta"]))(str(paths["meta"]))
     assert kind == "labels" and np.array_equal(data, labels)
-    np.testing.assert_allclose(kw["features"]["score"], [0.9, 0.7])
-    (pts, kw, kind), = get_reader(str(paths["table"]))(str(paths["table"]))
+    (pts, kw, kind), = logic.read_output(paths["table"])
     assert kind == "points" and pts.shape == (2, 2)
     np.testing.assert_allclose(pts[1], [19.5, 26.0])
-    # a TIFF without the lociseg sidecar is left to other readers
-    other = tmp_path / "plain.tif"
-    other.write_bytes(paths["labels"].read_bytes())
-    assert get_reader(str(other)) is None and get_reader([str(other), str(other)]) is None
+    # other JSON, or a sidecar without its TIFF, is left to other readers
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}')
+    assert get_reader(str(other)) is None and get_reader([str(paths["meta"])] * 2) is None
+    paths["labels"].unlink()
+    assert get_reader(str(paths["meta"])) is None
+
+
+def test_labels_features_index_is_the_label():
+    feats = logic.labels_features({"label": np.array([3, 5]), "area": np.array([10, 20])})
+    assert list(feats) == ["index", "label", "area"] and feats["index"].tolist() == [3, 5]
+    with pytest.raises(InputError, match="no 'label' column"):
+        logic.labels_features({"area": np.array([1])})
+
+
+def test_reader_claims_only_the_sidecar():
+    """Claiming *.tif would put lociseg in napari's 'Choose reader' dialog for every TIFF."""
+    manifest = yaml.safe_load((Path(logic.__file__).parent / "napari.yaml").read_text())
+    (reader,) = manifest["contributions"]["readers"]
+    assert reader["filename_patterns"] == ["*.json"]
 
 
 @pytest.fixture
@@ -96,3 +116,14 @@ def test_manifest_is_valid_npe2():
     assert pm.name == "lociseg"
     assert {w.display_name for w in pm.contributions.widgets} == {"Segment cells", "Weak annotations"}
     assert pm.contributions.readers[0].command == "lociseg.get_reader"
+
+
+def test_napari_extra_uses_a_supported_qt_binding():
+    """napari warns on every start that PyQt5 is deprecated: the extra installs PyQt6."""
+    tomllib = pytest.importorskip("tomllib", reason="Python < 3.11")
+    pyproject = Path(logic.__file__).resolve().parents[2] / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("not a source checkout")
+    extra = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]["napari"]
+    napari_req = next(r for r in extra if r.startswith("napari"))
+    assert "pyqt6" in napari_req.lower() and not any("pyqt5" in r.lower() for r in extra)
