@@ -61,7 +61,7 @@ def _image_info(path: Path) -> str:
 
 def main(
     dataset: str = typer.Argument(
-        ..., help="Data set (bbbc018, bbbc018:nuclei, dsb2018-test, dsb2018-train, koyuncu, cellprofiler-human, "
+        ..., help="Data set (bbbc018, bbbc018:nuclei, dsb2018-test, dsb2018-train, koyuncu, aitslab, aitslab:nuclei, aitslab-nuclei, cellprofiler-human, "
         "cellprofiler-fly, 'all'), a folder, a COCO .json file, or one image file."
     ),
     split: Optional[str] = typer.Option(None, "--split", "-s", help="Stored split: train, val or test."),
@@ -83,7 +83,7 @@ def main(
     if path.is_file() and image_suffix_ok(path):
         typer.echo(_image_info(path))
         return
-    specs = sorted(DATASETS) + ["bbbc018:nuclei"] if dataset == "all" else [dataset]
+    specs = sorted(DATASETS) + ["bbbc018:nuclei", "aitslab:nuclei"] if dataset == "all" else [dataset]
     summaries: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for spec in specs:

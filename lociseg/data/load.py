@@ -12,6 +12,7 @@ from .dataset import SegmentationDataset, default_data_root
 from .splits import SPLITS, load_split
 
 TARGETS = ("cells", "nuclei")
+TARGETED = ("bbbc018", "aitslab")  # data sets with both cell and nucleus labels
 
 __all__ = ["load_dataset", "load_samples", "DATASETS", "parse_spec", "split_selection"]
 
@@ -21,6 +22,8 @@ DATASETS = {
     "dsb2018-test": ("dsb2018_stage1_test", "dsb2018-test"),
     "dsb2018-train": ("dsb2018_stage1_train_subset", "dsb2018-train"),
     "koyuncu": ("koyuncu_hoechst_nuclei", "koyuncu"),
+    "aitslab": ("aitslab_u2os", "aitslab"),
+    "aitslab-nuclei": ("aitslab_u2os", "aitslab-nuclei"),
     "cellprofiler-human": ("cellprofiler_examples", None),
     "cellprofiler-fly": ("cellprofiler_examples", None),
 }
@@ -74,7 +77,9 @@ def load_dataset(
     spec : str or path-like
         A shared data set name: ``"bbbc018"`` (``"bbbc018:nuclei"`` for the
         nucleus outlines), ``"dsb2018-test"``, ``"dsb2018-train"``,
-        ``"koyuncu"``, ``"cellprofiler-human"``, ``"cellprofiler-fly"``; a
+        ``"koyuncu"``, ``"aitslab"`` (U2OS cells; ``"aitslab:nuclei"`` for the
+        nuclei of the same fields), ``"aitslab-nuclei"`` (50 nucleus-channel
+        fields), ``"cellprofiler-human"``, ``"cellprofiler-fly"``; a
         folder (``images/`` + ``masks/``, Cellpose ``*_img``/``*_masks``
         pairs, or images only); or a COCO/LIVECell ``.json`` file. A suffix
         ``@train``/``@val``/``@test`` selects a stored split, and a last
@@ -88,10 +93,10 @@ def load_dataset(
     channels : sequence of int or str, optional
         Channels to load, in order, by name or index. Defaults:
         BBBC018 ``("actin", "DNA")`` (of DNA / actin / pH3), Koyuncu
-        ``("blue",)``, DSB2018 one grey channel, CellProfiler human
+        ``("blue",)``, DSB2018 one grey channel, Aitslab ``("cell", "nucleus")``, CellProfiler human
         ``("actin", "DNA")`` and fly ``("FITC", "DNA")``; folders: all.
     target : {"cells", "nuclei"}, optional
-        BBBC018 label target (default ``"cells"``).
+        BBBC018 / Aitslab label target (default ``"cells"``).
 
     Returns
     -------
@@ -121,7 +126,7 @@ def load_dataset(
         return ds
     path = Path(base)
     if target is not None:
-        raise ConfigError(f"target={target!r} only applies to bbbc018")
+        raise ConfigError(f"target={target!r} only applies to {' and '.join(TARGETED)}")
     if not path.exists():
         raise InputError(f"unknown data set; use one of {sorted(DATASETS)}, a folder or a COCO .json file", path=path)
     if path.is_file() and path.suffix.lower() == ".json":
@@ -142,8 +147,8 @@ def load_dataset(
 
 
 def _named(key: str, folder: Path, channels, target) -> SegmentationDataset:
-    if target is not None and key != "bbbc018":
-        raise ConfigError(f"target={target!r} only applies to bbbc018")
+    if target is not None and key not in TARGETED:
+        raise ConfigError(f"target={target!r} only applies to {' and '.join(TARGETED)}")
     if not folder.is_dir():
         raise InputError(f"data set {key!r} not found under the data root", path=folder)
     if key == "bbbc018":
@@ -163,6 +168,16 @@ def _named(key: str, folder: Path, channels, target) -> SegmentationDataset:
         names = S.dsb_names(sub)
         cn = ["grey"] if idx is None else [S.DSB_CHANNELS[i] for i in idx]
         return SegmentationDataset(key, names, loader, cn, {"root": str(sub)})
+    if key == "aitslab":
+        target = target or "cells"
+        idx = S.resolve_channels(channels, S.AITSLAB_CHANNELS, ("cell", "nucleus"), S.AITSLAB_ALIASES, dataset=key)
+        return SegmentationDataset(f"aitslab:{target}", S.aitslab_names(folder, "cells"),
+                                   S.AitslabLoader(folder, "cells", idx, target),
+                                   [S.AITSLAB_CHANNELS[i] for i in idx], {"root": str(folder), "target": target})
+    if key == "aitslab-nuclei":
+        S.resolve_channels(channels, ("nucleus",), ("nucleus",), S.AITSLAB_ALIASES, dataset=key)
+        return SegmentationDataset(key, S.aitslab_names(folder, "nuclei"), S.AitslabLoader(folder, "nuclei", [0]),
+                                   ["nucleus"], {"root": str(folder)})
     if key == "koyuncu":
         idx = S.resolve_channels(channels, S.KOYUNCU_CHANNELS, ("blue",), {"nuclei": "blue", "DNA": "blue"}, dataset=key)
         return SegmentationDataset(key, S.koyuncu_names(folder), S.KoyuncuLoader(folder, idx),

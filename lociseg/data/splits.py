@@ -19,6 +19,12 @@ documents (and regenerates) the rules:
 * ``dsb2018-train``: 20 stage-1 train images; a seeded permutation
   (``numpy.random.default_rng(2018)``) of the sorted ImageIds: first 4 val,
   rest train.
+* ``aitslab`` (26 two-channel fields) and ``aitslab-nuclei`` (50 nucleus
+  fields, 26 of them the same fields): split by field name so a field is in
+  the same split in both. The 26 shared fields: a seeded permutation
+  (``numpy.random.default_rng(2023)``) of the sorted names, first 8 test,
+  next 4 val, rest (14) train. The 24 nucleus-only fields: the same rule,
+  7 test, 3 val, 14 train. ``aitslab-nuclei`` is the union (15 / 7 / 28).
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ def load_split(dataset: str) -> dict[str, list[str]]:
     Parameters
     ----------
     dataset : str
-        ``"bbbc018"``, ``"koyuncu"``, ``"dsb2018-test"`` or ``"dsb2018-train"``.
+        ``"bbbc018"``, ``"koyuncu"``, ``"dsb2018-test"``, ``"dsb2018-train"``,
+        ``"aitslab"`` or ``"aitslab-nuclei"``.
     """
     path = SPLIT_DIR / f"{dataset}.json"
     if not path.is_file():
@@ -95,7 +102,26 @@ def make_splits(root: Path) -> dict[str, dict[str, list[str]]]:
     order = np.random.default_rng(2018).permutation(len(ids))
     val = sorted(ids[i] for i in order[:4])
     splits["dsb2018-train"] = {"train": sorted(set(ids) - set(val)), "val": val, "test": []}
+    splits.update(_aitslab_splits(root / "aitslab_u2os"))
     return splits
+
+
+def _seeded_split(names: list[str], n_test: int, n_val: int) -> dict[str, list[str]]:
+    order = np.random.default_rng(2023).permutation(len(names))
+    picked = [names[i] for i in order]
+    return {"test": sorted(picked[:n_test]), "val": sorted(picked[n_test:n_test + n_val]),
+            "train": sorted(picked[n_test + n_val:])}
+
+
+def _aitslab_splits(folder: Path) -> dict[str, dict[str, list[str]]]:
+    from .sources import aitslab_names
+
+    cells = aitslab_names(folder, "cells")
+    only_nuclei = sorted(set(aitslab_names(folder, "nuclei")) - set(cells))
+    shared = _seeded_split(cells, 8, 4)
+    other = _seeded_split(only_nuclei, 7, 3)
+    nuclei = {k: sorted(shared[k] + other[k]) for k in SPLITS}
+    return {"aitslab": {k: shared[k] for k in SPLITS}, "aitslab-nuclei": nuclei}
 
 
 def write_splits(root: Path, folder: Path = SPLIT_DIR) -> None:

@@ -31,6 +31,9 @@ EXPECTED = {
     "dsb2018-test": (65, 1, np.uint8, True),
     "dsb2018-train": (20, 1, np.uint8, True),
     "koyuncu": (41, 1, np.uint8, True),
+    "aitslab": (26, 2, np.uint8, True),
+    "aitslab:nuclei": (26, 2, np.uint8, True),
+    "aitslab-nuclei": (50, 1, np.uint8, True),
     "cellprofiler-human": (1, 2, np.uint8, False),
     "cellprofiler-fly": (3, 2, np.uint8, False),
 }
