@@ -140,7 +140,7 @@ def search_scale(
     target_diameter: float,
     *,
     predict: Predict | None = None,
-    min_diameter: float = 6.0,
+    min_diameter: float = 4.0,
     max_diameter: float = 256.0,
     step: float = 2.0,
     window: int = 128,
@@ -153,9 +153,9 @@ def search_scale(
     Two stages: the zoom ladder (:func:`zoom_quality` of the location pass
     at each factor) finds the neighbourhood of the right scale, within a
     factor of about 1.5; then, when ``predict`` is given, the full model is
-    run on the windows at that zoom and the median size of its masks, mapped
-    back to image pixels, gives the diameter (repeated at the new zoom, up
-    to ``rounds`` times, while it moves by more than 15 %). A model seen
+    run on the windows at that zoom and the zoom is moved until the median
+    size of its masks matches ``target_diameter`` (secant steps in log-zoom,
+    at most ``rounds`` measurements, stopping when a step is under 5 %). A model seen
     near its training scale measures cells well; far from it, its masks
     stay near the training size whatever the cells, which is why the
     ladder comes first.
@@ -205,9 +205,15 @@ def search_scale(
     est = _choose(factors, quality, counts, target_diameter, step)
     if predict is None or not est.found:
         return est
-    lo, hi = target_diameter / max_diameter, target_diameter / min_diameter
-    f = est.factor
+    lo, hi = math.log(target_diameter / max_diameter), math.log(target_diameter / min_diameter)
+    # Solve g(x) = 0, x = log zoom, g = log(median mask diameter / target): the masks are pulled
+    # towards the training size, so g grows slower than x and a plain fixed-point step stops short;
+    # secant steps (slope clipped to a plausible range) converge in two or three measurements.
+    xs: list[float] = []
+    gs: list[float] = []
+    x = math.log(est.factor)
     for _ in range(rounds):
+        f = math.exp(x)
         crops = crops_at(image, table, f, window, windows)
         found = [predict(c) for c in crops]
         scores = np.concatenate([np.asarray(i.scores, np.float64) for i in found] or [np.zeros(0)])
@@ -217,11 +223,17 @@ def search_scale(
                                 for i, c in zip(found, crops)] or [np.zeros(0)])
         if len(sizes) < 3:
             break
-        new = float(np.clip(target_diameter * f / np.median(sizes), lo, hi))
-        moved = abs(math.log(new / f))
-        f = new
-        if moved < math.log(1.15):
+        xs.append(x)
+        gs.append(math.log(np.median(sizes) / target_diameter))
+        slope = 1.0
+        if len(xs) > 1 and abs(xs[-1] - xs[-2]) > 1e-6:
+            slope = float(np.clip((gs[-1] - gs[-2]) / (xs[-1] - xs[-2]), 0.3, 1.5))
+        new = float(np.clip(x - np.clip(gs[-1] / slope, -math.log(2), math.log(2)), lo, hi))
+        moved = abs(new - x)
+        x = new
+        if moved < math.log(1.05):
             break
+    f = math.exp(x)
     est.factor, est.diameter = f, target_diameter / f
     return est
 
