@@ -345,7 +345,8 @@ class Segmenter:
             ``diameter_estimated``, ``scale_factor``, ``model``, settings,
             ``high_score_fraction`` (share of cells scoring at least
             :data:`~lociseg.predict.scale_search.HIGH_SCORE`) and, when
-            estimated, ``scale_confidence`` and ``scale_search`` (zooms tried).
+            estimated, ``scale_confidence``, ``scale_unsure`` and
+            ``scale_search`` (zooms tried).
         """
         if overlaps not in OVERLAP_RULES:  # before any inference
             raise ConfigError(f"overlaps must be one of {OVERLAP_RULES}, got {overlaps!r}")
@@ -403,6 +404,7 @@ class Segmenter:
         }
         if search is not None:
             meta["scale_confidence"] = float(search.confidence)
+            meta["scale_unsure"] = bool(search.confidence < UNSURE or not search.found)
             meta["scale_search"] = search.to_meta()
         return labels, cell_table(labels, inst.scores[kept], meta)
 
