@@ -112,3 +112,21 @@ def test_real_field_at_two_zooms(data_root):
     for zoom in (0.5, 2.0):
         est = seg.search_scale(rescale_image(image, zoom))
         assert est.diameter == pytest.approx(true * zoom, rel=0.25), zoom
+
+
+def test_location_pass_matches_full_prediction():
+    import torch
+
+    from lociseg.models.lacss import LacssModel
+
+    torch.manual_seed(0)
+    model = LacssModel().eval()
+    with torch.no_grad():
+        model.lpn.score.bias.fill_(1.0)  # some detections from an untrained model
+    x = torch.randn(2, 2, 50, 70)
+    located = model.predict_locations(x)
+    assert len(located) == 2
+    for b in range(2):
+        full = model.predict_instances(x[b : b + 1])
+        locs, scores = located[b]
+        assert len(full) > 0 and np.allclose(locs, full.locations, atol=1e-4) and np.allclose(scores, full.scores)
