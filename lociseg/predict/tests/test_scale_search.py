@@ -3,7 +3,12 @@ import pytest
 from scipy import ndimage as ndi
 
 from lociseg.predict.scale import diameter_from_labels, rescale_image
-from lociseg.predict.scale_search import brightness_table, ladder, pick_windows, search_scale
+from lociseg.predict.scale_search import (
+    brightness_table,
+    ladder,
+    pick_windows,
+    search_scale,
+)
 from lociseg.predict.semantic import labels_to_instances
 
 TARGET = 32.0
