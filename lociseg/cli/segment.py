@@ -129,8 +129,13 @@ def main(
                 warnings.simplefilter("always")
                 labels, table = seg.segment(image, diameter=diameter_px, channels=chans, channel_names=meta,
                                              tile_size=tile_size, augment=augment, overlaps=overlaps)
+            m = table.meta
             for w in caught:
-                log.info("%s: %s", name, w.message)
+                # an unsure scale estimate is worth the user's attention
+                (log.warning if m.get("scale_unsure") else log.info)("%s: %s", name, w.message)
+            log.info("%s: diameter %.1f px (%s), %d cells, %.0f%% with a high score", name, m["diameter_used"],
+                     f"estimated, confidence {m['scale_confidence']:.2f}" if "scale_confidence" in m else "given",
+                     m["cells"], 100 * m["high_score_fraction"])
             write_outputs(out, name, labels, table, {"input": path})
             done += 1
         except LociError as exc:

@@ -308,6 +308,31 @@ class LacssModel(SegmentationModel):
         finally:
             self.train(was_training)
 
+    @torch.no_grad()
+    def predict_locations(self, image: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Cell locations and scores of each image of a normalised (B, C, H, W) batch, without masks.
+
+        Backbone, FPN and LPN only (no segmentation head): the cheap pass of
+        the scale search (:mod:`lociseg.predict.scale_search`).
+        """
+        cfg = self.config
+        was_training = self.training
+        self.eval()
+        try:
+            h, w = image.shape[-2:]
+            ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
+            x = F.pad(image, (0, pw, 0, ph)) if ph or pw else image
+            score, offsets = self.lpn(self.fpn(self.backbone(x))[0])
+        finally:
+            self.train(was_training)
+        out = []
+        for b in range(len(x)):
+            locs, scores = decode_locations(score[b], offsets[b], STRIDE, min_score=cfg.lpn.min_score,
+                                            max_count=cfg.lpn.max_count, min_distance=cfg.lpn.min_distance)
+            inside = (locs[:, 0] >= 0) & (locs[:, 0] <= h - 1) & (locs[:, 1] >= 0) & (locs[:, 1] <= w - 1)
+            out.append((locs[inside].cpu().numpy().astype(np.float32), scores[inside].cpu().numpy().astype(np.float32)))
+        return out
+
     def _dense_outputs(self, x: torch.Tensor, augment: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Score logits (h, w), offsets (2, h, w) and per-view seg features (V, width, h, w) of one image."""
         if not augment:

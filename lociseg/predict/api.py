@@ -33,12 +33,16 @@ from ..io import normalize_percentile, write_labels
 from ..io.files import atomic_write
 from ..models.checkpoint import load_checkpoint
 from ..models.pretrained import resolve_model
-from ..transforms import diameter_from_labels, rescale_image, rescale_instances, scaled_shape
+from ..transforms import rescale_image, rescale_instances, scaled_shape
 from ..structures import Instances
 from .paste import OVERLAP_RULES, paste_instances
+from .scale_search import HIGH_SCORE, ScaleEstimate, search_scale
 from .tiling import predict_tiled
 
 log = logging.getLogger(__name__)
+
+UNSURE = 0.35
+"""Scale-search confidence below which :meth:`Segmenter.segment` warns that the estimate is unsure."""
 
 TABLE_COLUMNS = ("label", "centroid_y", "centroid_x", "area", "score")
 
@@ -242,33 +246,24 @@ class Segmenter:
         """Tile overlap at model scale: 4 target diameters, at least 128 px, so cells at seams are whole."""
         return max(128, int(math.ceil(4 * self.spec.target_diameter)))
 
-    def estimate_diameter(self, image: np.ndarray, *, crop: int = 768, min_area: int = 8) -> float:
-        """Estimate the cell diameter (px) of a normalised (C, H, W) image.
+    def estimate_diameter(self, image: np.ndarray, **kwargs: Any) -> float:
+        """Estimated cell diameter (px) of a normalised (C, H, W) image (:meth:`search_scale`); NaN when none is found."""
+        return self.search_scale(image, **kwargs).diameter
 
-        The model is run on a central crop of at most ``crop`` px at native
-        scale; the diameter is the median equivalent-circle diameter
-        ``2 sqrt(area / pi)`` of the cells it finds. When that is more than
-        25% off the model's ``target_diameter``, the crop is rescaled to the
-        estimate and measured once more, since a model sees cells far from its
-        training size poorly. NaN when no cell is found.
+    def search_scale(self, image: np.ndarray, **kwargs: Any) -> ScaleEstimate:
+        """Search the scale of a normalised (C, H, W) image (:func:`~lociseg.predict.scale_search.search_scale`).
+
+        ``kwargs`` go to :func:`~lociseg.predict.scale_search.search_scale`.
         """
-        h, w = image.shape[-2:]
-        y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-        sub = image[:, y0 : y0 + crop, x0 : x0 + crop]
-        target = float(self.spec.target_diameter)
-        d = self._measure(sub, 1.0, min_area)
-        if math.isfinite(d) and abs(math.log(d / target)) > math.log(1.25):
-            factor = target / d
-            d2 = self._measure(sub, factor, min_area)
-            if math.isfinite(d2):
-                d = d2
-        return d
+        return search_scale(self._locate, image, float(self.spec.target_diameter), predict=self.predict_tile, **kwargs)
 
-    def _measure(self, image: np.ndarray, factor: float, min_area: int) -> float:
-        inst, shape = self.predict_instances(image, factor)
-        # fixed rule: the estimate (and so the scale) must not change with segment(overlaps=)
-        labels, _ = paste_instances(inst, shape, min_area=min_area, overlaps="score")
-        return diameter_from_labels(labels) / factor
+    @torch.inference_mode()
+    def _locate(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Locations and scores of a normalised (B, C, S, S) batch: the model's cheap location pass when it has one."""
+        if hasattr(self.model, "predict_locations"):
+            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
+            return self.model.predict_locations(x.contiguous(memory_format=torch.channels_last))
+        return [(i.locations, i.scores) for i in map(self.predict_tile, batch)]
 
     # ------------------------------------------------------------------ public
 
@@ -297,7 +292,8 @@ class Segmenter:
             Raw pixel values of any dtype (normalised here).
         diameter : float or "train", optional
             Typical cell diameter in pixels of this image. ``None`` estimates
-            it (:meth:`estimate_diameter`) and warns with the value used;
+            it (:meth:`search_scale`) and warns with the value used and how
+            sure the search is (an "unsure" warning below :data:`UNSURE`);
             ``"train"`` takes :attr:`train_diameter` (images at the training
             images' magnification; how weak models are scored).
         channels : sequence of int or str, optional
@@ -334,7 +330,11 @@ class Segmenter:
             Cells 1..N (by descending score) on the input image's pixel grid.
         table : CellTable
             One row per label; ``table.meta`` records ``diameter_used``,
-            ``diameter_estimated``, ``scale_factor``, ``model`` and settings.
+            ``diameter_estimated``, ``scale_factor``, ``model``, settings,
+            ``high_score_fraction`` (share of cells scoring at least
+            :data:`~lociseg.predict.scale_search.HIGH_SCORE`) and, when
+            estimated, ``scale_confidence``, ``scale_unsure`` and
+            ``scale_search`` (zooms tried).
         """
         if overlaps not in OVERLAP_RULES:  # before any inference
             raise ConfigError(f"overlaps must be one of {OVERLAP_RULES}, got {overlaps!r}")
@@ -348,14 +348,20 @@ class Segmenter:
                 raise ConfigError(f"model {self.name} records no training diameter (no metrics.json); give diameter in px")
             diameter = self.train_diameter
         estimated = diameter is None
+        search = None
         if estimated:
-            diameter = self.estimate_diameter(img, min_area=min_area)
+            search = self.search_scale(img)
+            diameter = search.diameter
             if not math.isfinite(diameter):
                 # the training images' scale if known: a weak model's masks only fit cells at that scale
                 diameter = float(self.train_diameter or self.spec.target_diameter)
                 warnings.warn(f"no cells found to estimate the diameter; using the model's {diameter:.1f} px", stacklevel=2)
+            elif search.confidence < UNSURE:
+                warnings.warn(f"cell diameter estimated at {diameter:.1f} px but unsure (confidence {search.confidence:.2f}): "
+                              "check the result or pass diameter=", stacklevel=2)
             else:
-                warnings.warn(f"cell diameter estimated at {diameter:.1f} px (pass diameter= to set it)", stacklevel=2)
+                warnings.warn(f"cell diameter estimated at {diameter:.1f} px (confidence {search.confidence:.2f}; "
+                              "pass diameter= to set it)", stacklevel=2)
         elif not (diameter > 0 and math.isfinite(diameter)):
             raise ConfigError(f"diameter must be a positive number of pixels, got {diameter}")
         factor = float(self.spec.target_diameter) / float(diameter)
@@ -381,7 +387,13 @@ class Segmenter:
             "overlaps": overlaps,
             "fill_holes": bool(fill_holes),
             "cells": int(len(kept)),
+            # per-image confidence: a field the model does not recognise has few confident cells
+            "high_score_fraction": float(np.mean(inst.scores[kept] >= HIGH_SCORE)) if len(kept) else 0.0,
         }
+        if search is not None:
+            meta["scale_confidence"] = float(search.confidence)
+            meta["scale_unsure"] = bool(search.confidence < UNSURE or not search.found)
+            meta["scale_search"] = search.to_meta()
         return labels, cell_table(labels, inst.scores[kept], meta)
 
 

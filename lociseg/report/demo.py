@@ -68,6 +68,8 @@ def demo_items(
             "cells found": len(table),
             "diameter used (px)": table.meta.get("diameter_used", float("nan")),
             "diameter estimated": table.meta.get("diameter_estimated", ""),
+            "scale confidence": table.meta.get("scale_confidence", ""),
+            "cells with a high score": table.meta.get("high_score_fraction", ""),
             "channels": ", ".join(map(str, sample.meta.get("channel_names") or [])),
         }
         items.append(ReportItem(f"{spec} {sample.name}", sample.image, labels, table=table, gt=sample.labels, meta=meta))

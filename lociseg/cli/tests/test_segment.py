@@ -184,3 +184,15 @@ def test_diameter_train_uses_the_checkpoint_training_diameter(tmp_path, capsys):
     for bad in ("big", "-3"):
         assert run(["segment", str(tmp_path / "img.tif"), "-m", str(tmp_path / "ck"), "-o", str(tmp_path / "seg3"),
                     "--diameter", bad]) == 2
+
+
+def test_log_says_scale_and_confidence(tmp_path, fake_model, capsys):
+    _write_cells(tmp_path / "a.png", 4)
+    out = tmp_path / "out"
+    assert run(["segment", str(tmp_path / "a.png"), "-m", "m", "-o", str(out)]) == 0
+    assert run(["segment", str(tmp_path / "a.png"), "-m", "m", "-o", str(out), "-d", "8", "--overwrite"]) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if "a: diameter" in x]
+    assert len(lines) == 2 and "estimated, confidence 1.00" in lines[0] and "(given)" in lines[1]
+    assert "4 cells, 100% with a high score" in lines[1]
+    meta = json.loads((out / "a.json").read_text())
+    assert meta["high_score_fraction"] == 1.0 and meta["diameter_estimated"] is False

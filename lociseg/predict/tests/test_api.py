@@ -225,3 +225,30 @@ def test_segment_augment_reaches_the_model_and_is_recorded(disc_image):
     _, table = seg.segment(image, diameter=20)
     assert model.augmented is False and table.meta["augment"] is False
     # a model without the keyword still segments when augment is off (ThresholdModel above)
+
+
+class UnsureModel(ThresholdModel):
+    """ThresholdModel whose detections all score below the high-score mark."""
+
+    def predict_instances(self, image: torch.Tensor) -> Instances:
+        inst = super().predict_instances(image)
+        inst.scores[:] = 0.45
+        return inst
+
+
+def test_scale_confidence_recorded_and_unsure_warned(disc_image, tmp_path):
+    image, gt = disc_image
+    sure = Segmenter(ThresholdModel(in_channels=1, target_diameter=32), device="cpu")
+    with pytest.warns(UserWarning, match=r"estimated at .* \(confidence 1.00"):
+        _, table = sure.segment(image)
+    m = table.meta
+    assert m["scale_confidence"] == 1.0 and m["scale_unsure"] is False and m["high_score_fraction"] == 1.0
+    assert m["diameter_used"] == pytest.approx(m["scale_search"]["diameter"], abs=0.01)
+    assert len(m["scale_search"]["zooms"]) == len(m["scale_search"]["quality"]) > 3
+    unsure = Segmenter(UnsureModel(in_channels=1, target_diameter=32), device="cpu")
+    with pytest.warns(UserWarning, match="unsure"):
+        _, table = unsure.segment(image)
+    assert table.meta["scale_unsure"] is True and table.meta["high_score_fraction"] == 0.0
+    # the sidecar carries them
+    meta = json.loads(write_outputs(tmp_path, "x", *unsure.segment(image, diameter=20))["meta"].read_text())
+    assert meta["high_score_fraction"] == 0.0 and "scale_confidence" not in meta  # diameter given: no search
