@@ -17,6 +17,7 @@ from .coco import (
 from .image import (
     IMAGE_SUFFIXES,
     normalize_percentile,
+    percentile_bounds,
     read_image,
     read_image_metadata,
     validate_image,
@@ -37,6 +38,7 @@ __all__ = [
     "read_image",
     "read_image_metadata",
     "normalize_percentile",
+    "percentile_bounds",
     "validate_image",
     "read_labels",
     "write_labels",

@@ -32,7 +32,7 @@ IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES + (".npy", ".dib")
 # Cellomics DIB: 40-byte BITMAPINFOHEADER + 12 bytes of colour masks, then pixels.
 _DIB_OFFSET = 52
 
-__all__ = ["read_image", "read_image_metadata", "normalize_percentile", "validate_image", "IMAGE_SUFFIXES"]
+__all__ = ["read_image", "read_image_metadata", "normalize_percentile", "percentile_bounds", "validate_image", "IMAGE_SUFFIXES"]
 
 
 def _suffix(path: Path) -> str:
@@ -422,6 +422,53 @@ def read_image_metadata(path: PathLike) -> dict[str, Any]:
     return meta
 
 
+def percentile_bounds(image: np.ndarray, low: float = 1.0, high: float = 99.8, *, rows: int = 1024) -> np.ndarray:
+    """The ``low`` and ``high`` percentiles of each channel of a (C, H, W) image, without a float copy of it.
+
+    Integer images are counted into a histogram ``rows`` rows at a time
+    (exact, same values as ``np.percentile``'s linear rule); float images
+    take ``np.percentile`` one channel at a time. Works on any array that
+    slices like NumPy (e.g. a lazily read zarr array).
+
+    Returns
+    -------
+    bounds : (2, C, 1, 1) float32 ndarray
+        ``bounds[0]`` the low, ``bounds[1]`` the high percentiles.
+
+    Raises
+    ------
+    InputError
+        Empty image, or NaN / infinite pixels.
+    """
+    if not 0 <= low < high <= 100:
+        raise ValueError(f"need 0 <= low < high <= 100, got low={low}, high={high}")
+    c, h, w = image.shape
+    if c * h * w == 0:
+        raise InputError(f"image is empty (shape {tuple(image.shape)})")
+    out = np.empty((2, c, 1, 1), np.float32)
+    dtype = np.dtype(image.dtype)
+    for ch in range(c):
+        if dtype.kind in "ui" and dtype.itemsize <= 2:
+            base = int(np.iinfo(dtype).min)
+            counts = np.zeros(1 << (8 * dtype.itemsize), np.int64)
+            for a in range(0, h, rows):
+                block = np.asarray(image[ch, a : a + rows]).astype(np.int64).ravel() - base
+                counts += np.bincount(block, minlength=len(counts))
+            cum = np.cumsum(counts)
+            # np.percentile's linear rule: value at virtual index q (n - 1) between its two order statistics
+            pos = np.array([low, high]) / 100 * (cum[-1] - 1)
+            below = np.floor(pos).astype(np.int64)
+            v0 = np.searchsorted(cum, below, side="right") + base
+            v1 = np.searchsorted(cum, np.minimum(below + 1, cum[-1] - 1), side="right") + base
+            out[:, ch, 0, 0] = v0 + (v1 - v0) * (pos - below)
+        else:
+            x = np.asarray(image[ch], np.float32)
+            if not np.isfinite(x).all():
+                raise InputError("image contains NaN or infinite values")
+            out[:, ch, 0, 0] = np.percentile(x, [low, high])
+    return out
+
+
 def normalize_percentile(
     image: np.ndarray,
     low: float = 1.0,
@@ -429,6 +476,7 @@ def normalize_percentile(
     *,
     axis: int | tuple[int, ...] = (-2, -1),
     eps: float = 1e-6,
+    bounds: np.ndarray | None = None,
 ) -> np.ndarray:
     """Map the ``low`` and ``high`` percentiles of each channel to 0 and 1.
 
@@ -443,6 +491,10 @@ def normalize_percentile(
         so each channel is scaled on its own).
     eps : float
         Smallest range; a constant channel maps to zeros instead of NaN.
+    bounds : (2, ...) ndarray, optional
+        Percentiles already measured (e.g. :func:`percentile_bounds` of the
+        whole image, to normalise one tile of it the same way); ``low``,
+        ``high`` and ``axis`` are then unused.
 
     Returns
     -------
@@ -461,7 +513,10 @@ def normalize_percentile(
     x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         raise InputError("image contains NaN or infinite values")
-    lo, hi = np.percentile(x, [low, high], axis=axis, keepdims=True).astype(np.float32)
+    if bounds is None:
+        lo, hi = np.percentile(x, [low, high], axis=axis, keepdims=True).astype(np.float32)
+    else:
+        lo, hi = np.asarray(bounds, np.float32)
     out = (x - lo) / np.maximum(hi - lo, np.float32(eps))
     return out.astype(np.float32, copy=False)
 

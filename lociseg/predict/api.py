@@ -28,9 +28,9 @@ import torch
 
 from ..errors import ConfigError, InputError
 from .instances import Instances
-from .paste import OVERLAP_RULES, paste_instances
+from .paste import OVERLAP_RULES, StreamingPaste, paste_instances
 from .scale import diameter_from_labels, rescale_image, rescale_instances, scaled_shape
-from .tiling import predict_tiled
+from .tiling import predict_tiled, tile_instances
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class CellTable:
         return path
 
 
-def cell_table(labels: np.ndarray, scores: np.ndarray | None = None, meta: dict | None = None) -> CellTable:
+def cell_table(labels: np.ndarray, scores: np.ndarray | None = None, meta: dict | None = None, *, rows: int = 512) -> CellTable:
     """Measure every label 1..N of ``labels`` (ids assumed sequential; absent ids get area 0).
 
     Parameters
@@ -83,15 +83,26 @@ def cell_table(labels: np.ndarray, scores: np.ndarray | None = None, meta: dict 
     scores : (N,) ndarray, optional
         Score of label ``k + 1`` at index ``k``; NaN when not given.
     meta : dict, optional
+    rows : int, optional
+        Rows measured at once (bounds the temporary memory on large images).
     """
     labels = np.asarray(labels)
     n = int(labels.max()) if labels.size else 0
-    flat = labels.ravel().astype(np.int64)
-    area = np.bincount(flat, minlength=n + 1)[1:]
-    yy, xx = np.indices(labels.shape)
+    area = np.zeros(n + 1, np.int64)
+    sy = np.zeros(n + 1)
+    sx = np.zeros(n + 1)
+    xs = np.arange(labels.shape[1], dtype=np.float64)
+    for a in range(0, labels.shape[0], rows):
+        block = labels[a : a + rows].astype(np.int64)
+        area += np.bincount(block.ravel(), minlength=n + 1)
+        # weighted by each pixel's row and column: the coordinate sums of every label
+        ys = np.arange(a, a + len(block), dtype=np.float64)
+        sy += np.bincount(block.ravel(), np.repeat(ys, block.shape[1]), minlength=n + 1)
+        sx += np.bincount(block.ravel(), np.tile(xs, len(block)), minlength=n + 1)
+    area = area[1:]
     with np.errstate(invalid="ignore", divide="ignore"):
-        cy = np.bincount(flat, yy.ravel(), minlength=n + 1)[1:] / area
-        cx = np.bincount(flat, xx.ravel(), minlength=n + 1)[1:] / area
+        cy = sy[1:] / area
+        cx = sx[1:] / area
     score = np.full(n, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)[:n]
     return CellTable(np.arange(1, n + 1), cy, cx, area, score, dict(meta or {}))
 
@@ -212,11 +223,21 @@ class Segmenter:
             )
         return image
 
-    def normalize(self, image: np.ndarray) -> np.ndarray:
-        """Per-channel percentile normalisation with the model's percentiles."""
+    def normalize(self, image: np.ndarray, bounds: np.ndarray | None = None) -> np.ndarray:
+        """Per-channel percentile normalisation with the model's percentiles.
+
+        ``bounds`` (:meth:`percentiles` of the whole image) normalises a tile
+        of an image as the whole image would be.
+        """
         from ..io import normalize_percentile
 
-        return normalize_percentile(image, self.spec.normalize_low, self.spec.normalize_high)
+        return normalize_percentile(image, self.spec.normalize_low, self.spec.normalize_high, bounds=bounds)
+
+    def percentiles(self, image: np.ndarray) -> np.ndarray:
+        """The model's normalisation percentiles of each channel of a (C, H, W) image, (2, C, 1, 1)."""
+        from ..io import percentile_bounds
+
+        return percentile_bounds(image, self.spec.normalize_low, self.spec.normalize_high)
 
     @torch.inference_mode()
     def predict_tile(self, tile: np.ndarray, augment: bool = False) -> Instances:
@@ -249,6 +270,40 @@ class Segmenter:
         inst = predict_tiled(functools.partial(self.predict_tile, augment=augment), scaled, tile_size=tile_size, overlap=overlap, align=self.pad_multiple,
                              progress=progress)
         return inst, tuple(scaled.shape[-2:])
+
+    def paste_tiles(
+        self, image: np.ndarray, bounds: np.ndarray, factor: float, *, tile_size: int = 1024, overlap: int | None = None,
+        progress: bool | None = False, augment: bool = False, **rules: Any,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Predict a raw (C, H, W) image tile by tile and paste each tile's cells as it comes.
+
+        Tiles are normalised with ``bounds`` (:meth:`percentiles`) one at a
+        time, so besides the image only the label image and one tile's
+        instances are held (plus a float32 copy at model scale when
+        ``factor`` is not 1; normalising after the bilinear rescale gives the
+        same values as before it). ``rules`` go to
+        :class:`~lociseg.predict.paste.StreamingPaste`, ``min_area`` in
+        pixels of ``image``.
+
+        Returns
+        -------
+        labels : (H, W) uint16 or uint32 ndarray
+            Cells 1..N by descending score.
+        scores : (N,) float32 ndarray
+        """
+        shape = tuple(image.shape[-2:])
+        source = image if abs(factor - 1.0) < 1e-6 else rescale_image(image, factor)
+        model_shape = tuple(source.shape[-2:])
+        fill_holes = bool(rules.pop("fill_holes", True))
+        paster = StreamingPaste(shape, **rules)
+
+        def predict(tile: np.ndarray) -> Instances:
+            return self.predict_tile(self.normalize(tile, bounds), augment=augment)
+
+        for inst in tile_instances(predict, source, tile_size=tile_size, overlap=self.default_overlap() if overlap is None else overlap,
+                                   align=self.pad_multiple, progress=progress):
+            paster.add(rescale_instances(inst, model_shape, shape))
+        return paster.finish(fill_holes=fill_holes)
 
     def default_overlap(self) -> int:
         """Tile overlap at model scale: 4 target diameters, at least 128 px, so cells at seams are whole."""
@@ -352,7 +407,7 @@ class Segmenter:
             raise ConfigError(f"overlaps must be one of {OVERLAP_RULES}, got {overlaps!r}")
         img = self.select_channels(image, channels, channel_names, channel_axis=channel_axis)
         shape = tuple(img.shape[-2:])
-        img = self.normalize(img)
+        bounds = self.percentiles(img)
         if isinstance(diameter, str):
             if diameter != "train":
                 raise ConfigError(f"diameter must be a number of pixels or 'train', got {diameter!r}")
@@ -361,7 +416,7 @@ class Segmenter:
             diameter = self.train_diameter
         estimated = diameter is None
         if estimated:
-            diameter = self.estimate_diameter(img, min_area=min_area)
+            diameter = self.estimate_diameter(self.normalize(img, bounds), min_area=min_area)
             if not math.isfinite(diameter):
                 # the training images' scale if known: a weak model's masks only fit cells at that scale
                 diameter = float(self.train_diameter or self.spec.target_diameter)
@@ -373,12 +428,11 @@ class Segmenter:
         factor = float(self.spec.target_diameter) / float(diameter)
         if min(scaled_shape(shape, factor)) < 1 or factor * max(shape) > 65536:
             raise ConfigError(f"diameter {diameter} rescales a {shape} image by {factor:.3g}: check the value")
-        inst, model_shape = self.predict_instances(img, factor, tile_size=tile_size, overlap=overlap, progress=progress,
-                                                   augment=augment)
-        inst = rescale_instances(inst, model_shape, shape)
+        model_shape = scaled_shape(shape, factor)
         area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
-        labels, kept = paste_instances(inst, shape, threshold=threshold, min_area=max(1, int(round(min_area * area_scale))),
-                                       overlaps=overlaps, fill_holes=fill_holes)
+        labels, scores = self.paste_tiles(img, bounds, factor, tile_size=tile_size, overlap=overlap, progress=progress, augment=augment,
+                                          threshold=threshold, min_area=max(1, int(round(min_area * area_scale))), overlaps=overlaps,
+                                          fill_holes=fill_holes)
         meta = {
             "model": self.name,
             "diameter_used": float(diameter),
@@ -392,9 +446,9 @@ class Segmenter:
             "augment": bool(augment),
             "overlaps": overlaps,
             "fill_holes": bool(fill_holes),
-            "cells": int(len(kept)),
+            "cells": int(len(scores)),
         }
-        return labels, cell_table(labels, inst.scores[kept], meta)
+        return labels, cell_table(labels, scores, meta)
 
 
 def _train_diameter(folder: os.PathLike | None) -> float | None:

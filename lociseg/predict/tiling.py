@@ -6,6 +6,9 @@ partition the image. An instance predicted in a tile is kept only when its
 location lies in that tile's core, so every cell comes out exactly once, and
 since a kept location is at least half the overlap away from the tile's
 inner edges, a cell whose window fits in the overlap is never cut at a seam.
+:func:`tile_instances` yields each tile's kept instances as it goes, so they
+can be pasted at once (:class:`~lociseg.predict.paste.StreamingPaste`)
+instead of being kept to the end (:func:`predict_tiled`).
 """
 
 from __future__ import annotations
@@ -124,6 +127,46 @@ def concatenate_instances(parts: list[Instances]) -> Instances:
     return Instances.concatenate([pad_windows(p, (H, W)) for p in parts])
 
 
+def tile_instances(
+    predict_fn: Callable[[np.ndarray], Instances],
+    image: np.ndarray,
+    *,
+    tile_size: int = 1024,
+    overlap: int = 128,
+    align: int = 1,
+    progress: bool | None = False,
+) -> Iterator[Instances]:
+    """Predict an image tile by tile and yield each tile's kept instances as they come.
+
+    Parameters and rules as :func:`predict_tiled`; ``image`` only needs
+    NumPy-style slicing (``image[..., y0:y1, x0:x1]``), so a lazily read
+    array works, and only one tile is read and predicted at a time. Each
+    yielded set is in image coordinates and holds the instances whose
+    location lies in that tile's core (empty sets are skipped).
+    """
+    shape = image.shape[-2:]
+    if shape[0] <= tile_size and shape[1] <= tile_size:
+        inst = predict_fn(image[..., :, :])
+        if len(inst):
+            yield inst
+        return
+    from tqdm.auto import tqdm
+
+    total = n_tiles(shape, tile_size, overlap, align)
+    with tqdm(total=total, desc="tiles", unit="tile", disable=None if progress is None else not progress, leave=False) as bar:
+        for t in iter_tiles(shape, tile_size, overlap, align):
+            inst = predict_fn(image[..., t.y0 : t.y1, t.x0 : t.x1])
+            bar.update(1)
+            if not len(inst):
+                continue
+            cy0, cy1, cx0, cx1 = t.core
+            loc = np.asarray(inst.locations, np.float64)
+            y, x = loc[:, 0] + t.y0, loc[:, 1] + t.x0
+            keep = (y >= cy0) & (y < cy1) & (x >= cx0) & (x < cx1)
+            if keep.any():
+                yield inst.select(keep).shift(t.y0, t.x0)
+
+
 def predict_tiled(
     predict_fn: Callable[[np.ndarray], Instances],
     image: np.ndarray,
@@ -155,26 +198,10 @@ def predict_tiled(
     Returns
     -------
     Instances
-        In image coordinates, each cell once. Tiles are predicted one at a
-        time (only one tile's input is in memory besides the image).
+        In image coordinates, each cell once. All tiles' instances are kept
+        (about 125 KB per cell for LACSS); for large images stream them
+        into a :class:`~lociseg.predict.paste.StreamingPaste` with
+        :func:`tile_instances` instead.
     """
-    shape = image.shape[-2:]
-    if shape[0] <= tile_size and shape[1] <= tile_size:
-        return predict_fn(image)
-    from tqdm.auto import tqdm
-
-    parts: list[Instances] = []
-    total = n_tiles(shape, tile_size, overlap, align)
-    with tqdm(total=total, desc="tiles", unit="tile", disable=None if progress is None else not progress, leave=False) as bar:
-        for t in iter_tiles(shape, tile_size, overlap, align):
-            inst = predict_fn(image[..., t.y0 : t.y1, t.x0 : t.x1])
-            if len(inst):
-                # core bounds in tile coordinates
-                cy0, cy1, cx0, cx1 = t.core
-                loc = np.asarray(inst.locations, np.float64)
-                y, x = loc[:, 0] + t.y0, loc[:, 1] + t.x0
-                keep = (y >= cy0) & (y < cy1) & (x >= cx0) & (x < cx1)
-                if keep.any():
-                    parts.append(inst.select(keep).shift(t.y0, t.x0))
-            bar.update(1)
-    return concatenate_instances(parts)
+    parts = tile_instances(predict_fn, image, tile_size=tile_size, overlap=overlap, align=align, progress=progress)
+    return concatenate_instances(list(parts))
