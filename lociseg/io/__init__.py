@@ -15,6 +15,8 @@ from .coco import (
     read_coco,
 )
 from .image import (
+    MAX_PIXELS,
+    LazyImage,
     IMAGE_SUFFIXES,
     normalize_percentile,
     percentile_bounds,
@@ -38,6 +40,8 @@ __all__ = [
     "read_image",
     "read_image_metadata",
     "normalize_percentile",
+    "LazyImage",
+    "MAX_PIXELS",
     "percentile_bounds",
     "validate_image",
     "read_labels",

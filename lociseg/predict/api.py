@@ -29,7 +29,7 @@ import torch
 from ..errors import ConfigError, InputError
 from .instances import Instances
 from .paste import OVERLAP_RULES, StreamingPaste, paste_instances
-from .scale import diameter_from_labels, rescale_image, rescale_instances, scaled_shape
+from .scale import RescaledImage, diameter_from_labels, rescale_image, rescale_instances, scaled_shape
 from .tiling import predict_tiled, tile_instances
 
 log = logging.getLogger(__name__)
@@ -183,13 +183,17 @@ class Segmenter:
         image whose channel count differs from the model's is an error,
         except identical channels (grey stored as RGB) for a 1-channel model.
         """
-        image = np.asarray(image)
+        from ..io import LazyImage
+
+        lazy = isinstance(image, LazyImage)  # (C, H, W) read on demand: select without reading
+        image = image if lazy else np.asarray(image)
         if image.ndim == 2:
             image = image[None]
         elif image.ndim == 3:
             if channel_axis is None:
                 raise InputError(f"image has shape {image.shape}: a 3-D image needs a channel_axis")
-            image = np.moveaxis(image, channel_axis, 0)
+            if not lazy:
+                image = np.moveaxis(image, channel_axis, 0)
         else:
             raise InputError(f"image must be (H, W) or (C, H, W), got shape {image.shape}")
         want = int(self.spec.in_channels)
@@ -212,7 +216,7 @@ class Segmenter:
                     if not -image.shape[0] <= i < image.shape[0]:
                         raise InputError(f"channel index {i} out of range for an image with {image.shape[0]} channel(s)")
                     index.append(i)
-            image = image[index]
+            image = image.select(index) if lazy else image[index]
         if image.shape[0] != want:
             if want == 1 and channels is None and all(np.array_equal(image[0], c) for c in image[1:]):
                 return image[:1]  # grey image stored as RGB
@@ -277,11 +281,12 @@ class Segmenter:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict a raw (C, H, W) image tile by tile and paste each tile's cells as it comes.
 
-        Tiles are normalised with ``bounds`` (:meth:`percentiles`) one at a
-        time, so besides the image only the label image and one tile's
-        instances are held (plus a float32 copy at model scale when
-        ``factor`` is not 1; normalising after the bilinear rescale gives the
-        same values as before it). ``rules`` go to
+        Each tile is rescaled (:class:`~lociseg.predict.scale.RescaledImage`)
+        and normalised with ``bounds`` (:meth:`percentiles`) on its own, so
+        besides the image only the label image and one tile's instances are
+        held (normalising after the bilinear rescale gives the same values
+        as before it, to float rounding). ``image`` only needs NumPy-style
+        slicing, so a lazily read image works. ``rules`` go to
         :class:`~lociseg.predict.paste.StreamingPaste`, ``min_area`` in
         pixels of ``image``.
 
@@ -292,7 +297,7 @@ class Segmenter:
         scores : (N,) float32 ndarray
         """
         shape = tuple(image.shape[-2:])
-        source = image if abs(factor - 1.0) < 1e-6 else rescale_image(image, factor)
+        source = image if abs(factor - 1.0) < 1e-6 else RescaledImage(image, factor)
         model_shape = tuple(source.shape[-2:])
         fill_holes = bool(rules.pop("fill_holes", True))
         paster = StreamingPaste(shape, **rules)
@@ -360,8 +365,10 @@ class Segmenter:
 
         Parameters
         ----------
-        image : (H, W) or (C, H, W) ndarray
-            Raw pixel values of any dtype (normalised here).
+        image : (H, W) or (C, H, W) ndarray, or LazyImage
+            Raw pixel values of any dtype (normalised here). A
+            :class:`~lociseg.io.LazyImage` (``read_image(lazy_above=)``) is
+            read tile by tile, never whole (unless the diameter is estimated).
         diameter : float or "train", optional
             Typical cell diameter in pixels of this image. ``None`` estimates
             it (:meth:`estimate_diameter`) and warns with the value used;

@@ -48,3 +48,30 @@ def test_streaming_segment_matches_paste_at_the_end(segmenter, data_root, which)
     assert n_old > 10 and len(table) == n_new
     m = match_instances(old, new, thresholds=[0.9])
     assert m.tp[0] >= 0.995 * max(n_old, n_new)
+
+
+def test_segment_reads_a_lazy_tiff_tile_by_tile_with_the_same_result(segmenter, data_root, tmp_path):
+    import tifffile
+
+    from lociseg.io import LazyImage, read_image
+
+    img, diameter, tile, overlap = _field(data_root, "bbbc018")
+    tifffile.imwrite(tmp_path / "field.tif", img, tile=(128, 128))
+    lazy = read_image(tmp_path / "field.tif", lazy_above=0)
+    assert isinstance(lazy, LazyImage)
+    reads = []
+    lazy_get = LazyImage.__getitem__
+
+    def spy(self, key):
+        out = lazy_get(self, key)
+        reads.append(out.size)
+        return out
+
+    LazyImage.__getitem__ = spy
+    try:
+        labels, table = segmenter.segment(lazy, diameter=diameter, tile_size=tile, overlap=overlap)
+    finally:
+        LazyImage.__getitem__ = lazy_get
+    assert max(reads) < img.size  # never read whole
+    expected, _ = segmenter.segment(img, diameter=diameter, tile_size=tile, overlap=overlap)
+    assert np.array_equal(labels, expected)
