@@ -75,28 +75,12 @@ def paste_instances(
     if overlaps not in OVERLAP_RULES:
         raise ValueError(f"overlaps must be one of {OVERLAP_RULES}, got {overlaps!r}")
     h, w = int(shape[0]), int(shape[1])
-    canvas = np.zeros((h, w), np.int32)
-    kept: list[int] = []
     if len(instances) == 0:
-        return canvas.astype(np.uint16), np.zeros(0, np.int64)
-    # stable sort so equal scores keep their input order
-    order = np.argsort(-np.asarray(instances.scores, np.float64), kind="stable")
-    for i in order:
-        clipped = _in_image(instances, int(i), (h, w))
-        if clipped is None:
-            continue
-        box, probs = clipped
-        mask = probs > threshold
-        own = int(mask.sum())
-        if own < max(min_area, 1):
-            continue
-        sub = canvas[box]
-        free, area = largest_piece(mask & (sub == 0))
-        if area == 0 or area < min_area or area < min_fragment_fraction * own:
-            continue
-        kept.append(int(i))
-        sub[free] = len(kept)
-    kept_index = np.asarray(kept, np.int64)
+        return np.zeros((h, w), np.uint16), np.zeros(0, np.int64)
+    # the greedy score pass is the streaming step on an empty image: cells 1..N in descending score order
+    res = paste_window(instances, np.zeros((h, w), np.int32), np.zeros(1, np.float32), np.zeros(1, np.int64),
+                       threshold=threshold, min_area=min_area, min_fragment_fraction=min_fragment_fraction)
+    canvas, kept_index = res.labels, res.index
     if overlaps == "probability" and len(kept_index):
         canvas, kept_index = _by_probability(instances, kept_index, (h, w), threshold, min_area)
     if fill_holes:
@@ -183,8 +167,11 @@ class WindowPaste:
         With ``overlaps="probability"``: the updated score-rule labels
         (which decide the kept cells) and most-confident probabilities.
     ids, scores, own : (M,) ndarrays
-        Label ids given to the new cells, their scores, and the pixel counts
-        of their thresholded masks (the fragment rule's reference).
+        Label ids given to the new cells (in descending score order), their
+        scores, and the pixel counts of their thresholded masks (the
+        fragment rule's reference).
+    index : (M,) int64 ndarray
+        Index in the given instances of each new cell.
     boxes : (M, 4) int64 ndarray
         ``(y0, y1, x0, x1)`` of each new cell in window coordinates (in
         ``labels`` and, with the probability rule, ``claims``).
@@ -201,6 +188,7 @@ class WindowPaste:
     ids: np.ndarray
     scores: np.ndarray
     own: np.ndarray
+    index: np.ndarray
     boxes: np.ndarray
     dropped: np.ndarray
     next_id: int
@@ -271,7 +259,7 @@ def paste_window(
     score[0] = -np.inf  # background yields to everything
     own_all = np.concatenate([np.asarray(cell_own, np.int64), np.zeros(n, np.int64)])
     shape = labels.shape
-    new: list[tuple[int, tuple[slice, slice], np.ndarray]] = []
+    new: list[tuple[int, tuple[slice, slice], np.ndarray, int]] = []
     victims: set[int] = set()
     next_id = first
     for i in np.argsort(-np.asarray(instances.scores, np.float64), kind="stable"):
@@ -291,7 +279,7 @@ def paste_window(
         victims.update(int(v) for v in np.unique(sub[piece]) if v)
         sub[piece] = next_id
         score[next_id], own_all[next_id] = s, own
-        new.append((next_id, box, probs))
+        new.append((next_id, box, probs, int(i)))
         next_id += 1
     # earlier cells that lost pixels: largest piece, or gone (same-tile cells never lose: they came in score order)
     dropped = [v for v in sorted(victims) if not _trim(canvas, v, min_area, min_fragment_fraction * own_all[v])]
@@ -301,18 +289,19 @@ def paste_window(
         labels[gone] = 0
         best[gone] = threshold
         losers: set[int] = set()
-        for k, box, probs in new:
+        for k, box, probs, _ in new:
             sub_best = best[box]
             take = probs > sub_best  # strict: the earlier (higher-scoring) cell keeps a tie
             losers.update(int(v) for v in np.unique(labels[box][take]) if 0 < v < first)
             sub_best[take] = probs[take]
             labels[box][take] = k
         dropped += [v for v in sorted(losers) if not _trim(labels, v, min_area, 0.0)]
-    kept, boxes = [], []
-    for k, box, _ in new:
+    kept, index, boxes = [], [], []
+    for k, box, _, i in new:
         if prob and not _trim(labels, k, min_area, 0.0, box):
             continue
         kept.append(k)
+        index.append(i)
         ys, xs = np.nonzero(canvas[box] == k)
         if prob:  # the box must cover the cell in both images
             ys2, xs2 = np.nonzero(labels[box] == k)
@@ -320,8 +309,8 @@ def paste_window(
         boxes.append((box[0].start + ys.min(), box[0].start + ys.max() + 1, box[1].start + xs.min(), box[1].start + xs.max() + 1))
     kept_ids = np.asarray(kept, np.int64)
     return WindowPaste(labels, canvas if prob else None, best if prob else None, kept_ids, score[kept_ids].astype(np.float32),
-                       own_all[kept_ids], np.asarray(boxes, np.int64).reshape(-1, 4), np.unique(np.asarray(dropped, np.int64)),
-                       next_id)
+                       own_all[kept_ids], np.asarray(index, np.int64), np.asarray(boxes, np.int64).reshape(-1, 4),
+                       np.unique(np.asarray(dropped, np.int64)), next_id)
 
 
 def _trim(labels: np.ndarray, k: int, min_area: int, min_keep: float, box: tuple[slice, slice] | None = None) -> bool:
