@@ -277,7 +277,7 @@ class Segmenter:
 
     def paste_tiles(
         self, image: np.ndarray, bounds: np.ndarray, factor: float, *, tile_size: int = 1024, overlap: int | None = None,
-        progress: bool | None = False, augment: bool = False, **rules: Any,
+        progress: bool | None = False, augment: bool = False, chunk: int = 256, **rules: Any,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict a raw (C, H, W) image tile by tile and paste each tile's cells as it comes.
 
@@ -286,7 +286,8 @@ class Segmenter:
         besides the image only the label image and one tile's instances are
         held (normalising after the bilinear rescale gives the same values
         as before it, to float rounding). ``image`` only needs NumPy-style
-        slicing, so a lazily read image works. ``rules`` go to
+        slicing, so a lazily read image works. A tile's cells are mapped to
+        the input grid and pasted ``chunk`` at a time. ``rules`` go to
         :class:`~lociseg.predict.paste.StreamingPaste`, ``min_area`` in
         pixels of ``image``.
 
@@ -307,7 +308,12 @@ class Segmenter:
 
         for inst in tile_instances(predict, source, tile_size=tile_size, overlap=self.default_overlap() if overlap is None else overlap,
                                    align=self.pad_multiple, progress=progress):
-            paster.add(rescale_instances(inst, model_shape, shape))
+            # best first, a chunk at a time: the same as pasting the tile at once (earlier cells of a tile
+            # score higher, so they never yield to later ones), but only a chunk of windows is held at the
+            # input's scale, where they are 1/factor^2 larger
+            order = np.argsort(-np.asarray(inst.scores, np.float64), kind="stable")
+            for a in range(0, len(order), chunk):
+                paster.add(rescale_instances(inst.select(order[a : a + chunk]), model_shape, shape))
         return paster.finish(fill_holes=fill_holes)
 
     def default_overlap(self) -> int:

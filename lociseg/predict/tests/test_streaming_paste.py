@@ -118,3 +118,20 @@ def test_paste_window_is_pure_and_reports_its_cells():
         assert (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) == (y0, y1, x0, x1)
         assert res.own[list(res.ids).index(k)] == (disc > 0.5).sum()
     assert len(res.dropped) == 0
+
+
+@pytest.mark.parametrize("overlaps", ["score", "probability"])
+def test_a_tile_pasted_best_first_in_chunks_equals_pasted_at_once(overlaps):
+    rng = np.random.default_rng(5)
+    shape = (200, 220)
+    inst = _field(rng, shape, 150)
+    results = []
+    for chunk in (len(inst), 7):
+        paster = StreamingPaste(shape, overlaps=overlaps)
+        for part in _by_tile(inst, shape, 96, 40):
+            order = np.argsort(-part.scores.astype(np.float64), kind="stable")
+            for a in range(0, len(order), chunk):
+                paster.add(part.select(order[a : a + chunk]))
+        results.append(paster.finish())
+    assert np.array_equal(results[0][0], results[1][0])
+    assert np.array_equal(results[0][1], results[1][1])
