@@ -334,7 +334,7 @@ def _read_npy(path: Path, max_pixels: int | None = None) -> np.ndarray:
         if head.ndim in (2, 3):
             # (H, W), (C, H, W) or (H, W, C): the two largest axes are the plane
             h, w = sorted(head.shape)[-2:]
-            _check_size(h, w, head.size // (h * w), head.dtype, max_pixels, path)
+            _check_size(h, w, head.size // max(h * w, 1), head.dtype, max_pixels, path)
         del head
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

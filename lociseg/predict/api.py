@@ -277,7 +277,7 @@ class Segmenter:
 
     def paste_tiles(
         self, image: np.ndarray, bounds: np.ndarray, factor: float, *, tile_size: int = 1024, overlap: int | None = None,
-        progress: bool | None = False, augment: bool = False, chunk: int = 256, **rules: Any,
+        progress: bool | None = False, augment: bool = False, chunk: int = 64, **rules: Any,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict a raw (C, H, W) image tile by tile and paste each tile's cells as it comes.
 
