@@ -14,7 +14,7 @@ instead of being kept to the end (:func:`predict_tiled`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -138,11 +138,35 @@ def tile_instances(
 ) -> Iterator[Instances]:
     """Predict an image tile by tile and yield each tile's kept instances as they come.
 
-    Parameters and rules as :func:`predict_tiled`; ``image`` only needs
-    NumPy-style slicing (``image[..., y0:y1, x0:x1]``), so a lazily read
-    array works, and only one tile is read and predicted at a time. Each
-    yielded set is in image coordinates and holds the instances whose
-    location lies in that tile's core (empty sets are skipped).
+    Only one tile is read and predicted at a time, and nothing is kept
+    between tiles: paste them as they come
+    (:class:`~lociseg.predict.paste.StreamingPaste`) or collect them
+    (:func:`predict_tiled`).
+
+    Parameters
+    ----------
+    predict_fn : callable
+        ``predict_fn(tile) -> Instances`` on a (C, h, w) tile, in tile coordinates.
+    image : (C, H, W) array
+        Already at model scale (normalising may be left to ``predict_fn``);
+        only NumPy-style slicing ``image[..., y0:y1, x0:x1]`` is used, so a
+        lazily read or rescaled image works.
+    tile_size : int, optional
+        Tile side in pixels. An image that fits in one tile is predicted whole.
+    overlap : int, optional
+        Minimum overlap of neighbouring tiles; must be larger than the mask
+        window of the model so that cells at the seams stay whole.
+    align : int, optional
+        Tile starts are multiples of this; pass the network's size multiple
+        (32 for LACSS) so tiles see the image on the same grid as a whole-image pass.
+    progress : bool or None, optional
+        Show a tqdm bar over tiles (None: only on a terminal).
+
+    Yields
+    ------
+    Instances
+        One tile's instances whose location lies in its core, in image
+        coordinates (tiles without any are skipped); every cell comes once.
     """
     shape = image.shape[-2:]
     if shape[0] <= tile_size and shape[1] <= tile_size:
@@ -167,41 +191,18 @@ def tile_instances(
                 yield inst.select(keep).shift(t.y0, t.x0)
 
 
-def predict_tiled(
-    predict_fn: Callable[[np.ndarray], Instances],
-    image: np.ndarray,
-    *,
-    tile_size: int = 1024,
-    overlap: int = 128,
-    align: int = 1,
-    progress: bool | None = False,
-) -> Instances:
-    """Predict instances on an image of any size, tile by tile.
+def predict_tiled(predict_fn: Callable[[np.ndarray], Instances], image: np.ndarray, **kwargs: Any) -> Instances:
+    """Predict instances on an image of any size, tile by tile, and return them all.
 
-    Parameters
-    ----------
-    predict_fn : callable
-        ``predict_fn(tile) -> Instances`` on a (C, h, w) tile, in tile coordinates.
-    image : (C, H, W) ndarray
-        Already at model scale and normalised.
-    tile_size : int, optional
-        Tile side in pixels. An image that fits in one tile is predicted whole.
-    overlap : int, optional
-        Minimum overlap of neighbouring tiles; must be larger than the mask
-        window of the model so that cells at the seams stay whole.
-    align : int, optional
-        Tile starts are multiples of this; pass the network's size multiple
-        (32 for LACSS) so tiles see the image on the same grid as a whole-image pass.
-    progress : bool or None, optional
-        Show a tqdm bar over tiles (None: only on a terminal).
+    Arguments as :func:`tile_instances` (``tile_size=1024``, ``overlap=128``,
+    ``align=1``, ``progress=False``).
 
     Returns
     -------
     Instances
         In image coordinates, each cell once. All tiles' instances are kept
-        (about 125 KB per cell for LACSS); for large images stream them
-        into a :class:`~lociseg.predict.paste.StreamingPaste` with
-        :func:`tile_instances` instead.
+        (about 125 KB per cell for LACSS at the input scale); for large
+        images paste them as they come instead
+        (:meth:`lociseg.predict.api.Segmenter.paste_tiles`).
     """
-    parts = tile_instances(predict_fn, image, tile_size=tile_size, overlap=overlap, align=align, progress=progress)
-    return concatenate_instances(list(parts))
+    return concatenate_instances(list(tile_instances(predict_fn, image, **kwargs)))
