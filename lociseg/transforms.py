@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import sparse
 from scipy.spatial import cKDTree
 
 from .structures import Instances
@@ -32,6 +33,68 @@ def rescale_image(image: np.ndarray, factor: float) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(image))[None]
     out = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=factor < 1)
     return out[0].numpy()
+
+
+def resample_weights(in_size: int, out_size: int, antialias: bool) -> sparse.csr_matrix:
+    """(out_size, in_size) sparse matrix of 1-D bilinear resampling weights, as ``F.interpolate`` uses them.
+
+    Pixel centres are aligned (``align_corners=False``) with the scale
+    ``in_size / out_size``; with ``antialias`` (shrinking) each output pixel
+    averages its input pixels with a triangle filter as wide as the scale.
+    """
+
+    scale = in_size / out_size
+    i = np.arange(out_size, dtype=np.float64)
+    if antialias and scale > 1:
+        centre = scale * (i + 0.5)
+        lo = np.maximum((centre - scale + 0.5).astype(np.int64), 0)
+        hi = np.minimum((centre + scale + 0.5).astype(np.int64), in_size)
+        width = int((hi - lo).max())
+        j = lo[:, None] + np.arange(width)[None]
+        w = np.clip(1 - np.abs((j - centre[:, None] + 0.5) / scale), 0, None) * (j < hi[:, None])
+        w /= w.sum(1, keepdims=True)
+        rows = np.repeat(np.arange(out_size), width)
+        return sparse.csr_matrix((w.ravel(), (rows, np.minimum(j, in_size - 1).ravel())), shape=(out_size, in_size))
+    src = np.maximum((i + 0.5) * scale - 0.5, 0)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    frac = src - i0
+    rows = np.repeat(np.arange(out_size), 2)
+    cols = np.stack([np.minimum(i0, in_size - 1), i1], 1).ravel()
+    return sparse.csr_matrix((np.stack([1 - frac, frac], 1).ravel(), (rows, cols)), shape=(out_size, in_size))
+
+
+class RescaledImage:
+    """A (C, H, W) image seen rescaled by ``factor``, computed one window at a time.
+
+    ``view[..., y0:y1, x0:x1]`` is the same window of ``rescale_image(image,
+    factor)`` (to float rounding: about 1e-6 of the value range) but reads
+    and computes only the input pixels under it, so a large image is never
+    held at model scale. ``image`` only needs NumPy-style slicing (a lazily
+    read array works).
+    """
+
+    def __init__(self, image: np.ndarray, factor: float):
+        self.image = image
+        c, h, w = image.shape
+        oh, ow = scaled_shape((h, w), factor)
+        self.shape = (c, oh, ow)
+        self.dtype = np.dtype(np.float32)
+        self._wy = resample_weights(h, oh, factor < 1)
+        self._wx = resample_weights(w, ow, factor < 1)
+
+    def __getitem__(self, key) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if len(key) != 3 or key[0] is not Ellipsis or not all(isinstance(k, slice) and k.step in (None, 1) for k in key[1:]):
+            raise IndexError("RescaledImage takes [..., y0:y1, x0:x1]")
+        wy, wx = self._wy[key[1]], self._wx[key[2]]
+        # the input rows and columns the window needs
+        r0, r1 = int(wy.indices.min()), int(wy.indices.max()) + 1
+        c0, c1 = int(wx.indices.min()), int(wx.indices.max()) + 1
+        src = np.asarray(self.image[:, r0:r1, c0:c1], np.float32)
+        wy = wy[:, r0:r1].toarray().astype(np.float32)
+        wx = wx[:, c0:c1].toarray().astype(np.float32).T
+        return np.stack([wy @ ch @ wx for ch in src])
 
 
 def rescale_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -73,6 +73,8 @@ def main(
                                  "'score' (the higher-scoring cell) or 'probability' (the more confident mask: "
                                  "better borders between touching cells)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    max_image_pixels: int = typer.Option(2**30, "--max-image-pixels", help="Refuse images whose declared plane has more "
+                                         "pixels than this (checked before decoding; raise it for larger images)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip images whose outputs all exist."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> int:
@@ -93,7 +95,7 @@ def main(
     diameter_px = _parse_diameter(diameter)
     if overlaps not in OVERLAP_RULES:
         raise ConfigError(f"--overlaps must be one of {', '.join(OVERLAP_RULES)}, got {overlaps!r}")
-    jobs = _jobs(images)
+    jobs = _jobs(images, max_image_pixels)
     prepare_out_dir(out)
     chans = _parse_channels(channels)
     from ..models.pretrained import pick_default_model
@@ -145,7 +147,11 @@ def main(
     return 0
 
 
-def _jobs(items: list[str]) -> list[tuple[str, str, Callable[[], tuple[Any, Optional[list[str]]]]]]:
+#: Planes larger than this (4096^2) are read window by window (tifffile's zarr store) instead of whole.
+LAZY_PIXELS = 4096 * 4096
+
+
+def _jobs(items: list[str], max_pixels: int | None = 2**30) -> list[tuple[str, str, Callable[[], tuple[Any, Optional[list[str]]]]]]:
     """(output name, source, reader) per image: files/folders/globs, or data set specs
     (for images stored as one file per channel, e.g. the CellProfiler examples)."""
     from ..data import load_dataset
@@ -167,7 +173,8 @@ def _jobs(items: list[str]) -> list[tuple[str, str, Callable[[], tuple[Any, Opti
 
         def read(path: Path = path) -> tuple[Any, Optional[list[str]]]:
             meta = _meta_of(path)
-            image = read_image(path)
+            # large TIFFs stay on disk and are read tile by tile
+            image = read_image(path, max_pixels=max_pixels, lazy_above=LAZY_PIXELS)
             return image, meta if meta is None or len(meta) == image.shape[0] else None
 
         jobs.append((image_stem(path, suffixes=()), str(path), read))

@@ -15,8 +15,11 @@ from .coco import (
     read_coco,
 )
 from .image import (
+    MAX_PIXELS,
+    LazyImage,
     IMAGE_SUFFIXES,
     normalize_percentile,
+    percentile_bounds,
     read_image,
     read_image_metadata,
     validate_image,
@@ -37,6 +40,9 @@ __all__ = [
     "read_image",
     "read_image_metadata",
     "normalize_percentile",
+    "LazyImage",
+    "MAX_PIXELS",
+    "percentile_bounds",
     "validate_image",
     "read_labels",
     "write_labels",

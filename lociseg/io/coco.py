@@ -35,15 +35,28 @@ __all__ = [
 # ------------------------------------------------------------------ RLE
 
 
-def coco_rle_encode(mask: np.ndarray, *, compressed: bool = True) -> dict[str, Any]:
+def _compress(counts: list[int], size: list[int]) -> str:
+    """COCO's compact string of uncompressed run lengths (``pycocotools.mask.frPyObjects``)."""
+    rle = mask_api.frPyObjects({"size": size, "counts": [int(c) for c in counts]}, size[0], size[1])
+    return rle["counts"].decode("ascii")
+
+
+def coco_rle_encode(
+    mask: np.ndarray, *, compressed: bool = True, shape: tuple[int, int] | None = None, offset: tuple[int, int] = (0, 0)
+) -> dict[str, Any]:
     """Encode a binary (H, W) mask as COCO RLE.
 
     Parameters
     ----------
-    mask : (H, W) ndarray
+    mask : (h, w) ndarray
+        The whole mask, or with ``shape`` the box of it that holds the object.
     compressed : bool
         Counts as the compact COCO string (``pycocotools.mask.encode``)
         instead of a list of integers.
+    shape : (H, W), optional
+        Shape of the whole mask when ``mask`` is a box of it at ``offset``
+        (y, x): the RLE is that of the whole mask, computed in time
+        proportional to the box.
 
     Returns
     -------
@@ -51,6 +64,10 @@ def coco_rle_encode(mask: np.ndarray, *, compressed: bool = True) -> dict[str, A
     """
     m = np.asarray(mask) > 0
     size = [int(m.shape[0]), int(m.shape[1])]
+    if shape is not None:
+        size = [int(shape[0]), int(shape[1])]
+        counts = _box_counts(m, (size[0], size[1]), offset)
+        return {"size": size, "counts": _compress(counts, size) if compressed else counts}
     if compressed:
         return {"size": size, "counts": mask_api.encode(np.asfortranarray(m, dtype=np.uint8))["counts"].decode("ascii")}
     # pycocotools only writes the compressed form; uncompressed counts are the run lengths, background first
@@ -60,6 +77,25 @@ def coco_rle_encode(mask: np.ndarray, *, compressed: bool = True) -> dict[str, A
     bounds = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
     counts = np.diff(bounds).tolist()
     return {"size": size, "counts": [0, *counts] if flat[0] else counts}
+
+
+def _box_counts(box: np.ndarray, shape: tuple[int, int], offset: tuple[int, int]) -> list[int]:
+    """Column-major COCO run lengths of an (H, W) mask that is zero outside ``box`` placed at ``offset``."""
+    h, w = shape
+    y0, x0 = int(offset[0]), int(offset[1])
+    # zero rows around each column so that runs end within their column
+    d = np.diff(np.pad(box.astype(np.int8), ((1, 1), (0, 0))), axis=0).T
+    sc, sr = np.nonzero(d == 1)  # by column, then row: column-major order
+    ec, er = np.nonzero(d == -1)
+    starts = (x0 + sc) * h + y0 + sr
+    ends = (x0 + ec) * h + y0 + er
+    # a run down to the bottom of one column continues at the top of the next
+    join = np.flatnonzero(ends[:-1] == starts[1:])
+    starts, ends = np.delete(starts, join + 1), np.delete(ends, join)
+    edges = np.empty(2 * len(starts) + 2, np.int64)
+    edges[0], edges[1:-1:2], edges[2:-1:2], edges[-1] = 0, starts, ends, h * w
+    counts = np.diff(edges).tolist()
+    return counts[:-1] if len(counts) > 1 and counts[-1] == 0 else counts
 
 
 def coco_rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
@@ -184,16 +220,16 @@ def labels_to_coco(
         for k, sl in enumerate(objects, start=1):
             if sl is None:
                 continue
-            mask = labels == k
+            # the object's box only: time grows with the pixels, not objects x pixels
+            local = labels[sl] == k
             ys, xs = sl
             if encoding == "polygon":
-                local = mask[sl]
                 segmentation = [
                     [v + (xs.start if i % 2 == 0 else ys.start) for i, v in enumerate(poly)]
                     for poly in mask_to_polygons(local)
                 ]
             elif encoding in ("rle", "rle-uncompressed"):
-                segmentation = coco_rle_encode(mask, compressed=encoding == "rle")
+                segmentation = coco_rle_encode(local, compressed=encoding == "rle", shape=(h, w), offset=(ys.start, xs.start))
             else:
                 raise ValueError(f"unknown encoding {encoding!r}")
             annotations.append(
@@ -202,7 +238,7 @@ def labels_to_coco(
                     "image_id": image_id,
                     "category_id": 1,
                     "segmentation": segmentation,
-                    "area": int(mask.sum()),
+                    "area": int(local.sum()),
                     "bbox": [int(xs.start), int(ys.start), int(xs.stop - xs.start), int(ys.stop - ys.start)],
                     "iscrowd": 0,
                 }

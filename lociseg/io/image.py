@@ -32,7 +32,23 @@ IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES + (".npy", ".dib")
 # Cellomics DIB: 40-byte BITMAPINFOHEADER + 12 bytes of colour masks, then pixels.
 _DIB_OFFSET = 52
 
-__all__ = ["read_image", "read_image_metadata", "normalize_percentile", "validate_image", "IMAGE_SUFFIXES"]
+#: Largest image plane (pixels) :func:`read_image` decodes unless given a higher ``max_pixels``.
+MAX_PIXELS = 2**30
+
+__all__ = ["read_image", "read_image_metadata", "normalize_percentile", "percentile_bounds", "validate_image", "IMAGE_SUFFIXES",
+           "LazyImage", "MAX_PIXELS"]
+
+
+def _check_size(height: int, width: int, planes: int, dtype: Any, max_pixels: int | None, path: Path) -> None:
+    """Refuse an image whose declared plane is larger than ``max_pixels``, before anything is decoded."""
+    if max_pixels is None or height * width <= max_pixels:
+        return
+    gib = height * width * planes * np.dtype(dtype).itemsize / 2**30
+    raise InputError(
+        f"declares a {height}x{width} image ({planes} plane(s), {gib:.1f} GiB decoded), above the limit of "
+        f"{max_pixels:,} pixels per plane; raise it (max_pixels=, --max-image-pixels) if that is meant",
+        path=path,
+    )
 
 
 def _suffix(path: Path) -> str:
@@ -177,14 +193,123 @@ def _canonical_axes(
     return data, "".join(order)
 
 
+class LazyImage:
+    """A TIFF image as a (C, H, W) array that reads only the windows asked for.
+
+    Indexing (``img[c, y0:y1, x0:x1]``, ``img[..., y0:y1, x0:x1]``) reads
+    through tifffile's zarr store, so only the TIFF tiles or strips under
+    the window are decoded; ``np.asarray(img)`` reads it all. Made by
+    :func:`read_image` with ``lazy_above``.
+
+    Parameters
+    ----------
+    path : path-like
+    axes : str
+        The series' axes as tifffile gives them (e.g. ``"CYX"``, ``"YXS"``).
+    shape : tuple of int
+        The series' shape.
+    dtype : dtype
+    z, t : int, optional
+        Plane of a Z-stack or time series (as in :func:`read_image`).
+    """
+
+    def __init__(self, path: PathLike, axes: str, shape: tuple[int, ...], dtype: Any, *, z: int | None = None,
+                 t: int | None = None):
+        self.path = Path(path)
+        axes = axes.upper()
+        if "Y" not in axes or "X" not in axes:
+            raise InputError(f"TIFF series has axes {axes!r} without both Y and X", path=self.path)
+        self._axes, self._shape = axes, tuple(int(n) for n in shape)
+        self._fixed: dict[str, int] = {}
+        for ax, index in (("T", t), ("Z", z)):
+            if ax not in axes:
+                if index not in (None, 0):
+                    raise InputError(f"plane {ax}={index} requested but the image has no {ax} axis", path=self.path)
+                continue
+            n = self._shape[axes.index(ax)]
+            if index is None and n != 1:
+                what = "a Z-stack" if ax == "Z" else "a time series"
+                raise InputError(f"{what} with {n} planes; choose one plane ({ax.lower()}=...)", path=self.path)
+            index = 0 if index is None else index
+            if not -n <= index < n:
+                raise InputError(f"plane {ax}={index} out of range (0..{n - 1})", path=self.path)
+            self._fixed[ax] = index % n
+        rest = [a for a in axes if a not in "YX" and a not in self._fixed]
+        big = [a for a in rest if self._shape[axes.index(a)] > 1]
+        if len(big) > 1:
+            raise InputError(f"TIFF series with axes {axes!r} has several channel-like axes; read it whole", path=self.path)
+        for a in rest:
+            if a not in big:
+                self._fixed[a] = 0
+        self._chan_axis = big[0] if big else None
+        self.channels = list(range(self._shape[axes.index(self._chan_axis)] if big else 1))
+        self.dtype = np.dtype(dtype)
+        self._array = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.channels), self._shape[self._axes.index("Y")], self._shape[self._axes.index("X")])
+
+    ndim = 3
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __repr__(self) -> str:
+        return f"LazyImage({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
+
+    def select(self, index: Sequence[int]) -> "LazyImage":
+        """The same image with only the channels at ``index`` (in that order); reads nothing."""
+        out = object.__new__(LazyImage)
+        out.__dict__.update(self.__dict__)
+        out.channels = [self.channels[int(i)] for i in index]
+        return out
+
+    def _zarr(self):
+        if self._array is None:
+            import tifffile
+            import zarr
+
+            self._array = zarr.open(tifffile.imread(self.path, aszarr=True, series=0, level=0), mode="r")
+        return self._array
+
+    def __getitem__(self, key) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if key and key[0] is Ellipsis:
+            key = (slice(None),) * (4 - len(key)) + key[1:]
+        key = key + (slice(None),) * (3 - len(key))
+        if len(key) != 3 or any(not isinstance(k, slice) for k in key[1:]):
+            raise IndexError(f"LazyImage takes [channels, y0:y1, x0:x1], got {key!r}")
+        chans = np.asarray(self.channels)[key[0]]
+        sel, kept = [], []
+        for a in self._axes:
+            if a in self._fixed:
+                sel.append(self._fixed[a])
+            else:
+                sel.append({"Y": key[1], "X": key[2]}.get(a, np.atleast_1d(chans)))
+                kept.append(a)
+        data = np.asarray(self._zarr().oindex[tuple(sel)])
+        order = ([kept.index(self._chan_axis)] if self._chan_axis else []) + [kept.index("Y"), kept.index("X")]
+        data = np.transpose(data, order)
+        if self._chan_axis is None:
+            data = data[None][np.atleast_1d(chans) * 0]
+        return data[0] if np.ndim(chans) == 0 else data
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        data = self[..., :, :]
+        return data if dtype is None else data.astype(dtype)
+
+
 # ----------------------------------------------------------------------- PIL
 
 
-def _read_pil(path: Path) -> np.ndarray:
+def _read_pil(path: Path, max_pixels: int | None = None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
+            _check_size(im.height, im.width, len(im.getbands()), np.uint8, max_pixels, path)
             im.load()
             mode = im.mode
             if mode == "P":
@@ -203,8 +328,14 @@ def _read_pil(path: Path) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(arr, -1, 0))
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def _read_npy(path: Path, max_pixels: int | None = None) -> np.ndarray:
     try:
+        head = np.load(path, mmap_mode="r", allow_pickle=False)
+        if head.ndim in (2, 3):
+            # (H, W), (C, H, W) or (H, W, C): the two largest axes are the plane
+            h, w = sorted(head.shape)[-2:]
+            _check_size(h, w, head.size // max(h * w, 1), head.dtype, max_pixels, path)
+        del head
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"unreadable .npy file ({exc})", path=path) from None
@@ -229,6 +360,15 @@ def _select_channels(
 ) -> np.ndarray:
     if channels is None:
         return image
+    return image[_channel_index(image.shape[0], channels, names, path)]
+
+
+def _channel_index(
+    n: int,
+    channels: Sequence[int | str] | int | str,
+    names: Sequence[str] | None,
+    path: Path | None,
+) -> list[int]:
     if isinstance(channels, (int, np.integer, str)):
         channels = [channels]
     index = []
@@ -242,10 +382,10 @@ def _select_channels(
             index.append(lower.index(c.lower()))
         else:
             c = int(c)
-            if not -image.shape[0] <= c < image.shape[0]:
-                raise InputError(f"channel index {c} out of range for {image.shape[0]} channel(s)", path=path)
+            if not -n <= c < n:
+                raise InputError(f"channel index {c} out of range for {n} channel(s)", path=path)
             index.append(c)
-    return image[index]
+    return index
 
 
 def read_image(
@@ -256,6 +396,8 @@ def read_image(
     z: int | None = None,
     t: int | None = None,
     allow_nonfinite: bool = False,
+    max_pixels: int | None = MAX_PIXELS,
+    lazy_above: int | None = None,
 ) -> np.ndarray:
     """Read a 2-D (multi-channel) image as a (C, H, W) array of its native dtype.
 
@@ -275,17 +417,25 @@ def read_image(
         squeezed; stacks with more planes need an explicit choice.
     allow_nonfinite : bool
         Accept NaN / infinite pixels in float images (else an error).
+    max_pixels : int or None, optional
+        Largest plane (height x width) read; the size the file declares is
+        checked before any pixel is decoded, so a small compressed file that
+        would decompress to tens of GB is refused. None: no limit.
+    lazy_above : int, optional
+        TIFF images whose plane has more pixels than this are not read but
+        returned as a :class:`LazyImage` that reads windows on demand (NaN
+        checks are then left to the reader of the pixels).
 
     Returns
     -------
-    image : (C, H, W) ndarray
+    image : (C, H, W) ndarray or LazyImage
         Grey images have C = 1; RGB files C = 3 (alpha is dropped).
 
     Raises
     ------
     InputError
-        The file is missing, unreadable, truncated, not 2-D, empty, has
-        NaN/inf pixels, or a channel does not exist.
+        The file is missing, unreadable, truncated, not 2-D, empty, larger
+        than ``max_pixels``, has NaN/inf pixels, or a channel does not exist.
     """
     path = Path(path)
     if not path.is_file():
@@ -294,6 +444,24 @@ def read_image(
     names: Sequence[str] | None = channel_names
     if suffix in TIFF_SUFFIXES:
         tif, axes, info = _tiff_series(path)
+        series = tif.series[0]
+        yx = dict(zip(axes.upper(), series.shape))
+        plane = yx.get("Y", 1) * yx.get("X", 1)
+        try:
+            _check_size(yx.get("Y", 1), yx.get("X", 1), int(np.prod(series.shape)) // max(plane, 1), series.dtype, max_pixels, path)
+        except InputError:
+            tif.close()
+            raise
+        if lazy_above is not None and plane > lazy_above:
+            shape, dtype = tuple(series.shape), series.dtype
+            tif.close()
+            image = LazyImage(path, axes, shape, dtype, z=z, t=t)
+            names = channel_names if channel_names is not None else info["channel_names"]
+            if names is not None and len(names) != image.shape[0]:
+                if channel_names is not None:
+                    raise InputError(f"{len(names)} channel names given for {image.shape[0]} channel(s)", path=path)
+                names = None
+            return image if channels is None else image.select(_channel_index(image.shape[0], channels, names, path))
         try:
             with warnings.catch_warnings(), _quiet_tifffile():
                 warnings.simplefilter("ignore")
@@ -308,12 +476,12 @@ def read_image(
     elif suffix == ".dib":
         image = _read_dib(path)
     elif suffix == ".npy":
-        image = _read_npy(path)
+        image = _read_npy(path, max_pixels)
     elif suffix in PIL_SUFFIXES:
-        image = _read_pil(path)
+        image = _read_pil(path, max_pixels)
     else:
         # unknown suffix: let Pillow try before giving up
-        image = _read_pil(path)
+        image = _read_pil(path, max_pixels)
     if names is not None and len(names) != image.shape[0]:
         if channel_names is not None:
             raise InputError(f"{len(names)} channel names given for {image.shape[0]} channel(s)", path=path)
@@ -422,6 +590,53 @@ def read_image_metadata(path: PathLike) -> dict[str, Any]:
     return meta
 
 
+def percentile_bounds(image: np.ndarray, low: float = 1.0, high: float = 99.8, *, rows: int = 1024) -> np.ndarray:
+    """The ``low`` and ``high`` percentiles of each channel of a (C, H, W) image, without a float copy of it.
+
+    Integer images are counted into a histogram ``rows`` rows at a time
+    (exact, same values as ``np.percentile``'s linear rule); float images
+    take ``np.percentile`` one channel at a time. Works on any array that
+    slices like NumPy (e.g. a lazily read zarr array).
+
+    Returns
+    -------
+    bounds : (2, C, 1, 1) float32 ndarray
+        ``bounds[0]`` the low, ``bounds[1]`` the high percentiles.
+
+    Raises
+    ------
+    InputError
+        Empty image, or NaN / infinite pixels.
+    """
+    if not 0 <= low < high <= 100:
+        raise ValueError(f"need 0 <= low < high <= 100, got low={low}, high={high}")
+    c, h, w = image.shape
+    if c * h * w == 0:
+        raise InputError(f"image is empty (shape {tuple(image.shape)})")
+    out = np.empty((2, c, 1, 1), np.float32)
+    dtype = np.dtype(image.dtype)
+    for ch in range(c):
+        if dtype.kind in "ui" and dtype.itemsize <= 2:
+            base = int(np.iinfo(dtype).min)
+            counts = np.zeros(1 << (8 * dtype.itemsize), np.int64)
+            for a in range(0, h, rows):
+                block = np.asarray(image[ch, a : a + rows]).astype(np.int64).ravel() - base
+                counts += np.bincount(block, minlength=len(counts))
+            cum = np.cumsum(counts)
+            # np.percentile's linear rule: value at virtual index q (n - 1) between its two order statistics
+            pos = np.array([low, high]) / 100 * (cum[-1] - 1)
+            below = np.floor(pos).astype(np.int64)
+            v0 = np.searchsorted(cum, below, side="right") + base
+            v1 = np.searchsorted(cum, np.minimum(below + 1, cum[-1] - 1), side="right") + base
+            out[:, ch, 0, 0] = v0 + (v1 - v0) * (pos - below)
+        else:
+            x = np.asarray(image[ch], np.float32)
+            if not np.isfinite(x).all():
+                raise InputError("image contains NaN or infinite values")
+            out[:, ch, 0, 0] = np.percentile(x, [low, high])
+    return out
+
+
 def normalize_percentile(
     image: np.ndarray,
     low: float = 1.0,
@@ -429,6 +644,7 @@ def normalize_percentile(
     *,
     axis: int | tuple[int, ...] = (-2, -1),
     eps: float = 1e-6,
+    bounds: np.ndarray | None = None,
 ) -> np.ndarray:
     """Map the ``low`` and ``high`` percentiles of each channel to 0 and 1.
 
@@ -443,6 +659,10 @@ def normalize_percentile(
         so each channel is scaled on its own).
     eps : float
         Smallest range; a constant channel maps to zeros instead of NaN.
+    bounds : (2, ...) ndarray, optional
+        Percentiles already measured (e.g. :func:`percentile_bounds` of the
+        whole image, to normalise one tile of it the same way); ``low``,
+        ``high`` and ``axis`` are then unused.
 
     Returns
     -------
@@ -461,7 +681,10 @@ def normalize_percentile(
     x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         raise InputError("image contains NaN or infinite values")
-    lo, hi = np.percentile(x, [low, high], axis=axis, keepdims=True).astype(np.float32)
+    if bounds is None:
+        lo, hi = np.percentile(x, [low, high], axis=axis, keepdims=True).astype(np.float32)
+    else:
+        lo, hi = np.asarray(bounds, np.float32)
     out = (x - lo) / np.maximum(hi - lo, np.float32(eps))
     return out.astype(np.float32, copy=False)
 

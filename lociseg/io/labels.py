@@ -149,7 +149,7 @@ def write_labels(path: PathLike, labels: np.ndarray, *, compress: bool = True) -
     n_max = int(labels.max()) if labels.size else 0
     if labels.size and labels.min() < 0:
         raise InputError("labels must not be negative", path=path)
-    arr = labels.astype(label_dtype(n_max))
+    arr = labels.astype(label_dtype(n_max), copy=False)  # no second copy of a large label image
     path.parent.mkdir(parents=True, exist_ok=True)
     name = path.name.lower()
     if name.endswith(".npy"):

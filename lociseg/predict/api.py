@@ -29,15 +29,15 @@ import torch
 from .. import __version__
 from ..device import choose_device
 from ..errors import ConfigError, InputError
-from ..io import normalize_percentile, write_labels
+from ..io import normalize_percentile, percentile_bounds, write_labels
 from ..io.files import atomic_write
 from ..models.checkpoint import load_checkpoint
 from ..models.pretrained import resolve_model
-from ..transforms import rescale_image, rescale_instances, scaled_shape
 from ..structures import Instances
-from .paste import OVERLAP_RULES, paste_instances
+from ..transforms import RescaledImage, rescale_image, rescale_instances, scaled_shape
+from .paste import OVERLAP_RULES, StreamingPaste
 from .scale_search import HIGH_SCORE, ScaleEstimate, search_scale
-from .tiling import predict_tiled
+from .tiling import predict_tiled, tile_instances
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class CellTable:
         return path
 
 
-def cell_table(labels: np.ndarray, scores: np.ndarray | None = None, meta: dict | None = None) -> CellTable:
+def cell_table(labels: np.ndarray, scores: np.ndarray | None = None, meta: dict | None = None, *, rows: int = 512) -> CellTable:
     """Measure every label 1..N of ``labels`` (ids assumed sequential; absent ids get area 0).
 
     Parameters
@@ -93,17 +93,27 @@ def cell_table(labels: np.ndarray, scores: np.ndarray | None = None, meta: dict 
     scores : (N,) ndarray, optional
         Score of label ``k + 1`` at index ``k``; NaN when not given.
     meta : dict, optional
+    rows : int, optional
+        Rows measured at once (bounds the temporary memory on large images).
     """
-    from skimage.measure import regionprops_table
 
     labels = np.asarray(labels)
     n = int(labels.max()) if labels.size else 0
-    t = regionprops_table(labels.astype(np.int64, copy=False), properties=("label", "area", "centroid"))
-    rows = t["label"] - 1
-    area = np.zeros(n, np.int64)
-    area[rows] = t["area"]
-    cy, cx = np.full(n, np.nan), np.full(n, np.nan)
-    cy[rows], cx[rows] = t["centroid-0"], t["centroid-1"]
+    area = np.zeros(n + 1, np.int64)
+    sy = np.zeros(n + 1)
+    sx = np.zeros(n + 1)
+    xs = np.arange(labels.shape[1], dtype=np.float64)
+    for a in range(0, labels.shape[0], rows):
+        block = labels[a : a + rows].astype(np.int64)
+        area += np.bincount(block.ravel(), minlength=n + 1)
+        # weighted by each pixel's row and column: the coordinate sums of every label
+        ys = np.arange(a, a + len(block), dtype=np.float64)
+        sy += np.bincount(block.ravel(), np.repeat(ys, block.shape[1]), minlength=n + 1)
+        sx += np.bincount(block.ravel(), np.tile(xs, len(block)), minlength=n + 1)
+    area = area[1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cy = sy[1:] / area
+        cx = sx[1:] / area
     score = np.full(n, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)[:n]
     return CellTable(np.arange(1, n + 1), cy, cx, area, score, dict(meta or {}))
 
@@ -166,13 +176,17 @@ class Segmenter:
         image whose channel count differs from the model's is an error,
         except identical channels (grey stored as RGB) for a 1-channel model.
         """
-        image = np.asarray(image)
+        from ..io import LazyImage
+
+        lazy = isinstance(image, LazyImage)  # (C, H, W) read on demand: select without reading
+        image = image if lazy else np.asarray(image)
         if image.ndim == 2:
             image = image[None]
         elif image.ndim == 3:
             if channel_axis is None:
                 raise InputError(f"image has shape {image.shape}: a 3-D image needs a channel_axis")
-            image = np.moveaxis(image, channel_axis, 0)
+            if not lazy:
+                image = np.moveaxis(image, channel_axis, 0)
         else:
             raise InputError(f"image must be (H, W) or (C, H, W), got shape {image.shape}")
         want = int(self.spec.in_channels)
@@ -195,7 +209,7 @@ class Segmenter:
                     if not -image.shape[0] <= i < image.shape[0]:
                         raise InputError(f"channel index {i} out of range for an image with {image.shape[0]} channel(s)")
                     index.append(i)
-            image = image[index]
+            image = image.select(index) if lazy else image[index]
         if image.shape[0] != want:
             if want == 1 and channels is None and all(np.array_equal(image[0], c) for c in image[1:]):
                 return image[:1]  # grey image stored as RGB
@@ -206,9 +220,17 @@ class Segmenter:
             )
         return image
 
-    def normalize(self, image: np.ndarray) -> np.ndarray:
-        """Per-channel percentile normalisation with the model's percentiles."""
-        return normalize_percentile(image, self.spec.normalize_low, self.spec.normalize_high)
+    def normalize(self, image: np.ndarray, bounds: np.ndarray | None = None) -> np.ndarray:
+        """Per-channel percentile normalisation with the model's percentiles.
+
+        ``bounds`` (:meth:`percentiles` of the whole image) normalises a tile
+        of an image as the whole image would be.
+        """
+        return normalize_percentile(image, self.spec.normalize_low, self.spec.normalize_high, bounds=bounds)
+
+    def percentiles(self, image: np.ndarray) -> np.ndarray:
+        """The model's normalisation percentiles of each channel of a (C, H, W) image, (2, C, 1, 1)."""
+        return percentile_bounds(image, self.spec.normalize_low, self.spec.normalize_high)
 
     @torch.inference_mode()
     def predict_tile(self, tile: np.ndarray, augment: bool = False) -> Instances:
@@ -241,6 +263,47 @@ class Segmenter:
         inst = predict_tiled(functools.partial(self.predict_tile, augment=augment), scaled, tile_size=tile_size, overlap=overlap, align=self.pad_multiple,
                              progress=progress)
         return inst, tuple(scaled.shape[-2:])
+
+    def paste_tiles(
+        self, image: np.ndarray, bounds: np.ndarray, factor: float, *, tile_size: int = 1024, overlap: int | None = None,
+        progress: bool | None = False, augment: bool = False, chunk: int = 64, **rules: Any,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Predict a raw (C, H, W) image tile by tile and paste each tile's cells as it comes.
+
+        Each tile is rescaled (:class:`~lociseg.predict.scale.RescaledImage`)
+        and normalised with ``bounds`` (:meth:`percentiles`) on its own, so
+        besides the image only the label image and one tile's instances are
+        held (normalising after the bilinear rescale gives the same values
+        as before it, to float rounding). ``image`` only needs NumPy-style
+        slicing, so a lazily read image works. A tile's cells are mapped to
+        the input grid and pasted ``chunk`` at a time. ``rules`` go to
+        :class:`~lociseg.predict.paste.StreamingPaste`, ``min_area`` in
+        pixels of ``image``.
+
+        Returns
+        -------
+        labels : (H, W) uint16 or uint32 ndarray
+            Cells 1..N by descending score.
+        scores : (N,) float32 ndarray
+        """
+        shape = tuple(image.shape[-2:])
+        source = image if abs(factor - 1.0) < 1e-6 else RescaledImage(image, factor)
+        model_shape = tuple(source.shape[-2:])
+        fill_holes = bool(rules.pop("fill_holes", True))
+        paster = StreamingPaste(shape, **rules)
+
+        def predict(tile: np.ndarray) -> Instances:
+            return self.predict_tile(self.normalize(tile, bounds), augment=augment)
+
+        for inst in tile_instances(predict, source, tile_size=tile_size, overlap=self.default_overlap() if overlap is None else overlap,
+                                   align=self.pad_multiple, progress=progress):
+            # best first, a chunk at a time: the same as pasting the tile at once (earlier cells of a tile
+            # score higher, so they never yield to later ones), but only a chunk of windows is held at the
+            # input's scale, where they are 1/factor^2 larger
+            order = np.argsort(-np.asarray(inst.scores, np.float64), kind="stable")
+            for a in range(0, len(order), chunk):
+                paster.add(rescale_instances(inst.select(order[a : a + chunk]), model_shape, shape))
+        return paster.finish(fill_holes=fill_holes)
 
     def default_overlap(self) -> int:
         """Tile overlap at model scale: 4 target diameters, at least 128 px, so cells at seams are whole."""
@@ -288,8 +351,10 @@ class Segmenter:
 
         Parameters
         ----------
-        image : (H, W) or (C, H, W) ndarray
-            Raw pixel values of any dtype (normalised here).
+        image : (H, W) or (C, H, W) ndarray, or LazyImage
+            Raw pixel values of any dtype (normalised here). A
+            :class:`~lociseg.io.LazyImage` (``read_image(lazy_above=)``) is
+            read tile by tile, never whole (unless the diameter is estimated).
         diameter : float or "train", optional
             Typical cell diameter in pixels of this image. ``None`` estimates
             it (:meth:`search_scale`) and warns with the value used and how
@@ -340,7 +405,7 @@ class Segmenter:
             raise ConfigError(f"overlaps must be one of {OVERLAP_RULES}, got {overlaps!r}")
         img = self.select_channels(image, channels, channel_names, channel_axis=channel_axis)
         shape = tuple(img.shape[-2:])
-        img = self.normalize(img)
+        bounds = self.percentiles(img)
         if isinstance(diameter, str):
             if diameter != "train":
                 raise ConfigError(f"diameter must be a number of pixels or 'train', got {diameter!r}")
@@ -350,7 +415,7 @@ class Segmenter:
         estimated = diameter is None
         search = None
         if estimated:
-            search = self.search_scale(img)
+            search = self.search_scale(self.normalize(img, bounds))
             diameter = search.diameter
             if not math.isfinite(diameter):
                 # the training images' scale if known: a weak model's masks only fit cells at that scale
@@ -367,12 +432,11 @@ class Segmenter:
         factor = float(self.spec.target_diameter) / float(diameter)
         if min(scaled_shape(shape, factor)) < 1 or factor * max(shape) > 65536:
             raise ConfigError(f"diameter {diameter} rescales a {shape} image by {factor:.3g}: check the value")
-        inst, model_shape = self.predict_instances(img, factor, tile_size=tile_size, overlap=overlap, progress=progress,
-                                                   augment=augment)
-        inst = rescale_instances(inst, model_shape, shape)
+        model_shape = scaled_shape(shape, factor)
         area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
-        labels, kept = paste_instances(inst, shape, threshold=threshold, min_area=max(1, int(round(min_area * area_scale))),
-                                       overlaps=overlaps, fill_holes=fill_holes)
+        labels, scores = self.paste_tiles(img, bounds, factor, tile_size=tile_size, overlap=overlap, progress=progress, augment=augment,
+                                          threshold=threshold, min_area=max(1, int(round(min_area * area_scale))), overlaps=overlaps,
+                                          fill_holes=fill_holes)
         meta = {
             "model": self.name,
             "diameter_used": float(diameter),
@@ -386,15 +450,15 @@ class Segmenter:
             "augment": bool(augment),
             "overlaps": overlaps,
             "fill_holes": bool(fill_holes),
-            "cells": int(len(kept)),
+            "cells": int(len(scores)),
             # per-image confidence: a field the model does not recognise has few confident cells
-            "high_score_fraction": float(np.mean(inst.scores[kept] >= HIGH_SCORE)) if len(kept) else 0.0,
+            "high_score_fraction": float(np.mean(scores >= HIGH_SCORE)) if len(scores) else 0.0,
         }
         if search is not None:
             meta["scale_confidence"] = float(search.confidence)
             meta["scale_unsure"] = bool(search.confidence < UNSURE or not search.found)
             meta["scale_search"] = search.to_meta()
-        return labels, cell_table(labels, inst.scores[kept], meta)
+        return labels, cell_table(labels, scores, meta)
 
 
 def _train_diameter(folder: os.PathLike | None) -> float | None:

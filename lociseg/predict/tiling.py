@@ -6,12 +6,15 @@ partition the image. An instance predicted in a tile is kept only when its
 location lies in that tile's core, so every cell comes out exactly once, and
 since a kept location is at least half the overlap away from the tile's
 inner edges, a cell whose window fits in the overlap is never cut at a seam.
+:func:`tile_instances` yields each tile's kept instances as it goes, so they
+can be pasted at once (:class:`~lociseg.predict.paste.StreamingPaste`)
+instead of being kept to the end (:func:`predict_tiled`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -124,7 +127,7 @@ def concatenate_instances(parts: list[Instances]) -> Instances:
     return Instances.concatenate([pad_windows(p, (H, W)) for p in parts])
 
 
-def predict_tiled(
+def tile_instances(
     predict_fn: Callable[[np.ndarray], Instances],
     image: np.ndarray,
     *,
@@ -132,15 +135,22 @@ def predict_tiled(
     overlap: int = 128,
     align: int = 1,
     progress: bool | None = False,
-) -> Instances:
-    """Predict instances on an image of any size, tile by tile.
+) -> Iterator[Instances]:
+    """Predict an image tile by tile and yield each tile's kept instances as they come.
+
+    Only one tile is read and predicted at a time, and nothing is kept
+    between tiles: paste them as they come
+    (:class:`~lociseg.predict.paste.StreamingPaste`) or collect them
+    (:func:`predict_tiled`).
 
     Parameters
     ----------
     predict_fn : callable
         ``predict_fn(tile) -> Instances`` on a (C, h, w) tile, in tile coordinates.
-    image : (C, H, W) ndarray
-        Already at model scale and normalised.
+    image : (C, H, W) array
+        Already at model scale (normalising may be left to ``predict_fn``);
+        only NumPy-style slicing ``image[..., y0:y1, x0:x1]`` is used, so a
+        lazily read or rescaled image works.
     tile_size : int, optional
         Tile side in pixels. An image that fits in one tile is predicted whole.
     overlap : int, optional
@@ -152,29 +162,47 @@ def predict_tiled(
     progress : bool or None, optional
         Show a tqdm bar over tiles (None: only on a terminal).
 
-    Returns
-    -------
+    Yields
+    ------
     Instances
-        In image coordinates, each cell once. Tiles are predicted one at a
-        time (only one tile's input is in memory besides the image).
+        One tile's instances whose location lies in its core, in image
+        coordinates (tiles without any are skipped); every cell comes once.
     """
     shape = image.shape[-2:]
     if shape[0] <= tile_size and shape[1] <= tile_size:
-        return predict_fn(image)
+        inst = predict_fn(image[..., :, :])
+        if len(inst):
+            yield inst
+        return
     from tqdm.auto import tqdm
 
-    parts: list[Instances] = []
     total = n_tiles(shape, tile_size, overlap, align)
     with tqdm(total=total, desc="tiles", unit="tile", disable=None if progress is None else not progress, leave=False) as bar:
         for t in iter_tiles(shape, tile_size, overlap, align):
             inst = predict_fn(image[..., t.y0 : t.y1, t.x0 : t.x1])
-            if len(inst):
-                # core bounds in tile coordinates
-                cy0, cy1, cx0, cx1 = t.core
-                loc = np.asarray(inst.locations, np.float64)
-                y, x = loc[:, 0] + t.y0, loc[:, 1] + t.x0
-                keep = (y >= cy0) & (y < cy1) & (x >= cx0) & (x < cx1)
-                if keep.any():
-                    parts.append(inst.select(keep).shift(t.y0, t.x0))
             bar.update(1)
-    return concatenate_instances(parts)
+            if not len(inst):
+                continue
+            cy0, cy1, cx0, cx1 = t.core
+            loc = np.asarray(inst.locations, np.float64)
+            y, x = loc[:, 0] + t.y0, loc[:, 1] + t.x0
+            keep = (y >= cy0) & (y < cy1) & (x >= cx0) & (x < cx1)
+            if keep.any():
+                yield inst.select(keep).shift(t.y0, t.x0)
+
+
+def predict_tiled(predict_fn: Callable[[np.ndarray], Instances], image: np.ndarray, **kwargs: Any) -> Instances:
+    """Predict instances on an image of any size, tile by tile, and return them all.
+
+    Arguments as :func:`tile_instances` (``tile_size=1024``, ``overlap=128``,
+    ``align=1``, ``progress=False``).
+
+    Returns
+    -------
+    Instances
+        In image coordinates, each cell once. All tiles' instances are kept
+        (about 125 KB per cell for LACSS at the input scale); for large
+        images paste them as they come instead
+        (:meth:`lociseg.predict.api.Segmenter.paste_tiles`).
+    """
+    return concatenate_instances(list(tile_instances(predict_fn, image, **kwargs)))
