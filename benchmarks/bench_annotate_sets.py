@@ -5,7 +5,10 @@ For each set (BBBC018 train fields, Aitslab U2OS train fields) and each rule:
 * ``fixed23``: every image annotated at the BBBC018 cell diameter (23 px),
   the default before the nucleus scale was measured;
 * ``auto``: the scale measured on each image's nuclear channel
-  (:func:`lociseg.annotate.estimate_cell_scale`);
+  (:func:`lociseg.annotate.estimate_cell_scale`), foreground picked by the
+  older points rule;
+* ``auto+level``: that scale and the foreground candidate nearest the
+  stain's own level (:func:`lociseg.annotate.foreground_level`), the default;
 
 pooled point precision / recall against the hand-drawn nuclei, foreground
 IoU against the union of the hand-drawn cells, and the machine-made cells'
@@ -15,7 +18,7 @@ saves the rows.
 
 Usage::
 
-    python benchmarks/bench_annotate_sets.py [--sets bbbc018@train aitslab@train] [--rules fixed23 auto] [--limit N]
+    python benchmarks/bench_annotate_sets.py [--sets bbbc018@train aitslab@train] [--rules fixed23 auto auto+level] [--limit N]
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def run(spec: str, rule: str, limit: int | None) -> dict:
         s, gt_nuc = ds[i], nuc[i].labels
         t = time.perf_counter()
         d = 23.0 if rule == "fixed23" else estimate_cell_scale(s.image[0])[0]
-        ann = annotate_image(s.image[0], s.image[1], diameter=d)
+        ann = annotate_image(s.image[0], s.image[1], diameter=d, rule="level" if rule.endswith("level") else "points")
         secs.append(time.perf_counter() - t)
         diams.append(d)
         reps.append(annotation_report(ann.points, ann.foreground, gt_nuclei=gt_nuc, gt_cells=s.labels, cells=ann.cells))
@@ -56,7 +59,7 @@ def run(spec: str, rule: str, limit: int | None) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sets", nargs="+", default=["bbbc018@train", "aitslab@train"])
-    ap.add_argument("--rules", nargs="+", default=["fixed23", "auto"])
+    ap.add_argument("--rules", nargs="+", default=["fixed23", "auto", "auto+level"])
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

@@ -166,7 +166,7 @@ def main() -> None:
             row(f"machine-made cells of {args.annotations}", lambda s: cells[s.name])
     for model in args.model:
         seg = load_model(model)
-        row(model, lambda s: seg.segment(s.image, diameter=d)[0])
+        row(model, lambda s, seg=seg: seg.segment(s.image, diameter=d)[0])
     print()
     cols = ["GT matched", "GT poorly outlined (IoU 0.1-0.5)", "GT missed", "FP on background",
             "FP fragment of one cell", "FP merge", "FP other"]

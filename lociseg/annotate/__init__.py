@@ -7,7 +7,7 @@
 """
 
 from .cells import propagate_cells
-from .foreground import THRESHOLDS, choose_foreground, foreground_candidates
+from .foreground import RULES, THRESHOLDS, choose_foreground, foreground_candidates, foreground_level
 from .labels import annotation_report, gt_union, partition_foreground, weak_from_labels
 from .pipeline import Annotation, annotate_image, estimate_cell_scale
 from .points import REF_DIAMETER, detect_points
@@ -27,6 +27,8 @@ __all__ = [
     "detect_points",
     "foreground_candidates",
     "choose_foreground",
+    "foreground_level",
+    "RULES",
     "THRESHOLDS",
     "REF_DIAMETER",
     "annotate_image",

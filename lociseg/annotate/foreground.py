@@ -6,11 +6,17 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
 
 from ..io import normalize_percentile
 from ..transforms import point_spacing
 
-__all__ = ["foreground_candidates", "choose_foreground", "THRESHOLDS"]
+__all__ = ["foreground_candidates", "choose_foreground", "foreground_level", "THRESHOLDS", "RULES"]
+
+#: Ways to pick a candidate: ``"level"`` (the threshold nearest the image's own
+#: foreground level, :func:`foreground_level`) or ``"points"`` (the older rule
+#: scoring agreement with the points, tuned on BBBC018).
+RULES = ("level", "points")
 
 #: Preset thresholds on the smoothed, percentile-normalised (1 -> 0, 99.8 -> 1)
 #: cytoplasm intensity, from generous to tight.
@@ -82,12 +88,36 @@ def foreground_candidates(
     return np.stack([_graph_cut(smooth, float(t), pairwise_weight) for t in thresholds])
 
 
+def foreground_level(cyto_image: np.ndarray, *, smoothing: float = 0.75, normalize: bool = True) -> float:
+    """The cytoplasm stain's own foreground level: Otsu's threshold of the log intensity.
+
+    On the smoothed, percentile-normalised stain (as :func:`foreground_candidates`
+    sees it), clipped below at 1e-3. In log units the dim cytoplasm and thin
+    processes of large flat cells separate from the camera background, where
+    Otsu on the linear intensity cuts at the bright cell cores.
+
+    Returns
+    -------
+    float
+        A threshold on the normalised intensity.
+    """
+    img = np.asarray(cyto_image, np.float32)
+    img = normalize_percentile(img) if normalize else img
+    smooth = ndi.gaussian_filter(img, smoothing) if smoothing > 0 else img
+    logs = np.log(np.clip(smooth, 1e-3, None))
+    if logs.max() <= logs.min():
+        return float(THRESHOLDS[len(THRESHOLDS) // 2])
+    return float(np.exp(threshold_otsu(logs)))
+
+
 def choose_foreground(
     candidates: np.ndarray,
     points: np.ndarray,
     *,
     far_distance: float | None = None,
     min_inside: float = 0.9,
+    thresholds: Sequence[float] | None = None,
+    level: float | None = None,
 ) -> tuple[int, np.ndarray]:
     """Pick the candidate that agrees best with the detected points.
 
@@ -105,6 +135,11 @@ def choose_foreground(
 
     Candidates with ``inside < min_inside`` are only chosen when none reaches
     it. Ties go to the earlier (more generous) candidate.
+
+    With ``level`` (:func:`foreground_level`) and the candidates'
+    ``thresholds``, the candidate whose threshold is nearest ``level`` (in
+    log units) is chosen instead, among those reaching ``min_inside``; the
+    scores are still computed, for the report and the contact sheet.
 
     Parameters
     ----------
@@ -146,5 +181,10 @@ def choose_foreground(
         scores[k] = (inside - far - orphan, inside, far, orphan)
     ok = scores[:, 1] >= min_inside
     pool = np.flatnonzero(ok) if ok.any() else np.arange(len(cands))
+    if level is not None:
+        if thresholds is None or len(thresholds) != len(cands):
+            raise ValueError("choosing by level needs one threshold per candidate")
+        gap = np.abs(np.log(np.asarray(thresholds, np.float64)[pool] / level))
+        return int(pool[np.argmin(gap)]), scores
     best = pool[np.argmax(scores[pool, 0])]
     return int(best), scores

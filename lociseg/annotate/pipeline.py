@@ -8,7 +8,7 @@ import numpy as np
 
 from ..transforms import rescale_image, rescale_labels
 from .cells import propagate_cells
-from .foreground import THRESHOLDS, choose_foreground, foreground_candidates
+from .foreground import RULES, THRESHOLDS, choose_foreground, foreground_candidates, foreground_level
 from .points import REF_DIAMETER, detect_points
 from .scale import REF_NUCLEUS_DIAMETER, nucleus_diameter
 
@@ -73,10 +73,12 @@ def annotate_image(
     thresholds=THRESHOLDS,
     override: int | None = None,
     cells: bool = True,
+    rule: str = "level",
 ) -> Annotation:
     """Points from ``nucleus``, foreground candidates from ``cytoplasm``, and the choice.
 
     ``override`` forces the chosen candidate index (from an edited ``choices.csv``).
+    ``rule`` picks the candidate automatically (:data:`~lociseg.annotate.foreground.RULES`).
     Smoothing of the graph cut scales with ``diameter`` (0.75 px at the reference diameter).
     The chosen foreground is then split among the points into cells
     (:func:`~lociseg.annotate.propagate_cells`) unless ``cells`` is False (then
@@ -88,7 +90,8 @@ def annotate_image(
     if diameter is not None and REF_DIAMETER / diameter < _DOWNSCALE_BELOW:
         factor = REF_DIAMETER / float(diameter)
         small = rescale_image(np.stack([nucleus, cytoplasm]).astype(np.float32), factor)
-        ann = annotate_image(small[0], small[1], diameter=None, thresholds=thresholds, override=override, cells=cells)
+        ann = annotate_image(small[0], small[1], diameter=None, thresholds=thresholds, override=override, cells=cells,
+                             rule=rule)
         shape = np.shape(nucleus)
         ann.points = ((ann.points + 0.5) / factor - 0.5).astype(np.float32)
         ann.candidates = np.stack([rescale_labels(c, shape) for c in ann.candidates])
@@ -100,7 +103,10 @@ def annotate_image(
     # the cells made from the foreground (BENCHMARKS.md, "Machine annotations on BBBC018").
     smoothing = 0.75 if diameter is None else 0.75 * diameter / REF_DIAMETER
     cands = foreground_candidates(cytoplasm, thresholds=thresholds, smoothing=smoothing)
-    auto, scores = choose_foreground(cands, pts)
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    level = foreground_level(cytoplasm, smoothing=smoothing) if rule == "level" else None
+    auto, scores = choose_foreground(cands, pts, thresholds=thresholds, level=level)
     chosen = auto
     if override is not None:
         if not 0 <= override < len(cands):

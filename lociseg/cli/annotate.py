@@ -64,7 +64,8 @@ def main(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for points, foreground, contact sheets, choices.csv, report."),
     nucleus: str = typer.Option("DNA", "--nucleus", "-n", help="Nuclear channel, by name or index."),
     cytoplasm: str = typer.Option("actin", "--cytoplasm", "-c", help="Cytoplasm / cell-body channel, by name or index."),
-    diameter: Optional[float] = typer.Option(None, "--diameter", "-d", help="Typical cell diameter in px, equivalent circle (default: 23, as BBBC018)."),
+    diameter: Optional[float] = typer.Option(None, "--diameter", "-d", help="Annotation scale as a cell diameter in px (default: measured per image from the nuclear stain; 23 is BBBC018's)."),
+    rule: str = typer.Option("level", "--rule", help="Automatic foreground choice: 'level' (the stain's own level) or 'points' (the older BBBC018-tuned rule)."),
     from_labels: bool = typer.Option(False, "--from-labels", help="Derive points/foreground from the data set's labels (benchmarking)."),
     gt: bool = typer.Option(False, "--gt", help="Score the annotations against the data set's labels (report.csv)."),
     sheets: bool = typer.Option(True, "--sheets/--no-sheets", help="Write a contact-sheet PNG per image."),
@@ -86,8 +87,10 @@ def main(
     from tqdm import tqdm
 
     from ..annotate import (
+        RULES,
         annotate_image,
         annotation_report,
+        estimate_cell_scale,
         read_choices,
         weak_from_labels,
         write_annotation,
@@ -97,6 +100,10 @@ def main(
     from ..errors import InputError, LociError
     from ..predict.selftrain import cells_from_model
 
+    if rule not in RULES:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--rule must be one of {', '.join(RULES)}, got {rule!r}")
     if diameter is not None and diameter <= 0:
         from ..errors import ConfigError
 
@@ -114,7 +121,14 @@ def main(
             image, gt_nuc, gt_cells, labels = load()
             if image.shape[0] < 2 and not from_labels:
                 raise InputError(f"need a nuclear and a cytoplasm channel, got {image.shape[0]}")
-            meta = {"nucleus": nucleus, "cytoplasm": cytoplasm, "diameter": diameter}
+            used, estimated = diameter, diameter is None
+            if estimated and not from_labels:
+                used, n_nuclei = estimate_cell_scale(image[0])
+                if not np.isfinite(used):
+                    raise InputError("no nuclei found in the nuclear channel (blank or wrong channel?); "
+                                     "pass --diameter to annotate anyway")
+            meta = {"nucleus": nucleus, "cytoplasm": cytoplasm, "diameter": used, "diameter_estimated": estimated,
+                    "rule": rule}
             if from_labels:
                 points, fg = weak_from_labels(labels)
                 cells = None
@@ -123,7 +137,7 @@ def main(
             else:
                 prev = previous.get(name)
                 override = prev["chosen_index"] if prev and prev["chosen_index"] != prev["auto_index"] else None
-                ann = annotate_image(image[0], image[1], diameter=diameter, override=override,
+                ann = annotate_image(image[0], image[1], diameter=used, override=override, rule=rule,
                                      cells=segmenter is None or keep_missed)
                 kept += override is not None
                 points, fg, cells = ann.points, ann.foreground, ann.cells

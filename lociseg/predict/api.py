@@ -270,7 +270,7 @@ class Segmenter:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict a raw (C, H, W) image tile by tile and paste each tile's cells as it comes.
 
-        Each tile is rescaled (:class:`~lociseg.predict.scale.RescaledImage`)
+        Each tile is rescaled (:class:`~lociseg.transforms.RescaledImage`)
         and normalised with ``bounds`` (:meth:`percentiles`) on its own, so
         besides the image only the label image and one tile's instances are
         held (normalising after the bilinear rescale gives the same values

@@ -112,6 +112,8 @@ def bbbc018_labels(
 
 @dataclass
 class BBBC018Loader:
+    """One BBBC018 field: the chosen channels (DIB files) and its filled cell or nucleus outlines."""
+
     root: Path
     channels: list[int]
     target: str = "cells"
@@ -131,6 +133,7 @@ class BBBC018Loader:
 
 
 def bbbc018_names(root: Path, labelled_only: bool = False) -> list[str]:
+    """Well indices of the fields in the image folder (only those with outlines when ``labelled_only``)."""
     folder = root / "BBBC018_v1_images"
     if not folder.is_dir():
         raise InputError("BBBC018 image folder not found", path=folder)

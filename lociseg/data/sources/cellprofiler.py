@@ -34,6 +34,8 @@ CELLPROFILER = {
 
 @dataclass
 class CellProfilerLoader:
+    """One CellProfiler example field: the chosen channels, one TIFF each, no labels."""
+
     root: Path
     kind: str
     channels: list[int]
@@ -52,6 +54,7 @@ class CellProfilerLoader:
 
 
 def cellprofiler_names(root: Path, kind: str) -> list[str]:
+    """Field names of the ``human`` or ``fly`` example images."""
     folder = root / CELLPROFILER[kind]["folder"]
     if not folder.is_dir():
         raise InputError("CellProfiler example folder not found", path=folder)

@@ -13,6 +13,8 @@ from ..dataset import Sample
 
 @dataclass
 class CocoLoader:
+    """Images of a COCO file with their labels rasterised from its annotations (parsed once, lazily)."""
+
     coco_path: str
     image_dir: str
     channels: list[int | str] | None = None

@@ -47,6 +47,7 @@ class DSBLoader:
 
 
 def dsb_names(folder: Path) -> list[str]:
+    """Image ids (subfolders with ``images/``) of a DSB2018 folder."""
     if not folder.is_dir():
         raise InputError("DSB2018 folder not found", path=folder)
     return sorted(p.name for p in folder.iterdir() if (p / "images").is_dir())

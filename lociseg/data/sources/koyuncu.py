@@ -15,6 +15,8 @@ KOYUNCU_CHANNELS = ("red", "green", "blue")
 
 @dataclass
 class KoyuncuLoader:
+    """One Koyuncu image (JPEG, chosen colour channels) and its integer label matrix."""
+
     root: Path
     channels: list[int]
 
@@ -31,6 +33,7 @@ class KoyuncuLoader:
 
 
 def koyuncu_names(root: Path) -> list[str]:
+    """Image numbers of the data set, in numeric order."""
     folder = root / "dataset" / "images"
     if not folder.is_dir():
         raise InputError("Koyuncu image folder not found", path=folder)

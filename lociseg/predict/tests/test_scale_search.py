@@ -9,7 +9,7 @@ from lociseg.predict.scale_search import (
     pick_windows,
     search_scale,
 )
-from lociseg.predict.semantic import labels_to_instances
+from lociseg.models.semantic import labels_to_instances
 
 TARGET = 32.0
 

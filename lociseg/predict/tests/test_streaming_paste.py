@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from lociseg.predict import Instances, paste_instances
+from lociseg.predict import paste_instances
+from lociseg.structures import Instances
 from lociseg.predict.paste import StreamingPaste, paste_window
 from lociseg.predict.tiling import iter_tiles
 

@@ -5,7 +5,7 @@ import pytest
 
 from lociseg.metrics import match_instances
 from lociseg.predict import api, paste_instances
-from lociseg.predict.scale import rescale_instances
+from lociseg.transforms import rescale_instances
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_streaming_segment_matches_paste_at_the_end(segmenter, data_root, which)
     old = _paste_at_the_end(segmenter, img, diameter, tile, overlap)
     new, table = segmenter.segment(img, diameter=diameter, tile_size=tile, overlap=overlap)
     from lociseg.predict.tiling import n_tiles
-    from lociseg.predict.scale import scaled_shape
+    from lociseg.transforms import scaled_shape
 
     assert n_tiles(scaled_shape(img.shape[-2:], segmenter.spec.target_diameter / diameter), tile, overlap, 32) >= 4
     n_old, n_new = int(old.max()), int(new.max())
