@@ -29,7 +29,7 @@ import torch
 from .. import __version__
 from ..device import choose_device
 from ..errors import ConfigError, InputError
-from ..io import normalize_percentile, percentile_bounds, write_labels
+from ..io import LazyImage, normalize_percentile, percentile_bounds, write_labels
 from ..io.files import atomic_write
 from ..models.checkpoint import load_checkpoint
 from ..models.pretrained import resolve_model
@@ -176,8 +176,6 @@ class Segmenter:
         image whose channel count differs from the model's is an error,
         except identical channels (grey stored as RGB) for a 1-channel model.
         """
-        from ..io import LazyImage
-
         lazy = isinstance(image, LazyImage)  # (C, H, W) read on demand: select without reading
         image = image if lazy else np.asarray(image)
         if image.ndim == 2:
