@@ -97,10 +97,10 @@ def main(
     from ..errors import InputError, LociError
     from ..predict.selftrain import cells_from_model
 
-    if diameter is not None and diameter <= 0:
+    if diameter is not None and not (0 < diameter < float("inf")):
         from ..errors import ConfigError
 
-        raise ConfigError(f"--diameter must be positive, got {diameter}")
+        raise ConfigError(f"--diameter must be a positive, finite number of pixels, got {diameter}")
     sources = list(_sources(inputs, nucleus, cytoplasm, gt, from_labels))
     segmenter, model_channels = _refiner(cells_from, nucleus, cytoplasm, from_labels)
     prepare_out_dir(out)

@@ -141,11 +141,20 @@ def main(
     """
     from tqdm import tqdm
 
-    from ..errors import InputError, LociError
+    from ..errors import ConfigError, InputError, LociError
     from ..io import read_labels
     from ..io.files import image_stem
     from ..metrics import evaluate_image, report_from_results
 
+    if group_by not in ("auto", "folder", "none"):
+        try:
+            re.compile(group_by)
+        except re.error as exc:
+            raise ConfigError(f"--group-by: not a valid regular expression ({exc})") from None
+    if out is not None and (out.is_dir() or out.suffix.lower() != ".json"):
+        raise ConfigError("--out must be a .json file path (the CSV is written beside it)", path=out)
+    if not (pred.exists() or pred.is_symlink()):
+        raise InputError("--pred: no such file or folder", path=pred)
     gt_items, gt_desc = _gt_source(gt, root)
     pred_files = find_label_files(pred)
     if pred.is_file() and len(gt_items) == 1:
