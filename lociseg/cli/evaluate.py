@@ -46,7 +46,9 @@ def find_label_files(path: Path) -> dict[str, Path]:
     if path.is_file():
         return {strip_name(path.name): path}
     if not path.is_dir():
-        raise InputError("no such file or folder", path=path)
+        from ..io.image import path_problem
+
+        raise InputError(path_problem(path).replace("no such file", "no such file or folder"), path=path)
     for sub in _MASK_DIRS:
         if (path / sub).is_dir():
             path = path / sub
@@ -195,6 +197,8 @@ def main(
         results.append(r)
 
     if not results:
+        if len(keys) == 1 and len(failures) == 1:
+            raise InputError(failures[0])  # the one pair's own problem says it all
         for msg in failures:
             typer.echo(f"failed: {msg}", err=True)
         raise InputError(f"no prediction could be scored against {gt_desc} ({len(gt_items)} gt, "

@@ -95,12 +95,14 @@ def main(
     """
     from ..data import DATASETS, dataset_summary, load_dataset
     from ..errors import ConfigError, InputError, LociError
-    from ..io.image import image_suffix_ok
+    from ..io.image import image_suffix_ok, path_problem
 
     if json_out is not None and (json_out.is_dir() or json_out.suffix.lower() != ".json"):
         raise ConfigError("--json must be a file path ending in .json (not a folder)", path=json_out)
     chans = None if channels is None else [c.strip() for c in channels.split(",") if c.strip()]
     path = Path(dataset)
+    if path.is_symlink() and not path.exists():
+        raise InputError(path_problem(path), path=path)
     if path.is_file() and image_suffix_ok(path):
         text, facts = _image_info(path)
         typer.echo(text)

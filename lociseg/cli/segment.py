@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import logging
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -33,8 +34,9 @@ def expand_inputs(items: list[str]) -> list[Path]:
         if not found:
             raise InputError("no image files found", path=item)
         out.extend(found)
-    seen: set[Path] = set()
-    return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]
+    seen: set[str] = set()
+    # realpath, unlike Path.resolve, does not raise on a symbolic link loop (read_image reports it)
+    return [p for p in out if not (os.path.realpath(p) in seen or seen.add(os.path.realpath(p)))]
 
 
 def _parse_channels(text: Optional[str]) -> Optional[list]:

@@ -505,12 +505,8 @@ def load_model(path_or_name: str | os.PathLike | torch.nn.Module, *, device: str
     path = Path(path_or_name)
     if not path.exists():
         path = Path(resolve_model(str(path_or_name)))
-    if path.is_dir():
-        # a run folder: take its best checkpoint when there is one
-        for cand in ("best.pt", "best", "last.pt", "model.pt"):
-            if (path / cand).is_file():
-                path = path / cand
-                break
+    # a checkpoint folder, a run folder (best/, else last/) or a model.safetensors: load_checkpoint
+    # resolves them and reads only model.safetensors + config.yaml (stray files such as a model.pt are ignored)
     model = load_checkpoint(path, dev)
     return Segmenter(model, device=dev, name=str(path_or_name))
 
