@@ -47,7 +47,8 @@ def main(
     from ..train.config import ExperimentConfig
 
     if config is not None and not config.is_file():
-        raise ConfigError("--config must be a YAML file; " + ("this is a folder" if config.is_dir() else "no such file"), path=config)
+        problem = "this is a folder" if config.is_dir() else "no such file"
+        raise ConfigError(f"--config must be a YAML file; {problem}", path=config)
     if out is not None and out.exists() and not out.is_dir():
         raise ConfigError("--out must be a folder (the run folder), not a file", path=out)
     if resume and config is None and out is not None and (out / "config.yaml").is_file():

@@ -46,7 +46,9 @@ class InputSpec(Config):
         """The normalisation percentiles must be in order."""
         if self.normalize_low >= self.normalize_high:
             pre = f"{where}." if where else ""
-            raise ConfigError(f"{pre}normalize_low must be < {pre}normalize_high, got {self.normalize_low} >= {self.normalize_high}")
+            raise ConfigError(
+                f"{pre}normalize_low must be < {pre}normalize_high, got {self.normalize_low} >= {self.normalize_high}"
+            )
 
 
 class ModelConfig(Config):

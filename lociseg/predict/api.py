@@ -405,7 +405,9 @@ class Segmenter:
             raise ConfigError(f"overlaps must be one of {OVERLAP_RULES}, got {overlaps!r}")
         min_tile = (self.default_overlap() if overlap is None else overlap) + self.pad_multiple
         if tile_size < min_tile:
-            raise ConfigError(f"tile_size must be at least {min_tile} px for this model (overlap + {self.pad_multiple}), got {tile_size}")
+            raise ConfigError(
+                f"tile_size must be at least {min_tile} px for this model (overlap + {self.pad_multiple}), got {tile_size}"
+            )
         explicit = diameter is not None and not isinstance(diameter, str)
         img = self.select_channels(image, channels, channel_names, channel_axis=channel_axis)
         shape = tuple(img.shape[-2:])

@@ -42,8 +42,11 @@ def _make_world(t) -> None:
     os.symlink("loop_b.tif", t / "loop_a.tif")
     os.symlink("loop_a.tif", t / "loop_b.tif")
     os.symlink("gone.tif", t / "dangling.tif")
-    coco = {"images": [{"id": 1, "file_name": "img.tif", "height": 64, "width": 64}], "annotations": [],
-            "categories": [{"id": 1, "name": "cell"}]}
+    coco = {
+        "images": [{"id": 1, "file_name": "img.tif", "height": 64, "width": 64}],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "cell"}],
+    }
     variants = {
         "coco_no_file_name.json": {**coco, "images": [{"id": 1, "height": 64, "width": 64}]},
         "coco_images_dict.json": {**coco, "images": {"id": 1}},
@@ -79,7 +82,11 @@ CASES = [
     ("crop-size-100", ["train", "--set", "data.crop_size=100", "--print-config"], "multiple of 32"),
     ("scale-range-empty", ["train", "--set", "data.augment.scale_min=2", "--print-config"], "data.augment.scale_min"),
     ("min-score-above-1", ["train", "--set", "lacss.lpn.min_score=1.5", "--print-config"], "lacss.lpn.min_score"),
-    ("threshold-below-0", ["train", "--set", "unet.interior_threshold=-0.1", "--print-config"], "unet.interior_threshold"),
+    (
+        "threshold-below-0",
+        ["train", "--set", "unet.interior_threshold=-0.1", "--print-config"],
+        "unet.interior_threshold",
+    ),
     ("percentiles-reversed", ["train", "--set", "lacss.input.normalize_low=99.9", "--print-config"], "normalize_low"),
     ("drop-path-1", ["train", "--set", "lacss.backbone.drop_path=1", "--print-config"], "lacss.backbone.drop_path"),
     ("model-type-unknown", ["train", "--set", "model_type=resnet", "--print-config"], "model_type"),
@@ -97,13 +104,25 @@ CASES = [
     ("diameter-nan", ["segment", "{t}/img.tif", "-o", "{t}/out", "-d", "nan"], "--diameter"),
     ("diameter-negative", ["segment", "{t}/img.tif", "-o", "{t}/out", "-d", "-5"], "--diameter"),
     ("diameter-text", ["segment", "{t}/img.tif", "-o", "{t}/out", "-d", "big"], "--diameter"),
-    ("diameter-1e9", ["segment", "{t}/img.tif", "-o", "{t}/out", "-d", "1e9"], "diameter must be at most the image size"),
+    (
+        "diameter-1e9",
+        ["segment", "{t}/img.tif", "-o", "{t}/out", "-d", "1e9"],
+        "diameter must be at most the image size",
+    ),
     ("overlaps-unknown", ["segment", "{t}/img.tif", "-o", "{t}/out", "--overlaps", "max"], "--overlaps"),
-    ("skip-and-overwrite", ["segment", "{t}/img.tif", "-o", "{t}/out", "--skip-existing", "--overwrite"], "--skip-existing"),
+    (
+        "skip-and-overwrite",
+        ["segment", "{t}/img.tif", "-o", "{t}/out", "--skip-existing", "--overwrite"],
+        "--skip-existing",
+    ),
     ("max-pixels-0", ["segment", "{t}/img.tif", "-o", "{t}/out", "--max-image-pixels", "0"], "--max-image-pixels"),
     ("glob-matches-nothing", ["segment", "{t}/nothing*.tif", "-o", "{t}/out"], "no image files found"),
     # evaluate: options and label images
-    ("group-by-bad-regex", ["evaluate", "--gt", "{t}/lab.tif", "--pred", "{t}/lab.tif", "--group-by", "(["], "--group-by"),
+    (
+        "group-by-bad-regex",
+        ["evaluate", "--gt", "{t}/lab.tif", "--pred", "{t}/lab.tif", "--group-by", "(["],
+        "--group-by",
+    ),
     ("evaluate-out-folder", ["evaluate", "--gt", "{t}/lab.tif", "--pred", "{t}/lab.tif", "-o", "{t}/folder"], "--out"),
     ("evaluate-out-not-json", ["evaluate", "--gt", "{t}/lab.tif", "--pred", "{t}/lab.tif", "-o", "{t}/m.txt"], ".json"),
     ("pred-missing", ["evaluate", "--gt", "{t}/lab.tif", "--pred", "{t}/nope.tif"], "--pred"),
@@ -111,7 +130,11 @@ CASES = [
     ("labels-fractional", ["evaluate", "--gt", "{t}/lab.tif", "--pred", "{t}/frac.npy"], "non-integer"),
     ("labels-negative", ["evaluate", "--gt", "{t}/lab.tif", "--pred", "{t}/neg.npy"], "negative"),
     ("labels-4-d", ["evaluate", "--gt", "{t}/lab.tif", "--pred", "{t}/four_d.npy"], "shape"),
-    ("labels-shape-mismatch", ["evaluate", "--gt", "{t}/lab.tif", "--pred", "{t}/lab48.tif"], "differs from ground truth"),
+    (
+        "labels-shape-mismatch",
+        ["evaluate", "--gt", "{t}/lab.tif", "--pred", "{t}/lab48.tif"],
+        "differs from ground truth",
+    ),
     ("gt-link-loop", ["evaluate", "--gt", "{t}/loop_a.tif", "--pred", "{t}/lab.tif"], "link loop"),
     ("gt-dangling-link", ["evaluate", "--gt", "{t}/dangling.tif", "--pred", "{t}/lab.tif"], "broken symbolic link"),
     # info: image files, COCO files, --json
@@ -129,17 +152,27 @@ CASES = [
     ("export-model-onnx-out-folder", ["export-model", "nuclei", "-f", "onnx", "-o", "{t}/folder"], "--out"),
     ("export-model-bioimageio-out-file", ["export-model", "nuclei", "-f", "bioimageio", "-o", "{t}/file.txt"], "--out"),
     ("export-model-format", ["export-model", "nuclei", "-f", "tflite", "-o", "{t}/m.tflite"], "format"),
-    ("export-model-test-image", ["export-model", "nuclei", "-f", "bioimageio", "-o", "{t}/pkg", "--test-image",
-                                 "{t}/nope.tif"], "--test-image"),
+    (
+        "export-model-test-image",
+        ["export-model", "nuclei", "-f", "bioimageio", "-o", "{t}/pkg", "--test-image", "{t}/nope.tif"],
+        "--test-image",
+    ),
     ("demo-out-file", ["demo", "-o", "{t}/file.txt"], "--out must be a folder"),
     ("demo-per-set-0", ["demo", "-o", "{t}/demo", "--per-set", "0"], "--per-set"),
     ("annotate-diameter-nan", ["annotate", "{t}/img.tif", "-o", "{t}/out", "-d", "nan"], "--diameter"),
     ("annotate-diameter-inf", ["annotate", "{t}/img.tif", "-o", "{t}/out", "-d", "inf"], "--diameter"),
     ("annotate-diameter-0", ["annotate", "{t}/img.tif", "-o", "{t}/out", "-d", "0"], "--diameter"),
     ("export-format", ["export", "{t}/lab.tif", "-f", "svg", "-o", "{t}/out"], "unknown format"),
-    ("export-pixel-size", ["export", "{t}/lab.tif", "-f", "csv", "-o", "{t}/out", "--pixel-size", "-1"], "--pixel-size"),
-    ("export-images-not-folder", ["export", "{t}/lab.tif", "-f", "csv", "-o", "{t}/out", "--images", "{t}/img.tif"],
-     "--images"),
+    (
+        "export-pixel-size",
+        ["export", "{t}/lab.tif", "-f", "csv", "-o", "{t}/out", "--pixel-size", "-1"],
+        "--pixel-size",
+    ),
+    (
+        "export-images-not-folder",
+        ["export", "{t}/lab.tif", "-f", "csv", "-o", "{t}/out", "--images", "{t}/img.tif"],
+        "--images",
+    ),
     ("synth-max-overlap", ["synth", "{t}/folder", "-o", "{t}/out", "--max-overlap", "2"], "--max-overlap"),
     ("synth-confluence", ["synth", "{t}/folder", "-o", "{t}/out", "--confluence", "5"], "--confluence"),
 ]
@@ -152,7 +185,8 @@ def _snapshot(root) -> dict[str, tuple]:
         for name in dirnames + filenames:
             p = os.path.join(dirpath, name)
             st = os.lstat(p)
-            snap[os.path.relpath(p, root)] = None if os.path.isdir(p) and not os.path.islink(p) else (st.st_size, st.st_mtime_ns)
+            is_dir = os.path.isdir(p) and not os.path.islink(p)
+            snap[os.path.relpath(p, root)] = None if is_dir else (st.st_size, st.st_mtime_ns)
     return snap
 
 
