@@ -117,6 +117,9 @@ CASES = [
     ),
     ("max-pixels-0", ["segment", "{t}/img.tif", "-o", "{t}/out", "--max-image-pixels", "0"], "--max-image-pixels"),
     ("glob-matches-nothing", ["segment", "{t}/nothing*.tif", "-o", "{t}/out"], "no image files found"),
+    ("segment-out-is-file", ["segment", "{t}/img.tif", "-o", "{t}/file.txt"], "output folder"),
+    ("export-out-is-file", ["export", "{t}/lab.tif", "-f", "csv", "-o", "{t}/file.txt"], "output folder"),
+    ("annotate-out-is-file", ["annotate", "{t}/img.tif", "-o", "{t}/file.txt"], "output folder"),
     # evaluate: options and label images
     (
         "group-by-bad-regex",
