@@ -10,6 +10,7 @@ file alone reproduces its predictions.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -70,6 +71,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -93,7 +96,48 @@ def _from_dict(cls: type, data: dict, where: str) -> Any:
     if unknown:
         raise ConfigError(f"{where or cls.__name__}: unknown option(s) {unknown}; valid: {sorted(names)}")
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
-    return cls(**kwargs)
+    for f in dataclasses.fields(cls):
+        if f.name in kwargs and "limits" in f.metadata:
+            _check_limits(kwargs[f.name], f.metadata["limits"], f"{where}.{f.name}" if where else f.name)
+    obj = cls(**kwargs)
+    if isinstance(obj, Config):
+        obj.validate(where)
+    return obj
+
+
+_LIMIT_TEXT = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def _check_limits(value: Any, limits: dict[str, Any], where: str) -> None:
+    """Raise ConfigError naming ``where`` and the allowed range when ``value`` breaks ``limits``."""
+    if value is None:
+        return
+    ok = all(
+        {"gt": value > lim, "ge": value >= lim, "lt": value < lim, "le": value <= lim}[key]
+        for key, lim in limits.items()
+        if key in _LIMIT_TEXT
+    )
+    step = limits.get("multiple_of")
+    ok = ok and (step is None or value % step == 0)
+    if not ok:
+        rule = " and ".join(f"{_LIMIT_TEXT[k]} {lim}" for k, lim in limits.items() if k in _LIMIT_TEXT)
+        if step is not None:
+            rule += f"{' and ' if rule else ''}a multiple of {step}"
+        raise ConfigError(f"{where} must be {rule}, got {value!r}")
+
+
+def bounded(default: Any, **limits: Any) -> Any:
+    """A dataclass field with a default and a checked range, e.g. ``lr: float = bounded(2e-3, gt=0)``.
+
+    ``limits`` are ``gt``, ``ge``, ``lt``, ``le`` and ``multiple_of``; they are
+    checked whenever a value comes from YAML, a mapping or an override
+    (:meth:`Config.from_dict`), and a violation is a one-line ConfigError
+    naming the dotted option and the allowed range.
+    """
+    unknown = set(limits) - {*_LIMIT_TEXT, "multiple_of"}
+    if unknown:
+        raise TypeError(f"unknown limit(s) {sorted(unknown)}")
+    return dataclasses.field(default=default, metadata={"limits": limits})
 
 
 def to_dict(obj: Any) -> Any:
@@ -117,6 +161,14 @@ class Config:
         """Return the configuration as nested plain dictionaries."""
         return to_dict(self)
 
+    def validate(self, where: str = "") -> None:
+        """Check relations between fields (ranges of single fields are :func:`bounded`); raise ConfigError.
+
+        Called by :meth:`from_dict` after the fields are set; ``where`` is the
+        dotted prefix of this section (``"data.augment"``) for the message.
+        Subclasses override it; the base checks nothing.
+        """
+
     @classmethod
     def from_dict(cls: type[T], data: dict | None) -> T:
         """Build the configuration from nested dictionaries, checking keys and types."""
@@ -131,15 +183,32 @@ class Config:
 
     @classmethod
     def from_yaml(cls: type[T], path_or_text: str | os.PathLike) -> T:
-        """Load from a YAML file path or a YAML string."""
-        p = Path(path_or_text) if not (isinstance(path_or_text, str) and "\n" in path_or_text) else None
-        if p is not None and p.exists():
+        """Load from a YAML file path or a YAML string.
+
+        A path object must name an existing file; a string is a file when one
+        of that name exists, else YAML text (a bare word that is neither is
+        reported as a missing file, not parsed as a scalar).
+        """
+        text = path_or_text if isinstance(path_or_text, str) else None
+        p = None if text is not None and ("\n" in text or not text.strip()) else Path(path_or_text)
+        if p is not None and p.is_dir():
+            raise ConfigError("is a folder, not a YAML file", path=p)
+        if p is not None and p.is_file():
             try:
                 data = yaml.safe_load(p.read_text())
             except yaml.YAMLError as exc:
                 raise ConfigError(f"not valid YAML ({exc.__class__.__name__})", path=p) from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read the file ({exc.__class__.__name__})", path=p) from None
+        elif text is None:
+            raise ConfigError("no such file", path=p)
         else:
-            data = yaml.safe_load(str(path_or_text))
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"not valid YAML ({exc.__class__.__name__})") from None
+            if isinstance(data, str):
+                raise ConfigError("no such file", path=text)
         if data is not None and not isinstance(data, dict):
             raise ConfigError("the configuration must be a YAML mapping", path=p)
         return cls.from_dict(data)

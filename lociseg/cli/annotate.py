@@ -104,10 +104,10 @@ def main(
         from ..errors import ConfigError
 
         raise ConfigError(f"--rule must be one of {', '.join(RULES)}, got {rule!r}")
-    if diameter is not None and diameter <= 0:
+    if diameter is not None and not (0 < diameter < float("inf")):
         from ..errors import ConfigError
 
-        raise ConfigError(f"--diameter must be positive, got {diameter}")
+        raise ConfigError(f"--diameter must be a positive, finite number of pixels, got {diameter}")
     sources = list(_sources(inputs, nucleus, cytoplasm, gt, from_labels))
     segmenter, model_channels = _refiner(cells_from, nucleus, cytoplasm, from_labels)
     prepare_out_dir(out)

@@ -30,6 +30,8 @@ def main(
 
     if per_set < 1:
         raise ConfigError(f"--per-set must be at least 1, got {per_set}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out must be a folder (the report folder), not a file", path=out)
     segmenters = {}
     if model is not None:
         seg = load_model(model, device=device)

@@ -46,7 +46,9 @@ def find_label_files(path: Path) -> dict[str, Path]:
     if path.is_file():
         return {strip_name(path.name): path}
     if not path.is_dir():
-        raise InputError("no such file or folder", path=path)
+        from ..io.image import path_problem
+
+        raise InputError(path_problem(path).replace("no such file", "no such file or folder"), path=path)
     for sub in _MASK_DIRS:
         if (path / sub).is_dir():
             path = path / sub
@@ -141,11 +143,20 @@ def main(
     """
     from tqdm import tqdm
 
-    from ..errors import InputError, LociError
+    from ..errors import ConfigError, InputError, LociError
     from ..io import read_labels
     from ..io.files import image_stem
     from ..metrics import evaluate_image, report_from_results
 
+    if group_by not in ("auto", "folder", "none"):
+        try:
+            re.compile(group_by)
+        except re.error as exc:
+            raise ConfigError(f"--group-by: not a valid regular expression ({exc})") from None
+    if out is not None and (out.is_dir() or out.suffix.lower() != ".json"):
+        raise ConfigError("--out must be a .json file path (the CSV is written beside it)", path=out)
+    if not (pred.exists() or pred.is_symlink()):
+        raise InputError("--pred: no such file or folder", path=pred)
     gt_items, gt_desc = _gt_source(gt, root)
     pred_files = find_label_files(pred)
     if pred.is_file() and len(gt_items) == 1:
@@ -186,6 +197,8 @@ def main(
         results.append(r)
 
     if not results:
+        if len(keys) == 1 and len(failures) == 1:
+            raise InputError(failures[0])  # the one pair's own problem says it all
         for msg in failures:
             typer.echo(f"failed: {msg}", err=True)
         raise InputError(f"no prediction could be scored against {gt_desc} ({len(gt_items)} gt, "

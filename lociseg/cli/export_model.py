@@ -33,6 +33,12 @@ def main(
     fmt = fmt.lower()
     if fmt not in MODEL_FORMATS:
         raise ConfigError(f"unknown model format {fmt!r}; choose from {', '.join(MODEL_FORMATS)}")
+    if fmt == "bioimageio" and out.exists() and not out.is_dir():
+        raise ConfigError("--out must be a folder for --format bioimageio, not a file", path=out)
+    if fmt != "bioimageio" and out.is_dir():
+        raise ConfigError(f"--out must be a file path for --format {fmt}, not a folder", path=out)
+    if test_image is not None and not test_image.is_file():
+        raise ConfigError("--test-image: no such file", path=test_image)
     net = load_model(model, device="cpu").model
     if fmt == "bioimageio":
         img = None

@@ -40,11 +40,13 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def _image_info(path: Path) -> str:
+def _image_info(path: Path) -> tuple[str, dict[str, Any]]:
+    """A readable table of one image file and the same facts as a JSON-ready dict."""
     from ..io import read_image, read_image_metadata
 
     meta = read_image_metadata(path)
     image = read_image(path)
+    ranges = [(c.min().item(), c.max().item()) for c in image]
     rows = [
         ("file", str(path)),
         ("format", meta.get("format", "?")),
@@ -53,10 +55,27 @@ def _image_info(path: Path) -> str:
         ("channel names", ", ".join(meta["channel_names"]) if meta.get("channel_names") else "-"),
         ("pixel size (y, x)", "-" if not meta.get("pixel_size") else
          f"{meta['pixel_size'][0]:.4g} x {meta['pixel_size'][1]:.4g} µm"),
-        ("range per channel", ", ".join(f"{c.min()}..{c.max()}" for c in image)),
+        ("range per channel", ", ".join(f"{lo}..{hi}" for lo, hi in ranges)),
     ]
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    facts = {
+        "file": str(path),
+        "format": meta.get("format"),
+        "stored_shape": list(meta["shape"]),
+        "axes": meta["axes"],
+        "shape": list(image.shape),
+        "dtype": str(image.dtype),
+        "channel_names": list(meta["channel_names"]) if meta.get("channel_names") else None,
+        "pixel_size": list(meta["pixel_size"]) if meta.get("pixel_size") else None,
+        "range_per_channel": [list(r) for r in ranges],
+    }
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows), facts
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    typer.echo(f"summary written to {path}")
 
 
 def main(
@@ -75,13 +94,20 @@ def main(
     lociseg info all ; lociseg info image.ome.tif
     """
     from ..data import DATASETS, dataset_summary, load_dataset
-    from ..errors import InputError, LociError
-    from ..io.image import image_suffix_ok
+    from ..errors import ConfigError, InputError, LociError
+    from ..io.image import image_suffix_ok, path_problem
 
+    if json_out is not None and (json_out.is_dir() or json_out.suffix.lower() != ".json"):
+        raise ConfigError("--json must be a file path ending in .json (not a folder)", path=json_out)
     chans = None if channels is None else [c.strip() for c in channels.split(",") if c.strip()]
     path = Path(dataset)
+    if path.is_symlink() and not path.exists():
+        raise InputError(path_problem(path), path=path)
     if path.is_file() and image_suffix_ok(path):
-        typer.echo(_image_info(path))
+        text, facts = _image_info(path)
+        typer.echo(text)
+        if json_out is not None:
+            _write_json(json_out, facts)
         return
     specs = sorted(DATASETS) + ["bbbc018:nuclei", "aitslab:nuclei"] if dataset == "all" else [dataset]
     summaries: dict[str, Any] = {}
@@ -103,9 +129,7 @@ def main(
             errors[f"{spec} {name}" if len(specs) > 1 else name] = err
     if json_out is not None:
         payload = summaries[specs[0]] if len(specs) == 1 and specs[0] in summaries else summaries
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(payload, indent=1) + "\n")
-        typer.echo(f"summary written to {json_out}")
+        _write_json(json_out, payload)
     if errors:
         typer.echo(f"{len(errors)} failure(s):", err=True)
         for where, err in errors.items():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -32,8 +34,9 @@ def expand_inputs(items: list[str]) -> list[Path]:
         if not found:
             raise InputError("no image files found", path=item)
         out.extend(found)
-    seen: set[Path] = set()
-    return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]
+    seen: set[str] = set()
+    # realpath, unlike Path.resolve, does not raise on a symbolic link loop (read_image reports it)
+    return [p for p in out if not (os.path.realpath(p) in seen or seen.add(os.path.realpath(p)))]
 
 
 def _parse_channels(text: Optional[str]) -> Optional[list]:
@@ -53,8 +56,8 @@ def _parse_diameter(text: str | None) -> float | str | None:
         value = float(text)
     except ValueError:
         raise ConfigError(f"--diameter must be a number of pixels or 'train', got {text!r}") from None
-    if not value > 0:
-        raise ConfigError(f"--diameter must be positive, got {text}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"--diameter must be a positive number of pixels (at most the image size), got {text}")
     return value
 
 
@@ -93,6 +96,10 @@ def main(
     if skip_existing and overwrite:
         raise ConfigError("--skip-existing and --overwrite exclude each other")
     diameter_px = _parse_diameter(diameter)
+    if tile_size < 256 or tile_size % 32:
+        raise ConfigError(f"--tile-size must be a multiple of 32, at least 256, got {tile_size}")
+    if max_image_pixels < 1:
+        raise ConfigError(f"--max-image-pixels must be at least 1, got {max_image_pixels}")
     if overlaps not in OVERLAP_RULES:
         raise ConfigError(f"--overlaps must be one of {', '.join(OVERLAP_RULES)}, got {overlaps!r}")
     jobs = _jobs(images, max_image_pixels)
@@ -140,6 +147,8 @@ def main(
                      m["cells"], 100 * m["high_score_fraction"])
             write_outputs(out, name, labels, table, {"input": path})
             done += 1
+        except ConfigError:
+            raise  # a bad option fails every image alike: stop at the first
         except LociError as exc:
             failures[path] = exc.message if exc.path else str(exc)
     typer.echo(f"{done} image(s) segmented, {skipped} skipped, {len(failures)} failed; outputs in {out}")

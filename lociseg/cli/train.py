@@ -18,7 +18,11 @@ def _parse_sets(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or exc.__class__.__name__
+            raise ConfigError(f"--set {key.strip()}: {value!r} is not a valid YAML value ({problem})") from None
     return out
 
 
@@ -42,6 +46,11 @@ def main(
     """
     from ..train.config import ExperimentConfig
 
+    if config is not None and not config.is_file():
+        problem = "this is a folder" if config.is_dir() else "no such file"
+        raise ConfigError(f"--config must be a YAML file; {problem}", path=config)
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError("--out must be a folder (the run folder), not a file", path=out)
     if resume and config is None and out is not None and (out / "config.yaml").is_file():
         config = out / "config.yaml"
     cfg = ExperimentConfig.from_yaml(config) if config is not None else ExperimentConfig()

@@ -258,6 +258,19 @@ def read_coco(path: PathLike) -> dict[str, Any]:
         raise InputError(f"not valid JSON ({exc})", path=path) from None
     if not isinstance(coco, dict) or "images" not in coco or "annotations" not in coco:
         raise InputError("not a COCO file (needs 'images' and 'annotations')", path=path)
+    if not isinstance(coco["images"], list) or not isinstance(coco["annotations"], list):
+        raise InputError("not a COCO file ('images' and 'annotations' must be lists)", path=path)
+    for i, im in enumerate(coco["images"]):
+        missing = [k for k in ("id", "file_name", "height", "width") if not isinstance(im, dict) or k not in im]
+        if missing:
+            raise InputError(f"COCO images[{i}] lacks {', '.join(repr(k) for k in missing)} "
+                             "(each image entry needs id, file_name, height and width)", path=path)
+        if not all(isinstance(im[k], int) and not isinstance(im[k], bool) and im[k] > 0 for k in ("height", "width")):
+            raise InputError(f"COCO images[{i}]: height and width must be positive integers, "
+                             f"got {im['height']!r} x {im['width']!r}", path=path)
+    for i, ann in enumerate(coco["annotations"]):
+        if not isinstance(ann, dict) or "image_id" not in ann:
+            raise InputError(f"COCO annotations[{i}] lacks 'image_id'", path=path)
     return coco
 
 

@@ -51,6 +51,14 @@ def _check_size(height: int, width: int, planes: int, dtype: Any, max_pixels: in
     )
 
 
+def path_problem(path: PathLike) -> str:
+    """Why ``path`` cannot be read as a file, in a few words (for an :class:`InputError`)."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return "broken symbolic link or link loop"
+    return "no such file" if not path.exists() else "not a file"
+
+
 def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
@@ -185,12 +193,18 @@ def _canonical_axes(
         axes = axes.replace(ax, "")
     # S (RGB samples) and C are channels; any other leftover axis (Q, I, ...)
     # from plain multi-page TIFFs is taken to be channels too.
-    chan = [a for a in axes if a not in "YX"]
-    order = chan + ["Y", "X"]
-    data = np.transpose(data, [axes.index(a) for a in order])
+    chan = [i for i, a in enumerate(axes) if a not in "YX"]
+    if sum(axes[i] not in "CS" for i in chan) > 1:
+        raise InputError(
+            f"TIFF series of shape {data.shape} has axes {axes!r}: several planes of unknown meaning; "
+            "save it with ImageJ or OME axes (e.g. TZCYX) or as one (C, Y, X) image",
+            path=path,
+        )
+    order = chan + [axes.index("Y"), axes.index("X")]
+    data = np.transpose(data, order)
     h, w = data.shape[-2:]
     data = data.reshape(-1, h, w)
-    return data, "".join(order)
+    return data, "".join(axes[i] for i in order)
 
 
 class LazyImage:
@@ -439,7 +453,7 @@ def read_image(
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError("no such file" if not path.exists() else "not a file", path=path)
+        raise InputError(path_problem(path), path=path)
     suffix = _suffix(path)
     names: Sequence[str] | None = channel_names
     if suffix in TIFF_SUFFIXES:
@@ -548,7 +562,7 @@ def read_image_metadata(path: PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError("no such file", path=path)
+        raise InputError(path_problem(path), path=path)
     suffix = _suffix(path)
     meta: dict[str, Any] = {"path": str(path), "channel_names": None, "pixel_size": None}
     if suffix in TIFF_SUFFIXES:

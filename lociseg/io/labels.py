@@ -71,8 +71,9 @@ def read_labels(path: PathLike) -> np.ndarray:
     Parameters
     ----------
     path : str or path-like
-        TIFF / PNG / ``.npy`` label image, a colour-coded RGB label PNG (each
-        colour one object), or a whitespace-separated integer text matrix
+        TIFF / PNG / ``.npy`` label image of one 2-D integer plane, a
+        colour-coded 8-bit RGB label image (each colour one object, black
+        the background; a PNG's alpha is ignored), or a whitespace-separated integer text matrix
         (``.txt``, ``.csv`` or gzip-compressed ``.gz``).
 
     Returns
@@ -83,7 +84,8 @@ def read_labels(path: PathLike) -> np.ndarray:
     Raises
     ------
     InputError
-        Unreadable file, not 2-D, negative or non-integer values.
+        Unreadable file, more than one plane (other than 8-bit RGB),
+        negative or non-integer values.
     """
     path = Path(path)
     name = path.name.lower()
@@ -96,20 +98,26 @@ def read_labels(path: PathLike) -> np.ndarray:
             raise InputError(f"not an integer label matrix ({exc})", path=path) from None
     else:
         img = read_image(path)
-        if img.shape[0] == 3 and np.issubdtype(img.dtype, np.integer):
+        if img.shape[0] == 3 and img.dtype == np.uint8:
             if np.array_equal(img[0], img[1]) and np.array_equal(img[0], img[2]):
                 arr = img[0]
             else:
                 arr = _labels_from_colours(img)
         elif img.shape[0] != 1:
-            raise InputError(f"label image has {img.shape[0]} channels; expected one", path=path)
+            raise InputError(
+                f"label image has {img.shape[0]} planes of {img.dtype}; expected one 2-D integer image "
+                "(colour-coded labels only as 8-bit RGB)",
+                path=path,
+            )
         else:
             arr = img[0]
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
-            raise InputError("label image has non-integer values", path=path)
+            raise InputError("label image has non-integer values (labels are whole numbers)", path=path)
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"label image has {arr.dtype} values; expected integers", path=path)
     if arr.size and arr.min() < 0:
         raise InputError("label image has negative values", path=path)
     if arr.size and arr.max() > np.iinfo(np.int32).max:

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from ..config import Config
+from ..config import Config, bounded
 from ..ops.windows import gather_windows, paste_soft, window_coords
 from ..transforms import point_spacing
 from .aux import aux_losses
@@ -519,17 +519,17 @@ class WeakLossConfig(Config):
         (:func:`cells_territory_map`; needs annotations with cells).
     """
 
-    weight: float = 1.0
-    warmup_start: int = 0
-    warmup_steps: int = 500
-    size_weight: float = 0.1
-    size_factor: float = 2.0
-    background_distance: float | None = None
+    weight: float = bounded(1.0, ge=0)
+    warmup_start: int = bounded(0, ge=0)
+    warmup_steps: int = bounded(500, ge=0)
+    size_weight: float = bounded(0.1, ge=0)
+    size_factor: float = bounded(2.0, gt=0)
+    background_distance: float | None = bounded(None, ge=0)
     collaborator: bool = False
-    aux_weight: float = 0.0
-    aux_consistency_weight: float = 0.0
-    territory_weight: float = 0.0
-    territory_margin: float = 0.15
+    aux_weight: float = bounded(0.0, ge=0)
+    aux_consistency_weight: float = bounded(0.0, ge=0)
+    territory_weight: float = bounded(0.0, ge=0)
+    territory_margin: float = bounded(0.15, ge=0)
     territory_source: Literal["points", "cells"] = "points"
 
 

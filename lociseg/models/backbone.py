@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import Config
+from ..config import Config, bounded
 from ..errors import ConfigError
 
 #: Named presets: (widths per stage, blocks per stage). ``small`` is ConvNeXt-T.
@@ -40,7 +40,7 @@ class BackboneConfig(Config):
     preset: str = "tiny"
     widths: list[int] = field(default_factory=list)
     depths: list[int] = field(default_factory=list)
-    drop_path: float = 0.0
+    drop_path: float = bounded(0.0, ge=0, lt=1)
 
     def resolved(self) -> tuple[list[int], list[int]]:
         """The (widths, depths) in effect."""

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import Config
+from ..config import Config, bounded
+from ..errors import ConfigError
 from ..structures import Instances
 
 
@@ -36,10 +37,18 @@ class InputSpec(Config):
     """
 
     channels: list[str] = field(default_factory=list)
-    in_channels: int = 2
-    normalize_low: float = 1.0
-    normalize_high: float = 99.8
-    target_diameter: float = 32.0
+    in_channels: int = bounded(2, ge=1)
+    normalize_low: float = bounded(1.0, ge=0, le=100)
+    normalize_high: float = bounded(99.8, ge=0, le=100)
+    target_diameter: float = bounded(32.0, gt=0)
+
+    def validate(self, where: str = "") -> None:
+        """The normalisation percentiles must be in order."""
+        if self.normalize_low >= self.normalize_high:
+            pre = f"{where}." if where else ""
+            raise ConfigError(
+                f"{pre}normalize_low must be < {pre}normalize_high, got {self.normalize_low} >= {self.normalize_high}"
+            )
 
 
 class ModelConfig(Config):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..config import Config
+from ..config import Config, bounded
 from ..losses.diagnostics import weak_diagnostics
 from ..losses.lpn import lpn_loss
 from ..losses.mask import mask_bce_dice
@@ -55,12 +55,12 @@ class LPNConfig(Config):
         Locations closer than this to a higher-scoring one are suppressed.
     """
 
-    width: int = 64
-    depth: int = 2
-    radius: float = 6.0
-    min_score: float = 0.4
-    max_count: int = 4000
-    min_distance: float = 8.0
+    width: int = bounded(64, ge=1)
+    depth: int = bounded(2, ge=0)
+    radius: float = bounded(6.0, gt=0)
+    min_score: float = bounded(0.4, ge=0, le=1)
+    max_count: int = bounded(4000, ge=1)
+    min_distance: float = bounded(8.0, ge=0)
 
 
 @dataclass
@@ -69,9 +69,9 @@ class SegHeadConfig(Config):
     the kernel of the per-instance convolution (1, as in LACSS, costs a ninth of 3 per cell;
     spatial context comes from the dense 3x3 stack run once per image)."""
 
-    width: int = 32
-    window: int = 24
-    instance_kernel: int = 1
+    width: int = bounded(32, ge=1)
+    window: int = bounded(24, ge=1)
+    instance_kernel: int = bounded(1, ge=1)
 
 
 @dataclass
@@ -81,10 +81,10 @@ class LossWeights(Config):
     ``mask_dice`` 0 also skips computing the Dice term.
     """
 
-    lpn_score: float = 1.0
-    lpn_offset: float = 1.0
-    mask_bce: float = 1.0
-    mask_dice: float = 0.5
+    lpn_score: float = bounded(1.0, ge=0)
+    lpn_offset: float = bounded(1.0, ge=0)
+    mask_bce: float = bounded(1.0, ge=0)
+    mask_dice: float = bounded(0.5, ge=0)
 
 
 @dataclass
@@ -123,15 +123,15 @@ class LacssConfig(ModelConfig):
 
     input: InputSpec = field(default_factory=lambda: InputSpec(channels=["actin", "DNA"], in_channels=2))
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    fpn_channels: int = 64
+    fpn_channels: int = bounded(64, ge=1)
     lpn: LPNConfig = field(default_factory=LPNConfig)
     seghead: SegHeadConfig = field(default_factory=SegHeadConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     mode: Literal["supervised", "weak", "weak+aux", "points"] = "supervised"
     weak: WeakLossConfig = field(default_factory=WeakLossConfig)
-    match_start: int = 500
-    match_distance: float = 8.0
-    max_instances: int = 256
+    match_start: int = bounded(500, ge=0)
+    match_distance: float = bounded(8.0, ge=0)
+    max_instances: int = bounded(256, ge=1)
 
     @property
     def weakly_supervised(self) -> bool:

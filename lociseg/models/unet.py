@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import bounded
 from ..errors import ConfigError
 from ..losses.semantic import (
     INTERIOR,
@@ -66,16 +67,16 @@ class UNetConfig(ModelConfig):
     """
 
     input: InputSpec = field(default_factory=InputSpec)
-    base_channels: int = 32
-    depth: int = 4
+    base_channels: int = bounded(32, ge=1)
+    depth: int = bounded(4, ge=1)
     preset: Literal["standard", "expanded"] = "standard"
     batch_norm: bool = True
-    boundary_width: int = 2
+    boundary_width: int = bounded(2, ge=0)
     class_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 10.0])
-    interior_threshold: float = 0.5
-    foreground_threshold: float = 0.5
-    min_size: int = 16
-    weak_point_radius: float = 3.0
+    interior_threshold: float = bounded(0.5, ge=0, le=1)
+    foreground_threshold: float = bounded(0.5, ge=0, le=1)
+    min_size: int = bounded(16, ge=0)
+    weak_point_radius: float = bounded(3.0, ge=0)
 
     def __post_init__(self) -> None:
         if len(self.class_weights) != NUM_CLASSES:

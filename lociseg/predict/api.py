@@ -401,6 +401,12 @@ class Segmenter:
         """
         if overlaps not in OVERLAP_RULES:  # before any inference
             raise ConfigError(f"overlaps must be one of {OVERLAP_RULES}, got {overlaps!r}")
+        min_tile = (self.default_overlap() if overlap is None else overlap) + self.pad_multiple
+        if tile_size < min_tile:
+            raise ConfigError(
+                f"tile_size must be at least {min_tile} px for this model (overlap + {self.pad_multiple}), got {tile_size}"
+            )
+        explicit = diameter is not None and not isinstance(diameter, str)
         img = self.select_channels(image, channels, channel_names, channel_axis=channel_axis)
         shape = tuple(img.shape[-2:])
         bounds = self.percentiles(img)
@@ -427,9 +433,11 @@ class Segmenter:
                               "pass diameter= to set it)", stacklevel=2)
         elif not (diameter > 0 and math.isfinite(diameter)):
             raise ConfigError(f"diameter must be a positive number of pixels, got {diameter}")
+        if explicit and diameter > max(shape):
+            raise ConfigError(f"diameter must be at most the image size ({shape[0]} x {shape[1]} px), got {diameter:g}")
         factor = float(self.spec.target_diameter) / float(diameter)
-        if min(scaled_shape(shape, factor)) < 1 or factor * max(shape) > 65536:
-            raise ConfigError(f"diameter {diameter} rescales a {shape} image by {factor:.3g}: check the value")
+        if factor * max(shape) > 65536:
+            raise ConfigError(f"diameter {diameter:g} rescales a {shape} image by {factor:.3g}: check the value")
         model_shape = scaled_shape(shape, factor)
         area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
         labels, scores = self.paste_tiles(img, bounds, factor, tile_size=tile_size, overlap=overlap, progress=progress, augment=augment,
@@ -497,12 +505,8 @@ def load_model(path_or_name: str | os.PathLike | torch.nn.Module, *, device: str
     path = Path(path_or_name)
     if not path.exists():
         path = Path(resolve_model(str(path_or_name)))
-    if path.is_dir():
-        # a run folder: take its best checkpoint when there is one
-        for cand in ("best.pt", "best", "last.pt", "model.pt"):
-            if (path / cand).is_file():
-                path = path / cand
-                break
+    # a checkpoint folder, a run folder (best/, else last/) or a model.safetensors: load_checkpoint
+    # resolves them and reads only model.safetensors + config.yaml (stray files such as a model.pt are ignored)
     model = load_checkpoint(path, dev)
     return Segmenter(model, device=dev, name=str(path_or_name))
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import Config, to_dict
+from ..config import Config, bounded, to_dict
+from ..errors import ConfigError
 from ..models.checkpoint import upgrade_config
 from ..models.lacss import LacssConfig
 from ..models.unet import UNetConfig
@@ -27,11 +28,17 @@ class AugmentConfig(Config):
     """
 
     flips: bool = True
-    scale_min: float = 0.8
-    scale_max: float = 1.25
-    gain: float = 0.2
-    gamma: float = 0.2
-    noise: float = 0.02
+    scale_min: float = bounded(0.8, gt=0)
+    scale_max: float = bounded(1.25, gt=0)
+    gain: float = bounded(0.2, ge=0, le=1)
+    gamma: float = bounded(0.2, ge=0)
+    noise: float = bounded(0.02, ge=0)
+
+    def validate(self, where: str = "") -> None:
+        """The scale range must not be empty."""
+        if self.scale_min > self.scale_max:
+            pre = f"{where}." if where else ""
+            raise ConfigError(f"{pre}scale_min must be <= {pre}scale_max, got {self.scale_min} > {self.scale_max}")
 
 
 @dataclass
@@ -69,9 +76,9 @@ class DataConfig(Config):
     channels: list[str] = field(default_factory=lambda: ["actin", "DNA"])
     annotations: list[str] = field(default_factory=list)
     label_source: Literal["gt", "machine"] = "gt"
-    diameter: float = 0.0
+    diameter: float = bounded(0.0, ge=0)
     diameter_per_image: bool = True
-    crop_size: int = 256
+    crop_size: int = bounded(256, ge=32, multiple_of=32)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -112,22 +119,22 @@ class OptimConfig(Config):
         crops; the batches are the same either way.
     """
 
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 200
-    steps: int = 3000
-    batch_size: int = 4
-    grad_clip: float = 1.0
+    lr: float = bounded(2e-3, gt=0)
+    weight_decay: float = bounded(0.05, ge=0)
+    warmup_steps: int = bounded(200, ge=0)
+    steps: int = bounded(3000, ge=1)
+    batch_size: int = bounded(4, ge=1)
+    grad_clip: float = bounded(1.0, ge=0)
     amp: bool = True
-    seed: int = 0
-    val_every: int = 250
-    log_every: int = 10
+    seed: int = bounded(0, ge=0)
+    val_every: int = bounded(250, ge=1)
+    log_every: int = bounded(10, ge=1)
     select_best: bool = True
-    budget_minutes: float = 0.0
-    checkpoint_every: int = 200
-    checkpoint_minutes: float = 10.0
-    threads: int = 0
-    workers: int = 0
+    budget_minutes: float = bounded(0.0, ge=0)
+    checkpoint_every: int = bounded(200, ge=0)
+    checkpoint_minutes: float = bounded(10.0, ge=0)
+    threads: int = bounded(0, ge=0)
+    workers: int = bounded(0, ge=0)
 
 
 #: Options of older config layouts that nothing reads any more (dropped on load).

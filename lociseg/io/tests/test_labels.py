@@ -81,7 +81,7 @@ def test_read_labels_rejects_float_and_multichannel(tmp_path):
     with pytest.raises(InputError, match="non-integer"):
         read_labels(tmp_path / "f.npy")
     np.save(tmp_path / "c.npy", np.zeros((2, 8, 8), np.uint8))
-    with pytest.raises(InputError, match="channels"):
+    with pytest.raises(InputError, match="2 planes"):
         read_labels(tmp_path / "c.npy")
 
 
