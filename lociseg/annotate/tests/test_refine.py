@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from lociseg.annotate import annotate_image, merge_cells
+from lociseg.annotate import annotate_image, estimate_cell_scale, merge_cells
 from lociseg.predict.selftrain import cells_from_model
 
 
@@ -76,7 +76,7 @@ def test_cli_annotate_cells_from_a_model(data_root, field_crop, tmp_path, capsys
     cells = tifffile.imread(out / "crop.cells.tif")
     meta = json.loads((out / "crop.meta.json").read_text())
     assert meta["cells_from"] == "cells" and meta["keep_missed"] is True and meta["cells_diameter"] > 0
-    direct, _ = cells_from_model(image, "cells", channels=[1, 0], fill=annotate_image(image[0], image[1]).cells)
+    direct, _ = cells_from_model(image, "cells", channels=[1, 0], fill=annotate_image(image[0], image[1], diameter=estimate_cell_scale(image[0])[0]).cells)
     assert (cells == direct).all()
     assert run(["annotate", str(src), "-o", str(out), "--cells-from", "no_such_model"]) == 2
     assert run(["annotate", str(src), "-o", str(out), "--cells-from", "nuclei"]) == 2  # a one-channel model
