@@ -100,10 +100,9 @@ def main() -> None:
           "supervised (steps) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        def f(k):
-            return f"{r[k][0]:.3f} / {r[k][1]:.3f}"
-        print(f"| {r['set']} | {r['images']} | {r['targets']} | {r['minutes']} ({r['steps']}) | {f('shipped')} | "
-              f"{f('machine')} | {f('adapted')} | {f('supervised')} ({r['supervised_steps']}) |")
+        f = {k: f"{r[k][0]:.3f} / {r[k][1]:.3f}" for k in ("shipped", "machine", "adapted", "supervised")}
+        print(f"| {r['set']} | {r['images']} | {r['targets']} | {r['minutes']} ({r['steps']}) | {f['shipped']} | "
+              f"{f['machine']} | {f['adapted']} | {f['supervised']} ({r['supervised_steps']}) |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -12,14 +11,16 @@ from .annotate import _channel
 
 
 def main(
-    inputs: List[str] = typer.Argument(..., help="Image files, folders or globs (multi-channel images)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder: the adapted model (use it as --model OUT), annotations/, segmentation/, report/index.html."),
+    inputs: list[str] = typer.Argument(..., help="Image files, folders or globs (multi-channel images)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder: the adapted model (use it as --model OUT), "
+                             "annotations/, segmentation/, report/index.html."),
     nucleus: str = typer.Option(..., "--nucleus", "-n", help="Nuclear channel, by name or index."),
     cytoplasm: str = typer.Option(..., "--cytoplasm", "-c", help="Cytoplasm / cell-body channel, by name or index."),
     minutes: float = typer.Option(15.0, "--minutes", help="Wall-clock budget of the fine-tuning."),
     from_: str = typer.Option("cells", "--from", help="Starting model: cells, nuclei, or a model folder."),
-    targets: str = typer.Option("model+machine", "--targets", help="Training targets: machine, model, model+machine (the model's cells plus machine cells it missed) or machine+model."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Cap on the training steps (quick looks)."),
+    targets: str = typer.Option("model+machine", "--targets", help="Training targets: machine, model, model+machine "
+                                "(the model's cells plus machine cells it missed) or machine+model."),
+    steps: int | None = typer.Option(None, "--steps", help="Cap on the training steps (quick looks)."),
     resume: bool = typer.Option(False, "--resume", help="Go on from what an interrupted run left in OUT."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an OUT that holds a run."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),

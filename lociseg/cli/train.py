@@ -26,7 +26,8 @@ def main(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment config YAML (see --print-config)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder: best/, last/, log.csv, config.yaml."),
     set_: list[str] = typer.Option([], "--set", help="Override a config value, e.g. --set optim.steps=500 (repeatable)."),
-    init: Optional[str] = typer.Option(None, "--init", help="Fine-tune: start from this model's weights (shipped name such as cells, or a checkpoint / run folder)."),
+    init: Optional[str] = typer.Option(None, "--init", help="Fine-tune: start from this model's weights "
+                                       "(shipped name such as cells, or a checkpoint / run folder)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last exactly where it stopped."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an OUT that already holds a run."),

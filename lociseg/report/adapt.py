@@ -28,7 +28,14 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from ..annotate import annotate_image, estimate_cell_scale, merge_cells, read_cells, write_annotation, write_contact_sheet
+from ..annotate import (
+    annotate_image,
+    estimate_cell_scale,
+    merge_cells,
+    read_cells,
+    write_annotation,
+    write_contact_sheet,
+)
 from ..config import to_dict
 from ..errors import InputError, LociError
 from ..io import read_image
@@ -78,7 +85,7 @@ def _check(image: np.ndarray) -> float:
 
 
 def _model_order(seg: Segmenter, nucleus: str | int, cytoplasm: str | int) -> list[int]:
-    """Indices into (nucleus, cytoplasm) in the model's channel order (named, else cytoplasm first as lociseg's configs)."""
+    """Indices into (nucleus, cytoplasm) in the model's order (by name, else cytoplasm first as lociseg's configs)."""
     n = seg.spec.in_channels
     if n == 1:
         return [0]
@@ -301,7 +308,7 @@ def svg_curve(x: Sequence[float], y: Sequence[float], title: str, *, width: int 
     x, y = x[ok], y[ok]
     esc = html.escape(title)
     if x.size < 2:
-        return f'<svg width="{width}" height="{height}" role="img"><text x="10" y="20">{esc}: too few points</text></svg>'
+        return f'<svg width="{width}" height="{height}" role="img"><text x="10" y="20">{esc}: no curve</text></svg>'
     ml, mb, mt, pw = 44, 24, 22, width - 52
     ph = height - mb - mt
     lo, hi = float(y.min()), float(y.max()) if y.max() > y.min() else float(y.min()) + 1
@@ -332,10 +339,11 @@ def _write_page(report_dir: Path, info: dict, rows: list[dict], log_csv: Path, s
     skipped = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in info["skipped"].items()) or "<li>none</li>"
     head = "".join(f"<th>{esc(k)}</th>" for k in rows[0]) if rows else ""
     body = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
+    panels = (("machine", "machine cells"), ("before", "starting model"), ("final", "adapted model"))
     pairs = "".join(
         f'<h3>{esc(r["name"])}</h3><div class="figure">'
         + "".join(f'<figure><img src="{esc(r["name"])}.{t}.png" alt="{t}"><figcaption>{cap}</figcaption></figure>'
-                  for t, cap in (("machine", "machine cells"), ("before", "starting model"), ("final", "adapted model")))
+                  for t, cap in panels)
         + "</div>" for r in rows[:shown])
     sheets = "".join(f'<figure><a href="sheets/{esc(r["name"])}.png"><img src="sheets/{esc(r["name"])}.png" '
                      f'alt="foreground candidates of {esc(r["name"])}"></a><figcaption>{esc(r["name"])}</figcaption>'
