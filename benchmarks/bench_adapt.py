@@ -8,7 +8,8 @@ checkpoint or any setting); the labels only score the results. Columns:
 * ``machine``: the machine-made cells (before merging);
 * ``targets``: what ``adapt`` trained on (``--targets``, default the
   shipped model's cells plus the machine cells it missed);
-* ``adapted``: the model ``adapt`` wrote, scale estimated per image;
+* ``adapted``: the segmentation ``adapt`` wrote (the adapted model at each
+  image's target cell size);
 * ``supervised``: the same fine-tuning from ``cells`` for the same minutes on
   the set's labelled train split (the ceiling with labels).
 

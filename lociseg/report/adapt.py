@@ -7,7 +7,7 @@ scale (:func:`lociseg.annotate.annotate_image` with
 :func:`~lociseg.annotate.estimate_cell_scale`), the starting model's cells
 merged with them as targets (:func:`lociseg.predict.selftrain.cells_from_model`),
 supervised fine-tuning from the model's weights (:func:`lociseg.train.train`
-with ``init``), segmentation (:meth:`lociseg.predict.api.Segmenter.segment`)
+with ``init``), segmentation at each image's training scale (:meth:`lociseg.predict.api.Segmenter.segment`)
 and an HTML page of what was chosen. ``out`` is itself the run folder
 (``best/``, ``last/``, ``log.csv``), so it loads wherever a model name does.
 """
@@ -46,6 +46,7 @@ from ..predict.api import Segmenter, load_model, write_outputs
 from ..predict.selftrain import cells_from_model
 from ..train.config import ExperimentConfig
 from ..train.loop import train
+from ..transforms import diameter_from_labels
 from .html import CSS, overlay_outlines
 
 __all__ = ["adapt", "TARGETS"]
@@ -255,10 +256,14 @@ def adapt(
     rows = []
     for k, (name, image, target) in enumerate(tqdm(samples, desc="segment", unit="image",
                                                    disable=not progress or None)):
+        # The image's own scale as the model was trained on it (its targets' median cell size): on the
+        # labelled sets closer than the scale search (BENCHMARKS.md, "lociseg adapt").
+        d = diameter_from_labels(target)
+        d = float(d) if np.isfinite(d) and d > 0 else None
         with warnings.catch_warnings():  # the diameter used is in each image's .json and the report
             warnings.filterwarnings("ignore", message="cell diameter estimated")
-            labels, table = adapted.segment(image, channels=order)
-            before = seg.segment(image, channels=order)[0] if k < _SHOWN else None
+            labels, table = adapted.segment(image, channels=order, diameter=d)
+            before = seg.segment(image, channels=order, diameter=d)[0] if k < _SHOWN else None
         write_outputs(out / "segmentation", name, labels, table, {"model": str(out)})
         rows.append({"name": name, "machine cells": int(len(np.unique(machine[name])) - 1),
                      "targets": int(len(np.unique(target)) - 1), "final cells": int(len(table)),
