@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "lociseg.cli.evaluate",
     "annotate": "lociseg.cli.annotate",
     "train": "lociseg.cli.train",
+    "adapt": "lociseg.cli.adapt",
     "segment": "lociseg.cli.segment",
     "synth": "lociseg.cli.synth",
     "export": "lociseg.cli.export",

@@ -30,6 +30,8 @@ def main(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment config YAML (see --print-config)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder: best/, last/, log.csv, config.yaml."),
     set_: list[str] = typer.Option([], "--set", help="Override a config value, e.g. --set optim.steps=500 (repeatable)."),
+    init: Optional[str] = typer.Option(None, "--init", help="Fine-tune: start from this model's weights "
+                                       "(shipped name such as cells, or a checkpoint / run folder)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last exactly where it stopped."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an OUT that already holds a run."),
@@ -42,7 +44,8 @@ def main(
     the state for --resume; written every optim.checkpoint_every steps and
     optim.checkpoint_minutes, at the end, and on SIGTERM or Ctrl-C, which
     stop the run with status 143 or 130). Example:
-    lociseg train -c configs/bbbc018_cells_supervised.yaml -o runs/cells --set optim.steps=2000
+    lociseg train -c configs/bbbc018_cells_supervised.yaml -o runs/cells --set optim.steps=2000 ;
+    fine-tuning: add --init cells (the model's channels count, backbone and scale must match the config's).
     """
     from ..train.config import ExperimentConfig
 
@@ -56,6 +59,8 @@ def main(
     cfg = ExperimentConfig.from_yaml(config) if config is not None else ExperimentConfig()
     if set_:
         cfg = cfg.override(_parse_sets(set_))
+    if init is not None:
+        cfg = cfg.override({"init": init})
     if print_config:
         typer.echo(cfg.to_yaml(), nl=False)
         return

@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from ..errors import InputError
-from ..models.checkpoint import CONFIG, STATE_JSON, STATE_TENSORS, resolve_checkpoint
+from ..errors import ConfigError, InputError
+from ..models.checkpoint import CONFIG, STATE_JSON, STATE_TENSORS, load_checkpoint, model_config, resolve_checkpoint
+from ..models.pretrained import resolve_model
 from .config import ExperimentConfig
 
 
@@ -42,3 +43,37 @@ def load_training_state(
         scheduler.load_state_dict(meta["scheduler"])
     torch.set_rng_state(tensors["rng.torch"])
     return meta
+
+
+def init_weights(model: torch.nn.Module, config: ExperimentConfig) -> None:
+    """Copy the weights of ``config.init`` (shipped name or checkpoint / run folder) into ``model``.
+
+    Raises
+    ------
+    ConfigError
+        The trained model is of another type, takes other channels, has
+        another backbone or works at another scale than ``config`` builds.
+    """
+    path = Path(config.init)
+    if not path.exists():
+        path = resolve_model(config.init)
+    source = model_config(path)
+    mine = config.model
+    where = f"init {config.init!r}"
+    if type(source) is not type(mine):
+        raise ConfigError(f"{where} is a {type(source).__name__}, this run builds a {type(mine).__name__}")
+    if source.input.in_channels != mine.input.in_channels:
+        raise ConfigError(f"{where} takes {source.input.in_channels} channel(s), this run {mine.input.in_channels} "
+                          "(set lacss.input.in_channels or pick another model)")
+    if source.input.target_diameter != mine.input.target_diameter:
+        raise ConfigError(f"{where} works at target_diameter {source.input.target_diameter}, this run at "
+                          f"{mine.input.target_diameter}")
+    preset = getattr(getattr(source, "backbone", None), "preset", None)
+    if preset != getattr(getattr(mine, "backbone", None), "preset", None):
+        raise ConfigError(f"{where} has backbone preset {preset!r}, this run another; use the model's settings")
+    trained = load_checkpoint(path, "cpu").state_dict()
+    own = model.state_dict()
+    wrong = [k for k in own if k not in trained or trained[k].shape != own[k].shape]
+    if wrong:
+        raise ConfigError(f"{where}: weights do not fit this run's model (e.g. {wrong[0]}); use the model's settings")
+    model.load_state_dict(trained)

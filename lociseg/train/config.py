@@ -50,8 +50,9 @@ class DataConfig(Config):
     train, val : list of str
         Data set specs for :func:`lociseg.data.load_dataset` (``bbbc018@train``,
         ``dsb2018-train``, ``koyuncu@train``, folders ...).
-    channels : list of str
-        Channels by name or index, in model order (e.g. ``["actin", "DNA"]``).
+    channels : list of str or int
+        Channels by name or index, in model order (e.g. ``["actin", "DNA"]``
+        or ``[1, 0]``).
     annotations : list of str
         Weak modes: one ``lociseg annotate`` output folder per training spec
         (points + foreground); ``from-labels`` derives them from the labels.
@@ -73,7 +74,7 @@ class DataConfig(Config):
 
     train: list[str] = field(default_factory=lambda: ["bbbc018@train"])
     val: list[str] = field(default_factory=lambda: ["bbbc018@val"])
-    channels: list[str] = field(default_factory=lambda: ["actin", "DNA"])
+    channels: list[int | str] = field(default_factory=lambda: ["actin", "DNA"])
     annotations: list[str] = field(default_factory=list)
     label_source: Literal["gt", "machine"] = "gt"
     diameter: float = bounded(0.0, ge=0)
@@ -145,6 +146,14 @@ class ExperimentConfig(Config):
     Both model sections exist (so ``--set model_type=unet --set unet.depth=3``
     works), but :meth:`to_dict` and the YAML written beside a checkpoint hold
     only the one ``model_type`` selects.
+
+    Attributes
+    ----------
+    init : str
+        Start from this trained model's weights instead of random ones: a
+        shipped model name (``cells``) or a checkpoint / run folder. Its
+        input channels, backbone and scale must be the ones this config
+        builds (fine-tuning). Empty: random initialisation.
     """
 
     model_type: Literal["lacss", "unet"] = "lacss"
@@ -152,6 +161,7 @@ class ExperimentConfig(Config):
     unet: UNetConfig = field(default_factory=UNetConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    init: str = ""
 
     @classmethod
     def from_dict(cls, data: dict | None) -> ExperimentConfig:

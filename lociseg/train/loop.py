@@ -23,7 +23,7 @@ from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.registry import build_model
 from ..models.checkpoint import recover_checkpoint
 from ..predict.paste import paste_instances
-from .checkpoint import load_training_state
+from .checkpoint import init_weights, load_training_state
 from .config import ExperimentConfig
 from .data import (
     Prepared,
@@ -244,7 +244,11 @@ def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, va
     log.info("training on %d images (%d val), diameter %.1f px -> scale %.3f", len(train_items), len(val_items),
              diameter, train_items[0].scale)
 
-    model = build_model(config.model).to(dev)
+    model = build_model(config.model)
+    if config.init and not resume:
+        init_weights(model, config)
+        log.info("starting from the weights of %s", config.init)
+    model = model.to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
     budget_s = 60 * opt_cfg.budget_minutes
     clock = {"t0": time.perf_counter(), "before": 0.0}  # seconds trained in earlier (resumed) parts
@@ -305,7 +309,10 @@ def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, va
             scheduler.step()
             done = step = step + 1  # from here on a checkpoint of this point holds `done` steps
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3f}")
+            if budget_s > 0:  # the budget, not the step count, ends the run: show the time left
+                bar.set_postfix(loss=f"{loss_value:.3f}", left=f"{max(0.0, budget_s - elapsed()) / 60:.1f} min")
+            else:
+                bar.set_postfix(loss=f"{loss_value:.3f}")
             row: dict[str, Any] | None = None
             base = {"step": done, "seconds": round(elapsed(), 2), "lr": scheduler.get_last_lr()[0], "loss": loss_value}
             over_budget = budget_s > 0 and elapsed() > budget_s

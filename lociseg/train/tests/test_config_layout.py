@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[3]
 SNAPSHOT = json.loads((Path(__file__).parent / "data" / "resolved_configs_v1.json").read_text())
 REMOVED = [("lacss", "weak", "mode"), ("unet", "in_channels"), ("unet", "lr"), ("unet", "batch_size"), ("unet", "crop_size")]
 # options added since the snapshot, with the defaults that keep old behaviour
-ADDED = {("optim", "checkpoint_every"): 200, ("optim", "checkpoint_minutes"): 10.0}
+ADDED = {("optim", "checkpoint_every"): 200, ("optim", "checkpoint_minutes"): 10.0, ("init",): ""}
 
 
 def _expected(old: dict) -> dict:

@@ -1,0 +1,115 @@
+"""``lociseg adapt`` against the shipped model, the machine cells and supervised fine-tuning, per labelled set.
+
+For each two-channel set the adaptation runs transductively on the test
+images themselves (no label read at any point: not for the targets, the
+checkpoint or any setting); the labels only score the results. Columns:
+
+* ``shipped``: the shipped ``cells`` model, scale estimated per image;
+* ``machine``: the machine-made cells (before merging);
+* ``targets``: what ``adapt`` trained on (``--targets``, default the
+  shipped model's cells plus the machine cells it missed);
+* ``adapted``: the segmentation ``adapt`` wrote (the adapted model at each
+  image's target cell size);
+* ``supervised``: the same fine-tuning from ``cells`` for the same minutes on
+  the set's labelled train split (the ceiling with labels).
+
+F1 at IoU 0.5 and 0.75, pooled over the test images. Prints a Markdown
+table; ``--json`` saves the rows.
+
+Usage::
+
+    python benchmarks/bench_adapt.py --sets bbbc018 aitslab --minutes 5 --out runs/bench_adapt [--json rows.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lociseg.annotate import read_cells
+from lociseg.data import load_dataset
+from lociseg.io.labels import read_labels
+from lociseg.metrics import evaluate_pairs
+from lociseg.predict.api import load_model
+from lociseg.report.adapt import _config, adapt
+from lociseg.train import train
+
+#: Channels (nucleus, cytoplasm) per set.
+CHANNELS = {"bbbc018": ["DNA", "actin"], "aitslab": ["nucleus", "cell"]}
+
+
+def f1s(gts: list, preds: list) -> tuple[float, float]:
+    """Pooled F1 at IoU 0.5 and 0.75."""
+    rep = evaluate_pairs(gts, preds)
+    per = rep.overall["sum"]["per_threshold"]
+    t = np.asarray(per["thresholds"], float)
+    out = []
+    for thr in (0.5, 0.75):
+        k = int(np.argmin(np.abs(t - thr)))
+        tp, fp, fn = (float(np.asarray(per[c])[k]) for c in ("tp", "fp", "fn"))
+        out.append(2 * tp / max(1.0, 2 * tp + fp + fn))
+    return out[0], out[1]
+
+
+def run(base: str, minutes: float, out: Path, targets: str, threads: int) -> dict:
+    chans = CHANNELS[base]
+    test = load_dataset(f"{base}@test", channels=chans)
+    names = list(test.names)
+    gts = [test[n].labels for n in names]
+    run_dir = out / f"{base}_{targets}"
+    t0 = time.perf_counter()
+    res = adapt([(n, test[n].image) for n in names], run_dir, nucleus=0, cytoplasm=1, minutes=minutes,
+                targets=targets, overwrite=True, threads=threads, progress=False)
+    adapt_s = time.perf_counter() - t0
+    kept = res["images"]
+    g = [gts[names.index(n)] for n in kept]
+    row = {"set": f"{base}@test", "images": len(kept), "targets": targets, "minutes": minutes,
+           "steps": res["train"]["step"], "adapt_s": round(adapt_s)}
+    row["machine"] = f1s(g, [read_cells(run_dir / "annotations", n) for n in kept])
+    row["targets_f1"] = f1s(g, [read_labels(run_dir / "annotations" / f"{n}.targets.tif") for n in kept])
+    row["adapted"] = f1s(g, [read_labels(run_dir / "segmentation" / f"{n}.tif") for n in kept])
+    shipped = load_model("cells")
+    row["shipped"] = f1s(g, [shipped.segment(test[n].image[[1, 0]])[0] for n in kept])
+    print(json.dumps(row), flush=True)  # the unsupervised columns, before the long supervised run
+    # supervised fine-tuning from the same model, same budget, on the labelled train split
+    tr = load_dataset(f"{base}@train", channels=chans)
+    imgs = [tr[n].image[[1, 0]] for n in tr.names]
+    labs = [tr[n].labels for n in tr.names]
+    cfg = _config(str(shipped.model.checkpoint_path), [1, 0], 0, 1, minutes, None, 5e-4, threads)
+    sup = train(cfg.override({"init": "cells"}), out / f"{base}_supervised", train_samples=(imgs, labs),
+                overwrite=True, progress=False)
+    sup_model = load_model(out / f"{base}_supervised")
+    row["supervised"] = f1s(g, [sup_model.segment(test[n].image[[1, 0]])[0] for n in kept])
+    row["supervised_steps"] = sup["step"]
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sets", nargs="+", default=list(CHANNELS))
+    ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--targets", default="model+machine")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench_adapt"))
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = [run(b, args.minutes, args.out, args.targets, args.threads) for b in args.sets]
+    print("| set | images | targets | minutes (steps) | shipped F1@0.5 / 0.75 | machine | targets | adapted | "
+          "supervised (steps) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        f = {k: f"{r[k][0]:.3f} / {r[k][1]:.3f}" for k in ("shipped", "machine", "targets_f1", "adapted", "supervised")}
+        print(f"| {r['set']} | {r['images']} | {r['targets']} | {r['minutes']} ({r['steps']}) | {f['shipped']} | "
+              f"{f['machine']} | {f['targets_f1']} | {f['adapted']} | {f['supervised']} ({r['supervised_steps']}) |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
