@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from ._common import exit_if_failed, prepare_out_dir
+from ._common import OutputLock, check_new, describe_error, exit_if_failed, prepare_out_dir, unique_names
 
 
 def _channel(text: str):
@@ -70,6 +70,7 @@ def main(
     sheets: bool = typer.Option(True, "--sheets/--no-sheets", help="Write a contact-sheet PNG per image."),
     cells_from: Optional[str] = typer.Option(None, "--cells-from", help="Self-training: a model trained on these images' machine cells re-draws the cells (model folder or name)."),
     keep_missed: bool = typer.Option(True, "--keep-missed/--no-keep-missed", help="With --cells-from: keep the machine cells the model missed."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the annotations of an earlier run in --out (edited choices in choices.csv are kept)."),
 ) -> None:
     """Make weak annotations: points from the nuclear stain, foreground from the cytoplasm stain.
 
@@ -79,7 +80,7 @@ def main(
     pieces). Cells: the chosen foreground split among the points along the
     nuclei and the cytoplasm edges (pseudo-labels, <name>.cells.tif). Look
     at sheets/<name>.png, edit chosen_index in choices.csv to override, and
-    re-run the same command: edited choices are kept.
+    re-run the same command with --overwrite: edited choices are kept.
     Example: lociseg annotate bbbc018@train --out ann_train --gt
     """
     import numpy as np
@@ -94,7 +95,7 @@ def main(
         write_choices,
         write_contact_sheet,
     )
-    from ..errors import InputError, LociError
+    from ..errors import InputError
     from ..predict.selftrain import cells_from_model
 
     if diameter is not None and diameter <= 0:
@@ -102,8 +103,16 @@ def main(
 
         raise ConfigError(f"--diameter must be positive, got {diameter}")
     sources = list(_sources(inputs, nucleus, cytoplasm, gt, from_labels))
+    names, notes = unique_names([n for n, _ in sources], [n for n, _ in sources])
+    sources = [(n, load) for n, (_, load) in zip(names, sources)]
+    # an earlier run's outputs are replaced only with --overwrite; checked before any work
+    check_new([out / "choices.csv", out / "report.csv", out / "report.json",
+               *(out / f"{n.replace('/', '__')}{e}" for n in names for e in (".points.csv", ".meta.json"))], overwrite)
     segmenter, model_channels = _refiner(cells_from, nucleus, cytoplasm, from_labels)
     prepare_out_dir(out)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    lock = OutputLock(out, "lociseg annotate").__enter__()
     previous = read_choices(out / "choices.csv")
     rows: dict[str, dict] = {name: row for name, row in previous.items()}
     reports: list[dict] = []
@@ -146,13 +155,14 @@ def main(
                        points_inside=round(rep["points_inside"], 4))
             rows[name] = row
             reports.append(rep)
-        except LociError as exc:
-            failures[name] = str(exc)
-        except (OSError, ValueError) as exc:
-            failures[name] = f"{type(exc).__name__}: {exc}"
-    if not from_labels:
-        write_choices(out / "choices.csv", list(rows.values()))
-    _write_report(out, reports)
+        except Exception as exc:  # noqa: BLE001 - one image must not stop the others
+            failures[name] = describe_error(exc)
+    try:
+        if not from_labels:
+            write_choices(out / "choices.csv", list(rows.values()))
+        _write_report(out, reports)
+    finally:
+        lock.__exit__(None, None, None)
     typer.echo(f"{len(reports)} image(s) annotated ({kept} with a person's choice kept), {len(failures)} failed; "
                f"outputs in {out}")
     if reports:
@@ -192,9 +202,15 @@ def _write_report(out: Path, reports: list[dict]) -> None:
 
     if not reports:
         return
+    from ..io.files import atomic_write
+
     keys = list(reports[0])
-    with open(out / "report.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(reports)
-    (out / "report.json").write_text(json.dumps(reports, indent=1))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(reports)
+
+    atomic_write(out / "report.csv", write, overwrite=True)  # the command checked --overwrite
+    atomic_write(out / "report.json", json.dumps(reports, indent=1), overwrite=True)

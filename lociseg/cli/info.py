@@ -68,6 +68,7 @@ def main(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON to this file."),
     root: Optional[Path] = typer.Option(None, "--root", help="Data root (default: $LOCISEG_DATA or shared/data)."),
     channels: Optional[str] = typer.Option(None, "--channels", "-c", help="Comma-separated channel names or indices."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ) -> None:
     """Summarise a data set: images, shapes, channels, object counts and sizes.
 
@@ -78,6 +79,11 @@ def main(
     from ..errors import InputError, LociError
     from ..io.image import image_suffix_ok
 
+    from ..io.files import atomic_write
+    from ._common import check_new
+
+    if json_out is not None:
+        check_new([json_out], overwrite)
     chans = None if channels is None else [c.strip() for c in channels.split(",") if c.strip()]
     path = Path(dataset)
     if path.is_file() and image_suffix_ok(path):
@@ -104,7 +110,7 @@ def main(
     if json_out is not None:
         payload = summaries[specs[0]] if len(specs) == 1 and specs[0] in summaries else summaries
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(payload, indent=1) + "\n")
+        atomic_write(json_out, json.dumps(payload, indent=1) + "\n", overwrite=overwrite)
         typer.echo(f"summary written to {json_out}")
     if errors:
         typer.echo(f"{len(errors)} failure(s):", err=True)
