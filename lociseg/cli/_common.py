@@ -1,5 +1,8 @@
-"""Shared pieces of the commands that work through many inputs: the output folder and its lock,
-unique output names, one failure per input (never a stopped batch), the failure list."""
+"""Shared pieces of the commands that work through many inputs.
+
+The output folder and its lock, unique output names, one failure per input
+(never a stopped batch), the failure list.
+"""
 
 from __future__ import annotations
 
@@ -245,7 +248,7 @@ class OutputLock:
 
 
 def _remove_dead_temp_files(folder: Path) -> None:
-    """Remove ``.<name>.<pid>-<hex>.tmp<ending>`` files (see :func:`lociseg.io.files.atomic_write`) of dead processes."""
+    """Remove ``.<name>.<pid>-<hex>.tmp<ending>`` files (:func:`lociseg.io.files.atomic_write`) of dead processes."""
     for p in folder.glob(".*.tmp*"):
         pid = p.name.rsplit(".tmp", 1)[0].rsplit(".", 1)[-1].split("-")[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and p.is_file():

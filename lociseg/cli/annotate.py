@@ -112,57 +112,54 @@ def main(
     prepare_out_dir(out)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
-    lock = OutputLock(out, "lociseg annotate").__enter__()
-    previous = read_choices(out / "choices.csv")
-    rows: dict[str, dict] = {name: row for name, row in previous.items()}
-    reports: list[dict] = []
-    failures: dict[str, str] = {}
-    kept = 0
-    for name, load in tqdm(sources, desc="annotate", unit="image", disable=None):
-        try:
-            image, gt_nuc, gt_cells, labels = load()
-            if image.shape[0] < 2 and not from_labels:
-                raise InputError(f"need a nuclear and a cytoplasm channel, got {image.shape[0]}")
-            meta = {"nucleus": nucleus, "cytoplasm": cytoplasm, "diameter": diameter}
-            if from_labels:
-                points, fg = weak_from_labels(labels)
-                cells = None
-                write_annotation(out, name, points, fg, {**meta, "source": "labels"})
-                row = {"name": name, "chosen_index": -1, "auto_index": -1, "threshold": ""}
-            else:
-                prev = previous.get(name)
-                override = prev["chosen_index"] if prev and prev["chosen_index"] != prev["auto_index"] else None
-                ann = annotate_image(image[0], image[1], diameter=diameter, override=override,
-                                     cells=segmenter is None or keep_missed)
-                kept += override is not None
-                points, fg, cells = ann.points, ann.foreground, ann.cells
-                if segmenter is not None:
-                    cells, used = cells_from_model(image[:2], segmenter, channels=model_channels,
-                                                   fill=cells if keep_missed else None)
-                    meta.update(cells_from=segmenter.name, cells_diameter=round(used, 2), keep_missed=keep_missed)
-                write_annotation(out, name, points, fg, {**meta, "source": "machine", "auto_index": ann.auto_index,
-                                                         "chosen_index": ann.chosen_index,
-                                                         "thresholds": list(ann.thresholds),
-                                                         "scores": ann.scores.round(4).tolist()},
-                                 candidates=ann.candidates, cells=cells)
-                if sheets:
-                    write_contact_sheet(out / "sheets" / f"{name.replace('/', '__')}.png", image[:2], ann.candidates,
-                                        points, ann.chosen_index, auto=ann.auto_index, cells=cells)
-                row = {"name": name, "chosen_index": ann.chosen_index, "auto_index": ann.auto_index,
-                       "threshold": ann.thresholds[ann.chosen_index]}
-            rep = annotation_report(points, fg, gt_nuclei=gt_nuc, gt_cells=gt_cells, cells=cells, name=name)
-            row.update(n_points=rep["n_points"], fg_fraction=round(rep["fg_fraction"], 4),
-                       points_inside=round(rep["points_inside"], 4))
-            rows[name] = row
-            reports.append(rep)
-        except Exception as exc:  # noqa: BLE001 - one image must not stop the others
-            failures[name] = describe_error(exc)
-    try:
+    with OutputLock(out, "lociseg annotate"):
+        previous = read_choices(out / "choices.csv")
+        rows: dict[str, dict] = {name: row for name, row in previous.items()}
+        reports: list[dict] = []
+        failures: dict[str, str] = {}
+        kept = 0
+        for name, load in tqdm(sources, desc="annotate", unit="image", disable=None):
+            try:
+                image, gt_nuc, gt_cells, labels = load()
+                if image.shape[0] < 2 and not from_labels:
+                    raise InputError(f"need a nuclear and a cytoplasm channel, got {image.shape[0]}")
+                meta = {"nucleus": nucleus, "cytoplasm": cytoplasm, "diameter": diameter}
+                if from_labels:
+                    points, fg = weak_from_labels(labels)
+                    cells = None
+                    write_annotation(out, name, points, fg, {**meta, "source": "labels"})
+                    row = {"name": name, "chosen_index": -1, "auto_index": -1, "threshold": ""}
+                else:
+                    prev = previous.get(name)
+                    override = prev["chosen_index"] if prev and prev["chosen_index"] != prev["auto_index"] else None
+                    ann = annotate_image(image[0], image[1], diameter=diameter, override=override,
+                                         cells=segmenter is None or keep_missed)
+                    kept += override is not None
+                    points, fg, cells = ann.points, ann.foreground, ann.cells
+                    if segmenter is not None:
+                        cells, used = cells_from_model(image[:2], segmenter, channels=model_channels,
+                                                       fill=cells if keep_missed else None)
+                        meta.update(cells_from=segmenter.name, cells_diameter=round(used, 2), keep_missed=keep_missed)
+                    write_annotation(out, name, points, fg, {**meta, "source": "machine", "auto_index": ann.auto_index,
+                                                             "chosen_index": ann.chosen_index,
+                                                             "thresholds": list(ann.thresholds),
+                                                             "scores": ann.scores.round(4).tolist()},
+                                     candidates=ann.candidates, cells=cells)
+                    if sheets:
+                        write_contact_sheet(out / "sheets" / f"{name.replace('/', '__')}.png", image[:2], ann.candidates,
+                                            points, ann.chosen_index, auto=ann.auto_index, cells=cells)
+                    row = {"name": name, "chosen_index": ann.chosen_index, "auto_index": ann.auto_index,
+                           "threshold": ann.thresholds[ann.chosen_index]}
+                rep = annotation_report(points, fg, gt_nuclei=gt_nuc, gt_cells=gt_cells, cells=cells, name=name)
+                row.update(n_points=rep["n_points"], fg_fraction=round(rep["fg_fraction"], 4),
+                           points_inside=round(rep["points_inside"], 4))
+                rows[name] = row
+                reports.append(rep)
+            except Exception as exc:  # noqa: BLE001 - one image must not stop the others
+                failures[name] = describe_error(exc)
         if not from_labels:
             write_choices(out / "choices.csv", list(rows.values()))
         _write_report(out, reports)
-    finally:
-        lock.__exit__(None, None, None)
     typer.echo(f"{len(reports)} image(s) annotated ({kept} with a person's choice kept), {len(failures)} failed; "
                f"outputs in {out}")
     if reports:

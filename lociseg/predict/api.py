@@ -30,7 +30,7 @@ from .. import __version__
 from ..device import choose_device
 from ..errors import ConfigError, InputError
 from ..io import normalize_percentile, percentile_bounds, write_labels
-from ..io.files import atomic_write
+from ..io.files import atomic_write, sha256_file
 from ..models.checkpoint import load_checkpoint
 from ..models.pretrained import resolve_model
 from ..structures import Instances
@@ -549,8 +549,6 @@ def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, tab
     dict
         ``{"labels": Path, "table": Path, "meta": Path}``.
     """
-    from ..io.files import sha256_file
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"labels": out / f"{name}.tif", "table": out / f"{name}.csv", "meta": out / f"{name}.json"}
@@ -571,8 +569,6 @@ def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, tab
 def outputs_complete(out_dir: str | os.PathLike, name: str) -> bool:
     """Whether :func:`write_outputs` finished ``name`` in ``out_dir``: the sidecar reads and every
     file it lists has the recorded size and SHA-256 (truncated, replaced or missing files fail)."""
-    from ..io.files import sha256_file
-
     out = Path(out_dir)
     try:
         files = json.loads((out / f"{name}.json").read_text()).get("outputs")

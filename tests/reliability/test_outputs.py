@@ -355,18 +355,18 @@ def test_export_ome_zarr_folder_replaced_whole(tmp_path, labels_dir):
     ["export-model", "nuclei", "-f", "onnx", "-o", "{f}"],
     ["demo", "-o", "{d}"],
     ["annotate", "{img}", "-n", "0", "-c", "1", "-o", "{d}"],
-    ["info", "{img}", "--json", "{f}"],
+    ["info", "{img}", "--json", "{j}"],
     ["synth", "{d}", "-o", "{d}"],
 ])
 def test_commands_refuse_to_overwrite(tmp_path, crop, capsys, command):
     d = tmp_path / "d"
     d.mkdir()
     existing = {"export-model": tmp_path / "f", "demo": d / "index.html", "annotate": d / "choices.csv",
-                "info": tmp_path / "f", "synth": d / "synth.json"}[command[0]]
+                "info": tmp_path / "f.json", "synth": d / "synth.json"}[command[0]]
     existing.write_text("a person's file\n")
     img = tmp_path / "img.tif"
     tifffile.imwrite(img, np.stack([crop, crop]))
-    args = [a.format(f=tmp_path / "f", d=d, img=img) for a in command]
+    args = [a.format(f=tmp_path / "f", j=tmp_path / "f.json", d=d, img=img) for a in command]
     before = snapshot(tmp_path)
     assert run(args) == 2
     one_line(capsys.readouterr().err, f"{existing}: exists already; pass --overwrite")
