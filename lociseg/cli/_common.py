@@ -91,7 +91,7 @@ def describe_error(exc: BaseException) -> str:
         # name the file being written, not atomic_write's temporary one (.<name>.<pid>-<hex>.tmp<ending>)
         name = re.sub(r"(^|/)\.([^/]+)\.\d+-[0-9a-f]{8}\.tmp([^/]*)$", r"\1\2\3", str(exc.filename or ""))
         where = f" {name}" if name else ""
-        if exc.errno == errno.ENOSPC:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return f"disk full while writing{where}"
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return f"permission denied:{where}" if where else "permission denied"
@@ -99,6 +99,10 @@ def describe_error(exc: BaseException) -> str:
             return f"symbolic link loop:{where}" if where else "symbolic link loop"
         return f"{exc.strerror or exc}{':' + where if where else ''}"
     return f"{type(exc).__name__}: {exc}"
+
+
+#: OS errors that are about the machine, not a bug: reported in one line without a traceback.
+_PLAIN_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP, errno.ENOENT)
 
 
 def run_batch(items: Sequence[tuple[str, object]], fn: Callable[[object], object], *, out: Path | None = None,
@@ -131,8 +135,8 @@ def run_batch(items: Sequence[tuple[str, object]], fn: Callable[[object], object
         except Exception as exc:  # noqa: BLE001 - one input must not stop the batch
             # the input's own name is the key already
             failures[key] = exc.message if isinstance(exc, LociError) and exc.path == key else describe_error(exc)
-            if isinstance(exc, LociError):
-                continue
+            if isinstance(exc, LociError) or (isinstance(exc, OSError) and exc.errno in _PLAIN_ERRNOS):
+                continue  # the one line says it all (and a full disk has no room for a log)
             text = "".join(traceback.format_exception(exc))
             if debug_enabled() or out is None:
                 sys.stderr.write(text)

@@ -242,6 +242,7 @@ def test_segment_write_error_is_one_line_and_batch_reports(tmp_path, inputs, mon
     assert "2 image(s) segmented, 0 skipped, 1 failed" in captured.out
     assert outputs_complete(out, "a") and outputs_complete(out, "c")
     assert sorted(p.name for p in out.iterdir() if p.name.startswith((".b", "b"))) == []  # no partial file
+    assert not (out / "lociseg-errors.log").exists()  # a machine problem, not a bug: no traceback to keep
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root is not stopped by file modes")
@@ -349,6 +350,46 @@ def test_export_ome_zarr_folder_replaced_whole(tmp_path, labels_dir):
     assert run(["export", str(labels_dir / "a.tif"), "-f", "ome-zarr", "-o", str(out)]) == 2
     assert run(["export", str(labels_dir / "a.tif"), "-f", "ome-zarr", "-o", str(out), "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.ome.zarr"]  # no temporary or old folder left
+
+
+def test_export_disk_full_on_one_input(tmp_path, labels_dir, monkeypatch, capsys):
+    import lociseg.export.formats as F
+
+    real = F.write_geojson
+
+    def failing(path, labels, **kw):
+        if Path(path).name.startswith(".b."):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, labels, **kw)
+
+    monkeypatch.setattr(F, "write_geojson", failing)
+    for name in "bc":
+        (labels_dir / f"{name}.tif").write_bytes((labels_dir / "a.tif").read_bytes())
+    out = tmp_path / "q"
+    assert run(["export", str(labels_dir), "-f", "geojson", "-o", str(out)]) == 1
+    captured = capsys.readouterr()
+    one_line(captured.err, f"disk full while writing {out / 'b.geojson'}")
+    assert "2 file(s) written" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["a.geojson", "c.geojson"]
+
+
+def test_evaluate_one_pair_raises_the_rest_are_scored(tmp_path, labels_dir, monkeypatch, capsys):
+    import lociseg.io
+
+    (labels_dir / "b.tif").write_bytes((labels_dir / "a.tif").read_bytes())
+    real = lociseg.io.read_labels
+
+    def flaky(path, *a, **k):
+        if Path(path).name == "b.tif":
+            raise MemoryError("out of memory")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(lociseg.io, "read_labels", flaky)
+    assert run(["evaluate", "--gt", str(labels_dir), "--pred", str(labels_dir), "-o", str(tmp_path / "m.json")]) == 1
+    captured = capsys.readouterr()
+    one_line(captured.err, "b.tif: MemoryError: out of memory")
+    rows = (tmp_path / "m.csv").read_text().splitlines()
+    assert any(",a," in r or r.split(",")[1] == "a" for r in rows[1:]) and not any(",b," in r for r in rows[1:])
 
 
 @pytest.mark.parametrize("command", [
