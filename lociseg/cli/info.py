@@ -77,9 +77,8 @@ def main(
     """
     from ..data import DATASETS, dataset_summary, load_dataset
     from ..errors import InputError, LociError
-    from ..io.image import image_suffix_ok
-
     from ..io.files import atomic_write
+    from ..io.image import image_suffix_ok
     from ._common import check_new
 
     if json_out is not None:
