@@ -11,6 +11,7 @@ from scipy import ndimage as ndi
 
 from ..errors import InputError
 from ..io import normalize_percentile
+from ..io.files import atomic_write
 
 __all__ = ["write_contact_sheet", "read_choices", "write_choices", "CHOICE_COLUMNS"]
 
@@ -94,8 +95,7 @@ def write_contact_sheet(
         x += p.width + gap
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
-    return path
+    return atomic_write(path, sheet.save, overwrite=True)
 
 
 def read_choices(path: str | os.PathLike) -> dict[str, dict]:
@@ -121,11 +121,13 @@ def read_choices(path: str | os.PathLike) -> dict[str, dict]:
 
 
 def write_choices(path: str | os.PathLike, rows: list[dict]) -> Path:
-    """Write ``choices.csv`` (columns :data:`CHOICE_COLUMNS`, extra keys ignored)."""
-    path = Path(path)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CHOICE_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for row in rows:
-            w.writerow(row)
-    return path
+    """Write ``choices.csv`` (columns :data:`CHOICE_COLUMNS`, extra keys ignored), atomically."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CHOICE_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for row in rows:
+                w.writerow(row)
+
+    return atomic_write(path, write, overwrite=True)

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..data import Sample
 from ..errors import InputError
+from ..io.files import atomic_write
 
 __all__ = ["write_annotation", "read_annotation", "read_cells", "has_annotation", "with_annotations", "AnnotatedDataset"]
 
@@ -31,13 +32,16 @@ def write_annotation(
     *,
     candidates: np.ndarray | None = None,
     cells: np.ndarray | None = None,
+    overwrite: bool = True,
 ) -> Path:
-    """Write one image's weak annotation.
+    """Write one image's weak annotation, each file atomically.
 
     Files: ``<name>.points.csv`` (header ``y,x``), ``<name>.foreground.tif``
     (uint8 0/1), optionally ``<name>.candidates.npz`` (the (K, H, W) bool
     candidates, for the napari widget), ``<name>.cells.tif`` (the machine-made
-    cell label image, uint16 or uint32) and ``<name>.meta.json``.
+    cell label image, uint16 or uint32) and ``<name>.meta.json``. With
+    ``overwrite=False`` an existing file is an :class:`InputError` (the
+    napari editor rewrites annotations in place, so True is the default).
 
     Returns the points file path.
     """
@@ -48,21 +52,24 @@ def write_annotation(
     stem = _safe(name)
     pts = np.asarray(points, np.float32).reshape(-1, 2)
     p = d / f"{stem}.points.csv"
-    np.savetxt(p, pts, fmt="%.2f", delimiter=",", header="y,x", comments="")
-    tifffile.imwrite(d / f"{stem}.foreground.tif", np.asarray(foreground, bool).astype(np.uint8),
-                     compression="zlib")
+    atomic_write(p, lambda tmp: np.savetxt(tmp, pts, fmt="%.2f", delimiter=",", header="y,x", comments=""),
+                 overwrite=overwrite)
+    atomic_write(d / f"{stem}.foreground.tif", lambda tmp: tifffile.imwrite(
+        tmp, np.asarray(foreground, bool).astype(np.uint8), compression="zlib"), overwrite=overwrite)
     if candidates is not None:
-        np.savez_compressed(d / f"{stem}.candidates.npz", candidates=np.packbits(np.asarray(candidates, bool), axis=-1),
-                            shape=np.asarray(np.shape(candidates)))
+        atomic_write(d / f"{stem}.candidates.npz", lambda tmp: np.savez_compressed(
+            tmp, candidates=np.packbits(np.asarray(candidates, bool), axis=-1), shape=np.asarray(np.shape(candidates))),
+            overwrite=overwrite)
     cells_path = d / f"{stem}.cells.tif"
     if cells is not None:
         cells = np.asarray(cells)
         dtype = np.uint16 if cells.max(initial=0) < 2**16 else np.uint32
-        tifffile.imwrite(cells_path, cells.astype(dtype), compression="zlib")
+        atomic_write(cells_path, lambda tmp: tifffile.imwrite(tmp, cells.astype(dtype), compression="zlib"),
+                     overwrite=overwrite)
     elif cells_path.is_file():
         cells_path.unlink()  # a stale split of an earlier annotation would no longer match these points
     if meta is not None:
-        (d / f"{stem}.meta.json").write_text(json.dumps(meta, indent=1, default=str))
+        atomic_write(d / f"{stem}.meta.json", json.dumps(meta, indent=1, default=str), overwrite=overwrite)
     return p
 
 

@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from ._common import exit_if_failed, prepare_out_dir
+from ._common import OutputLock, check_new, describe_error, exit_if_failed, prepare_out_dir, unique_names
 
 
 def _channel(text: str):
@@ -71,6 +71,7 @@ def main(
     sheets: bool = typer.Option(True, "--sheets/--no-sheets", help="Write a contact-sheet PNG per image."),
     cells_from: Optional[str] = typer.Option(None, "--cells-from", help="Self-training: a model trained on these images' machine cells re-draws the cells (model folder or name)."),
     keep_missed: bool = typer.Option(True, "--keep-missed/--no-keep-missed", help="With --cells-from: keep the machine cells the model missed."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the annotations of an earlier run in --out (edited choices in choices.csv are kept)."),
 ) -> None:
     """Make weak annotations: points from the nuclear stain, foreground from the cytoplasm stain.
 
@@ -80,7 +81,7 @@ def main(
     pieces). Cells: the chosen foreground split among the points along the
     nuclei and the cytoplasm edges (pseudo-labels, <name>.cells.tif). Look
     at sheets/<name>.png, edit chosen_index in choices.csv to override, and
-    re-run the same command: edited choices are kept.
+    re-run the same command with --overwrite: edited choices are kept.
     Example: lociseg annotate bbbc018@train --out ann_train --gt
     """
     import numpy as np
@@ -97,7 +98,7 @@ def main(
         write_choices,
         write_contact_sheet,
     )
-    from ..errors import InputError, LociError
+    from ..errors import InputError
     from ..predict.selftrain import cells_from_model
 
     if rule not in RULES:
@@ -109,64 +110,70 @@ def main(
 
         raise ConfigError(f"--diameter must be a positive, finite number of pixels, got {diameter}")
     sources = list(_sources(inputs, nucleus, cytoplasm, gt, from_labels))
+    names, notes = unique_names([n for n, _ in sources], [n for n, _ in sources])
+    sources = [(n, load) for n, (_, load) in zip(names, sources)]
+    # an earlier run's outputs are replaced only with --overwrite; checked before any work
+    check_new([out / "choices.csv", out / "report.csv", out / "report.json",
+               *(out / f"{n.replace('/', '__')}{e}" for n in names for e in (".points.csv", ".meta.json"))], overwrite)
     segmenter, model_channels = _refiner(cells_from, nucleus, cytoplasm, from_labels)
     prepare_out_dir(out)
-    previous = read_choices(out / "choices.csv")
-    rows: dict[str, dict] = {name: row for name, row in previous.items()}
-    reports: list[dict] = []
-    failures: dict[str, str] = {}
-    kept = 0
-    for name, load in tqdm(sources, desc="annotate", unit="image", disable=None):
-        try:
-            image, gt_nuc, gt_cells, labels = load()
-            if image.shape[0] < 2 and not from_labels:
-                raise InputError(f"need a nuclear and a cytoplasm channel, got {image.shape[0]}")
-            used, estimated = diameter, diameter is None
-            if estimated and not from_labels:
-                used, n_nuclei = estimate_cell_scale(image[0])
-                if not np.isfinite(used):
-                    raise InputError("no nuclei found in the nuclear channel (blank or wrong channel?); "
-                                     "pass --diameter to annotate anyway")
-            meta = {"nucleus": nucleus, "cytoplasm": cytoplasm, "diameter": used, "diameter_estimated": estimated,
-                    "rule": rule}
-            if from_labels:
-                points, fg = weak_from_labels(labels)
-                cells = None
-                write_annotation(out, name, points, fg, {**meta, "source": "labels"})
-                row = {"name": name, "chosen_index": -1, "auto_index": -1, "threshold": ""}
-            else:
-                prev = previous.get(name)
-                override = prev["chosen_index"] if prev and prev["chosen_index"] != prev["auto_index"] else None
-                ann = annotate_image(image[0], image[1], diameter=used, override=override, rule=rule,
-                                     cells=segmenter is None or keep_missed)
-                kept += override is not None
-                points, fg, cells = ann.points, ann.foreground, ann.cells
-                if segmenter is not None:
-                    cells, used = cells_from_model(image[:2], segmenter, channels=model_channels,
-                                                   fill=cells if keep_missed else None)
-                    meta.update(cells_from=segmenter.name, cells_diameter=round(used, 2), keep_missed=keep_missed)
-                write_annotation(out, name, points, fg, {**meta, "source": "machine", "auto_index": ann.auto_index,
-                                                         "chosen_index": ann.chosen_index,
-                                                         "thresholds": list(ann.thresholds),
-                                                         "scores": ann.scores.round(4).tolist()},
-                                 candidates=ann.candidates, cells=cells)
-                if sheets:
-                    write_contact_sheet(out / "sheets" / f"{name.replace('/', '__')}.png", image[:2], ann.candidates,
-                                        points, ann.chosen_index, auto=ann.auto_index, cells=cells)
-                row = {"name": name, "chosen_index": ann.chosen_index, "auto_index": ann.auto_index,
-                       "threshold": ann.thresholds[ann.chosen_index]}
-            rep = annotation_report(points, fg, gt_nuclei=gt_nuc, gt_cells=gt_cells, cells=cells, name=name)
-            row.update(n_points=rep["n_points"], fg_fraction=round(rep["fg_fraction"], 4),
-                       points_inside=round(rep["points_inside"], 4))
-            rows[name] = row
-            reports.append(rep)
-        except LociError as exc:
-            failures[name] = str(exc)
-        except (OSError, ValueError) as exc:
-            failures[name] = f"{type(exc).__name__}: {exc}"
-    if not from_labels:
-        write_choices(out / "choices.csv", list(rows.values()))
-    _write_report(out, reports)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    with OutputLock(out, "lociseg annotate"):
+        previous = read_choices(out / "choices.csv")
+        rows: dict[str, dict] = {name: row for name, row in previous.items()}
+        reports: list[dict] = []
+        failures: dict[str, str] = {}
+        kept = 0
+        for name, load in tqdm(sources, desc="annotate", unit="image", disable=None):
+            try:
+                image, gt_nuc, gt_cells, labels = load()
+                if image.shape[0] < 2 and not from_labels:
+                    raise InputError(f"need a nuclear and a cytoplasm channel, got {image.shape[0]}")
+                used, estimated = diameter, diameter is None
+                if estimated and not from_labels:
+                    used, n_nuclei = estimate_cell_scale(image[0])
+                    if not np.isfinite(used):
+                        raise InputError("no nuclei found in the nuclear channel (blank or wrong channel?); "
+                                         "pass --diameter to annotate anyway")
+                meta = {"nucleus": nucleus, "cytoplasm": cytoplasm, "diameter": used, "diameter_estimated": estimated,
+                        "rule": rule}
+                if from_labels:
+                    points, fg = weak_from_labels(labels)
+                    cells = None
+                    write_annotation(out, name, points, fg, {**meta, "source": "labels"})
+                    row = {"name": name, "chosen_index": -1, "auto_index": -1, "threshold": ""}
+                else:
+                    prev = previous.get(name)
+                    override = prev["chosen_index"] if prev and prev["chosen_index"] != prev["auto_index"] else None
+                    ann = annotate_image(image[0], image[1], diameter=used, override=override, rule=rule,
+                                         cells=segmenter is None or keep_missed)
+                    kept += override is not None
+                    points, fg, cells = ann.points, ann.foreground, ann.cells
+                    if segmenter is not None:
+                        cells, used = cells_from_model(image[:2], segmenter, channels=model_channels,
+                                                       fill=cells if keep_missed else None)
+                        meta.update(cells_from=segmenter.name, cells_diameter=round(used, 2), keep_missed=keep_missed)
+                    write_annotation(out, name, points, fg, {**meta, "source": "machine", "auto_index": ann.auto_index,
+                                                             "chosen_index": ann.chosen_index,
+                                                             "thresholds": list(ann.thresholds),
+                                                             "scores": ann.scores.round(4).tolist()},
+                                     candidates=ann.candidates, cells=cells)
+                    if sheets:
+                        write_contact_sheet(out / "sheets" / f"{name.replace('/', '__')}.png", image[:2], ann.candidates,
+                                            points, ann.chosen_index, auto=ann.auto_index, cells=cells)
+                    row = {"name": name, "chosen_index": ann.chosen_index, "auto_index": ann.auto_index,
+                           "threshold": ann.thresholds[ann.chosen_index]}
+                rep = annotation_report(points, fg, gt_nuclei=gt_nuc, gt_cells=gt_cells, cells=cells, name=name)
+                row.update(n_points=rep["n_points"], fg_fraction=round(rep["fg_fraction"], 4),
+                           points_inside=round(rep["points_inside"], 4))
+                rows[name] = row
+                reports.append(rep)
+            except Exception as exc:  # noqa: BLE001 - one image must not stop the others
+                failures[name] = describe_error(exc)
+        if not from_labels:
+            write_choices(out / "choices.csv", list(rows.values()))
+        _write_report(out, reports)
     typer.echo(f"{len(reports)} image(s) annotated ({kept} with a person's choice kept), {len(failures)} failed; "
                f"outputs in {out}")
     if reports:
@@ -206,9 +213,15 @@ def _write_report(out: Path, reports: list[dict]) -> None:
 
     if not reports:
         return
+    from ..io.files import atomic_write
+
     keys = list(reports[0])
-    with open(out / "report.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(reports)
-    (out / "report.json").write_text(json.dumps(reports, indent=1))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(reports)
+
+    atomic_write(out / "report.csv", write, overwrite=True)  # the command checked --overwrite
+    atomic_write(out / "report.json", json.dumps(reports, indent=1), overwrite=True)

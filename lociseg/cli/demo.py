@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ._common import check_new
+
 log = logging.getLogger(__name__)
 
 
@@ -17,6 +19,7 @@ def main(
                                         "1-channel models run on the nuclei sets, 2-channel on the cell sets."),
     per_set: int = typer.Option(2, "--per-set", "-n", help="Images from each data set."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the report in --out."),
 ) -> int:
     """Segment example images (CellProfiler/BBBC018 cells, DSB2018/Koyuncu nuclei) and write an HTML report.
 
@@ -32,6 +35,7 @@ def main(
         raise ConfigError(f"--per-set must be at least 1, got {per_set}")
     if out.exists() and not out.is_dir():
         raise ConfigError("--out must be a folder (the report folder), not a file", path=out)
+    check_new([out / "index.html"], overwrite)  # before any model runs
     segmenters = {}
     if model is not None:
         seg = load_model(model, device=device)
@@ -50,6 +54,6 @@ def main(
             raise ConfigError("no shipped model could be loaded (" + "; ".join(problems) + "); pass --model PATH")
         for p in problems:
             log.warning("skipping %s", p)
-    index = run_demo(out, segmenters, per_set=per_set)
+    index = run_demo(out, segmenters, per_set=per_set, overwrite=overwrite)
     typer.echo(f"report written to {index}")
     return 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import logging
 import re
+import traceback
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import typer
 
-from ._common import exit_if_failed
+from ._common import check_new, debug_enabled, describe_error, exit_if_failed
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ def main(
     images: Optional[bool] = typer.Option(None, "--images/--no-images", help="Per-image rows in the printed "
                                           "table (default: when at most 30 images)."),
     root: Optional[Path] = typer.Option(None, "--root", help="Data root for named data sets."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing metrics JSON/CSV."),
 ) -> int:
     """Score predicted label images against ground truth: F1, AP50, AP75, mAP, AFNR, PQ, ...
 
@@ -145,7 +147,7 @@ def main(
 
     from ..errors import ConfigError, InputError, LociError
     from ..io import read_labels
-    from ..io.files import image_stem
+    from ..io.files import atomic_write, image_stem
     from ..metrics import evaluate_image, report_from_results
 
     if group_by not in ("auto", "folder", "none"):
@@ -157,6 +159,8 @@ def main(
         raise ConfigError("--out must be a .json file path (the CSV is written beside it)", path=out)
     if not (pred.exists() or pred.is_symlink()):
         raise InputError("--pred: no such file or folder", path=pred)
+    if out is not None:
+        check_new([out, out.with_suffix(".csv")], overwrite)  # before any scoring
     gt_items, gt_desc = _gt_source(gt, root)
     pred_files = find_label_files(pred)
     if pred.is_file() and len(gt_items) == 1:
@@ -188,8 +192,10 @@ def main(
                 if absent:
                     raise InputError(f"score table lacks label(s) {absent[:5]}", path=csv_path)
             r = evaluate_image(gt_labels, pred_labels, scores)
-        except LociError as exc:
-            failures.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - one pair must not stop the others
+            if debug_enabled() and not isinstance(exc, LociError):
+                traceback.print_exception(exc)
+            failures.append(str(exc) if isinstance(exc, LociError) else f"{pred_path}: {describe_error(exc)}")
             continue
         r["name"] = key
         r["group"] = _group_of(group_by, key, pred_path, pred, meta)
@@ -211,8 +217,8 @@ def main(
         typer.echo(f"note: {unscored} of {len(results)} predictions have no score table; their objects rank as score 1")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        report.to_json(out)
-        report.to_csv(out.with_suffix(".csv"))
+        atomic_write(out, report.to_json, overwrite=overwrite)
+        atomic_write(out.with_suffix(".csv"), report.to_csv, overwrite=overwrite)
         typer.echo(f"wrote {out} and {out.with_suffix('.csv')}")
     for label, names in (("no prediction for", missing_pred), ("no ground truth for", missing_gt)):
         if names:

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import exit_if_failed, prepare_out_dir
+from ._common import OutputLock, check_new, exit_if_failed, prepare_out_dir, run_batch, unique_names
 
 
 def _match_image(label_path: Path, image_dir: Path) -> Optional[Path]:
@@ -31,6 +31,7 @@ def main(
     object_type: str = typer.Option("detection", "--object-type", help="QuPath object type in GeoJSON: detection or annotation."),
     classification: str = typer.Option("cell", "--class", help="QuPath class name in GeoJSON and COCO category."),
     pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Micrometres per pixel (OME-Zarr scale)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (otherwise nothing is written when one exists)."),
 ) -> int:
     """Convert label images (e.g. from lociseg segment) for QuPath, napari, ImageJ/Fiji, COCO tools or spreadsheets.
 
@@ -38,10 +39,8 @@ def main(
     COCO writes one annotations.coco.json for all inputs.
     Example: lociseg export seg/*.tif --format geojson,imagej-roi --out qupath/ --images plate1/
     """
-    from tqdm.auto import tqdm
-
-    from ..errors import ConfigError, InputError, LociError
-    from ..export.formats import FORMATS, export_labels, write_coco
+    from ..errors import ConfigError, InputError
+    from ..export.formats import FORMATS, SUFFIX, export_labels, write_coco
     from ..io import read_image, read_image_metadata, read_labels
     from ..io.files import image_stem
     from .segment import expand_inputs
@@ -57,44 +56,56 @@ def main(
     if pixel_size is not None and not pixel_size > 0:
         raise ConfigError(f"--pixel-size must be positive, got {pixel_size}")
     files = expand_inputs(labels)
+    names, notes = unique_names([image_stem(p, suffixes=()) for p in files], [str(p) for p in files])
+    coco_path = out / "annotations.coco.json"
+    # every output is checked before any is written: a refusal changes nothing
+    check_new([out / f"{n}{SUFFIX[f]}" for n in names for f in formats if f != "coco"]
+              + ([coco_path] if "coco" in formats else []), overwrite)
     prepare_out_dir(out)
-    failures: dict[str, str] = {}
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     coco_labels: dict[str, object] = {}
-    written = 0
-    for path in tqdm(files, desc="export", unit="file", disable=None):
-        name = image_stem(path, suffixes=())
-        try:
-            lab = read_labels(path)
-            image, image_name, channel_names = None, path.name, None
-            if images is not None and any(f in ("ome-zarr", "csv", "coco") for f in formats):
-                ip = _match_image(path, images)
-                if ip is None:
-                    raise InputError(f"no image named {name!r} in {images}", path=path)
-                image, image_name = read_image(ip), ip.name
-                if image.shape[-2:] != lab.shape:
-                    raise InputError(f"image {ip.name} is {image.shape[-2:]}, labels are {lab.shape}", path=path)
-                channel_names = read_image_metadata(ip)["channel_names"]
-                if channel_names is not None and len(channel_names) != (1 if image.ndim == 2 else image.shape[0]):
-                    channel_names = None  # e.g. RGB read as channels: fall back to numbered names
-            for f in formats:
-                if f == "coco":
-                    coco_labels[image_name] = lab  # file_name: the image the masks belong to
-                elif f == "geojson":
-                    export_labels(lab, out, name, f, object_type=object_type, classification=classification)
-                elif f == "ome-zarr":
-                    export_labels(lab, out, name, f, image=image, pixel_size=pixel_size, channel_names=channel_names)
-                else:
-                    export_labels(lab, out, name, f, image=image)
-                written += f != "coco"
-        except LociError as exc:
-            failures[str(path)] = exc.message if exc.path else str(exc)
-        except (ValueError, OSError) as exc:  # e.g. a non-2-D label image
-            failures[str(path)] = str(exc)
-    if coco_labels:
-        p = write_coco(out / "annotations.coco.json", coco_labels, category=classification)
-        n = len(json.loads(p.read_text())["annotations"])
-        typer.echo(f"COCO: {len(coco_labels)} image(s), {n} annotation(s) in {p}")
-        written += 1
+
+    def export_one(job: tuple[Path, str]) -> int:
+        path, name = job
+        lab = read_labels(path)
+        image, image_name, channel_names = None, path.name, None
+        if images is not None and any(f in ("ome-zarr", "csv", "coco") for f in formats):
+            ip = _match_image(path, images)
+            if ip is None:
+                raise InputError(f"no image named {image_stem(path)!r} in {images}", path=path)
+            image, image_name = read_image(ip), ip.name
+            if image.shape[-2:] != lab.shape:
+                raise InputError(f"image {ip.name} is {image.shape[-2:]}, labels are {lab.shape}", path=path)
+            channel_names = read_image_metadata(ip)["channel_names"]
+            if channel_names is not None and len(channel_names) != (1 if image.ndim == 2 else image.shape[0]):
+                channel_names = None  # e.g. RGB read as channels: fall back to numbered names
+        if name != image_stem(path, suffixes=()):
+            image_name = f"{name}{image_name[len(image_stem(image_name, suffixes=())):]}"  # renamed: unique file_name
+        n = 0
+        for f in formats:
+            if f == "coco":
+                coco_labels[image_name] = lab  # file_name: the image the masks belong to
+                continue
+            if f == "geojson":
+                kw: dict = {"object_type": object_type, "classification": classification}
+            elif f == "ome-zarr":
+                kw = {"image": image, "pixel_size": pixel_size, "channel_names": channel_names}
+            else:
+                kw = {"image": image}
+            export_labels(lab, out, name, f, overwrite=overwrite, **kw)
+            n += 1
+        return n
+
+    with OutputLock(out, "lociseg export"):
+        results, failures = run_batch([(str(p), (p, n)) for p, n in zip(files, names)], export_one, out=out,
+                                      progress="export")
+        written = sum(results.values())
+        if coco_labels:
+            p = write_coco(coco_path, coco_labels, category=classification, overwrite=overwrite)
+            n = len(json.loads(p.read_text())["annotations"])
+            typer.echo(f"COCO: {len(coco_labels)} image(s), {n} annotation(s) in {p}")
+            written += 1
     typer.echo(f"{written} file(s) written to {out}; {len(failures)} input(s) failed")
     exit_if_failed(failures)
     return 0

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ._common import check_new
+
 
 def main(
     model: str = typer.Argument(..., help="Checkpoint folder, run folder or shipped model name."),
@@ -15,6 +17,7 @@ def main(
     test_image: Optional[Path] = typer.Option(None, "--test-image", help="Raw image for the bioimage.io test tensors (cropped to a multiple of 32, at most 256 px)."),
     license: str = typer.Option("BSD-3-Clause", "--license", help="SPDX licence of the weights (bioimageio); CC-BY-NC-SA-4.0 for BBBC018-trained models."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name (bioimageio)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file or package folder."),
 ) -> int:
     """Export a model's dense network (TorchScript, ONNX) or a bioimage.io package; checks outputs against PyTorch.
 
@@ -28,6 +31,7 @@ def main(
         export_torchscript,
         max_output_difference,
     )
+    from ..io.files import atomic_write
     from ..predict.api import load_model
 
     fmt = fmt.lower()
@@ -39,6 +43,7 @@ def main(
         raise ConfigError(f"--out must be a file path for --format {fmt}, not a folder", path=out)
     if test_image is not None and not test_image.is_file():
         raise ConfigError("--test-image: no such file", path=test_image)
+    check_new([out], overwrite)  # before the model is loaded or anything is written
     net = load_model(model, device="cpu").model
     if fmt == "bioimageio":
         img = None
@@ -51,11 +56,17 @@ def main(
             if h < 32 or w < 32:
                 raise ConfigError("test image must be at least 32 x 32 pixels", path=test_image)
             img = img[:, :h, :w]
-        rdf = export_bioimageio(net, out, test_image=img, license=license, name=name or f"lociseg {Path(model).name}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        atomic_write(out, lambda tmp: written.append(export_bioimageio(net, tmp, test_image=img, license=license,
+                                                                       name=name or f"lociseg {Path(model).name}")),
+                     overwrite=overwrite)
+        rdf = out / written[0].name
         typer.echo(f"bioimage.io package written: {rdf}")
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
-    path = (export_torchscript if fmt == "torchscript" else export_onnx)(net, out)
+    exporter = export_torchscript if fmt == "torchscript" else export_onnx
+    path = atomic_write(out, lambda tmp: exporter(net, tmp), overwrite=overwrite)
     diffs = max_output_difference(net, path)
     typer.echo(f"{fmt} written: {path} (largest difference to PyTorch per output: {', '.join(f'{d:.2g}' for d in diffs)})")
     if max(diffs) > 1e-3:

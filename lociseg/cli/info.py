@@ -72,9 +72,11 @@ def _image_info(path: Path) -> tuple[str, dict[str, Any]]:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows), facts
 
 
-def _write_json(path: Path, payload: Any) -> None:
+def _write_json(path: Path, payload: Any, overwrite: bool) -> None:
+    from ..io.files import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1) + "\n")
+    atomic_write(path, json.dumps(payload, indent=1) + "\n", overwrite=overwrite)
     typer.echo(f"summary written to {path}")
 
 
@@ -87,6 +89,7 @@ def main(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON to this file."),
     root: Optional[Path] = typer.Option(None, "--root", help="Data root (default: $LOCISEG_DATA or shared/data)."),
     channels: Optional[str] = typer.Option(None, "--channels", "-c", help="Comma-separated channel names or indices."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ) -> None:
     """Summarise a data set: images, shapes, channels, object counts and sizes.
 
@@ -96,9 +99,12 @@ def main(
     from ..data import DATASETS, dataset_summary, load_dataset
     from ..errors import ConfigError, InputError, LociError
     from ..io.image import image_suffix_ok, path_problem
+    from ._common import check_new
 
     if json_out is not None and (json_out.is_dir() or json_out.suffix.lower() != ".json"):
         raise ConfigError("--json must be a file path ending in .json (not a folder)", path=json_out)
+    if json_out is not None:
+        check_new([json_out], overwrite)
     chans = None if channels is None else [c.strip() for c in channels.split(",") if c.strip()]
     path = Path(dataset)
     if path.is_symlink() and not path.exists():
@@ -107,7 +113,7 @@ def main(
         text, facts = _image_info(path)
         typer.echo(text)
         if json_out is not None:
-            _write_json(json_out, facts)
+            _write_json(json_out, facts, overwrite)
         return
     specs = sorted(DATASETS) + ["bbbc018:nuclei", "aitslab:nuclei"] if dataset == "all" else [dataset]
     summaries: dict[str, Any] = {}
@@ -129,7 +135,7 @@ def main(
             errors[f"{spec} {name}" if len(specs) > 1 else name] = err
     if json_out is not None:
         payload = summaries[specs[0]] if len(specs) == 1 and specs[0] in summaries else summaries
-        _write_json(json_out, payload)
+        _write_json(json_out, payload, overwrite)
     if errors:
         typer.echo(f"{len(errors)} failure(s):", err=True)
         for where, err in errors.items():

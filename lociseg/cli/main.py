@@ -3,8 +3,10 @@
 Each sub-command lives in its own module ``lociseg.cli.<name>`` exposing a
 function ``main`` with typer-annotated parameters; it is registered here.
 Heavy imports (torch, models) happen inside the commands, so ``--help`` is fast.
-A :class:`~lociseg.errors.LociError` raised by a command is printed as one
-line (no traceback) and the process exits with status 2.
+A :class:`~lociseg.errors.LociError` or ``ValueError`` raised by a command is
+printed as one line (no traceback) and the process exits with status 2 (bad
+input); an ``OSError`` (disk full, permission denied, ...) likewise, with
+status 1. ``--debug`` or ``LOCISEG_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -47,10 +49,13 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def _verbosity(
+    ctx: typer.Context,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print warnings and errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print debugging detail."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors (also LOCISEG_DEBUG=1)."),
 ) -> None:
     """lociseg: single-cell segmentation trainable from machine-made annotations."""
+    ctx.obj = {**(ctx.obj or {}), "debug": debug}
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", handlers=[_StderrHandler()], force=True)
 
@@ -81,9 +86,13 @@ def run(argv: list[str] | None = None) -> int:
     try:
         # In non-standalone mode typer.Exit codes are returned, not raised.
         rv = app(args=argv, standalone_mode=False)
-    except LociError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return 2
+    except (LociError, OSError, ValueError) as exc:
+        from ._common import debug_enabled, describe_error
+
+        if debug_enabled() or "--debug" in (sys.argv[1:] if argv is None else argv):
+            raise
+        typer.echo(f"error: {describe_error(exc) if not isinstance(exc, LociError) else exc}", err=True)
+        return 1 if isinstance(exc, OSError) else 2
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:

@@ -12,7 +12,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-from ._common import exit_if_failed, prepare_out_dir
+from ._common import OutputLock, exit_if_failed, prepare_out_dir, run_batch, unique_names
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def main(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     max_image_pixels: int = typer.Option(2**30, "--max-image-pixels", help="Refuse images whose declared plane has more "
                                          "pixels than this (checked before decoding; raise it for larger images)."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip images whose outputs all exist."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip images whose outputs an earlier run wrote completely (checked against the sizes and checksums in <name>.json)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> int:
     """Segment every cell in images: writes a label TIFF, a per-cell CSV and a JSON sidecar per image.
@@ -87,10 +87,8 @@ def main(
     lociseg segment plate1/ --model runs/cells --out seg/ --channels actin,DNA ;
     lociseg segment "data/*.tif" -m nuclei -o seg/ --diameter 30
     """
-    from tqdm.auto import tqdm
-
-    from ..errors import ConfigError, LociError
-    from ..predict.api import load_model, write_outputs
+    from ..errors import ConfigError, InputError
+    from ..predict.api import OUTPUT_SUFFIXES, load_model, outputs_complete, write_outputs
     from ..predict.paste import OVERLAP_RULES
 
     if skip_existing and overwrite:
@@ -120,37 +118,41 @@ def main(
         if name not in loaded:
             loaded[name] = load_model(name, device=device)
         return loaded[name]
-    failures: dict[str, str] = {}
-    done = skipped = 0
-    for name, path, read in tqdm(jobs, desc="segment", unit="image", disable=None):
-        targets = [out / f"{name}{s}" for s in (".tif", ".csv", ".json")]
-        if any(t.exists() for t in targets) and not overwrite:
-            if skip_existing and all(t.exists() for t in targets):
-                skipped += 1
-                continue
-            if not skip_existing:
-                failures[path] = "outputs exist (use --overwrite or --skip-existing)"
-                continue
-        try:
-            image, meta = read()
-            seg = segmenter_for(image)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                labels, table = seg.segment(image, diameter=diameter_px, channels=chans, channel_names=meta,
-                                             tile_size=tile_size, augment=augment, overlaps=overlaps)
-            m = table.meta
-            for w in caught:
-                # an unsure scale estimate is worth the user's attention
-                (log.warning if m.get("scale_unsure") else log.info)("%s: %s", name, w.message)
-            log.info("%s: diameter %.1f px (%s), %d cells, %.0f%% with a high score", name, m["diameter_used"],
-                     f"estimated, confidence {m['scale_confidence']:.2f}" if "scale_confidence" in m else "given",
-                     m["cells"], 100 * m["high_score_fraction"])
-            write_outputs(out, name, labels, table, {"input": path})
-            done += 1
-        except ConfigError:
-            raise  # a bad option fails every image alike: stop at the first
-        except LociError as exc:
-            failures[path] = exc.message if exc.path else str(exc)
+    names, notes = unique_names([j[0] for j in jobs], [j[1] for j in jobs])
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+
+    def segment_one(job: tuple[str, str, Callable]) -> str:
+        name, path, read = job
+        if skip_existing and outputs_complete(out, name):
+            return "skipped"
+        if not overwrite:
+            for t in (out / f"{name}{s}" for s in OUTPUT_SUFFIXES):
+                if os.path.lexists(t):
+                    why = "incomplete or changed outputs of an earlier run" if skip_existing else "outputs exist"
+                    raise InputError(f"{why} ({t.name}); use --overwrite to replace them"
+                                     + ("" if skip_existing else " or --skip-existing"))
+        image, meta = read()
+        seg = segmenter_for(image)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            labels, table = seg.segment(image, diameter=diameter_px, channels=chans, channel_names=meta,
+                                        tile_size=tile_size, augment=augment, overlaps=overlaps)
+        m = table.meta
+        for w in caught:
+            # an unsure scale estimate is worth the user's attention
+            (log.warning if m.get("scale_unsure") else log.info)("%s: %s", name, w.message)
+        log.info("%s: diameter %.1f px (%s), %d cells, %.0f%% with a high score", name, m["diameter_used"],
+                 f"estimated, confidence {m['scale_confidence']:.2f}" if "scale_confidence" in m else "given",
+                 m["cells"], 100 * m["high_score_fraction"])
+        write_outputs(out, name, labels, table, {"input": path}, overwrite=overwrite)
+        return "done"
+
+    with OutputLock(out, "lociseg segment"):
+        results, failures = run_batch([(path, (name, path, read)) for name, (_, path, read) in zip(names, jobs)],
+                                      segment_one, out=out, progress="segment")
+    skipped = sum(r == "skipped" for r in results.values())
+    done = len(results) - skipped
     typer.echo(f"{done} image(s) segmented, {skipped} skipped, {len(failures)} failed; outputs in {out}")
     exit_if_failed(failures)
     return 0

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import ConfigError, LociError
-from ._common import exit_if_failed, prepare_out_dir
+from ..errors import ConfigError
+from ._common import OutputLock, check_new, describe_error, exit_if_failed, prepare_out_dir
 
 
 def _parse_confluence(text: Optional[str]) -> float | tuple[float, float] | None:
@@ -38,6 +38,7 @@ def main(
     max_overlap: float = typer.Option(0.1, "--max-overlap", help="Largest fraction of a pasted cell that may cover earlier cells."),
     include_originals: bool = typer.Option(False, "--include-originals", help="Also copy the real images into the output folder."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N real images (quick tries)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the synthetic data set of an earlier run in --out."),
 ) -> None:
     """Synthesise labelled images by pasting real cells onto cell-free background.
 
@@ -47,12 +48,9 @@ def main(
     annotations (points at cell centroids, foreground) are written too.
     Example: lociseg synth bbbc018@train --out synth_bbbc018 --factor 5
     """
-    import numpy as np
-    from tqdm import tqdm
 
     from ..data import load_samples
-    from ..synth.cutpaste import extract_cells, iter_cut_paste
-    from ..synth.io import write_manifest, write_sample
+    from ..synth.cutpaste import extract_cells
 
     conf = _parse_confluence(confluence)
     if cell_pool not in ("all", "source"):
@@ -61,6 +59,7 @@ def main(
         raise ConfigError(f"--max-overlap: expected a fraction in [0, 1], got {max_overlap}")
     if factor < 0 or (n_images is not None and n_images < 0):
         raise ConfigError("--factor and --n-images must not be negative")
+    check_new([out / "synth.json"], overwrite)  # an earlier run's data set, before any work
     spec = dataset if split is None or "@" in dataset else f"{dataset}@{split}"
     samples = [s for s in load_samples(spec, limit=limit) if getattr(s, "labels", None) is not None]
     if not samples:
@@ -70,14 +69,26 @@ def main(
     if not cells:
         raise ConfigError(f"{dataset}: no complete cells found (all touch the border or are tiny)")
     prepare_out_dir(out)
+    with OutputLock(out, "lociseg synth"):
+        _write_all(out, samples, cells, n, conf, spec, seed, feather, cell_pool, max_overlap, include_originals)
+
+
+def _write_all(out, samples, cells, n, conf, spec, seed, feather, cell_pool, max_overlap, include_originals) -> None:
+    """Generate and write the images (one failed image is reported, the others still written) and synth.json."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..synth.cutpaste import iter_cut_paste
+    from ..synth.io import write_manifest, write_sample
+
     failures: list[str] = []
     metas: dict[str, dict] = {}
     if include_originals:
         for s in samples:
             try:
                 write_sample(out, s)
-            except (OSError, LociError, ValueError) as exc:
-                failures.append(f"{s.name}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - one image must not stop the others
+                failures.append(f"{s.name}: {describe_error(exc)}")
     rng = np.random.default_rng(seed)
     gen = iter_cut_paste(
         samples, n_images=n, confluence=conf, rng=rng, feather=feather, cells=cells, cell_pool=cell_pool, max_overlap=max_overlap
@@ -86,8 +97,8 @@ def main(
         try:
             write_sample(out, sample)
             metas[sample.name] = sample.meta
-        except (OSError, LociError, ValueError) as exc:
-            failures.append(f"{sample.name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one image must not stop the others
+            failures.append(f"{sample.name}: {describe_error(exc)}")
     params = {
         "dataset": spec,
         "n_real": len(samples),

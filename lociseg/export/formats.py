@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..io.files import atomic_write
 from ..io.polygons import label_outlines
 
 __all__ = [
@@ -357,13 +358,16 @@ def _omero(image: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
 
 # -------------------------------------------------------------------- COCO
 
-def write_coco(path: PathLike, labels_by_name: Mapping[str, np.ndarray], *, encoding: str = "rle", category: str = "cell") -> Path:
-    """Write label images as one COCO instance-segmentation JSON (RLE by default: exact, keeps holes)."""
+def write_coco(path: PathLike, labels_by_name: Mapping[str, np.ndarray], *, encoding: str = "rle", category: str = "cell",
+               overwrite: bool = True) -> Path:
+    """Write label images as one COCO instance-segmentation JSON (RLE by default: exact, keeps holes).
+
+    Written atomically; with ``overwrite=False`` an existing file is an :class:`~lociseg.errors.InputError`.
+    """
     from ..io import labels_to_coco
 
-    path = Path(path)
-    path.write_text(json.dumps(labels_to_coco(labels_by_name, encoding=encoding, category=category)))
-    return path
+    text = json.dumps(labels_to_coco(labels_by_name, encoding=encoding, category=category))
+    return atomic_write(path, text, overwrite=overwrite)
 
 
 # ------------------------------------------------------------------ facade
@@ -375,25 +379,31 @@ def export_labels(
     fmt: str,
     *,
     image: np.ndarray | None = None,
+    overwrite: bool = False,
     **kwargs: Any,
 ) -> Path:
     """Write one label image as ``out_dir/<name><suffix>`` in format ``fmt`` (one of :data:`FORMATS`).
 
     ``kwargs`` go to the format's writer; ``image`` is used by ``ome-zarr``
-    (stored) and ``csv`` (mean intensities).
+    (stored) and ``csv`` (mean intensities). The file is written atomically;
+    an existing one is replaced only with ``overwrite`` (else
+    :class:`~lociseg.errors.InputError`).
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}{SUFFIX[fmt]}"
-    if fmt == "ome-zarr":
-        return write_ome_zarr(path, labels, image=image, **kwargs)
-    if fmt == "geojson":
-        kwargs.setdefault("image_name", name)
-        return write_geojson(path, labels, measurements=cell_measurements(labels), **kwargs)
-    if fmt == "imagej-roi":
-        return write_imagej_rois(path, labels)
     if fmt == "coco":
-        return write_coco(path, {name: labels}, **kwargs)
-    return write_csv(path, cell_measurements(labels, image))
+        return write_coco(path, {name: labels}, overwrite=overwrite, **kwargs)
+    if fmt == "ome-zarr":
+        write = lambda tmp: write_ome_zarr(tmp, labels, image=image, **kwargs)  # noqa: E731
+    elif fmt == "geojson":
+        kwargs.setdefault("image_name", name)
+        write = lambda tmp: write_geojson(tmp, labels, measurements=cell_measurements(labels), **kwargs)  # noqa: E731
+    elif fmt == "imagej-roi":
+        write = lambda tmp: write_imagej_rois(tmp, labels)  # noqa: E731
+    else:
+        write = lambda tmp: write_csv(tmp, cell_measurements(labels, image))  # noqa: E731
+    # through a temporary file (folder for OME-Zarr): a failed export never leaves half a file
+    return atomic_write(path, write, overwrite=overwrite)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -78,7 +79,9 @@ def atomic_write(path: PathLike, data: bytes | str | Callable[[Path], object], *
         The file to write; its folder must exist.
     data : bytes, str or callable
         The content (str is written as UTF-8), or a function that writes the
-        file it is given (a path with the same ending as ``path``).
+        file it is given (a path with the same ending as ``path``); it may
+        write a folder there instead (OME-Zarr), which is put into place the
+        same way (an existing one is replaced only after the new one is whole).
     overwrite : bool
         Replace an existing file. When False the file is only created: an
         existing one is an error, checked before writing and again,
@@ -103,7 +106,9 @@ def atomic_write(path: PathLike, data: bytes | str | Callable[[Path], object], *
             data(tmp)
         else:
             tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-        if overwrite:
+        if tmp.is_dir() and not tmp.is_symlink():
+            _put_folder(tmp, path, overwrite)
+        elif overwrite:
             os.replace(tmp, path)
         else:
             try:
@@ -113,9 +118,31 @@ def atomic_write(path: PathLike, data: bytes | str | Callable[[Path], object], *
             except OSError:  # file systems without hard links
                 os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
             tmp.unlink()
     return path
+
+
+def _put_folder(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Rename the finished folder ``tmp`` to ``path``; an old one is moved aside first and removed after."""
+    if not os.path.lexists(path):
+        try:
+            os.rename(tmp, path)  # fails if a non-empty folder appeared meanwhile
+            return
+        except OSError:
+            if not overwrite:
+                raise InputError("exists already; pass overwrite=True (--overwrite) to replace it", path=path) from None
+    elif not overwrite:
+        raise InputError("exists already; pass overwrite=True (--overwrite) to replace it", path=path)
+    old = path.with_name(path.name + f".{os.getpid()}-{uuid.uuid4().hex[:8]}.old")
+    os.rename(path, old)
+    os.rename(tmp, path)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink()
 
 
 def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:

@@ -30,7 +30,7 @@ from .. import __version__
 from ..device import choose_device
 from ..errors import ConfigError, InputError
 from ..io import LazyImage, normalize_percentile, percentile_bounds, write_labels
-from ..io.files import atomic_write
+from ..io.files import atomic_write, sha256_file
 from ..models.checkpoint import load_checkpoint
 from ..models.pretrained import resolve_model
 from ..structures import Instances
@@ -521,8 +521,17 @@ def segment(image: np.ndarray, model: Segmenter | torch.nn.Module | str | os.Pat
     return seg.segment(image, **kwargs)
 
 
-def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, table: CellTable, meta: dict | None = None) -> dict[str, Path]:
+#: Endings of the files :func:`write_outputs` writes per image; the sidecar (.json) comes last.
+OUTPUT_SUFFIXES = (".tif", ".csv", ".json")
+
+
+def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, table: CellTable, meta: dict | None = None,
+                  *, overwrite: bool = False) -> dict[str, Path]:
     """Write ``<name>.tif`` (labels), ``<name>.csv`` (cell table) and ``<name>.json`` (metadata) atomically.
+
+    The JSON sidecar is written last and records the size and SHA-256 of the
+    other two (key ``"outputs"``), so :func:`outputs_complete` can tell a
+    finished set from one a crash, a full disk or a copy cut short.
 
     Parameters
     ----------
@@ -534,6 +543,8 @@ def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, tab
     table : CellTable
     meta : dict, optional
         Extra metadata merged over ``table.meta`` (e.g. the input path).
+    overwrite : bool
+        Replace existing files; otherwise an existing one is an :class:`InputError`.
 
     Returns
     -------
@@ -542,10 +553,33 @@ def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, tab
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    info = {**table.meta, **(meta or {}), "lociseg_version": __version__, "columns": list(TABLE_COLUMNS)}
     paths = {"labels": out / f"{name}.tif", "table": out / f"{name}.csv", "meta": out / f"{name}.json"}
-    # callers decide about existing outputs (lociseg segment --overwrite / --skip-existing)
-    atomic_write(paths["labels"], lambda p: write_labels(p, labels), overwrite=True)
-    atomic_write(paths["table"], table.to_csv, overwrite=True)
-    atomic_write(paths["meta"], json.dumps(info, indent=1, default=str) + "\n", overwrite=True)
+    if not overwrite:
+        for p in paths.values():  # before anything is written, so a refusal leaves no partial set
+            if os.path.lexists(p):
+                raise InputError("exists already; pass overwrite=True (--overwrite) to replace it", path=p)
+    elif paths["meta"].exists():
+        paths["meta"].unlink()  # until the new sidecar is in place, the set is incomplete
+    atomic_write(paths["labels"], lambda p: write_labels(p, labels), overwrite=overwrite)
+    atomic_write(paths["table"], table.to_csv, overwrite=overwrite)
+    files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in (paths["labels"], paths["table"])}
+    info = {**table.meta, **(meta or {}), "lociseg_version": __version__, "columns": list(TABLE_COLUMNS), "outputs": files}
+    atomic_write(paths["meta"], json.dumps(info, indent=1, default=str) + "\n", overwrite=overwrite)
     return paths
+
+
+def outputs_complete(out_dir: str | os.PathLike, name: str) -> bool:
+    """Whether :func:`write_outputs` finished ``name`` in ``out_dir``: the sidecar reads and every
+    file it lists has the recorded size and SHA-256 (truncated, replaced or missing files fail)."""
+    out = Path(out_dir)
+    try:
+        files = json.loads((out / f"{name}.json").read_text()).get("outputs")
+        if not isinstance(files, dict) or {f"{name}.tif", f"{name}.csv"} - set(files):
+            return False
+        for fname, rec in files.items():
+            p = out / Path(fname).name
+            if p.stat().st_size != rec["size"] or sha256_file(p) != rec["sha256"]:
+                return False
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return True

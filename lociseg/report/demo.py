@@ -83,10 +83,11 @@ def run_demo(
     per_set: int = 2,
     root: str | os.PathLike | None = None,
     progress: bool | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """:func:`demo_items` then :func:`~lociseg.report.build_report`; returns the ``index.html`` path."""
+    """:func:`demo_items` then :func:`~lociseg.report.build_report` (``overwrite`` goes to it); returns the ``index.html`` path."""
     if not segmenters:
         raise ConfigError("no model to run the demo with")
     items = demo_items(segmenters, per_set=per_set, root=root, progress=progress)
     kinds = ", ".join(sorted(segmenters))
-    return build_report(items, out_dir, title=f"lociseg demo ({kinds})")
+    return build_report(items, out_dir, title=f"lociseg demo ({kinds})", overwrite=overwrite)

@@ -20,7 +20,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from ..export.formats import cell_measurements, write_csv
+from ..io.files import atomic_write
 from ..metrics import evaluate_image
 
 __all__ = ["ReportItem", "build_report", "overlay_outlines", "svg_histogram"]
@@ -184,6 +186,7 @@ def build_report(
     *,
     title: str = "lociseg segmentation report",
     max_rows: int = 20,
+    overwrite: bool = False,
 ) -> Path:
     """Write an HTML report of segmented images.
 
@@ -195,6 +198,9 @@ def build_report(
     title : str
     max_rows : int
         Cells shown per table in the page (the CSV has all).
+    overwrite : bool
+        Replace existing files; otherwise any of them existing is an
+        :class:`~lociseg.errors.InputError`, raised before anything is written.
 
     Returns
     -------
@@ -206,12 +212,17 @@ def build_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections, summary = [], []
-    used: set[str] = set()
+    bases: list[str] = []
     for item in items:
         base = _safe_name(item.name)
-        while base in used:
+        while base in bases:
             base += "_"
-        used.add(base)
+        bases.append(base)
+    if not overwrite:
+        for f in [out / "index.html", *(out / f"{b}{e}" for b in bases for e in (".png", ".cells.csv"))]:
+            if os.path.lexists(f):
+                raise InputError("exists already; pass --overwrite to replace it", path=f)
+    for item, base in zip(items, bases):
         labels = np.asarray(item.labels)
         cols = cell_measurements(labels)
         given = item.table.to_dict() if hasattr(item.table, "to_dict") else item.table
@@ -219,8 +230,9 @@ def build_report(
             # carry the model's per-cell scores over, matched by label
             by_label = dict(zip(np.asarray(given["label"]).tolist(), np.asarray(given["score"], float).tolist()))
             cols["score"] = np.array([by_label.get(int(k), np.nan) for k in cols["label"]])
-        Image.fromarray(overlay_outlines(item.image, labels, item.gt)).save(out / f"{base}.png", optimize=True)
-        write_csv(out / f"{base}.cells.csv", cols)
+        overlay = Image.fromarray(overlay_outlines(item.image, labels, item.gt))
+        atomic_write(out / f"{base}.png", lambda tmp, im=overlay: im.save(tmp, optimize=True), overwrite=True)
+        atomic_write(out / f"{base}.cells.csv", lambda tmp, c=cols: write_csv(tmp, c), overwrite=True)
         metrics_html, row = "", {"name": item.name, "anchor": base, "cells": len(cols["label"])}
         if item.gt is not None:
             m = evaluate_image(item.gt, labels)
@@ -260,5 +272,5 @@ def build_report(
         + "".join(sections) + "</body></html>\n"
     )
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
+    atomic_write(index, page, overwrite=True)  # last: its presence means the report is whole
     return index

@@ -45,7 +45,8 @@ def write_sample(out_dir: Path, sample: Any) -> None:
     # a generated folder is rewritten in place when generated again
     atomic_write(out_dir / "images" / f"{sample.name}.tif", lambda tmp: tifffile.imwrite(
         tmp, image, photometric="minisblack", metadata={"axes": "CYX"}, compression="zlib"), overwrite=True)
-    write_labels_tiff(out_dir / "masks" / f"{sample.name}.tif", np.asarray(sample.labels))
+    atomic_write(out_dir / "masks" / f"{sample.name}.tif", lambda tmp: write_labels_tiff(tmp, np.asarray(sample.labels)),
+                 overwrite=True)
     if sample.points is not None and sample.foreground is not None:
         write_weak_annotation(out_dir / "annotations", sample.name, sample.points, sample.foreground)
 
@@ -53,4 +54,4 @@ def write_sample(out_dir: Path, sample: Any) -> None:
 def write_manifest(out_dir: Path, params: dict, metas: dict[str, dict]) -> None:
     """``synth.json``: the parameters and each image's metadata."""
     text = json.dumps({"params": params, "images": metas}, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-    (Path(out_dir) / "synth.json").write_text(text)
+    atomic_write(Path(out_dir) / "synth.json", text, overwrite=True)

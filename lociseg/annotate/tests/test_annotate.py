@@ -266,7 +266,9 @@ def test_cli_annotate_files_bad_file_and_kept_choices(tmp_path, rng):
     text[1] = ",".join(row)
     (out / "choices.csv").write_text("\n".join(text) + "\n")
     (src / "broken.tif").unlink()
-    assert run(["annotate", str(src), "-n", "0", "-c", "1", "-o", str(out), "-d", "30", "--no-sheets"]) == 0
+    # a re-run replaces the earlier outputs only with --overwrite; the edited choice survives it
+    assert run(["annotate", str(src), "-n", "0", "-c", "1", "-o", str(out), "-d", "30", "--no-sheets"]) == 2
+    assert run(["annotate", str(src), "-n", "0", "-c", "1", "-o", str(out), "-d", "30", "--no-sheets", "--overwrite"]) == 0
     again = read_choices(out / "choices.csv")
     assert again["one"]["chosen_index"] == int(row[1]) and again["one"]["auto_index"] == auto
     assert (read_annotation(out, "one")[1] == read_candidates(out, "one")[int(row[1])]).all()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage.draw import polygon as draw_polygon
 
-from lociseg.errors import ConfigError
+from lociseg.errors import ConfigError, InputError
 from lociseg.export import formats as F
 from lociseg.io.polygons import label_outlines, mask_outlines, polygon_area
 
@@ -132,8 +132,10 @@ def test_imagej_rois_read_back_with_roifile(tmp_path, bbbc_cells):
         assert roi.roitype == roifile.ROI_TYPE.TRACED
         np.testing.assert_array_equal(roi.coordinates(), outlines[lab][0].exterior)
         assert abs(polygon_area(roi.coordinates().astype(float))) == outlines[lab][0].area
-    # writing again replaces the zip instead of appending to it
-    F.export_labels(bbbc_cells, tmp_path, "field", "imagej-roi")
+    # writing again is refused without overwrite, and then replaces the zip instead of appending to it
+    with pytest.raises(InputError, match="exists already"):
+        F.export_labels(bbbc_cells, tmp_path, "field", "imagej-roi")
+    F.export_labels(bbbc_cells, tmp_path, "field", "imagej-roi", overwrite=True)
     assert len(roifile.roiread(path)) == len(rois)
 
 
