@@ -21,7 +21,7 @@ minus the 1st (the normalisation's own percentiles):
 ``12bit``
     rescaled to 0..4095, rounded, stored as uint16 (12-bit data in 16 bits).
 ``8bit``
-    requantised to 256 levels between the channel's min and max (uint8).
+    requantised to 256 levels between the channel's min and max (as float).
 ``dim``
     a dim stain: ``floor + 0.2 * (image - floor)`` plus read noise of 2 % of
     the original range, rounded to integers (the camera's grid).
@@ -58,7 +58,8 @@ from bench_scale import SETS, f1, f1_counts
 
 from lociseg.train.data import illumination_field, poisson_gaussian, quantize
 
-PERTURBATIONS = ["none", "offset", "12bit", "8bit", "dim", "saturated", "sat-cells", "uneven", "noise", "blank2", "absent2", "2x"]
+PERTURBATIONS = ["none", "offset", "12bit", "8bit", "dim", "saturated", "sat-cells", "uneven", "noise",
+                 "blank2", "absent2", "2x"]
 
 
 def levels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +69,8 @@ def levels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo, np.maximum(hi - lo, 1e-6)
 
 
-def perturb(image: np.ndarray, labels: np.ndarray, name: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+def perturb(image: np.ndarray, labels: np.ndarray, name: str,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
     """The perturbed (C, H, W) raw image, its labels and the factor its cell diameter changed by."""
     from lociseg.transforms import rescale_image, rescale_labels, scaled_shape
 
@@ -102,7 +104,8 @@ def perturb(image: np.ndarray, labels: np.ndarray, name: str, rng: np.random.Gen
         out[1] = 0.0 if name == "absent2" else lo[1] + rng.normal(size=x.shape[-2:]) * 0.01 * span[1]
         return out.astype(np.float32), labels, 1.0
     if name == "2x":
-        return rescale_image(image.astype(np.float32), 2.0), rescale_labels(labels, scaled_shape(labels.shape, 2.0)), 2.0
+        big = rescale_labels(labels, scaled_shape(labels.shape, 2.0))
+        return rescale_image(image.astype(np.float32), 2.0), big, 2.0
     raise ValueError(f"unknown perturbation {name!r}")
 
 
@@ -136,7 +139,7 @@ def run(args) -> dict:
             if name in ("blank2", "absent2") and seg.spec.in_channels < 2:
                 continue
             counts, t0 = np.zeros(3, int), time.perf_counter()
-            for k, (sname, image, lab) in enumerate(samples):
+            for sname, image, lab in samples:
                 rng = np.random.default_rng([args.seed, zlib.crc32(f"{spec}/{sname}/{name}".encode())])
                 img, gt, zoom = perturb(image, lab, name, rng)
                 d = diameter_from_labels(lab) * zoom

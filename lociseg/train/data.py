@@ -227,7 +227,7 @@ def _draw(p: float, rng: np.random.Generator) -> bool:
 
 
 def imaging_augment(img: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Simulate how a lab images the crop: illumination, dim stain, floor, camera noise, saturation, bit depth, blank channel.
+    """Image the crop as another lab might: illumination, dim stain, floor, camera noise, saturation, bits, blank channel.
 
     ``img`` is a normalised (C, H, W) crop, taken as a linear copy of the
     camera counts. Each step is drawn with its probability in ``aug``; the

@@ -80,7 +80,7 @@ def test_each_augmentation_deterministic_shape_dtype(kw):
     assert a.shape == img.shape and a.dtype == np.float32 and np.isfinite(a).all()
     assert np.array_equal(a, b) and not all(np.array_equal(a, c) for c in others)
     assert not np.array_equal(a, img)
-    assert -0.5 < a.min() and a.max() < 2.0  # still in normalised units
+    assert a.min() > -0.5 and a.max() < 2.0  # still in normalised units
 
 
 def test_offset_alone_is_undone():
