@@ -16,6 +16,16 @@ from ..models.unet import UNetConfig
 class AugmentConfig(Config):
     """Random augmentation of training crops.
 
+    The crops are cut from percentile-normalised images, so the imaging
+    augmentations (``illumination`` to ``blank_channel_p``) treat a crop as a
+    linear copy of the camera's counts, change it the way a lab's imaging
+    would, then undo the affine part (floor and dimming) as the percentile
+    normalisation at inference does. What is left is what survives
+    normalisation: clipped highlights, quantisation steps, shot and read noise
+    relative to the signal, uneven illumination and a missing channel.
+    Each one is drawn with its own probability; at probability 0 it draws
+    nothing, so runs without it keep their exact batches.
+
     Attributes
     ----------
     flips : bool
@@ -25,6 +35,37 @@ class AugmentConfig(Config):
     gain, gamma, noise : float
         Per-channel intensity gain in [1-gain, 1+gain], gamma exp(N(0, gamma)),
         Gaussian noise of this standard deviation (normalised units).
+    illumination_p, illumination : float
+        Probability of uneven illumination: a smooth multiplicative field
+        (a tilted plane times a vignette, per crop) falling to ``1 -
+        illumination`` at its darkest.
+    dim_p, dim_min : float
+        Probability of a dim stain: the signal times a log-uniform factor in
+        [``dim_min``, 1] under camera noise (read noise ``read_noise`` when
+        shot noise is not drawn) and quantisation, then scaled back, so only
+        the signal-to-noise ratio and the number of grey levels drop.
+    offset_p, offset_max : float
+        Probability of a camera floor (background offset) of up to
+        ``offset_max`` times the signal range; it adds shot noise and takes
+        grey levels from the signal when quantised.
+    shot_noise_p, photons_min, read_noise : float
+        Probability of Poisson-Gaussian noise: Poisson counts at a log-uniform
+        ``photons_min`` to ``10 * photons_min`` photons per signal range, plus
+        Gaussian read noise of up to ``read_noise`` (normalised units).
+    saturate_p, saturate_quantile : float
+        Probability of saturation: each channel clipped at the q-th quantile
+        of its pixels above its mean (the stained ones), q uniform in
+        [``saturate_quantile``, 0.99], and rescaled so the clip is 1 (as
+        re-normalising a saturated image does).
+    quantize_p : float
+        Probability of requantising to ``quantize_bits`` bits over a full
+        scale of 1 to 1.5 times the crop's maximum (the clip when saturated).
+    quantize_bits : int
+        Bit depth of the requantisation (8: an 8-bit camera or export).
+    blank_channel_p : float
+        Multi-channel models: probability that one channel other than the
+        first is absent (zeros) or blank (a stain that failed: camera noise,
+        which percentile normalisation stretches to the full range).
     """
 
     flips: bool = True
@@ -33,6 +74,20 @@ class AugmentConfig(Config):
     gain: float = bounded(0.2, ge=0, le=1)
     gamma: float = bounded(0.2, ge=0)
     noise: float = bounded(0.02, ge=0)
+    illumination_p: float = bounded(0.0, ge=0, le=1)
+    illumination: float = bounded(0.5, ge=0, le=1)
+    dim_p: float = bounded(0.0, ge=0, le=1)
+    dim_min: float = bounded(0.3, gt=0, le=1)
+    offset_p: float = bounded(0.0, ge=0, le=1)
+    offset_max: float = bounded(0.5, ge=0)
+    shot_noise_p: float = bounded(0.0, ge=0, le=1)
+    photons_min: float = bounded(100.0, gt=0)
+    read_noise: float = bounded(0.02, ge=0)
+    saturate_p: float = bounded(0.0, ge=0, le=1)
+    saturate_quantile: float = bounded(0.8, gt=0, le=1)
+    quantize_p: float = bounded(0.0, ge=0, le=1)
+    quantize_bits: int = bounded(8, ge=1, le=16)
+    blank_channel_p: float = bounded(0.0, ge=0, le=1)
 
     def validate(self, where: str = "") -> None:
         """The scale range must not be empty."""

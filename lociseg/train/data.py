@@ -181,6 +181,102 @@ def _rot_points(points: np.ndarray, k: int, shape: tuple[int, int]) -> np.ndarra
     return points
 
 
+def illumination_field(shape: tuple[int, int], strength: float, rng: np.random.Generator) -> np.ndarray:
+    """A smooth multiplicative field in [1 - strength, 1]: a random tilt blended with an off-centre vignette.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Field shape (H, W).
+    strength : float
+        Darkest point of the field is ``1 - strength`` (0 <= strength < 1).
+    rng : numpy.random.Generator
+        Source of the tilt direction, the blend and the vignette centre.
+
+    Returns
+    -------
+    float32 ndarray of ``shape``; its maximum is 1 and its minimum ``1 - strength``.
+    """
+    yy, xx = np.meshgrid(np.linspace(-1, 1, shape[0]), np.linspace(-1, 1, shape[1]), indexing="ij")
+    angle, blend = rng.uniform(0, 2 * np.pi), rng.uniform()
+    cy, cx = rng.uniform(-0.5, 0.5, size=2)
+    f = blend * (np.cos(angle) * xx + np.sin(angle) * yy) - (1 - blend) * ((yy - cy) ** 2 + (xx - cx) ** 2)
+    span = f.max() - f.min()
+    f = (f - f.min()) / span if span > 0 else np.ones_like(f)
+    return (1 - strength * (1 - f)).astype(np.float32)
+
+
+def quantize(image: np.ndarray, bits: int, full_scale: np.ndarray | float) -> np.ndarray:
+    """``image`` rounded to ``2**bits`` levels over ``[0, full_scale]`` (values outside clipped), in the same units."""
+    levels = 2**bits - 1
+    step = np.asarray(full_scale, np.float64) / levels
+    return np.round(np.clip(image / step, 0, levels)) * step
+
+
+def poisson_gaussian(image: np.ndarray, photons: np.ndarray | float, read_noise: np.ndarray | float,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Camera noise: Poisson counts at ``photons`` per unit of ``image`` (>= 0) plus Gaussian read noise."""
+    photons = np.asarray(photons, np.float64)
+    shot = rng.poisson(np.clip(image, 0, None) * photons) / photons
+    return shot + rng.normal(0.0, 1.0, size=image.shape) * np.asarray(read_noise, np.float64)
+
+
+def _draw(p: float, rng: np.random.Generator) -> bool:
+    # nothing is drawn for an augmentation that is off, so older configs keep their exact batches
+    return p > 0 and bool(rng.random() < p)
+
+
+def imaging_augment(img: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Image the crop as another lab might: illumination, dim stain, floor, camera noise, saturation, bits, blank channel.
+
+    ``img`` is a normalised (C, H, W) crop, taken as a linear copy of the
+    camera counts. Each step is drawn with its probability in ``aug``; the
+    floor and the dimming are undone at the end, as percentile normalisation
+    of the perturbed raw image would undo them, and a saturated channel is
+    rescaled so its clip level is 1.
+    """
+    c = img.shape[0]
+    x = img.astype(np.float64)
+    if _draw(aug.illumination_p, rng):
+        x = x * illumination_field(x.shape[-2:], aug.illumination, rng)
+    dim = _draw(aug.dim_p, rng)
+    offset = _draw(aug.offset_p, rng)
+    shot = _draw(aug.shot_noise_p, rng)
+    saturate = _draw(aug.saturate_p, rng)
+    requantize = _draw(aug.quantize_p, rng)
+    if dim or offset or shot or saturate or requantize:
+        # counts = gain * (x + base) + floor, with base lifting the darkest pixel to 0
+        base = np.maximum(0.0, -x.min(axis=(1, 2), keepdims=True))
+        gain = np.exp(rng.uniform(np.log(aug.dim_min), 0.0, size=(c, 1, 1))) if dim else np.ones((c, 1, 1))
+        floor = rng.uniform(0.0, aug.offset_max, size=(c, 1, 1)) if offset else np.zeros((c, 1, 1))
+        raw = gain * (x + base) + floor
+        if shot:
+            photons = np.exp(rng.uniform(np.log(aug.photons_min), np.log(10 * aug.photons_min), size=(c, 1, 1)))
+            raw = poisson_gaussian(raw, photons, rng.uniform(0.0, aug.read_noise, size=(c, 1, 1)), rng)
+        elif dim:  # the camera's read noise stays as the stain dims
+            raw = raw + rng.normal(0.0, aug.read_noise, size=raw.shape)
+        clip = None
+        if saturate:
+            # a quantile of the bright pixels (above the mean), so sparse crops keep their cells as bright blobs
+            q = rng.uniform(aug.saturate_quantile, 0.99, size=c)
+            clip = np.array([np.quantile(raw[k][raw[k] >= raw[k].mean()], q[k]) for k in range(c)]).reshape(c, 1, 1)
+            raw = np.minimum(raw, clip)
+        if requantize:
+            top = raw.max(axis=(1, 2), keepdims=True) * rng.uniform(1.0, 1.5, size=(c, 1, 1))
+            raw = quantize(raw, aug.quantize_bits, clip if clip is not None else np.maximum(top, 1e-6))
+        x = (raw - floor) / gain - base
+        if clip is not None:
+            level = (clip - floor) / gain - base  # the saturated level in normalised units
+            x = np.where((level > 0) & (level < 1), x / np.where(level > 0, level, 1.0), x)
+    if c > 1 and _draw(aug.blank_channel_p, rng):
+        k = int(rng.integers(1, c))
+        if rng.random() < 0.5:
+            x[k] = 0.0  # absent: the channel filled with zeros
+        else:  # blank: camera noise alone, stretched to the full range by the normalisation
+            x[k] = normalize_percentile(rng.normal(size=(1, *x.shape[-2:])))[0]
+    return x.astype(np.float32)
+
+
 def sample_crop(item: Prepared, size: int, aug: AugmentConfig, rng: np.random.Generator, weak: bool) -> dict:
     """One augmented crop (numpy arrays) of ``item``; pixels outside the image are invalid."""
     c, h, w = item.image.shape
@@ -230,6 +326,7 @@ def sample_crop(item: Prepared, size: int, aug: AugmentConfig, rng: np.random.Ge
                     out[key] = out[key][:, ::-1]
             if "points" in out:
                 out["points"] = np.stack([out["points"][:, 0], size - 1 - out["points"][:, 1]], axis=1)
+    img = imaging_augment(img, aug, rng)
     if aug.gain > 0:
         img = img * rng.uniform(1 - aug.gain, 1 + aug.gain, size=(c, 1, 1))
     if aug.gamma > 0:

@@ -22,7 +22,12 @@ ROOT = Path(__file__).resolve().parents[3]
 SNAPSHOT = json.loads((Path(__file__).parent / "data" / "resolved_configs_v1.json").read_text())
 REMOVED = [("lacss", "weak", "mode"), ("unet", "in_channels"), ("unet", "lr"), ("unet", "batch_size"), ("unet", "crop_size")]
 # options added since the snapshot, with the defaults that keep old behaviour
-ADDED = {("optim", "checkpoint_every"): 200, ("optim", "checkpoint_minutes"): 10.0, ("init",): ""}
+ADDED = {("optim", "checkpoint_every"): 200, ("optim", "checkpoint_minutes"): 10.0, ("init",): "",
+         # imaging augmentations (issue 21): off (probability 0) unless asked for
+         **{("data", "augment", k): v for k, v in {
+             "illumination_p": 0.0, "illumination": 0.5, "dim_p": 0.0, "dim_min": 0.3, "offset_p": 0.0,
+             "offset_max": 0.5, "shot_noise_p": 0.0, "photons_min": 100.0, "read_noise": 0.02, "saturate_p": 0.0,
+             "saturate_quantile": 0.8, "quantize_p": 0.0, "quantize_bits": 8, "blank_channel_p": 0.0}.items()}}
 
 
 def _expected(old: dict) -> dict:
