@@ -63,13 +63,28 @@ def run(base: str, minutes: float, out: Path, targets: str, threads: int) -> dic
     gts = [test[n].labels for n in names]
     run_dir = out / f"{base}_{targets}"
     t0 = time.perf_counter()
-    res = adapt([(n, test[n].image) for n in names], run_dir, nucleus=0, cytoplasm=1, minutes=minutes,
-                targets=targets, overwrite=True, threads=threads, progress=False)
+    res = adapt(
+        [(n, test[n].image) for n in names],
+        run_dir,
+        nucleus=0,
+        cytoplasm=1,
+        minutes=minutes,
+        targets=targets,
+        overwrite=True,
+        threads=threads,
+        progress=False,
+    )
     adapt_s = time.perf_counter() - t0
     kept = res["images"]
     g = [gts[names.index(n)] for n in kept]
-    row = {"set": f"{base}@test", "images": len(kept), "targets": targets, "minutes": minutes,
-           "steps": res["train"]["step"], "adapt_s": round(adapt_s)}
+    row = {
+        "set": f"{base}@test",
+        "images": len(kept),
+        "targets": targets,
+        "minutes": minutes,
+        "steps": res["train"]["step"],
+        "adapt_s": round(adapt_s),
+    }
     row["machine"] = f1s(g, [read_cells(run_dir / "annotations", n) for n in kept])
     row["targets_f1"] = f1s(g, [read_labels(run_dir / "annotations" / f"{n}.targets.tif") for n in kept])
     row["adapted"] = f1s(g, [read_labels(run_dir / "segmentation" / f"{n}.tif") for n in kept])
@@ -81,8 +96,13 @@ def run(base: str, minutes: float, out: Path, targets: str, threads: int) -> dic
     imgs = [tr[n].image[[1, 0]] for n in tr.names]
     labs = [tr[n].labels for n in tr.names]
     cfg = _config(str(shipped.model.checkpoint_path), [1, 0], 0, 1, minutes, None, 5e-4, threads)
-    sup = train(cfg.override({"init": "cells"}), out / f"{base}_supervised", train_samples=(imgs, labs),
-                overwrite=True, progress=False)
+    sup = train(
+        cfg.override({"init": "cells"}),
+        out / f"{base}_supervised",
+        train_samples=(imgs, labs),
+        overwrite=True,
+        progress=False,
+    )
     sup_model = load_model(out / f"{base}_supervised")
     row["supervised"] = f1s(g, [sup_model.segment(test[n].image[[1, 0]])[0] for n in kept])
     row["supervised_steps"] = sup["step"]
@@ -100,13 +120,17 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = [run(b, args.minutes, args.out, args.targets, args.threads) for b in args.sets]
-    print("| set | images | targets | minutes (steps) | shipped F1@0.5 / 0.75 | machine | targets | adapted | "
-          "supervised (steps) |")
+    print(
+        "| set | images | targets | minutes (steps) | shipped F1@0.5 / 0.75 | machine | targets | adapted | "
+        "supervised (steps) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         f = {k: f"{r[k][0]:.3f} / {r[k][1]:.3f}" for k in ("shipped", "machine", "targets_f1", "adapted", "supervised")}
-        print(f"| {r['set']} | {r['images']} | {r['targets']} | {r['minutes']} ({r['steps']}) | {f['shipped']} | "
-              f"{f['machine']} | {f['targets_f1']} | {f['adapted']} | {f['supervised']} ({r['supervised_steps']}) |")
+        print(
+            f"| {r['set']} | {r['images']} | {r['targets']} | {r['minutes']} ({r['steps']}) | {f['shipped']} | "
+            f"{f['machine']} | {f['targets_f1']} | {f['adapted']} | {f['supervised']} ({r['supervised_steps']}) |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

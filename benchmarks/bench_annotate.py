@@ -69,11 +69,22 @@ def run_split(split: str, limit: int | None) -> dict:
         gt = gt_union(s.labels)
         oracle.append(max((c & gt).sum() / (c | gt).sum() for c in cands))
     pooled = {k: aggregate(v) for k, v in scored.items()}
-    return {"split": split, "n": len(names), "precision": tp / max(npts, 1), "recall": tp / max(ngt, 1),
-            "iou": float(np.mean(ious)), "iou_oracle": float(np.mean(oracle)),
-            **{f"{k}_{m}": float(pooled[k][key]) for k in pooled
-               for m, key in (("f1", "f1_50"), ("iou", "mean_matched_iou_50"))},
-            "t_points": float(np.median(t_pts)), "t_fg": float(np.median(t_fg)), "t_cells": float(np.median(t_cells))}
+    return {
+        "split": split,
+        "n": len(names),
+        "precision": tp / max(npts, 1),
+        "recall": tp / max(ngt, 1),
+        "iou": float(np.mean(ious)),
+        "iou_oracle": float(np.mean(oracle)),
+        **{
+            f"{k}_{m}": float(pooled[k][key])
+            for k in pooled
+            for m, key in (("f1", "f1_50"), ("iou", "mean_matched_iou_50"))
+        },
+        "t_points": float(np.median(t_pts)),
+        "t_fg": float(np.median(t_fg)),
+        "t_cells": float(np.median(t_cells)),
+    }
 
 
 def main() -> None:
@@ -83,17 +94,23 @@ def main() -> None:
     args = ap.parse_args()
     rows = [run_split(s, args.limit) for s in args.splits]
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
-    print(f"Date {dt.date.today()}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
-          f"(shared with other jobs), OMP_NUM_THREADS={threads}; command: python {' '.join(sys.argv)}\n")
-    print("| split | fields | point precision | point recall | foreground IoU (auto) | IoU (best of 5) "
-          "| cells F1@0.5 (matched IoU) | Voronoi split F1@0.5 (matched IoU) "
-          "| s/image points | s/image foreground (5 cuts + choice) | s/image cells |")
+    print(
+        f"Date {dt.date.today()}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
+        f"(shared with other jobs), OMP_NUM_THREADS={threads}; command: python {' '.join(sys.argv)}\n"
+    )
+    print(
+        "| split | fields | point precision | point recall | foreground IoU (auto) | IoU (best of 5) "
+        "| cells F1@0.5 (matched IoU) | Voronoi split F1@0.5 (matched IoU) "
+        "| s/image points | s/image foreground (5 cuts + choice) | s/image cells |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['split']} | {r['n']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['iou']:.3f} "
-              f"| {r['iou_oracle']:.3f} | {r['cells_f1']:.3f} ({r['cells_iou']:.3f}) "
-              f"| {r['voronoi_f1']:.3f} ({r['voronoi_iou']:.3f}) "
-              f"| {r['t_points']:.3f} | {r['t_fg']:.3f} | {r['t_cells']:.3f} |")
+        print(
+            f"| {r['split']} | {r['n']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['iou']:.3f} "
+            f"| {r['iou_oracle']:.3f} | {r['cells_f1']:.3f} ({r['cells_iou']:.3f}) "
+            f"| {r['voronoi_f1']:.3f} ({r['voronoi_iou']:.3f}) "
+            f"| {r['t_points']:.3f} | {r['t_fg']:.3f} | {r['t_cells']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

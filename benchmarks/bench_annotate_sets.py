@@ -50,10 +50,18 @@ def run(spec: str, rule: str, limit: int | None) -> dict:
         secs.append(time.perf_counter() - t)
         diams.append(d)
         reps.append(annotation_report(ann.points, ann.foreground, gt_nuclei=gt_nuc, gt_cells=s.labels, cells=ann.cells))
-    mean = {k: float(np.nanmean([r[k] for r in reps])) for k in ("point_precision", "point_recall", "fg_iou",
-                                                                  "cells_f1", "cells_f1_75")}
-    return {"set": spec, "rule": rule, "images": n, "diameter_median": float(np.median(diams)),
-            "s_per_image": float(np.median(secs)), **mean}
+    mean = {
+        k: float(np.nanmean([r[k] for r in reps]))
+        for k in ("point_precision", "point_recall", "fg_iou", "cells_f1", "cells_f1_75")
+    }
+    return {
+        "set": spec,
+        "rule": rule,
+        "images": n,
+        "diameter_median": float(np.median(diams)),
+        "s_per_image": float(np.median(secs)),
+        **mean,
+    }
 
 
 def main() -> None:
@@ -67,9 +75,11 @@ def main() -> None:
     print("| set | rule | images | scale (px) | point P | point R | fg IoU | cells F1@0.5 | cells F1@0.75 | s/image |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['set']} | {r['rule']} | {r['images']} | {r['diameter_median']:.1f} | {r['point_precision']:.3f} | "
-              f"{r['point_recall']:.3f} | {r['fg_iou']:.3f} | {r['cells_f1']:.3f} | {r['cells_f1_75']:.3f} | "
-              f"{r['s_per_image']:.1f} |")
+        print(
+            f"| {r['set']} | {r['rule']} | {r['images']} | {r['diameter_median']:.1f} | {r['point_precision']:.3f} | "
+            f"{r['point_recall']:.3f} | {r['fg_iou']:.3f} | {r['cells_f1']:.3f} | {r['cells_f1_75']:.3f} | "
+            f"{r['s_per_image']:.1f} |"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -96,8 +96,13 @@ def _bbbc018_canvas(size: int, sparse: bool, data_root: str | None) -> np.ndarra
         bg = np.median(image[:, labels == 0], axis=1)[:, None, None]
         image = np.where((labels > 0) & ~keep, bg, image)
     reps = -(-size // image.shape[-1])
-    big = np.concatenate([np.concatenate([image if (a + b) % 2 == 0 else image[:, ::-1, ::-1] for b in range(reps)], axis=2)
-                          for a in range(reps)], axis=1)
+    big = np.concatenate(
+        [
+            np.concatenate([image if (a + b) % 2 == 0 else image[:, ::-1, ::-1] for b in range(reps)], axis=2)
+            for a in range(reps)
+        ],
+        axis=1,
+    )
     return big[:, :size, :size]
 
 
@@ -121,8 +126,15 @@ def case(kind: str, model_name: str, size: int, repeats: int, data_root: str | N
         times.append(time.perf_counter() - t)
         cells = len(table)
     med = float(np.median(times))
-    return {"case": kind, "model": model_name, "size": size, "seconds": med, "mp_per_s": size * size / 1e6 / med,
-            "cells": cells, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "case": kind,
+        "model": model_name,
+        "size": size,
+        "seconds": med,
+        "mp_per_s": size * size / 1e6 / med,
+        "cells": cells,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def tiling_case(model_name: str, data_root: str | None) -> dict:
@@ -142,8 +154,12 @@ def tiling_case(model_name: str, data_root: str | None) -> dict:
         n_whole += int(whole.max())
         n_tiled += int(tiled.max())
         matched += int(m.tp[0])
-    return {"case": "tiled-vs-untiled", "cells_whole": n_whole, "cells_tiled": n_tiled,
-            "matched_iou_0.9": matched / max(1, n_whole)}
+    return {
+        "case": "tiled-vs-untiled",
+        "cells_whole": n_whole,
+        "cells_tiled": n_tiled,
+        "matched_iou_0.9": matched / max(1, n_whole),
+    }
 
 
 def main() -> None:
@@ -157,15 +173,33 @@ def main() -> None:
     ap.add_argument("--_size", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._case:
-        out = (tiling_case(args.model, args.data_root) if args._case == "tiling"
-               else case(args._case, args.model, args._size, args.repeats, args.data_root))
+        out = (
+            tiling_case(args.model, args.data_root)
+            if args._case == "tiling"
+            else case(args._case, args.model, args._size, args.repeats, args.data_root)
+        )
         print(json.dumps(out))
         return
-    runs = [("speed", int(s)) for s in args.sizes.split(",")] + [("dense", args.cell_size), ("sparse", args.cell_size), ("tiling", 0)]
+    runs = [("speed", int(s)) for s in args.sizes.split(",")] + [
+        ("dense", args.cell_size),
+        ("sparse", args.cell_size),
+        ("tiling", 0),
+    ]
     results = []
     for kind, size in runs:
         model = args.model
-        cmd = [sys.executable, __file__, "--_case", kind, "--_size", str(size), "--model", model, "--repeats", str(args.repeats)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--_case",
+            kind,
+            "--_size",
+            str(size),
+            "--model",
+            model,
+            "--repeats",
+            str(args.repeats),
+        ]
         if args.data_root:
             cmd += ["--data-root", args.data_root]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -174,19 +208,25 @@ def main() -> None:
             continue
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(results[-1], file=sys.stderr)
-    print(f"Date {datetime.date.today()}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
-          f"(shared with other jobs), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
-          f"command: python benchmarks/bench_inference.py {' '.join(sys.argv[1:])}\n")
+    print(
+        f"Date {datetime.date.today()}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
+        f"(shared with other jobs), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+        f"command: python benchmarks/bench_inference.py {' '.join(sys.argv[1:])}\n"
+    )
     print("| case | model | image | cells | median s | MP/s | peak RSS MB |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
         if r["case"] == "tiled-vs-untiled":
             continue
-        print(f"| {r['case']} | {r['model']} | {r['size']}x{r['size']} | {r['cells']} | {r['seconds']:.2f} | {r['mp_per_s']:.2f} | {r['max_rss_mb']:.0f} |")
+        print(
+            f"| {r['case']} | {r['model']} | {r['size']}x{r['size']} | {r['cells']} | {r['seconds']:.2f} | {r['mp_per_s']:.2f} | {r['max_rss_mb']:.0f} |"
+        )
     for r in results:
         if r["case"] == "tiled-vs-untiled":
-            print(f"\nTiled (384 px, overlap 128) vs untiled, 14 BBBC018 test fields, {args.model}: {r['cells_tiled']} vs "
-                  f"{r['cells_whole']} cells, {100 * r['matched_iou_0.9']:.1f}% matched at IoU > 0.9")
+            print(
+                f"\nTiled (384 px, overlap 128) vs untiled, 14 BBBC018 test fields, {args.model}: {r['cells_tiled']} vs "
+                f"{r['cells_whole']} cells, {100 * r['matched_iou_0.9']:.1f}% matched at IoU > 0.9"
+            )
 
 
 if __name__ == "__main__":

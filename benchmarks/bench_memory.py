@@ -66,8 +66,26 @@ def segment_case(size: int, args, work: Path) -> dict:
         tifffile.imwrite(tif, image, tile=(512, 512))  # tiled, as large microscopy TIFFs are (read window by window)
         del image
     out = work / f"seg_{size}"
-    cmd = [sys.executable, "-m", "lociseg", "segment", str(tif), "--out", str(out), "--model", "cells", "--channels", "0,1",
-           "--diameter", str(args.diameter), "--tile-size", str(args.tile_size), "--device", "cpu", "--overwrite"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lociseg",
+        "segment",
+        str(tif),
+        "--out",
+        str(out),
+        "--model",
+        "cells",
+        "--channels",
+        "0,1",
+        "--diameter",
+        str(args.diameter),
+        "--tile-size",
+        str(args.tile_size),
+        "--device",
+        "cpu",
+        "--overwrite",
+    ]
     wall, peak, rc, tail = _run_measured(cmd, _child_env(args.code))
     if rc != 0:
         raise SystemExit(f"segment failed on {size}x{size} (exit {rc}):\n{tail}")
@@ -95,15 +113,22 @@ def coco_case(size: int, args, work: Path) -> dict:
         gt = load_dataset("bbbc018@test", root=args.data_root)[0].labels
         reps = -(-size // gt.shape[-1])
         # mirrored copies of the ground truth, relabelled so that each copy's cells are separate objects
-        big = np.block([[gt if (a + b) % 2 == 0 else gt[::-1, ::-1] for b in range(reps)] for a in range(reps)])[:size, :size]
+        big = np.block([[gt if (a + b) % 2 == 0 else gt[::-1, ::-1] for b in range(reps)] for a in range(reps)])[
+            :size, :size
+        ]
         edges = np.zeros(big.shape, bool)
         edges[:, 1:] |= big[:, 1:] != big[:, :-1]
         edges[1:, :] |= big[1:, :] != big[:-1, :]
         big = np.where(edges, 0, big)  # cut touching cells apart so that ndi.label separates them
         labels, _ = ndi.label(big > 0)
         np.save(path, labels.astype(np.int32))
-    out = subprocess.run([sys.executable, "-c", _COCO_CHILD, str(path)], env=_child_env(args.code), capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _COCO_CHILD, str(path)],
+        env=_child_env(args.code),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return {"size": size, "objects": int(out[0]), "seconds": float(out[1])}
 
 
@@ -111,9 +136,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="2048,4096,12000", help="image sides for segment, comma-separated")
     ap.add_argument("--coco-sizes", default="1024,2048,4096", help="label image sides for COCO export")
-    ap.add_argument("--diameter", type=float, default=32.0, help="--diameter passed to segment (32: the model scale, no resampling)")
+    ap.add_argument(
+        "--diameter", type=float, default=32.0, help="--diameter passed to segment (32: the model scale, no resampling)"
+    )
     ap.add_argument("--tile-size", type=int, default=1024)
-    ap.add_argument("--code", default=None, help="folder holding the lociseg package to measure (default: this checkout)")
+    ap.add_argument(
+        "--code", default=None, help="folder holding the lociseg package to measure (default: this checkout)"
+    )
     ap.add_argument("--work", default="/tmp/bench_memory", help="folder for the mirrored images and outputs")
     ap.add_argument("--data-root", default=os.environ.get("LOCISEG_DATA"))
     ap.add_argument("--skip-segment", action="store_true")
@@ -121,19 +150,27 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    print(f"{datetime.date.today()}, {platform.processor() or platform.machine()}, python {platform.python_version()}; "
-          f"command: python {' '.join(sys.argv)}\n")
+    print(
+        f"{datetime.date.today()}, {platform.processor() or platform.machine()}, python {platform.python_version()}; "
+        f"command: python {' '.join(sys.argv)}\n"
+    )
     if not args.skip_segment:
         print("| image | cells | wall s | s per MP | peak RSS MB |\n|---|---|---|---|---|", flush=True)
         for size in (int(s) for s in args.sizes.split(",")):
             r = segment_case(size, args, work)
-            print(f"| {size}x{size} | {r['cells']:,} | {r['seconds']:.0f} | {r['seconds'] / (size * size / 1e6):.2f} | "
-                  f"{r['peak_rss_mb']:,.0f} |", flush=True)
+            print(
+                f"| {size}x{size} | {r['cells']:,} | {r['seconds']:.0f} | {r['seconds'] / (size * size / 1e6):.2f} | "
+                f"{r['peak_rss_mb']:,.0f} |",
+                flush=True,
+            )
     if not args.skip_coco:
         print("\n| labels | objects | labels_to_coco s | us per pixel |\n|---|---|---|---|", flush=True)
         for size in (int(s) for s in args.coco_sizes.split(",")):
             r = coco_case(size, args, work)
-            print(f"| {size}x{size} | {r['objects']:,} | {r['seconds']:.2f} | {r['seconds'] / (size * size) * 1e6:.3f} |", flush=True)
+            print(
+                f"| {size}x{size} | {r['objects']:,} | {r['seconds']:.2f} | {r['seconds'] / (size * size) * 1e6:.3f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -128,15 +128,21 @@ def main(argv: list[str] | None = None) -> int:
     median, t_e = float(np.median(times)), float(np.median(t_eval))
     hw = hardware()
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
-    print(f"match_instances + ranked_average_precision on {args.size}x{args.size}, {n_gt} gt / {n_pred} pred objects: "
-          f"median {median:.3f} s over {args.repeats} runs (min {min(times):.3f}, max {max(times):.3f}); "
-          f"evaluate_image (all metrics, one overlap pass) median {t_e:.3f} s; "
-          f"F1@0.5 {m.f1[0]:.3f}, AP50 {ap['ap50']:.3f}, mAP {ap['map']:.3f}")
+    print(
+        f"match_instances + ranked_average_precision on {args.size}x{args.size}, {n_gt} gt / {n_pred} pred objects: "
+        f"median {median:.3f} s over {args.repeats} runs (min {min(times):.3f}, max {max(times):.3f}); "
+        f"evaluate_image (all metrics, one overlap pass) median {t_e:.3f} s; "
+        f"F1@0.5 {m.f1[0]:.3f}, AP50 {ap['ap50']:.3f}, mAP {ap['map']:.3f}"
+    )
     cmd = "python " + " ".join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:]))
-    row = (f"| {dt.date.today().isoformat()} | {args.size}² / {n_gt} objects | {median:.3f} s | {t_e:.3f} s | "
-           f"{hw} (OMP_NUM_THREADS={threads}, shared with other jobs) | `{cmd}` |")
-    header = ("| date | image / objects | match + ranked AP (median) | evaluate_image (median) | hardware | command |\n"
-              "|---|---|---|---|---|---|")
+    row = (
+        f"| {dt.date.today().isoformat()} | {args.size}² / {n_gt} objects | {median:.3f} s | {t_e:.3f} s | "
+        f"{hw} (OMP_NUM_THREADS={threads}, shared with other jobs) | `{cmd}` |"
+    )
+    header = (
+        "| date | image / objects | match + ranked AP (median) | evaluate_image (median) | hardware | command |\n"
+        "|---|---|---|---|---|---|"
+    )
     print(header)
     print(row)
     if args.append:

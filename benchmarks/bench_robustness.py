@@ -58,8 +58,20 @@ from bench_scale import SETS, f1, f1_counts
 
 from lociseg.train.data import illumination_field, poisson_gaussian, quantize
 
-PERTURBATIONS = ["none", "offset", "12bit", "8bit", "dim", "saturated", "sat-cells", "uneven", "noise",
-                 "blank2", "absent2", "2x"]
+PERTURBATIONS = [
+    "none",
+    "offset",
+    "12bit",
+    "8bit",
+    "dim",
+    "saturated",
+    "sat-cells",
+    "uneven",
+    "noise",
+    "blank2",
+    "absent2",
+    "2x",
+]
 
 
 def levels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,8 +81,9 @@ def levels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo, np.maximum(hi - lo, 1e-6)
 
 
-def perturb(image: np.ndarray, labels: np.ndarray, name: str,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+def perturb(
+    image: np.ndarray, labels: np.ndarray, name: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, float]:
     """The perturbed (C, H, W) raw image, its labels and the factor its cell diameter changed by."""
     from lociseg.transforms import rescale_image, rescale_labels, scaled_shape
 

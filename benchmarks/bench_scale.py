@@ -103,13 +103,26 @@ def accuracy(args) -> dict:
                 true += f1_counts(gt, pt)
                 ratios.append(ta.meta["diameter_used"] / d)
                 conf.append(ta.meta.get("scale_confidence", float("nan")))
-            row = dict(set=spec, model=kind, zoom=zoom, images=[s.name for s in samples], f1_auto=f1(auto), f1_true=f1(true),
-                       ratio_median=float(np.median(ratios)), ratios=ratios, confidence_median=float(np.median(conf)),
-                       true_diameter_median=float(np.median(diams)),
-                       seconds_auto=t_auto, seconds_true=t_true)
+            row = dict(
+                set=spec,
+                model=kind,
+                zoom=zoom,
+                images=[s.name for s in samples],
+                f1_auto=f1(auto),
+                f1_true=f1(true),
+                ratio_median=float(np.median(ratios)),
+                ratios=ratios,
+                confidence_median=float(np.median(conf)),
+                true_diameter_median=float(np.median(diams)),
+                seconds_auto=t_auto,
+                seconds_true=t_true,
+            )
             rows.append(row)
-            print(f"| {spec} | {zoom:g} | {row['true_diameter_median']:.1f} | {row['f1_auto']:.3f} | {row['f1_true']:.3f} | "
-                  f"{row['f1_auto'] - row['f1_true']:+.3f} | {row['ratio_median']:.2f} | {row['confidence_median']:.2f} |", flush=True)
+            print(
+                f"| {spec} | {zoom:g} | {row['true_diameter_median']:.1f} | {row['f1_auto']:.3f} | {row['f1_true']:.3f} | "
+                f"{row['f1_auto'] - row['f1_true']:+.3f} | {row['ratio_median']:.2f} | {row['confidence_median']:.2f} |",
+                flush=True,
+            )
     return {"rows": rows}
 
 
@@ -143,8 +156,11 @@ def timing(args) -> dict:
         seg.search_scale(seg.normalize(img))
         search = time.perf_counter() - t0
         out[str(side)] = {"diameter": d, **best, "search": search, "overhead": best["auto"] / best["fixed"] - 1}
-        print(f"{side}^2: fixed {best['fixed']:.2f} s, automatic {best['auto']:.2f} s, overhead {100 * out[str(side)]['overhead']:.0f} %"
-              f" (search alone {search:.2f} s; diameter {d:.1f} px)", flush=True)
+        print(
+            f"{side}^2: fixed {best['fixed']:.2f} s, automatic {best['auto']:.2f} s, overhead {100 * out[str(side)]['overhead']:.0f} %"
+            f" (search alone {search:.2f} s; diameter {d:.1f} px)",
+            flush=True,
+        )
     return out
 
 
@@ -183,7 +199,9 @@ def main() -> None:
     ap.add_argument("--max-side", type=int, default=1500)
     ap.add_argument("--timing", action="store_true")
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--sides", type=lambda s: [int(v) for v in s.split(",")], default=[512, 4096], help="--timing image sides")
+    ap.add_argument(
+        "--sides", type=lambda s: [int(v) for v in s.split(",")], default=[512, 4096], help="--timing image sides"
+    )
     ap.add_argument("--json")
     ap.add_argument("--plot")
     args = ap.parse_args()

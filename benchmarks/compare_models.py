@@ -94,8 +94,9 @@ def _median_diameter(labels: np.ndarray) -> float | None:
 # --------------------------------------------------------------------------- models and training
 
 
-def train_model(name: str, samples: list[Any], in_channels: int, out_dir: Path, args: argparse.Namespace,
-                seed: int) -> tuple[Any, dict[str, Any]]:
+def train_model(
+    name: str, samples: list[Any], in_channels: int, out_dir: Path, args: argparse.Namespace, seed: int
+) -> tuple[Any, dict[str, Any]]:
     """Train model ``name`` on in-memory samples with :func:`lociseg.train.train`; the model and its result."""
     from lociseg.train import ExperimentConfig, load_checkpoint, train
 
@@ -118,14 +119,17 @@ def train_model(name: str, samples: list[Any], in_channels: int, out_dir: Path, 
     else:
         over.update({"lacss.mode": spec["mode"], "lacss.input.in_channels": in_channels})
         if spec["weak"]:
-            over["lacss.seghead.instance_kernel"] = 3  # as configs/bbbc018_cells_weak*.yaml: weak masks need the 3x3 stack
+            over["lacss.seghead.instance_kernel"] = (
+                3  # as configs/bbbc018_cells_weak*.yaml: weak masks need the 3x3 stack
+            )
             over["data.annotations"] = ["from-labels"]
     lr, batch, crop = args.lr or lr, args.batch_size or batch, args.crop or crop
     if args.quick:
         batch, crop = min(batch, 4), min(crop, 128)
     over.update({"optim.lr": lr, "optim.batch_size": batch, "data.crop_size": crop})
-    result = train(cfg.override(over), out_dir, train_samples=samples, device=args.device, progress=False,
-                   overwrite=True)
+    result = train(
+        cfg.override(over), out_dir, train_samples=samples, device=args.device, progress=False, overwrite=True
+    )
     return load_checkpoint(out_dir / "best", device="cpu"), {"lr": lr, "batch_size": batch, "crop": crop, **result}
 
 
@@ -152,7 +156,9 @@ def predict_labels(model: Any, sample: Any, input_spec: Any, device: torch.devic
     image = np.asarray(sample.image)
     image = image[None] if image.ndim == 2 else image
     d = _median_diameter(sample.labels) or input_spec.target_diameter
-    x = rescale_image(_normalize(image, input_spec.normalize_low, input_spec.normalize_high), input_spec.target_diameter / d)
+    x = rescale_image(
+        _normalize(image, input_spec.normalize_low, input_spec.normalize_high), input_spec.target_diameter / d
+    )
     model.eval()
     with torch.no_grad():
         inst = model.predict_instances(torch.from_numpy(np.ascontiguousarray(x))[None].to(device))
@@ -174,8 +180,12 @@ def aggregate_scores(per_image: list[dict[str, Any]]) -> dict[str, Any]:
 
     a = aggregate(per_image, by="sum")
     f1 = a.get("per_threshold", {}).get("f1")
-    return {"f1_50": a["f1_50"], "ap50": a["ap50"], "afnr": a["afnr"],
-            "f1_per_threshold": list(map(float, f1)) if f1 is not None else None}
+    return {
+        "f1_50": a["f1_50"],
+        "ap50": a["ap50"],
+        "afnr": a["afnr"],
+        "f1_per_threshold": list(map(float, f1)) if f1 is not None else None,
+    }
 
 
 # --------------------------------------------------------------------------- driver
@@ -208,7 +218,9 @@ def _synthetic(train: list[Any], factor: float, seed: int, cache: dict, key: tup
     return cache[key]
 
 
-def run_one(dataset: str, model_name: str, train_data: str, seed: int, args: argparse.Namespace, data: dict, synth_cache: dict) -> RunResult:
+def run_one(
+    dataset: str, model_name: str, train_data: str, seed: int, args: argparse.Namespace, data: dict, synth_cache: dict
+) -> RunResult:
     res = RunResult(dataset, model_name, train_data, seed)
     from lociseg.device import choose_device
 
@@ -231,7 +243,12 @@ def run_one(dataset: str, model_name: str, train_data: str, seed: int, args: arg
             pred, scores = predict_labels(model, s, model.config.input, device)
             per_image.append(score_image(np.asarray(s.labels), pred, scores))
         agg = aggregate_scores(per_image)
-        res.f1_50, res.ap50, res.afnr, res.f1_per_threshold = agg["f1_50"], agg["ap50"], agg["afnr"], agg["f1_per_threshold"]
+        res.f1_50, res.ap50, res.afnr, res.f1_per_threshold = (
+            agg["f1_50"],
+            agg["ap50"],
+            agg["afnr"],
+            agg["f1_per_threshold"],
+        )
     except (ImportError, ModuleNotFoundError) as exc:
         res.status = f"unavailable: {exc}"
     except Exception as exc:  # one failed run must not lose the others
@@ -251,7 +268,20 @@ def write_outputs(results: list[RunResult], out: Path, meta: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = [r.__dict__ for r in results]
     (out / "results.json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1, default=float))
-    cols = ["dataset", "model", "train_data", "seed", "status", "f1_50", "ap50", "afnr", "steps", "train_s", "n_train_images", "n_test_images"]
+    cols = [
+        "dataset",
+        "model",
+        "train_data",
+        "seed",
+        "status",
+        "f1_50",
+        "ap50",
+        "afnr",
+        "steps",
+        "train_s",
+        "n_train_images",
+        "n_test_images",
+    ]
     with open(out / "results.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -274,7 +304,9 @@ def write_outputs(results: list[RunResult], out: Path, meta: dict) -> None:
             continue
         n_steps = [r.steps for r in ok if r.steps is not None]
         steps = str(int(np.mean(n_steps))) if n_steps else "–"
-        lines.append(f"| {ds} | {m} | {td} | {_fmt([r.f1_50 for r in ok])} | {_fmt([r.ap50 for r in ok])} | {_fmt([r.afnr for r in ok])} | {steps} | {len(ok)}/{len(rs)} |")
+        lines.append(
+            f"| {ds} | {m} | {td} | {_fmt([r.f1_50 for r in ok])} | {_fmt([r.ap50 for r in ok])} | {_fmt([r.afnr for r in ok])} | {steps} | {len(ok)}/{len(rs)} |"
+        )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib
@@ -292,7 +324,15 @@ def write_outputs(results: list[RunResult], out: Path, meta: dict) -> None:
             if not curves:
                 continue
             colour = f"C{list(MODELS).index(m) % 10}"  # one colour per model, dashed = with synthetic data
-            ax.plot(THRESHOLDS, np.mean(curves, axis=0), marker="o", ms=3, color=colour, ls="-" if td == "original" else "--", label=f"{m} ({td})")
+            ax.plot(
+                THRESHOLDS,
+                np.mean(curves, axis=0),
+                marker="o",
+                ms=3,
+                color=colour,
+                ls="-" if td == "original" else "--",
+                label=f"{m} ({td})",
+            )
             drawn = True
         if drawn:
             ax.set_xlabel("IoU threshold")
@@ -324,12 +364,20 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
     ap.add_argument("--datasets", default="bbbc018-cells,nuclei", help=f"comma list of {sorted(DATASETS)}")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {list(MODELS)}")
     ap.add_argument("--train-data", default="original,original+synth", help="comma list of original, original+synth")
-    ap.add_argument("--budget-min", type=float, default=10.0, help="wall-clock training minutes per run (same for every model)")
+    ap.add_argument(
+        "--budget-min", type=float, default=10.0, help="wall-clock training minutes per run (same for every model)"
+    )
     ap.add_argument("--seeds", default="0", help="comma list of seeds")
-    ap.add_argument("--synth-factor", type=float, default=None, help="synthetic images per real one (default 5; 1 with --quick)")
-    ap.add_argument("--quick", action="store_true", help="small networks, 128 px crops, few test images: a CPU smoke run")
+    ap.add_argument(
+        "--synth-factor", type=float, default=None, help="synthetic images per real one (default 5; 1 with --quick)"
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="small networks, 128 px crops, few test images: a CPU smoke run"
+    )
     ap.add_argument("--max-train", type=int, default=None, help="use the first N training images")
-    ap.add_argument("--max-test", type=int, default=None, help="score the first N test images (default all; 4 with --quick)")
+    ap.add_argument(
+        "--max-test", type=int, default=None, help="score the first N test images (default all; 4 with --quick)"
+    )
     ap.add_argument("--lr", type=float, default=None, help="optim.lr (default: the config's; U-Nets: unet.lr)")
     ap.add_argument("--batch-size", type=int, default=None, help="optim.batch_size (default as --lr)")
     ap.add_argument("--crop", type=int, default=None, help="data.crop_size, a multiple of 32 (default as --lr)")
@@ -365,14 +413,30 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
             log.info("%s: %d train / %d test images", ds, len(train), len(test))
         except Exception as exc:
             log.warning("%s skipped: %s", ds, exc)
-            results += [RunResult(ds, m, t, s, status=f"unavailable: {exc}") for m in models for t in train_data for s in seeds]
+            results += [
+                RunResult(ds, m, t, s, status=f"unavailable: {exc}") for m in models for t in train_data for s in seeds
+            ]
     synth_cache: dict = {}
     combos = [(ds, m, t, s) for ds in data for t in train_data for m in models for s in seeds]
     for i, (ds, m, t, s) in enumerate(combos, 1):
         t0 = time.perf_counter()
         r = run_one(ds, m, t, s, args, data, synth_cache)
         results.append(r)
-        log.info("[%d/%d] %s %s %s seed %d: %s F1@0.5=%s AP50=%s AFNR=%s steps=%s (%.0f s)", i, len(combos), ds, m, t, s, r.status, r.f1_50, r.ap50, r.afnr, r.steps, time.perf_counter() - t0)
+        log.info(
+            "[%d/%d] %s %s %s seed %d: %s F1@0.5=%s AP50=%s AFNR=%s steps=%s (%.0f s)",
+            i,
+            len(combos),
+            ds,
+            m,
+            t,
+            s,
+            r.status,
+            r.f1_50,
+            r.ap50,
+            r.afnr,
+            r.steps,
+            time.perf_counter() - t0,
+        )
     meta = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "hardware": _hardware(),

@@ -52,12 +52,22 @@ def main() -> None:
     ap.add_argument("--channels", default=None, help="comma-separated names or indices")
     ap.add_argument("--diameter", default="auto")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--augment", action="store_true", help="average the four flips of each image (test-time augmentation)")
-    ap.add_argument("--overlaps", default="score", choices=OVERLAP_RULES,
-                    help="who gets a pixel two masks claim: the higher score, or the more confident mask")
+    ap.add_argument(
+        "--augment", action="store_true", help="average the four flips of each image (test-time augmentation)"
+    )
+    ap.add_argument(
+        "--overlaps",
+        default="score",
+        choices=OVERLAP_RULES,
+        help="who gets a pixel two masks claim: the higher score, or the more confident mask",
+    )
     ap.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold")
-    ap.add_argument("--no-fill-holes", dest="fill_holes", action="store_false",
-                    help="keep the holes of the pasted cells (the default fills them)")
+    ap.add_argument(
+        "--no-fill-holes",
+        dest="fill_holes",
+        action="store_false",
+        help="keep the holes of the pasted cells (the default fills them)",
+    )
     ap.add_argument("--json", default=None)
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
@@ -87,8 +97,14 @@ def main() -> None:
             continue
         if per_image is not None:
             d = _image_diameter(per_image, s)
-        labels, table = seg.segment(s.image, diameter=d, augment=args.augment, overlaps=args.overlaps,
-                                    threshold=args.threshold, fill_holes=args.fill_holes)
+        labels, table = seg.segment(
+            s.image,
+            diameter=d,
+            augment=args.augment,
+            overlaps=args.overlaps,
+            threshold=args.threshold,
+            fill_holes=args.fill_holes,
+        )
         gts.append(s.labels)
         preds.append(labels)
         scores.append(np.asarray(table.score))
@@ -97,16 +113,33 @@ def main() -> None:
     rep = evaluate_pairs(gts, preds, scores, names=names)
     r = rep.overall["sum"]
     row = {
-        "date": str(date.today()), "model": args.model, "data": args.data, "diameter": args.diameter,
-        "augment": args.augment, "overlaps": args.overlaps, "threshold": args.threshold, "fill_holes": args.fill_holes, "images": len(names), "f1_50": r["f1_50"], "dsb_ap_50": r["dsb_ap_50"], "ap50": r["ap50"],
-        "ap75": r["ap75"], "map": r["map"], "afnr": r["afnr"], "s_per_image": seconds,
+        "date": str(date.today()),
+        "model": args.model,
+        "data": args.data,
+        "diameter": args.diameter,
+        "augment": args.augment,
+        "overlaps": args.overlaps,
+        "threshold": args.threshold,
+        "fill_holes": args.fill_holes,
+        "images": len(names),
+        "f1_50": r["f1_50"],
+        "dsb_ap_50": r["dsb_ap_50"],
+        "ap50": r["ap50"],
+        "ap75": r["ap75"],
+        "map": r["map"],
+        "afnr": r["afnr"],
+        "s_per_image": seconds,
         "host": f"{platform.processor() or platform.machine()}, torch threads {__import__('torch').get_num_threads()}",
     }
-    print("| model | data | diameter | augment | overlaps | images | F1@0.5 | DSB-AP@0.5 | AP50 | AP75 | mAP | AFNR | s/image |")
+    print(
+        "| model | data | diameter | augment | overlaps | images | F1@0.5 | DSB-AP@0.5 | AP50 | AP75 | mAP | AFNR | s/image |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {args.model} | {args.data} | {args.diameter} | {'yes' if args.augment else 'no'} | {args.overlaps} | {len(names)} | "
-          f"{r['f1_50']:.3f} | {r['dsb_ap_50']:.3f} | "
-          f"{r['ap50']:.3f} | {r['ap75']:.3f} | {r['map']:.3f} | {r['afnr']:.3f} | {seconds:.2f} |")
+    print(
+        f"| {args.model} | {args.data} | {args.diameter} | {'yes' if args.augment else 'no'} | {args.overlaps} | {len(names)} | "
+        f"{r['f1_50']:.3f} | {r['dsb_ap_50']:.3f} | "
+        f"{r['ap50']:.3f} | {r['ap75']:.3f} | {r['map']:.3f} | {r['afnr']:.3f} | {seconds:.2f} |"
+    )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(row, fh, indent=2, default=float)

@@ -96,22 +96,30 @@ def _lociseg(*args: str) -> list[str]:
 
 def train_commands(work: Path, annotations: Path, args: argparse.Namespace) -> dict[str, list[str]]:
     """One ``lociseg train`` command per model, with the same budget, backbone and batch."""
-    common = [f"lacss.backbone.preset={args.preset}", f"optim.budget_minutes={args.minutes}",
-              f"optim.steps={args.steps}", f"optim.batch_size={args.batch_size}", f"optim.threads={args.threads}",
-              f"optim.workers={args.workers}",
-              f"optim.val_every={args.steps}", f"data.annotations=[{annotations}]"]
+    common = [
+        f"lacss.backbone.preset={args.preset}",
+        f"optim.budget_minutes={args.minutes}",
+        f"optim.steps={args.steps}",
+        f"optim.batch_size={args.batch_size}",
+        f"optim.threads={args.threads}",
+        f"optim.workers={args.workers}",
+        f"optim.val_every={args.steps}",
+        f"data.annotations=[{annotations}]",
+    ]
     cmds = {}
     for name in args.models:
         config, extra = MODELS[name]
         sets = [x for kv in common + extra + args.set for x in ("--set", kv)]
-        cmds[name] = _lociseg("train", "-c", str(ROOT / config), "-o", str(work / name), "--device", args.device,
-                              *sets)
+        cmds[name] = _lociseg("train", "-c", str(ROOT / config), "-o", str(work / name), "--device", args.device, *sets)
     return cmds
 
 
 #: The scorings of each model: key in results.json -> (data set, flips + overlaps by probability).
-SCORINGS = {"test": ("bbbc018@test", False), "test_flips_probability": ("bbbc018@test", True),
-            "train_fields": ("bbbc018@train", False)}
+SCORINGS = {
+    "test": ("bbbc018@test", False),
+    "test_flips_probability": ("bbbc018@test", True),
+    "train_fields": ("bbbc018@train", False),
+}
 
 
 def evaluate_all(models: dict[str, Path], args: argparse.Namespace, work: Path) -> dict[str, dict[str, dict]]:
@@ -123,8 +131,22 @@ def evaluate_all(models: dict[str, Path], args: argparse.Namespace, work: Path) 
         for key in keys:
             data, augment = SCORINGS[key]
             out = work / f"eval_{name}_{key}.json"
-            cmd = [sys.executable, str(ROOT / "benchmarks" / "evaluate_model.py"), "--model", str(ckpt), "--data", data,
-                   "--channels", "actin,DNA", "--diameter", "auto", "--device", args.device, "--json", str(out)]
+            cmd = [
+                sys.executable,
+                str(ROOT / "benchmarks" / "evaluate_model.py"),
+                "--model",
+                str(ckpt),
+                "--data",
+                data,
+                "--channels",
+                "actin,DNA",
+                "--diameter",
+                "auto",
+                "--device",
+                args.device,
+                "--json",
+                str(out),
+            ]
             cmd += ["--augment", "--overlaps", "probability"] if augment else []
             cmd += ["--limit", str(args.test_limit)] if args.test_limit else []
             env = dict(os.environ, OMP_NUM_THREADS="2")  # several at once: don't oversubscribe the cores
@@ -159,21 +181,28 @@ def run(args: argparse.Namespace) -> dict:
     subprocess.run(_lociseg("annotate", "bbbc018@train", "-o", str(annotations), "--gt", "--no-sheets"), check=True)
     stamps["annotate_s"] = time.perf_counter() - t0 - sum(stamps.values())
 
-    logs = {name: open(work / f"{name}.log", "w") for name in args.models}
-    procs = {name: subprocess.Popen(cmd, stdout=logs[name], stderr=subprocess.STDOUT)
-             for name, cmd in train_commands(work, annotations, args).items()}
+    logs = {name: open(work / f"{name}.log", "w") for name in args.models}  # noqa: SIM115 - closed after the runs
+    procs = {
+        name: subprocess.Popen(cmd, stdout=logs[name], stderr=subprocess.STDOUT)
+        for name, cmd in train_commands(work, annotations, args).items()
+    }
     codes = {name: p.wait() for name, p in procs.items()}
     for fh in logs.values():
         fh.close()
     stamps["train_s"] = time.perf_counter() - t0 - sum(stamps.values())
-    _tar(out, "logs.tar", {**{f"{n}.log": work / f"{n}.log" for n in args.models},
-                           **{f"{n}_log.csv": work / n / "log.csv" for n in args.models}})
+    _tar(
+        out,
+        "logs.tar",
+        {
+            **{f"{n}.log": work / f"{n}.log" for n in args.models},
+            **{f"{n}_log.csv": work / n / "log.csv" for n in args.models},
+        },
+    )
     failed = [n for n, c in codes.items() if c != 0]
     if failed:
         raise SystemExit(f"training failed: {failed} (see logs.tar)")
 
-    results: dict = {"date": str(date.today()), "args": vars(args),
-                     "host": _host(), "models": {}}
+    results: dict = {"date": str(date.today()), "args": vars(args), "host": _host(), "models": {}}
     for name in args.models:  # checkpoints first: they come back even if scoring fails
         _tar(out, f"{name}.tar", {name: half_checkpoint(work / name / "last", work / "export" / name)})  # base: 10 MB
     scores = evaluate_all({name: work / name / "last" for name in args.models}, args, work)
@@ -190,13 +219,17 @@ def run(args: argparse.Namespace) -> dict:
 
 def table(results: dict) -> str:
     """The Markdown table of a ``results.json``."""
-    lines = ["| model | steps | F1@0.5 | AP50 | AP75 | mAP | AFNR | F1@0.5, flips + probability | train fields F1@0.5 |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | steps | F1@0.5 | AP50 | AP75 | mAP | AFNR | F1@0.5, flips + probability | train fields F1@0.5 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results["models"].items():
         t, a = r["test"], r["test_flips_probability"]
         fit = f"{r['train_fields']['f1_50']:.3f}" if "train_fields" in r else ""
-        lines.append(f"| {name} | {r['steps']} | {t['f1_50']:.3f} | {t['ap50']:.3f} | {t['ap75']:.3f} | {t['map']:.3f} "
-                     f"| {t['afnr']:.3f} | {a['f1_50']:.3f} | {fit} |")
+        lines.append(
+            f"| {name} | {r['steps']} | {t['f1_50']:.3f} | {t['ap50']:.3f} | {t['ap75']:.3f} | {t['map']:.3f} "
+            f"| {t['afnr']:.3f} | {a['f1_50']:.3f} | {fit} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -222,8 +255,11 @@ def main() -> None:
     r.add_argument("--steps", type=int, default=20000, help="step cap (the cosine schedule's length)")
     r.add_argument("--preset", default="base", choices=["tiny", "base", "small"])
     r.add_argument("--batch-size", type=int, default=8)
-    r.add_argument("--models", default="zero_label,supervised",
-                   help=f"comma-separated, trained side by side on the one GPU; of {', '.join(MODELS)}")
+    r.add_argument(
+        "--models",
+        default="zero_label,supervised",
+        help=f"comma-separated, trained side by side on the one GPU; of {', '.join(MODELS)}",
+    )
     r.add_argument("--threads", type=int, default=2, help="torch CPU threads per training process")
     r.add_argument("--workers", type=int, default=6, help="batch-building processes per training (optim.workers)")
     r.add_argument("--device", default="auto")

@@ -93,16 +93,24 @@ def pooled_row(name: str, results: list[dict], counts: np.ndarray, ratios: np.nd
     tp, fp, fn = counts
     f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
     ratio = float(np.median(ratios)) if len(ratios) else float("nan")
-    cells = [f"{f1[0]:.3f}", f"{f1[1]:.3f}", f"{len(iou)}/{n_gt}",
-             f"{mean(iou[touch]):.3f} ({touch.sum()})", f"{mean(iou[~touch]):.3f} ({(~touch).sum()})",
-             *(f"{pct[k]:.1f}" for k in ("extra_cell", "miss_cell", "extra_bg", "miss_bg")),
-             f"{len(ratios)}: {ratio:.2f}"]
+    cells = [
+        f"{f1[0]:.3f}",
+        f"{f1[1]:.3f}",
+        f"{len(iou)}/{n_gt}",
+        f"{mean(iou[touch]):.3f} ({touch.sum()})",
+        f"{mean(iou[~touch]):.3f} ({(~touch).sum()})",
+        *(f"{pct[k]:.1f}" for k in ("extra_cell", "miss_cell", "extra_bg", "miss_bg")),
+        f"{len(ratios)}: {ratio:.2f}",
+    ]
     return f"| {name} | " + " | ".join(cells) + " |"
 
-HEADER = ("| model | F1@0.1 | F1@0.5 | matched/GT | IoU touching (n) | IoU isolated (n) | extra in other cell % | "
-          "missing to other cell % | extra on background % | missing to nothing % | "
-          "poorly outlined: median pred/GT area |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|")
+
+HEADER = (
+    "| model | F1@0.1 | F1@0.5 | matched/GT | IoU touching (n) | IoU isolated (n) | extra in other cell % | "
+    "missing to other cell % | extra on background % | missing to nothing % | "
+    "poorly outlined: median pred/GT area |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def main() -> None:
@@ -154,13 +162,21 @@ def main() -> None:
                 unoutlined += false_positives_on_unoutlined(k["fp_labels"], pred, gt, nuc)
         print(pooled_row(name, results, counts, np.concatenate(ratios)))
         tp, fp, fn = counts[:, 1]
-        extra = [] if nuclei is None else ["/".join(str(multi[key]) for key in multi),
-                                           f"{unoutlined}: {2 * tp / max(1, 2 * tp + fp - unoutlined + fn):.3f}"]
+        extra = (
+            []
+            if nuclei is None
+            else [
+                "/".join(str(multi[key]) for key in multi),
+                f"{unoutlined}: {2 * tp / max(1, 2 * tp + fp - unoutlined + fn):.3f}",
+            ]
+        )
         kind_rows.append(f"| {name} | " + " | ".join([*(str(kinds[key]) for key in ERROR_KINDS), *extra]) + " |")
 
     if args.annotations:
-        row(f"Voronoi of {args.annotations}",
-            lambda s: partition_foreground(*read_annotation(args.annotations, s.name)[::-1]))
+        row(
+            f"Voronoi of {args.annotations}",
+            lambda s: partition_foreground(*read_annotation(args.annotations, s.name)[::-1]),
+        )
         cells = {n: read_cells(args.annotations, n) for n in ds.names}
         if all(c is not None for c in cells.values()):
             row(f"machine-made cells of {args.annotations}", lambda s: cells[s.name])
@@ -168,10 +184,20 @@ def main() -> None:
         seg = load_model(model)
         row(model, lambda s, seg=seg: seg.segment(s.image, diameter=d)[0])
     print()
-    cols = ["GT matched", "GT poorly outlined (IoU 0.1-0.5)", "GT missed", "FP on background",
-            "FP fragment of one cell", "FP merge", "FP other"]
-    cols += [] if nuclei is None else ["GT cells with 2+ nuclei: matched/poor/missed",
-                                       "FP on an unoutlined nucleus: F1@0.5 without them"]
+    cols = [
+        "GT matched",
+        "GT poorly outlined (IoU 0.1-0.5)",
+        "GT missed",
+        "FP on background",
+        "FP fragment of one cell",
+        "FP merge",
+        "FP other",
+    ]
+    cols += (
+        []
+        if nuclei is None
+        else ["GT cells with 2+ nuclei: matched/poor/missed", "FP on an unoutlined nucleus: F1@0.5 without them"]
+    )
     print("| model | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1))
     print("\n".join(kind_rows))
 

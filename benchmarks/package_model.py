@@ -26,8 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true", help="replace an existing model of that name")
     args = ap.parse_args(argv)
     try:
-        dest = package_model(args.run_dir, args.name, registry=args.registry, description=args.description,
-                             command=args.command, overwrite=args.overwrite)
+        dest = package_model(
+            args.run_dir,
+            args.name,
+            registry=args.registry,
+            description=args.description,
+            command=args.command,
+            overwrite=args.overwrite,
+        )
         digest = verify_model(dest)
     except LociError as exc:
         print(f"error: {exc}", file=sys.stderr)

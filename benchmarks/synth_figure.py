@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> Path:
     if len(n_ch) != 1:
         raise SystemExit(f"{args.dataset}: mixed channel counts {n_ch}")
     synth = cut_paste_synthesize(
-        real, n_images=int(round(args.factor * len(real))), confluence=_parse_confluence(args.confluence), rng=args.seed,
+        real,
+        n_images=int(round(args.factor * len(real))),
+        confluence=_parse_confluence(args.confluence),
+        rng=args.seed,
         cell_pool=args.cell_pool,
     )
     pooled = np.concatenate([s.image.reshape(s.image.shape[0], -1) for s in real], axis=1).astype(np.float32)
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> Path:
     grid = fig.add_gridspec(3, 1, height_ratios=[1, 1, 1.1])
     top = grid[0].subgridspec(1, k)
     mid = grid[1].subgridspec(1, k)
-    for row, (spec, items, title) in enumerate([(top, real, "real"), (mid, synth, "synthetic")]):
+    for _row, (spec, items, title) in enumerate([(top, real, "real"), (mid, synth, "synthetic")]):
         for i in range(k):
             ax = fig.add_subplot(spec[i])
             s = items[i]

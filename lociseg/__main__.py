@@ -1,3 +1,5 @@
+"""``python -m lociseg``: the command line."""
+
 from .cli.main import console
 
 console()

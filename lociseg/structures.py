@@ -44,7 +44,7 @@ class Instances:
         return len(self.scores)
 
     @classmethod
-    def empty(cls, window: tuple[int, int] = (1, 1)) -> "Instances":
+    def empty(cls, window: tuple[int, int] = (1, 1)) -> Instances:
         """An empty set of instances with windows of the given shape."""
         return cls(
             np.zeros((0, 2), np.float32),
@@ -53,11 +53,11 @@ class Instances:
             np.zeros((0, 2), np.int64),
         )
 
-    def select(self, index: np.ndarray) -> "Instances":
+    def select(self, index: np.ndarray) -> Instances:
         """Instances at ``index`` (boolean mask or integer indices)."""
         return Instances(self.locations[index], self.scores[index], self.masks[index], self.origins[index])
 
-    def shift(self, dy: float, dx: float) -> "Instances":
+    def shift(self, dy: float, dx: float) -> Instances:
         """Instances moved by (dy, dx) pixels, e.g. from tile to image coordinates."""
         off = np.array([dy, dx])
         return Instances(
@@ -68,7 +68,7 @@ class Instances:
         )
 
     @staticmethod
-    def concatenate(parts: list["Instances"]) -> "Instances":
+    def concatenate(parts: list[Instances]) -> Instances:
         """Join several sets of instances (all windows must share one shape)."""
         parts = [p for p in parts if len(p)]
         if not parts:

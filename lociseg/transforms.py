@@ -42,7 +42,6 @@ def resample_weights(in_size: int, out_size: int, antialias: bool) -> sparse.csr
     ``in_size / out_size``; with ``antialias`` (shrinking) each output pixel
     averages its input pixels with a triangle filter as wide as the scale.
     """
-
     scale = in_size / out_size
     i = np.arange(out_size, dtype=np.float64)
     if antialias and scale > 1:
@@ -85,7 +84,11 @@ class RescaledImage:
 
     def __getitem__(self, key) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
-        if len(key) != 3 or key[0] is not Ellipsis or not all(isinstance(k, slice) and k.step in (None, 1) for k in key[1:]):
+        if (
+            len(key) != 3
+            or key[0] is not Ellipsis
+            or not all(isinstance(k, slice) and k.step in (None, 1) for k in key[1:])
+        ):
             raise IndexError("RescaledImage takes [..., y0:y1, x0:x1]")
         wy, wx = self._wy[key[1]], self._wx[key[2]]
         # the input rows and columns the window needs
@@ -156,7 +159,9 @@ def rescale_instances(instances, from_shape: tuple[int, int], to_shape: tuple[in
         gx = (2 * u + 1) / w - 1
         grid = np.stack(np.broadcast_arrays(gx[:, None, :], gy[:, :, None]), -1).astype(np.float32)
         m = torch.from_numpy(np.ascontiguousarray(instances.masks[a:b], np.float32))[:, None]
-        out[a:b] = F.grid_sample(m, torch.from_numpy(grid), mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0].numpy()
+        out[a:b] = F.grid_sample(m, torch.from_numpy(grid), mode="bilinear", padding_mode="zeros", align_corners=False)[
+            :, 0
+        ].numpy()
     return Instances(loc.astype(np.float32), instances.scores, out, np.stack([oy, ox], 1))
 
 

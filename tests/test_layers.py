@@ -81,7 +81,9 @@ def _imports(path: Path, root: Path) -> list[tuple[str, int, bool]]:
             if isinstance(child, (ast.Import, ast.ImportFrom)) and not type_checking:
                 out.extend((m, child.lineno, in_function) for m in _resolve(path, child, root))
             is_tc = isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test)
-            visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)), type_checking or is_tc)
+            visit(
+                child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)), type_checking or is_tc
+            )
 
     visit(tree, False, False)
     return out
@@ -133,5 +135,7 @@ def test_checker_sees_upward_and_hidden_imports(tmp_path):
 
 @pytest.mark.parametrize("target", ["lociseg.io", "lociseg.train.loop"])
 def test_resolve_relative_imports(target):
-    node = ast.parse("from ..io import read_image" if target == "lociseg.io" else "from ..train.loop import train").body[0]
+    node = ast.parse(
+        "from ..io import read_image" if target == "lociseg.io" else "from ..train.loop import train"
+    ).body[0]
     assert _resolve(ROOT / "predict" / "api.py", node) == [target]

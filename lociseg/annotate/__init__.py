@@ -17,8 +17,8 @@ from .sheet import CHOICE_COLUMNS, read_choices, write_choices, write_contact_sh
 from .store import (
     has_annotation,
     read_annotation,
-    read_cells,
     read_candidates,
+    read_cells,
     with_annotations,
     write_annotation,
 )

@@ -83,8 +83,9 @@ def propagate_cells(
     pts = np.asarray(points, np.float64).reshape(-1, 2)
     nuc_img, cyto_img = np.asarray(nucleus), np.asarray(cytoplasm)
     if nuc_img.shape != fg.shape or cyto_img.shape != fg.shape:
-        raise ValueError(f"foreground {fg.shape}, nucleus {nuc_img.shape} and cytoplasm {cyto_img.shape} "
-                         "must have one shape")
+        raise ValueError(
+            f"foreground {fg.shape}, nucleus {nuc_img.shape} and cytoplasm {cyto_img.shape} must have one shape"
+        )
     if len(pts) == 0:
         return np.zeros(fg.shape, np.int32)
     k = 1.0 if diameter is None else float(diameter) / REF_DIAMETER
@@ -98,4 +99,3 @@ def propagate_cells(
     elevation = dist + (edge_weight * edges / scale if scale > 0 else 0.0)
     area = ndi.binary_erosion(fg, iterations=erode) if erode > 0 else fg
     return watershed(elevation, nuclei, mask=area | (nuclei > 0)).astype(np.int32)
-

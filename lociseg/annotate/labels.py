@@ -114,20 +114,30 @@ def annotation_report(
     H, W = fg.shape
     iy = np.clip(np.round(pts[:, 0]).astype(int), 0, H - 1)
     ix = np.clip(np.round(pts[:, 1]).astype(int), 0, W - 1)
-    rep: dict = {"name": name, "n_points": int(len(pts)), "fg_fraction": float(fg.mean()),
-                 "points_inside": float(fg[iy, ix].mean()) if len(pts) else float("nan")}
+    rep: dict = {
+        "name": name,
+        "n_points": int(len(pts)),
+        "fg_fraction": float(fg.mean()),
+        "points_inside": float(fg[iy, ix].mean()) if len(pts) else float("nan"),
+    }
     if gt_nuclei is not None:
         gt = np.asarray(gt_nuclei)
         n_gt = int(len(np.unique(gt[gt > 0])))
         tp = _match_points(pts, gt) if len(pts) else 0
-        rep.update(n_gt=n_gt, point_precision=tp / len(pts) if len(pts) else float("nan"),
-                   point_recall=tp / n_gt if n_gt else float("nan"))
+        rep.update(
+            n_gt=n_gt,
+            point_precision=tp / len(pts) if len(pts) else float("nan"),
+            point_recall=tp / n_gt if n_gt else float("nan"),
+        )
     if gt_cells is not None:
         u = gt_union(gt_cells)
         union = (u | fg).sum()
         rep["fg_iou"] = float((u & fg).sum() / union) if union else 1.0
         if cells is not None:
             scores = evaluate_image(np.asarray(gt_cells), np.asarray(cells), thresholds=(0.5, 0.75))
-            rep.update(cells_f1=float(scores["f1_50"]), cells_f1_75=float(scores["per_threshold"]["f1"][1]),
-                       cells_iou=float(scores["mean_matched_iou_50"]))
+            rep.update(
+                cells_f1=float(scores["f1_50"]),
+                cells_f1_75=float(scores["per_threshold"]["f1"][1]),
+                cells_iou=float(scores["mean_matched_iou_50"]),
+            )
     return rep

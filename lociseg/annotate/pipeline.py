@@ -90,8 +90,9 @@ def annotate_image(
     if diameter is not None and REF_DIAMETER / diameter < _DOWNSCALE_BELOW:
         factor = REF_DIAMETER / float(diameter)
         small = rescale_image(np.stack([nucleus, cytoplasm]).astype(np.float32), factor)
-        ann = annotate_image(small[0], small[1], diameter=None, thresholds=thresholds, override=override, cells=cells,
-                             rule=rule)
+        ann = annotate_image(
+            small[0], small[1], diameter=None, thresholds=thresholds, override=override, cells=cells, rule=rule
+        )
         shape = np.shape(nucleus)
         ann.points = ((ann.points + 0.5) / factor - 0.5).astype(np.float32)
         ann.candidates = np.stack([rescale_labels(c, shape) for c in ann.candidates])

@@ -64,8 +64,10 @@ def write_contact_sheet(
     step = max(1, int(np.ceil(max(H, W) / max_panel)))
     pts = np.asarray(points, np.float32).reshape(-1, 2)
     # One panel per candidate (its outline, yellow), then the cells (every cell's outline, magenta).
-    outlines = [(c & ~ndi.binary_erosion(c, border_value=1), (1.0, 1.0, 0.0), str(k))
-                for k, c in enumerate(np.asarray(candidates, bool))]
+    outlines = [
+        (c & ~ndi.binary_erosion(c, border_value=1), (1.0, 1.0, 0.0), str(k))
+        for k, c in enumerate(np.asarray(candidates, bool))
+    ]
     if cells is not None:
         from skimage.segmentation import find_boundaries
 
@@ -104,7 +106,6 @@ def read_choices(path: str | os.PathLike) -> dict[str, dict]:
     A row whose ``chosen_index`` differs from ``auto_index`` is a person's
     override; ``lociseg annotate`` keeps it on re-runs.
     """
-
     path = Path(path)
     if not path.is_file():
         return {}

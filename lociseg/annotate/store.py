@@ -15,7 +15,14 @@ from ..data import Sample
 from ..errors import InputError
 from ..io.files import atomic_write
 
-__all__ = ["write_annotation", "read_annotation", "read_cells", "has_annotation", "with_annotations", "AnnotatedDataset"]
+__all__ = [
+    "write_annotation",
+    "read_annotation",
+    "read_cells",
+    "has_annotation",
+    "with_annotations",
+    "AnnotatedDataset",
+]
 
 
 def _safe(name: str) -> str:
@@ -52,20 +59,31 @@ def write_annotation(
     stem = _safe(name)
     pts = np.asarray(points, np.float32).reshape(-1, 2)
     p = d / f"{stem}.points.csv"
-    atomic_write(p, lambda tmp: np.savetxt(tmp, pts, fmt="%.2f", delimiter=",", header="y,x", comments=""),
-                 overwrite=overwrite)
-    atomic_write(d / f"{stem}.foreground.tif", lambda tmp: tifffile.imwrite(
-        tmp, np.asarray(foreground, bool).astype(np.uint8), compression="zlib"), overwrite=overwrite)
+    atomic_write(
+        p, lambda tmp: np.savetxt(tmp, pts, fmt="%.2f", delimiter=",", header="y,x", comments=""), overwrite=overwrite
+    )
+    atomic_write(
+        d / f"{stem}.foreground.tif",
+        lambda tmp: tifffile.imwrite(tmp, np.asarray(foreground, bool).astype(np.uint8), compression="zlib"),
+        overwrite=overwrite,
+    )
     if candidates is not None:
-        atomic_write(d / f"{stem}.candidates.npz", lambda tmp: np.savez_compressed(
-            tmp, candidates=np.packbits(np.asarray(candidates, bool), axis=-1), shape=np.asarray(np.shape(candidates))),
-            overwrite=overwrite)
+        atomic_write(
+            d / f"{stem}.candidates.npz",
+            lambda tmp: np.savez_compressed(
+                tmp,
+                candidates=np.packbits(np.asarray(candidates, bool), axis=-1),
+                shape=np.asarray(np.shape(candidates)),
+            ),
+            overwrite=overwrite,
+        )
     cells_path = d / f"{stem}.cells.tif"
     if cells is not None:
         cells = np.asarray(cells)
         dtype = np.uint16 if cells.max(initial=0) < 2**16 else np.uint32
-        atomic_write(cells_path, lambda tmp: tifffile.imwrite(tmp, cells.astype(dtype), compression="zlib"),
-                     overwrite=overwrite)
+        atomic_write(
+            cells_path, lambda tmp: tifffile.imwrite(tmp, cells.astype(dtype), compression="zlib"), overwrite=overwrite
+        )
     elif cells_path.is_file():
         cells_path.unlink()  # a stale split of an earlier annotation would no longer match these points
     if meta is not None:
@@ -84,6 +102,7 @@ def read_candidates(directory: str | os.PathLike, name: str) -> np.ndarray:
 
 
 def has_annotation(directory: str | os.PathLike, name: str) -> bool:
+    """Whether ``directory`` holds the points and foreground of image ``name``."""
     d, stem = Path(directory), _safe(name)
     return (d / f"{stem}.points.csv").is_file() and (d / f"{stem}.foreground.tif").is_file()
 
@@ -108,8 +127,9 @@ def read_annotation(directory: str | os.PathLike, name: str) -> tuple[np.ndarray
             warnings.simplefilter("ignore", UserWarning)  # an image without cells has an empty points file
             pts = np.loadtxt(pp, delimiter=",", skiprows=1, dtype=np.float32, ndmin=2).reshape(-1, 2)
     except ValueError as exc:
-        raise InputError(f"malformed points file ({exc}); expected a 'y,x' header and two numbers a line",
-                         path=pp) from None
+        raise InputError(
+            f"malformed points file ({exc}); expected a 'y,x' header and two numbers a line", path=pp
+        ) from None
     fg = tifffile.imread(fp)
     if fg.ndim != 2:
         raise InputError(f"foreground must be a 2-D image, got shape {fg.shape}", path=fp)
@@ -118,7 +138,8 @@ def read_annotation(directory: str | os.PathLike, name: str) -> tuple[np.ndarray
 
 def read_cells(directory: str | os.PathLike, name: str) -> np.ndarray | None:
     """The machine-made cell labels (int32) of one image, or None when not stored
-    (folders written by ``lociseg annotate --from-labels`` or before cells existed)."""
+    (folders written by ``lociseg annotate --from-labels`` or before cells existed).
+    """
     import tifffile
 
     path = Path(directory) / f"{_safe(name)}.cells.tif"
@@ -140,8 +161,10 @@ class AnnotatedDataset(Sequence[Sample]):
         if strict:
             missing = [n for n in names if not has_annotation(self.directory, n)]
             if missing:
-                raise InputError(f"{len(missing)} image(s) have no annotation, e.g. {missing[:3]}; "
-                                 f"run 'lociseg annotate' first", path=self.directory)
+                raise InputError(
+                    f"{len(missing)} image(s) have no annotation, e.g. {missing[:3]}; run 'lociseg annotate' first",
+                    path=self.directory,
+                )
         else:
             names = [n for n in names if has_annotation(self.directory, n)]
         self._names = names
@@ -160,12 +183,16 @@ class AnnotatedDataset(Sequence[Sample]):
         sample = self.dataset[name]
         points, fg = read_annotation(self.directory, name)
         if fg.shape != sample.shape:
-            raise InputError(f"foreground shape {fg.shape} differs from image shape {sample.shape}",
-                             path=self.directory / f"{_safe(name)}.foreground.tif")
+            raise InputError(
+                f"foreground shape {fg.shape} differs from image shape {sample.shape}",
+                path=self.directory / f"{_safe(name)}.foreground.tif",
+            )
         cells = read_cells(self.directory, name)
         if cells is not None and cells.shape != sample.shape:
-            raise InputError(f"cell labels shape {cells.shape} differs from image shape {sample.shape}",
-                             path=self.directory / f"{_safe(name)}.cells.tif")
+            raise InputError(
+                f"cell labels shape {cells.shape} differs from image shape {sample.shape}",
+                path=self.directory / f"{_safe(name)}.cells.tif",
+            )
         return replace(sample, points=points, foreground=fg, cells=cells)
 
 

@@ -105,8 +105,13 @@ def describe_error(exc: BaseException) -> str:
 _PLAIN_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP, errno.ENOENT)
 
 
-def run_batch(items: Sequence[tuple[str, object]], fn: Callable[[object], object], *, out: Path | None = None,
-              progress: str | None = None) -> tuple[dict[str, object], dict[str, str]]:
+def run_batch(
+    items: Sequence[tuple[str, object]],
+    fn: Callable[[object], object],
+    *,
+    out: Path | None = None,
+    progress: str | None = None,
+) -> tuple[dict[str, object], dict[str, str]]:
     """Call ``fn(item)`` for each ``(key, item)``; one input's exception never stops the others.
 
     Every exception (not KeyboardInterrupt, and not a
@@ -211,8 +216,12 @@ class OutputLock:
     def __enter__(self) -> OutputLock:
         from ..errors import InputError
 
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": self.command,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -220,9 +229,11 @@ class OutputLock:
                 holder = self._holder()
                 if holder is None:
                     continue  # stale: removed, try again
-                raise InputError(f"another lociseg run is writing to this folder ({holder}); wait for it to "
-                                 f"finish, or remove {self.path.name} if it is not running",
-                                 path=self.path.parent) from None
+                raise InputError(
+                    f"another lociseg run is writing to this folder ({holder}); wait for it to "
+                    f"finish, or remove {self.path.name} if it is not running",
+                    path=self.path.parent,
+                ) from None
             with os.fdopen(fd, "w") as fh:
                 json.dump(info, fh)
             self._held = True

@@ -12,14 +12,22 @@ from .annotate import _channel
 
 def main(
     inputs: list[str] = typer.Argument(..., help="Image files, folders or globs (multi-channel images)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder: the adapted model (use it as --model OUT), "
-                             "annotations/, segmentation/, report/index.html."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Folder: the adapted model (use it as --model OUT), annotations/, segmentation/, report/index.html.",
+    ),
     nucleus: str = typer.Option(..., "--nucleus", "-n", help="Nuclear channel, by name or index."),
     cytoplasm: str = typer.Option(..., "--cytoplasm", "-c", help="Cytoplasm / cell-body channel, by name or index."),
     minutes: float = typer.Option(15.0, "--minutes", help="Wall-clock budget of the fine-tuning."),
     from_: str = typer.Option("cells", "--from", help="Starting model: cells, nuclei, or a model folder."),
-    targets: str = typer.Option("model+machine", "--targets", help="Training targets: machine, model, model+machine "
-                                "(the model's cells plus machine cells it missed) or machine+model."),
+    targets: str = typer.Option(
+        "model+machine",
+        "--targets",
+        help="Training targets: machine, model, model+machine "
+        "(the model's cells plus machine cells it missed) or machine+model.",
+    ),
     steps: int | None = typer.Option(None, "--steps", help="Cap on the training steps (quick looks)."),
     resume: bool = typer.Option(False, "--resume", help="Go on from what an interrupted run left in OUT."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an OUT that holds a run."),
@@ -50,12 +58,28 @@ def main(
         raise ConfigError(f"--targets must be one of {', '.join(TARGETS)}, got {targets!r}")
     paths = expand_inputs(inputs)
     prepare_out_dir(out)
-    result = adapt(paths, out, nucleus=_channel(nucleus), cytoplasm=_channel(cytoplasm), minutes=minutes,
-                   init=from_, targets=targets, steps=steps, resume=resume, overwrite=overwrite, device=device)
+    result = adapt(
+        paths,
+        out,
+        nucleus=_channel(nucleus),
+        cytoplasm=_channel(cytoplasm),
+        minutes=minutes,
+        init=from_,
+        targets=targets,
+        steps=steps,
+        resume=resume,
+        overwrite=overwrite,
+        device=device,
+    )
     if result["interrupted"]:
-        typer.echo(f"stopped by {result['interrupted']}; what is done is kept in {out}. "
-                   f"Continue with: lociseg adapt ... -o {out} --resume", err=True)
+        typer.echo(
+            f"stopped by {result['interrupted']}; what is done is kept in {out}. "
+            f"Continue with: lociseg adapt ... -o {out} --resume",
+            err=True,
+        )
         raise typer.Exit(128 + int(signal.Signals[result["interrupted"]]))
-    typer.echo(f"adapted model: {out} ({result['train']['step']} steps); segmentation: {out / 'segmentation'}; "
-               f"report: {result['report']}")
+    typer.echo(
+        f"adapted model: {out} ({result['train']['step']} steps); segmentation: {out / 'segmentation'}; "
+        f"report: {result['report']}"
+    )
     exit_if_failed({k: f"skipped: {v}" for k, v in result["skipped"].items()})

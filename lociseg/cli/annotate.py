@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -34,23 +34,26 @@ def _sources(inputs: list[str], nucleus: str, cytoplasm: str, gt: bool, from_lab
             _, _, split = parse_spec(spec)
             nuclei_ds = load_dataset("bbbc018:nuclei", split=split, channels=chans)
         for name in ds.names:
+
             def load(name=name):
                 s = ds[name]
                 labels = s.labels
-                if gt or from_labels:
-                    if labels is None:
-                        raise ConfigError(f"{ds.name} has no labels for image {name!r} (--gt/--from-labels)")
+                if (gt or from_labels) and labels is None:
+                    raise ConfigError(f"{ds.name} has no labels for image {name!r} (--gt/--from-labels)")
                 nuc = None
                 if gt:
                     nuc = nuclei_ds[name].labels if nuclei_ds is not None else labels
                 return s.image, nuc, labels if gt else None, labels
+
             yield name, load
         return
     if gt or from_labels:
         raise ConfigError("--gt and --from-labels need a labelled data set spec (e.g. bbbc018@train), not image files")
     for path in expand_inputs(inputs):
+
         def load(path=path):
             return read_image(path, channels=chans), None, None, None
+
         yield image_stem(path, suffixes=()), load
 
 
@@ -60,18 +63,45 @@ def _is_dataset_folder(item: str) -> bool:
 
 
 def main(
-    inputs: List[str] = typer.Argument(..., help="Image files, folders, globs, or one data set spec (bbbc018@train, cellprofiler-human)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder for points, foreground, contact sheets, choices.csv, report."),
+    inputs: list[str] = typer.Argument(
+        ..., help="Image files, folders, globs, or one data set spec (bbbc018@train, cellprofiler-human)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output folder for points, foreground, contact sheets, choices.csv, report."
+    ),
     nucleus: str = typer.Option("DNA", "--nucleus", "-n", help="Nuclear channel, by name or index."),
-    cytoplasm: str = typer.Option("actin", "--cytoplasm", "-c", help="Cytoplasm / cell-body channel, by name or index."),
-    diameter: Optional[float] = typer.Option(None, "--diameter", "-d", help="Annotation scale as a cell diameter in px (default: measured per image from the nuclear stain; 23 is BBBC018's)."),
-    rule: str = typer.Option("level", "--rule", help="Automatic foreground choice: 'level' (the stain's own level) or 'points' (the older BBBC018-tuned rule)."),
-    from_labels: bool = typer.Option(False, "--from-labels", help="Derive points/foreground from the data set's labels (benchmarking)."),
+    cytoplasm: str = typer.Option(
+        "actin", "--cytoplasm", "-c", help="Cytoplasm / cell-body channel, by name or index."
+    ),
+    diameter: float | None = typer.Option(
+        None,
+        "--diameter",
+        "-d",
+        help="Annotation scale as a cell diameter in px (default: measured per image from the nuclear stain; 23 is BBBC018's).",
+    ),
+    rule: str = typer.Option(
+        "level",
+        "--rule",
+        help="Automatic foreground choice: 'level' (the stain's own level) or 'points' (the older BBBC018-tuned rule).",
+    ),
+    from_labels: bool = typer.Option(
+        False, "--from-labels", help="Derive points/foreground from the data set's labels (benchmarking)."
+    ),
     gt: bool = typer.Option(False, "--gt", help="Score the annotations against the data set's labels (report.csv)."),
     sheets: bool = typer.Option(True, "--sheets/--no-sheets", help="Write a contact-sheet PNG per image."),
-    cells_from: Optional[str] = typer.Option(None, "--cells-from", help="Self-training: a model trained on these images' machine cells re-draws the cells (model folder or name)."),
-    keep_missed: bool = typer.Option(True, "--keep-missed/--no-keep-missed", help="With --cells-from: keep the machine cells the model missed."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the annotations of an earlier run in --out (edited choices in choices.csv are kept)."),
+    cells_from: str | None = typer.Option(
+        None,
+        "--cells-from",
+        help="Self-training: a model trained on these images' machine cells re-draws the cells (model folder or name).",
+    ),
+    keep_missed: bool = typer.Option(
+        True, "--keep-missed/--no-keep-missed", help="With --cells-from: keep the machine cells the model missed."
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace the annotations of an earlier run in --out (edited choices in choices.csv are kept).",
+    ),
 ) -> None:
     """Make weak annotations: points from the nuclear stain, foreground from the cytoplasm stain.
 
@@ -113,8 +143,15 @@ def main(
     names, notes = unique_names([n for n, _ in sources], [n for n, _ in sources])
     sources = [(n, load) for n, (_, load) in zip(names, sources)]
     # an earlier run's outputs are replaced only with --overwrite; checked before any work
-    check_new([out / "choices.csv", out / "report.csv", out / "report.json",
-               *(out / f"{n.replace('/', '__')}{e}" for n in names for e in (".points.csv", ".meta.json"))], overwrite)
+    check_new(
+        [
+            out / "choices.csv",
+            out / "report.csv",
+            out / "report.json",
+            *(out / f"{n.replace('/', '__')}{e}" for n in names for e in (".points.csv", ".meta.json")),
+        ],
+        overwrite,
+    )
     segmenter, model_channels = _refiner(cells_from, nucleus, cytoplasm, from_labels)
     prepare_out_dir(out)
     for note in notes:
@@ -134,10 +171,17 @@ def main(
                 if estimated and not from_labels:
                     used, n_nuclei = estimate_cell_scale(image[0])
                     if not np.isfinite(used):
-                        raise InputError("no nuclei found in the nuclear channel (blank or wrong channel?); "
-                                         "pass --diameter to annotate anyway")
-                meta = {"nucleus": nucleus, "cytoplasm": cytoplasm, "diameter": used, "diameter_estimated": estimated,
-                        "rule": rule}
+                        raise InputError(
+                            "no nuclei found in the nuclear channel (blank or wrong channel?); "
+                            "pass --diameter to annotate anyway"
+                        )
+                meta = {
+                    "nucleus": nucleus,
+                    "cytoplasm": cytoplasm,
+                    "diameter": used,
+                    "diameter_estimated": estimated,
+                    "rule": rule,
+                }
                 if from_labels:
                     points, fg = weak_from_labels(labels)
                     cells = None
@@ -146,27 +190,59 @@ def main(
                 else:
                     prev = previous.get(name)
                     override = prev["chosen_index"] if prev and prev["chosen_index"] != prev["auto_index"] else None
-                    ann = annotate_image(image[0], image[1], diameter=used, override=override, rule=rule,
-                                         cells=segmenter is None or keep_missed)
+                    ann = annotate_image(
+                        image[0],
+                        image[1],
+                        diameter=used,
+                        override=override,
+                        rule=rule,
+                        cells=segmenter is None or keep_missed,
+                    )
                     kept += override is not None
                     points, fg, cells = ann.points, ann.foreground, ann.cells
                     if segmenter is not None:
-                        cells, used = cells_from_model(image[:2], segmenter, channels=model_channels,
-                                                       fill=cells if keep_missed else None)
+                        cells, used = cells_from_model(
+                            image[:2], segmenter, channels=model_channels, fill=cells if keep_missed else None
+                        )
                         meta.update(cells_from=segmenter.name, cells_diameter=round(used, 2), keep_missed=keep_missed)
-                    write_annotation(out, name, points, fg, {**meta, "source": "machine", "auto_index": ann.auto_index,
-                                                             "chosen_index": ann.chosen_index,
-                                                             "thresholds": list(ann.thresholds),
-                                                             "scores": ann.scores.round(4).tolist()},
-                                     candidates=ann.candidates, cells=cells)
+                    write_annotation(
+                        out,
+                        name,
+                        points,
+                        fg,
+                        {
+                            **meta,
+                            "source": "machine",
+                            "auto_index": ann.auto_index,
+                            "chosen_index": ann.chosen_index,
+                            "thresholds": list(ann.thresholds),
+                            "scores": ann.scores.round(4).tolist(),
+                        },
+                        candidates=ann.candidates,
+                        cells=cells,
+                    )
                     if sheets:
-                        write_contact_sheet(out / "sheets" / f"{name.replace('/', '__')}.png", image[:2], ann.candidates,
-                                            points, ann.chosen_index, auto=ann.auto_index, cells=cells)
-                    row = {"name": name, "chosen_index": ann.chosen_index, "auto_index": ann.auto_index,
-                           "threshold": ann.thresholds[ann.chosen_index]}
+                        write_contact_sheet(
+                            out / "sheets" / f"{name.replace('/', '__')}.png",
+                            image[:2],
+                            ann.candidates,
+                            points,
+                            ann.chosen_index,
+                            auto=ann.auto_index,
+                            cells=cells,
+                        )
+                    row = {
+                        "name": name,
+                        "chosen_index": ann.chosen_index,
+                        "auto_index": ann.auto_index,
+                        "threshold": ann.thresholds[ann.chosen_index],
+                    }
                 rep = annotation_report(points, fg, gt_nuclei=gt_nuc, gt_cells=gt_cells, cells=cells, name=name)
-                row.update(n_points=rep["n_points"], fg_fraction=round(rep["fg_fraction"], 4),
-                           points_inside=round(rep["points_inside"], 4))
+                row.update(
+                    n_points=rep["n_points"],
+                    fg_fraction=round(rep["fg_fraction"], 4),
+                    points_inside=round(rep["points_inside"], 4),
+                )
                 rows[name] = row
                 reports.append(rep)
             except Exception as exc:  # noqa: BLE001 - one image must not stop the others
@@ -174,19 +250,32 @@ def main(
         if not from_labels:
             write_choices(out / "choices.csv", list(rows.values()))
         _write_report(out, reports)
-    typer.echo(f"{len(reports)} image(s) annotated ({kept} with a person's choice kept), {len(failures)} failed; "
-               f"outputs in {out}")
+    typer.echo(
+        f"{len(reports)} image(s) annotated ({kept} with a person's choice kept), {len(failures)} failed; "
+        f"outputs in {out}"
+    )
     if reports:
-        keys = [k for k in ("n_points", "points_inside", "fg_fraction", "point_precision", "point_recall", "fg_iou",
-                            "cells_f1")
-                if k in reports[0]]
+        keys = [
+            k
+            for k in (
+                "n_points",
+                "points_inside",
+                "fg_fraction",
+                "point_precision",
+                "point_recall",
+                "fg_iou",
+                "cells_f1",
+            )
+            if k in reports[0]
+        ]
         typer.echo("mean " + ", ".join(f"{k}={np.nanmean([r[k] for r in reports]):.3f}" for k in keys))
     exit_if_failed(failures)
 
 
 def _refiner(cells_from: str | None, nucleus: str, cytoplasm: str, from_labels: bool) -> tuple[Any, list[int] | None]:
     """The model that re-draws the cells (``--cells-from``) and the indices of its channels in the
-    (nucleus, cytoplasm) images, or (None, None); checked before any image is read."""
+    (nucleus, cytoplasm) images, or (None, None); checked before any image is read.
+    """
     if cells_from is None:
         return None, None
     from ..errors import ConfigError
@@ -196,15 +285,20 @@ def _refiner(cells_from: str | None, nucleus: str, cytoplasm: str, from_labels: 
         raise ConfigError("--cells-from re-draws machine cells; it does not combine with --from-labels")
     seg = load_model(cells_from)
     if seg.spec.in_channels != 2:
-        raise ConfigError(f"--cells-from model {seg.name} takes {seg.spec.in_channels} channel(s); it must take the "
-                          "nuclear and the cytoplasm stain")
+        raise ConfigError(
+            f"--cells-from model {seg.name} takes {seg.spec.in_channels} channel(s); it must take the "
+            "nuclear and the cytoplasm stain"
+        )
     # The model's channel names against --nucleus/--cytoplasm; unnamed, the order of lociseg's configs.
     names = [nucleus.strip().lower(), cytoplasm.strip().lower()]
     wanted = [str(c).strip().lower() for c in seg.spec.channels]
     if len(wanted) == 2 and all(c in names for c in wanted):
         return seg, [names.index(c) for c in wanted]
-    typer.echo(f"note: model {seg.name} names its channels {list(seg.spec.channels)}, this run {names}; "
-               "feeding it cytoplasm then nucleus, as lociseg's configs order them", err=True)
+    typer.echo(
+        f"note: model {seg.name} names its channels {list(seg.spec.channels)}, this run {names}; "
+        "feeding it cytoplasm then nucleus, as lociseg's configs order them",
+        err=True,
+    )
     return seg, [1, 0]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,8 +14,13 @@ log = logging.getLogger(__name__)
 
 def main(
     out: Path = typer.Option(Path("lociseg-demo"), "--out", "-o", help="Report folder (index.html, PNGs, CSVs)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint or model name to use instead of the shipped defaults; "
-                                        "1-channel models run on the nuclei sets, 2-channel on the cell sets."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint or model name to use instead of the shipped defaults; "
+        "1-channel models run on the nuclei sets, 2-channel on the cell sets.",
+    ),
     per_set: int = typer.Option(2, "--per-set", "-n", help="Images from each data set."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the report in --out."),
@@ -41,7 +45,9 @@ def main(
         seg = load_model(model, device=device)
         kind = {1: "nuclei", 2: "cells"}.get(int(seg.spec.in_channels))
         if kind is None:
-            raise ConfigError(f"the demo needs a 1-channel (nuclei) or 2-channel (cells) model; {model} takes {seg.spec.in_channels}")
+            raise ConfigError(
+                f"the demo needs a 1-channel (nuclei) or 2-channel (cells) model; {model} takes {seg.spec.in_channels}"
+            )
         segmenters[kind] = seg
     else:
         problems = []

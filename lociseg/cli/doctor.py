@@ -8,7 +8,6 @@ import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -38,7 +37,7 @@ class Check:
     detail: str
 
 
-def _version(dist: str) -> Optional[str]:
+def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -49,15 +48,19 @@ def check_versions() -> list[Check]:
     """Python, core and optional package versions."""
     from .. import __version__
 
-    out = [Check("versions", "python", "ok", f"{platform.python_version()} ({sys.executable})"),
-           Check("versions", "platform", "ok", platform.platform()),
-           Check("versions", "lociseg", "ok", __version__)]
+    out = [
+        Check("versions", "python", "ok", f"{platform.python_version()} ({sys.executable})"),
+        Check("versions", "platform", "ok", platform.platform()),
+        Check("versions", "lociseg", "ok", __version__),
+    ]
     for dist in ("torch", "numpy", "scipy", "scikit-image", "tifffile", "safetensors", "pycocotools"):
         v = _version(dist)
         out.append(Check("versions", dist, "ok" if v else "fail", v or "not installed (required)"))
     for dist, extra in OPTIONAL.items():
         v = _version(dist)
-        out.append(Check("optional", dist, "ok" if v else "warn", v or f"not installed (pip install 'lociseg[{extra}]')"))
+        out.append(
+            Check("optional", dist, "ok" if v else "warn", v or f"not installed (pip install 'lociseg[{extra}]')")
+        )
     return out
 
 
@@ -70,7 +73,9 @@ def check_devices() -> list[Check]:
     out = []
     if torch.cuda.is_available():
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-        out.append(Check("device", "cuda", "ok", f"{torch.cuda.device_count()} device(s): {names}; CUDA {torch.version.cuda}"))
+        out.append(
+            Check("device", "cuda", "ok", f"{torch.cuda.device_count()} device(s): {names}; CUDA {torch.version.cuda}")
+        )
     else:
         why = "torch built without CUDA" if torch.version.cuda is None else "no CUDA device visible"
         out.append(Check("device", "cuda", "warn", f"not available ({why})"))
@@ -81,7 +86,7 @@ def check_devices() -> list[Check]:
     return out
 
 
-def check_models(registry: Optional[Path] = None, load: bool = True) -> list[Check]:
+def check_models(registry: Path | None = None, load: bool = True) -> list[Check]:
     """Each shipped model: present, hash matches, and (``load``) builds from its checkpoint."""
     from ..errors import LociError
     from ..models.pretrained import DEFAULT_BY_CHANNELS, read_manifest, resolve_model

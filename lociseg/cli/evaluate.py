@@ -7,7 +7,7 @@ import logging
 import re
 import traceback
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import typer
@@ -77,7 +77,9 @@ def read_scores(path: Path, label_column: str = "label", score_column: str = "sc
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []
         if label_column not in fields or score_column not in fields:
-            raise InputError(f"score table needs columns {label_column!r} and {score_column!r}, has {fields}", path=path)
+            raise InputError(
+                f"score table needs columns {label_column!r} and {score_column!r}, has {fields}", path=path
+            )
         try:
             pairs = [(int(float(row[label_column])), float(row[score_column] or "nan")) for row in reader]
         except ValueError as exc:
@@ -106,7 +108,7 @@ def _group_of(how: str, name: str, pred_path: Path | None, pred_root: Path, meta
     return match.group(1) if match.groups() else match.group(0)
 
 
-def _gt_source(gt: str, root: Optional[Path]) -> tuple[dict[str, Any], str]:
+def _gt_source(gt: str, root: Path | None) -> tuple[dict[str, Any], str]:
     """Ground truth as ``key -> Path or (dataset, name)`` and a description."""
     from ..data import DATASETS, load_dataset
     from ..data.load import parse_spec
@@ -120,28 +122,45 @@ def _gt_source(gt: str, root: Optional[Path]) -> tuple[dict[str, Any], str]:
 
 
 def main(
-    gt: str = typer.Option(..., "--gt", help="Ground truth: folder or file of label images (TIFF/PNG/npy/txt), "
-                           "or a data set spec such as dsb2018-test, bbbc018:nuclei@test, koyuncu@test."),
-    pred: Path = typer.Option(..., "--pred", help="Predicted label images: a folder (matched to gt by file name, "
-                              "ignoring endings like _masks, _labels, .ome) or one file."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write metrics JSON here (and a CSV beside it)."),
-    score_column: str = typer.Option("score", "--score-column", help="Score column of <name>.csv beside each "
-                                     "prediction, used to rank objects for AP (all scores 1 without it)."),
+    gt: str = typer.Option(
+        ...,
+        "--gt",
+        help="Ground truth: folder or file of label images (TIFF/PNG/npy/txt), "
+        "or a data set spec such as dsb2018-test, bbbc018:nuclei@test, koyuncu@test.",
+    ),
+    pred: Path = typer.Option(
+        ...,
+        "--pred",
+        help="Predicted label images: a folder (matched to gt by file name, "
+        "ignoring endings like _masks, _labels, .ome) or one file.",
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write metrics JSON here (and a CSV beside it)."),
+    score_column: str = typer.Option(
+        "score",
+        "--score-column",
+        help="Score column of <name>.csv beside each "
+        "prediction, used to rank objects for AP (all scores 1 without it).",
+    ),
     label_column: str = typer.Option("label", "--label-column", help="Label column of the score tables."),
-    group_by: str = typer.Option("auto", "--group-by", help="'auto' (data set group, else pred sub-folder), "
-                                 "'folder', 'none', or a regular expression on the image name (first group)."),
-    images: Optional[bool] = typer.Option(None, "--images/--no-images", help="Per-image rows in the printed "
-                                          "table (default: when at most 30 images)."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Data root for named data sets."),
+    group_by: str = typer.Option(
+        "auto",
+        "--group-by",
+        help="'auto' (data set group, else pred sub-folder), "
+        "'folder', 'none', or a regular expression on the image name (first group).",
+    ),
+    images: bool | None = typer.Option(
+        None, "--images/--no-images", help="Per-image rows in the printed table (default: when at most 30 images)."
+    ),
+    root: Path | None = typer.Option(None, "--root", help="Data root for named data sets."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing metrics JSON/CSV."),
 ) -> int:
-    """Score predicted label images against ground truth: F1, AP50, AP75, mAP, AFNR, PQ, ...
+    r"""Score predicted label images against ground truth: F1, AP50, AP75, mAP, AFNR, PQ, ...
 
     Pairs are matched by file name. Objects are matched one-to-one at IoU
     0.50:0.05:0.95; counts are pooled over images for the ALL (sum) row and
     averaged per image for ALL (mean). Examples:
     lociseg evaluate --gt dsb2018-test --pred out/ -o metrics.json ;
-    lociseg evaluate --gt masks/ --pred pred/ --group-by '^(\\w+?)_'
+    lociseg evaluate --gt masks/ --pred pred/ --group-by '^(\w+?)_'
     """
     from tqdm import tqdm
 
@@ -182,8 +201,9 @@ def main(
                 gt_labels = read_labels(item)
             pred_labels = read_labels(pred_path)
             if gt_labels.shape != pred_labels.shape:
-                raise InputError(f"shape {pred_labels.shape} differs from ground truth {gt_labels.shape}",
-                                 path=pred_path)
+                raise InputError(
+                    f"shape {pred_labels.shape} differs from ground truth {gt_labels.shape}", path=pred_path
+                )
             csv_path = pred_path.with_name(image_stem(pred_path.name, suffixes=()) + ".csv")
             scores = read_scores(csv_path, label_column, score_column)
             if scores is not None:
@@ -207,8 +227,11 @@ def main(
             raise InputError(failures[0])  # the one pair's own problem says it all
         for msg in failures:
             typer.echo(f"failed: {msg}", err=True)
-        raise InputError(f"no prediction could be scored against {gt_desc} ({len(gt_items)} gt, "
-                         f"{len(pred_files)} pred files, {len(keys)} matched by name)", path=pred)
+        raise InputError(
+            f"no prediction could be scored against {gt_desc} ({len(gt_items)} gt, "
+            f"{len(pred_files)} pred files, {len(keys)} matched by name)",
+            path=pred,
+        )
     report = report_from_results(results)
     show_images = images if images is not None else len(results) <= 30
     typer.echo(report.table(images=show_images))
@@ -222,7 +245,8 @@ def main(
         typer.echo(f"wrote {out} and {out.with_suffix('.csv')}")
     for label, names in (("no prediction for", missing_pred), ("no ground truth for", missing_gt)):
         if names:
-            typer.echo(f"{label} {len(names)} image(s): {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}",
-                       err=True)
+            typer.echo(
+                f"{label} {len(names)} image(s): {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}", err=True
+            )
     exit_if_failed(failures)
     return 0

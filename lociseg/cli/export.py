@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 from ._common import OutputLock, check_new, exit_if_failed, prepare_out_dir, run_batch, unique_names
 
 
-def _match_image(label_path: Path, image_dir: Path) -> Optional[Path]:
+def _match_image(label_path: Path, image_dir: Path) -> Path | None:
     """The image in ``image_dir`` named like the label file (ignoring _masks/_labels)."""
     from ..io.files import image_stem
     from ..io.image import image_suffix_ok
@@ -24,14 +23,24 @@ def _match_image(label_path: Path, image_dir: Path) -> Optional[Path]:
 
 
 def main(
-    labels: List[str] = typer.Argument(..., help="Label images (TIFF/PNG/npy), folders or glob patterns."),
-    fmt: List[str] = typer.Option(..., "--format", "-f", help="ome-zarr, geojson, imagej-roi, coco or csv (repeat or comma-separate)."),
+    labels: list[str] = typer.Argument(..., help="Label images (TIFF/PNG/npy), folders or glob patterns."),
+    fmt: list[str] = typer.Option(
+        ..., "--format", "-f", help="ome-zarr, geojson, imagej-roi, coco or csv (repeat or comma-separate)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Folder of the raw images (same names): stored in OME-Zarr (with channel names), mean intensities in CSV, COCO file_name."),
-    object_type: str = typer.Option("detection", "--object-type", help="QuPath object type in GeoJSON: detection or annotation."),
+    images: Path | None = typer.Option(
+        None,
+        "--images",
+        help="Folder of the raw images (same names): stored in OME-Zarr (with channel names), mean intensities in CSV, COCO file_name.",
+    ),
+    object_type: str = typer.Option(
+        "detection", "--object-type", help="QuPath object type in GeoJSON: detection or annotation."
+    ),
     classification: str = typer.Option("cell", "--class", help="QuPath class name in GeoJSON and COCO category."),
-    pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Micrometres per pixel (OME-Zarr scale)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (otherwise nothing is written when one exists)."),
+    pixel_size: float | None = typer.Option(None, "--pixel-size", help="Micrometres per pixel (OME-Zarr scale)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace existing outputs (otherwise nothing is written when one exists)."
+    ),
 ) -> int:
     """Convert label images (e.g. from lociseg segment) for QuPath, napari, ImageJ/Fiji, COCO tools or spreadsheets.
 
@@ -59,8 +68,11 @@ def main(
     names, notes = unique_names([image_stem(p, suffixes=()) for p in files], [str(p) for p in files])
     coco_path = out / "annotations.coco.json"
     # every output is checked before any is written: a refusal changes nothing
-    check_new([out / f"{n}{SUFFIX[f]}" for n in names for f in formats if f != "coco"]
-              + ([coco_path] if "coco" in formats else []), overwrite)
+    check_new(
+        [out / f"{n}{SUFFIX[f]}" for n in names for f in formats if f != "coco"]
+        + ([coco_path] if "coco" in formats else []),
+        overwrite,
+    )
     prepare_out_dir(out)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
@@ -81,7 +93,7 @@ def main(
             if channel_names is not None and len(channel_names) != (1 if image.ndim == 2 else image.shape[0]):
                 channel_names = None  # e.g. RGB read as channels: fall back to numbered names
         if name != image_stem(path, suffixes=()):
-            image_name = f"{name}{image_name[len(image_stem(image_name, suffixes=())):]}"  # renamed: unique file_name
+            image_name = f"{name}{image_name[len(image_stem(image_name, suffixes=())) :]}"  # renamed: unique file_name
         n = 0
         for f in formats:
             if f == "coco":
@@ -98,8 +110,9 @@ def main(
         return n
 
     with OutputLock(out, "lociseg export"):
-        results, failures = run_batch([(str(p), (p, n)) for p, n in zip(files, names)], export_one, out=out,
-                                      progress="export")
+        results, failures = run_batch(
+            [(str(p), (p, n)) for p, n in zip(files, names)], export_one, out=out, progress="export"
+        )
         written = sum(results.values())
         if coco_labels:
             p = write_coco(coco_path, coco_labels, category=classification, overwrite=overwrite)

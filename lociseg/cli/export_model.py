@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,9 +13,17 @@ def main(
     model: str = typer.Argument(..., help="Checkpoint folder, run folder or shipped model name."),
     fmt: str = typer.Option(..., "--format", "-f", help="torchscript, onnx or bioimageio."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (torchscript/onnx) or folder (bioimageio)."),
-    test_image: Optional[Path] = typer.Option(None, "--test-image", help="Raw image for the bioimage.io test tensors (cropped to a multiple of 32, at most 256 px)."),
-    license: str = typer.Option("BSD-3-Clause", "--license", help="SPDX licence of the weights (bioimageio); CC-BY-NC-SA-4.0 for BBBC018-trained models."),
-    name: Optional[str] = typer.Option(None, "--name", help="Model name (bioimageio)."),
+    test_image: Path | None = typer.Option(
+        None,
+        "--test-image",
+        help="Raw image for the bioimage.io test tensors (cropped to a multiple of 32, at most 256 px).",
+    ),
+    license: str = typer.Option(
+        "BSD-3-Clause",
+        "--license",
+        help="SPDX licence of the weights (bioimageio); CC-BY-NC-SA-4.0 for BBBC018-trained models.",
+    ),
+    name: str | None = typer.Option(None, "--name", help="Model name (bioimageio)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file or package folder."),
 ) -> int:
     """Export a model's dense network (TorchScript, ONNX) or a bioimage.io package; checks outputs against PyTorch.
@@ -58,9 +65,13 @@ def main(
             img = img[:, :h, :w]
         out.parent.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
-        atomic_write(out, lambda tmp: written.append(export_bioimageio(net, tmp, test_image=img, license=license,
-                                                                       name=name or f"lociseg {Path(model).name}")),
-                     overwrite=overwrite)
+        atomic_write(
+            out,
+            lambda tmp: written.append(
+                export_bioimageio(net, tmp, test_image=img, license=license, name=name or f"lociseg {Path(model).name}")
+            ),
+            overwrite=overwrite,
+        )
         rdf = out / written[0].name
         typer.echo(f"bioimage.io package written: {rdf}")
         return 0
@@ -68,7 +79,9 @@ def main(
     exporter = export_torchscript if fmt == "torchscript" else export_onnx
     path = atomic_write(out, lambda tmp: exporter(net, tmp), overwrite=overwrite)
     diffs = max_output_difference(net, path)
-    typer.echo(f"{fmt} written: {path} (largest difference to PyTorch per output: {', '.join(f'{d:.2g}' for d in diffs)})")
+    typer.echo(
+        f"{fmt} written: {path} (largest difference to PyTorch per output: {', '.join(f'{d:.2g}' for d in diffs)})"
+    )
     if max(diffs) > 1e-3:
         typer.echo("warning: exported outputs differ from PyTorch by more than 1e-3", err=True)
         raise typer.Exit(1)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 
-def _fmt_stats(stats: Optional[dict], unit: str = "") -> str:
+def _fmt_stats(stats: dict | None, unit: str = "") -> str:
     if not stats:
         return "-"
     return f"{stats['min']:.0f} / {stats['median']:.0f} / {stats['max']:.0f}{unit} (min / median / max)"
@@ -23,17 +23,26 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("images", f"{summary['images']} ({summary['labelled']} labelled)"),
         ("channels", ", ".join(summary["channels"]) or "-"),
         ("dtype", ", ".join(f"{k} ({v})" for k, v in summary["dtypes"].items()) or "-"),
-        ("shapes (C x H x W)", ", ".join(f"{k} ({v})" for k, v in list(summary["shapes"].items())[:6])
-         + (" ..." if len(summary["shapes"]) > 6 else "")),
-        ("objects", "-" if not objects else
-         f"{objects['total']} total; per image {objects['per_image_min']} / {objects['per_image_median']:.0f} / "
-         f"{objects['per_image_max']} (min / median / max)"),
+        (
+            "shapes (C x H x W)",
+            ", ".join(f"{k} ({v})" for k, v in list(summary["shapes"].items())[:6])
+            + (" ..." if len(summary["shapes"]) > 6 else ""),
+        ),
+        (
+            "objects",
+            "-"
+            if not objects
+            else f"{objects['total']} total; per image {objects['per_image_min']} / {objects['per_image_median']:.0f} / "
+            f"{objects['per_image_max']} (min / median / max)",
+        ),
         ("object area", _fmt_stats(summary.get("area"), " px")),
         ("equiv. diameter", _fmt_stats(summary.get("diameter"), " px")),
     ]
     if summary.get("constant_images"):
         names = summary["constant_images"]
-        rows.append(("blank channels", f"{len(names)} image(s): {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"))
+        rows.append(
+            ("blank channels", f"{len(names)} image(s): {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
+        )
     if summary.get("points") is not None:
         rows.append(("points", str(summary["points"])))
     width = max(len(k) for k, _ in rows)
@@ -53,8 +62,10 @@ def _image_info(path: Path) -> tuple[str, dict[str, Any]]:
         ("stored shape", f"{meta['shape']} axes {meta['axes']}"),
         ("as read (C, H, W)", f"{tuple(image.shape)} {image.dtype}"),
         ("channel names", ", ".join(meta["channel_names"]) if meta.get("channel_names") else "-"),
-        ("pixel size (y, x)", "-" if not meta.get("pixel_size") else
-         f"{meta['pixel_size'][0]:.4g} x {meta['pixel_size'][1]:.4g} µm"),
+        (
+            "pixel size (y, x)",
+            "-" if not meta.get("pixel_size") else f"{meta['pixel_size'][0]:.4g} x {meta['pixel_size'][1]:.4g} µm",
+        ),
         ("range per channel", ", ".join(f"{lo}..{hi}" for lo, hi in ranges)),
     ]
     width = max(len(k) for k, _ in rows)
@@ -82,13 +93,14 @@ def _write_json(path: Path, payload: Any, overwrite: bool) -> None:
 
 def main(
     dataset: str = typer.Argument(
-        ..., help="Data set (bbbc018, bbbc018:nuclei, dsb2018-test, dsb2018-train, koyuncu, aitslab, aitslab:nuclei, aitslab-nuclei, cellprofiler-human, "
-        "cellprofiler-fly, 'all'), a folder, a COCO .json file, or one image file."
+        ...,
+        help="Data set (bbbc018, bbbc018:nuclei, dsb2018-test, dsb2018-train, koyuncu, aitslab, aitslab:nuclei, aitslab-nuclei, cellprofiler-human, "
+        "cellprofiler-fly, 'all'), a folder, a COCO .json file, or one image file.",
     ),
-    split: Optional[str] = typer.Option(None, "--split", "-s", help="Stored split: train, val or test."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON to this file."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Data root (default: $LOCISEG_DATA or shared/data)."),
-    channels: Optional[str] = typer.Option(None, "--channels", "-c", help="Comma-separated channel names or indices."),
+    split: str | None = typer.Option(None, "--split", "-s", help="Stored split: train, val or test."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the summary as JSON to this file."),
+    root: Path | None = typer.Option(None, "--root", help="Data root (default: $LOCISEG_DATA or shared/data)."),
+    channels: str | None = typer.Option(None, "--channels", "-c", help="Comma-separated channel names or indices."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ) -> None:
     """Summarise a data set: images, shapes, channels, object counts and sizes.

@@ -37,7 +37,8 @@ COMMANDS: dict[str, str] = {
 
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at emit time, so a handler set up under a
-    captured stream (tests, notebooks) never writes to a closed file later."""
+    captured stream (tests, notebooks) never writes to a closed file later.
+    """
 
     @property  # type: ignore[override]
     def stream(self):
@@ -52,7 +53,9 @@ def _verbosity(
     ctx: typer.Context,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print warnings and errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print debugging detail."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors (also LOCISEG_DEBUG=1)."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show tracebacks instead of one-line errors (also LOCISEG_DEBUG=1)."
+    ),
 ) -> None:
     """lociseg: single-cell segmentation trainable from machine-made annotations."""
     ctx.obj = {**(ctx.obj or {}), "debug": debug}

@@ -7,8 +7,9 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any
 
 import typer
 
@@ -39,7 +40,7 @@ def expand_inputs(items: list[str]) -> list[Path]:
     return [p for p in out if not (os.path.realpath(p) in seen or seen.add(os.path.realpath(p)))]
 
 
-def _parse_channels(text: Optional[str]) -> Optional[list]:
+def _parse_channels(text: str | None) -> list | None:
     if text is None:
         return None
     items = [c.strip() for c in text.split(",") if c.strip()]
@@ -62,23 +63,53 @@ def _parse_diameter(text: str | None) -> float | str | None:
 
 
 def main(
-    images: List[str] = typer.Argument(..., help="Image files, folders, glob patterns (quote globs), or data set specs (cellprofiler-human, bbbc018@test)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint file, run folder or shipped model name "
-                                        "(default: the shipped 'nuclei' for 1-channel, 'cells' for 2-channel images)."),
+    images: list[str] = typer.Argument(
+        ...,
+        help="Image files, folders, glob patterns (quote globs), or data set specs (cellprofiler-human, bbbc018@test).",
+    ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint file, run folder or shipped model name "
+        "(default: the shipped 'nuclei' for 1-channel, 'cells' for 2-channel images).",
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for <name>.tif, <name>.csv, <name>.json."),
-    diameter: Optional[str] = typer.Option(None, "--diameter", "-d", help="Cell diameter in pixels, or 'train' for the diameter of "
-                                          "the model's training images (default: estimated per image)."),
-    channels: Optional[str] = typer.Option(None, "--channels", "-c", help="Channels to use, by name or index: actin,DNA or 0,1."),
+    diameter: str | None = typer.Option(
+        None,
+        "--diameter",
+        "-d",
+        help="Cell diameter in pixels, or 'train' for the diameter of "
+        "the model's training images (default: estimated per image).",
+    ),
+    channels: str | None = typer.Option(
+        None, "--channels", "-c", help="Channels to use, by name or index: actin,DNA or 0,1."
+    ),
     tile_size: int = typer.Option(1024, "--tile-size", help="Tile side (px at model scale) for large images."),
-    augment: bool = typer.Option(False, "--augment", help="Average the predictions of the four flips of each tile "
-                                 "(test-time augmentation, about 4x the time)."),
-    overlaps: str = typer.Option("score", "--overlaps", help="Who gets a pixel that two cells' masks claim: "
-                                 "'score' (the higher-scoring cell) or 'probability' (the more confident mask: "
-                                 "better borders between touching cells)."),
+    augment: bool = typer.Option(
+        False,
+        "--augment",
+        help="Average the predictions of the four flips of each tile (test-time augmentation, about 4x the time).",
+    ),
+    overlaps: str = typer.Option(
+        "score",
+        "--overlaps",
+        help="Who gets a pixel that two cells' masks claim: "
+        "'score' (the higher-scoring cell) or 'probability' (the more confident mask: "
+        "better borders between touching cells).",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    max_image_pixels: int = typer.Option(2**30, "--max-image-pixels", help="Refuse images whose declared plane has more "
-                                         "pixels than this (checked before decoding; raise it for larger images)."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip images whose outputs an earlier run wrote completely (checked against the sizes and checksums in <name>.json)."),
+    max_image_pixels: int = typer.Option(
+        2**30,
+        "--max-image-pixels",
+        help="Refuse images whose declared plane has more "
+        "pixels than this (checked before decoding; raise it for larger images).",
+    ),
+    skip_existing: bool = typer.Option(
+        False,
+        "--skip-existing",
+        help="Skip images whose outputs an earlier run wrote completely (checked against the sizes and checksums in <name>.json).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> int:
     """Segment every cell in images: writes a label TIFF, a per-cell CSV and a JSON sidecar per image.
@@ -118,6 +149,7 @@ def main(
         if name not in loaded:
             loaded[name] = load_model(name, device=device)
         return loaded[name]
+
     names, notes = unique_names([j[0] for j in jobs], [j[1] for j in jobs])
     for note in notes:
         typer.echo(f"note: {note}", err=True)
@@ -130,27 +162,45 @@ def main(
             for t in (out / f"{name}{s}" for s in OUTPUT_SUFFIXES):
                 if os.path.lexists(t):
                     why = "incomplete or changed outputs of an earlier run" if skip_existing else "outputs exist"
-                    raise InputError(f"{why} ({t.name}); use --overwrite to replace them"
-                                     + ("" if skip_existing else " or --skip-existing"))
+                    raise InputError(
+                        f"{why} ({t.name}); use --overwrite to replace them"
+                        + ("" if skip_existing else " or --skip-existing")
+                    )
         image, meta = read()
         seg = segmenter_for(image)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            labels, table = seg.segment(image, diameter=diameter_px, channels=chans, channel_names=meta,
-                                        tile_size=tile_size, augment=augment, overlaps=overlaps)
+            labels, table = seg.segment(
+                image,
+                diameter=diameter_px,
+                channels=chans,
+                channel_names=meta,
+                tile_size=tile_size,
+                augment=augment,
+                overlaps=overlaps,
+            )
         m = table.meta
         for w in caught:
             # an unsure scale estimate is worth the user's attention
             (log.warning if m.get("scale_unsure") else log.info)("%s: %s", name, w.message)
-        log.info("%s: diameter %.1f px (%s), %d cells, %.0f%% with a high score", name, m["diameter_used"],
-                 f"estimated, confidence {m['scale_confidence']:.2f}" if "scale_confidence" in m else "given",
-                 m["cells"], 100 * m["high_score_fraction"])
+        log.info(
+            "%s: diameter %.1f px (%s), %d cells, %.0f%% with a high score",
+            name,
+            m["diameter_used"],
+            f"estimated, confidence {m['scale_confidence']:.2f}" if "scale_confidence" in m else "given",
+            m["cells"],
+            100 * m["high_score_fraction"],
+        )
         write_outputs(out, name, labels, table, {"input": path}, overwrite=overwrite)
         return "done"
 
     with OutputLock(out, "lociseg segment"):
-        results, failures = run_batch([(path, (name, path, read)) for name, (_, path, read) in zip(names, jobs)],
-                                      segment_one, out=out, progress="segment")
+        results, failures = run_batch(
+            [(path, (name, path, read)) for name, (_, path, read) in zip(names, jobs)],
+            segment_one,
+            out=out,
+            progress="segment",
+        )
     skipped = sum(r == "skipped" for r in results.values())
     done = len(results) - skipped
     typer.echo(f"{done} image(s) segmented, {skipped} skipped, {len(failures)} failed; outputs in {out}")
@@ -162,9 +212,12 @@ def main(
 LAZY_PIXELS = 4096 * 4096
 
 
-def _jobs(items: list[str], max_pixels: int | None = 2**30) -> list[tuple[str, str, Callable[[], tuple[Any, Optional[list[str]]]]]]:
+def _jobs(
+    items: list[str], max_pixels: int | None = 2**30
+) -> list[tuple[str, str, Callable[[], tuple[Any, list[str] | None]]]]:
     """(output name, source, reader) per image: files/folders/globs, or data set specs
-    (for images stored as one file per channel, e.g. the CellProfiler examples)."""
+    (for images stored as one file per channel, e.g. the CellProfiler examples).
+    """
     from ..data import load_dataset
     from ..data.load import parse_spec
     from ..io import read_image
@@ -182,7 +235,7 @@ def _jobs(items: list[str], max_pixels: int | None = 2**30) -> list[tuple[str, s
             paths.append(item)
     for path in expand_inputs(paths) if paths else []:
 
-        def read(path: Path = path) -> tuple[Any, Optional[list[str]]]:
+        def read(path: Path = path) -> tuple[Any, list[str] | None]:
             meta = _meta_of(path)
             # large TIFFs stay on disk and are read tile by tile
             image = read_image(path, max_pixels=max_pixels, lazy_above=LAZY_PIXELS)
@@ -192,8 +245,8 @@ def _jobs(items: list[str], max_pixels: int | None = 2**30) -> list[tuple[str, s
     return jobs
 
 
-def _dataset_reader(ds: Any, i: int) -> Callable[[], tuple[Any, Optional[list[str]]]]:
-    def read() -> tuple[Any, Optional[list[str]]]:
+def _dataset_reader(ds: Any, i: int) -> Callable[[], tuple[Any, list[str] | None]]:
+    def read() -> tuple[Any, list[str] | None]:
         sample = ds[i]
         names = sample.meta.get("channel_names")
         return sample.image, list(names) if names else None
@@ -201,7 +254,7 @@ def _dataset_reader(ds: Any, i: int) -> Callable[[], tuple[Any, Optional[list[st
     return read
 
 
-def _meta_of(path: Path) -> Optional[list[str]]:
+def _meta_of(path: Path) -> list[str] | None:
     """Channel names stored in the file (OME/ImageJ), if any, so --channels can name them."""
     from ..errors import LociError
     from ..io import read_image_metadata

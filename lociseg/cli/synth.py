@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -11,7 +10,7 @@ from ..errors import ConfigError
 from ._common import OutputLock, check_new, describe_error, exit_if_failed, prepare_out_dir
 
 
-def _parse_confluence(text: Optional[str]) -> float | tuple[float, float] | None:
+def _parse_confluence(text: str | None) -> float | tuple[float, float] | None:
     if text is None or text.strip().lower() in ("", "auto", "source"):
         return None
     try:
@@ -24,21 +23,38 @@ def _parse_confluence(text: Optional[str]) -> float | tuple[float, float] | None
 
 
 def main(
-    dataset: str = typer.Argument(..., help="Labelled data set spec (e.g. bbbc018, bbbc018@train, dsb2018-train) or images/+masks/ folder."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (images/, masks/, annotations/, synth.json)."),
-    factor: float = typer.Option(5.0, "--factor", help="Synthetic images per real labelled image (the seed study used 5)."),
-    n_images: Optional[int] = typer.Option(None, "--n-images", help="Exact number of synthetic images (overrides --factor)."),
-    confluence: Optional[str] = typer.Option(
-        None, "--confluence", "--density", help="Cell-covered fraction per image: 0.4, a range 0.2,0.6, or 'source' (default: as the source image)."
+    dataset: str = typer.Argument(
+        ..., help="Labelled data set spec (e.g. bbbc018, bbbc018@train, dsb2018-train) or images/+masks/ folder."
     ),
-    split: Optional[str] = typer.Option(None, "--split", help="Split of the data set to draw cells from (e.g. train)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (images/, masks/, annotations/, synth.json)."),
+    factor: float = typer.Option(
+        5.0, "--factor", help="Synthetic images per real labelled image (the seed study used 5)."
+    ),
+    n_images: int | None = typer.Option(
+        None, "--n-images", help="Exact number of synthetic images (overrides --factor)."
+    ),
+    confluence: str | None = typer.Option(
+        None,
+        "--confluence",
+        "--density",
+        help="Cell-covered fraction per image: 0.4, a range 0.2,0.6, or 'source' (default: as the source image).",
+    ),
+    split: str | None = typer.Option(None, "--split", help="Split of the data set to draw cells from (e.g. train)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (output is a pure function of it)."),
     feather: float = typer.Option(1.0, "--feather", help="Width in px of the blended cell edge (0 = hard paste)."),
-    cell_pool: str = typer.Option("all", "--cell-pool", help="Paste cells from 'all' images or only the background's 'source' image."),
-    max_overlap: float = typer.Option(0.1, "--max-overlap", help="Largest fraction of a pasted cell that may cover earlier cells."),
-    include_originals: bool = typer.Option(False, "--include-originals", help="Also copy the real images into the output folder."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N real images (quick tries)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the synthetic data set of an earlier run in --out."),
+    cell_pool: str = typer.Option(
+        "all", "--cell-pool", help="Paste cells from 'all' images or only the background's 'source' image."
+    ),
+    max_overlap: float = typer.Option(
+        0.1, "--max-overlap", help="Largest fraction of a pasted cell that may cover earlier cells."
+    ),
+    include_originals: bool = typer.Option(
+        False, "--include-originals", help="Also copy the real images into the output folder."
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="Use only the first N real images (quick tries)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace the synthetic data set of an earlier run in --out."
+    ),
 ) -> None:
     """Synthesise labelled images by pasting real cells onto cell-free background.
 
@@ -48,7 +64,6 @@ def main(
     annotations (points at cell centroids, foreground) are written too.
     Example: lociseg synth bbbc018@train --out synth_bbbc018 --factor 5
     """
-
     from ..data import load_samples
     from ..synth.cutpaste import extract_cells
 
@@ -91,7 +106,14 @@ def _write_all(out, samples, cells, n, conf, spec, seed, feather, cell_pool, max
                 failures.append(f"{s.name}: {describe_error(exc)}")
     rng = np.random.default_rng(seed)
     gen = iter_cut_paste(
-        samples, n_images=n, confluence=conf, rng=rng, feather=feather, cells=cells, cell_pool=cell_pool, max_overlap=max_overlap
+        samples,
+        n_images=n,
+        confluence=conf,
+        rng=rng,
+        feather=feather,
+        cells=cells,
+        cell_pool=cell_pool,
+        max_overlap=max_overlap,
     )
     for sample in tqdm(gen, total=n, desc="synth", unit="img", disable=None):
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -27,15 +26,22 @@ def _parse_sets(items: list[str]) -> dict:
 
 
 def main(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment config YAML (see --print-config)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder: best/, last/, log.csv, config.yaml."),
-    set_: list[str] = typer.Option([], "--set", help="Override a config value, e.g. --set optim.steps=500 (repeatable)."),
-    init: Optional[str] = typer.Option(None, "--init", help="Fine-tune: start from this model's weights "
-                                       "(shipped name such as cells, or a checkpoint / run folder)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Experiment config YAML (see --print-config)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder: best/, last/, log.csv, config.yaml."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a config value, e.g. --set optim.steps=500 (repeatable)."
+    ),
+    init: str | None = typer.Option(
+        None,
+        "--init",
+        help="Fine-tune: start from this model's weights (shipped name such as cells, or a checkpoint / run folder).",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last exactly where it stopped."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an OUT that already holds a run."),
-    print_config: bool = typer.Option(False, "--print-config", help="Print the (default or given) config as YAML and exit."),
+    print_config: bool = typer.Option(
+        False, "--print-config", help="Print the (default or given) config as YAML and exit."
+    ),
 ) -> None:
     """Train a LACSS or U-Net model (supervised or weakly supervised).
 
@@ -72,8 +78,10 @@ def main(
     if result.get("interrupted"):
         import signal
 
-        typer.echo(f"stopped by {result['interrupted']} at step {result['step']}; {out / 'last'} saved. "
-                   f"Continue with: lociseg train -o {out} --resume")
+        typer.echo(
+            f"stopped by {result['interrupted']} at step {result['step']}; {out / 'last'} saved. "
+            f"Continue with: lociseg train -o {out} --resume"
+        )
         raise typer.Exit(128 + int(signal.Signals[result["interrupted"]]))
     best = result.get("best") or {}
     typer.echo(

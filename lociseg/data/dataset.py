@@ -49,8 +49,10 @@ class Sample:
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3:
-            raise InputError(f"sample {self.name!r}: image must be (C, H, W), got shape {self.image.shape}",
-                             path=self.meta.get("path"))
+            raise InputError(
+                f"sample {self.name!r}: image must be (C, H, W), got shape {self.image.shape}",
+                path=self.meta.get("path"),
+            )
         hw = self.image.shape[1:]
         for attr in ("labels", "foreground", "cells"):
             value = getattr(self, attr)
@@ -124,7 +126,7 @@ class SegmentationDataset(Sequence[Sample]):
         for key in self._names:
             yield self._loader(key)
 
-    def subset(self, names: Iterable[str], name: str | None = None) -> "SegmentationDataset":
+    def subset(self, names: Iterable[str], name: str | None = None) -> SegmentationDataset:
         """A dataset with only the given samples, in the given order."""
         names = list(names)
         missing = sorted(set(names) - set(self._names))
@@ -134,8 +136,7 @@ class SegmentationDataset(Sequence[Sample]):
 
     def __repr__(self) -> str:
         head = ", ".join(self._names[:3]) + (", ..." if len(self._names) > 3 else "")
-        return (f"SegmentationDataset({self.name!r}, {len(self)} samples [{head}], "
-                f"channels={list(self.channel_names)})")
+        return f"SegmentationDataset({self.name!r}, {len(self)} samples [{head}], channels={list(self.channel_names)})"
 
 
 def default_data_root() -> Path:
@@ -149,9 +150,15 @@ def default_data_root() -> Path:
     if env:
         return Path(env)
     repo = Path(__file__).resolve().parents[2]
-    candidates = [Path.cwd() / "shared" / "data", Path.cwd().parent / "shared" / "data", repo.parent / "shared" / "data"]
+    candidates = [
+        Path.cwd() / "shared" / "data",
+        Path.cwd().parent / "shared" / "data",
+        repo.parent / "shared" / "data",
+    ]
     for cand in candidates:
         if cand.is_dir():
             return cand
-    raise InputError("shared data folder not found (looked in ./shared/data, ../shared/data and beside the "
-                     "repository); set LOCISEG_DATA or pass root=")
+    raise InputError(
+        "shared data folder not found (looked in ./shared/data, ../shared/data and beside the "
+        "repository); set LOCISEG_DATA or pass root="
+    )

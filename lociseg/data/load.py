@@ -156,12 +156,18 @@ def _named(key: str, folder: Path, channels, target) -> SegmentationDataset:
         target = target or "cells"
         if target not in ("cells", "nuclei"):
             raise ConfigError(f"bbbc018: target must be 'cells' or 'nuclei', got {target!r}")
-        idx = S.resolve_channels(channels, S.BBBC018_CHANNELS, ("actin", "DNA"), {"nuclei": "DNA", "cell": "actin"},
-                                 dataset=key)
+        idx = S.resolve_channels(
+            channels, S.BBBC018_CHANNELS, ("actin", "DNA"), {"nuclei": "DNA", "cell": "actin"}, dataset=key
+        )
         loader = S.BBBC018Loader(folder, idx, target)
         names = S.bbbc018_names(folder)
-        return SegmentationDataset(f"bbbc018:{target}", names, loader, [S.BBBC018_CHANNELS[i] for i in idx],
-                                   {"root": str(folder), "target": target})
+        return SegmentationDataset(
+            f"bbbc018:{target}",
+            names,
+            loader,
+            [S.BBBC018_CHANNELS[i] for i in idx],
+            {"root": str(folder), "target": target},
+        )
     if key.startswith("dsb2018"):
         sub = folder / ("stage1_test" if key == "dsb2018-test" else "stage1_train")
         idx = None if channels is None else S.resolve_channels(channels, S.DSB_CHANNELS, (), dataset=key)
@@ -172,23 +178,44 @@ def _named(key: str, folder: Path, channels, target) -> SegmentationDataset:
     if key == "aitslab":
         target = target or "cells"
         idx = S.resolve_channels(channels, S.AITSLAB_CHANNELS, ("cell", "nucleus"), S.AITSLAB_ALIASES, dataset=key)
-        return SegmentationDataset(f"aitslab:{target}", S.aitslab_names(folder, "cells"),
-                                   S.AitslabLoader(folder, "cells", idx, target),
-                                   [S.AITSLAB_CHANNELS[i] for i in idx], {"root": str(folder), "target": target})
+        return SegmentationDataset(
+            f"aitslab:{target}",
+            S.aitslab_names(folder, "cells"),
+            S.AitslabLoader(folder, "cells", idx, target),
+            [S.AITSLAB_CHANNELS[i] for i in idx],
+            {"root": str(folder), "target": target},
+        )
     if key == "aitslab-nuclei":
         S.resolve_channels(channels, ("nucleus",), ("nucleus",), S.AITSLAB_ALIASES, dataset=key)
-        return SegmentationDataset(key, S.aitslab_names(folder, "nuclei"), S.AitslabLoader(folder, "nuclei", [0]),
-                                   ["nucleus"], {"root": str(folder)})
+        return SegmentationDataset(
+            key,
+            S.aitslab_names(folder, "nuclei"),
+            S.AitslabLoader(folder, "nuclei", [0]),
+            ["nucleus"],
+            {"root": str(folder)},
+        )
     if key == "koyuncu":
-        idx = S.resolve_channels(channels, S.KOYUNCU_CHANNELS, ("blue",), {"nuclei": "blue", "DNA": "blue"}, dataset=key)
-        return SegmentationDataset(key, S.koyuncu_names(folder), S.KoyuncuLoader(folder, idx),
-                                   [S.KOYUNCU_CHANNELS[i] for i in idx], {"root": str(folder)})
+        idx = S.resolve_channels(
+            channels, S.KOYUNCU_CHANNELS, ("blue",), {"nuclei": "blue", "DNA": "blue"}, dataset=key
+        )
+        return SegmentationDataset(
+            key,
+            S.koyuncu_names(folder),
+            S.KoyuncuLoader(folder, idx),
+            [S.KOYUNCU_CHANNELS[i] for i in idx],
+            {"root": str(folder)},
+        )
     kind = key.split("-", 1)[1]
     spec = S.CELLPROFILER[kind]
     cnames = list(spec["channels"])
     idx = S.resolve_channels(channels, cnames, spec["default"], spec["aliases"], dataset=key)
-    return SegmentationDataset(key, S.cellprofiler_names(folder, kind), S.CellProfilerLoader(folder, kind, idx),
-                               [cnames[i] for i in idx], {"root": str(folder)})
+    return SegmentationDataset(
+        key,
+        S.cellprofiler_names(folder, kind),
+        S.CellProfilerLoader(folder, kind, idx),
+        [cnames[i] for i in idx],
+        {"root": str(folder)},
+    )
 
 
 def _folder(path: Path, channels) -> SegmentationDataset:
@@ -202,8 +229,13 @@ def _folder(path: Path, channels) -> SegmentationDataset:
     loader = S.FolderLoader(images, labels, chans, None, annotations)
     names = list(images)
     first = loader(names[0])  # fail early on unreadable first file; gives the channel names
-    return SegmentationDataset(path.name, names, loader, first.meta["channel_names"],
-                               {"root": str(path), "layout": layout, "labelled": len(labels)})
+    return SegmentationDataset(
+        path.name,
+        names,
+        loader,
+        first.meta["channel_names"],
+        {"root": str(path), "layout": layout, "labelled": len(labels)},
+    )
 
 
 def _coco(path: Path, root, channels) -> SegmentationDataset:

@@ -41,8 +41,7 @@ SPLIT_DIR = Path(__file__).parent / "splits"
 SPLITS = ("train", "val", "test")
 
 KOYUNCU_TRAIN = [1, 3, 7, 15, 23, 27, 28, 33, 35, 39]
-KOYUNCU_TEST = [2, 4, 5, 6, 11, 12, 13, 14, 16, 17, 18, 19, 20, 21, 24, 25,
-                26, 29, 30, 31, 32, 34, 36, 37, 38, 40, 41]
+KOYUNCU_TEST = [2, 4, 5, 6, 11, 12, 13, 14, 16, 17, 18, 19, 20, 21, 24, 25, 26, 29, 30, 31, 32, 34, 36, 37, 38, 40, 41]
 KOYUNCU_DENSE = [8, 9, 10, 22]
 KOYUNCU_VAL = [23, 39]
 
@@ -86,7 +85,6 @@ def _bbbc018_split(root: Path) -> dict[str, list[str]]:
 
 def make_splits(root: Path) -> dict[str, dict[str, list[str]]]:
     """Compute every stored split from the data under ``root`` (rules in the module docstring)."""
-
     splits = {"bbbc018": _bbbc018_split(root)}
     train = sorted(set(KOYUNCU_TRAIN) - set(KOYUNCU_VAL)) + KOYUNCU_DENSE
     splits["koyuncu"] = {
@@ -107,8 +105,11 @@ def make_splits(root: Path) -> dict[str, dict[str, list[str]]]:
 def _seeded_split(names: list[str], n_test: int, n_val: int) -> dict[str, list[str]]:
     order = np.random.default_rng(2023).permutation(len(names))
     picked = [names[i] for i in order]
-    return {"test": sorted(picked[:n_test]), "val": sorted(picked[n_test:n_test + n_val]),
-            "train": sorted(picked[n_test + n_val:])}
+    return {
+        "test": sorted(picked[:n_test]),
+        "val": sorted(picked[n_test : n_test + n_val]),
+        "train": sorted(picked[n_test + n_val :]),
+    }
 
 
 def _aitslab_splits(folder: Path) -> dict[str, dict[str, list[str]]]:

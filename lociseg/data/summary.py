@@ -79,7 +79,9 @@ def dataset_summary(ds: SegmentationDataset, *, progress: bool | None = None) ->
         "channels": list(ds.channel_names),
         "dtypes": dict(dtypes),
         "shapes": dict(shapes.most_common()),
-        "objects": None if not counts else {
+        "objects": None
+        if not counts
+        else {
             "total": int(count_arr.sum()),
             "per_image_min": int(count_arr.min()),
             "per_image_median": float(np.median(count_arr)),

@@ -46,7 +46,13 @@ __all__ = [
 
 PathLike = str | os.PathLike
 FORMATS = ("ome-zarr", "geojson", "imagej-roi", "coco", "csv")
-SUFFIX = {"ome-zarr": ".ome.zarr", "geojson": ".geojson", "imagej-roi": ".roi.zip", "coco": ".coco.json", "csv": ".cells.csv"}
+SUFFIX = {
+    "ome-zarr": ".ome.zarr",
+    "geojson": ".geojson",
+    "imagej-roi": ".roi.zip",
+    "coco": ".coco.json",
+    "csv": ".cells.csv",
+}
 
 
 def _missing(package: str, fmt: str) -> ConfigError:
@@ -66,6 +72,7 @@ def label_colors(n: int, seed: int = 0) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- CSV
+
 
 def cell_measurements(labels: np.ndarray, image: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-cell shape (and intensity) measurements, one row per label present.
@@ -87,8 +94,16 @@ def cell_measurements(labels: np.ndarray, image: np.ndarray | None = None) -> di
 
     labels = np.asarray(labels)
     props = (
-        "label", "centroid", "area", "perimeter", "equivalent_diameter_area",
-        "axis_major_length", "axis_minor_length", "eccentricity", "solidity", "bbox",
+        "label",
+        "centroid",
+        "area",
+        "perimeter",
+        "equivalent_diameter_area",
+        "axis_major_length",
+        "axis_minor_length",
+        "eccentricity",
+        "solidity",
+        "bbox",
     )
     t = regionprops_table(labels.astype(np.int64, copy=False), properties=props)
     cols = {
@@ -102,7 +117,10 @@ def cell_measurements(labels: np.ndarray, image: np.ndarray | None = None) -> di
         "minor_axis_length": t["axis_minor_length"],
         "eccentricity": t["eccentricity"],
         "solidity": t["solidity"],
-        "bbox_y0": t["bbox-0"], "bbox_x0": t["bbox-1"], "bbox_y1": t["bbox-2"], "bbox_x1": t["bbox-3"],
+        "bbox_y0": t["bbox-0"],
+        "bbox_x0": t["bbox-1"],
+        "bbox_y1": t["bbox-2"],
+        "bbox_x1": t["bbox-3"],
     }
     if image is not None:
         img = np.asarray(image, np.float64)
@@ -127,11 +145,14 @@ def write_csv(path: PathLike, columns: Mapping[str, np.ndarray]) -> Path:
     with open(path, "w", newline="") as f:
         f.write(",".join(names) + "\n")
         for row in zip(*data):
-            f.write(",".join(str(int(v)) if np.issubdtype(type(v), np.integer) else f"{float(v):.6g}" for v in row) + "\n")
+            f.write(
+                ",".join(str(int(v)) if np.issubdtype(type(v), np.integer) else f"{float(v):.6g}" for v in row) + "\n"
+            )
     return path
 
 
 # --------------------------------------------------------------- GeoJSON
+
 
 def _ring(xy: np.ndarray) -> list[list[float]]:
     pts = xy.tolist()
@@ -190,8 +211,11 @@ def labels_to_geojson(
             props["classification"] = {"name": classification, "color": colors[lab - 1].tolist()}
         if lab in meas:
             props["measurements"] = meas[lab]
-        feature: dict[str, Any] = {"type": "Feature", "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"lociseg:{image_name}#{lab}")),
-                                   "geometry": _geometry(pieces)}
+        feature: dict[str, Any] = {
+            "type": "Feature",
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"lociseg:{image_name}#{lab}")),
+            "geometry": _geometry(pieces),
+        }
         if lab in nuc:
             feature["nucleusGeometry"] = _geometry(nuc[lab])
         feature["properties"] = props
@@ -214,6 +238,7 @@ def write_geojson(path: PathLike, labels: np.ndarray, **kwargs: Any) -> Path:
 
 
 # ----------------------------------------------------------- ImageJ ROIs
+
 
 def write_imagej_rois(path: PathLike, labels: np.ndarray) -> Path:
     """Write one traced polygon ROI per cell into an ImageJ ROI-set zip.
@@ -246,6 +271,7 @@ def write_imagej_rois(path: PathLike, labels: np.ndarray) -> Path:
 
 
 # ---------------------------------------------------------------- OME-Zarr
+
 
 def _pyramid(a: np.ndarray, min_size: int) -> list[np.ndarray]:
     levels = [a]
@@ -321,8 +347,12 @@ def write_ome_zarr(
                 ch = (1, *ch[1:])
             group.create_array(str(i), data=np.ascontiguousarray(lev), chunks=ch, overwrite=True)
             s = px * 2**i
-            datasets.append({"path": str(i), "coordinateTransformations": [
-                {"type": "scale", "scale": [1.0] * (lev.ndim - 2) + [s, s]}]})
+            datasets.append(
+                {
+                    "path": str(i),
+                    "coordinateTransformations": [{"type": "scale", "scale": [1.0] * (lev.ndim - 2) + [s, s]}],
+                }
+            )
         return [{"version": "0.4", "name": group.basename or "image", "axes": axes, "datasets": datasets}]
 
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
@@ -351,15 +381,28 @@ def _omero(image: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
         ch = np.asarray(image[c])
         lo, hi = (float(v) for v in np.percentile(ch, (0.5, 99.5))) if ch.size else (0.0, 1.0)
         dmin, dmax = (float(ch.min()), float(ch.max())) if ch.size else (0.0, 1.0)
-        channels.append({"label": label, "color": palette[c % len(palette)], "active": True,
-                         "window": {"start": lo, "end": max(hi, lo + 1e-6), "min": dmin, "max": dmax}})
+        channels.append(
+            {
+                "label": label,
+                "color": palette[c % len(palette)],
+                "active": True,
+                "window": {"start": lo, "end": max(hi, lo + 1e-6), "min": dmin, "max": dmax},
+            }
+        )
     return {"version": "0.4", "channels": channels, "rdefs": {"model": "color" if len(names) > 1 else "greyscale"}}
 
 
 # -------------------------------------------------------------------- COCO
 
-def write_coco(path: PathLike, labels_by_name: Mapping[str, np.ndarray], *, encoding: str = "rle", category: str = "cell",
-               overwrite: bool = True) -> Path:
+
+def write_coco(
+    path: PathLike,
+    labels_by_name: Mapping[str, np.ndarray],
+    *,
+    encoding: str = "rle",
+    category: str = "cell",
+    overwrite: bool = True,
+) -> Path:
     """Write label images as one COCO instance-segmentation JSON (RLE by default: exact, keeps holes).
 
     Written atomically; with ``overwrite=False`` an existing file is an :class:`~lociseg.errors.InputError`.
@@ -371,6 +414,7 @@ def write_coco(path: PathLike, labels_by_name: Mapping[str, np.ndarray], *, enco
 
 
 # ------------------------------------------------------------------ facade
+
 
 def export_labels(
     labels: np.ndarray,

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,8 +82,13 @@ class _Dense(torch.nn.Module):
         return out
 
 
-def export_torchscript(model: torch.nn.Module, path: str | os.PathLike, *, example_shape: tuple[int, int] = (256, 256),
-                       probabilities: bool = False) -> Path:
+def export_torchscript(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    *,
+    example_shape: tuple[int, int] = (256, 256),
+    probabilities: bool = False,
+) -> Path:
     """Trace ``model.forward`` to a TorchScript file.
 
     The model's :class:`~lociseg.models.base.InputSpec` is stored inside the
@@ -101,7 +107,9 @@ def export_torchscript(model: torch.nn.Module, path: str | os.PathLike, *, examp
     _check_shape(example_shape)
     model = model.eval().cpu()
     with torch.no_grad():
-        traced = torch.jit.trace(_Dense(model, probabilities).eval(), (_example(model, example_shape),), check_trace=False)
+        traced = torch.jit.trace(
+            _Dense(model, probabilities).eval(), (_example(model, example_shape),), check_trace=False
+        )
     path = Path(path)
     extra = {"lociseg_input.json": json.dumps(_spec(model).to_dict())}
     torch.jit.save(traced, str(path), _extra_files=extra)
@@ -143,10 +151,15 @@ def export_onnx(
     # a batch of 2 in the example: with 1, the exporter may specialise the batch axis to a constant
     example = _example(model, example_shape).expand(2, -1, -1, -1).contiguous()
     program = torch.onnx.export(
-        _Dense(model, probabilities).eval(), (example,), None, dynamo=True, input_names=["image"],
+        _Dense(model, probabilities).eval(),
+        (example,),
+        None,
+        dynamo=True,
+        input_names=["image"],
         output_names=output_names(model, probabilities),
         dynamic_shapes={"image": {0: batch, 2: SIZE_MULTIPLE * h, 3: SIZE_MULTIPLE * w}},
-        opset_version=opset, verbose=False,
+        opset_version=opset,
+        verbose=False,
     )
     path = Path(path)
     program.save(str(path), external_data=False)  # one file: weights inside
@@ -172,8 +185,12 @@ def run_exported(path: str | os.PathLike, image: np.ndarray) -> list[np.ndarray]
         return [t.numpy() for t in _as_tuple(net(torch.from_numpy(x)))]
 
 
-def max_output_difference(model: torch.nn.Module, path: str | os.PathLike, image: np.ndarray | None = None,
-                          shape: tuple[int, int] = (160, 224)) -> list[float]:
+def max_output_difference(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    image: np.ndarray | None = None,
+    shape: tuple[int, int] = (160, 224),
+) -> list[float]:
     """Largest absolute difference between the eager model and an exported file, per output."""
     x = _example(model, shape, seed=1).numpy() if image is None else np.asarray(image, np.float32)
     with torch.no_grad():
@@ -253,15 +270,34 @@ def export_bioimageio(
         scale = raw.shape[-1] / arr.shape[-1]
         axes: list[dict[str, Any]] = [{"type": "batch"}]
         if arr.ndim == 4:
-            labels = ["dy", "dx"] if nm == "offsets" and arr.shape[1] == 2 else [f"{nm}{i}" for i in range(arr.shape[1])]
+            labels = (
+                ["dy", "dx"] if nm == "offsets" and arr.shape[1] == 2 else [f"{nm}{i}" for i in range(arr.shape[1])]
+            )
             axes.append({"type": "channel", "channel_names": labels})
-        axes += [{"id": ax, "type": "space", "size": {**ref, "axis_id": ax}, "scale": float(scale)} for ax in ("y", "x")]
-        outputs.append({"id": nm, "axes": axes, "data": {"type": "float32"},
-                        "test_tensor": {"source": f"test_output_{nm}.npy", "sha256": sha256_file(out / f"test_output_{nm}.npy")}})
+        axes += [
+            {"id": ax, "type": "space", "size": {**ref, "axis_id": ax}, "scale": float(scale)} for ax in ("y", "x")
+        ]
+        outputs.append(
+            {
+                "id": nm,
+                "axes": axes,
+                "data": {"type": "float32"},
+                "test_tensor": {
+                    "source": f"test_output_{nm}.npy",
+                    "sha256": sha256_file(out / f"test_output_{nm}.npy"),
+                },
+            }
+        )
     w: dict[str, Any] = {}
     if "torchscript" in weights:
-        p = export_torchscript(model, out / "weights.torchscript", example_shape=tuple(raw.shape[1:]), probabilities=True)
-        w["torchscript"] = {"source": p.name, "sha256": sha256_file(p), "pytorch_version": torch.__version__.split("+")[0]}
+        p = export_torchscript(
+            model, out / "weights.torchscript", example_shape=tuple(raw.shape[1:]), probabilities=True
+        )
+        w["torchscript"] = {
+            "source": p.name,
+            "sha256": sha256_file(p),
+            "pytorch_version": torch.__version__.split("+")[0],
+        }
     if "onnx" in weights:
         p = export_onnx(model, out / "weights.onnx", example_shape=tuple(raw.shape[1:]), probabilities=True)
         w["onnx"] = {"source": p.name, "sha256": sha256_file(p), "opset_version": 18}
@@ -282,30 +318,53 @@ def export_bioimageio(
         "name": name,
         "description": description,
         "authors": [{"name": a} for a in authors],
-        "cite": [{"text": "LACSS: location assisted cell segmentation and self-supervision (Han & Yun)",
-                  "url": "https://github.com/jiyuuchc/lacss"}],
+        "cite": [
+            {
+                "text": "LACSS: location assisted cell segmentation and self-supervision (Han & Yun)",
+                "url": "https://github.com/jiyuuchc/lacss",
+            }
+        ],
         "license": license,
         "documentation": readme.name,
         "tags": ["instance-segmentation", "cells", "nuclei", "fluorescence-light-microscopy", "2d", "pytorch"],
-        "inputs": [{
-            "id": "image",
-            "axes": [{"type": "batch"}, {"type": "channel", "channel_names": chan_names},
-                     {"id": "y", "type": "space", "size": {"min": SIZE_MULTIPLE, "step": SIZE_MULTIPLE}},
-                     {"id": "x", "type": "space", "size": {"min": SIZE_MULTIPLE, "step": SIZE_MULTIPLE}}],
-            "data": {"type": "float32"},
-            "test_tensor": {"source": "test_input.npy", "sha256": sha256_file(out / "test_input.npy")},
-            "preprocessing": [{"id": "scale_range", "kwargs": {
-                "axes": ["y", "x"], "min_percentile": float(spec.normalize_low), "max_percentile": float(spec.normalize_high)}}],
-        }],
+        "inputs": [
+            {
+                "id": "image",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel", "channel_names": chan_names},
+                    {"id": "y", "type": "space", "size": {"min": SIZE_MULTIPLE, "step": SIZE_MULTIPLE}},
+                    {"id": "x", "type": "space", "size": {"min": SIZE_MULTIPLE, "step": SIZE_MULTIPLE}},
+                ],
+                "data": {"type": "float32"},
+                "test_tensor": {"source": "test_input.npy", "sha256": sha256_file(out / "test_input.npy")},
+                "preprocessing": [
+                    {
+                        "id": "scale_range",
+                        "kwargs": {
+                            "axes": ["y", "x"],
+                            "min_percentile": float(spec.normalize_low),
+                            "max_percentile": float(spec.normalize_high),
+                        },
+                    }
+                ],
+            }
+        ],
         "outputs": outputs,
         "weights": w,
         "config": {
             "lociseg": {"input": spec.to_dict()},
             # the spec caps the absolute tolerance at 1% of each test output's maximum
-            "bioimageio": {"reproducibility_tolerance": [
-                {"output_ids": [nm], "relative_tolerance": 1e-3,
-                 "absolute_tolerance": float(min(1e-4, 0.005 * max(float(arr.max()), 0.0)))}
-                for nm, arr in zip(names, outs)]},
+            "bioimageio": {
+                "reproducibility_tolerance": [
+                    {
+                        "output_ids": [nm],
+                        "relative_tolerance": 1e-3,
+                        "absolute_tolerance": float(min(1e-4, 0.005 * max(float(arr.max()), 0.0))),
+                    }
+                    for nm, arr in zip(names, outs)
+                ]
+            },
         },
     }
     rdf_path = out / "rdf.yaml"

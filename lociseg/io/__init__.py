@@ -15,9 +15,9 @@ from .coco import (
     read_coco,
 )
 from .image import (
+    IMAGE_SUFFIXES,
     MAX_PIXELS,
     LazyImage,
-    IMAGE_SUFFIXES,
     normalize_percentile,
     percentile_bounds,
     read_image,

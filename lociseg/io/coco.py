@@ -229,7 +229,9 @@ def labels_to_coco(
                     for poly in mask_to_polygons(local)
                 ]
             elif encoding in ("rle", "rle-uncompressed"):
-                segmentation = coco_rle_encode(local, compressed=encoding == "rle", shape=(h, w), offset=(ys.start, xs.start))
+                segmentation = coco_rle_encode(
+                    local, compressed=encoding == "rle", shape=(h, w), offset=(ys.start, xs.start)
+                )
             else:
                 raise ValueError(f"unknown encoding {encoding!r}")
             annotations.append(
@@ -263,11 +265,16 @@ def read_coco(path: PathLike) -> dict[str, Any]:
     for i, im in enumerate(coco["images"]):
         missing = [k for k in ("id", "file_name", "height", "width") if not isinstance(im, dict) or k not in im]
         if missing:
-            raise InputError(f"COCO images[{i}] lacks {', '.join(repr(k) for k in missing)} "
-                             "(each image entry needs id, file_name, height and width)", path=path)
+            raise InputError(
+                f"COCO images[{i}] lacks {', '.join(repr(k) for k in missing)} "
+                "(each image entry needs id, file_name, height and width)",
+                path=path,
+            )
         if not all(isinstance(im[k], int) and not isinstance(im[k], bool) and im[k] > 0 for k in ("height", "width")):
-            raise InputError(f"COCO images[{i}]: height and width must be positive integers, "
-                             f"got {im['height']!r} x {im['width']!r}", path=path)
+            raise InputError(
+                f"COCO images[{i}]: height and width must be positive integers, got {im['height']!r} x {im['width']!r}",
+                path=path,
+            )
     for i, ann in enumerate(coco["annotations"]):
         if not isinstance(ann, dict) or "image_id" not in ann:
             raise InputError(f"COCO annotations[{i}] lacks 'image_id'", path=path)

@@ -26,7 +26,9 @@ __all__ = ["IMAGE_ENDINGS", "MASK_SUFFIXES", "atomic_write", "image_stem", "sha2
 MASK_SUFFIXES = ("_cp_masks", "_masks", "_mask", "_labels", "_label", "_seg")
 
 #: File endings :func:`image_stem` removes: images, OME-TIFF and text label formats.
-IMAGE_ENDINGS = tuple(sorted({".ome.tiff", ".ome.tif", *IMAGE_SUFFIXES, ".txt.gz", ".txt", ".gz"}, key=len, reverse=True))
+IMAGE_ENDINGS = tuple(
+    sorted({".ome.tiff", ".ome.tif", *IMAGE_SUFFIXES, ".txt.gz", ".txt", ".gz"}, key=len, reverse=True)
+)
 
 
 def image_stem(path: PathLike, *, suffixes: Sequence[str] = MASK_SUFFIXES) -> str:

@@ -35,8 +35,16 @@ _DIB_OFFSET = 52
 #: Largest image plane (pixels) :func:`read_image` decodes unless given a higher ``max_pixels``.
 MAX_PIXELS = 2**30
 
-__all__ = ["read_image", "read_image_metadata", "normalize_percentile", "percentile_bounds", "validate_image", "IMAGE_SUFFIXES",
-           "LazyImage", "MAX_PIXELS"]
+__all__ = [
+    "read_image",
+    "read_image_metadata",
+    "normalize_percentile",
+    "percentile_bounds",
+    "validate_image",
+    "IMAGE_SUFFIXES",
+    "LazyImage",
+    "MAX_PIXELS",
+]
 
 
 def _check_size(height: int, width: int, planes: int, dtype: Any, max_pixels: int | None, path: Path) -> None:
@@ -81,7 +89,9 @@ def _dib_header(path: Path) -> tuple[int, int, int]:
         )
     expected = _DIB_OFFSET + width * abs(height) * 2
     if size != expected:
-        raise InputError(f"DIB file has {size} bytes, expected {expected} for {abs(height)}x{width} 16-bit pixels", path=path)
+        raise InputError(
+            f"DIB file has {size} bytes, expected {expected} for {abs(height)}x{width} 16-bit pixels", path=path
+        )
     return abs(height), width, bpp
 
 
@@ -161,16 +171,20 @@ def _tiff_series(path: Path) -> tuple[Any, str, dict[str, Any]]:
         tif.close()
         raise InputError("TIFF file holds no image", path=path)
     series = tif.series[0]
-    info = _ome_info(tif.ome_metadata) if tif.is_ome else _imagej_info(tif) if tif.is_imagej else {
-        "channel_names": None,
-        "pixel_size": None,
-    }
+    info = (
+        _ome_info(tif.ome_metadata)
+        if tif.is_ome
+        else _imagej_info(tif)
+        if tif.is_imagej
+        else {
+            "channel_names": None,
+            "pixel_size": None,
+        }
+    )
     return tif, series.axes, info
 
 
-def _canonical_axes(
-    data: np.ndarray, axes: str, path: Path, *, z: int | None, t: int | None
-) -> tuple[np.ndarray, str]:
+def _canonical_axes(data: np.ndarray, axes: str, path: Path, *, z: int | None, t: int | None) -> tuple[np.ndarray, str]:
     """Move a TIFF series to (C, Y, X), squeezing singleton and selected T/Z planes."""
     axes = axes.upper()
     if "Y" not in axes or "X" not in axes:
@@ -227,8 +241,16 @@ class LazyImage:
         Plane of a Z-stack or time series (as in :func:`read_image`).
     """
 
-    def __init__(self, path: PathLike, axes: str, shape: tuple[int, ...], dtype: Any, *, z: int | None = None,
-                 t: int | None = None):
+    def __init__(
+        self,
+        path: PathLike,
+        axes: str,
+        shape: tuple[int, ...],
+        dtype: Any,
+        *,
+        z: int | None = None,
+        t: int | None = None,
+    ):
         self.path = Path(path)
         axes = axes.upper()
         if "Y" not in axes or "X" not in axes:
@@ -251,7 +273,9 @@ class LazyImage:
         rest = [a for a in axes if a not in "YX" and a not in self._fixed]
         big = [a for a in rest if self._shape[axes.index(a)] > 1]
         if len(big) > 1:
-            raise InputError(f"TIFF series with axes {axes!r} has several channel-like axes; read it whole", path=self.path)
+            raise InputError(
+                f"TIFF series with axes {axes!r} has several channel-like axes; read it whole", path=self.path
+            )
         for a in rest:
             if a not in big:
                 self._fixed[a] = 0
@@ -273,7 +297,7 @@ class LazyImage:
     def __repr__(self) -> str:
         return f"LazyImage({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
 
-    def select(self, index: Sequence[int]) -> "LazyImage":
+    def select(self, index: Sequence[int]) -> LazyImage:
         """The same image with only the channels at ``index`` (in that order); reads nothing."""
         out = object.__new__(LazyImage)
         out.__dict__.update(self.__dict__)
@@ -462,7 +486,14 @@ def read_image(
         yx = dict(zip(axes.upper(), series.shape))
         plane = yx.get("Y", 1) * yx.get("X", 1)
         try:
-            _check_size(yx.get("Y", 1), yx.get("X", 1), int(np.prod(series.shape)) // max(plane, 1), series.dtype, max_pixels, path)
+            _check_size(
+                yx.get("Y", 1),
+                yx.get("X", 1),
+                int(np.prod(series.shape)) // max(plane, 1),
+                series.dtype,
+                max_pixels,
+                path,
+            )
         except InputError:
             tif.close()
             raise
@@ -585,8 +616,13 @@ def read_image_metadata(path: PathLike) -> dict[str, Any]:
         except (ValueError, OSError) as exc:
             raise InputError(f"unreadable .npy file ({exc})", path=path) from None
         axes = {2: "YX", 3: "YXC" if arr.shape[-1] <= 4 < arr.shape[0] else "CYX"}.get(arr.ndim, "?")
-        meta.update(format="npy", shape=tuple(arr.shape), axes=axes, dtype=str(arr.dtype),
-                    channels=1 if arr.ndim == 2 else arr.shape[axes.index("C")])
+        meta.update(
+            format="npy",
+            shape=tuple(arr.shape),
+            axes=axes,
+            dtype=str(arr.dtype),
+            channels=1 if arr.ndim == 2 else arr.shape[axes.index("C")],
+        )
     else:
         from PIL import Image, UnidentifiedImageError
 
@@ -597,9 +633,14 @@ def read_image_metadata(path: PathLike) -> dict[str, Any]:
             raise InputError(f"unreadable image ({exc})", path=path) from None
         bands = {"L": 1, "1": 1, "I": 1, "I;16": 1, "F": 1, "LA": 1, "RGBA": 3, "RGB": 3, "P": 3}.get(mode, 3)
         dtype = {"I;16": "uint16", "I": "int32", "F": "float32", "1": "bool"}.get(mode, "uint8")
-        meta.update(format=path.suffix.lower().lstrip(".") or "image",
-                    shape=(h, w) if bands == 1 else (h, w, bands), axes="YX" if bands == 1 else "YXS",
-                    dtype=dtype, channels=bands, mode=mode)
+        meta.update(
+            format=path.suffix.lower().lstrip(".") or "image",
+            shape=(h, w) if bands == 1 else (h, w, bands),
+            axes="YX" if bands == 1 else "YXS",
+            dtype=dtype,
+            channels=bands,
+            mode=mode,
+        )
         # PNG/JPEG "dpi" is a print resolution, not a physical pixel size: not reported
     return meta
 

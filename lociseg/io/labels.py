@@ -93,7 +93,9 @@ def read_labels(path: PathLike) -> np.ndarray:
         if not path.is_file():
             raise InputError("no such file", path=path)
         try:
-            arr = np.loadtxt(path, dtype=np.int64, delimiter="," if name.endswith((".csv", ".csv.gz")) else None, ndmin=2)
+            arr = np.loadtxt(
+                path, dtype=np.int64, delimiter="," if name.endswith((".csv", ".csv.gz")) else None, ndmin=2
+            )
         except (ValueError, OSError, EOFError) as exc:
             raise InputError(f"not an integer label matrix ({exc})", path=path) from None
     else:
@@ -183,7 +185,9 @@ def write_labels(path: PathLike, labels: np.ndarray, *, compress: bool = True) -
     return path
 
 
-def masks_to_labels(masks: PathLike | Iterable[PathLike] | Iterable[np.ndarray], shape: tuple[int, int] | None = None) -> np.ndarray:
+def masks_to_labels(
+    masks: PathLike | Iterable[PathLike] | Iterable[np.ndarray], shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """Combine one binary mask per object into an instance label image.
 
     Parameters

@@ -1,1 +1,1 @@
-"""lociseg.losses"""
+"""lociseg.losses: LPN, mask, semantic, weak and aux losses."""

@@ -64,8 +64,10 @@ def weak_diagnostics(
         shape = tuple(foreground.shape[-2:])
     else:
         o = origins.long()
-        shape = (int((o[:, 0].max() + y.shape[1]).clamp_min(1)) if n else 1,
-                 int((o[:, 1].max() + y.shape[2]).clamp_min(1)) if n else 1)
+        shape = (
+            int((o[:, 0].max() + y.shape[1]).clamp_min(1)) if n else 1,
+            int((o[:, 1].max() + y.shape[2]).clamp_min(1)) if n else 1,
+        )
     if n == 0:
         out.update(mean_area=0.0, area_ratio=0.0, coverage=0.0, overlap=0.0, empty_fraction=1.0)
         return out

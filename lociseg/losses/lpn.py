@@ -6,7 +6,9 @@ import torch
 from torch.nn import functional as F
 
 
-def sigmoid_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25) -> torch.Tensor:
+def sigmoid_focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25
+) -> torch.Tensor:
     """Element-wise focal loss ``-alpha_t (1 - p_t)^gamma log p_t`` (Lin et al. 2017)."""
     ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     p = torch.sigmoid(logits)

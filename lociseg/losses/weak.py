@@ -68,7 +68,9 @@ def _probs_and_penalty(mask_logits: torch.Tensor, from_logits: bool) -> tuple[to
     return y, -torch.log1p(-y)
 
 
-def _overlap_term(y: torch.Tensor, pen: torch.Tensor, origins: torch.Tensor, shape, inside_w: torch.Tensor) -> torch.Tensor:
+def _overlap_term(
+    y: torch.Tensor, pen: torch.Tensor, origins: torch.Tensor, shape, inside_w: torch.Tensor
+) -> torch.Tensor:
     """sum_i sum_x y_i(x) sum_{j != i} -log(1 - y_j(x)) over in-image pixels (not divided by N)."""
     total_pen = paste_soft(pen * inside_w, origins, shape)
     others, _ = gather_windows(total_pen, origins, tuple(y.shape[-2:]))
@@ -133,8 +135,7 @@ def lacss_weak_loss(
     coverage = ((B * v).sum() - area) / n
     overlap = _overlap_term(y, pen, origins, shape, inside_w) / n
     background = (y * inside_w * background_weight * (1 - Bw)).sum() / n
-    return {"coverage": coverage, "overlap": overlap, "background": background,
-            "loss": coverage + overlap + background}
+    return {"coverage": coverage, "overlap": overlap, "background": background, "loss": coverage + overlap + background}
 
 
 def background_from_points(
@@ -287,8 +288,7 @@ def points_mode_loss(
         out["small_area"] = F.relu(min_area - area).mean()
     if collaborator is not None:
         B_hat = torch.sigmoid(collaborator.reshape(H, W))
-        out["collab_masks"] = lacss_weak_loss(mask_logits, origins, B_hat.detach(), v,
-                                              from_logits=from_logits)["loss"]
+        out["collab_masks"] = lacss_weak_loss(mask_logits, origins, B_hat.detach(), v, from_logits=from_logits)["loss"]
         if n:
             y_all = mask_logits.sigmoid() if from_logits else mask_logits.clamp(0, 1)
             union = paste_soft(y_all.detach(), origins, shape).clamp(0, 1)
@@ -605,9 +605,16 @@ def weak_image_loss(
             raise ValueError("mode 'weak' needs a foreground map (run 'lociseg annotate' or use mode 'points')")
         terms = lacss_weak_loss(mask_logits, origins, foreground, valid)
     elif mode == "points":
-        terms = points_mode_loss(mask_logits, origins, points, shape, valid=valid,
-                                 collaborator=collaborator if cfg.collaborator else None,
-                                 background_distance=cfg.background_distance, spacing=spacing)
+        terms = points_mode_loss(
+            mask_logits,
+            origins,
+            points,
+            shape,
+            valid=valid,
+            collaborator=collaborator if cfg.collaborator else None,
+            background_distance=cfg.background_distance,
+            spacing=spacing,
+        )
     else:
         raise ValueError(f"unknown weak mode {mode!r}")
     parts = {k: float(v.detach()) for k, v in terms.items() if k != "loss"}
@@ -633,8 +640,9 @@ def weak_image_loss(
         if cfg.territory_source == "cells":
             if cells is None or cells_depth is None:
                 raise ValueError("territory_source 'cells' needs machine-made cells (re-run 'lociseg annotate')")
-            tmap = cells_territory_map(origins, window, cells, cells_depth, _own_cells(points, owners, cells),
-                                       margin=margin)
+            tmap = cells_territory_map(
+                origins, window, cells, cells_depth, _own_cells(points, owners, cells), margin=margin
+            )
         else:
             tmap = territory_map(origins, window, points, owners, margin=margin)
         terr = territory_loss(mask_logits, origins, tmap, shape, valid=valid)

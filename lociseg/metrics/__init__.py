@@ -17,6 +17,7 @@ predicted label images (no loop over object pairs):
   :func:`evaluate` (also ``lociseg.evaluate``) takes one pair or lists.
 """
 
+from .errors import ERROR_KINDS, error_kinds, mask_errors
 from .matching import (
     DEFAULT_THRESHOLDS,
     MatchResult,
@@ -26,7 +27,6 @@ from .matching import (
     match_instances,
     overlap_pairs,
 )
-from .errors import ERROR_KINDS, error_kinds, mask_errors
 from .ranked import average_precision_from_detections, ranked_average_precision
 from .scoring import (
     SCALAR_KEYS,

@@ -26,8 +26,9 @@ def _touching_ids(gt: np.ndarray, distance: int) -> np.ndarray:
     return np.unique(gt[near_other])
 
 
-def mask_errors(gt: np.ndarray, pred: np.ndarray, *, iou_threshold: float = 0.5,
-                touch_distance: int = 2) -> dict[str, np.ndarray | int]:
+def mask_errors(
+    gt: np.ndarray, pred: np.ndarray, *, iou_threshold: float = 0.5, touch_distance: int = 2
+) -> dict[str, np.ndarray | int]:
     """Split the pixel errors of matched objects by where they fall.
 
     Objects are matched one to one at IoU > ``iou_threshold`` (>= 0.5, so a
@@ -84,8 +85,11 @@ def mask_errors(gt: np.ndarray, pred: np.ndarray, *, iou_threshold: float = 0.5,
     extra = in_matched_pred & (gt != partner_of_pred[pred])
     touching = np.isin(g_ids, _touching_ids(gt, touch_distance))
     return {
-        "n_gt": len(ov.gt_labels), "n_pred": len(ov.pred_labels), "n_matched": len(g_ids),
-        "iou": iou, "touching": touching,
+        "n_gt": len(ov.gt_labels),
+        "n_pred": len(ov.pred_labels),
+        "n_matched": len(g_ids),
+        "iou": iou,
+        "touching": touching,
         "matched_area": int(np.count_nonzero(in_matched_gt)),
         "extra_cell": int(np.count_nonzero(extra & (gt > 0))),
         "extra_bg": int(np.count_nonzero(extra & (gt == 0))),
@@ -151,7 +155,12 @@ def error_kinds(gt: np.ndarray, pred: np.ndarray, *, share: float = 0.2) -> dict
     background = unmatched & (on_cells < 0.5 * ov.pred_sizes)
     rest = unmatched & ~background
     out: dict[str, np.ndarray | int] = {k: int(np.sum(gt_kind == k)) for k in ("matched", "poor", "missed")}
-    out.update(fp_background=int(background.sum()), fp_merge=int(np.sum(rest & (n_covering >= 2))),
-               fp_fragment=int(np.sum(rest & (n_covering == 1))), fp_other=int(np.sum(rest & (n_covering == 0))),
-               gt_kind=gt_kind, fp_labels=ov.pred_labels[unmatched])
+    out.update(
+        fp_background=int(background.sum()),
+        fp_merge=int(np.sum(rest & (n_covering >= 2))),
+        fp_fragment=int(np.sum(rest & (n_covering == 1))),
+        fp_other=int(np.sum(rest & (n_covering == 0))),
+        gt_kind=gt_kind,
+        fp_labels=ov.pred_labels[unmatched],
+    )
     return out

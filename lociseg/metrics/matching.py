@@ -131,8 +131,16 @@ def compute_overlaps(gt: np.ndarray, pred: np.ndarray) -> Overlaps:
     pi = pairs % (n_pred + 1) - 1
     union = gt_sizes[gi] + pred_sizes[pi] - inter
     iou = inter / np.maximum(union, 1)
-    return Overlaps(gt_labels.astype(np.int64), gt_sizes.astype(np.int64), pred_labels.astype(np.int64),
-                    pred_sizes.astype(np.int64), gi.astype(np.int64), pi.astype(np.int64), inter, iou)
+    return Overlaps(
+        gt_labels.astype(np.int64),
+        gt_sizes.astype(np.int64),
+        pred_labels.astype(np.int64),
+        pred_sizes.astype(np.int64),
+        gi.astype(np.int64),
+        pi.astype(np.int64),
+        inter,
+        iou,
+    )
 
 
 def overlap_pairs(
@@ -164,8 +172,13 @@ def overlap_pairs(
     array([0.5])
     """
     ov = compute_overlaps(gt, pred)
-    return (ov.gt_labels[ov.gt_index], ov.pred_labels[ov.pred_index], ov.iou,
-            ov.gt_sizes[ov.gt_index], ov.pred_sizes[ov.pred_index])
+    return (
+        ov.gt_labels[ov.gt_index],
+        ov.pred_labels[ov.pred_index],
+        ov.iou,
+        ov.gt_sizes[ov.gt_index],
+        ov.pred_sizes[ov.pred_index],
+    )
 
 
 def _assign(gi: np.ndarray, pi: np.ndarray, iou: np.ndarray) -> np.ndarray:
@@ -251,7 +264,7 @@ class MatchResult:
     @classmethod
     def from_counts(
         cls, thresholds: np.ndarray, tp: np.ndarray, n_gt: int, n_pred: int, sum_iou: np.ndarray, **matched
-    ) -> "MatchResult":
+    ) -> MatchResult:
         """Derive every score from TP per threshold and the object counts."""
         tp = np.asarray(tp, np.int64)
         fp, fn = n_pred - tp, n_gt - tp
@@ -269,14 +282,23 @@ class MatchResult:
         tp50 = matched.get("tp50", len(matched_iou))
         mean_iou = (matched.get("sum_iou50", float(np.sum(matched_iou))) / tp50) if tp50 else empty
         return cls(
-            thresholds=np.asarray(thresholds, float), tp=tp, fp=fp, fn=fn,
-            precision=ratio(tp, n_pred), recall=ratio(tp, n_gt), f1=ratio(2 * tp, 2 * tp + fp + fn),
-            dsb_ap=ratio(tp, tp + fp + fn), pq=ratio(sum_iou, tp + 0.5 * fp + 0.5 * fn),
+            thresholds=np.asarray(thresholds, float),
+            tp=tp,
+            fp=fp,
+            fn=fn,
+            precision=ratio(tp, n_pred),
+            recall=ratio(tp, n_gt),
+            f1=ratio(2 * tp, 2 * tp + fp + fn),
+            dsb_ap=ratio(tp, tp + fp + fn),
+            pq=ratio(sum_iou, tp + 0.5 * fp + 0.5 * fn),
             fnr=ratio(fn, n_gt) if n_gt else np.zeros(len(tp)),
-            sum_iou=np.asarray(sum_iou, float), n_gt=int(n_gt), n_pred=int(n_pred),
+            sum_iou=np.asarray(sum_iou, float),
+            n_gt=int(n_gt),
+            n_pred=int(n_pred),
             matched_gt=np.asarray(matched.get("matched_gt", np.zeros(0, np.int64))),
             matched_pred=np.asarray(matched.get("matched_pred", np.zeros(0, np.int64))),
-            matched_iou=np.asarray(matched_iou, float), mean_matched_iou=float(mean_iou),
+            matched_iou=np.asarray(matched_iou, float),
+            mean_matched_iou=float(mean_iou),
         )
 
     def at(self, threshold: float) -> dict[str, float]:
@@ -285,8 +307,10 @@ class MatchResult:
         if not len(hit):
             raise KeyError(f"threshold {threshold} not among {self.thresholds.tolist()}")
         k = hit[0]
-        return {name: getattr(self, name)[k].item() for name in
-                ("tp", "fp", "fn", "precision", "recall", "f1", "dsb_ap", "pq", "fnr")}
+        return {
+            name: getattr(self, name)[k].item()
+            for name in ("tp", "fp", "fn", "precision", "recall", "f1", "dsb_ap", "pq", "fnr")
+        }
 
 
 def _match_overlaps(ov: Overlaps, thresholds: np.ndarray) -> MatchResult:
@@ -303,8 +327,13 @@ def _match_overlaps(ov: Overlaps, thresholds: np.ndarray) -> MatchResult:
         tp[sel], sum_iou[sel] = len(pick), ov.iou[pick].sum()
     pick = matched_at[0.5]
     return MatchResult.from_counts(
-        thresholds, tp, n_gt, n_pred, sum_iou,
-        matched_gt=ov.gt_labels[ov.gt_index[pick]], matched_pred=ov.pred_labels[ov.pred_index[pick]],
+        thresholds,
+        tp,
+        n_gt,
+        n_pred,
+        sum_iou,
+        matched_gt=ov.gt_labels[ov.gt_index[pick]],
+        matched_pred=ov.pred_labels[ov.pred_index[pick]],
         matched_iou=ov.iou[pick],
     )
 

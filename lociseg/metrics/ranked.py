@@ -31,8 +31,10 @@ def score_array(scores, pred_labels: np.ndarray) -> np.ndarray:
         return np.array([float(scores[int(lab)]) for lab in pred_labels])
     arr = np.asarray(scores, float).ravel()
     if len(pred_labels) and arr.size < pred_labels.max():
-        raise ValueError(f"scores has {arr.size} entries but the largest predicted label is {pred_labels.max()} "
-                         "(scores[i] is the score of label i + 1)")
+        raise ValueError(
+            f"scores has {arr.size} entries but the largest predicted label is {pred_labels.max()} "
+            "(scores[i] is the score of label i + 1)"
+        )
     return arr[pred_labels - 1]
 
 
@@ -105,7 +107,11 @@ def _detections(ov: Overlaps, scores, thresholds: np.ndarray) -> tuple[np.ndarra
     s = score_array(scores, ov.pred_labels)
     rank = np.empty(len(s), np.int64)
     rank[np.argsort(-s, kind="stable")] = np.arange(len(s))
-    tp = np.stack([_greedy_tp(ov, rank, t) for t in thresholds], axis=1) if len(thresholds) else np.zeros((len(s), 0), bool)
+    tp = (
+        np.stack([_greedy_tp(ov, rank, t) for t in thresholds], axis=1)
+        if len(thresholds)
+        else np.zeros((len(s), 0), bool)
+    )
     return s, tp
 
 
@@ -151,8 +157,10 @@ def _ranked_from_overlaps(ov: Overlaps, scores, thresholds) -> tuple[dict, np.nd
     ap = np.array([average_precision_from_detections(s, tp[:, k], n_gt) for k in range(len(all_t))])
     at = {t: ap[np.flatnonzero(np.isclose(all_t, t))[0]] for t in (0.5, 0.75)}
     result = {
-        "ap50": float(at[0.5]), "ap75": float(at[0.75]),
+        "ap50": float(at[0.5]),
+        "ap75": float(at[0.75]),
         "map": float(ap[: len(thresholds)].mean()) if len(thresholds) else float("nan"),
-        "ap": ap[: len(thresholds)], "thresholds": thresholds,
+        "ap": ap[: len(thresholds)],
+        "thresholds": thresholds,
     }
     return result, s, tp

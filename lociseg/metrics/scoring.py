@@ -24,8 +24,21 @@ __all__ = ["Report", "aggregate", "evaluate", "evaluate_image", "evaluate_pairs"
 
 #: Flat scalar keys of :func:`evaluate_image` and :func:`aggregate` results.
 SCALAR_KEYS = (
-    "n_gt", "n_pred", "f1_50", "precision_50", "recall_50", "dsb_ap_50", "dsb_map", "ap50", "ap75", "map",
-    "fnr_50", "afnr", "pq_50", "fg_iou", "mean_matched_iou_50",
+    "n_gt",
+    "n_pred",
+    "f1_50",
+    "precision_50",
+    "recall_50",
+    "dsb_ap_50",
+    "dsb_map",
+    "ap50",
+    "ap75",
+    "map",
+    "fnr_50",
+    "afnr",
+    "pq_50",
+    "fg_iou",
+    "mean_matched_iou_50",
 )
 _PER_T = ("tp", "fp", "fn", "precision", "recall", "f1", "dsb_ap", "pq", "fnr", "sum_iou", "ap")
 
@@ -34,12 +47,21 @@ def _flat(m: MatchResult, ranked: dict, fg_iou: float) -> dict[str, Any]:
     k = int(np.flatnonzero(np.isclose(m.thresholds, 0.5))[0]) if np.isclose(m.thresholds, 0.5).any() else None
     pick = (lambda a: float(a[k])) if k is not None else (lambda a: float("nan"))
     return {
-        "n_gt": m.n_gt, "n_pred": m.n_pred,
-        "f1_50": pick(m.f1), "precision_50": pick(m.precision), "recall_50": pick(m.recall),
-        "dsb_ap_50": pick(m.dsb_ap), "dsb_map": float(m.dsb_ap.mean()),
-        "ap50": float(ranked["ap50"]), "ap75": float(ranked["ap75"]), "map": float(ranked["map"]),
-        "fnr_50": pick(m.fnr), "afnr": float(m.fnr.mean()), "pq_50": pick(m.pq),
-        "fg_iou": float(fg_iou), "mean_matched_iou_50": float(m.mean_matched_iou),
+        "n_gt": m.n_gt,
+        "n_pred": m.n_pred,
+        "f1_50": pick(m.f1),
+        "precision_50": pick(m.precision),
+        "recall_50": pick(m.recall),
+        "dsb_ap_50": pick(m.dsb_ap),
+        "dsb_map": float(m.dsb_ap.mean()),
+        "ap50": float(ranked["ap50"]),
+        "ap75": float(ranked["ap75"]),
+        "map": float(ranked["map"]),
+        "fnr_50": pick(m.fnr),
+        "afnr": float(m.fnr.mean()),
+        "pq_50": pick(m.pq),
+        "fg_iou": float(fg_iou),
+        "mean_matched_iou_50": float(m.mean_matched_iou),
     }
 
 
@@ -75,11 +97,17 @@ def evaluate_image(
     a, b = gt > 0, pred > 0
     inter, union = int(np.count_nonzero(a & b)), int(np.count_nonzero(a | b))
     out = _flat(m, ranked, 1.0 if union == 0 else inter / union)
-    out["per_threshold"] = {"thresholds": thresholds, **{k: getattr(m, k) for k in _PER_T if k != "ap"},
-                            "ap": ranked["ap"]}
+    out["per_threshold"] = {
+        "thresholds": thresholds,
+        **{k: getattr(m, k) for k in _PER_T if k != "ap"},
+        "ap": ranked["ap"],
+    }
     extra = det_tp.shape[1] - len(thresholds)  # 0.5 / 0.75 columns added for ap50 / ap75
-    out["detections"] = {"scores": det_scores, "tp": det_tp,
-                         "extra_thresholds": [t for t in (0.5, 0.75) if not np.isclose(thresholds, t).any()][:extra]}
+    out["detections"] = {
+        "scores": det_scores,
+        "tp": det_tp,
+        "extra_thresholds": [t for t in (0.5, 0.75) if not np.isclose(thresholds, t).any()][:extra],
+    }
     out["fg_counts"] = {"intersection": inter, "union": union}
     return out
 
@@ -114,15 +142,18 @@ def aggregate(results: list[dict[str, Any]], *, by: str = "sum") -> dict[str, An
     if by == "mean":
         out = {k: float(np.mean([r[k] for r in results])) for k in SCALAR_KEYS}
         out.update(n_gt=n_gt, n_pred=n_pred, n_images=len(results))
-        out["per_threshold"] = {"thresholds": thresholds, **{
-            k: np.mean([np.asarray(r["per_threshold"][k], float) for r in results], axis=0) for k in _PER_T}}
+        out["per_threshold"] = {
+            "thresholds": thresholds,
+            **{k: np.mean([np.asarray(r["per_threshold"][k], float) for r in results], axis=0) for k in _PER_T},
+        }
         return out
     tp = np.sum([r["per_threshold"]["tp"] for r in results], axis=0)
     sum_iou = np.sum([r["per_threshold"]["sum_iou"] for r in results], axis=0)
     k50 = np.flatnonzero(np.isclose(thresholds, 0.5))
     tp50 = int(tp[k50[0]]) if len(k50) else 0
-    m = MatchResult.from_counts(thresholds, tp, n_gt, n_pred, sum_iou, tp50=tp50,
-                                sum_iou50=float(sum_iou[k50[0]]) if len(k50) else 0.0)
+    m = MatchResult.from_counts(
+        thresholds, tp, n_gt, n_pred, sum_iou, tp50=tp50, sum_iou50=float(sum_iou[k50[0]]) if len(k50) else 0.0
+    )
     scores = np.concatenate([r["detections"]["scores"] for r in results])
     det_tp = np.concatenate([r["detections"]["tp"] for r in results])
     all_t = np.concatenate([thresholds, results[0]["detections"]["extra_thresholds"]]).astype(float)
@@ -133,8 +164,11 @@ def aggregate(results: list[dict[str, Any]], *, by: str = "sum") -> dict[str, An
     union = sum(r["fg_counts"]["union"] for r in results)
     out = _flat(m, ranked, 1.0 if union == 0 else inter / union)
     out["n_images"] = len(results)
-    out["per_threshold"] = {"thresholds": thresholds, **{k: getattr(m, k) for k in _PER_T if k != "ap"},
-                            "ap": ap[: len(thresholds)]}
+    out["per_threshold"] = {
+        "thresholds": thresholds,
+        **{k: getattr(m, k) for k in _PER_T if k != "ap"},
+        "ap": ap[: len(thresholds)],
+    }
     return out
 
 
@@ -153,9 +187,15 @@ def _jsonable(value: Any) -> Any:
 
 
 #: Columns of :meth:`Report.table` (key, header, format).
-TABLE_COLUMNS = (("f1_50", "F1", "{:.3f}"), ("ap50", "AP50", "{:.3f}"), ("ap75", "AP75", "{:.3f}"),
-                 ("map", "mAP", "{:.3f}"), ("afnr", "AFNR", "{:.3f}"), ("n_gt", "n_gt", "{:d}"),
-                 ("n_pred", "n_pred", "{:d}"))
+TABLE_COLUMNS = (
+    ("f1_50", "F1", "{:.3f}"),
+    ("ap50", "AP50", "{:.3f}"),
+    ("ap75", "AP75", "{:.3f}"),
+    ("map", "mAP", "{:.3f}"),
+    ("afnr", "AFNR", "{:.3f}"),
+    ("n_gt", "n_gt", "{:d}"),
+    ("n_pred", "n_pred", "{:d}"),
+)
 
 
 @dataclass
@@ -180,8 +220,9 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready content (per-detection arrays are left out)."""
-        return _jsonable({"thresholds": self.thresholds, "overall": self.overall, "groups": self.groups,
-                          "images": self.images})
+        return _jsonable(
+            {"thresholds": self.thresholds, "overall": self.overall, "groups": self.groups, "images": self.images}
+        )
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write :meth:`to_dict` as indented JSON."""
@@ -190,11 +231,15 @@ class Report:
 
     def rows(self) -> list[dict[str, Any]]:
         """Flat rows: every image, every group (pooled), then all images (pooled and mean)."""
-        rows = [{"level": "image", "name": r["name"], "group": r.get("group") or "",
-                 **{k: r[k] for k in SCALAR_KEYS}} for r in self.images]
+        rows = [
+            {"level": "image", "name": r["name"], "group": r.get("group") or "", **{k: r[k] for k in SCALAR_KEYS}}
+            for r in self.images
+        ]
         if len(self.groups) > 1:
-            rows += [{"level": "group", "name": g, "group": g, **{k: a[k] for k in SCALAR_KEYS}}
-                     for g, a in self.groups.items()]
+            rows += [
+                {"level": "group", "name": g, "group": g, **{k: a[k] for k in SCALAR_KEYS}}
+                for g, a in self.groups.items()
+            ]
         for how, a in self.overall.items():
             rows.append({"level": f"all ({how})", "name": "all", "group": "", **{k: a[k] for k in SCALAR_KEYS}})
         return rows
@@ -219,8 +264,11 @@ class Report:
             cells = []
             for key, _, fmt in TABLE_COLUMNS:
                 v = r[key]
-                cells.append(" " * 6 + "-" if v is None or (isinstance(v, float) and not np.isfinite(v))
-                             else fmt.format(int(v) if fmt == "{:d}" else float(v)).rjust(7))
+                cells.append(
+                    " " * 6 + "-"
+                    if v is None or (isinstance(v, float) and not np.isfinite(v))
+                    else fmt.format(int(v) if fmt == "{:d}" else float(v)).rjust(7)
+                )
             lines.append(f"{n:<{width}}" + "".join(f" {c}" for c in cells))
         return "\n".join(lines)
 

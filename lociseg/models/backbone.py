@@ -106,7 +106,9 @@ class ConvNeXt(nn.Module):
         k = 0
         for i, (w, d) in enumerate(zip(widths, depths)):
             self.downs.append(
-                nn.Identity() if i == 0 else nn.Sequential(LayerNorm2d(widths[i - 1]), nn.Conv2d(widths[i - 1], w, 2, stride=2))
+                nn.Identity()
+                if i == 0
+                else nn.Sequential(LayerNorm2d(widths[i - 1]), nn.Conv2d(widths[i - 1], w, 2, stride=2))
             )
             self.stages.append(nn.Sequential(*[ConvNeXtBlock(w, rates[k + j]) for j in range(d)]))
             k += d

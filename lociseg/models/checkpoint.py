@@ -210,6 +210,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise InputError(f"cannot read weights ({exc})", path=folder / WEIGHTS) from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise InputError(f"weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})", path=folder)
+        raise InputError(
+            f"weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})", path=folder
+        )
     model.checkpoint_path = folder
     return model.to(device).eval()

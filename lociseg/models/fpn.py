@@ -25,7 +25,9 @@ class FPN(nn.Module):
         super().__init__()
         self.num_outputs = len(in_channels) if num_outputs is None else num_outputs
         self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
-        self.output = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in range(self.num_outputs))
+        self.output = nn.ModuleList(
+            nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in range(self.num_outputs)
+        )
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         """Output levels, finest first."""

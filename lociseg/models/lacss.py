@@ -67,7 +67,8 @@ class LPNConfig(Config):
 class SegHeadConfig(Config):
     """Segmentation head settings: ``window`` grid cells (x4 = image px), ``width`` channels and
     the kernel of the per-instance convolution (1, as in LACSS, costs a ninth of 3 per cell;
-    spatial context comes from the dense 3x3 stack run once per image)."""
+    spatial context comes from the dense 3x3 stack run once per image).
+    """
 
     width: int = bounded(32, ge=1)
     window: int = bounded(24, ge=1)
@@ -164,8 +165,13 @@ class LacssModel(SegmentationModel):
         self.backbone = ConvNeXt(c_in, config.backbone)
         self.fpn = FPN(self.backbone.widths, config.fpn_channels, num_outputs=1)
         self.lpn = LPNHead(config.fpn_channels, config.lpn.width, config.lpn.depth)
-        self.seghead = SegHead(config.fpn_channels, config.seghead.width, config.seghead.window, STRIDE,
-                               instance_kernel=config.seghead.instance_kernel)
+        self.seghead = SegHead(
+            config.fpn_channels,
+            config.seghead.width,
+            config.seghead.window,
+            STRIDE,
+            instance_kernel=config.seghead.instance_kernel,
+        )
         # Training-only helpers: never called by predict_instances, so inference cost is unchanged.
         self.aux = None
         self.collaborator = None
@@ -193,7 +199,8 @@ class LacssModel(SegmentationModel):
     @torch.no_grad()
     def diagnostics(self, batch: dict[str, Any], step: int = 0) -> dict[str, float]:
         """Weak modes: :func:`~lociseg.losses.diagnostics.weak_diagnostics` of the masks
-        the model predicts (in eval mode) at the first image's annotated points."""
+        the model predicts (in eval mode) at the first image's annotated points.
+        """
         if not self.config.weakly_supervised or not len(batch["points"][0]):
             return {}
         was = self.training
@@ -209,7 +216,8 @@ class LacssModel(SegmentationModel):
     def collapse_checks(self) -> dict[str, Any] | None:
         """Weak modes are watched for collapse. Coverage is judged once every warm-up (masks, then
         territory/collaborator) is done and has settled, and only where the loss asks masks to
-        cover a foreground (not in ``points`` mode)."""
+        cover a foreground (not in ``points`` mode).
+        """
         if not self.config.weakly_supervised:
             return None
         w = self.config.weak
@@ -228,9 +236,19 @@ class LacssModel(SegmentationModel):
         score, offsets, dense = self(image)
         aux_pred = self.aux(image) if self.aux is not None else None
         collab = self.collaborator(image) if self.collaborator is not None else None
-        t = lacss_targets(batch, score, offsets, step, supervised=supervised, stride=STRIDE, radius=cfg.lpn.radius,
-                          max_instances=cfg.max_instances, match_start=cfg.match_start,
-                          match_distance=cfg.match_distance, decode=self._decode_kwargs())
+        t = lacss_targets(
+            batch,
+            score,
+            offsets,
+            step,
+            supervised=supervised,
+            stride=STRIDE,
+            radius=cfg.lpn.radius,
+            max_instances=cfg.max_instances,
+            match_start=cfg.match_start,
+            match_distance=cfg.match_distance,
+            decode=self._decode_kwargs(),
+        )
         logs: dict[str, float] = {}
         mask_parts: list[dict[str, torch.Tensor]] = []
         for i, sel in enumerate(t.selected):
@@ -239,8 +257,9 @@ class LacssModel(SegmentationModel):
             logits, origins = self.seghead(dense[i], t.locations[i])
             if supervised:
                 valid = batch.get("valid")
-                target, win_valid = window_targets(batch["labels"][i], t.ids[i][sel], origins, logits.shape[-1],
-                                                   None if valid is None else valid[i])
+                target, win_valid = window_targets(
+                    batch["labels"][i], t.ids[i][sel], origins, logits.shape[-1], None if valid is None else valid[i]
+                )
                 mask_parts.append(mask_bce_dice(logits, target, win_valid, dice=cfg.loss.mask_dice > 0))
             else:
                 loss_i, parts = self._weak_loss(batch, i, logits, origins, t.points[i], sel, step, aux_pred, collab)
@@ -265,9 +284,18 @@ class LacssModel(SegmentationModel):
         lpn = self.config.lpn
         return {"min_score": lpn.min_score, "max_count": lpn.max_count, "min_distance": lpn.min_distance}
 
-    def _weak_loss(self, batch: dict[str, Any], i: int, logits: torch.Tensor, origins: torch.Tensor,
-                   points: torch.Tensor, sel: torch.Tensor, step: int, aux_pred: torch.Tensor | None,
-                   collab: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+    def _weak_loss(
+        self,
+        batch: dict[str, Any],
+        i: int,
+        logits: torch.Tensor,
+        origins: torch.Tensor,
+        points: torch.Tensor,
+        sel: torch.Tensor,
+        step: int,
+        aux_pred: torch.Tensor | None,
+        collab: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Weak mask loss of image ``i``, at the scale of the LPN losses."""
         cfg = self.config
         fg, valid = batch.get("foreground"), batch.get("valid")
@@ -327,8 +355,14 @@ class LacssModel(SegmentationModel):
             self.train(was_training)
         out = []
         for b in range(len(x)):
-            locs, scores = decode_locations(score[b], offsets[b], STRIDE, min_score=cfg.lpn.min_score,
-                                            max_count=cfg.lpn.max_count, min_distance=cfg.lpn.min_distance)
+            locs, scores = decode_locations(
+                score[b],
+                offsets[b],
+                STRIDE,
+                min_score=cfg.lpn.min_score,
+                max_count=cfg.lpn.max_count,
+                min_distance=cfg.lpn.min_distance,
+            )
             inside = (locs[:, 0] >= 0) & (locs[:, 0] <= h - 1) & (locs[:, 1] >= 0) & (locs[:, 1] <= w - 1)
             out.append((locs[inside].cpu().numpy().astype(np.float32), scores[inside].cpu().numpy().astype(np.float32)))
         return out
@@ -345,7 +379,9 @@ class LacssModel(SegmentationModel):
         prob = mean_unflipped(torch.sigmoid(score.float()))
         return torch.logit(prob, eps=1e-6), mean_unflipped(offsets), dense
 
-    def _view_masks(self, dense: torch.Tensor, locs: torch.Tensor, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _view_masks(
+        self, dense: torch.Tensor, locs: torch.Tensor, shape: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask probabilities (N, S, S) and pixel origins of ``locs``, averaged over the views in ``dense``.
 
         Each view predicts in its own window, centred on its own (mirrored)

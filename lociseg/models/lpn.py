@@ -72,7 +72,11 @@ def lpn_targets(
     centres = grid_centres(shape, stride, points.device)
     if len(points) == 0:
         z = torch.zeros(shape, dtype=torch.bool, device=points.device)
-        return z, torch.zeros((2, *shape), device=points.device), torch.full(shape, -1, dtype=torch.long, device=points.device)
+        return (
+            z,
+            torch.zeros((2, *shape), device=points.device),
+            torch.full(shape, -1, dtype=torch.long, device=points.device),
+        )
     d = torch.cdist(centres.reshape(-1, 2), points.float())  # (h*w, N)
     dist, nearest = d.min(dim=1)
     positive = (dist <= radius).reshape(shape)

@@ -11,7 +11,6 @@ from .unet import UNetConfig, UNetModel
 
 def build_model(config: Config) -> SegmentationModel:
     """The :class:`SegmentationModel` a config describes (LACSS or the U-Net baseline)."""
-
     if isinstance(config, LacssConfig):
         return LacssModel(config)
     if isinstance(config, UNetConfig):

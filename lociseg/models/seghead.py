@@ -36,15 +36,22 @@ class SegHead(nn.Module):
         Kernel of the per-instance convolution.
     """
 
-    def __init__(self, channels: int, width: int = 32, window: int = 24, stride: int = 4, *,
-                 instance_kernel: int = 1) -> None:
+    def __init__(
+        self, channels: int, width: int = 32, window: int = 24, stride: int = 4, *, instance_kernel: int = 1
+    ) -> None:
         super().__init__()
         self.window, self.stride = window, stride
-        self.dense = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
+        self.dense = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, width, 3, padding=1)
+        )
         self.position = nn.Conv2d(2, width, 1)
         self.embedding = nn.Parameter(torch.zeros(width, window, window))
-        self.instance = nn.Sequential(nn.GELU(), nn.Conv2d(width, width, instance_kernel, padding=instance_kernel // 2), nn.GELU(),
-                                      nn.Conv2d(width, 1, 1))
+        self.instance = nn.Sequential(
+            nn.GELU(),
+            nn.Conv2d(width, width, instance_kernel, padding=instance_kernel // 2),
+            nn.GELU(),
+            nn.Conv2d(width, 1, 1),
+        )
 
     @property
     def window_px(self) -> int:

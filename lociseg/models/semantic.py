@@ -98,11 +98,15 @@ def labels_to_instances(labels: np.ndarray, score_map: np.ndarray | None = None)
     ids = [i + 1 for i, s in enumerate(slices) if s is not None]
     if not ids:
         return Instances.empty()
-    boxes = np.array([[slices[i - 1][0].start, slices[i - 1][0].stop, slices[i - 1][1].start, slices[i - 1][1].stop] for i in ids])
+    boxes = np.array(
+        [[slices[i - 1][0].start, slices[i - 1][0].stop, slices[i - 1][1].start, slices[i - 1][1].stop] for i in ids]
+    )
     h = int((boxes[:, 1] - boxes[:, 0]).max())
     w = int((boxes[:, 3] - boxes[:, 2]).max())
     index = np.asarray(ids)
-    centroids = np.asarray(ndi.center_of_mass(np.ones_like(labels, np.float32), labels, index), np.float32).reshape(-1, 2)
+    centroids = np.asarray(ndi.center_of_mass(np.ones_like(labels, np.float32), labels, index), np.float32).reshape(
+        -1, 2
+    )
     if score_map is None:
         scores = np.ones(len(ids), np.float32)
     else:

@@ -167,8 +167,9 @@ def lacss_targets(
         sel = subsample_instances(len(pts), max_instances, int(step) * 1009 + i, device)
         selected.append(sel)
         locations.append(locs[sel])
-    return LacssTargets(torch.stack(pos_t), torch.stack(off_t), grid_valid(batch.get("valid"), stride),
-                        points, ids, selected, locations)
+    return LacssTargets(
+        torch.stack(pos_t), torch.stack(off_t), grid_valid(batch.get("valid"), stride), points, ids, selected, locations
+    )
 
 
 def window_targets(

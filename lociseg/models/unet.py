@@ -80,7 +80,9 @@ class UNetConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         if len(self.class_weights) != NUM_CLASSES:
-            raise ConfigError(f"unet.class_weights needs 3 values (background, interior, boundary), got {self.class_weights}")
+            raise ConfigError(
+                f"unet.class_weights needs 3 values (background, interior, boundary), got {self.class_weights}"
+            )
         if self.depth < 1 or self.base_channels < 1:
             raise ConfigError("unet.depth and unet.base_channels must be >= 1")
 
@@ -91,7 +93,7 @@ class UNetConfig(ModelConfig):
         return [self.base_channels * 2**i for i in range(levels)]
 
     @classmethod
-    def expanded(cls, **kwargs: Any) -> "UNetConfig":
+    def expanded(cls, **kwargs: Any) -> UNetConfig:
         """The ``expanded`` preset (two extra levels of 1024 and 2048 channels at default width)."""
         return cls(preset="expanded", **kwargs)
 
@@ -251,12 +253,16 @@ class UNetModel(SegmentationModel):
         )
 
 
-def _point_discs(points: list[torch.Tensor], shape: tuple[int, int], radius: float, device: torch.device) -> torch.Tensor:
+def _point_discs(
+    points: list[torch.Tensor], shape: tuple[int, int], radius: float, device: torch.device
+) -> torch.Tensor:
     """Boolean (B, H, W) masks of discs of ``radius`` around each image's points (y, x)."""
     h, w = int(shape[0]), int(shape[1])
     out = torch.zeros((len(points), h, w), dtype=torch.bool, device=device)
     r = int(np.ceil(radius))
-    dy, dx = torch.meshgrid(torch.arange(-r, r + 1, device=device), torch.arange(-r, r + 1, device=device), indexing="ij")
+    dy, dx = torch.meshgrid(
+        torch.arange(-r, r + 1, device=device), torch.arange(-r, r + 1, device=device), indexing="ij"
+    )
     disc = (dy**2 + dx**2) <= radius**2
     dy, dx = dy[disc], dx[disc]
     for b, pts in enumerate(points):

@@ -88,12 +88,18 @@ class SegmentWidget(Container):
 
     def _done(self, result):
         labels, table = result
-        self.viewer.add_labels(labels, name=f"lociseg {self.model.value}", features=labels_features(table.to_dict()),
-                               metadata=dict(table.meta))
+        self.viewer.add_labels(
+            labels,
+            name=f"lociseg {self.model.value}",
+            features=labels_features(table.to_dict()),
+            metadata=dict(table.meta),
+        )
         m = table.meta
         scale = f", estimated, confidence {m['scale_confidence']:.2f}" if "scale_confidence" in m else ""
         unsure = " - unsure scale: check it or set the diameter" if m.get("scale_unsure") else ""
-        self.status.value = f"{len(table)} cells (diameter {m.get('diameter_used', float('nan')):.1f} px{scale}){unsure}"
+        self.status.value = (
+            f"{len(table)} cells (diameter {m.get('diameter_used', float('nan')):.1f} px{scale}){unsure}"
+        )
 
 
 class AnnotationWidget(Container):

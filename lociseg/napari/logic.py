@@ -13,7 +13,12 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = [
-    "AnnotationEdit", "is_lociseg_output", "labels_features", "list_annotations", "load_annotation", "read_output",
+    "AnnotationEdit",
+    "is_lociseg_output",
+    "labels_features",
+    "list_annotations",
+    "load_annotation",
+    "read_output",
     "save_annotation",
 ]
 
@@ -55,7 +60,7 @@ def _label_tiff(path: Path) -> Path | None:
 
 
 def read_output(path: str | os.PathLike) -> list[tuple]:
-    """napari layer data tuples for a lociseg output.
+    """Napari layer data tuples for a lociseg output.
 
     The sidecar or the label TIFF becomes a Labels layer (cell table as
     ``features``), the CSV a Points layer of cell centroids (with the table

@@ -42,7 +42,9 @@ def window_coords(origins: torch.Tensor, window: tuple[int, int], shape: tuple[i
     return yy.clamp(0, H - 1), xx.clamp(0, W - 1), inside
 
 
-def paste_soft(masks: torch.Tensor, origins: torch.Tensor, shape: tuple[int, int], *, reduce: str = "sum") -> torch.Tensor:
+def paste_soft(
+    masks: torch.Tensor, origins: torch.Tensor, shape: tuple[int, int], *, reduce: str = "sum"
+) -> torch.Tensor:
     """Differentiably place window masks onto an image-sized canvas.
 
     Parameters
@@ -79,7 +81,9 @@ def paste_soft(masks: torch.Tensor, origins: torch.Tensor, shape: tuple[int, int
     raise ValueError(f"reduce must be 'sum' or 'none', got {reduce!r}")
 
 
-def gather_windows(image: torch.Tensor, origins: torch.Tensor, window: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def gather_windows(
+    image: torch.Tensor, origins: torch.Tensor, window: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Read an (..., H, W) map under every window: the inverse of :func:`paste_soft`.
 
     Returns ``(values, inside)``: values (..., N, h, w), 0 outside the image

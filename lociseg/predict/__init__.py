@@ -11,5 +11,13 @@ from ..ops.labels import fill_label_holes
 from .paste import StreamingPaste, paste_instances, paste_window
 from .tiling import Tile, iter_tiles, predict_tiled, tile_instances
 
-__all__ = ["fill_label_holes", "paste_instances", "paste_window", "StreamingPaste", "predict_tiled", "tile_instances",
-           "iter_tiles", "Tile"]
+__all__ = [
+    "fill_label_holes",
+    "paste_instances",
+    "paste_window",
+    "StreamingPaste",
+    "predict_tiled",
+    "tile_instances",
+    "iter_tiles",
+    "Tile",
+]

@@ -19,9 +19,10 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,7 +85,9 @@ class CellTable:
         return path
 
 
-def cell_table(labels: np.ndarray, scores: np.ndarray | None = None, meta: dict | None = None, *, rows: int = 512) -> CellTable:
+def cell_table(
+    labels: np.ndarray, scores: np.ndarray | None = None, meta: dict | None = None, *, rows: int = 512
+) -> CellTable:
     """Measure every label 1..N of ``labels`` (ids assumed sequential; absent ids get area 0).
 
     Parameters
@@ -96,7 +99,6 @@ def cell_table(labels: np.ndarray, scores: np.ndarray | None = None, meta: dict 
     rows : int, optional
         Rows measured at once (bounds the temporary memory on large images).
     """
-
     labels = np.asarray(labels)
     n = int(labels.max()) if labels.size else 0
     area = np.zeros(n + 1, np.int64)
@@ -142,7 +144,14 @@ class Segmenter:
         size at this scale; ``segment(diameter="train")`` uses it.
     """
 
-    def __init__(self, model: torch.nn.Module, *, device: str | torch.device = "auto", name: str | None = None, pad_multiple: int = 32):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        device: str | torch.device = "auto",
+        name: str | None = None,
+        pad_multiple: int = 32,
+    ):
         self.device = choose_device(device)
         # Channels-last lets the convolutions and the ConvNeXt blocks' channel MLPs run without
         # layout copies (about 25 % faster on CPU); numerically the same network.
@@ -191,7 +200,12 @@ class Segmenter:
         names = [str(n).lower() for n in channel_names] if channel_names is not None else None
         if names is not None and len(names) != image.shape[0]:
             raise InputError(f"{len(names)} channel names given for an image with {image.shape[0]} channel(s)")
-        if channels is None and names is not None and self.spec.channels and all(c.lower() in names for c in self.spec.channels):
+        if (
+            channels is None
+            and names is not None
+            and self.spec.channels
+            and all(c.lower() in names for c in self.spec.channels)
+        ):
             channels = list(self.spec.channels)
         if channels is not None:
             index = []
@@ -205,7 +219,9 @@ class Segmenter:
                 else:
                     i = int(c)
                     if not -image.shape[0] <= i < image.shape[0]:
-                        raise InputError(f"channel index {i} out of range for an image with {image.shape[0]} channel(s)")
+                        raise InputError(
+                            f"channel index {i} out of range for an image with {image.shape[0]} channel(s)"
+                        )
                     index.append(i)
             image = image.select(index) if lazy else image[index]
         if image.shape[0] != want:
@@ -251,20 +267,41 @@ class Segmenter:
         return inst
 
     def predict_instances(
-        self, image: np.ndarray, factor: float = 1.0, *, tile_size: int = 1024, overlap: int | None = None,
-        progress: bool | None = False, augment: bool = False,
+        self,
+        image: np.ndarray,
+        factor: float = 1.0,
+        *,
+        tile_size: int = 1024,
+        overlap: int | None = None,
+        progress: bool | None = False,
+        augment: bool = False,
     ) -> tuple[Instances, tuple[int, int]]:
         """Rescale a normalised image by ``factor`` and predict (tiled); returns instances at model scale and that shape."""
         scaled = rescale_image(image, factor)
         if overlap is None:
             overlap = self.default_overlap()
-        inst = predict_tiled(functools.partial(self.predict_tile, augment=augment), scaled, tile_size=tile_size, overlap=overlap, align=self.pad_multiple,
-                             progress=progress)
+        inst = predict_tiled(
+            functools.partial(self.predict_tile, augment=augment),
+            scaled,
+            tile_size=tile_size,
+            overlap=overlap,
+            align=self.pad_multiple,
+            progress=progress,
+        )
         return inst, tuple(scaled.shape[-2:])
 
     def paste_tiles(
-        self, image: np.ndarray, bounds: np.ndarray, factor: float, *, tile_size: int = 1024, overlap: int | None = None,
-        progress: bool | None = False, augment: bool = False, chunk: int = 64, **rules: Any,
+        self,
+        image: np.ndarray,
+        bounds: np.ndarray,
+        factor: float,
+        *,
+        tile_size: int = 1024,
+        overlap: int | None = None,
+        progress: bool | None = False,
+        augment: bool = False,
+        chunk: int = 64,
+        **rules: Any,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict a raw (C, H, W) image tile by tile and paste each tile's cells as it comes.
 
@@ -293,8 +330,14 @@ class Segmenter:
         def predict(tile: np.ndarray) -> Instances:
             return self.predict_tile(self.normalize(tile, bounds), augment=augment)
 
-        for inst in tile_instances(predict, source, tile_size=tile_size, overlap=self.default_overlap() if overlap is None else overlap,
-                                   align=self.pad_multiple, progress=progress):
+        for inst in tile_instances(
+            predict,
+            source,
+            tile_size=tile_size,
+            overlap=self.default_overlap() if overlap is None else overlap,
+            align=self.pad_multiple,
+            progress=progress,
+        ):
             # best first, a chunk at a time: the same as pasting the tile at once (earlier cells of a tile
             # score higher, so they never yield to later ones), but only a chunk of windows is held at the
             # input's scale, where they are 1/factor^2 larger
@@ -414,7 +457,9 @@ class Segmenter:
             if diameter != "train":
                 raise ConfigError(f"diameter must be a number of pixels or 'train', got {diameter!r}")
             if self.train_diameter is None:
-                raise ConfigError(f"model {self.name} records no training diameter (no metrics.json); give diameter in px")
+                raise ConfigError(
+                    f"model {self.name} records no training diameter (no metrics.json); give diameter in px"
+                )
             diameter = self.train_diameter
         estimated = diameter is None
         search = None
@@ -424,13 +469,21 @@ class Segmenter:
             if not math.isfinite(diameter):
                 # the training images' scale if known: a weak model's masks only fit cells at that scale
                 diameter = float(self.train_diameter or self.spec.target_diameter)
-                warnings.warn(f"no cells found to estimate the diameter; using the model's {diameter:.1f} px", stacklevel=2)
+                warnings.warn(
+                    f"no cells found to estimate the diameter; using the model's {diameter:.1f} px", stacklevel=2
+                )
             elif search.confidence < UNSURE:
-                warnings.warn(f"cell diameter estimated at {diameter:.1f} px but unsure (confidence {search.confidence:.2f}): "
-                              "check the result or pass diameter=", stacklevel=2)
+                warnings.warn(
+                    f"cell diameter estimated at {diameter:.1f} px but unsure (confidence {search.confidence:.2f}): "
+                    "check the result or pass diameter=",
+                    stacklevel=2,
+                )
             else:
-                warnings.warn(f"cell diameter estimated at {diameter:.1f} px (confidence {search.confidence:.2f}; "
-                              "pass diameter= to set it)", stacklevel=2)
+                warnings.warn(
+                    f"cell diameter estimated at {diameter:.1f} px (confidence {search.confidence:.2f}; "
+                    "pass diameter= to set it)",
+                    stacklevel=2,
+                )
         elif not (diameter > 0 and math.isfinite(diameter)):
             raise ConfigError(f"diameter must be a positive number of pixels, got {diameter}")
         if explicit and diameter > max(shape):
@@ -440,9 +493,19 @@ class Segmenter:
             raise ConfigError(f"diameter {diameter:g} rescales a {shape} image by {factor:.3g}: check the value")
         model_shape = scaled_shape(shape, factor)
         area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
-        labels, scores = self.paste_tiles(img, bounds, factor, tile_size=tile_size, overlap=overlap, progress=progress, augment=augment,
-                                          threshold=threshold, min_area=max(1, int(round(min_area * area_scale))), overlaps=overlaps,
-                                          fill_holes=fill_holes)
+        labels, scores = self.paste_tiles(
+            img,
+            bounds,
+            factor,
+            tile_size=tile_size,
+            overlap=overlap,
+            progress=progress,
+            augment=augment,
+            threshold=threshold,
+            min_area=max(1, int(round(min_area * area_scale))),
+            overlaps=overlaps,
+            fill_holes=fill_holes,
+        )
         meta = {
             "model": self.name,
             "diameter_used": float(diameter),
@@ -511,7 +574,9 @@ def load_model(path_or_name: str | os.PathLike | torch.nn.Module, *, device: str
     return Segmenter(model, device=dev, name=str(path_or_name))
 
 
-def segment(image: np.ndarray, model: Segmenter | torch.nn.Module | str | os.PathLike, **kwargs: Any) -> tuple[np.ndarray, CellTable]:
+def segment(
+    image: np.ndarray, model: Segmenter | torch.nn.Module | str | os.PathLike, **kwargs: Any
+) -> tuple[np.ndarray, CellTable]:
     """Segment one raw image: :func:`load_model` (unless given a :class:`Segmenter`) then :meth:`Segmenter.segment`.
 
     ``kwargs`` go to :meth:`Segmenter.segment` (``device`` to :func:`load_model`).
@@ -525,8 +590,15 @@ def segment(image: np.ndarray, model: Segmenter | torch.nn.Module | str | os.Pat
 OUTPUT_SUFFIXES = (".tif", ".csv", ".json")
 
 
-def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, table: CellTable, meta: dict | None = None,
-                  *, overwrite: bool = False) -> dict[str, Path]:
+def write_outputs(
+    out_dir: str | os.PathLike,
+    name: str,
+    labels: np.ndarray,
+    table: CellTable,
+    meta: dict | None = None,
+    *,
+    overwrite: bool = False,
+) -> dict[str, Path]:
     """Write ``<name>.tif`` (labels), ``<name>.csv`` (cell table) and ``<name>.json`` (metadata) atomically.
 
     The JSON sidecar is written last and records the size and SHA-256 of the
@@ -563,14 +635,21 @@ def write_outputs(out_dir: str | os.PathLike, name: str, labels: np.ndarray, tab
     atomic_write(paths["labels"], lambda p: write_labels(p, labels), overwrite=overwrite)
     atomic_write(paths["table"], table.to_csv, overwrite=overwrite)
     files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in (paths["labels"], paths["table"])}
-    info = {**table.meta, **(meta or {}), "lociseg_version": __version__, "columns": list(TABLE_COLUMNS), "outputs": files}
+    info = {
+        **table.meta,
+        **(meta or {}),
+        "lociseg_version": __version__,
+        "columns": list(TABLE_COLUMNS),
+        "outputs": files,
+    }
     atomic_write(paths["meta"], json.dumps(info, indent=1, default=str) + "\n", overwrite=overwrite)
     return paths
 
 
 def outputs_complete(out_dir: str | os.PathLike, name: str) -> bool:
     """Whether :func:`write_outputs` finished ``name`` in ``out_dir``: the sidecar reads and every
-    file it lists has the recorded size and SHA-256 (truncated, replaced or missing files fail)."""
+    file it lists has the recorded size and SHA-256 (truncated, replaced or missing files fail).
+    """
     out = Path(out_dir)
     try:
         files = json.loads((out / f"{name}.json").read_text()).get("outputs")

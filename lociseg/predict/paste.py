@@ -80,8 +80,15 @@ def paste_instances(
     if len(instances) == 0:
         return np.zeros((h, w), np.uint16), np.zeros(0, np.int64)
     # the greedy score pass is the streaming step on an empty image: cells 1..N in descending score order
-    res = paste_window(instances, np.zeros((h, w), np.int32), np.zeros(1, np.float32), np.zeros(1, np.int64),
-                       threshold=threshold, min_area=min_area, min_fragment_fraction=min_fragment_fraction)
+    res = paste_window(
+        instances,
+        np.zeros((h, w), np.int32),
+        np.zeros(1, np.float32),
+        np.zeros(1, np.int64),
+        threshold=threshold,
+        min_area=min_area,
+        min_fragment_fraction=min_fragment_fraction,
+    )
     canvas, kept_index = res.labels, res.index
     if overlaps == "probability" and len(kept_index):
         canvas, kept_index = _by_probability(instances, kept_index, (h, w), threshold, min_area)
@@ -99,8 +106,9 @@ def _in_image(instances: Instances, i: int, shape: tuple[int, int]) -> tuple[tup
     return box, instances.masks[i][win]
 
 
-def _by_probability(instances: Instances, kept: np.ndarray, shape: tuple[int, int], threshold: float,
-                    min_area: int) -> tuple[np.ndarray, np.ndarray]:
+def _by_probability(
+    instances: Instances, kept: np.ndarray, shape: tuple[int, int], threshold: float, min_area: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Label image of the ``kept`` instances where each pixel goes to the most confident mask."""
     best = np.full(shape, threshold, np.float32)
     canvas = np.zeros(shape, np.int32)
@@ -280,11 +288,22 @@ def paste_window(
         if prob:  # the box must cover the cell in both images
             ys2, xs2 = np.nonzero(labels[box] == k)
             ys, xs = np.concatenate([ys, ys2]), np.concatenate([xs, xs2])
-        boxes.append((box[0].start + ys.min(), box[0].start + ys.max() + 1, box[1].start + xs.min(), box[1].start + xs.max() + 1))
+        boxes.append(
+            (box[0].start + ys.min(), box[0].start + ys.max() + 1, box[1].start + xs.min(), box[1].start + xs.max() + 1)
+        )
     kept_ids = np.asarray(kept, np.int64)
-    return WindowPaste(labels, canvas if prob else None, best if prob else None, kept_ids, score[kept_ids].astype(np.float32),
-                       own_all[kept_ids], np.asarray(index, np.int64), np.asarray(boxes, np.int64).reshape(-1, 4),
-                       np.unique(np.asarray(dropped, np.int64)), next_id)
+    return WindowPaste(
+        labels,
+        canvas if prob else None,
+        best if prob else None,
+        kept_ids,
+        score[kept_ids].astype(np.float32),
+        own_all[kept_ids],
+        np.asarray(index, np.int64),
+        np.asarray(boxes, np.int64).reshape(-1, 4),
+        np.unique(np.asarray(dropped, np.int64)),
+        next_id,
+    )
 
 
 def _trim(labels: np.ndarray, k: int, min_area: int, min_keep: float, box: tuple[slice, slice] | None = None) -> bool:
@@ -320,12 +339,21 @@ class StreamingPaste:
         As in :func:`paste_instances`.
     """
 
-    def __init__(self, shape: tuple[int, int], *, threshold: float = 0.5, min_area: int = 8,
-                 min_fragment_fraction: float = 0.25, overlaps: Literal["score", "probability"] = "score"):
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        *,
+        threshold: float = 0.5,
+        min_area: int = 8,
+        min_fragment_fraction: float = 0.25,
+        overlaps: Literal["score", "probability"] = "score",
+    ):
         if overlaps not in OVERLAP_RULES:
             raise ValueError(f"overlaps must be one of {OVERLAP_RULES}, got {overlaps!r}")
         self.shape = (int(shape[0]), int(shape[1]))
-        self.rules = dict(threshold=threshold, min_area=min_area, min_fragment_fraction=min_fragment_fraction, overlaps=overlaps)
+        self.rules = dict(
+            threshold=threshold, min_area=min_area, min_fragment_fraction=min_fragment_fraction, overlaps=overlaps
+        )
         self.labels = np.zeros(self.shape, np.int32)
         prob = overlaps == "probability"
         self.claims = np.zeros(self.shape, np.int32) if prob else None
@@ -354,8 +382,15 @@ class StreamingPaste:
             x0, x1 = min(x0, int(b[touch, 2].min())), max(x1, int(b[touch, 3].max()))
         win = (slice(y0, y1), slice(x0, x1))
         prob = self.claims is not None
-        res = paste_window(instances.shift(-y0, -x0), self.labels[win], self._score[: self.next_id], self._own[: self.next_id],
-                           claims=self.claims[win] if prob else None, best=self.best[win] if prob else None, **self.rules)
+        res = paste_window(
+            instances.shift(-y0, -x0),
+            self.labels[win],
+            self._score[: self.next_id],
+            self._own[: self.next_id],
+            claims=self.claims[win] if prob else None,
+            best=self.best[win] if prob else None,
+            **self.rules,
+        )
         self.labels[win] = res.labels
         if prob:
             self.claims[win] = res.claims

@@ -133,7 +133,9 @@ def mask_diameter(instances: Instances, shape: tuple[int, int], margin: float, m
     if not len(instances):
         return np.zeros(0)
     loc = np.asarray(instances.locations)
-    inner = ((loc >= margin) & (loc <= np.array(shape) - 1 - margin)).all(1) & (np.asarray(instances.scores) >= min_score)
+    inner = ((loc >= margin) & (loc <= np.array(shape) - 1 - margin)).all(1) & (
+        np.asarray(instances.scores) >= min_score
+    )
     area = (np.asarray(instances.masks)[inner] > 0.5).sum((1, 2))
     return 2 * np.sqrt(area[area > 0] / np.pi)
 
@@ -223,8 +225,13 @@ def search_scale(
         scores = np.concatenate([np.asarray(i.scores, np.float64) for i in found] or [np.zeros(0)])
         # share of confident detections at the chosen zoom: low on an image the model does not recognise
         est.confidence = float((scores >= HIGH_SCORE).mean()) if len(scores) else 0.0
-        sizes = np.concatenate([mask_diameter(i, c.shape[-2:], min(target_diameter / 2, min(c.shape[-2:]) / 8))
-                                for i, c in zip(found, crops)] or [np.zeros(0)])
+        sizes = np.concatenate(
+            [
+                mask_diameter(i, c.shape[-2:], min(target_diameter / 2, min(c.shape[-2:]) / 8))
+                for i, c in zip(found, crops)
+            ]
+            or [np.zeros(0)]
+        )
         if len(sizes) < 3:
             break
         xs.append(x)

@@ -60,8 +60,9 @@ def cells_from_model(
     with warnings.catch_warnings():
         # the estimated diameter is returned, not printed once per image
         warnings.filterwarnings("ignore", message="cell diameter estimated")
-        labels, table = seg.segment(image, diameter=diameter, channels=channels, channel_names=channel_names, augment=augment,
-                                    overlaps=overlaps)
+        labels, table = seg.segment(
+            image, diameter=diameter, channels=channels, channel_names=channel_names, augment=augment, overlaps=overlaps
+        )
     cells = labels.astype(np.int32)
     if fill is not None:
         cells = merge_cells(cells, fill, max_overlap=max_overlap)

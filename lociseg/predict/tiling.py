@@ -13,8 +13,9 @@ instead of being kept to the end (:func:`predict_tiled`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,9 @@ def _axis_tiles(length: int, tile: int, overlap: int, align: int = 1) -> list[tu
     return [(s, e, bounds[i], bounds[i + 1]) for i, (s, e) in enumerate(zip(starts, ends))]
 
 
-def iter_tiles(shape: tuple[int, int], tile_size: int | tuple[int, int], overlap: int, align: int = 1) -> Iterator[Tile]:
+def iter_tiles(
+    shape: tuple[int, int], tile_size: int | tuple[int, int], overlap: int, align: int = 1
+) -> Iterator[Tile]:
     """Yield the overlapping tiles of an image of ``shape`` (H, W), row by row.
 
     Parameters
@@ -94,7 +97,9 @@ def iter_tiles(shape: tuple[int, int], tile_size: int | tuple[int, int], overlap
 def n_tiles(shape: tuple[int, int], tile_size: int | tuple[int, int], overlap: int, align: int = 1) -> int:
     """Number of tiles :func:`iter_tiles` yields."""
     th, tw = (tile_size, tile_size) if np.isscalar(tile_size) else tile_size
-    return len(_axis_tiles(int(shape[0]), int(th), overlap, align)) * len(_axis_tiles(int(shape[1]), int(tw), overlap, align))
+    return len(_axis_tiles(int(shape[0]), int(th), overlap, align)) * len(
+        _axis_tiles(int(shape[1]), int(tw), overlap, align)
+    )
 
 
 def pad_windows(instances: Instances, window: tuple[int, int]) -> Instances:
@@ -108,7 +113,7 @@ def pad_windows(instances: Instances, window: tuple[int, int]) -> Instances:
     H, W = int(window[0]), int(window[1])
     if (h, w) == (H, W):
         return instances
-    if H < h or W < w:
+    if h > H or w > W:
         raise ValueError(f"cannot shrink windows {h}x{w} to {H}x{W}")
     py, px = (H - h) // 2, (W - w) // 2
     masks = np.zeros((len(instances), H, W), np.float32)
@@ -177,7 +182,9 @@ def tile_instances(
     from tqdm.auto import tqdm
 
     total = n_tiles(shape, tile_size, overlap, align)
-    with tqdm(total=total, desc="tiles", unit="tile", disable=None if progress is None else not progress, leave=False) as bar:
+    with tqdm(
+        total=total, desc="tiles", unit="tile", disable=None if progress is None else not progress, leave=False
+    ) as bar:
         for t in iter_tiles(shape, tile_size, overlap, align):
             inst = predict_fn(image[..., t.y0 : t.y1, t.x0 : t.x1])
             bar.update(1)

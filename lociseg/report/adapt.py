@@ -179,8 +179,9 @@ def adapt(
     out = Path(out)
     held = [out / n for n in ("best", "last", "log.csv", "adapt.json") if (out / n).exists()]
     if held and not (resume or overwrite):
-        raise InputError("holds an adapt run already; use --resume to go on, --overwrite to start again, "
-                         "or another -o", path=out)
+        raise InputError(
+            "holds an adapt run already; use --resume to go on, --overwrite to start again, or another -o", path=out
+        )
     ann_dir = out / "annotations"
     report_dir = out / "report"
     for d in (ann_dir, report_dir / "sheets"):
@@ -208,14 +209,34 @@ def adapt(
                     if cells is None or cells.max() == 0:
                         raise InputError("the annotation found no cells")
                     target = _targets(image, cells, seg, order, targets)
-                    write_annotation(ann_dir, name, ann.points, ann.foreground,
-                                     {"nucleus": nucleus, "cytoplasm": cytoplasm, "diameter": round(diameter, 2),
-                                      "auto_index": ann.auto_index, "targets": targets}, cells=cells)
-                    write_contact_sheet(report_dir / "sheets" / f"{name}.png", image, ann.candidates, ann.points,
-                                        ann.chosen_index, auto=ann.auto_index, cells=cells)
-                    atomic_write(target_file, lambda p, t=target: tifffile.imwrite(p, t.astype(np.uint32),
-                                                                                   compression="zlib"),
-                                 overwrite=True)
+                    write_annotation(
+                        ann_dir,
+                        name,
+                        ann.points,
+                        ann.foreground,
+                        {
+                            "nucleus": nucleus,
+                            "cytoplasm": cytoplasm,
+                            "diameter": round(diameter, 2),
+                            "auto_index": ann.auto_index,
+                            "targets": targets,
+                        },
+                        cells=cells,
+                    )
+                    write_contact_sheet(
+                        report_dir / "sheets" / f"{name}.png",
+                        image,
+                        ann.candidates,
+                        ann.points,
+                        ann.chosen_index,
+                        auto=ann.auto_index,
+                        cells=cells,
+                    )
+                    atomic_write(
+                        target_file,
+                        lambda p, t=target: tifffile.imwrite(p, t.astype(np.uint32), compression="zlib"),
+                        overwrite=True,
+                    )
             except (LociError, OSError, ValueError) as exc:
                 skipped[name] = str(exc)
                 log.warning("%s skipped: %s", name, exc)
@@ -226,9 +247,19 @@ def adapt(
     except KeyboardInterrupt:
         interrupted = "SIGINT"
     annotate_s = time.perf_counter() - t0
-    info: dict[str, Any] = {"init": init, "nucleus": nucleus, "cytoplasm": cytoplasm, "targets": targets,
-                            "minutes": minutes, "steps": steps, "lr": lr, "model_channels": order,
-                            "images": names, "skipped": skipped, "annotate_seconds": round(annotate_s, 1)}
+    info: dict[str, Any] = {
+        "init": init,
+        "nucleus": nucleus,
+        "cytoplasm": cytoplasm,
+        "targets": targets,
+        "minutes": minutes,
+        "steps": steps,
+        "lr": lr,
+        "model_channels": order,
+        "images": names,
+        "skipped": skipped,
+        "annotate_seconds": round(annotate_s, 1),
+    }
     if interrupted:
         _write_json(out / "adapt.json", {**info, "interrupted": interrupted})
         return {"images": names, "skipped": skipped, "train": None, "interrupted": interrupted, "report": None}
@@ -242,20 +273,33 @@ def adapt(
     else:
         images_in, labels_in = [s[1][order] for s in samples], [s[2] for s in samples]
         go_on = resume and (out / "last").is_dir()
-        result = train(config, out, train_samples=(images_in, labels_in), device=device, resume=go_on,
-                       overwrite=not go_on and (overwrite or resume), progress=progress)
+        result = train(
+            config,
+            out,
+            train_samples=(images_in, labels_in),
+            device=device,
+            resume=go_on,
+            overwrite=not go_on and (overwrite or resume),
+            progress=progress,
+        )
         result = {k: v for k, v in result.items() if k in ("step", "diameter", "seconds", "interrupted")}
         if result["interrupted"]:
             _write_json(out / "adapt.json", {**info, "train": result, "trained": False})
-            return {"images": names, "skipped": skipped, "train": result, "interrupted": result["interrupted"],
-                    "report": None}
+            return {
+                "images": names,
+                "skipped": skipped,
+                "train": result,
+                "interrupted": result["interrupted"],
+                "report": None,
+            }
     info.update(train=result, trained=True)
     _write_json(out / "adapt.json", info)
 
     adapted = load_model(out, device=device)
     rows = []
-    for k, (name, image, target) in enumerate(tqdm(samples, desc="segment", unit="image",
-                                                   disable=not progress or None)):
+    for k, (name, image, target) in enumerate(
+        tqdm(samples, desc="segment", unit="image", disable=not progress or None)
+    ):
         # The image's own scale as the model was trained on it (its targets' median cell size): on the
         # labelled sets closer than the scale search (BENCHMARKS.md, "lociseg adapt").
         d = diameter_from_labels(target)
@@ -265,9 +309,15 @@ def adapt(
             labels, table = adapted.segment(image, channels=order, diameter=d)
             before = seg.segment(image, channels=order, diameter=d)[0] if k < _SHOWN else None
         write_outputs(out / "segmentation", name, labels, table, {"model": str(out)})
-        rows.append({"name": name, "machine cells": int(len(np.unique(machine[name])) - 1),
-                     "targets": int(len(np.unique(target)) - 1), "final cells": int(len(table)),
-                     "diameter (px)": round(float(table.meta["diameter_used"]), 1)})
+        rows.append(
+            {
+                "name": name,
+                "machine cells": int(len(np.unique(machine[name])) - 1),
+                "targets": int(len(np.unique(target)) - 1),
+                "final cells": int(len(table)),
+                "diameter (px)": round(float(table.meta["diameter_used"]), 1),
+            }
+        )
         if before is not None:
             shown = image[[1, 0]]  # cytoplasm green, nuclei blue
             for tag, lab in (("machine", machine[name]), ("final", labels), ("before", before)):
@@ -276,8 +326,9 @@ def adapt(
     return {"images": names, "skipped": skipped, "train": result, "interrupted": None, "report": page}
 
 
-def _config(init_path: str, order: list[int], nucleus, cytoplasm, minutes: float, steps: int | None, lr: float,
-            threads: int) -> ExperimentConfig:
+def _config(
+    init_path: str, order: list[int], nucleus, cytoplasm, minutes: float, steps: int | None, lr: float, threads: int
+) -> ExperimentConfig:
     """Supervised fine-tuning of the model of ``init_path`` (its own settings) on in-memory targets."""
     model = model_config(init_path)
     kind = "lacss" if type(model).__name__.lower().startswith("lacss") else "unet"
@@ -285,14 +336,24 @@ def _config(init_path: str, order: list[int], nucleus, cytoplasm, minutes: float
     if kind == "lacss":
         section["mode"] = "supervised"
     names = list(model.input.channels) or [[nucleus, cytoplasm][i] for i in order]
-    return ExperimentConfig.from_dict({
-        "model_type": kind,
-        kind: section,
-        "data": {"train": [], "val": [], "channels": names},
-        "optim": {"lr": lr, "warmup_steps": 20, "steps": steps or 100_000, "budget_minutes": minutes,
-                  "select_best": False, "checkpoint_every": 50, "checkpoint_minutes": 1.0, "threads": threads,
-                  "log_every": 5},
-    })
+    return ExperimentConfig.from_dict(
+        {
+            "model_type": kind,
+            kind: section,
+            "data": {"train": [], "val": [], "channels": names},
+            "optim": {
+                "lr": lr,
+                "warmup_steps": 20,
+                "steps": steps or 100_000,
+                "budget_minutes": minutes,
+                "select_best": False,
+                "checkpoint_every": 50,
+                "checkpoint_minutes": 1.0,
+                "threads": threads,
+                "log_every": 5,
+            },
+        }
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -320,13 +381,15 @@ def svg_curve(x: Sequence[float], y: Sequence[float], title: str, *, width: int 
     px = ml + pw * (x - x[0]) / max(x[-1] - x[0], 1e-9)
     py = mt + ph * (1 - (y - lo) / (hi - lo))
     pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py))
-    return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img"><title>{esc}</title>'
-            f'<text x="{ml}" y="14" font-size="12" font-weight="bold">{esc}</text>'
-            f'<polyline points="{pts}" fill="none" stroke="#4a7fb5" stroke-width="1.5"/>'
-            f'<text x="{ml - 4}" y="{mt + 8}" font-size="10" text-anchor="end">{hi:.3g}</text>'
-            f'<text x="{ml - 4}" y="{mt + ph}" font-size="10" text-anchor="end">{lo:.3g}</text>'
-            f'<text x="{ml}" y="{height - 8}" font-size="10">step {x[0]:.0f}</text>'
-            f'<text x="{ml + pw}" y="{height - 8}" font-size="10" text-anchor="end">{x[-1]:.0f}</text></svg>')
+    return (
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img"><title>{esc}</title>'
+        f'<text x="{ml}" y="14" font-size="12" font-weight="bold">{esc}</text>'
+        f'<polyline points="{pts}" fill="none" stroke="#4a7fb5" stroke-width="1.5"/>'
+        f'<text x="{ml - 4}" y="{mt + 8}" font-size="10" text-anchor="end">{hi:.3g}</text>'
+        f'<text x="{ml - 4}" y="{mt + ph}" font-size="10" text-anchor="end">{lo:.3g}</text>'
+        f'<text x="{ml}" y="{height - 8}" font-size="10">step {x[0]:.0f}</text>'
+        f'<text x="{ml + pw}" y="{height - 8}" font-size="10" text-anchor="end">{x[-1]:.0f}</text></svg>'
+    )
 
 
 def _write_page(report_dir: Path, info: dict, rows: list[dict], log_csv: Path, shown: int) -> Path:
@@ -339,25 +402,36 @@ def _write_page(report_dir: Path, info: dict, rows: list[dict], log_csv: Path, s
                 steps.append(float(r["step"]))
                 loss.append(float(r["loss"]))
     esc = html.escape
-    settings = "".join(f"<dt>{esc(str(k))}</dt><dd>{esc(str(v))}</dd>" for k, v in info.items()
-                       if k not in ("images", "skipped"))
+    settings = "".join(
+        f"<dt>{esc(str(k))}</dt><dd>{esc(str(v))}</dd>" for k, v in info.items() if k not in ("images", "skipped")
+    )
     skipped = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in info["skipped"].items()) or "<li>none</li>"
     head = "".join(f"<th>{esc(k)}</th>" for k in rows[0]) if rows else ""
     body = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
     panels = (("machine", "machine cells"), ("before", "starting model"), ("final", "adapted model"))
     pairs = "".join(
         f'<h3>{esc(r["name"])}</h3><div class="figure">'
-        + "".join(f'<figure><img src="{esc(r["name"])}.{t}.png" alt="{t}"><figcaption>{cap}</figcaption></figure>'
-                  for t, cap in panels)
-        + "</div>" for r in rows[:shown])
-    sheets = "".join(f'<figure><a href="sheets/{esc(r["name"])}.png"><img src="sheets/{esc(r["name"])}.png" '
-                     f'alt="foreground candidates of {esc(r["name"])}"></a><figcaption>{esc(r["name"])}</figcaption>'
-                     f"</figure>" for r in rows if (report_dir / "sheets" / f'{r["name"]}.png').is_file())
-    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>lociseg adapt</title>'
-            f"<style>{CSS} figure{{display:inline-block;margin:4px}} figure img{{max-width:420px}}</style></head><body>"
-            f"<h1>lociseg adapt</h1><h2>Settings</h2><dl>{settings}</dl><h2>Skipped images</h2><ul>{skipped}</ul>"
-            f'<h2>Cells per image</h2><table class="summary"><tr>{head}</tr>{body}</table>'
-            f"<h2>Training loss</h2>{svg_curve(steps, loss, 'loss per step')}"
-            f"<h2>Machine cells, starting model, adapted model</h2>{pairs}"
-            f"<h2>Foreground chosen per image (red frame; last panel: machine cells)</h2>{sheets}</body></html>\n")
+        + "".join(
+            f'<figure><img src="{esc(r["name"])}.{t}.png" alt="{t}"><figcaption>{cap}</figcaption></figure>'
+            for t, cap in panels
+        )
+        + "</div>"
+        for r in rows[:shown]
+    )
+    sheets = "".join(
+        f'<figure><a href="sheets/{esc(r["name"])}.png"><img src="sheets/{esc(r["name"])}.png" '
+        f'alt="foreground candidates of {esc(r["name"])}"></a><figcaption>{esc(r["name"])}</figcaption>'
+        f"</figure>"
+        for r in rows
+        if (report_dir / "sheets" / f"{r['name']}.png").is_file()
+    )
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>lociseg adapt</title>'
+        f"<style>{CSS} figure{{display:inline-block;margin:4px}} figure img{{max-width:420px}}</style></head><body>"
+        f"<h1>lociseg adapt</h1><h2>Settings</h2><dl>{settings}</dl><h2>Skipped images</h2><ul>{skipped}</ul>"
+        f'<h2>Cells per image</h2><table class="summary"><tr>{head}</tr>{body}</table>'
+        f"<h2>Training loss</h2>{svg_curve(steps, loss, 'loss per step')}"
+        f"<h2>Machine cells, starting model, adapted model</h2>{pairs}"
+        f"<h2>Foreground chosen per image (red frame; last panel: machine cells)</h2>{sheets}</body></html>\n"
+    )
     return atomic_write(report_dir / "index.html", page, overwrite=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..data import default_data_root, load_dataset
 from ..errors import ConfigError
@@ -55,7 +56,9 @@ def demo_items(
             ds = load_dataset(spec, root=root)
             jobs += [(kind, seg, spec, ds, i) for i in range(min(per_set, len(ds)))]
     items = []
-    for kind, seg, spec, ds, i in tqdm(jobs, desc="demo", unit="image", disable=None if progress is None else not progress):
+    for kind, seg, spec, ds, i in tqdm(
+        jobs, desc="demo", unit="image", disable=None if progress is None else not progress
+    ):
         sample = ds[i]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -72,7 +75,9 @@ def demo_items(
             "cells with a high score": table.meta.get("high_score_fraction", ""),
             "channels": ", ".join(map(str, sample.meta.get("channel_names") or [])),
         }
-        items.append(ReportItem(f"{spec} {sample.name}", sample.image, labels, table=table, gt=sample.labels, meta=meta))
+        items.append(
+            ReportItem(f"{spec} {sample.name}", sample.image, labels, table=table, gt=sample.labels, meta=meta)
+        )
     return items
 
 

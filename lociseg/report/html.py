@@ -14,9 +14,10 @@ from __future__ import annotations
 import html
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,11 +30,23 @@ __all__ = ["ReportItem", "build_report", "overlay_outlines", "svg_histogram"]
 
 PRED_COLOR = (255, 220, 0)  # yellow outlines: predictions
 GT_COLOR = (255, 0, 255)  # magenta: ground truth
-HIST_COLUMNS = (("area", "Area (px)"), ("equivalent_diameter", "Diameter (px)"),
-                ("eccentricity", "Eccentricity"), ("solidity", "Solidity"))
-METRIC_KEYS = (("n_gt", "GT cells"), ("n_pred", "predicted"), ("f1_50", "F1@0.5"), ("precision_50", "precision@0.5"),
-               ("recall_50", "recall@0.5"), ("ap50", "AP50"), ("map", "mAP 0.5:0.95"), ("pq_50", "PQ@0.5"),
-               ("fg_iou", "foreground IoU"))
+HIST_COLUMNS = (
+    ("area", "Area (px)"),
+    ("equivalent_diameter", "Diameter (px)"),
+    ("eccentricity", "Eccentricity"),
+    ("solidity", "Solidity"),
+)
+METRIC_KEYS = (
+    ("n_gt", "GT cells"),
+    ("n_pred", "predicted"),
+    ("f1_50", "F1@0.5"),
+    ("precision_50", "precision@0.5"),
+    ("recall_50", "recall@0.5"),
+    ("ap50", "AP50"),
+    ("map", "mAP 0.5:0.95"),
+    ("pq_50", "PQ@0.5"),
+    ("fg_iou", "foreground IoU"),
+)
 
 
 @dataclass
@@ -131,9 +144,9 @@ def svg_histogram(values: np.ndarray, title: str, *, bins: int = 30, width: int 
     mx = ml + pw * (median - edges[0]) / (edges[-1] - edges[0])
     return (
         f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" class="hist">'
-        f'<title>{esc}</title>'
+        f"<title>{esc}</title>"
         f'<text x="{ml}" y="14" font-size="12" font-weight="bold">{esc} (n={v.size}, median {median:.3g})</text>'
-        f'{bars}'
+        f"{bars}"
         f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{mt}" y2="{mt + ph}" stroke="#d33" stroke-dasharray="3,2"/>'
         f'<line x1="{ml}" x2="{ml + pw}" y1="{mt + ph}" y2="{mt + ph}" stroke="#333"/>'
         f'<text x="{ml}" y="{height - 12}" font-size="10">{edges[0]:.3g}</text>'
@@ -163,7 +176,9 @@ def _table_html(cols: dict[str, np.ndarray], max_rows: int) -> str:
     names = [c for c in PAGE_COLUMNS if c in cols]  # the CSV has the rest
     n = len(next(iter(cols.values()))) if cols else 0
     head = "".join(f"<th>{html.escape(c)}</th>" for c in names)
-    rows = "".join("<tr>" + "".join(f"<td>{_fmt(cols[c][i])}</td>" for c in names) + "</tr>" for i in range(min(n, max_rows)))
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{_fmt(cols[c][i])}</td>" for c in names) + "</tr>" for i in range(min(n, max_rows))
+    )
     more = f'<p class="note">First {max_rows} of {n} cells shown.</p>' if n > max_rows else ""
     return f'<table class="cells"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{more}'
 
@@ -237,9 +252,13 @@ def build_report(
         if item.gt is not None:
             m = evaluate_image(item.gt, labels)
             row.update({k: m[k] for k, _ in METRIC_KEYS[2:6]})
-            metrics_html = ("<h3>Against ground truth</h3><table class='metrics'><tr>"
-                            + "".join(f"<th>{lbl}</th>" for _, lbl in METRIC_KEYS) + "</tr><tr>"
-                            + "".join(f"<td>{_fmt(m[k])}</td>" for k, _ in METRIC_KEYS) + "</tr></table>")
+            metrics_html = (
+                "<h3>Against ground truth</h3><table class='metrics'><tr>"
+                + "".join(f"<th>{lbl}</th>" for _, lbl in METRIC_KEYS)
+                + "</tr><tr>"
+                + "".join(f"<td>{_fmt(m[k])}</td>" for k, _ in METRIC_KEYS)
+                + "</tr></table>"
+            )
         summary.append(row)
         hists = "".join(svg_histogram(cols[c], lbl) for c, lbl in HIST_COLUMNS if c in cols)
         meta = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{_fmt(v)}</dd>" for k, v in item.meta.items())
@@ -248,7 +267,7 @@ def build_report(
         sections.append(
             f'<section id="{base}"><h2>{html.escape(item.name)}</h2>'
             f'<div class="figure"><a href="{base}.png"><img src="{base}.png" alt="outlines of {html.escape(item.name)}"></a>'
-            f'<div><dl>{meta}</dl>{legend}{metrics_html}</div></div>'
+            f"<div><dl>{meta}</dl>{legend}{metrics_html}</div></div>"
             f'<h3>Cell size and shape</h3><div class="hists">{hists}</div>'
             f'<h3>Cells (<a href="{base}.cells.csv">all {row["cells"]} as CSV</a>)</h3>{_table_html(cols, max_rows)}'
             f"</section>"
@@ -257,9 +276,14 @@ def build_report(
     labels_of = dict(METRIC_KEYS)
     head = "".join(f"<th>{html.escape(labels_of.get(k, k))}</th>" for k in keys)
     body = "".join(
-        "<tr>" + "".join(
-            f'<td><a href="#{r["anchor"]}">{html.escape(r["name"])}</a></td>' if k == "name" else f"<td>{_fmt(r.get(k, ''))}</td>"
-            for k in keys) + "</tr>"
+        "<tr>"
+        + "".join(
+            f'<td><a href="#{r["anchor"]}">{html.escape(r["name"])}</a></td>'
+            if k == "name"
+            else f"<td>{_fmt(r.get(k, ''))}</td>"
+            for k in keys
+        )
+        + "</tr>"
         for r in summary
     )
     from .. import __version__
@@ -269,7 +293,8 @@ def build_report(
         f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
         f'<p class="note">lociseg {__version__}; {len(items)} image(s).</p>'
         f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-        + "".join(sections) + "</body></html>\n"
+        + "".join(sections)
+        + "</body></html>\n"
     )
     index = out / "index.html"
     atomic_write(index, page, overwrite=True)  # last: its presence means the report is whole

@@ -14,4 +14,12 @@ from .cutpaste import (
     weak_annotations,
 )
 
-__all__ = ["CellPatch", "cut_paste_synthesize", "extend_dataset", "extract_cells", "iter_cut_paste", "synthesize_background", "weak_annotations"]
+__all__ = [
+    "CellPatch",
+    "cut_paste_synthesize",
+    "extend_dataset",
+    "extract_cells",
+    "iter_cut_paste",
+    "synthesize_background",
+    "weak_annotations",
+]

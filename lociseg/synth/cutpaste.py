@@ -12,8 +12,9 @@ instance is exactly one pasted cell and no drawn cell is left unlabelled.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -58,7 +59,6 @@ class CellPatch:
 
 def _make_sample(**fields: Any) -> Any:
     """A :class:`lociseg.data.Sample` (the data package's record type)."""
-
     return Sample(**fields)
 
 
@@ -218,7 +218,6 @@ def _feather_alpha(mask: np.ndarray, feather: float) -> np.ndarray:
 
 def weak_annotations(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Points and foreground of a synthetic label image: :func:`lociseg.annotate.weak_from_labels`."""
-
     return weak_from_labels(labels)
 
 
@@ -281,7 +280,9 @@ def _resolve_occlusion(
             return placements, labels
 
 
-def _choose_confluence(confluence: float | tuple[float, float] | None, source_fg: float, rng: np.random.Generator) -> float:
+def _choose_confluence(
+    confluence: float | tuple[float, float] | None, source_fg: float, rng: np.random.Generator
+) -> float:
     if confluence is None:
         return float(source_fg)
     if isinstance(confluence, (tuple, list)):
@@ -465,12 +466,16 @@ def iter_cut_paste(
         meta = {
             "synthetic": True,
             "background_source": getattr(src, "name", str(si)),
-            "cell_sources": sorted({getattr(samples[cells[p.cell].source], "name", str(cells[p.cell].source)) for p in placements}),
+            "cell_sources": sorted(
+                {getattr(samples[cells[p.cell].source], "name", str(cells[p.cell].source)) for p in placements}
+            ),
             "confluence_target": target,
             "confluence": float(foreground.mean()),
             "n_pasted": n_pasted,
             "n_cells": len(placements),
-            "channel_names": getattr(src, "meta", {}).get("channel_names") if isinstance(getattr(src, "meta", None), dict) else None,
+            "channel_names": getattr(src, "meta", {}).get("channel_names")
+            if isinstance(getattr(src, "meta", None), dict)
+            else None,
         }
         yield _make_sample(
             image=image,

@@ -29,7 +29,9 @@ def write_labels_tiff(path: Path, labels: np.ndarray) -> None:
     write_labels(path, labels)
 
 
-def write_weak_annotation(folder: Path, name: str, points: np.ndarray, foreground: np.ndarray, meta: dict | None = None) -> None:
+def write_weak_annotation(
+    folder: Path, name: str, points: np.ndarray, foreground: np.ndarray, meta: dict | None = None
+) -> None:
     """Points + foreground, via :func:`lociseg.annotate.store.write_annotation`."""
     write_annotation(folder, name, points, foreground, meta or {})
 
@@ -43,15 +45,25 @@ def write_sample(out_dir: Path, sample: Any) -> None:
     if image.ndim == 2:
         image = image[None]
     # a generated folder is rewritten in place when generated again
-    atomic_write(out_dir / "images" / f"{sample.name}.tif", lambda tmp: tifffile.imwrite(
-        tmp, image, photometric="minisblack", metadata={"axes": "CYX"}, compression="zlib"), overwrite=True)
-    atomic_write(out_dir / "masks" / f"{sample.name}.tif", lambda tmp: write_labels_tiff(tmp, np.asarray(sample.labels)),
-                 overwrite=True)
+    atomic_write(
+        out_dir / "images" / f"{sample.name}.tif",
+        lambda tmp: tifffile.imwrite(
+            tmp, image, photometric="minisblack", metadata={"axes": "CYX"}, compression="zlib"
+        ),
+        overwrite=True,
+    )
+    atomic_write(
+        out_dir / "masks" / f"{sample.name}.tif",
+        lambda tmp: write_labels_tiff(tmp, np.asarray(sample.labels)),
+        overwrite=True,
+    )
     if sample.points is not None and sample.foreground is not None:
         write_weak_annotation(out_dir / "annotations", sample.name, sample.points, sample.foreground)
 
 
 def write_manifest(out_dir: Path, params: dict, metas: dict[str, dict]) -> None:
     """``synth.json``: the parameters and each image's metadata."""
-    text = json.dumps({"params": params, "images": metas}, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    text = json.dumps(
+        {"params": params, "images": metas}, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)
+    )
     atomic_write(Path(out_dir) / "synth.json", text, overwrite=True)

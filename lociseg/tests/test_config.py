@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 
@@ -22,7 +22,7 @@ class Outer(Config):
     lr: float = 1e-3
     inner: Inner = field(default_factory=Inner)
     specs: list[str] = field(default_factory=lambda: ["bbbc018"])
-    budget: Optional[float] = None
+    budget: float | None = None
 
 
 def test_yaml_round_trip(tmp_path):
@@ -57,7 +57,7 @@ class Ranged(Config):
     crop: int = bounded(64, ge=32, multiple_of=32)
     low: float = bounded(0.2, ge=0, le=1)
     high: float = bounded(0.8, ge=0, le=1)
-    gap: Optional[float] = bounded(None, gt=0)
+    gap: float | None = bounded(None, gt=0)
 
     def validate(self, where: str = "") -> None:
         if self.low >= self.high:

@@ -5,5 +5,11 @@ from .checkpoint import load_experiment_config
 from .config import ExperimentConfig
 from .loop import train
 
-__all__ = ["ExperimentConfig", "half_checkpoint", "load_checkpoint", "load_experiment_config", "save_checkpoint",
-           "train"]
+__all__ = [
+    "ExperimentConfig",
+    "half_checkpoint",
+    "load_checkpoint",
+    "load_experiment_config",
+    "save_checkpoint",
+    "train",
+]

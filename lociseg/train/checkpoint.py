@@ -63,11 +63,14 @@ def init_weights(model: torch.nn.Module, config: ExperimentConfig) -> None:
     if type(source) is not type(mine):
         raise ConfigError(f"{where} is a {type(source).__name__}, this run builds a {type(mine).__name__}")
     if source.input.in_channels != mine.input.in_channels:
-        raise ConfigError(f"{where} takes {source.input.in_channels} channel(s), this run {mine.input.in_channels} "
-                          "(set lacss.input.in_channels or pick another model)")
+        raise ConfigError(
+            f"{where} takes {source.input.in_channels} channel(s), this run {mine.input.in_channels} "
+            "(set lacss.input.in_channels or pick another model)"
+        )
     if source.input.target_diameter != mine.input.target_diameter:
-        raise ConfigError(f"{where} works at target_diameter {source.input.target_diameter}, this run at "
-                          f"{mine.input.target_diameter}")
+        raise ConfigError(
+            f"{where} works at target_diameter {source.input.target_diameter}, this run at {mine.input.target_diameter}"
+        )
     preset = getattr(getattr(source, "backbone", None), "preset", None)
     if preset != getattr(getattr(mine, "backbone", None), "preset", None):
         raise ConfigError(f"{where} has backbone preset {preset!r}, this run another; use the model's settings")

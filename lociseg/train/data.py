@@ -51,14 +51,14 @@ def _channels(spec: list[str]) -> list[int | str] | None:
     return [int(c) if str(c).isdigit() else c for c in spec]
 
 
-def load_samples_for(config: ExperimentConfig, specs: list[str], annotations: list[str] | None = None, *,
-                     machine: bool = False) -> list:
+def load_samples_for(
+    config: ExperimentConfig, specs: list[str], annotations: list[str] | None = None, *, machine: bool = False
+) -> list:
     """Samples of the given specs (with weak annotations attached when asked).
 
     With ``machine`` the samples' labels are replaced by the annotations'
     machine-made cells (``data.label_source: machine``).
     """
-
     if machine and not annotations:
         raise ConfigError("data.label_source 'machine' needs data.annotations (a 'lociseg annotate' folder per spec)")
 
@@ -93,8 +93,9 @@ def machine_labels(samples: list, source: str = "in-memory samples") -> list:
     """Samples whose labels are their machine-made cells (``data.label_source: machine``)."""
     for s in samples:
         if s.cells is None:
-            raise ConfigError(f"{source}: no machine-made cells for {s.name!r} "
-                              "(re-run 'lociseg annotate' with this version)")
+            raise ConfigError(
+                f"{source}: no machine-made cells for {s.name!r} (re-run 'lociseg annotate' with this version)"
+            )
         s.labels = s.cells
     return samples
 
@@ -106,8 +107,6 @@ def as_samples(data, what: str) -> list:
     (H, W) or (C, H, W) images and one of (H, W) label images (or None for
     unlabelled images; ``labels`` itself None when none has any).
     """
-
-
     if isinstance(data, tuple):
         if len(data) != 2:
             raise ConfigError(f"{what}: expected a list of samples or (images, labels)")
@@ -118,8 +117,11 @@ def as_samples(data, what: str) -> list:
         out = []
         for k, (img, lab) in enumerate(zip(images, labels)):
             img = np.asarray(img)
-            out.append(Sample(img[None] if img.ndim == 2 else img, None if lab is None else np.asarray(lab),
-                              name=f"{what}[{k}]"))
+            out.append(
+                Sample(
+                    img[None] if img.ndim == 2 else img, None if lab is None else np.asarray(lab), name=f"{what}[{k}]"
+                )
+            )
         return out
     out = list(data)
     if not all(hasattr(s, "image") and hasattr(s, "labels") for s in out):
@@ -142,7 +144,9 @@ def estimate_diameter(samples: list, weak: bool) -> float:
     return float(np.median(values))
 
 
-def prepare(samples: list, config: ExperimentConfig, *, weak: bool, diameter: float | None = None) -> tuple[list[Prepared], float]:
+def prepare(
+    samples: list, config: ExperimentConfig, *, weak: bool, diameter: float | None = None
+) -> tuple[list[Prepared], float]:
     """Normalise and rescale samples to model scale; returns them and the diameter used."""
     spec = config.model.input
     d = diameter or config.data.diameter or estimate_diameter(samples, weak)
@@ -160,7 +164,9 @@ def prepare(samples: list, config: ExperimentConfig, *, weak: bool, diameter: fl
         points = None
         if s.points is not None:
             points = np.asarray(s.points, np.float32).reshape(-1, 2)
-            points = (points + 0.5) * np.array([shape[0] / s.image.shape[-2], shape[1] / s.image.shape[-1]], np.float32) - 0.5
+            points = (points + 0.5) * np.array(
+                [shape[0] / s.image.shape[-2], shape[1] / s.image.shape[-1]], np.float32
+            ) - 0.5
         fg = None
         if s.foreground is not None:
             fg = rescale_labels(np.asarray(s.foreground).astype(np.uint8), shape).astype(np.float32)
@@ -213,8 +219,9 @@ def quantize(image: np.ndarray, bits: int, full_scale: np.ndarray | float) -> np
     return np.round(np.clip(image / step, 0, levels)) * step
 
 
-def poisson_gaussian(image: np.ndarray, photons: np.ndarray | float, read_noise: np.ndarray | float,
-                     rng: np.random.Generator) -> np.ndarray:
+def poisson_gaussian(
+    image: np.ndarray, photons: np.ndarray | float, read_noise: np.ndarray | float, rng: np.random.Generator
+) -> np.ndarray:
     """Camera noise: Poisson counts at ``photons`` per unit of ``image`` (>= 0) plus Gaussian read noise."""
     photons = np.asarray(photons, np.float64)
     shot = rng.poisson(np.clip(image, 0, None) * photons) / photons
@@ -280,7 +287,11 @@ def imaging_augment(img: np.ndarray, aug: AugmentConfig, rng: np.random.Generato
 def sample_crop(item: Prepared, size: int, aug: AugmentConfig, rng: np.random.Generator, weak: bool) -> dict:
     """One augmented crop (numpy arrays) of ``item``; pixels outside the image are invalid."""
     c, h, w = item.image.shape
-    s = float(np.exp(rng.uniform(np.log(aug.scale_min), np.log(aug.scale_max)))) if aug.scale_max > aug.scale_min else 1.0
+    s = (
+        float(np.exp(rng.uniform(np.log(aug.scale_min), np.log(aug.scale_max))))
+        if aug.scale_max > aug.scale_min
+        else 1.0
+    )
     src = max(8, int(round(size / s)))
     y0 = int(rng.integers(min(0, h - src), max(0, h - src) + 1))
     x0 = int(rng.integers(min(0, w - src), max(0, w - src) + 1))
@@ -408,8 +419,16 @@ class StepBatches(torch.utils.data.Dataset):
         return batch_arrays(self.items, self.config, self.start + k, weak=self.weak)
 
 
-def iterate_batches(items: list[Prepared], config: ExperimentConfig, start: int, end: int, device: torch.device, *,
-                    weak: bool, workers: int = 0) -> Iterator[dict]:
+def iterate_batches(
+    items: list[Prepared],
+    config: ExperimentConfig,
+    start: int,
+    end: int,
+    device: torch.device,
+    *,
+    weak: bool,
+    workers: int = 0,
+) -> Iterator[dict]:
     """The batches of steps ``start .. end - 1`` on ``device``, in order.
 
     With ``workers > 0`` they are built ahead in that many processes (a GPU
@@ -420,8 +439,13 @@ def iterate_batches(items: list[Prepared], config: ExperimentConfig, start: int,
         for step in range(start, end):
             yield make_batch(items, config, step, device, weak=weak)
         return
-    loader = torch.utils.data.DataLoader(StepBatches(items, config, start, end, weak=weak), batch_size=None,
-                                         shuffle=False, num_workers=workers, prefetch_factor=4,
-                                         pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        StepBatches(items, config, start, end, weak=weak),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        prefetch_factor=4,
+        pin_memory=device.type == "cuda",
+    )
     for batch in loader:
         yield batch_to(batch, device)

@@ -62,11 +62,15 @@ class CollapseMonitor:
         empty = diag.get("empty_fraction", 0.0)
         ratio = diag.get("area_ratio", 0.0)
         if empty >= self.empty_limit:
-            return (f"masks collapsed -- {empty:.0%} of masks are empty; lower the weak-loss weight, "
-                    f"lengthen the warm-up, or check the foreground annotation")
+            return (
+                f"masks collapsed -- {empty:.0%} of masks are empty; lower the weak-loss weight, "
+                f"lengthen the warm-up, or check the foreground annotation"
+            )
         if ratio > self.area_limit:
-            return (f"masks far bigger than cells -- mean area {ratio:.1f}x the squared point spacing; "
-                    f"raise the size/background weight or check that points cover every cell")
+            return (
+                f"masks far bigger than cells -- mean area {ratio:.1f}x the squared point spacing; "
+                f"raise the size/background weight or check that points cover every cell"
+            )
         return None
 
     def update(self, diag: dict[str, float], step: int | None = None) -> str | None:
@@ -93,9 +97,11 @@ class CollapseMonitor:
         self._coverage.clear()
         if mean >= self.coverage_limit:
             return None
-        return (f"masks cover only {mean:.0%} of the foreground (mean of the last {self.coverage_window} checks) "
-                f"-- they pile onto a few cells; turn on lacss.weak.territory_weight, try another seed, "
-                f"or check that points cover every cell")
+        return (
+            f"masks cover only {mean:.0%} of the foreground (mean of the last {self.coverage_window} checks) "
+            f"-- they pile onto a few cells; turn on lacss.weak.territory_weight, try another seed, "
+            f"or check that points cover every cell"
+        )
 
     @property
     def collapsed(self) -> bool:

@@ -19,9 +19,8 @@ import torch
 from ..device import choose_device
 from ..errors import ConfigError, InputError
 from ..metrics import aggregate, evaluate_image
-from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.checkpoint import load_checkpoint, recover_checkpoint, save_checkpoint
 from ..models.registry import build_model
-from ..models.checkpoint import recover_checkpoint
 from ..predict.paste import paste_instances
 from .checkpoint import init_weights, load_training_state
 from .config import ExperimentConfig
@@ -55,7 +54,6 @@ def lr_factor(step: int, warmup: int, total: int, time_fraction: float = 0.0) ->
 @torch.no_grad()
 def validate(model, items: list[Prepared], device: torch.device) -> dict[str, float]:
     """F1@0.5 and AP50 (summed over images) of the model on prepared labelled images."""
-
     results = []
     for it in items:
         if it.labels is None:
@@ -67,8 +65,13 @@ def validate(model, items: list[Prepared], device: torch.device) -> dict[str, fl
     if not results:
         return {}
     agg = aggregate(results, by="sum")
-    return {"f1_50": float(agg["f1_50"]), "ap50": float(agg["ap50"]), "map": float(agg["map"]),
-            "dsb_ap_50": float(agg["dsb_ap_50"]), "n_images": len(results)}
+    return {
+        "f1_50": float(agg["f1_50"]),
+        "ap50": float(agg["ap50"]),
+        "map": float(agg["map"]),
+        "dsb_ap_50": float(agg["dsb_ap_50"]),
+        "n_images": len(results),
+    }
 
 
 def train(
@@ -137,8 +140,9 @@ def train(
         torch.set_num_threads(opt_cfg.threads)
     try:
         with _StopSignals() as stop:
-            return _train(config, out_dir, train_samples, val_samples, device, resume, overwrite, progress, stop_at,
-                          stop)
+            return _train(
+                config, out_dir, train_samples, val_samples, device, resume, overwrite, progress, stop_at, stop
+            )
     finally:
         torch.set_num_threads(threads_before)  # leave the caller's process as it was
 
@@ -178,35 +182,47 @@ def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         if has_last:
             return
         if previous:
-            raise InputError("nothing to resume: the run here stopped before its first checkpoint (last/); "
-                             "start again with --overwrite or choose another -o", path=out)
+            raise InputError(
+                "nothing to resume: the run here stopped before its first checkpoint (last/); "
+                "start again with --overwrite or choose another -o",
+                path=out,
+            )
         raise InputError("nothing to resume (no last/ checkpoint)", path=out)
     if not previous:
         return
     if not overwrite:
         if has_last:
-            raise InputError("holds a training run already; use --resume to continue it, --overwrite to start again, "
-                             "or another -o", path=out)
-        raise InputError("holds a training run that stopped before its first checkpoint (nothing to resume); "
-                         "use --overwrite to start again or another -o", path=out)
+            raise InputError(
+                "holds a training run already; use --resume to continue it, --overwrite to start again, or another -o",
+                path=out,
+            )
+        raise InputError(
+            "holds a training run that stopped before its first checkpoint (nothing to resume); "
+            "use --overwrite to start again or another -o",
+            path=out,
+        )
     for p in previous:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def _load_data(config: ExperimentConfig, train_samples: Any, val_samples: Any, weak: bool, machine: bool
-               ) -> tuple[ExperimentConfig, list, list]:
+def _load_data(
+    config: ExperimentConfig, train_samples: Any, val_samples: Any, weak: bool, machine: bool
+) -> tuple[ExperimentConfig, list, list]:
     """Training and validation samples, from the config's specs or from memory; the config to save."""
     if train_samples is None:
         if weak and not config.data.annotations:
             raise ConfigError("weak modes need data.annotations (lociseg annotate output folders, or 'from-labels')")
-        train = load_samples_for(config, config.data.train, config.data.annotations if weak or machine else None,
-                                 machine=machine)
+        train = load_samples_for(
+            config, config.data.train, config.data.annotations if weak or machine else None, machine=machine
+        )
     else:
         train = as_samples(train_samples, "train_samples")
         if weak and any(s.points is None for s in train):
             if config.data.annotations != ["from-labels"]:
-                raise ConfigError("train_samples: weak modes need samples with points and foreground, "
-                                  "or data.annotations: [from-labels] to derive them from the labels")
+                raise ConfigError(
+                    "train_samples: weak modes need samples with points and foreground, "
+                    "or data.annotations: [from-labels] to derive them from the labels"
+                )
             train = weak_from_own_labels(train)
         if machine:
             train = machine_labels(train)
@@ -219,8 +235,18 @@ def _load_data(config: ExperimentConfig, train_samples: Any, val_samples: Any, w
     return config, train, val
 
 
-def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, val_samples: Any, device: str,
-           resume: bool, overwrite: bool, progress: bool, stop_at: int | None, stop: _StopSignals) -> dict[str, Any]:
+def _train(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    train_samples: Any,
+    val_samples: Any,
+    device: str,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    stop_at: int | None,
+    stop: _StopSignals,
+) -> dict[str, Any]:
     from tqdm import tqdm
 
     out = Path(out_dir)
@@ -234,15 +260,22 @@ def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, va
     if not train_samples:
         raise ConfigError("data.train: no training images")
     if not weak and any(s.labels is None for s in train_samples):
-        raise ConfigError("supervised training needs labels for every training image (or set lacss.mode to a weak mode)")
+        raise ConfigError(
+            "supervised training needs labels for every training image (or set lacss.mode to a weak mode)"
+        )
     train_items, diameter = prepare(train_samples, config, weak=weak)
     # Validation images are rescaled by the training factor's rule: their own GT diameter
     # would leak labels in weak runs, so weak runs reuse the training diameter.
     val_items: list[Prepared] = []
     if val_samples:
         val_items, _ = prepare(val_samples, config, weak=False, diameter=diameter if weak or machine else None)
-    log.info("training on %d images (%d val), diameter %.1f px -> scale %.3f", len(train_items), len(val_items),
-             diameter, train_items[0].scale)
+    log.info(
+        "training on %d images (%d val), diameter %.1f px -> scale %.3f",
+        len(train_items),
+        len(val_items),
+        diameter,
+        train_items[0].scale,
+    )
 
     model = build_model(config.model)
     if config.init and not resume:
@@ -284,9 +317,16 @@ def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, va
         monitor = CollapseMonitor(**checks)
 
     def save_last(at: int) -> None:
-        save_checkpoint(out / "last", model, config, dict(last_metrics, step=at, diameter=diameter),
-                        optimizer=optimizer, scheduler=scheduler, step=at,
-                        extra_state={"best_score": best_score, "best_metrics": best_metrics, "elapsed": elapsed()})
+        save_checkpoint(
+            out / "last",
+            model,
+            config,
+            dict(last_metrics, step=at, diameter=diameter),
+            optimizer=optimizer,
+            scheduler=scheduler,
+            step=at,
+            extra_state={"best_score": best_score, "best_metrics": best_metrics, "elapsed": elapsed()},
+        )
 
     bar = tqdm(total=opt_cfg.steps, initial=start, disable=not progress or None, desc="train", unit="step")
     step = saved = start
@@ -333,8 +373,10 @@ def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, va
                 if not opt_cfg.select_best or score > best_score:
                     best_score, best_metrics = score, dict(last_metrics, step=done)
                     save_checkpoint(out / "best", model, config, dict(best_metrics, diameter=diameter))
-                bar.write(f"step {done}: val F1@0.5 {last_metrics.get('f1_50', float('nan')):.3f} "
-                          f"AP50 {last_metrics.get('ap50', float('nan')):.3f}")
+                bar.write(
+                    f"step {done}: val F1@0.5 {last_metrics.get('f1_50', float('nan')):.3f} "
+                    f"AP50 {last_metrics.get('ap50', float('nan')):.3f}"
+                )
             if row is not None:
                 csv_log.write(row)
             if stopping is not None:
@@ -343,9 +385,12 @@ def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, va
             if over_budget:
                 log.warning("stopping at step %d: wall-clock budget of %.1f min reached", done, opt_cfg.budget_minutes)
                 break
-            if done < end and ((opt_cfg.checkpoint_every > 0 and done % opt_cfg.checkpoint_every == 0)
-                               or (opt_cfg.checkpoint_minutes > 0
-                                   and time.perf_counter() - saved_at >= 60 * opt_cfg.checkpoint_minutes)):
+            if done < end and (
+                (opt_cfg.checkpoint_every > 0 and done % opt_cfg.checkpoint_every == 0)
+                or (
+                    opt_cfg.checkpoint_minutes > 0 and time.perf_counter() - saved_at >= 60 * opt_cfg.checkpoint_minutes
+                )
+            ):
                 save_last(done)
                 saved, saved_at = done, time.perf_counter()
     except KeyboardInterrupt:
@@ -358,14 +403,21 @@ def _train(config: ExperimentConfig, out_dir: str | Path, train_samples: Any, va
             save_last(step)
     if not (out / "best").exists():
         save_checkpoint(out / "best", model, config, dict(last_metrics, step=step, diameter=diameter))
-    return {"step": step, "best": best_metrics, "last": last_metrics, "diameter": diameter,
-            "seconds": time.perf_counter() - t0, "interrupted": stop.signal}
+    return {
+        "step": step,
+        "best": best_metrics,
+        "last": last_metrics,
+        "diameter": diameter,
+        "seconds": time.perf_counter() - t0,
+        "interrupted": stop.signal,
+    }
 
 
 class _CsvLog:
     """``log.csv`` with one row per logged step; columns may appear late (weak terms), so the
     file is rewritten when the header grows and appended to otherwise. A resumed run keeps the
-    rows up to its checkpoint's step (later ones were logged after the checkpoint and are redone)."""
+    rows up to its checkpoint's step (later ones were logged after the checkpoint and are redone).
+    """
 
     def __init__(self, path: Path, keep_until: int | None) -> None:
         self.path = path

@@ -27,8 +27,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::F
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``root`` (hidden ones too): relative path -> (size, mtime in ns)."""
-    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file() or p.is_symlink()}
+    return {
+        str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() or p.is_symlink()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +160,11 @@ def test_segment_skip_existing_with_stale_temp_file(tmp_path, inputs, done, caps
 def test_segment_refuses_while_another_run_holds_the_lock(tmp_path, inputs, capsys):
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".lociseg.lock").write_text(json.dumps(
-        {"pid": os.getpid(), "host": socket.gethostname(), "command": "lociseg segment", "started": "earlier"}))
+    (out / ".lociseg.lock").write_text(
+        json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "command": "lociseg segment", "started": "earlier"}
+        )
+    )
     before = snapshot(tmp_path)
     assert segment(inputs / "a.tif", "-o", out) == 2
     one_line(capsys.readouterr().err, f"another lociseg run is writing to this folder (pid {os.getpid()} on")
@@ -221,8 +227,9 @@ def test_segment_debug_prints_the_traceback(tmp_path, inputs, monkeypatch, capsy
     assert not (out / "lociseg-errors.log").exists()
 
 
-@pytest.mark.parametrize("code, message", [(errno.ENOSPC, "disk full while writing"),
-                                           (errno.EACCES, "permission denied:")])
+@pytest.mark.parametrize(
+    "code, message", [(errno.ENOSPC, "disk full while writing"), (errno.EACCES, "permission denied:")]
+)
 def test_segment_write_error_is_one_line_and_batch_reports(tmp_path, inputs, monkeypatch, capsys, code, message):
     import lociseg.predict.api as api
 
@@ -392,18 +399,26 @@ def test_evaluate_one_pair_raises_the_rest_are_scored(tmp_path, labels_dir, monk
     assert any(",a," in r or r.split(",")[1] == "a" for r in rows[1:]) and not any(",b," in r for r in rows[1:])
 
 
-@pytest.mark.parametrize("command", [
-    ["export-model", "nuclei", "-f", "onnx", "-o", "{f}"],
-    ["demo", "-o", "{d}"],
-    ["annotate", "{img}", "-n", "0", "-c", "1", "-o", "{d}"],
-    ["info", "{img}", "--json", "{j}"],
-    ["synth", "{d}", "-o", "{d}"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["export-model", "nuclei", "-f", "onnx", "-o", "{f}"],
+        ["demo", "-o", "{d}"],
+        ["annotate", "{img}", "-n", "0", "-c", "1", "-o", "{d}"],
+        ["info", "{img}", "--json", "{j}"],
+        ["synth", "{d}", "-o", "{d}"],
+    ],
+)
 def test_commands_refuse_to_overwrite(tmp_path, crop, capsys, command):
     d = tmp_path / "d"
     d.mkdir()
-    existing = {"export-model": tmp_path / "f", "demo": d / "index.html", "annotate": d / "choices.csv",
-                "info": tmp_path / "f.json", "synth": d / "synth.json"}[command[0]]
+    existing = {
+        "export-model": tmp_path / "f",
+        "demo": d / "index.html",
+        "annotate": d / "choices.csv",
+        "info": tmp_path / "f.json",
+        "synth": d / "synth.json",
+    }[command[0]]
     existing.write_text("a person's file\n")
     img = tmp_path / "img.tif"
     tifffile.imwrite(img, np.stack([crop, crop]))
@@ -417,11 +432,14 @@ def test_commands_refuse_to_overwrite(tmp_path, crop, capsys, command):
 # ------------------------------------------------------ top-level handler
 
 
-@pytest.mark.parametrize("exc, rc, message", [
-    (PermissionError(errno.EACCES, "Permission denied", "/x/y"), 1, "error: permission denied: /x/y"),
-    (OSError(errno.ENOSPC, "No space left on device", "/x/z"), 1, "error: disk full while writing /x/z"),
-    (ValueError("bad shape"), 2, "error: ValueError: bad shape"),
-])
+@pytest.mark.parametrize(
+    "exc, rc, message",
+    [
+        (PermissionError(errno.EACCES, "Permission denied", "/x/y"), 1, "error: permission denied: /x/y"),
+        (OSError(errno.ENOSPC, "No space left on device", "/x/z"), 1, "error: disk full while writing /x/z"),
+        (ValueError("bad shape"), 2, "error: ValueError: bad shape"),
+    ],
+)
 def test_main_turns_os_and_value_errors_into_one_line(tmp_path, monkeypatch, capsys, exc, rc, message):
     import lociseg.data
 

@@ -16,8 +16,8 @@ from lociseg.annotate import (
     partition_foreground,
     propagate_cells,
     read_annotation,
-    read_cells,
     read_candidates,
+    read_cells,
     read_choices,
     weak_from_labels,
     with_annotations,
@@ -83,12 +83,12 @@ def test_choose_foreground_prefers_candidate_that_fits_points():
     pts = np.array([[16, 16], [16, 48], [48, 16], [48, 48]], float)
     good = np.zeros((H, W), bool)
     for y, x in pts.astype(int):
-        good[y - 8:y + 8, x - 8:x + 8] = True
-    everything = np.ones((H, W), bool)          # background leaks in (far term)
+        good[y - 8 : y + 8, x - 8 : x + 8] = True
+    everything = np.ones((H, W), bool)  # background leaks in (far term)
     too_tight = np.zeros((H, W), bool)
-    too_tight[12:20, 12:20] = True              # misses 3 of 4 points
+    too_tight[12:20, 12:20] = True  # misses 3 of 4 points
     debris = good.copy()
-    debris[28:36, 28:36] = True                 # a point-less piece (orphan term)
+    debris[28:36, 28:36] = True  # a point-less piece (orphan term)
     k, scores = choose_foreground(np.stack([everything, too_tight, debris, good]), pts)
     assert k == 3
     assert scores[1, 1] == pytest.approx(0.25) and scores[2, 3] > 0 and scores[0, 2] > 0
@@ -99,7 +99,7 @@ def test_weak_from_labels_point_inside_crescent():
     lab[5:10, 5:10] = 1
     yy, xx = np.mgrid[:40, :40]
     r = np.hypot(yy - 25, xx - 25)
-    lab[(r > 8) & (r < 12) & (xx < 25)] = 2    # half-ring: centroid lies outside
+    lab[(r > 8) & (r < 12) & (xx < 25)] = 2  # half-ring: centroid lies outside
     pts, fg = weak_from_labels(lab)
     assert pts.shape == (2, 2)
     assert np.allclose(pts[0], (7, 7))
@@ -224,10 +224,11 @@ def test_contact_sheet_png(tmp_path, rng):
     assert (im[0, 2 * 64 + 30] == (255, 0, 0)).all()  # red frame on the chosen panel
     cells = np.zeros((50, 60), np.int32)
     cells[10:30, 20:40], cells[10:30, 40:55] = 1, 2
-    im = np.asarray(Image.open(write_contact_sheet(tmp_path / "c.png", img, cands, np.zeros((0, 2)), chosen=0,
-                                                   cells=cells)))
+    im = np.asarray(
+        Image.open(write_contact_sheet(tmp_path / "c.png", img, cands, np.zeros((0, 2)), chosen=0, cells=cells))
+    )
     assert im.shape == (50, 6 * 60 + 5 * 4, 3)  # a sixth panel: the cells
-    panel = im[:, 5 * 64:]
+    panel = im[:, 5 * 64 :]
     assert (panel[20, 40] == (255, 0, 255)).all() and (panel[20, 30] != (255, 0, 255)).any()  # border vs inside
 
 
@@ -268,7 +269,9 @@ def test_cli_annotate_files_bad_file_and_kept_choices(tmp_path, rng):
     (src / "broken.tif").unlink()
     # a re-run replaces the earlier outputs only with --overwrite; the edited choice survives it
     assert run(["annotate", str(src), "-n", "0", "-c", "1", "-o", str(out), "-d", "30", "--no-sheets"]) == 2
-    assert run(["annotate", str(src), "-n", "0", "-c", "1", "-o", str(out), "-d", "30", "--no-sheets", "--overwrite"]) == 0
+    assert (
+        run(["annotate", str(src), "-n", "0", "-c", "1", "-o", str(out), "-d", "30", "--no-sheets", "--overwrite"]) == 0
+    )
     again = read_choices(out / "choices.csv")
     assert again["one"]["chosen_index"] == int(row[1]) and again["one"]["auto_index"] == auto
     assert (read_annotation(out, "one")[1] == read_candidates(out, "one")[int(row[1])]).all()

@@ -96,8 +96,9 @@ def test_adapt_bad_inputs(crops, tmp_path, capsys):
     no_nuclei[0, 5, 5] = 4000  # one hot pixel: nothing nucleus-sized
     smaller = crops[1][:, :200, :240]  # another size is fine
     one_channel = good[:1]
-    imgs = _write(tmp_path / "imgs", {"good": good, "blank": blank, "nonuc": no_nuclei, "small": smaller,
-                                      "single": one_channel})
+    imgs = _write(
+        tmp_path / "imgs", {"good": good, "blank": blank, "nonuc": no_nuclei, "small": smaller, "single": one_channel}
+    )
     out = tmp_path / "adapted"
     assert run(_adapt(imgs, out, "--steps", "1", "--minutes", "1")) == 1  # done, but bad images reported
     err = capsys.readouterr().err

@@ -14,8 +14,8 @@ from lociseg.cli.main import run
 @pytest.fixture
 def registry(tmp_path):
     from lociseg.models import LacssModel
-    from lociseg.models.pretrained.package import package_model
     from lociseg.models.checkpoint import save_checkpoint
+    from lociseg.models.pretrained.package import package_model
     from lociseg.train.config import ExperimentConfig
 
     cfg = ExperimentConfig()

@@ -63,8 +63,22 @@ def test_dataset_spec_groups_and_unmatched(data_root, tmp_path, capsys):
         pred = np.roll(s.labels, 2, axis=1)  # shifted: lower IoU, some misses
         write_labels(pred_dir / sub / f"{s.name}.tif", pred)
     write_labels(pred_dir / "a" / "stray.tif", np.zeros((4, 4), np.int32))
-    assert run(["evaluate", "--gt", "dsb2018-test", "--root", str(data_root), "--pred", str(pred_dir),
-                "-o", str(tmp_path / "m.json")]) == 0
+    assert (
+        run(
+            [
+                "evaluate",
+                "--gt",
+                "dsb2018-test",
+                "--root",
+                str(data_root),
+                "--pred",
+                str(pred_dir),
+                "-o",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 0
+    )
     cap = capsys.readouterr()
     assert "[a]" in cap.out and "[b]" in cap.out
     assert "no prediction for 62 image(s)" in cap.err and "no ground truth for 1 image(s): stray" in cap.err
@@ -95,8 +109,22 @@ def test_regex_groups_and_bad_score_table(tmp_path, capsys):
     for name in ("hela_1", "hela_2", "u2os_1"):
         write_labels(gt_dir / f"{name}.png", _labels(len(name)).astype(np.uint16))
         write_labels(pred_dir / f"{name}.tif", _labels(len(name)))
-    assert run(["evaluate", "--gt", str(gt_dir), "--pred", str(pred_dir), "--group-by", r"^([a-z0-9]+)_",
-                "-o", str(tmp_path / "m.json")]) == 0
+    assert (
+        run(
+            [
+                "evaluate",
+                "--gt",
+                str(gt_dir),
+                "--pred",
+                str(pred_dir),
+                "--group-by",
+                r"^([a-z0-9]+)_",
+                "-o",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 0
+    )
     assert set(json.loads((tmp_path / "m.json").read_text())["groups"]) == {"hela", "u2os"}
     (pred_dir / "hela_1.csv").write_text("id,score\n1,0.5\n")
     assert run(["evaluate", "--gt", str(gt_dir), "--pred", str(pred_dir)]) == 1

@@ -36,8 +36,22 @@ def test_all_formats(tmp_path, seg_dir, capsys):
     pytest.importorskip("zarr")
     pytest.importorskip("roifile")
     out = tmp_path / "out"
-    rc = run(["export", str(seg_dir), "-f", "geojson,csv,coco", "-f", "imagej-roi", "-f", "ome-zarr",
-              "--images", str(tmp_path / "img"), "-o", str(out)])
+    rc = run(
+        [
+            "export",
+            str(seg_dir),
+            "-f",
+            "geojson,csv,coco",
+            "-f",
+            "imagej-roi",
+            "-f",
+            "ome-zarr",
+            "--images",
+            str(tmp_path / "img"),
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr()
     for stem, n in (("a", 3), ("b", 6)):
         fc = json.loads((out / f"{stem}.geojson").read_text())
@@ -52,7 +66,9 @@ def test_all_formats(tmp_path, seg_dir, capsys):
 def test_bad_file_listed_and_others_written(tmp_path, seg_dir, capsys):
     (seg_dir / "b2.tif").write_bytes(b"not a tiff")
     out = tmp_path / "out"
-    rc = run(["export", str(seg_dir / "a.tif"), str(seg_dir / "b2.tif"), str(seg_dir / "b.tif"), "-f", "csv", "-o", str(out)])
+    rc = run(
+        ["export", str(seg_dir / "a.tif"), str(seg_dir / "b2.tif"), str(seg_dir / "b.tif"), "-f", "csv", "-o", str(out)]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "b2.tif" in err and "1 failure" in err
     assert (out / "a.cells.csv").is_file() and (out / "b.cells.csv").is_file()
@@ -66,8 +82,11 @@ def test_missing_matching_image_is_a_failure(tmp_path, seg_dir, capsys):
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["-f", "tiff"], "unknown format 'tiff'"), (["-f", "csv", "--pixel-size", "0"], "--pixel-size"),
-     (["-f", "geojson", "--object-type", "cell"], "--object-type")],
+    [
+        (["-f", "tiff"], "unknown format 'tiff'"),
+        (["-f", "csv", "--pixel-size", "0"], "--pixel-size"),
+        (["-f", "geojson", "--object-type", "cell"], "--object-type"),
+    ],
 )
 def test_user_errors_exit_2(tmp_path, seg_dir, capsys, args, message):
     rc = run(["export", str(seg_dir), "-o", str(tmp_path / "o"), *args])
@@ -82,8 +101,12 @@ def test_images_name_coco_files_and_ome_zarr_channels(tmp_path):
     write_labels(seg / "a_masks.tif", _labels(3))
     write_labels(seg / "b_masks.tif", _labels(2))
     for stem in ("a", "b"):
-        tifffile.imwrite(img / f"{stem}.ome.tif", np.full((2, 40, 60), 5, np.uint16), ome=True,
-                         metadata={"axes": "CYX", "Channel": {"Name": ["actin", "DNA"]}})
+        tifffile.imwrite(
+            img / f"{stem}.ome.tif",
+            np.full((2, 40, 60), 5, np.uint16),
+            ome=True,
+            metadata={"axes": "CYX", "Channel": {"Name": ["actin", "DNA"]}},
+        )
     rc = run(["export", str(seg), "-f", "coco,ome-zarr,geojson", "--images", str(img), "-o", str(out)])
     assert rc == 0
     coco = json.loads((out / "annotations.coco.json").read_text())
@@ -91,5 +114,9 @@ def test_images_name_coco_files_and_ome_zarr_channels(tmp_path):
     assert "counts" in coco["annotations"][0]["segmentation"]  # RLE, not polygons
     omero = zarr.open_group(str(out / "a_masks.ome.zarr"), mode="r").attrs["omero"]
     assert [c["label"] for c in omero["channels"]] == ["actin", "DNA"]
-    ids = [f["id"] for stem in ("a_masks", "b_masks") for f in json.loads((out / f"{stem}.geojson").read_text())["features"]]
+    ids = [
+        f["id"]
+        for stem in ("a_masks", "b_masks")
+        for f in json.loads((out / f"{stem}.geojson").read_text())["features"]
+    ]
     assert len(set(ids)) == len(ids) == 5  # one QuPath project can hold both images' objects

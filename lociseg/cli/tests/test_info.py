@@ -34,8 +34,12 @@ def test_info_every_shared_dataset(data_root, tmp_path, capsys):
 
 def test_info_single_image(tmp_path, capsys):
     p = tmp_path / "x.ome.tif"
-    tifffile.imwrite(p, np.zeros((2, 8, 9), np.uint16), ome=True,
-                     metadata={"axes": "CYX", "Channel": {"Name": ["a", "b"]}, "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.3})
+    tifffile.imwrite(
+        p,
+        np.zeros((2, 8, 9), np.uint16),
+        ome=True,
+        metadata={"axes": "CYX", "Channel": {"Name": ["a", "b"]}, "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.3},
+    )
     assert run(["info", str(p)]) == 0
     text = capsys.readouterr().out
     assert "(2, 8, 9) uint16" in text and "a, b" in text and "0.3 x 0.3" in text

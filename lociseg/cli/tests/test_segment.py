@@ -13,9 +13,9 @@ from scipy import ndimage as ndi
 from lociseg.cli.main import run
 from lociseg.io import read_labels
 from lociseg.models.base import InputSpec, SegmentationModel
+from lociseg.models.semantic import labels_to_instances
 from lociseg.predict import api
 from lociseg.structures import Instances
-from lociseg.models.semantic import labels_to_instances
 
 
 class _Cfg:
@@ -100,7 +100,9 @@ def test_diameter_estimated_per_image_and_channel_errors(tmp_path, fake_model, c
     err = capsys.readouterr().err
     assert "rgb.png" in err and "3 channel(s) but the model takes 1" in err
     meta = json.loads((out / "a.json").read_text())
-    assert meta["diameter_estimated"] is True and meta["diameter_used"] == pytest.approx(2 * np.sqrt(80 / np.pi), rel=0.15)
+    assert meta["diameter_estimated"] is True and meta["diameter_used"] == pytest.approx(
+        2 * np.sqrt(80 / np.pi), rel=0.15
+    )
     assert run(["segment", str(tmp_path / "rgb.png"), "-m", "m", "-o", str(out), "--channels", "0", "-d", "8"]) == 0
     assert read_labels(out / "rgb.tif").max() == 4
 
@@ -125,7 +127,9 @@ def test_segment_accepts_a_data_set_spec(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("LOCISEG_DATA", str(data_root))
     cfg = ExperimentConfig()
     save_checkpoint(tmp_path / "ck", LacssModel(cfg.lacss), cfg)
-    rc = run(["segment", "cellprofiler-human", "-m", str(tmp_path / "ck"), "-o", str(tmp_path / "seg"), "--diameter", "25"])
+    rc = run(
+        ["segment", "cellprofiler-human", "-m", str(tmp_path / "ck"), "-o", str(tmp_path / "seg"), "--diameter", "25"]
+    )
     assert rc == 0
     assert [p.name for p in (tmp_path / "seg").glob("*.tif")] == ["AS_09125_050116030001_D03f00.tif"]
 
@@ -139,8 +143,17 @@ def test_no_model_picks_the_shipped_default_by_channel_count(tmp_path, data_root
     img = np.asarray(load_dataset("bbbc018@test", root=data_root, channels=["actin", "DNA"])[0].image)[:, :256, :256]
     tifffile.imwrite(tmp_path / "two.tif", img)
     tifffile.imwrite(tmp_path / "one.tif", img[1])
-    code = run(["segment", str(tmp_path / "two.tif"), str(tmp_path / "one.tif"), "-o", str(tmp_path / "seg"),
-                "--diameter", "23"])
+    code = run(
+        [
+            "segment",
+            str(tmp_path / "two.tif"),
+            str(tmp_path / "one.tif"),
+            "-o",
+            str(tmp_path / "seg"),
+            "--diameter",
+            "23",
+        ]
+    )
     assert code == 0
     meta = {n: json.loads((tmp_path / "seg" / f"{n}.json").read_text()) for n in ("two", "one")}
     assert meta["two"]["model"] == "cells" and meta["one"]["model"] == "nuclei"
@@ -174,16 +187,49 @@ def test_diameter_train_uses_the_checkpoint_training_diameter(tmp_path, capsys):
     tifffile.imwrite(tmp_path / "img.tif", np.random.default_rng(0).integers(0, 255, (96, 96), dtype=np.uint8))
     assert api.load_model(tmp_path / "ck", device="cpu").train_diameter == 17.5
     assert api.load_model(tmp_path / "bare", device="cpu").train_diameter is None
-    rc = run(["segment", str(tmp_path / "img.tif"), "-m", str(tmp_path / "ck"), "-o", str(tmp_path / "seg"),
-              "--diameter", "train"])
+    rc = run(
+        [
+            "segment",
+            str(tmp_path / "img.tif"),
+            "-m",
+            str(tmp_path / "ck"),
+            "-o",
+            str(tmp_path / "seg"),
+            "--diameter",
+            "train",
+        ]
+    )
     assert rc == 0
     assert json.loads((tmp_path / "seg" / "img.json").read_text())["diameter_used"] == 17.5
-    rc = run(["segment", str(tmp_path / "img.tif"), "-m", str(tmp_path / "bare"), "-o", str(tmp_path / "seg2"),
-              "--diameter", "train"])
+    rc = run(
+        [
+            "segment",
+            str(tmp_path / "img.tif"),
+            "-m",
+            str(tmp_path / "bare"),
+            "-o",
+            str(tmp_path / "seg2"),
+            "--diameter",
+            "train",
+        ]
+    )
     assert rc == 2 and "no training diameter" in capsys.readouterr().err  # before any image is read
     for bad in ("big", "-3"):
-        assert run(["segment", str(tmp_path / "img.tif"), "-m", str(tmp_path / "ck"), "-o", str(tmp_path / "seg3"),
-                    "--diameter", bad]) == 2
+        assert (
+            run(
+                [
+                    "segment",
+                    str(tmp_path / "img.tif"),
+                    "-m",
+                    str(tmp_path / "ck"),
+                    "-o",
+                    str(tmp_path / "seg3"),
+                    "--diameter",
+                    bad,
+                ]
+            )
+            == 2
+        )
 
 
 def test_log_says_scale_and_confidence(tmp_path, fake_model, capsys):

@@ -43,8 +43,14 @@ class AitslabLoader:
             names = ["nucleus"]
             label_path = folder / "labels" / f"{name}.tif"
         labels = read_labels(label_path) if label_path.is_file() else None
-        meta = {"path": str(path), "label_path": str(label_path), "channel_names": names, "pixel_size": None,
-                "group": "aitslab", "target": self.target if self.kind == "cells" else "nuclei"}
+        meta = {
+            "path": str(path),
+            "label_path": str(label_path),
+            "channel_names": names,
+            "pixel_size": None,
+            "group": "aitslab",
+            "target": self.target if self.kind == "cells" else "nuclei",
+        }
         return Sample(image=image, labels=labels, name=name, meta=meta)
 
 

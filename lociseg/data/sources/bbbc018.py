@@ -11,13 +11,22 @@ from ...errors import ConfigError, InputError
 from ...io import fill_outline_pixels, outlines_to_labels, read_image
 from ..dataset import Sample
 
-
 BBBC018_CHANNELS = ("DNA", "actin", "pH3")
 BBBC018_GROUPS = {
-    "PeripheralActin": "00733", "pH3Dots": "03997", "AngularCellEdges": "05621", "LargeSpread": "05897",
-    "Prophase": "07313", "AnaphaseTelophase": "09337", "Metaphase": "10777", "LongProjections": "13361",
-    "Motile": "13569", "CrescentNuclei": "15961", "PeasInAPod": "16817", "ActinDots": "17301",
-    "ActinBlebs": "17673", "Prometaphase": "19465",
+    "PeripheralActin": "00733",
+    "pH3Dots": "03997",
+    "AngularCellEdges": "05621",
+    "LargeSpread": "05897",
+    "Prophase": "07313",
+    "AnaphaseTelophase": "09337",
+    "Metaphase": "10777",
+    "LongProjections": "13361",
+    "Motile": "13569",
+    "CrescentNuclei": "15961",
+    "PeasInAPod": "16817",
+    "ActinDots": "17301",
+    "ActinBlebs": "17673",
+    "Prometaphase": "19465",
 }
 BBBC018_UNLABELLED = ("10779",)
 
@@ -141,4 +150,3 @@ def bbbc018_names(root: Path, labelled_only: bool = False) -> list[str]:
     if labelled_only:
         names = [n for n in names if n not in BBBC018_UNLABELLED]
     return names
-

@@ -12,7 +12,6 @@ from ...errors import InputError
 from ...io import read_image
 from ..dataset import Sample
 
-
 CELLPROFILER = {
     # file suffix per channel name; "cell" / "actin" are aliases of the cell-body stain
     "human": {
@@ -48,8 +47,12 @@ class CellProfilerLoader:
         ext = ".tif" if self.kind == "human" else ".TIF"
         paths = [folder / f"{name}{sep}{spec['channels'][cnames[c]]}{ext}" for c in self.channels]
         image = np.concatenate([read_image(p) for p in paths])
-        meta = {"path": str(paths[0]), "channel_names": [cnames[c] for c in self.channels], "pixel_size": None,
-                "group": self.kind}
+        meta = {
+            "path": str(paths[0]),
+            "channel_names": [cnames[c] for c in self.channels],
+            "pixel_size": None,
+            "group": self.kind,
+        }
         return Sample(image=image, name=name, meta=meta)
 
 
@@ -60,4 +63,3 @@ def cellprofiler_names(root: Path, kind: str) -> list[str]:
         raise InputError("CellProfiler example folder not found", path=folder)
     pat = re.compile(CELLPROFILER[kind]["pattern"])
     return sorted({m["field"] for p in folder.iterdir() if (m := pat.match(p.name))})
-

@@ -10,7 +10,6 @@ from ...io import coco_to_labels, read_coco, read_image
 from ..dataset import Sample
 
 
-
 @dataclass
 class CocoLoader:
     """Images of a COCO file with their labels rasterised from its annotations (parsed once, lazily)."""
@@ -37,8 +36,12 @@ class CocoLoader:
         labels = coco_to_labels(self.coco(), name)
         if labels.shape != image.shape[1:]:
             raise InputError(f"COCO size {labels.shape} differs from image shape {image.shape[1:]}", path=path)
-        meta = {"path": str(path), "label_path": self.coco_path,
-                "channel_names": [f"c{i}" for i in range(image.shape[0])], "pixel_size": None}
+        meta = {
+            "path": str(path),
+            "label_path": self.coco_path,
+            "channel_names": [f"c{i}" for i in range(image.shape[0])],
+            "pixel_size": None,
+        }
         return Sample(image=image, labels=labels, name=name, meta=meta)
 
 
@@ -49,5 +52,6 @@ def find_coco_image_dir(coco_path: Path, coco: dict, root: Path | None) -> Path:
     for cand in candidates:
         if cand is not None and (first is None or (Path(cand) / first).is_file()):
             return Path(cand)
-    raise InputError(f"images of the COCO file not found (looked for {first!r} beside it and in images/; pass root=)",
-                     path=coco_path)
+    raise InputError(
+        f"images of the COCO file not found (looked for {first!r} beside it and in images/; pass root=)", path=coco_path
+    )

@@ -11,7 +11,6 @@ from ...errors import InputError
 from ...io import masks_to_labels, read_image, read_rle_csv
 from ..dataset import Sample
 
-
 DSB_CHANNELS = ("red", "green", "blue")
 
 
@@ -35,14 +34,19 @@ class DSBLoader:
             rgb = np.repeat(rgb, 3, axis=0)
         colour = not (np.array_equal(rgb[0], rgb[1]) and np.array_equal(rgb[0], rgb[2]))
         if self.channels is None:
-            image = (rgb.mean(axis=0, keepdims=True).round().astype(rgb.dtype) if colour else rgb[:1])
+            image = rgb.mean(axis=0, keepdims=True).round().astype(rgb.dtype) if colour else rgb[:1]
             names = ["grey"]
         else:
             image, names = rgb[self.channels], [DSB_CHANNELS[c] for c in self.channels]
         masks = d / "masks"
         labels = masks_to_labels(masks, shape=image.shape[1:]) if masks.is_dir() else None
-        meta = {"path": str(path), "channel_names": names, "colour": colour, "pixel_size": None,
-                "label_path": str(masks)}
+        meta = {
+            "path": str(path),
+            "channel_names": names,
+            "colour": colour,
+            "pixel_size": None,
+            "label_path": str(masks),
+        }
         return Sample(image=image, labels=labels, name=image_id, meta=meta)
 
 
@@ -56,4 +60,3 @@ def dsb_names(folder: Path) -> list[str]:
 def dsb_rle_labels(csv_path: Path) -> dict[str, np.ndarray]:
     """Label images of every DSB2018 image id from a run-length CSV (``stage1_solution.csv``)."""
     return read_rle_csv(csv_path)
-

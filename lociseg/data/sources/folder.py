@@ -14,7 +14,6 @@ from ...io import IMAGE_SUFFIXES, read_image, read_image_metadata, read_labels
 from ...io.files import MASK_SUFFIXES, image_stem
 from ..dataset import Sample
 
-
 _MASK_DIRS = ("masks", "labels", "mask", "label")
 _MASK_SUFFIXES = (*MASK_SUFFIXES, "")  # "": a mask named exactly like its image
 
@@ -44,8 +43,9 @@ class FolderLoader:
         label_path = self.labels.get(name)
         labels = read_labels(label_path) if label_path else None
         if labels is not None and labels.shape != image.shape[1:]:
-            raise InputError(f"label shape {labels.shape} differs from image shape {image.shape[1:]} ({path.name})",
-                             path=label_path)
+            raise InputError(
+                f"label shape {labels.shape} differs from image shape {image.shape[1:]} ({path.name})", path=label_path
+            )
         points = foreground = None
         if self.annotations:
             ann = Path(self.annotations)
@@ -99,7 +99,11 @@ def scan_folder(folder: Path) -> tuple[dict[str, str], dict[str, str], str | Non
     img_dir = folder / "images"
     if img_dir.is_dir():
         mask_dir = next((folder / d for d in _MASK_DIRS if (folder / d).is_dir()), None)
-        masks = {_stem(p): p for p in sorted(mask_dir.iterdir()) if _is_image(p) or p.name.endswith((".gz", ".txt"))} if mask_dir else {}
+        masks = (
+            {_stem(p): p for p in sorted(mask_dir.iterdir()) if _is_image(p) or p.name.endswith((".gz", ".txt"))}
+            if mask_dir
+            else {}
+        )
         for p in sorted(img_dir.iterdir()):
             if not _is_image(p):
                 continue
@@ -125,4 +129,3 @@ def scan_folder(folder: Path) -> tuple[dict[str, str], dict[str, str], str | Non
         if not _stem(p).endswith(skip):
             images[_stem(p)] = str(p)
     return images, labels, None, "images"
-

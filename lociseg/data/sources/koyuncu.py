@@ -9,7 +9,6 @@ from ...errors import InputError
 from ...io import read_image, read_labels
 from ..dataset import Sample
 
-
 KOYUNCU_CHANNELS = ("red", "green", "blue")
 
 
@@ -27,8 +26,13 @@ class KoyuncuLoader:
         ann = d / "annotations" / f"{name}.gz"
         labels = read_labels(ann) if ann.is_file() else None
         cell_line = "HepG2" if int(name) <= 25 else "Huh7"
-        meta = {"path": str(path), "label_path": str(ann), "channel_names": [KOYUNCU_CHANNELS[c] for c in self.channels],
-                "group": cell_line, "pixel_size": None}
+        meta = {
+            "path": str(path),
+            "label_path": str(ann),
+            "channel_names": [KOYUNCU_CHANNELS[c] for c in self.channels],
+            "group": cell_line,
+            "pixel_size": None,
+        }
         return Sample(image=image, labels=labels, name=name, meta=meta)
 
 
@@ -38,4 +42,3 @@ def koyuncu_names(root: Path) -> list[str]:
     if not folder.is_dir():
         raise InputError("Koyuncu image folder not found", path=folder)
     return sorted((p.stem for p in folder.glob("*.jpg")), key=int)
-

@@ -254,7 +254,10 @@ def test_sample_checks_shapes():
         SegmentationDataset("x", ["a", "b", "a"], lambda n: None)
 
 
-@pytest.mark.parametrize("spec,name", [("koyuncu", "8"), ("dsb2018-train", "0a7d30b252359a10fd298b638b90cb9ada3acced4e0c0e5a3692013f432ee4e9")])
+@pytest.mark.parametrize(
+    "spec,name",
+    [("koyuncu", "8"), ("dsb2018-train", "0a7d30b252359a10fd298b638b90cb9ada3acced4e0c0e5a3692013f432ee4e9")],
+)
 def test_labels_align_with_nuclear_signal(data_root, spec, name):
     s = load_dataset(spec, root=data_root)[name]
     x = s.image[0].astype(float)

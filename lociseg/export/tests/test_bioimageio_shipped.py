@@ -31,12 +31,22 @@ def test_exported_package_passes_bioimageio_test(tmp_path, model):
         pytest.skip("the bioimageio command is not on PATH")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     pkg = tmp_path / model
-    export = subprocess.run([sys.executable, "-m", "lociseg", "export-model", model, "--format", "bioimageio",
-                             "--out", str(pkg)], capture_output=True, text=True, env=env, check=False)
+    export = subprocess.run(
+        [sys.executable, "-m", "lociseg", "export-model", model, "--format", "bioimageio", "--out", str(pkg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert export.returncode == 0, export.stderr[-3000:]
     summary = tmp_path / "summary.json"
-    test = subprocess.run([cli, "test", str(pkg / "rdf.yaml"), "--summary", str(summary)],
-                          capture_output=True, text=True, env=env, check=False)
+    test = subprocess.run(
+        [cli, "test", str(pkg / "rdf.yaml"), "--summary", str(summary)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     result = json.loads(summary.read_text())
     failed = [d["name"] for d in result["details"] if d["status"] == "failed"]
     assert test.returncode == 0 and result["status"] == "passed", (failed, test.stdout[-3000:])

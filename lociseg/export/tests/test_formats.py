@@ -186,7 +186,7 @@ def test_coco_reads_back_with_pycocotools(tmp_path, bbbc_cells):
     anns = coco.loadAnns(coco.getAnnIds(imgIds=[1]))
     assert len(anns) == len(np.unique(bbbc_cells)) - 1
     rebuilt = np.zeros_like(bbbc_cells)
-    for k, a in enumerate(anns, start=1):
+    for _k, a in enumerate(anns, start=1):
         m = coco.annToMask(a).astype(bool)
         assert m.sum() == a["area"]
         rebuilt[m] = bbbc_cells[m][0]

@@ -74,8 +74,16 @@ def test_bioimageio_package_validates(tmp_path, lacss, data_root):
     raw = load_dataset("bbbc018@test", root=data_root)[0].image[:, :128, :128].astype(np.float32)
     rdf = M.export_bioimageio(lacss, tmp_path / "pkg", test_image=raw, license="CC-BY-NC-SA-4.0")
     files = {p.name for p in (tmp_path / "pkg").iterdir()}
-    assert {"rdf.yaml", "README.md", "test_input.npy", "weights.torchscript", "weights.onnx",
-            "test_output_score.npy", "test_output_offsets.npy", "test_output_seg_features.npy"} <= files
+    assert {
+        "rdf.yaml",
+        "README.md",
+        "test_input.npy",
+        "weights.torchscript",
+        "weights.onnx",
+        "test_output_score.npy",
+        "test_output_offsets.npy",
+        "test_output_seg_features.npy",
+    } <= files
     # the stored test output is what the TorchScript weights give for the normalised test input
     from lociseg.io import normalize_percentile
 

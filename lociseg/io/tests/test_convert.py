@@ -53,7 +53,11 @@ def test_rle_csv_equals_mask_folder(data_root):
     # and our encoder reproduces the CSV's strings for this image
     import csv
 
-    rows = [r for r in csv.DictReader(open(data_root / "dsb2018_stage1_test/stage1_solution.csv")) if r["ImageId"] == DSB_ID]
+    rows = [
+        r
+        for r in csv.DictReader((data_root / "dsb2018_stage1_test/stage1_solution.csv").read_text().splitlines())
+        if r["ImageId"] == DSB_ID
+    ]
     ours = {rle_encode(from_pngs == k) for k in range(1, 8)}
     assert ours == {r["EncodedPixels"].strip() for r in rows}
 

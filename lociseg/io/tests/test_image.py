@@ -20,9 +20,15 @@ def test_ome_tiff_channels_axes_pixel_size_round_trip(tmp_path, rng):
     data = rng.integers(0, 4000, (3, 20, 30), dtype=np.uint16)
     path = tmp_path / "img.ome.tif"
     tifffile.imwrite(
-        path, data, ome=True,
-        metadata={"axes": "CYX", "Channel": {"Name": ["DNA", "Actin", "pH3"]},
-                  "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.5},
+        path,
+        data,
+        ome=True,
+        metadata={
+            "axes": "CYX",
+            "Channel": {"Name": ["DNA", "Actin", "pH3"]},
+            "PhysicalSizeX": 0.65,
+            "PhysicalSizeY": 0.5,
+        },
     )
     img = read_image(path)
     assert img.shape == (3, 20, 30) and img.dtype == np.uint16
@@ -66,8 +72,13 @@ def test_z_stack_needs_a_plane(tmp_path, rng):
 def test_imagej_labels_and_resolution(tmp_path, rng):
     data = rng.integers(0, 255, (2, 10, 12), dtype=np.uint8)
     p = tmp_path / "ij.tif"
-    tifffile.imwrite(p, data, imagej=True, resolution=(1 / 0.25, 1 / 0.25),
-                     metadata={"axes": "CYX", "unit": "um", "Labels": ["nuc", "cyto"]})
+    tifffile.imwrite(
+        p,
+        data,
+        imagej=True,
+        resolution=(1 / 0.25, 1 / 0.25),
+        metadata={"axes": "CYX", "unit": "um", "Labels": ["nuc", "cyto"]},
+    )
     meta = read_image_metadata(p)
     assert meta["pixel_size"] == pytest.approx((0.25, 0.25))
     assert meta["channel_names"] == ["nuc", "cyto"]

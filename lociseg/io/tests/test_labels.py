@@ -111,7 +111,9 @@ def test_masks_to_labels_from_folder_and_arrays(tmp_path):
         Image.fromarray(((labels == k) * 255).astype(np.uint8)).save(tmp_path / f"m{k}.png")
     Image.fromarray(np.zeros_like(labels, np.uint8)).save(tmp_path / "m9_empty.png")
     np.testing.assert_array_equal(masks_to_labels(tmp_path), labels)
-    np.testing.assert_array_equal(masks_to_labels([labels == 2, labels == 1]), np.where(labels == 1, 2, labels == 2).astype(int))
+    np.testing.assert_array_equal(
+        masks_to_labels([labels == 2, labels == 1]), np.where(labels == 1, 2, labels == 2).astype(int)
+    )
     with pytest.warns(UserWarning, match="more than one mask"):
         masks_to_labels([labels > 0, labels == 1])
     with pytest.raises(InputError, match="differs"):

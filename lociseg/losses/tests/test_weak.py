@@ -28,7 +28,7 @@ def _half(n=1, h=4, w=4):
 
 def _fg(block=(0, 4, 0, 4), shape=(8, 8)):
     B = torch.zeros(shape, dtype=torch.float64)
-    B[block[0]:block[1], block[2]:block[3]] = 1
+    B[block[0] : block[1], block[2] : block[3]] = 1
     return B
 
 
@@ -127,8 +127,9 @@ def test_point_spacing_and_background_from_points():
 def test_points_mode_terms_by_hand():
     G = torch.zeros(8, 8, dtype=torch.float64)
     G[:, 4:] = 1
-    out = points_mode_loss(_half(), torch.tensor([[0, 2]]), np.array([[2.0, 4.0]]), (8, 8), background=G,
-                           min_area=16.0, from_logits=False)
+    out = points_mode_loss(
+        _half(), torch.tensor([[0, 2]]), np.array([[2.0, 4.0]]), (8, 8), background=G, min_area=16.0, from_logits=False
+    )
     assert out["background"].item() == pytest.approx(2 * 0.5 * 8)
     assert out["small_area"].item() == pytest.approx(16 - 8)  # pixels short of A_min
     assert out["overlap"].item() == pytest.approx(0.0, abs=1e-9)
@@ -141,22 +142,31 @@ def test_points_mode_growth_pull_matches_shrink_pull_per_pixel():
     G = torch.zeros(8, 8, dtype=torch.float64)
     G[:, 4:] = 1
     y = _half().requires_grad_(True)
-    points_mode_loss(y, torch.tensor([[0, 2]]), np.array([[2.0, 4.0]]), (8, 8), background=G,
-                     min_area=100.0, from_logits=False)["loss"].backward()
+    points_mode_loss(
+        y, torch.tensor([[0, 2]]), np.array([[2.0, 4.0]]), (8, 8), background=G, min_area=100.0, from_logits=False
+    )["loss"].backward()
     assert torch.allclose(y.grad[0, :, :2], torch.tensor(-1.0, dtype=torch.float64))
     assert torch.allclose(y.grad[0, :, 2:], torch.tensor(1.0, dtype=torch.float64))
     # Above A_min nothing pulls the mask outward any more.
     y2 = torch.full((1, 4, 4), 0.9, dtype=torch.float64, requires_grad=True)
-    points_mode_loss(y2, torch.tensor([[0, 0]]), np.array([[2.0, 2.0]]), (8, 8), background=torch.zeros_like(G),
-                     min_area=10.0, from_logits=False)["loss"].backward()
+    points_mode_loss(
+        y2,
+        torch.tensor([[0, 0]]),
+        np.array([[2.0, 2.0]]),
+        (8, 8),
+        background=torch.zeros_like(G),
+        min_area=10.0,
+        from_logits=False,
+    )["loss"].backward()
     assert torch.count_nonzero(y2.grad) == 0
 
 
 def test_points_mode_collaborator_trains_only_through_fit_term(rng):
     z = torch.zeros(2, 4, 4, requires_grad=True)
     collab = torch.full((8, 8), 1.5, requires_grad=True)  # B = 0.82: nonzero net push on the masks
-    out = points_mode_loss(z, torch.tensor([[0, 0], [4, 4]]), np.array([[2.0, 2.0], [6.0, 6.0]]), (8, 8),
-                           collaborator=collab)
+    out = points_mode_loss(
+        z, torch.tensor([[0, 0], [4, 4]]), np.array([[2.0, 2.0], [6.0, 6.0]]), (8, 8), collaborator=collab
+    )
     assert {"collab_masks", "collab_fit"} <= set(out)
     out["collab_fit"].backward(retain_graph=True)
     assert z.grad is None and collab.grad.abs().sum() > 0
@@ -170,8 +180,9 @@ def test_points_mode_collaborator_target_anchored_by_points_when_masks_are_empty
     # spacing/4) and down on the far background, so it cannot settle on "no foreground".
     z = torch.full((1, 4, 4), -30.0)
     collab = torch.zeros(16, 16, requires_grad=True)
-    out = points_mode_loss(z, torch.tensor([[2, 2]]), np.array([[4.0, 4.0]]), (16, 16),
-                           collaborator=collab, spacing=8.0)
+    out = points_mode_loss(
+        z, torch.tensor([[2, 2]]), np.array([[4.0, 4.0]]), (16, 16), collaborator=collab, spacing=8.0
+    )
     out["collab_fit"].backward()
     g = collab.grad
     assert g[4, 4] < 0  # at the point: raise the foreground logit
@@ -205,8 +216,17 @@ def test_weak_image_loss_combines_terms_with_warmup():
     aux = torch.zeros(8, 8, requires_grad=True)
     bump = torch.zeros(1, 4, 4)
     bump[0, 1:3, 1:3] = 3.0  # a mask with edges (a uniform one has none, and the aux target is 0)
-    loss, parts = weak_image_loss(pcfg, bump.requires_grad_(), torch.tensor([[0, 0]]), pts, shape=(8, 8),
-                                  step=0, collaborator=collab, aux_pred=aux, mode="points")
+    loss, parts = weak_image_loss(
+        pcfg,
+        bump.requires_grad_(),
+        torch.tensor([[0, 0]]),
+        pts,
+        shape=(8, 8),
+        step=0,
+        collaborator=collab,
+        aux_pred=aux,
+        mode="points",
+    )
     assert {"overlap", "background", "small_area", "collab_fit", "size", "aux"} <= set(parts)
     loss.backward()
     # step 0 of the warm-up: only the collaborator fit and the aux net learn
@@ -217,8 +237,17 @@ def test_weak_image_loss_combines_terms_with_warmup():
 
     def mask_grad(step):
         zz = torch.zeros(1, 4, 4, requires_grad=True)
-        loss, parts = weak_image_loss(ccfg, zz, torch.tensor([[0, 0]]), pts, shape=(8, 8), step=step,
-                                      collaborator=collab_hi, scale=100.0, mode="points")
+        loss, parts = weak_image_loss(
+            ccfg,
+            zz,
+            torch.tensor([[0, 0]]),
+            pts,
+            shape=(8, 8),
+            step=step,
+            collaborator=collab_hi,
+            scale=100.0,
+            mode="points",
+        )
         loss.backward()
         return zz.grad.sum().item(), parts["collab_weight"]
 
@@ -274,10 +303,10 @@ def test_territory_map_by_hand():
     pts = torch.tensor([[20.0, 20.0], [20.0, 40.0]])
     T = territory_map(torch.tensor([[0, 0], [0, 20]]), (40, 40), pts, torch.tensor([0, 1]), margin=4.0)
     row0 = T[0, 20, 28:40]
-    assert torch.allclose(row0, torch.tensor([0, 0, 0, 0, 0, 0, 0, .25, .5, .75, 1, 1]))
+    assert torch.allclose(row0, torch.tensor([0, 0, 0, 0, 0, 0, 0, 0.25, 0.5, 0.75, 1, 1]))
     assert T[0, :, :30].max() == 0  # the own side of the bisector is never penalised
     # The neighbour's map mirrors it (window column c is image x = 20 + c).
-    assert torch.allclose(T[1, 20, :8], torch.tensor([1, 1, 1, .75, .5, .25, 0, 0]))
+    assert torch.allclose(T[1, 20, :8], torch.tensor([1, 1, 1, 0.75, 0.5, 0.25, 0, 0]))
     # Off the joining line the past-the-bisector distance is smaller: less penalty at equal x.
     assert T[0, 5, 36] < T[0, 20, 36]
     assert territory_map(torch.tensor([[0, 0]]), (8, 8), pts[:1], torch.tensor([0]), margin=2.0).max() == 0
@@ -297,8 +326,12 @@ def test_territory_loss_by_hand_and_ignores_outside():
     assert half.item() == 0.0  # the penalised pixels lie outside a 6-px-wide image
     valid = torch.zeros(4, 12)
     assert territory_loss(ones, origins, T, (4, 12), valid=valid, from_logits=False).item() == 0.0
-    assert territory_loss(torch.zeros(0, 4, 12), torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, 4, 12),
-                          (4, 12)).item() == 0.0
+    assert (
+        territory_loss(
+            torch.zeros(0, 4, 12), torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, 4, 12), (4, 12)
+        ).item()
+        == 0.0
+    )
 
 
 @pytest.mark.parametrize("territory", [False, True])
@@ -340,19 +373,22 @@ def test_weak_image_loss_territory_term_with_default_owners():
     z = torch.full((2, 20, 20), 3.0)
     cfg = WeakLossConfig(size_weight=0.0, warmup_steps=1, territory_weight=0.5, territory_margin=0.1)
     loss, parts = weak_image_loss(cfg, z, origins, pts, foreground=B, scale=20.0, step=5)
-    base, base_parts = weak_image_loss(WeakLossConfig(size_weight=0.0, warmup_steps=1), z, origins, pts, foreground=B,
-                                       step=5)
+    base, base_parts = weak_image_loss(
+        WeakLossConfig(size_weight=0.0, warmup_steps=1), z, origins, pts, foreground=B, step=5
+    )
     assert "territory" in parts and "territory" not in base_parts
-    expected = territory_loss(z, origins, territory_map(origins, (20, 20), pts, torch.tensor([0, 1]), margin=2.0),
-                              (20, 30))
+    expected = territory_loss(
+        z, origins, territory_map(origins, (20, 20), pts, torch.tensor([0, 1]), margin=2.0), (20, 30)
+    )
     assert parts["territory"] == pytest.approx(expected.item()) and expected.item() > 0
     assert loss.item() == pytest.approx(base.item() + 0.5 * expected.item(), rel=1e-5)
     assert parts["territory_weight"] == 0.5
     # It moves borders, it does not form masks: off until the mask terms' warm-up is over.
     early, early_parts = weak_image_loss(cfg, z, origins, pts, foreground=B, scale=20.0, step=0)
     assert early_parts["territory_weight"] == 0.0
-    swapped, sw_parts = weak_image_loss(cfg, z, origins, pts, foreground=B, scale=20.0, step=5,
-                                        owners=torch.tensor([1, 0]))
+    swapped, sw_parts = weak_image_loss(
+        cfg, z, origins, pts, foreground=B, scale=20.0, step=5, owners=torch.tensor([1, 0])
+    )
     assert sw_parts["territory"] > parts["territory"]  # each window now "belongs" to the far point
 
 
@@ -369,8 +405,8 @@ def test_cells_territory_map_by_hand():
     T = cells_territory_map(origins, (6, 24), cells, depth, torch.tensor([1, 2, 0]), margin=2.0)
     assert T[0, :, :10].max() == 0  # own cell and background cost nothing
     # Depths in cell 2: 0 1 2 3 4 4 3 2 1 0 (borders with cell 1 at x = 10, with background at x = 19).
-    assert torch.allclose(T[0, 3, 10:20], torch.tensor([0, 0, 0, .5, 1, 1, .5, 0, 0, 0]))
-    assert torch.allclose(T[1, 3, 2:10], torch.tensor([0, 0, 0, .5, .5, 0, 0, 0]))  # cell 1 is 8 px wide
+    assert torch.allclose(T[0, 3, 10:20], torch.tensor([0, 0, 0, 0.5, 1, 1, 0.5, 0, 0, 0]))
+    assert torch.allclose(T[1, 3, 2:10], torch.tensor([0, 0, 0, 0.5, 0.5, 0, 0, 0]))  # cell 1 is 8 px wide
     assert T[2].max() == 0  # a point on no cell gets no prior
     assert T[1, :, 10:].max() == 0 and T[0, :, 20:].max() == 0
     with pytest.raises(ValueError, match="margin"):
@@ -390,8 +426,9 @@ def test_weak_image_loss_cells_territory():
     pts = torch.tensor([[10.0, 9.0], [10.0, 21.0]])
     origins = torch.tensor([[0, -1], [0, 11]])
     z = torch.full((2, 20, 20), 3.0)
-    cfg = WeakLossConfig(size_weight=0.0, warmup_steps=1, territory_weight=1.0, territory_margin=0.1,
-                         territory_source="cells")
+    cfg = WeakLossConfig(
+        size_weight=0.0, warmup_steps=1, territory_weight=1.0, territory_margin=0.1, territory_source="cells"
+    )
     _, parts = weak_image_loss(cfg, z, origins, pts, foreground=B, scale=20.0, step=5, cells=cells, cells_depth=depth)
     T = cells_territory_map(origins, (20, 20), cells, depth, torch.tensor([1, 2]), margin=2.0)
     assert parts["territory"] == pytest.approx(territory_loss(z, origins, T, (20, 30)).item())

@@ -116,6 +116,7 @@ def test_bad_input():
 
 # --------------------------------------------------------------------------- properties
 
+
 def _labels(seed: int, shape=(24, 24), n=6) -> np.ndarray:
     """Random rectangles painted over each other (overlaps give irregular shapes)."""
     r = np.random.default_rng(seed)
@@ -209,6 +210,7 @@ def test_overlaps_agree_with_double_loop(seed, seed2):
 
 
 # --------------------------------------------------------------------------- StarDist on real images
+
 
 def _perturbed_real(labels: np.ndarray, seed: int) -> np.ndarray:
     """Erode some nuclei, shift the image, drop a few and merge some touching pairs."""

@@ -53,34 +53,35 @@ def render_model_card(
     data = config.get("data", {})
     channels = inp.get("channels") or data.get("channels") or []
     rows = [(k, v) for k, v in _flatten(metrics).items() if isinstance(v, (int, float)) or v is None]
-    metric_lines = "\n".join(
-        f"| {k} | {'n/a' if v is None else (f'{v:.4g}' if isinstance(v, float) else v)} |" for k, v in rows
-    ) or "| (none recorded) | |"
+    metric_lines = (
+        "\n".join(f"| {k} | {'n/a' if v is None else (f'{v:.4g}' if isinstance(v, float) else v)} |" for k, v in rows)
+        or "| (none recorded) | |"
+    )
     return f"""---
 name: {name}
 sha256: {sha256}
 channels: {json.dumps(list(channels))}
-target_diameter: {inp.get('target_diameter', 'n/a')}
+target_diameter: {inp.get("target_diameter", "n/a")}
 size_bytes: {size}
 ---
 
 # lociseg model `{name}`
 
-{description or 'No description given.'}
+{description or "No description given."}
 
 ## Input
 
-- Channels, in order: {', '.join(channels) or 'n/a'}
-- Normalisation: percentiles {inp.get('normalize_low', 'n/a')}–{inp.get('normalize_high', 'n/a')} per channel
-- Images are rescaled so that cells are {inp.get('target_diameter', 'n/a')} px across (pass `--diameter`)
+- Channels, in order: {", ".join(channels) or "n/a"}
+- Normalisation: percentiles {inp.get("normalize_low", "n/a")}–{inp.get("normalize_high", "n/a")} per channel
+- Images are rescaled so that cells are {inp.get("target_diameter", "n/a")} px across (pass `--diameter`)
 
 ## Training
 
-- Architecture: `{model_type}` ({json.dumps({k: v for k, v in model_cfg.items() if k != 'input'}, default=str)[:300]})
-- Training data: {', '.join(data.get('train', [])) or 'n/a'}
-- Annotations: {', '.join(data.get('annotations', [])) or 'ground-truth labels'}
-- Validation data: {', '.join(data.get('val', [])) or 'n/a'}
-- Command: `{command or 'lociseg train ... (not recorded)'}`
+- Architecture: `{model_type}` ({json.dumps({k: v for k, v in model_cfg.items() if k != "input"}, default=str)[:300]})
+- Training data: {", ".join(data.get("train", [])) or "n/a"}
+- Annotations: {", ".join(data.get("annotations", [])) or "ground-truth labels"}
+- Validation data: {", ".join(data.get("val", [])) or "n/a"}
+- Command: `{command or "lociseg train ... (not recorded)"}`
 
 ## Metrics on held-out splits
 
@@ -135,7 +136,10 @@ def package_model(
     dest = root / name
     size = (src / WEIGHTS).stat().st_size
     if size > max_bytes:
-        raise InputError(f"weights are {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit for shipped models", path=src / WEIGHTS)
+        raise InputError(
+            f"weights are {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit for shipped models",
+            path=src / WEIGHTS,
+        )
     if dest.exists() and not overwrite:
         raise ConfigError(f"model {name!r} exists in {root} (pass overwrite=True / --overwrite)")
     config = yaml.safe_load((src / "config.yaml").read_text()) or {}

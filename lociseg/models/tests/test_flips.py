@@ -30,7 +30,9 @@ def _random_lacss() -> LacssModel:
     return model
 
 
-def _mirror_gap(model: LacssModel, x: torch.Tensor, dims: tuple[int, ...], augment: bool) -> tuple[float, np.ndarray, np.ndarray]:
+def _mirror_gap(
+    model: LacssModel, x: torch.Tensor, dims: tuple[int, ...], augment: bool
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Mean |mask difference| between the predictions of x and of its flip (mapped back), over shared window pixels.
 
     Also returns both location sets (x's mirrored), matched by sorting.
@@ -55,8 +57,10 @@ def _mirror_gap(model: LacssModel, x: torch.Tensor, dims: tuple[int, ...], augme
     for i, j in zip(oa, ob):
         lo = np.maximum(a.origins[i], org_b[j])
         hi = np.minimum(a.origins[i], org_b[j]) + size
-        pa = a.masks[i][lo[0] - a.origins[i][0]: hi[0] - a.origins[i][0], lo[1] - a.origins[i][1]: hi[1] - a.origins[i][1]]
-        pb = masks_b[j][lo[0] - org_b[j][0]: hi[0] - org_b[j][0], lo[1] - org_b[j][1]: hi[1] - org_b[j][1]]
+        pa = a.masks[i][
+            lo[0] - a.origins[i][0] : hi[0] - a.origins[i][0], lo[1] - a.origins[i][1] : hi[1] - a.origins[i][1]
+        ]
+        pb = masks_b[j][lo[0] - org_b[j][0] : hi[0] - org_b[j][0], lo[1] - org_b[j][1] : hi[1] - org_b[j][1]]
         gaps.append(np.abs(pa - pb).mean())
     return float(np.mean(gaps)), a.locations[oa], loc_b[ob]
 

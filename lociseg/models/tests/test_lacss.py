@@ -15,8 +15,8 @@ from lociseg.models import (
     decode_locations,
     lpn_targets,
 )
-from lociseg.models.targets import label_centroids
 from lociseg.models.lpn import grid_centres
+from lociseg.models.targets import label_centroids
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -32,7 +32,10 @@ def test_backbone_fpn_shapes_every_preset(preset):
 
 
 def test_preset_sizes():
-    n = {p: sum(x.numel() for x in LacssModel(LacssConfig(backbone=BackboneConfig(preset=p))).parameters()) for p in PRESETS}
+    n = {
+        p: sum(x.numel() for x in LacssModel(LacssConfig(backbone=BackboneConfig(preset=p))).parameters())
+        for p in PRESETS
+    }
     assert 1e6 < n["tiny"] < 5e6
     assert 25e6 < n["small"] < 32e6
 
@@ -84,7 +87,9 @@ def test_decode_locations_peaks_offsets_and_suppression():
 def test_focal_and_lpn_loss_values():
     x = torch.tensor([0.0])  # float32
     # p = 0.5: focal = alpha * 0.25 * log 2 for a positive
-    assert torch.allclose(sigmoid_focal_loss(x, torch.ones(1)), torch.tensor([0.25 * 0.25 * np.log(2)], dtype=torch.float32), atol=1e-6)
+    assert torch.allclose(
+        sigmoid_focal_loss(x, torch.ones(1)), torch.tensor([0.25 * 0.25 * np.log(2)], dtype=torch.float32), atol=1e-6
+    )
     pos = torch.zeros(1, 4, 4, dtype=torch.bool)
     pos[0, 1, 1] = True
     out = lpn_loss(torch.zeros(1, 4, 4), torch.zeros(1, 2, 4, 4), pos, torch.ones(1, 2, 4, 4) * 0.5)

@@ -52,8 +52,9 @@ def _batch(weak: bool) -> dict:
 def _model(over: dict, max_instances: int) -> LacssModel:
     torch.manual_seed(0)
     # Matching on an untrained LPN: every grid peak is a candidate, any distance counts.
-    cfg = LacssConfig().override({**over, "max_instances": max_instances, "match_distance": 40.0,
-                                  "lpn.min_score": 0.0, "lpn.min_distance": 0.0})
+    cfg = LacssConfig().override(
+        {**over, "max_instances": max_instances, "match_distance": 40.0, "lpn.min_score": 0.0, "lpn.min_distance": 0.0}
+    )
     return LacssModel(cfg)
 
 
@@ -79,9 +80,19 @@ def _lpn_outputs(model: LacssModel, batch: dict):
 def _targets(model: LacssModel, batch: dict, step: int, *, supervised: bool = True):
     score, offsets = _lpn_outputs(model, batch)
     cfg = model.config
-    return lacss_targets(batch, score, offsets, step, supervised=supervised, stride=STRIDE, radius=cfg.lpn.radius,
-                         max_instances=cfg.max_instances, match_start=cfg.match_start,
-                         match_distance=cfg.match_distance, decode=model._decode_kwargs())
+    return lacss_targets(
+        batch,
+        score,
+        offsets,
+        step,
+        supervised=supervised,
+        stride=STRIDE,
+        radius=cfg.lpn.radius,
+        max_instances=cfg.max_instances,
+        match_start=cfg.match_start,
+        match_distance=cfg.match_distance,
+        decode=model._decode_kwargs(),
+    )
 
 
 def test_match_start_switches_from_annotated_to_nearest_predicted_locations():

@@ -48,7 +48,11 @@ def test_training_loss_supervised_and_weak_have_gradients():
     assert set(parts) == {"ce"} and loss.item() > 0
     assert m.net.head.weight.grad.abs().sum() > 0
     m.zero_grad()
-    weak = {"image": image, "foreground": (labels > 0).float(), "points": [torch.tensor([[10.0, 10.0]]), torch.zeros(0, 2)]}
+    weak = {
+        "image": image,
+        "foreground": (labels > 0).float(),
+        "points": [torch.tensor([[10.0, 10.0]]), torch.zeros(0, 2)],
+    }
     loss, parts = m.training_loss(weak)
     loss.backward()
     assert set(parts) == {"fg", "seed"} and np.isfinite(loss.item())
@@ -74,7 +78,9 @@ def _f1_50(gt: np.ndarray, pred: np.ndarray) -> float:
     ng, npred = int(gt.max()), int(pred.max())
     if ng == 0 or npred == 0:
         return 0.0
-    joint = np.bincount(gt.ravel() * (npred + 1) + pred.ravel(), minlength=(ng + 1) * (npred + 1)).reshape(ng + 1, npred + 1)
+    joint = np.bincount(gt.ravel() * (npred + 1) + pred.ravel(), minlength=(ng + 1) * (npred + 1)).reshape(
+        ng + 1, npred + 1
+    )
     area_g, area_p = joint.sum(1), joint.sum(0)
     iou = joint / (area_g[:, None] + area_p[None, :] - joint)
     tp = int((iou[1:, 1:] > 0.5).sum())
@@ -131,8 +137,16 @@ def _train_on_real_nuclei(steps: int) -> dict:
         opt.step()
     loss1, f1_1, pred = held_out_scores()
     moved = any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
-    return {"loss0": loss0, "f1_0": f1_0, "loss1": loss1, "f1_1": f1_1, "train_loss": float(loss.detach()), "moved": moved,
-            "pred": pred, "shape": tuple(labels.shape[1:])}
+    return {
+        "loss0": loss0,
+        "f1_0": f1_0,
+        "loss1": loss1,
+        "f1_1": f1_1,
+        "train_loss": float(loss.detach()),
+        "moved": moved,
+        "pred": pred,
+        "shape": tuple(labels.shape[1:]),
+    }
 
 
 def test_training_on_real_nuclei_smoke(data_root):

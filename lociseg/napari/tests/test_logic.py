@@ -26,14 +26,14 @@ def seg_output(tmp_path):
 def test_reader_labels_and_points(seg_output, tmp_path):
     paths, labels = seg_output
     for p in (paths["meta"], paths["labels"]):  # the sidecar (what napari hands the reader) or the TIFF
-        (data, kw, kind), = logic.read_output(p)
+        ((data, kw, kind),) = logic.read_output(p)
         assert kind == "labels" and np.array_equal(data, labels)
         np.testing.assert_allclose(kw["features"]["score"], [0.9, 0.7])
         # napari ties row i to label i unless there is an 'index' column
         np.testing.assert_array_equal(kw["features"]["index"], [1, 2])
-    (data, kw, kind), = get_reader(str(paths["meta"]))(str(paths["meta"]))
+    ((data, kw, kind),) = get_reader(str(paths["meta"]))(str(paths["meta"]))
     assert kind == "labels" and np.array_equal(data, labels)
-    (pts, kw, kind), = logic.read_output(paths["table"])
+    ((pts, kw, kind),) = logic.read_output(paths["table"])
     assert kind == "points" and pts.shape == (2, 2)
     np.testing.assert_allclose(pts[1], [19.5, 26.0])
     # other JSON, or a sidecar without its TIFF, is left to other readers
@@ -68,8 +68,17 @@ def annotated(tmp_path, data_root):
     s = load_dataset("bbbc018@test", root=data_root, channels=["DNA", "actin"])[0]
     ann = annotate_image(s.image[0], s.image[1])
     write_annotation(out, s.name, ann.points, ann.foreground, {"auto_index": ann.auto_index}, candidates=ann.candidates)
-    write_choices(out / "choices.csv", [{"name": s.name, "chosen_index": ann.chosen_index, "auto_index": ann.auto_index,
-                                         "threshold": ann.thresholds[ann.chosen_index]}])
+    write_choices(
+        out / "choices.csv",
+        [
+            {
+                "name": s.name,
+                "chosen_index": ann.chosen_index,
+                "auto_index": ann.auto_index,
+                "threshold": ann.thresholds[ann.chosen_index],
+            }
+        ],
+    )
     return out, s.name, ann
 
 
@@ -102,7 +111,11 @@ def test_manifest_commands_resolve():
 
     commands = manifest["contributions"]["commands"]
     assert {cmd["id"] for cmd in commands} == {
-        "lociseg.get_reader", "lociseg.segment_widget", "lociseg.annotation_widget", "lociseg.sample_bbbc018"}
+        "lociseg.get_reader",
+        "lociseg.segment_widget",
+        "lociseg.annotation_widget",
+        "lociseg.sample_bbbc018",
+    }
     for cmd in commands:
         module, attr = cmd["python_name"].split(":")
         if module.endswith("_widgets"):

@@ -26,9 +26,11 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason, allow_module_level=True)
 
 
-for _module, _reason in (("napari", "napari not installed (pip install 'lociseg[napari]')"),
-                         ("qtpy", "no Qt binding (pip install 'lociseg[napari]')"),
-                         ("pytestqt", "pytest-qt not installed (pip install pytest-qt)")):
+for _module, _reason in (
+    ("napari", "napari not installed (pip install 'lociseg[napari]')"),
+    ("qtpy", "no Qt binding (pip install 'lociseg[napari]')"),
+    ("pytestqt", "pytest-qt not installed (pip install pytest-qt)"),
+):
     try:
         __import__(_module)
     except ImportError:
@@ -36,7 +38,7 @@ for _module, _reason in (("napari", "napari not installed (pip install 'lociseg[
 if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     _unavailable("no display: run under Xvfb (xvfb-run -a python -m pytest ...)")
 
-from lociseg.napari._widgets import AnnotationWidget, SegmentWidget
+from lociseg.napari._widgets import AnnotationWidget, SegmentWidget  # noqa: E402 - after the display check
 
 ARTIFACTS = Path(os.environ.get("LOCISEG_ARTIFACTS", Path(__file__).resolve().parents[3] / "test-artifacts"))
 

@@ -7,7 +7,7 @@ from scipy import ndimage as ndi
 
 from lociseg.errors import ConfigError, InputError
 from lociseg.models.base import InputSpec, SegmentationModel
-from lociseg.structures import Instances
+from lociseg.models.semantic import labels_to_instances
 from lociseg.predict.api import (
     CellTable,
     Segmenter,
@@ -16,7 +16,7 @@ from lociseg.predict.api import (
     write_outputs,
 )
 from lociseg.predict.paste import paste_instances
-from lociseg.models.semantic import labels_to_instances
+from lociseg.structures import Instances
 from lociseg.transforms import diameter_from_labels, point_spacing, rescale_instances
 
 
@@ -169,7 +169,9 @@ def test_write_outputs(tmp_path, disc_image):
     from lociseg.io import read_labels
 
     image, _ = disc_image
-    labels, table = Segmenter(ThresholdModel(in_channels=1, target_diameter=20), device="cpu").segment(image, diameter=20)
+    labels, table = Segmenter(ThresholdModel(in_channels=1, target_diameter=20), device="cpu").segment(
+        image, diameter=20
+    )
     paths = write_outputs(tmp_path / "out", "img", labels, table, {"input": "x.png"})
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img.csv", "img.json", "img.tif"]
     assert np.array_equal(read_labels(paths["labels"]), labels)

@@ -47,6 +47,19 @@ def test_segment_cli_with_checkpoint(checkpoint, data_root, tmp_path):
     src = data_root / "bbbc018" / "BBBC018_v1_images"
     f = sorted(src.glob("*-DNA.DIB"))[0]
     out = tmp_path / "seg"
-    rc = run(["segment", str(f), "--model", str(checkpoint / "best"), "--out", str(out), "--channels", "0,0", "--diameter", "23"])
+    rc = run(
+        [
+            "segment",
+            str(f),
+            "--model",
+            str(checkpoint / "best"),
+            "--out",
+            str(out),
+            "--channels",
+            "0,0",
+            "--diameter",
+            "23",
+        ]
+    )
     assert rc == 0
     assert len(list(out.glob("*.tif"))) == 1 and len(list(out.glob("*.csv"))) == 1

@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from lociseg.transforms import diameter_from_labels, rescale_image
+from lociseg.models.semantic import labels_to_instances
 from lociseg.predict.scale_search import (
     brightness_table,
     ladder,
     pick_windows,
     search_scale,
 )
-from lociseg.models.semantic import labels_to_instances
+from lociseg.transforms import diameter_from_labels, rescale_image
 
 TARGET = 32.0
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from lociseg.predict import paste_instances
-from lociseg.structures import Instances
 from lociseg.predict.paste import StreamingPaste, paste_window
 from lociseg.predict.tiling import iter_tiles
+from lociseg.structures import Instances
 
 
 def _soft_disc(win, cy, cx, r):
@@ -20,8 +20,9 @@ def _field(rng, shape, n, win=24):
     # near-duplicates: a second detection of some cells, as two tiles give at a seam
     dup = loc[: n // 6] + rng.normal(0, 1.5, (n // 6, 2))
     loc = np.concatenate([loc, dup])
-    masks = np.stack([_soft_disc(win, win / 2 + rng.uniform(-2, 2), win / 2 + rng.uniform(-2, 2), rng.uniform(4, 8))
-                      for _ in loc])
+    masks = np.stack(
+        [_soft_disc(win, win / 2 + rng.uniform(-2, 2), win / 2 + rng.uniform(-2, 2), rng.uniform(4, 8)) for _ in loc]
+    )
     origins = np.floor(loc).astype(np.int64) - win // 2
     scores = rng.uniform(0.3, 1, len(loc)).astype(np.float32)
     return Instances(loc.astype(np.float32), scores, masks, origins)
@@ -89,7 +90,9 @@ def test_streaming_is_exact_without_conflicts_across_tiles():
 def test_better_cell_from_a_later_tile_takes_pixels_and_removes_a_covered_one():
     win = 24
     disc = _soft_disc(win, 12, 12, 7)
-    first = Instances(np.array([[12, 12]], np.float32), np.array([0.5], np.float32), disc[None], np.zeros((1, 2), np.int64))
+    first = Instances(
+        np.array([[12, 12]], np.float32), np.array([0.5], np.float32), disc[None], np.zeros((1, 2), np.int64)
+    )
     # a better detection of the same cell, one pixel off: the first is then a covered duplicate
     second = first.shift(1, 1)
     second.scores = np.array([0.9], np.float32)
@@ -108,8 +111,12 @@ def test_better_cell_from_a_later_tile_takes_pixels_and_removes_a_covered_one():
 def test_paste_window_is_pure_and_reports_its_cells():
     win = 16
     disc = _soft_disc(win, 8, 8, 5)
-    inst = Instances(np.array([[8, 8], [8, 30]], np.float32), np.array([0.9, 0.8], np.float32),
-                     np.stack([disc, disc]), np.array([[0, 0], [0, 22]]))
+    inst = Instances(
+        np.array([[8, 8], [8, 30]], np.float32),
+        np.array([0.9, 0.8], np.float32),
+        np.stack([disc, disc]),
+        np.array([[0, 0], [0, 22]]),
+    )
     labels = np.zeros((20, 40), np.int32)
     res = paste_window(inst, labels, np.zeros(5, np.float32), np.zeros(5, np.int64))
     assert not labels.any()  # input untouched

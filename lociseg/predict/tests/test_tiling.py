@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from lociseg.predict import iter_tiles, paste_instances, predict_tiled
-from lociseg.structures import Instances
 from lociseg.models.semantic import labels_to_instances
+from lociseg.predict import iter_tiles, paste_instances, predict_tiled
 from lociseg.predict.tiling import concatenate_instances, n_tiles
+from lociseg.structures import Instances
 
 
 def oracle(tile: np.ndarray) -> Instances:
@@ -78,7 +78,9 @@ def test_small_overlap_cuts_cells(data_root):
     sample = load_dataset("bbbc018@val", root=data_root)[0]
     image = _stacked(sample)
     whole = paste_instances(oracle(image), sample.shape, min_area=1, min_fragment_fraction=0.0)[0]
-    tiled = paste_instances(predict_tiled(oracle, image, tile_size=128, overlap=8), sample.shape, min_area=1, min_fragment_fraction=0.0)[0]
+    tiled = paste_instances(
+        predict_tiled(oracle, image, tile_size=128, overlap=8), sample.shape, min_area=1, min_fragment_fraction=0.0
+    )[0]
     assert not _same_partition(whole, tiled)
 
 
@@ -99,8 +101,12 @@ def test_predict_fn_called_lazily_per_tile():
 
 
 def test_concatenate_pads_windows():
-    a = Instances(np.zeros((1, 2), np.float32), np.ones(1, np.float32), np.ones((1, 3, 5), np.float32), np.array([[10, 10]]))
-    b = Instances(np.zeros((1, 2), np.float32), np.ones(1, np.float32), np.ones((1, 7, 2), np.float32), np.array([[0, 0]]))
+    a = Instances(
+        np.zeros((1, 2), np.float32), np.ones(1, np.float32), np.ones((1, 3, 5), np.float32), np.array([[10, 10]])
+    )
+    b = Instances(
+        np.zeros((1, 2), np.float32), np.ones(1, np.float32), np.ones((1, 7, 2), np.float32), np.array([[0, 0]])
+    )
     c = concatenate_instances([a, b])
     assert c.masks.shape == (2, 7, 5)
     la, _ = paste_instances(a, (30, 30), min_area=1)
@@ -123,6 +129,8 @@ def test_aligned_tiles_cover_the_image_and_cores_partition_it(shape):
         cy0, cy1, cx0, cx1 = t.core
         owner += (yy >= cy0) & (yy < cy1) & (xx >= cx0) & (xx < cx1)
         # every owned pixel lies inside the tile
-        assert not (((yy >= cy0) & (yy < cy1) & (xx >= cx0) & (xx < cx1)) & ~(
-            (yy >= t.y0) & (yy < t.y1) & (xx >= t.x0) & (xx < t.x1))).any()
+        assert not (
+            ((yy >= cy0) & (yy < cy1) & (xx >= cx0) & (xx < cx1))
+            & ~((yy >= t.y0) & (yy < t.y1) & (xx >= t.x0) & (xx < t.x1))
+        ).any()
     assert covered.min() >= 1 and (owner == 1).all()

@@ -8,8 +8,8 @@ from scipy import ndimage as ndi
 
 from lociseg.cli.main import run
 from lociseg.models.base import InputSpec, SegmentationModel
-from lociseg.predict import api
 from lociseg.models.semantic import labels_to_instances
+from lociseg.predict import api
 from lociseg.report.demo import run_demo
 
 

@@ -35,8 +35,14 @@ def test_report_files_and_metrics(tmp_path, field):
     pred = gt.copy()
     pred[np.isin(gt, np.arange(0, gt.max() + 1, 4))] = 0  # drop every 4th cell: recall ~3/4, precision 1
     table = {"label": np.unique(pred[pred > 0]), "score": np.full(len(np.unique(pred[pred > 0])), 0.9)}
-    index = build_report([ReportItem(field.name, field.image, pred, table=table, gt=gt, meta={"model": "test-double"}),
-                          ReportItem("no gt/odd name", field.image[1], gt)], tmp_path, max_rows=5)
+    index = build_report(
+        [
+            ReportItem(field.name, field.image, pred, table=table, gt=gt, meta={"model": "test-double"}),
+            ReportItem("no gt/odd name", field.image[1], gt),
+        ],
+        tmp_path,
+        max_rows=5,
+    )
     page = index.read_text()
     p = _Collect()
     p.feed(page)
@@ -82,9 +88,20 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 def test_report_renders_in_headless_chromium(tmp_path, field):
     index = build_report([ReportItem(field.name, field.image, field.labels, gt=field.labels)], tmp_path / "r")
     shot = tmp_path / "shot.png"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-           f"--screenshot={shot}", "--window-size=1200,2000", index.as_uri()]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1200,2000",
+        index.as_uri(),
+    ]
     subprocess.run(cmd, capture_output=True, timeout=120, check=False)
     assert shot.is_file(), "Chromium wrote no screenshot"
     a = np.asarray(Image.open(shot).convert("RGB"))

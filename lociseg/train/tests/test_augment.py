@@ -69,9 +69,19 @@ def test_all_off_is_identity_and_draws_nothing():
 
 
 # an offset alone is undone (test_offset_alone_is_undone); it acts through quantisation and shot noise
-@pytest.mark.parametrize("kw", [dict(illumination_p=1.0), dict(dim_p=1.0), dict(offset_p=1.0, quantize_p=1.0),
-                                dict(offset_p=1.0, shot_noise_p=1.0), dict(shot_noise_p=1.0),
-                                dict(saturate_p=1.0), dict(quantize_p=1.0), dict(blank_channel_p=1.0)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(illumination_p=1.0),
+        dict(dim_p=1.0),
+        dict(offset_p=1.0, quantize_p=1.0),
+        dict(offset_p=1.0, shot_noise_p=1.0),
+        dict(shot_noise_p=1.0),
+        dict(saturate_p=1.0),
+        dict(quantize_p=1.0),
+        dict(blank_channel_p=1.0),
+    ],
+)
 def test_each_augmentation_deterministic_shape_dtype(kw):
     img = _image()
     a = imaging_augment(img, _aug(**kw), np.random.default_rng([0, 9, 1]))
@@ -152,8 +162,15 @@ def test_crop_with_every_augmentation_is_a_function_of_its_seed():
     lab = np.zeros((120, 120), np.int32)
     lab[10:40, 20:60] = 3
     item = Prepared("x", img, lab, None, None, 1.0)
-    aug = AugmentConfig(illumination_p=1.0, dim_p=1.0, offset_p=1.0, shot_noise_p=1.0, saturate_p=1.0, quantize_p=1.0,
-                        blank_channel_p=1.0)
+    aug = AugmentConfig(
+        illumination_p=1.0,
+        dim_p=1.0,
+        offset_p=1.0,
+        shot_noise_p=1.0,
+        saturate_p=1.0,
+        quantize_p=1.0,
+        blank_channel_p=1.0,
+    )
     a = sample_crop(item, 64, aug, np.random.default_rng([0, 3, 0]), weak=False)
     b = sample_crop(item, 64, aug, np.random.default_rng([0, 3, 0]), weak=False)
     assert a["image"].shape == (2, 64, 64) and a["image"].dtype == np.float32 and np.isfinite(a["image"]).all()

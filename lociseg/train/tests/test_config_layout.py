@@ -20,14 +20,39 @@ ROOT = Path(__file__).resolve().parents[3]
 #: ``ExperimentConfig.from_yaml(f).to_dict()`` of every shipped config, made by the code of
 #: commit e3aac17, before the configs were made sparse and the unread options removed.
 SNAPSHOT = json.loads((Path(__file__).parent / "data" / "resolved_configs_v1.json").read_text())
-REMOVED = [("lacss", "weak", "mode"), ("unet", "in_channels"), ("unet", "lr"), ("unet", "batch_size"), ("unet", "crop_size")]
+REMOVED = [
+    ("lacss", "weak", "mode"),
+    ("unet", "in_channels"),
+    ("unet", "lr"),
+    ("unet", "batch_size"),
+    ("unet", "crop_size"),
+]
 # options added since the snapshot, with the defaults that keep old behaviour
-ADDED = {("optim", "checkpoint_every"): 200, ("optim", "checkpoint_minutes"): 10.0, ("init",): "",
-         # imaging augmentations (issue 21): off (probability 0) unless asked for
-         **{("data", "augment", k): v for k, v in {
-             "illumination_p": 0.0, "illumination": 0.5, "dim_p": 0.0, "dim_min": 0.3, "offset_p": 0.0,
-             "offset_max": 0.5, "shot_noise_p": 0.0, "photons_min": 100.0, "read_noise": 0.02, "saturate_p": 0.0,
-             "saturate_quantile": 0.8, "quantize_p": 0.0, "quantize_bits": 8, "blank_channel_p": 0.0}.items()}}
+ADDED = {
+    ("optim", "checkpoint_every"): 200,
+    ("optim", "checkpoint_minutes"): 10.0,
+    ("init",): "",
+    # imaging augmentations (issue 21): off (probability 0) unless asked for
+    **{
+        ("data", "augment", k): v
+        for k, v in {
+            "illumination_p": 0.0,
+            "illumination": 0.5,
+            "dim_p": 0.0,
+            "dim_min": 0.3,
+            "offset_p": 0.0,
+            "offset_max": 0.5,
+            "shot_noise_p": 0.0,
+            "photons_min": 100.0,
+            "read_noise": 0.02,
+            "saturate_p": 0.0,
+            "saturate_quantile": 0.8,
+            "quantize_p": 0.0,
+            "quantize_bits": 8,
+            "blank_channel_p": 0.0,
+        }.items()
+    },
+}
 
 
 def _expected(old: dict) -> dict:
@@ -100,7 +125,9 @@ def test_upgrade_config_drops_and_renames_old_options(caplog):
     assert old["unet"]["in_channels"] == 1  # the caller's mapping is left alone
     assert cfg.unet.input.in_channels == 1 and cfg.unet.depth == 3 and cfg.lacss.weak.weight == 2.0
     # an explicit input.in_channels wins over the old mirror field
-    assert upgrade_config({"unet": {"in_channels": 1, "input": {"in_channels": 3}}}) == {"unet": {"input": {"in_channels": 3}}}
+    assert upgrade_config({"unet": {"in_channels": 1, "input": {"in_channels": 3}}}) == {
+        "unet": {"input": {"in_channels": 3}}
+    }
     with pytest.raises(ConfigError, match="unknown option"):
         ExperimentConfig.from_dict({"unet": {"learning_rate": 0.1}})  # typos are still errors
 

@@ -31,8 +31,9 @@ def test_healthy_masks_by_hand():
 
 def test_overlap_fraction_by_hand():
     m = torch.ones(2, 4, 4)
-    d = weak_diagnostics(m, torch.tensor([[0, 0], [0, 2]]), np.array([[2, 2], [2, 4]]), torch.ones(6, 8),
-                         from_logits=False)
+    d = weak_diagnostics(
+        m, torch.tensor([[0, 0], [0, 2]]), np.array([[2, 2], [2, 4]]), torch.ones(6, 8), from_logits=False
+    )
     # union 4x6 = 24 px, doubly covered 4x2 = 8 px
     assert d["overlap"] == pytest.approx(8 / 24)
     assert d["coverage"] == pytest.approx(24 / 48)
@@ -56,7 +57,9 @@ def test_monitor_flags_huge_masks_and_resets():
     mon = CollapseMonitor(patience=1)
     assert "bigger than cells" in mon.update(big, step=10)
     assert mon.update(ok, step=11) is None and not mon.collapsed
-    assert weak_diagnostics(torch.zeros(0, 4, 4), torch.zeros(0, 2, dtype=torch.long), POINTS, FG)["empty_fraction"] == 1.0
+    assert (
+        weak_diagnostics(torch.zeros(0, 4, 4), torch.zeros(0, 2, dtype=torch.long), POINTS, FG)["empty_fraction"] == 1.0
+    )
 
 
 def test_monitor_flags_uncovered_foreground_once_per_window(caplog):

@@ -30,9 +30,14 @@ def test_init_copies_the_shipped_weights():
     assert all(torch.equal(v, shipped[k]) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("change, words", [({"input": {"in_channels": 1}}, "channel"),
-                                           ({"input": {"target_diameter": 20.0}}, "target_diameter"),
-                                           ({"fpn_channels": 32}, "do not fit")])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"input": {"in_channels": 1}}, "channel"),
+        ({"input": {"target_diameter": 20.0}}, "target_diameter"),
+        ({"fpn_channels": 32}, "do not fit"),
+    ],
+)
 def test_init_refuses_another_model(change, words):
     section = to_dict(model_config(resolve_model("cells")))
     for k, v in change.items():

@@ -96,8 +96,9 @@ def test_half_checkpoint_segments_a_real_field_as_the_float32_one(tmp_path, data
     dst = half_checkpoint(src, tmp_path / "half")
     assert {p.name for p in dst.iterdir()} == {"model.safetensors", "config.yaml", "metrics.json"}
     assert (dst / "model.safetensors").stat().st_size < 0.55 * (src / "model.safetensors").stat().st_size
-    assert all(v.dtype == torch.float16 for v in load_file(str(dst / "model.safetensors")).values()
-               if v.is_floating_point())
+    assert all(
+        v.dtype == torch.float16 for v in load_file(str(dst / "model.safetensors")).values() if v.is_floating_point()
+    )
     assert next(load_checkpoint(dst).parameters()).dtype == torch.float32
     image = load_dataset("bbbc018@test#00733", channels=["actin", "DNA"])[0].image[:, :192, :192]
     full, _ = lociseg.load_model(src, device="cpu").segment(image, diameter=23.0)
@@ -207,7 +208,9 @@ def test_short_training_beats_untrained(tmp_path, data_root, mode):
     need longer than CI can give, so the check is that the location proposals
     (the LPN score loss) improve clearly and the total does not get worse.
     """
-    _, (untrained, u_parts), (trained, t_parts) = _short_training(tmp_path, mode, steps=80 if mode == "supervised" else 200)
+    _, (untrained, u_parts), (trained, t_parts) = _short_training(
+        tmp_path, mode, steps=80 if mode == "supervised" else 200
+    )
     if mode == "weak":
         assert t_parts["lpn_score"] < 0.8 * u_parts["lpn_score"], (t_parts, u_parts)
         assert trained < untrained, (t_parts, u_parts)
@@ -269,7 +272,7 @@ def test_crops_carry_cells_and_their_border_depth(rng):
     for s in range(10):
         c = sample_crop(item, 64, cfg.data.augment, np.random.default_rng([2, s, 0]), weak=True)
         assert np.array_equal(c["cells_depth"], border_depth(c["cells"]))
-        for k, (y, x) in enumerate(c["points"]):  # points move with their cells
+        for _k, (y, x) in enumerate(c["points"]):  # points move with their cells
             assert c["cells"][int(round(y)), int(round(x))] > 0
     assert border_depth(np.ones((3, 4), np.int64)).min() == 4  # no border: the image size
 
@@ -282,10 +285,13 @@ def test_worker_batches_equal_the_loop_batches(rng, weak):
     items = []
     for k in range(3):
         labels = np.zeros((90, 100), np.int32)
-        labels[10 + k:40, 10:45], labels[50:80, 30 + k:70] = 1, 2
+        labels[10 + k : 40, 10:45], labels[50:80, 30 + k : 70] = 1, 2
         pts = np.array([[25.0, 27.0], [65.0, 50.0]], np.float32)
-        items.append(Prepared(f"i{k}", rng.random((2, 90, 100)).astype(np.float32), labels, pts,
-                              (labels > 0).astype(np.float32), 1.0))
+        items.append(
+            Prepared(
+                f"i{k}", rng.random((2, 90, 100)).astype(np.float32), labels, pts, (labels > 0).astype(np.float32), 1.0
+            )
+        )
     cfg = _small()
     cfg.optim.batch_size = 2
     cpu = torch.device("cpu")

@@ -115,8 +115,19 @@ def _start(config: ExperimentConfig, out: Path, *extra: str) -> subprocess.Popen
     out.mkdir(parents=True, exist_ok=True)
     config.to_yaml(out.parent / f"{out.name}.yaml")
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "lociseg", "train", "-c", str(out.parent / f"{out.name}.yaml"), "-o", str(out),
-           "--device", "cpu", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lociseg",
+        "train",
+        "-c",
+        str(out.parent / f"{out.name}.yaml"),
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+        *extra,
+    ]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -223,8 +234,13 @@ def test_in_memory_weak_samples_need_points_or_from_labels(tmp_path):
     cfg = _config(steps=2).override({"lacss.mode": "weak"})
     with pytest.raises(ConfigError, match="from-labels"):
         train(cfg, tmp_path / "a", device="cpu", progress=False, train_samples=(images, labels))
-    out = train(cfg.override({"data.annotations": ["from-labels"]}), tmp_path / "b", device="cpu", progress=False,
-                train_samples=(images, labels))
+    out = train(
+        cfg.override({"data.annotations": ["from-labels"]}),
+        tmp_path / "b",
+        device="cpu",
+        progress=False,
+        train_samples=(images, labels),
+    )
     assert out["step"] == 2
     header = (tmp_path / "b" / "log.csv").read_text().splitlines()[0]
     assert "diag_area_ratio" in header  # the model's diagnostics hook is logged

@@ -37,8 +37,13 @@ def checkpoint(tmp_path_factory):
 
 def test_package_then_resolve_and_load(tmp_path, checkpoint):
     reg = tmp_path / "reg"
-    dest = package_model(checkpoint.parent, "nuclei", registry=reg, description="Nuclei, one channel.",
-                         command="lociseg train nuclei.yaml")
+    dest = package_model(
+        checkpoint.parent,
+        "nuclei",
+        registry=reg,
+        description="Nuclei, one channel.",
+        command="lociseg train nuclei.yaml",
+    )
     manifest = json.loads((reg / "manifest.json").read_text())
     rec = manifest["models"]["nuclei"]
     assert rec["file"] == "nuclei/model.safetensors" and rec["channels"] == ["DNA"]
@@ -115,10 +120,32 @@ def test_shipped_manifest_is_consistent():
 
 
 def test_package_script(tmp_path, checkpoint):
-    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "package_model.py"), str(checkpoint), "nuclei",
-                        "--registry", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "package_model.py"),
+            str(checkpoint),
+            "nuclei",
+            "--registry",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "packaged 'nuclei'" in r.stdout and (tmp_path / "nuclei" / "MODEL_CARD.md").is_file()
-    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "package_model.py"), str(tmp_path / "none"), "x",
-                        "--registry", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "package_model.py"),
+            str(tmp_path / "none"),
+            "x",
+            "--registry",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "no checkpoint" in r.stderr
