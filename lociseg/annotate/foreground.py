@@ -11,7 +11,7 @@ from skimage.filters import threshold_otsu
 from ..io import normalize_percentile
 from ..transforms import point_spacing
 
-__all__ = ["foreground_candidates", "choose_foreground", "foreground_level", "THRESHOLDS", "RULES"]
+__all__ = ["foreground_candidates", "choose_foreground", "foreground_level", "smoothed_stain", "THRESHOLDS", "RULES"]
 
 #: Ways to pick a candidate: ``"level"`` (the threshold nearest the image's own
 #: foreground level, :func:`foreground_level`) or ``"points"`` (the older rule
@@ -21,6 +21,17 @@ RULES = ("level", "points")
 #: Preset thresholds on the smoothed, percentile-normalised (1 -> 0, 99.8 -> 1)
 #: cytoplasm intensity, from generous to tight.
 THRESHOLDS = (0.05, 0.07, 0.09, 0.12, 0.16)
+
+
+def smoothed_stain(cyto_image: np.ndarray, smoothing: float = 0.75, *, normalize: bool = True) -> np.ndarray:
+    """The cytoplasm stain as the candidates and the level see it: percentile-normalised, then smoothed.
+
+    Float32. Compute it once and pass it with ``smoothing=0, normalize=False``
+    to :func:`foreground_candidates` and :func:`foreground_level`.
+    """
+    img = np.asarray(cyto_image).astype(np.float32)
+    img = normalize_percentile(img) if normalize else img
+    return ndi.gaussian_filter(img, smoothing) if smoothing > 0 else img
 
 
 def _graph_cut(smooth: np.ndarray, threshold: float, pairwise_weight: float) -> np.ndarray:
@@ -83,8 +94,7 @@ def foreground_candidates(
         raise ValueError(f"cyto_image must be 2-D, got shape {img.shape}")
     if any(t <= 0 for t in thresholds):
         raise ValueError("thresholds must be positive")
-    img = normalize_percentile(img.astype(np.float32)) if normalize else img.astype(np.float32)
-    smooth = ndi.gaussian_filter(img, smoothing) if smoothing > 0 else img
+    smooth = smoothed_stain(img, smoothing, normalize=normalize)
     return np.stack([_graph_cut(smooth, float(t), pairwise_weight) for t in thresholds])
 
 
@@ -101,9 +111,7 @@ def foreground_level(cyto_image: np.ndarray, *, smoothing: float = 0.75, normali
     float
         A threshold on the normalised intensity.
     """
-    img = np.asarray(cyto_image, np.float32)
-    img = normalize_percentile(img) if normalize else img
-    smooth = ndi.gaussian_filter(img, smoothing) if smoothing > 0 else img
+    smooth = smoothed_stain(cyto_image, smoothing, normalize=normalize)
     logs = np.log(np.clip(smooth, 1e-3, None))
     if logs.max() <= logs.min():
         return float(THRESHOLDS[len(THRESHOLDS) // 2])

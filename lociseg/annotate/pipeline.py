@@ -8,7 +8,7 @@ import numpy as np
 
 from ..transforms import rescale_image, rescale_labels
 from .cells import propagate_cells
-from .foreground import RULES, THRESHOLDS, choose_foreground, foreground_candidates, foreground_level
+from .foreground import RULES, THRESHOLDS, choose_foreground, foreground_candidates, foreground_level, smoothed_stain
 from .points import REF_DIAMETER, detect_points
 from .scale import REF_NUCLEUS_DIAMETER, nucleus_diameter
 
@@ -87,6 +87,8 @@ def annotate_image(
     are annotated downsampled to the reference scale; points, candidates and cells are
     returned on the input's pixel grid.
     """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     if diameter is not None and REF_DIAMETER / diameter < _DOWNSCALE_BELOW:
         factor = REF_DIAMETER / float(diameter)
         small = rescale_image(np.stack([nucleus, cytoplasm]).astype(np.float32), factor)
@@ -103,10 +105,9 @@ def annotate_image(
     # 0.75 px and the weak Potts weight (0.5) of foreground_candidates: chosen on the BBBC018 train split by
     # the cells made from the foreground (BENCHMARKS.md, "Machine annotations on BBBC018").
     smoothing = 0.75 if diameter is None else 0.75 * diameter / REF_DIAMETER
-    cands = foreground_candidates(cytoplasm, thresholds=thresholds, smoothing=smoothing)
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    level = foreground_level(cytoplasm, smoothing=smoothing) if rule == "level" else None
+    smooth = smoothed_stain(cytoplasm, smoothing)  # once, for the candidates and the level
+    cands = foreground_candidates(smooth, thresholds=thresholds, smoothing=0, normalize=False)
+    level = foreground_level(smooth, smoothing=0, normalize=False) if rule == "level" else None
     auto, scores = choose_foreground(cands, pts, thresholds=thresholds, level=level)
     chosen = auto
     if override is not None:

@@ -169,7 +169,7 @@ def main(
                     raise InputError(f"need a nuclear and a cytoplasm channel, got {image.shape[0]}")
                 used, estimated = diameter, diameter is None
                 if estimated and not from_labels:
-                    used, n_nuclei = estimate_cell_scale(image[0])
+                    used, _ = estimate_cell_scale(image[0])
                     if not np.isfinite(used):
                         raise InputError(
                             "no nuclei found in the nuclear channel (blank or wrong channel?); "

@@ -226,17 +226,12 @@ class LacssModel(SegmentationModel):
         return {"coverage_from": w.warmup_start + 3 * w.warmup_steps, "coverage_limit": 0.4}
 
     # ----------------------------------------------------------------- training
-    def training_loss(self, batch: dict[str, Any], step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
-        """Weighted LPN + mask losses of a batch: targets (:mod:`~lociseg.models.targets`), heads, losses."""
+    def build_targets(
+        self, batch: dict[str, Any], score: torch.Tensor, offsets: torch.Tensor, step: int, *, supervised: bool
+    ):
+        """The batch's training targets under this model's settings (:func:`~lociseg.models.targets.lacss_targets`)."""
         cfg = self.config
-        supervised = cfg.mode == "supervised"
-        if supervised and batch.get("labels") is None:
-            raise ValueError("mode 'supervised' needs 'labels' in the batch (weak data? set lacss.mode)")
-        image = batch["image"]
-        score, offsets, dense = self(image)
-        aux_pred = self.aux(image) if self.aux is not None else None
-        collab = self.collaborator(image) if self.collaborator is not None else None
-        t = lacss_targets(
+        return lacss_targets(
             batch,
             score,
             offsets,
@@ -249,6 +244,18 @@ class LacssModel(SegmentationModel):
             match_distance=cfg.match_distance,
             decode=self._decode_kwargs(),
         )
+
+    def training_loss(self, batch: dict[str, Any], step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+        """Weighted LPN + mask losses of a batch: targets (:mod:`~lociseg.models.targets`), heads, losses."""
+        cfg = self.config
+        supervised = cfg.mode == "supervised"
+        if supervised and batch.get("labels") is None:
+            raise ValueError("mode 'supervised' needs 'labels' in the batch (weak data? set lacss.mode)")
+        image = batch["image"]
+        score, offsets, dense = self(image)
+        aux_pred = self.aux(image) if self.aux is not None else None
+        collab = self.collaborator(image) if self.collaborator is not None else None
+        t = self.build_targets(batch, score, offsets, step, supervised=supervised)
         logs: dict[str, float] = {}
         mask_parts: list[dict[str, torch.Tensor]] = []
         for i, sel in enumerate(t.selected):

@@ -9,7 +9,6 @@ from lociseg.models.lacss import STRIDE
 from lociseg.models.lpn import decode_locations
 from lociseg.models.targets import (
     label_centroids,
-    lacss_targets,
     match_locations,
     subsample_instances,
 )
@@ -79,20 +78,7 @@ def _lpn_outputs(model: LacssModel, batch: dict):
 
 def _targets(model: LacssModel, batch: dict, step: int, *, supervised: bool = True):
     score, offsets = _lpn_outputs(model, batch)
-    cfg = model.config
-    return lacss_targets(
-        batch,
-        score,
-        offsets,
-        step,
-        supervised=supervised,
-        stride=STRIDE,
-        radius=cfg.lpn.radius,
-        max_instances=cfg.max_instances,
-        match_start=cfg.match_start,
-        match_distance=cfg.match_distance,
-        decode=model._decode_kwargs(),
-    )
+    return model.build_targets(batch, score, offsets, step, supervised=supervised)
 
 
 def test_match_start_switches_from_annotated_to_nearest_predicted_locations():
