@@ -321,10 +321,13 @@ def _trim(labels: np.ndarray, k: int, min_area: int, min_keep: float, box: tuple
 class StreamingPaste:
     """A label image that tiles' instances are pasted into as they come.
 
-    Memory is the label image (int32), the per-cell score / area / box
-    arrays and one tile's instances (with ``overlaps="probability"`` also
-    an int32 score-rule image and a float32 probability image); instances
-    are not kept. Each :meth:`add` runs :func:`paste_window` on the window
+    Memory is the label image (uint16 while the live cells fit, else
+    uint32), the per-cell score / area / box arrays and one tile's
+    instances (with ``overlaps="probability"`` also a score-rule image of
+    the same dtype and a float32 probability image); instances are not
+    kept. When the ids run out, the live cells are renumbered in paste
+    order (which keeps every rule's outcome); only when they still do not
+    leave room is the image widened to uint32. Each :meth:`add` runs :func:`paste_window` on the window
     that the new instances and the cells they touch cover, so cells
     crossing tile borders are resolved with the overlap by the rules of
     :func:`paste_instances`. Only conflicts between cells of different
@@ -337,6 +340,9 @@ class StreamingPaste:
     shape : (H, W)
     threshold, min_area, min_fragment_fraction, overlaps
         As in :func:`paste_instances`.
+    dtype : unsigned integer dtype
+        Of the label image to start with (a narrower one only to test the
+        renumbering).
     """
 
     def __init__(
@@ -347,6 +353,7 @@ class StreamingPaste:
         min_area: int = 8,
         min_fragment_fraction: float = 0.25,
         overlaps: Literal["score", "probability"] = "score",
+        dtype: np.dtype | type = np.uint16,
     ):
         if overlaps not in OVERLAP_RULES:
             raise ValueError(f"overlaps must be one of {OVERLAP_RULES}, got {overlaps!r}")
@@ -354,9 +361,9 @@ class StreamingPaste:
         self.rules = dict(
             threshold=threshold, min_area=min_area, min_fragment_fraction=min_fragment_fraction, overlaps=overlaps
         )
-        self.labels = np.zeros(self.shape, np.int32)
+        self.labels = np.zeros(self.shape, dtype)
         prob = overlaps == "probability"
-        self.claims = np.zeros(self.shape, np.int32) if prob else None
+        self.claims = np.zeros(self.shape, dtype) if prob else None
         self.best = np.full(self.shape, threshold, np.float32) if prob else None
         self._score = np.zeros(1024, np.float32)
         self._own = np.zeros(1024, np.int64)
@@ -382,6 +389,7 @@ class StreamingPaste:
             x0, x1 = min(x0, int(b[touch, 2].min())), max(x1, int(b[touch, 3].max()))
         win = (slice(y0, y1), slice(x0, x1))
         prob = self.claims is not None
+        self._make_room(len(instances))
         res = paste_window(
             instances.shift(-y0, -x0),
             self.labels[win],
@@ -401,6 +409,34 @@ class StreamingPaste:
         self._alive[res.dropped] = False
         self.next_id = res.next_id
 
+    def _make_room(self, n: int, rows: int = 1024) -> None:
+        """Make sure ids up to ``next_id + n - 1`` fit the label image's dtype.
+
+        First renumbers the live cells 1..m in id order (the paste order, so
+        ties are still decided as before); widens the image(s) to uint32 when
+        that frees less than a quarter of the id range, so renumbering stays rare.
+        """
+        top = int(np.iinfo(self.labels.dtype).max)
+        if self.next_id + n - 1 <= top:
+            return
+        ids = np.flatnonzero(self._alive[: self.next_id])
+        lut = np.zeros(self.next_id, self.labels.dtype)
+        lut[ids] = np.arange(1, len(ids) + 1)
+        images = [a for a in (self.labels, self.claims) if a is not None]
+        for img in images:
+            for a in range(0, img.shape[0], rows):
+                img[a : a + rows] = lut[img[a : a + rows]]
+        m = len(ids) + 1
+        for name in ("_score", "_own", "_box", "_alive"):
+            arr = getattr(self, name)
+            arr[1:m] = arr[ids]
+            arr[m : self.next_id] = 0
+        self.next_id = m
+        if m + n - 1 > top - (top + 1) // 4:
+            self.labels = self.labels.astype(np.uint32)
+            if self.claims is not None:
+                self.claims = self.claims.astype(np.uint32)
+
     def _grow(self, n: int) -> None:
         if n <= len(self._score):
             return
@@ -416,16 +452,19 @@ class StreamingPaste:
 
         Like :func:`paste_instances`, equal scores keep paste order. The
         label image is renumbered in place by blocks of ``rows`` rows and
-        then converted to the smallest label dtype; the paster is spent.
+        returned as is when its dtype is already the smallest that holds
+        the cells (no copy of the image; otherwise converted); the paster is
+        spent.
         """
         ids = np.flatnonzero(self._alive[: self.next_id])
         ids = ids[np.argsort(-self._score[ids].astype(np.float64), kind="stable")]
-        lut = np.zeros(self.next_id, np.int32)
-        lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
         labels = self.labels
+        lut = np.zeros(self.next_id, labels.dtype)
+        lut[ids] = np.arange(1, len(ids) + 1)
         for a in range(0, labels.shape[0], rows):
             labels[a : a + rows] = lut[labels[a : a + rows]]
         if fill_holes:
             fill_label_holes(labels)
         self.labels = self.claims = self.best = None
-        return labels.astype(label_dtype(len(ids))), self._score[ids]
+        out = label_dtype(len(ids))
+        return (labels if labels.dtype == out else labels.astype(out)), self._score[ids]

@@ -143,3 +143,33 @@ def test_a_tile_pasted_best_first_in_chunks_equals_pasted_at_once(overlaps):
         results.append(paster.finish())
     assert np.array_equal(results[0][0], results[1][0])
     assert np.array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("overlaps", ["score", "probability"])
+def test_running_out_of_ids_renumbers_then_widens_without_changing_the_result(overlaps):
+    # uint8 ids run out after 255 pastes: the live cells are renumbered, then the image widened
+    rng = np.random.default_rng(3)
+    shape = (300, 340)
+    inst = _field(rng, shape, 260)
+    out = []
+    for dtype in (np.uint16, np.uint8):
+        paster = StreamingPaste(shape, overlaps=overlaps, dtype=dtype)
+        widths = set()
+        for part in _by_tile(inst, shape, 96, 40):
+            paster.add(part)
+            widths.add(paster.labels.dtype)
+        out.append(paster.finish())
+    assert widths == {np.dtype(np.uint8), np.dtype(np.uint32)}
+    assert out[0][0].dtype == out[1][0].dtype == np.uint16
+    assert np.array_equal(out[0][0], out[1][0])
+    assert np.array_equal(out[0][1], out[1][1])
+
+
+def test_finish_returns_the_pasted_image_itself_when_its_dtype_fits():
+    rng = np.random.default_rng(1)
+    inst = _field(rng, (120, 120), 40)
+    paster = StreamingPaste((120, 120))
+    paster.add(inst)
+    canvas = paster.labels
+    labels, _ = paster.finish()
+    assert labels is canvas and labels.dtype == np.uint16  # no copy of a large image at the end
