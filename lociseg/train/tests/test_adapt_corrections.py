@@ -1,0 +1,73 @@
+"""What counts as a correction, and stopping a run from another thread."""
+
+import numpy as np
+import pytest
+
+from lociseg.errors import InputError
+from lociseg.train.adapt import corrections_from_edit
+
+
+def _model_output() -> np.ndarray:
+    lab = np.zeros((20, 30), np.int32)
+    lab[2:8, 2:8], lab[2:8, 10:16], lab[12:18, 2:8], lab[12:18, 20:28] = 1, 2, 3, 4
+    return lab
+
+
+def test_untouched_cells_are_not_corrections():
+    lab = _model_output()
+    corrected, reviewed = corrections_from_edit(lab, lab.copy())
+    assert not corrected.any() and not reviewed.any()
+
+
+def test_split_add_erase_and_trim_each_count():
+    lab = _model_output()
+    edit = lab.copy()
+    edit[2:5, 2:8] = 9  # split cell 1: the upper half is a new cell 9, the rest stays 1
+    edit[12:18, 12:16] = 5  # a new cell painted on background
+    edit[edit == 3] = 0  # erase cell 3
+    edit[2:8, 15] = 0  # trim cell 2's right column
+    corrected, reviewed = corrections_from_edit(lab, edit)
+    assert set(np.unique(corrected)) == {0, 1, 2, 5, 9}  # cell 4 was left as drawn
+    assert np.array_equal(corrected[corrected > 0], edit[corrected > 0])
+    assert reviewed[12:18, 2:8].all() and corrected[12:18, 2:8].max() == 0  # erased: reviewed background
+    assert reviewed[2:8, 15].all() and not reviewed[lab == 4].any()
+    assert np.array_equal(reviewed, (edit != lab) | (corrected > 0))
+
+
+def test_a_neighbour_painted_over_is_corrected_too():
+    lab = _model_output()
+    edit = lab.copy()
+    edit[2:8, 8:12] = 1  # cell 1 grows over background and over part of cell 2
+    corrected, _ = corrections_from_edit(lab, edit)
+    assert set(np.unique(corrected)) == {0, 1, 2}
+    with pytest.raises(InputError):
+        corrections_from_edit(lab, edit[:, :10])
+
+
+def test_on_step_stops_the_run_after_that_step(tmp_path, rng):
+    from lociseg.train.config import ExperimentConfig
+    from lociseg.train.loop import train
+
+    labels = np.zeros((64, 64), np.int32)
+    labels[8:30, 8:30], labels[34:60, 30:60] = 1, 2
+    image = rng.random((2, 64, 64)).astype(np.float32) + (labels > 0)
+    cfg = ExperimentConfig().override(
+        {
+            "data.crop_size": 64,
+            "data.diameter": 24.0,
+            "optim.steps": 50,
+            "optim.batch_size": 1,
+            "optim.threads": 1,
+            "optim.budget_minutes": 5.0,
+        }
+    )
+    seen = []
+
+    def on_step(s):
+        seen.append(s)
+        return s["step"] == 2
+
+    res = train(cfg, tmp_path / "run", train_samples=([image], [labels]), device="cpu", progress=False, on_step=on_step)
+    assert res["interrupted"] == "cancelled" and res["step"] == 2 and [s["step"] for s in seen] == [1, 2]
+    assert seen[0]["steps"] == 50 and np.isfinite(seen[0]["loss"]) and seen[0]["budget_seconds"] == 300
+    assert (tmp_path / "run" / "last").is_dir()  # resumable, as after Ctrl-C
