@@ -201,16 +201,16 @@ class AdaptWidget(Container):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        from qtpy.QtCore import QObject, Signal
+        from superqt.utils import ensure_main_thread
 
-        class _Progress(QObject):  # carries the worker thread's progress to the GUI thread
-            changed = Signal(str, float)
-
+        # the worker thread reports progress; widgets may only change in the GUI thread
+        self._post_progress = ensure_main_thread(self._show_progress)
         self.viewer = napari_viewer
         self.worker = None
         self._cancel = threading.Event()
         self._run: dict | None = None  # the adapt run: folder, image name and (nucleus, cytoplasm) stack
         self._outputs: dict[str, tuple[str, np.ndarray]] = {}  # result layer -> (model folder, labels as output)
+        self.progress_threads: set[str] = set()  # where progress was shown (the GUI thread only)
         self.nucleus = ComboBox(label="nuclear stain layer", choices=self._image_layers)
         self.cytoplasm = ComboBox(label="cytoplasm stain layer", choices=self._image_layers)
         self.model = LineEdit(value="cells", label="start from model")
@@ -239,8 +239,6 @@ class AdaptWidget(Container):
                 self.status,
             ]
         )
-        self._progress = _Progress()
-        self._progress.changed.connect(self._show_progress)
         self.adapt_button.changed.connect(self.adapt)
         self.finetune_button.changed.connect(self.finetune)
         self.cancel_button.changed.connect(self.cancel)
@@ -266,13 +264,14 @@ class AdaptWidget(Container):
         (show_error if error else show_info)(text)
 
     def _show_progress(self, stage: str, fraction: float) -> None:
+        self.progress_threads.add(threading.current_thread().name)
         self.bar.value = int(round(100 * fraction))
         self.bar.label = stage
         self.status.value = f"{stage} {100 * fraction:.0f} %"
 
     def _callback(self, stage: str, fraction: float) -> bool:
         """Runs in the worker thread: report progress, answer whether to cancel."""
-        self._progress.changed.emit(stage, fraction)
+        self._post_progress(stage, fraction)
         return self._cancel.is_set()
 
     def _stack(self) -> tuple[str, np.ndarray]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +197,9 @@ def test_adapt_then_finetune_on_a_painted_correction(make_napari_viewer, qtbot, 
     assert not w.adapt_button.enabled and w.cancel_button.enabled  # running in the worker thread
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
     assert "adapted model saved" in w.status.value, w.status.value
-    assert w.bar.value == 100 and w.adapt_button.enabled and not w.cancel_button.enabled
+    qtbot.waitUntil(lambda: w.bar.value == 100, timeout=10_000)
+    assert w.adapt_button.enabled and not w.cancel_button.enabled
+    assert w.progress_threads == {threading.main_thread().name}  # widgets changed in the GUI thread only
     layer = viewer.layers["lociseg adapted"]
     labels = np.array(layer.data)
     assert labels.shape == (256, 256) and labels.max() > 5
