@@ -335,12 +335,19 @@ def adapt_model(
     info.update(train=trained, trained=True)
     result.update(train=trained)
     _write_json(out / "adapt.json", info)
-    result["interrupted"] = _segment(out, samples, order, device, progress, callback)
+    # a run folder with outputs got this far only with resume or overwrite: its segmentation is replaced
+    result["interrupted"] = _segment(out, samples, order, device, progress, callback, overwrite or resume)
     return result
 
 
 def _segment(
-    run: Path, samples: list[dict], order: list[int], device: str, progress: bool, callback: Callback | None
+    run: Path,
+    samples: list[dict],
+    order: list[int],
+    device: str,
+    progress: bool,
+    callback: Callback | None,
+    overwrite: bool,
 ) -> str | None:
     """Segment each sample with the model of ``run`` at its training scale into ``run/segmentation``.
 
@@ -359,7 +366,9 @@ def _segment(
         with warnings.catch_warnings():  # the diameter used is in each image's .json and the report
             warnings.filterwarnings("ignore", message="cell diameter estimated")
             s["labels"], s["table"] = model.segment(s["image"], channels=order, diameter=s["diameter"])
-        write_outputs(run / "segmentation", s["name"], s["labels"], s["table"], {"model": str(run)})
+        write_outputs(
+            run / "segmentation", s["name"], s["labels"], s["table"], {"model": str(run)}, overwrite=overwrite
+        )
     _cancelled(callback, "segment", 1.0)
     return None
 
@@ -422,7 +431,8 @@ def finetune_on_corrections(
         (nucleus, cytoplasm).
     corrections : mapping name -> (corrected, reviewed)
         Of some of those images (:func:`corrections_from_edit`); the others
-        train on their weak annotation alone.
+        train on their weak annotation alone (with none at all, this is weak
+        fine-tuning on the machine annotation: a control).
     adapted : path
         The :func:`adapt_model` run folder: its ``adapt.json`` (channels),
         ``annotations/`` (machine points, foreground and cells: the weak
@@ -483,8 +493,6 @@ def finetune_on_corrections(
             )
         )
         found.append({"name": name, "image": image, "target": tifffile.imread(ann_dir / f"{name}.targets.tif")})
-    if not any(s.corrected is not None and s.corrected.any() for s in samples):
-        raise InputError("no corrected cell: paint corrections on the result first")
     config = _config(start, order, nucleus, cytoplasm, minutes, steps, lr, threads, mode="weak").override(
         {"init": start, "data.diameter": float(info["train"]["diameter"])}
     )
@@ -504,7 +512,7 @@ def finetune_on_corrections(
     )
     result = {"train": trained, "interrupted": trained["interrupted"], "samples": found}
     if not trained["interrupted"]:
-        result["interrupted"] = _segment(out, found, order, device, progress, callback)
+        result["interrupted"] = _segment(out, found, order, device, progress, callback, overwrite)
     return result
 
 

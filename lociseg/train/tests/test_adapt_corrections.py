@@ -71,3 +71,31 @@ def test_on_step_stops_the_run_after_that_step(tmp_path, rng):
     assert res["interrupted"] == "cancelled" and res["step"] == 2 and [s["step"] for s in seen] == [1, 2]
     assert seen[0]["steps"] == 50 and np.isfinite(seen[0]["loss"]) and seen[0]["budget_seconds"] == 300
     assert (tmp_path / "run" / "last").is_dir()  # resumable, as after Ctrl-C
+
+
+def test_adapt_again_over_a_finished_run_and_finetune_refuses_to_mix_runs(data_root, tmp_path):
+    """On a real 192 px crop, one step each: a finished adapt run is replaced only with overwrite (its
+    segmentation too), and a fine-tuning run folder is never reused without it."""
+    from lociseg.data import load_dataset
+    from lociseg.train.adapt import adapt_model, finetune_on_corrections
+
+    image = load_dataset("bbbc018@test", root=data_root, channels=["DNA", "actin"])[0].image[:, 160:352, 160:352]
+    run = {"steps": 1, "minutes": 1.0, "progress": False, "threads": 1}
+    opts = {"nucleus": 0, "cytoplasm": 1, **run}
+    stages = []
+    res = adapt_model([("a", image)], tmp_path / "ad", callback=lambda s, f: stages.append((s, f)) and False, **opts)
+    assert res["interrupted"] is None and res["samples"][0]["labels"].shape == (192, 192)
+    assert [s for s, _ in stages][0] == "annotate" and ("train", 1.0) in stages and stages[-1] == ("segment", 1.0)
+    with pytest.raises(InputError, match="holds an adapt run"):
+        adapt_model([("a", image)], tmp_path / "ad", **opts)
+    res = adapt_model([("a", image)], tmp_path / "ad", overwrite=True, **opts)
+    labels = res["samples"][0]["labels"]
+    edit = labels.copy()
+    edit[:20, :20] = labels.max() + 1  # a new cell in a corner
+    fixed = {"a": corrections_from_edit(labels, edit)}
+    ft = finetune_on_corrections([("a", image)], fixed, tmp_path / "ad", tmp_path / "ft", **run)
+    assert ft["train"]["step"] == 1 and (tmp_path / "ft" / "segmentation" / "a.tif").is_file()
+    with pytest.raises(InputError, match="holds a fine-tuning run"):
+        finetune_on_corrections([("a", image)], fixed, tmp_path / "ad", tmp_path / "ft", **run)
+    with pytest.raises(InputError, match="not one of the adapt run's images"):
+        finetune_on_corrections([("b", image)], {}, tmp_path / "ad", tmp_path / "ft2", **run)
