@@ -177,8 +177,6 @@ class AnnotationWidget(Container):
 
 def _one_line(exc: BaseException) -> str:
     """An exception as one line for a notification (LociErrors already read as messages)."""
-    from ..errors import LociError
-
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return text if isinstance(exc, LociError) else f"{type(exc).__name__}: {text}".rstrip(": ")
 
