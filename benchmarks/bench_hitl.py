@@ -11,11 +11,18 @@ held-out test fields (never corrected) and over the corrected fields:
 * ``adapted``: ``adapt_model`` on all test fields (transductive, label-free);
 * ``weak only``: :func:`~lociseg.train.adapt.finetune_on_corrections` with
   no corrections (the machine points and foreground alone), same minutes;
-* ``corrected``: the same with the corrections.
+* ``corrected``: the same with the corrections;
+* ``targets only`` / ``targets+corrected``: ``rest="targets"``, the adapt
+  targets (supervised, as ``adapt`` trained) without / with the corrections
+  pasted in.
+
+``--reuse`` keeps an adapt run already in ``OUT/adapted`` (and its
+segmentation, so the simulated corrections are the same).
 
 Usage::
 
-    python benchmarks/bench_hitl.py --out runs/bench_hitl --adapt-minutes 4 --minutes 3 --fields 2 --cells 10
+    python benchmarks/bench_hitl.py --out runs/bench_hitl --adapt-minutes 4 --minutes 3 --fields 2 --cells 10 \
+        [--arms "weak only" corrected "targets only" targets+corrected] [--reuse]
 """
 
 from __future__ import annotations
@@ -28,9 +35,18 @@ from pathlib import Path
 import numpy as np
 
 from lociseg.data import load_dataset
+from lociseg.io.labels import read_labels
 from lociseg.metrics import evaluate_pairs
 from lociseg.predict.api import load_model
 from lociseg.train.adapt import adapt_model, corrections_from_edit, finetune_on_corrections
+
+#: Arm -> (what the rest of each image trains on, with the corrections).
+ARMS = {
+    "weak only": ("weak", False),
+    "corrected": ("weak", True),
+    "targets only": ("targets", False),
+    "targets+corrected": ("targets", True),
+}
 
 
 def f1s(gts: list, preds: list) -> tuple[float, float]:
@@ -75,6 +91,8 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=10, help="cells corrected per field")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--arms", nargs="+", default=["weak only", "corrected"], choices=sorted(ARMS))
+    ap.add_argument("--reuse", action="store_true", help="keep the adapt run in OUT/adapted")
     args = ap.parse_args()
 
     ds = load_dataset("bbbc018@test", channels=["DNA", "actin"])
@@ -83,35 +101,40 @@ def main() -> None:
     gts = {n: ds[n].labels for n in names}
     fixed, held = names[: args.fields], names[args.fields :]
     t0 = time.perf_counter()
-    res = adapt_model(
-        [(n, images[n]) for n in names],
-        args.out / "adapted",
-        nucleus=0,
-        cytoplasm=1,
-        minutes=args.adapt_minutes,
-        overwrite=True,
-        threads=args.threads,
-        progress=False,
-    )
-    order = res["info"]["model_channels"]
-    outputs = {s["name"]: s["labels"] for s in res["samples"]}
+    adapted = args.out / "adapted"
+    if not (args.reuse and (adapted / "adapt.json").is_file()):
+        adapt_model(
+            [(n, images[n]) for n in names],
+            adapted,
+            nucleus=0,
+            cytoplasm=1,
+            minutes=args.adapt_minutes,
+            overwrite=True,
+            threads=args.threads,
+            progress=False,
+        )
+    info = json.loads((adapted / "adapt.json").read_text())
+    order = info["model_channels"]
+    outputs = {n: read_labels(adapted / "segmentation" / f"{n}.tif") for n in names}
     corrections, counts = {}, {}
     for n in fixed:
         corrected, reviewed = corrections_from_edit(outputs[n], simulate_corrections(outputs[n], gts[n], args.cells))
         corrections[n] = (corrected, reviewed)
         counts[n] = int(len(np.unique(corrected)) - 1)
-    runs = {"adapted": (args.out / "adapted", res["train"]["step"])}
-    for arm, corr in (("weak only", {}), ("corrected", corrections)):
-        folder = args.out / arm.replace(" ", "_")
+    runs = {"adapted": (adapted, info["train"]["step"])}
+    for arm in args.arms:
+        rest, with_corrections = ARMS[arm]
+        folder = args.out / arm.replace(" ", "_").replace("+", "_")
         r = finetune_on_corrections(
             [(n, images[n]) for n in names],
-            corr,
-            args.out / "adapted",
+            corrections if with_corrections else {},
+            adapted,
             folder,
             minutes=args.minutes,
             overwrite=True,
             threads=args.threads,
             progress=False,
+            rest=rest,
         )
         runs[arm] = (folder, r["train"]["step"])
     rows = []
@@ -124,10 +147,10 @@ def main() -> None:
         )
         rows.append({"arm": arm, "steps": steps, "held_out": h, "corrected_fields": c})
         print(f"| {arm} | {steps} | {h[0]:.3f} / {h[1]:.3f} | {c[0]:.3f} / {c[1]:.3f} |", flush=True)
-    info = {"corrected cells": counts, "seconds": round(time.perf_counter() - t0), "rows": rows}
-    print(json.dumps(info["corrected cells"]), info["seconds"], "s")
+    summary = {"corrected cells": counts, "seconds": round(time.perf_counter() - t0), "rows": rows}
+    print(json.dumps(counts), summary["seconds"], "s")
     if args.json:
-        args.json.write_text(json.dumps(info, indent=1))
+        args.json.write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

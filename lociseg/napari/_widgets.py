@@ -190,8 +190,9 @@ class AdaptWidget(Container):
     chosen folder, which then holds the adapted model, and the result comes
     back as a Labels layer. *Fine-tune on corrections*: paint on that layer
     (new cells, erase, split a cell by painting a new label over part of
-    it), and the cells you changed train as full labels while the rest stays
-    weak (:func:`lociseg.train.adapt.finetune_on_corrections`); the new model
+    it), and the cells you changed train as full labels while the rest
+    trains on the adapt targets or, if chosen, stays weak
+    (:func:`lociseg.train.adapt.finetune_on_corrections`); the new model
     goes into ``<folder>/finetune-<k>`` and its result into a new layer.
     Both run in a worker thread with a progress bar and a Cancel button;
     errors appear as one-line notifications.
@@ -217,6 +218,11 @@ class AdaptWidget(Container):
         self.steps = SpinBox(value=0, min=0, max=1_000_000, label="max steps (0 = until the time is up)")
         self.adapt_button = PushButton(text="Adapt to these images")
         self.corrected = ComboBox(label="corrected layer", choices=self._result_layers)
+        self.rest = ComboBox(
+            label="rest of the image",
+            choices=[("adapt targets", "targets"), ("weak (machine points, foreground)", "weak")],
+            value="targets",
+        )
         self.finetune_button = PushButton(text="Fine-tune on corrections")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.bar = ProgressBar(value=0, min=0, max=100, label="progress")
@@ -231,6 +237,7 @@ class AdaptWidget(Container):
                 self.steps,
                 self.adapt_button,
                 self.corrected,
+                self.rest,
                 self.finetune_button,
                 self.cancel_button,
                 self.bar,
@@ -398,7 +405,7 @@ class AdaptWidget(Container):
             return
         run = self._run
         out = next_free_folder(run["folder"], "finetune")
-        minutes, steps = self.minutes.value, self.steps.value or None
+        minutes, steps, rest = self.minutes.value, self.steps.value or None, self.rest.value
 
         def work():
             return finetune_on_corrections(
@@ -411,6 +418,7 @@ class AdaptWidget(Container):
                 steps=steps,
                 progress=False,
                 callback=self._callback,
+                rest=rest,
             )
 
         def done(res: dict) -> None:

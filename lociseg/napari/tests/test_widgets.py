@@ -211,7 +211,8 @@ def test_adapt_then_finetune_on_a_painted_correction(make_napari_viewer, qtbot, 
     ys, xs = np.nonzero(labels == k)
     upper = ys < np.median(ys)
     layer.data_setitem((ys[upper], xs[upper]), new)
-    assert w.corrected.value == "lociseg adapted"
+    assert w.corrected.value == "lociseg adapted" and w.rest.value == "targets"
+    w.rest.value = "weak"  # corrected cells supervised inside weak training: the log then proves they were used
     w.finetune_button.native.click()
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
     assert "fine-tuned on 2 corrected cell(s)" in w.status.value, w.status.value

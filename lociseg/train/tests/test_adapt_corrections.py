@@ -93,9 +93,30 @@ def test_adapt_again_over_a_finished_run_and_finetune_refuses_to_mix_runs(data_r
     edit = labels.copy()
     edit[:20, :20] = labels.max() + 1  # a new cell in a corner
     fixed = {"a": corrections_from_edit(labels, edit)}
-    ft = finetune_on_corrections([("a", image)], fixed, tmp_path / "ad", tmp_path / "ft", **run)
+    ft = finetune_on_corrections([("a", image)], fixed, tmp_path / "ad", tmp_path / "ft", rest="weak", **run)
     assert ft["train"]["step"] == 1 and (tmp_path / "ft" / "segmentation" / "a.tif").is_file()
     with pytest.raises(InputError, match="holds a fine-tuning run"):
         finetune_on_corrections([("a", image)], fixed, tmp_path / "ad", tmp_path / "ft", **run)
+    header = (tmp_path / "ft" / "log.csv").read_text().splitlines()[0].split(",")
+    assert {"mask_bce", "weak"} <= set(header)  # corrected cells supervised, the rest weak
+    finetune_on_corrections([("a", image)], fixed, tmp_path / "ad", tmp_path / "ft3", **run)  # rest: targets
+    header = (tmp_path / "ft3" / "log.csv").read_text().splitlines()[0].split(",")
+    assert "mask_bce" in header and "weak" not in header  # all supervised: targets with the corrections in
     with pytest.raises(InputError, match="not one of the adapt run's images"):
         finetune_on_corrections([("b", image)], {}, tmp_path / "ad", tmp_path / "ft2", **run)
+
+
+def test_paste_corrections_replaces_the_reviewed_pixels_of_the_targets():
+    from lociseg.train.adapt import paste_corrections
+
+    target = _model_output()
+    edit = target.copy()
+    edit[2:5, 2:8] = 9  # split cell 1
+    edit[target == 3] = 0  # erase cell 3
+    corrected, reviewed = corrections_from_edit(target, edit)
+    out = paste_corrections(target, corrected, reviewed)
+    assert not (out[12:18, 2:8]).any()  # erased
+    assert np.array_equal(out[target == 4], target[target == 4])  # untouched target cell kept
+    halves = {int(out[3, 3]), int(out[6, 3])}
+    assert len(halves) == 2 and min(halves) > target.max()  # both halves new ids, above the targets'
+    assert set(np.unique(out)) == {0, 2, 4} | halves
