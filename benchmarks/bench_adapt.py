@@ -36,8 +36,9 @@ from lociseg.data import load_dataset
 from lociseg.io.labels import read_labels
 from lociseg.metrics import evaluate_pairs
 from lociseg.predict.api import load_model
-from lociseg.report.adapt import _config, adapt
+from lociseg.report.adapt import adapt
 from lociseg.train import train
+from lociseg.train.adapt import _config
 
 #: Channels (nucleus, cytoplasm) per set.
 CHANNELS = {"bbbc018": ["DNA", "actin"], "aitslab": ["nucleus", "cell"]}

@@ -37,6 +37,13 @@ class Sample:
     cells : (H, W) int32 ndarray or None
         Machine-made cell label image (``lociseg annotate``): pseudo-labels,
         kept apart from ``labels`` so they are never scored as ground truth.
+    corrected : (H, W) int32 ndarray or None
+        Cells a person drew or corrected (0 elsewhere): weak training takes
+        them as full labels and the rest of the image stays weak. Kept apart
+        from ``labels`` so weak runs never read ground truth by accident.
+    reviewed : (H, W) bool ndarray or None
+        Where ``corrected`` is authoritative: its cells and the pixels a
+        person erased to background; None means ``corrected > 0``.
     """
 
     image: np.ndarray
@@ -46,6 +53,8 @@ class Sample:
     name: str = ""
     meta: dict = field(default_factory=dict)
     cells: np.ndarray | None = None
+    corrected: np.ndarray | None = None
+    reviewed: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3:
@@ -54,7 +63,7 @@ class Sample:
                 path=self.meta.get("path"),
             )
         hw = self.image.shape[1:]
-        for attr in ("labels", "foreground", "cells"):
+        for attr in ("labels", "foreground", "cells", "corrected", "reviewed"):
             value = getattr(self, attr)
             if value is not None and value.shape != hw:
                 where = self.meta.get("label_path") or self.meta.get("path")

@@ -257,27 +257,34 @@ class LacssModel(SegmentationModel):
         collab = self.collaborator(image) if self.collaborator is not None else None
         t = self.build_targets(batch, score, offsets, step, supervised=supervised)
         logs: dict[str, float] = {}
-        mask_parts: list[dict[str, torch.Tensor]] = []
+        mask_parts: dict[str, list[torch.Tensor]] = {}  # loss term -> one value per image that has it
         for i, sel in enumerate(t.selected):
             if len(t.points[i]) == 0:
                 continue
             logits, origins = self.seghead(dense[i], t.locations[i])
-            if supervised:
-                valid = batch.get("valid")
-                target, win_valid = window_targets(
-                    batch["labels"][i], t.ids[i][sel], origins, logits.shape[-1], None if valid is None else valid[i]
+            valid = batch.get("valid")
+            valid_i = None if valid is None else valid[i]
+            # Supervised: every instance; weak with corrected cells: those (ids > 0) as full labels.
+            ids = None if t.ids[i] is None else t.ids[i][sel]
+            full = ids > 0 if ids is not None else None
+            if full is not None and full.any():
+                labels = batch["labels"][i] if supervised else batch["corrected"][i]
+                target, win_valid = window_targets(labels, ids[full], origins[full], logits.shape[-1], valid_i)
+                for k, v in mask_bce_dice(logits[full], target, win_valid, dice=cfg.loss.mask_dice > 0).items():
+                    mask_parts.setdefault(k, []).append(v)
+            if not supervised:
+                weak = slice(None) if full is None else ~full
+                loss_i, parts = self._weak_loss(
+                    batch, i, logits[weak], origins[weak], t.points[i], sel[weak], step, aux_pred, collab
                 )
-                mask_parts.append(mask_bce_dice(logits, target, win_valid, dice=cfg.loss.mask_dice > 0))
-            else:
-                loss_i, parts = self._weak_loss(batch, i, logits, origins, t.points[i], sel, step, aux_pred, collab)
-                mask_parts.append({"weak": loss_i})
+                mask_parts.setdefault("weak", []).append(loss_i)
                 for k, val in parts.items():
                     logs[k] = logs.get(k, 0.0) + val / len(image)
         lpn = lpn_loss(score, offsets, t.positive, t.offsets, t.grid_valid)
         total = cfg.loss.lpn_score * lpn["lpn_score"] + cfg.loss.lpn_offset * lpn["lpn_offset"]
         if mask_parts:
-            for key in mask_parts[0]:
-                term = torch.stack([p[key] for p in mask_parts]).mean()
+            for key, values in mask_parts.items():
+                term = torch.stack(values).mean()
                 total = total + (1.0 if key == "weak" else getattr(cfg.loss, key)) * term
                 logs[key] = float(term.detach())
         else:
@@ -303,16 +310,30 @@ class LacssModel(SegmentationModel):
         aux_pred: torch.Tensor | None,
         collab: torch.Tensor | None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Weak mask loss of image ``i``, at the scale of the LPN losses."""
+        """Weak mask loss of image ``i``, at the scale of the LPN losses.
+
+        With corrected cells in the batch, the reviewed pixels belong to them:
+        for the weak instances they are background (``weak`` mode: the
+        foreground is 0 there) or, in ``points`` mode, they do not count.
+        """
         cfg = self.config
         fg, valid = batch.get("foreground"), batch.get("valid")
+        fg = None if fg is None else fg[i]
+        valid = None if valid is None else valid[i]
+        if "corrected" in batch:
+            reviewed = batch["reviewed"][i] if "reviewed" in batch else batch["corrected"][i] > 0
+            free = 1.0 - reviewed.float()
+            if fg is not None:
+                fg = fg * free
+            if cfg.mode == "points":
+                valid = free if valid is None else valid * free
         loss, parts = weak_image_loss(
             cfg.weak_loss_config(),
             logits,
             origins,
             points,
-            foreground=None if fg is None else fg[i],
-            valid=None if valid is None else valid[i],
+            foreground=fg,
+            valid=valid,
             shape=tuple(batch["image"].shape[-2:]),
             step=step,
             collaborator=None if collab is None else collab[i],

@@ -48,14 +48,28 @@ def label_centroids(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def annotated_points(batch: dict[str, Any], i: int, *, supervised: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Label ids (supervised; else None) and locations (P, 2) of the cells of image ``i``.
+    """Label ids and locations (P, 2) of the cells of image ``i``.
 
     Supervised batches locate cells at the centroids of their labels, weak
-    ones at the annotated points.
+    ones at the annotated points (ids None). A weak batch with ``corrected``
+    cells (full labels a person drew or corrected, authoritative where
+    ``reviewed`` is non-zero) drops the annotated points that fall in the
+    reviewed pixels and adds the corrected cells at their centroids: ids are
+    then 0 for the weak points, followed by the corrected cells' label ids.
     """
     if supervised:
         return label_centroids(batch["labels"][i])
-    return None, batch["points"][i].to(batch["image"].device).float().reshape(-1, 2)
+    pts = batch["points"][i].to(batch["image"].device).float().reshape(-1, 2)
+    if "corrected" not in batch:
+        return None, pts
+    corrected = batch["corrected"][i]
+    reviewed = batch["reviewed"][i] if "reviewed" in batch else corrected > 0
+    h, w = corrected.shape
+    at = pts.round().long()
+    at = (at[:, 0].clamp(0, h - 1), at[:, 1].clamp(0, w - 1))
+    pts = pts[reviewed[at] == 0]
+    ids, centres = label_centroids(corrected)
+    return torch.cat([torch.zeros(len(pts), dtype=ids.dtype, device=ids.device), ids]), torch.cat([pts, centres])
 
 
 def grid_valid(valid: torch.Tensor | None, stride: int) -> torch.Tensor | None:
@@ -96,7 +110,8 @@ class LacssTargets:
     points : list of (P_i, 2) tensors
         Every annotated location (or label centroid) of each image.
     ids : list of (P_i,) tensors or None
-        Label id of each point (supervised batches).
+        Label id of each point: in supervised batches, and in weak batches
+        with corrected cells (0 for the weak points; :func:`annotated_points`).
     selected : list of (N_i,) long tensors
         Indices into ``points`` of the instances that get a mask loss.
     locations : list of (N_i, 2) tensors
@@ -134,7 +149,8 @@ def lacss_targets(
     batch : dict
         Training batch (:class:`~lociseg.models.base.SegmentationModel`).
     supervised : bool
-        Cells from ``labels`` (their centroids), else from ``points``.
+        Cells from ``labels`` (their centroids), else from ``points`` (and
+        the ``corrected`` cells, when the batch has them).
     score, offsets : (B, h, w), (B, 2, h, w) tensors
         The LPN outputs of the batch (read, never differentiated).
     step : int

@@ -1,7 +1,8 @@
-"""napari dock widgets: segment the selected image; review weak annotations."""
+"""napari dock widgets: segment the selected image; review weak annotations; adapt and correct."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,13 @@ from magicgui.widgets import (
     FloatSpinBox,
     Label,
     LineEdit,
+    ProgressBar,
     PushButton,
     SpinBox,
 )
 
-from .logic import labels_features
+from ..errors import LociError
+from .logic import holds_run, labels_features, next_free_folder, safe_name
 
 
 class SegmentWidget(Container):
@@ -71,7 +74,7 @@ class SegmentWidget(Container):
             return
         model, diameter = self.model.value, (self.diameter.value or None)
 
-        @thread_worker
+        @thread_worker(ignore_errors=True)  # errors: the status line, not an exception in the event loop
         def work():
             yield "loading model"
             seg = load_model(model)
@@ -170,3 +173,259 @@ class AnnotationWidget(Container):
         self.edit.chosen_index = int(self.choice.value)
         save_annotation(self.folder.value, self.edit)
         self.status.value = f"saved {len(self.edit.points)} points, candidate {self.edit.chosen_index}"
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line for a notification (LociErrors already read as messages)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, LociError) else f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+class AdaptWidget(Container):
+    """Adapt a model to the open images without labels, then fine-tune it on your corrections.
+
+    *Adapt to these images*: the nucleus and cytoplasm image layers are
+    annotated by machine, the starting model is fine-tuned on them
+    (:func:`lociseg.train.adapt.adapt_model`, as ``lociseg adapt``) into the
+    chosen folder, which then holds the adapted model, and the result comes
+    back as a Labels layer. *Fine-tune on corrections*: paint on that layer
+    (new cells, erase, split a cell by painting a new label over part of
+    it), and the cells you changed train as full labels while the rest
+    trains on the adapt targets or, if chosen, stays weak
+    (:func:`lociseg.train.adapt.finetune_on_corrections`); the new model
+    goes into ``<folder>/finetune-<k>`` and its result into a new layer.
+    Both run in a worker thread with a progress bar and a Cancel button;
+    errors appear as one-line notifications.
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from superqt.utils import ensure_main_thread
+
+        # the worker thread reports progress; widgets may only change in the GUI thread
+        self._post_progress = ensure_main_thread(self._show_progress)
+        self.viewer = napari_viewer
+        self.worker = None
+        self._cancel = threading.Event()
+        self._run: dict | None = None  # the adapt run: folder, image name and (nucleus, cytoplasm) stack
+        self._outputs: dict[str, tuple[str, np.ndarray]] = {}  # result layer -> (model folder, labels as output)
+        self.progress_threads: set[str] = set()  # where progress was shown (the GUI thread only)
+        self.nucleus = ComboBox(label="nuclear stain layer", choices=self._image_layers)
+        self.cytoplasm = ComboBox(label="cytoplasm stain layer", choices=self._image_layers)
+        self.model = LineEdit(value="cells", label="start from model")
+        self.folder = FileEdit(mode="d", label="save adapted model to")
+        self.minutes = FloatSpinBox(value=5.0, min=0.1, max=600.0, step=1.0, label="minutes of training")
+        self.steps = SpinBox(value=0, min=0, max=1_000_000, label="max steps (0 = until the time is up)")
+        self.adapt_button = PushButton(text="Adapt to these images")
+        self.corrected = ComboBox(label="corrected layer", choices=self._result_layers)
+        self.rest = ComboBox(
+            label="rest of the image",
+            choices=[("adapt targets", "targets"), ("weak (machine points, foreground)", "weak")],
+            value="targets",
+        )
+        self.finetune_button = PushButton(text="Fine-tune on corrections")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.bar = ProgressBar(value=0, min=0, max=100, label="progress")
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.nucleus,
+                self.cytoplasm,
+                self.model,
+                self.folder,
+                self.minutes,
+                self.steps,
+                self.adapt_button,
+                self.corrected,
+                self.rest,
+                self.finetune_button,
+                self.cancel_button,
+                self.bar,
+                self.status,
+            ]
+        )
+        self.adapt_button.changed.connect(self.adapt)
+        self.finetune_button.changed.connect(self.finetune)
+        self.cancel_button.changed.connect(self.cancel)
+
+    # ------------------------------------------------------------------ helpers
+    def _image_layers(self, *_) -> list[str]:
+        return [layer.name for layer in self.viewer.layers if layer.__class__.__name__ == "Image"]
+
+    def _result_layers(self, *_) -> list[str]:
+        return [n for n in self._outputs if n in self.viewer.layers]
+
+    def confirm(self, question: str) -> bool:
+        """Ask the user a yes/no question (a dialog)."""
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(self.native, "lociseg", question)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        self.status.value = f"error: {text}" if error else text
+        (show_error if error else show_info)(text)
+
+    def _show_progress(self, stage: str, fraction: float) -> None:
+        self.progress_threads.add(threading.current_thread().name)
+        self.bar.value = int(round(100 * fraction))
+        self.bar.label = stage
+        self.status.value = f"{stage} {100 * fraction:.0f} %"
+
+    def _callback(self, stage: str, fraction: float) -> bool:
+        """Runs in the worker thread: report progress, answer whether to cancel."""
+        self._post_progress(stage, fraction)
+        return self._cancel.is_set()
+
+    def _stack(self) -> tuple[str, np.ndarray]:
+        """(name, (2, H, W) nucleus, cytoplasm) of the chosen layers."""
+        names = [self.nucleus.value, self.cytoplasm.value]
+        if not all(names):
+            raise ValueError("no image layers: open the nuclear and cytoplasm stains first")
+        arrays = [np.asarray(self.viewer.layers[n].data) for n in names]
+        if any(a.ndim != 2 for a in arrays):
+            raise ValueError(f"needs 2-D single-channel image layers, got shapes {[a.shape for a in arrays]}")
+        if arrays[0].shape != arrays[1].shape:
+            raise ValueError(f"image layers differ in size: {arrays[0].shape} and {arrays[1].shape}")
+        return safe_name(names[1]), np.stack(arrays)
+
+    def _start(self, work, done) -> None:
+        from napari.qt.threading import create_worker
+
+        self._cancel.clear()
+        self.bar.value = 0
+        self.worker = create_worker(work, _ignore_errors=True)  # errors: the one-line message below
+        self.worker.returned.connect(done)
+        self.worker.errored.connect(lambda exc: self._say(_one_line(exc), error=True))
+        self.worker.finished.connect(self._idle)
+        self._busy(True)
+        self.worker.start()
+
+    def _busy(self, busy: bool) -> None:
+        self.adapt_button.enabled = self.finetune_button.enabled = not busy
+        self.cancel_button.enabled = busy
+
+    def _idle(self) -> None:
+        self._busy(False)
+        self.worker = None
+
+    def cancel(self, *_) -> None:
+        """Ask the running job to stop (after the step in progress; what is done is kept)."""
+        self._cancel.set()
+        self.status.value = "cancelling ..."
+
+    def _show(self, name: str, model: str, sample: dict) -> None:
+        from .logic import labels_features
+
+        table = sample["table"]
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.viewer.add_labels(
+            sample["labels"],
+            name=name,
+            features=labels_features(table.to_dict()),
+            metadata={**table.meta, "lociseg_model": model},
+        )
+        self._outputs[name] = (model, np.array(sample["labels"], copy=True))
+        self.corrected.reset_choices()
+        self.corrected.value = name
+
+    # ------------------------------------------------------------------ adapt
+    def adapt(self, *_) -> None:
+        """Adapt the starting model to the chosen image layers (worker thread)."""
+        from ..train.adapt import adapt_model
+
+        try:
+            name, image = self._stack()
+        except ValueError as exc:
+            self._say(str(exc), error=True)
+            return
+        folder = self.folder.value
+        if not folder or str(folder) in ("", "."):
+            self._say("choose the folder to save the adapted model to", error=True)
+            return
+        folder = Path(folder)
+        overwrite = False
+        if holds_run(folder):
+            if not self.confirm(f"{folder} holds a model already. Replace it?"):
+                self.status.value = "not started: choose another folder"
+                return
+            overwrite = True
+        init, minutes, steps = self.model.value.strip() or "cells", self.minutes.value, self.steps.value or None
+
+        def work():
+            return adapt_model(
+                [(name, image)],
+                folder,
+                nucleus=0,
+                cytoplasm=1,
+                minutes=minutes,
+                init=init,
+                steps=steps,
+                overwrite=overwrite,
+                progress=False,
+                callback=self._callback,
+            )
+
+        def done(res: dict) -> None:
+            if res["interrupted"]:
+                self._say(f"cancelled; what was done is kept in {folder}")
+                return
+            if not res["samples"]:
+                self._say(f"no usable image: {'; '.join(res['skipped'].values())}", error=True)
+                return
+            self._run = {"folder": folder, "name": name, "image": image}
+            self._show("lociseg adapted", str(folder), res["samples"][0])
+            self._say(
+                f"adapted model saved in {folder} ({res['train']['step']} steps); paint corrections and fine-tune"
+            )
+
+        self._start(work, done)
+
+    # ------------------------------------------------------------------ fine-tune
+    def finetune(self, *_) -> None:
+        """Fine-tune on the cells corrected in the chosen result layer (worker thread)."""
+        from ..train.adapt import corrections_from_edit, finetune_on_corrections
+
+        layer_name = self.corrected.value
+        if self._run is None or not layer_name or layer_name not in self.viewer.layers:
+            self._say("adapt first, then paint corrections on the result", error=True)
+            return
+        model, output = self._outputs[layer_name]
+        try:
+            corrected, reviewed = corrections_from_edit(output, np.asarray(self.viewer.layers[layer_name].data))
+        except LociError as exc:
+            self._say(str(exc), error=True)
+            return
+        n = len(np.unique(corrected)) - 1
+        if n == 0:
+            self._say("no corrected cell: paint on the result layer first", error=True)
+            return
+        run = self._run
+        out = next_free_folder(run["folder"], "finetune")
+        minutes, steps, rest = self.minutes.value, self.steps.value or None, self.rest.value
+
+        def work():
+            return finetune_on_corrections(
+                [(run["name"], run["image"])],
+                {run["name"]: (corrected, reviewed)},
+                run["folder"],
+                out,
+                init=model,
+                minutes=minutes,
+                steps=steps,
+                progress=False,
+                callback=self._callback,
+                rest=rest,
+            )
+
+        def done(res: dict) -> None:
+            if res["interrupted"]:
+                self._say(f"cancelled; what was done is kept in {out}")
+                return
+            self._show(f"lociseg {out.name}", str(out), res["samples"][0])
+            self._say(f"fine-tuned on {n} corrected cell(s): model saved in {out}")
+
+        self._start(work, done)

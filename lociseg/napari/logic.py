@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +15,37 @@ from ..errors import InputError
 
 __all__ = [
     "AnnotationEdit",
+    "holds_run",
     "is_lociseg_output",
     "labels_features",
     "list_annotations",
     "load_annotation",
+    "next_free_folder",
     "read_output",
+    "safe_name",
     "save_annotation",
 ]
+
+#: What a training or adapt run leaves in its folder.
+_RUN_FILES = ("best", "last", "log.csv", "adapt.json", "finetune.json")
+
+
+def holds_run(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` holds a model or run that starting a new one there would replace."""
+    return any((Path(folder) / n).exists() for n in _RUN_FILES)
+
+
+def next_free_folder(parent: str | os.PathLike, stem: str) -> Path:
+    """``parent/stem-1``, or the first ``stem-k`` after it that does not exist (so nothing is replaced)."""
+    k = 1
+    while (Path(parent) / f"{stem}-{k}").exists():
+        k += 1
+    return Path(parent) / f"{stem}-{k}"
+
+
+def safe_name(name: str) -> str:
+    """A layer name as a file name: runs of characters other than letters, digits, ``.``, ``_``, ``-`` become ``_``."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "image"
 
 
 def labels_features(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

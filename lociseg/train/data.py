@@ -43,6 +43,8 @@ class Prepared:
     foreground: np.ndarray | None  # float32 (H, W)
     scale: float
     cells: np.ndarray | None = None  # int32 (H, W), machine-made cells (weak territory)
+    corrected: np.ndarray | None = None  # int32 (H, W), a person's cells: full labels in weak runs
+    reviewed: np.ndarray | None = None  # uint8 (H, W), where ``corrected`` is authoritative
 
 
 def _channels(spec: list[str]) -> list[int | str] | None:
@@ -174,7 +176,12 @@ def prepare(
         cells = None
         if s.cells is not None and weak and config.model.reads_cells:
             cells = rescale_labels(np.asarray(s.cells), shape).astype(np.int32)
-        out.append(Prepared(s.name, img.astype(np.float32), labels, points, fg, factor, cells))
+        corrected = reviewed = None
+        if s.corrected is not None and weak:
+            corrected = rescale_labels(np.asarray(s.corrected), shape).astype(np.int32)
+            authority = corrected > 0 if s.reviewed is None else np.asarray(s.reviewed)
+            reviewed = rescale_labels(authority.astype(np.uint8), shape).astype(np.uint8)
+        out.append(Prepared(s.name, img.astype(np.float32), labels, points, fg, factor, cells, corrected, reviewed))
     return out, d
 
 
@@ -284,6 +291,10 @@ def imaging_augment(img: np.ndarray, aug: AugmentConfig, rng: np.random.Generato
     return x.astype(np.float32)
 
 
+#: Per-pixel maps of a crop, transformed with its image.
+_MAPS = ("labels", "foreground", "cells", "corrected", "reviewed")
+
+
 def sample_crop(item: Prepared, size: int, aug: AugmentConfig, rng: np.random.Generator, weak: bool) -> dict:
     """One augmented crop (numpy arrays) of ``item``; pixels outside the image are invalid."""
     c, h, w = item.image.shape
@@ -320,19 +331,22 @@ def sample_crop(item: Prepared, size: int, aug: AugmentConfig, rng: np.random.Ge
             out["foreground"] = rescale_labels(window(item.foreground, 0.0), (size, size)).astype(np.float32)
         if item.cells is not None:
             out["cells"] = rescale_labels(window(item.cells, 0), (size, size)).astype(np.int64)
+        if item.corrected is not None:
+            out["corrected"] = rescale_labels(window(item.corrected, 0), (size, size)).astype(np.int64)
+            out["reviewed"] = rescale_labels(window(item.reviewed, 0), (size, size)).astype(np.float32)
     if aug.flips:
         k = int(rng.integers(4))
         flip = bool(rng.integers(2))
         img = np.rot90(img, k, axes=(1, 2))
         valid = np.rot90(valid, k)
-        for key in ("labels", "foreground", "cells"):
+        for key in _MAPS:
             if key in out:
                 out[key] = np.rot90(out[key], k)
         if "points" in out:
             out["points"] = _rot_points(out["points"], k, (size, size))
         if flip:
             img, valid = img[:, :, ::-1], valid[:, ::-1]
-            for key in ("labels", "foreground", "cells"):
+            for key in _MAPS:
                 if key in out:
                     out[key] = out[key][:, ::-1]
             if "points" in out:
@@ -347,7 +361,7 @@ def sample_crop(item: Prepared, size: int, aug: AugmentConfig, rng: np.random.Ge
         img = img + rng.normal(0, aug.noise, size=img.shape)
     out["image"] = np.ascontiguousarray(img, dtype=np.float32)
     out["valid"] = np.ascontiguousarray(valid)
-    for key in ("labels", "foreground", "cells"):
+    for key in _MAPS:
         if key in out:
             out[key] = np.ascontiguousarray(out[key])
     if "cells" in out:
@@ -393,6 +407,10 @@ def batch_arrays(items: list[Prepared], config: ExperimentConfig, step: int, *, 
         for key in ("foreground", "cells", "cells_depth"):
             if all(key in c for c in crops):
                 batch[key] = torch.from_numpy(np.stack([c[key] for c in crops]))
+        if any("corrected" in c for c in crops):  # images without corrections: nothing reviewed
+            for key, dtype in (("corrected", np.int64), ("reviewed", np.float32)):
+                blank = np.zeros((size, size), dtype)
+                batch[key] = torch.from_numpy(np.stack([c.get(key, blank) for c in crops]))
     return batch
 
 

@@ -10,6 +10,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -85,6 +86,7 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     stop_at: int | None = None,
+    on_step: Callable[[dict[str, Any]], bool | None] | None = None,
 ) -> dict[str, Any]:
     """Train a model; checkpoints go to ``out_dir/best`` and ``out_dir/last``.
 
@@ -117,6 +119,13 @@ def train(
     stop_at : int, optional
         Stop after this step (as an interruption would); the schedule still
         runs to ``optim.steps``. Used to test exact resume.
+    on_step : callable, optional
+        Called after each step with ``step`` (steps done), ``steps``
+        (``optim.steps``), ``loss``, ``seconds`` (trained so far) and
+        ``budget_seconds`` (0: no time budget), e.g. for a progress bar in
+        a GUI; returning True stops the run as a signal would
+        (``interrupted`` is then ``"cancelled"``). Signals reach only the
+        main thread, so this is how a run in a worker thread is stopped.
 
     Returns
     -------
@@ -141,7 +150,7 @@ def train(
     try:
         with _StopSignals() as stop:
             return _train(
-                config, out_dir, train_samples, val_samples, device, resume, overwrite, progress, stop_at, stop
+                config, out_dir, train_samples, val_samples, device, resume, overwrite, progress, stop_at, stop, on_step
             )
     finally:
         torch.set_num_threads(threads_before)  # leave the caller's process as it was
@@ -246,6 +255,7 @@ def _train(
     progress: bool,
     stop_at: int | None,
     stop: _StopSignals,
+    on_step: Callable[[dict[str, Any]], bool | None] | None = None,
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -356,6 +366,16 @@ def _train(
             row: dict[str, Any] | None = None
             base = {"step": done, "seconds": round(elapsed(), 2), "lr": scheduler.get_last_lr()[0], "loss": loss_value}
             over_budget = budget_s > 0 and elapsed() > budget_s
+            if on_step is not None and on_step(
+                {
+                    "step": done,
+                    "steps": opt_cfg.steps,
+                    "loss": loss_value,
+                    "seconds": elapsed(),
+                    "budget_seconds": budget_s,
+                }
+            ):
+                stop.signal = stop.signal or "cancelled"
             stopping = stop.signal  # read once: a signal arriving later stops after the next step
             final = done == end or over_budget or stopping is not None
             if done % opt_cfg.log_every == 0 or final:

@@ -114,6 +114,7 @@ def test_manifest_commands_resolve():
         "lociseg.get_reader",
         "lociseg.segment_widget",
         "lociseg.annotation_widget",
+        "lociseg.adapt_widget",
         "lociseg.sample_bbbc018",
     }
     for cmd in commands:
@@ -127,7 +128,11 @@ def test_manifest_is_valid_npe2():
     npe2 = pytest.importorskip("npe2", reason="npe2 not installed (pip install 'lociseg[napari]')")
     pm = npe2.PluginManifest.from_file(Path(logic.__file__).parent / "napari.yaml")
     assert pm.name == "lociseg"
-    assert {w.display_name for w in pm.contributions.widgets} == {"Segment cells", "Weak annotations"}
+    assert {w.display_name for w in pm.contributions.widgets} == {
+        "Segment cells",
+        "Weak annotations",
+        "Adapt to these images",
+    }
     assert pm.contributions.readers[0].command == "lociseg.get_reader"
 
 
@@ -140,3 +145,15 @@ def test_napari_extra_uses_a_supported_qt_binding():
     extra = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]["napari"]
     napari_req = next(r for r in extra if r.startswith("napari"))
     assert "pyqt6" in napari_req.lower() and not any("pyqt5" in r.lower() for r in extra)
+
+
+def test_run_folders_are_never_reused(tmp_path):
+    from lociseg.napari.logic import holds_run, next_free_folder, safe_name
+
+    assert not holds_run(tmp_path) and not holds_run(tmp_path / "missing")
+    (tmp_path / "log.csv").write_text("step\n")
+    assert holds_run(tmp_path)
+    assert next_free_folder(tmp_path, "finetune") == tmp_path / "finetune-1"
+    (tmp_path / "finetune-1").mkdir()
+    assert next_free_folder(tmp_path, "finetune") == tmp_path / "finetune-2"
+    assert safe_name("plate 1/A01 (actin)") == "plate_1_A01_actin" and safe_name("..") == "image"

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
+import torch
 
 # CI sets LOCISEG_REQUIRE_EXTRAS=1: there a missing napari, Qt or display fails instead of skipping
 _REQUIRED = os.environ.get("LOCISEG_REQUIRE_EXTRAS") == "1"
@@ -38,7 +41,7 @@ for _module, _reason in (
 if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     _unavailable("no display: run under Xvfb (xvfb-run -a python -m pytest ...)")
 
-from lociseg.napari._widgets import AnnotationWidget, SegmentWidget  # noqa: E402 - after the display check
+from lociseg.napari._widgets import AdaptWidget, AnnotationWidget, SegmentWidget  # noqa: E402 - after the display check
 
 ARTIFACTS = Path(os.environ.get("LOCISEG_ARTIFACTS", Path(__file__).resolve().parents[3] / "test-artifacts"))
 
@@ -169,3 +172,104 @@ def test_annotation_widget_edit_and_save(make_napari_viewer, tmp_path):
     pts, fg = read_annotation(tmp_path, "im")
     np.testing.assert_allclose(pts, [[4.0, 4.0], [12.0, 6.0]])
     assert np.array_equal(fg, cands[2]) and read_choices(tmp_path / "choices.csv")["im"]["chosen_index"] == 2
+
+
+def _adapt_widget(viewer, bbbc_field, folder):
+    """The Adapt widget on a 256 px crop of a BBBC018 field, 2 training steps, into ``folder``."""
+    crop = bbbc_field.image[:, 128:384, 128:384]
+    viewer.add_image(crop[0], name="actin", colormap="green", blending="additive")
+    viewer.add_image(crop[1], name="DNA", colormap="blue", blending="additive")
+    w = AdaptWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Adapt to these images", area="right")
+    w.nucleus.value, w.cytoplasm.value = "DNA", "actin"
+    w.folder.value, w.steps.value, w.minutes.value = folder, 2, 1.0
+    return w
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
+def test_adapt_then_finetune_on_a_painted_correction(make_napari_viewer, qtbot, bbbc_field, tmp_path):
+    """Adapt on a real crop, split a cell with the paint path napari's brush uses, fine-tune on it."""
+    from safetensors.torch import load_file
+
+    viewer = make_napari_viewer()
+    w = _adapt_widget(viewer, bbbc_field, tmp_path / "adapted")
+    w.adapt_button.native.click()
+    assert not w.adapt_button.enabled and w.cancel_button.enabled  # running in the worker thread
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert "adapted model saved" in w.status.value, w.status.value
+    qtbot.waitUntil(lambda: w.bar.value == 100, timeout=10_000)
+    assert w.adapt_button.enabled and not w.cancel_button.enabled
+    assert w.progress_threads == {threading.main_thread().name}  # widgets changed in the GUI thread only
+    layer = viewer.layers["lociseg adapted"]
+    labels = np.array(layer.data)
+    assert labels.shape == (256, 256) and labels.max() > 5
+    assert list(layer.features["index"]) == sorted(np.unique(labels[labels > 0]).tolist())
+    assert (tmp_path / "adapted" / "best").is_dir()
+    # split the largest cell: its upper half becomes a new cell
+    ids, areas = np.unique(labels[labels > 0], return_counts=True)
+    k, new = int(ids[areas.argmax()]), int(labels.max()) + 1
+    ys, xs = np.nonzero(labels == k)
+    upper = ys < np.median(ys)
+    layer.data_setitem((ys[upper], xs[upper]), new)
+    assert w.corrected.value == "lociseg adapted" and w.rest.value == "targets"
+    w.rest.value = "weak"  # corrected cells supervised inside weak training: the log then proves they were used
+    w.finetune_button.native.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert "fine-tuned on 2 corrected cell(s)" in w.status.value, w.status.value
+    run = tmp_path / "adapted" / "finetune-1"
+    assert "lociseg finetune-1" in viewer.layers and viewer.layers["lociseg finetune-1"].data.shape == (256, 256)
+    # the two halves are what it trained on as full labels: the supervised mask terms are in its log
+    corrected = tifffile.imread(run / "corrections" / "actin.corrected.tif")
+    assert set(np.unique(corrected)) == {0, k, new} and (corrected == new).sum() == upper.sum()
+    header = (run / "log.csv").read_text().splitlines()[0].split(",")
+    assert {"mask_bce", "mask_dice", "weak"} <= set(header)
+    # and the model changed
+    before = load_file(str(tmp_path / "adapted" / "best" / "model.safetensors"))
+    after = load_file(str(run / "best" / "model.safetensors"))
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+
+
+def test_adapt_asks_before_replacing_a_model_and_cancels(make_napari_viewer, qtbot, bbbc_field, tmp_path):
+    folder = tmp_path / "adapted"
+    folder.mkdir()
+    (folder / "adapt.json").write_text("{}")
+    viewer = make_napari_viewer()
+    w = _adapt_widget(viewer, bbbc_field, folder)
+    asked = []
+    w.confirm = lambda q: asked.append(q) or False
+    w.adapt_button.native.click()
+    assert asked and "holds a model" in asked[0] and w.worker is None and "not started" in w.status.value
+    assert (folder / "adapt.json").read_text() == "{}"
+    w.confirm = lambda q: True
+    w.adapt_button.native.click()
+    w.cancel_button.native.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert w.status.value.startswith("cancelled"), w.status.value
+    assert not (folder / "best").exists() and "lociseg adapted" not in viewer.layers
+
+
+def test_adapt_errors_are_one_line_messages(make_napari_viewer, qtbot, bbbc_field, tmp_path):
+    viewer = make_napari_viewer()
+    w = AdaptWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.adapt_button.native.click()  # no image layer: a message, not an exception
+    assert w.status.value.startswith("error: no image layers") and w.worker is None
+    w.finetune_button.native.click()
+    assert w.status.value == "error: adapt first, then paint corrections on the result"
+    viewer.layers.clear()
+    w = _adapt_widget(viewer, bbbc_field, tmp_path / "a")
+    w.model.value = "no-such-model"
+    w.adapt_button.native.click()  # fails in the worker thread
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert w.status.value.startswith("error: ") and "\n" not in w.status.value and "no-such-model" in w.status.value
+
+
+def test_segment_worker_error_is_a_status_line(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32)), name="a")
+    w = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.model.value = "no-such-model"
+    w.run_button.native.click()  # fails in the worker thread: re-raised in the event loop it would fail this test
+    qtbot.waitUntil(lambda: w.run_button.enabled, timeout=60_000)
+    assert w.status.value.startswith("error: ") and "no-such-model" in w.status.value

@@ -1,0 +1,602 @@
+"""Adapt a trained model to unlabelled images, then fine-tune it on a person's corrections.
+
+:func:`adapt_model` is the work behind ``lociseg adapt`` (whose report page
+:func:`lociseg.report.adapt.adapt` adds) and the napari *Adapt* widget:
+machine annotations at each image's own scale
+(:func:`lociseg.annotate.annotate_image` with
+:func:`~lociseg.annotate.estimate_cell_scale`), the starting model's cells
+merged with them as targets (:func:`lociseg.predict.selftrain.cells_from_model`),
+supervised fine-tuning from the model's weights (:func:`lociseg.train.train`
+with ``init``) and segmentation at each image's training scale.
+
+:func:`finetune_on_corrections` is the human-in-the-loop step after it: the
+cells a person corrected on the result (:func:`corrections_from_edit`) are
+full labels, the rest of each image trains on the adapt run's targets or
+stays weak (its machine points and foreground), and training starts from
+the adapted model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import tifffile
+
+from ..annotate import (
+    annotate_image,
+    estimate_cell_scale,
+    merge_cells,
+    read_annotation,
+    read_cells,
+    write_annotation,
+    write_contact_sheet,
+)
+from ..config import to_dict
+from ..data import Sample
+from ..errors import InputError, LociError
+from ..io import read_image
+from ..io.files import atomic_write, image_stem
+from ..models.checkpoint import model_config
+from ..models.pretrained import resolve_model
+from ..predict.api import Segmenter, load_model, write_outputs
+from ..predict.selftrain import cells_from_model
+from ..transforms import diameter_from_labels
+from .config import ExperimentConfig
+from .loop import train
+
+__all__ = ["TARGETS", "adapt_model", "corrections_from_edit", "finetune_on_corrections", "paste_corrections"]
+
+log = logging.getLogger("lociseg.adapt")
+
+#: How the training targets are drawn: the machine cells alone, the starting
+#: model's cells alone, or one of them with the other's cells it missed added
+#: (:func:`~lociseg.annotate.merge_cells`). ``model+machine`` keeps the
+#: model's outlines and the annotation's extra cells.
+TARGETS = ("machine", "model", "model+machine", "machine+model")
+
+#: ``callback(stage, fraction)`` with stage ``annotate``, ``train`` or
+#: ``segment`` and the fraction of that stage done; returning True cancels.
+Callback = Callable[[str, float], bool | None]
+
+_MIN_NUCLEI = 3  # fewer nucleus-sized spots give no scale and nothing to learn from
+
+
+def _load(item: str | os.PathLike | tuple[str, np.ndarray], chans: list) -> tuple[str, np.ndarray]:
+    """(name, (2, H, W) nucleus, cytoplasm) of a file or a (name, (C, H, W) array) pair."""
+    if isinstance(item, tuple):
+        name, image = item
+        image = np.asarray(image)
+        if image.ndim != 3 or max(c for c in chans if isinstance(c, int)) >= image.shape[0]:
+            raise InputError(f"{name}: needs a (C, H, W) array with channels {chans}, got shape {image.shape}")
+        return name, image[chans]
+    return image_stem(item, suffixes=()), read_image(item, channels=chans)
+
+
+def _check(image: np.ndarray) -> float:
+    """The annotation diameter of a (nucleus, cytoplasm) image; InputError for images nothing can be learnt from."""
+    for k, what in enumerate(("nuclear", "cytoplasm")):
+        if not np.isfinite(image[k]).all() or np.ptp(image[k]) == 0:
+            raise InputError(f"the {what} channel is blank (one value everywhere)")
+    diameter, n = estimate_cell_scale(image[0])
+    if n < _MIN_NUCLEI or not np.isfinite(diameter):
+        raise InputError(f"no nuclei found in the nuclear channel ({n} nucleus-like spot(s))")
+    return diameter
+
+
+def _model_order(seg: Segmenter, nucleus: str | int, cytoplasm: str | int) -> list[int]:
+    """Indices into (nucleus, cytoplasm) in the model's order (by name, else cytoplasm first as lociseg's configs)."""
+    n = seg.spec.in_channels
+    if n == 1:
+        return [0]
+    names = [str(nucleus).strip().lower(), str(cytoplasm).strip().lower()]
+    wanted = [str(c).strip().lower() for c in seg.spec.channels]
+    if len(wanted) == 2 and all(c in names for c in wanted):
+        return [names.index(c) for c in wanted]
+    return [1, 0]
+
+
+def _targets(image: np.ndarray, machine: np.ndarray, seg: Segmenter, order: list[int], mode: str) -> np.ndarray:
+    if mode == "machine":
+        return machine
+    own, _ = cells_from_model(image, seg, channels=order, fill=None)
+    if mode == "model":
+        return own
+    if mode == "model+machine":
+        return merge_cells(own, machine)
+    return merge_cells(machine, own)
+
+
+def _cancelled(callback: Callback | None, stage: str, fraction: float) -> bool:
+    return callback is not None and bool(callback(stage, min(1.0, max(0.0, fraction))))
+
+
+def _step_hook(callback: Callback | None) -> Callable[[dict], bool] | None:
+    """The training loop's ``on_step`` as a ``train`` stage of ``callback`` (steps or the time budget, whichever ends first)."""
+    if callback is None:
+        return None
+
+    def hook(s: dict) -> bool:
+        budget = s["budget_seconds"]
+        return _cancelled(callback, "train", max(s["step"] / s["steps"], s["seconds"] / budget if budget > 0 else 0.0))
+
+    return hook
+
+
+def adapt_model(
+    images: Sequence[str | os.PathLike | tuple[str, np.ndarray]],
+    out: str | os.PathLike,
+    *,
+    nucleus: str | int = "DNA",
+    cytoplasm: str | int = "actin",
+    minutes: float = 15.0,
+    init: str = "cells",
+    targets: Literal["machine", "model", "model+machine", "machine+model"] = "model+machine",
+    steps: int | None = None,
+    lr: float = 5e-4,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str = "auto",
+    threads: int = 0,
+    progress: bool = True,
+    sheets: str | os.PathLike | None = None,
+    callback: Callback | None = None,
+) -> dict[str, Any]:
+    """Fine-tune ``init`` on machine annotations of ``images`` and segment them with the result.
+
+    Parameters
+    ----------
+    images : sequence of path or (name, (C, H, W) array)
+        Image files (``nucleus``/``cytoplasm`` pick their channels) or
+        in-memory images (``nucleus``/``cytoplasm`` are then indices).
+    out : path
+        Folder: the run (``best/`` = the adapted model, ``last/``,
+        ``log.csv``, ``config.yaml``), ``annotations/`` (machine cells,
+        targets), ``segmentation/`` (labels, tables), ``adapt.json``
+        (settings, images skipped and why, results).
+    nucleus, cytoplasm : str or int
+        Channels by name or index.
+    minutes : float
+        Wall-clock budget of the fine-tuning (the learning rate anneals to it).
+    init : str
+        Starting model: a shipped name (``cells``, ``nuclei``) or a
+        checkpoint / run folder.
+    targets : str
+        One of :data:`TARGETS`.
+    steps : int, optional
+        Cap on the training steps (tests, quick looks).
+    lr : float
+        Peak learning rate (fine-tuning: lower than from scratch).
+    resume : bool
+        Go on from what an interrupted run left: stored annotations are
+        reused and training continues from ``last/``.
+    overwrite : bool
+        Start again in a folder that holds a run.
+    device : str
+    threads : int
+        torch CPU threads (0: torch's default).
+    progress : bool
+        Progress bars on the terminal.
+    sheets : path, optional
+        Folder for each image's contact sheet of foreground candidates.
+    callback : callable, optional
+        ``callback(stage, fraction)`` (:data:`Callback`); True cancels: the
+        run stops as after Ctrl-C (``interrupted`` is ``"cancelled"``), and
+        what is done is kept for ``resume``.
+
+    Returns
+    -------
+    dict
+        ``images`` (names used), ``skipped`` (name -> reason), ``train``
+        (what :func:`lociseg.train.train` returned), ``interrupted`` (signal
+        name, ``"cancelled"`` or None), ``info`` (what ``adapt.json``
+        holds), ``start`` (the starting :class:`~lociseg.predict.api.Segmenter`)
+        and ``samples``: per image ``name``, ``image`` (nucleus, cytoplasm),
+        ``machine`` cells, training ``target``, the final ``labels`` and
+        cell ``table`` (the last two once segmented).
+
+    Raises
+    ------
+    InputError
+        No usable image, or a run in ``out`` without ``resume``/``overwrite``.
+    """
+    from tqdm import tqdm
+
+    if targets not in TARGETS:
+        raise InputError(f"targets must be one of {TARGETS}, got {targets!r}")
+    out = Path(out)
+    held = [out / n for n in ("best", "last", "log.csv", "adapt.json") if (out / n).exists()]
+    if held and not (resume or overwrite):
+        raise InputError(
+            "holds an adapt run already; use --resume to go on, --overwrite to start again, or another -o", path=out
+        )
+    ann_dir = out / "annotations"
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    if sheets is not None:
+        Path(sheets).mkdir(parents=True, exist_ok=True)
+    init_path = init if Path(init).exists() else str(resolve_model(init))
+    seg = load_model(init_path, device=device)
+    order = _model_order(seg, nucleus, cytoplasm)
+    chans = [nucleus, cytoplasm]
+
+    names, samples, skipped = [], [], {}
+    interrupted = None
+    t0 = time.perf_counter()
+    try:
+        for k, item in enumerate(tqdm(images, desc="annotate", unit="image", disable=not progress or None)):
+            if _cancelled(callback, "annotate", k / max(1, len(images))):
+                interrupted = "cancelled"
+                break
+            name = str(item[0]) if isinstance(item, tuple) else image_stem(item, suffixes=())
+            try:
+                name, image = _load(item, chans)
+                target_file = ann_dir / f"{name}.targets.tif"
+                if resume and target_file.is_file():
+                    cells, target = read_cells(ann_dir, name), tifffile.imread(target_file).astype(np.int32)
+                else:
+                    diameter = _check(image)
+                    ann = annotate_image(image[0], image[1], diameter=diameter)
+                    cells = ann.cells
+                    if cells is None or cells.max() == 0:
+                        raise InputError("the annotation found no cells")
+                    target = _targets(image, cells, seg, order, targets)
+                    write_annotation(
+                        ann_dir,
+                        name,
+                        ann.points,
+                        ann.foreground,
+                        {
+                            "nucleus": nucleus,
+                            "cytoplasm": cytoplasm,
+                            "diameter": round(diameter, 2),
+                            "auto_index": ann.auto_index,
+                            "targets": targets,
+                        },
+                        cells=cells,
+                    )
+                    if sheets is not None:
+                        write_contact_sheet(
+                            Path(sheets) / f"{name}.png",
+                            image,
+                            ann.candidates,
+                            ann.points,
+                            ann.chosen_index,
+                            auto=ann.auto_index,
+                            cells=cells,
+                        )
+                    atomic_write(
+                        target_file,
+                        lambda p, t=target: tifffile.imwrite(p, t.astype(np.uint32), compression="zlib"),
+                        overwrite=True,
+                    )
+            except (LociError, OSError, ValueError) as exc:
+                skipped[name] = str(exc)
+                log.warning("%s skipped: %s", name, exc)
+                continue
+            names.append(name)
+            samples.append({"name": name, "image": image, "machine": cells, "target": target})
+    except KeyboardInterrupt:
+        interrupted = "SIGINT"
+    info: dict[str, Any] = {
+        "init": init,
+        "nucleus": nucleus,
+        "cytoplasm": cytoplasm,
+        "targets": targets,
+        "minutes": minutes,
+        "steps": steps,
+        "lr": lr,
+        "model_channels": order,
+        "images": names,
+        "skipped": skipped,
+        "annotate_seconds": round(time.perf_counter() - t0, 1),
+    }
+    result: dict[str, Any] = {
+        "images": names,
+        "skipped": skipped,
+        "train": None,
+        "interrupted": interrupted,
+        "info": info,
+        "start": seg,
+        "samples": samples,
+    }
+    if interrupted:
+        _write_json(out / "adapt.json", {**info, "interrupted": interrupted})
+        return result
+    if not samples:
+        raise InputError("no usable image (" + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")", path=out)
+
+    config = _config(init_path, order, nucleus, cytoplasm, minutes, steps, lr, threads).override({"init": init_path})
+    previous = _read_json(out / "adapt.json")
+    if resume and previous.get("trained"):
+        trained = previous["train"]
+    else:
+        go_on = resume and (out / "last").is_dir()
+        trained = train(
+            config,
+            out,
+            train_samples=([s["image"][order] for s in samples], [s["target"] for s in samples]),
+            device=device,
+            resume=go_on,
+            overwrite=not go_on and (overwrite or resume),
+            progress=progress,
+            on_step=_step_hook(callback),
+        )
+        trained = {k: v for k, v in trained.items() if k in ("step", "diameter", "seconds", "interrupted")}
+        result.update(train=trained)
+        if trained["interrupted"]:
+            _write_json(out / "adapt.json", {**info, "train": trained, "trained": False})
+            return {**result, "interrupted": trained["interrupted"]}
+    info.update(train=trained, trained=True)
+    result.update(train=trained)
+    _write_json(out / "adapt.json", info)
+    # a run folder with outputs got this far only with resume or overwrite: its segmentation is replaced
+    result["interrupted"] = _segment(out, samples, order, device, progress, callback, overwrite or resume)
+    return result
+
+
+def _segment(
+    run: Path,
+    samples: list[dict],
+    order: list[int],
+    device: str,
+    progress: bool,
+    callback: Callback | None,
+    overwrite: bool,
+) -> str | None:
+    """Segment each sample with the model of ``run`` at its training scale into ``run/segmentation``.
+
+    Returns ``"cancelled"`` when ``callback`` cancels (the images done are kept), else None.
+    """
+    from tqdm import tqdm
+
+    model = load_model(run, device=device)
+    for k, s in enumerate(tqdm(samples, desc="segment", unit="image", disable=not progress or None)):
+        if _cancelled(callback, "segment", k / len(samples)):
+            return "cancelled"
+        # The image's own scale as the model was trained on it (its targets' median cell size): on the
+        # labelled sets closer than the scale search (BENCHMARKS.md, "lociseg adapt").
+        d = diameter_from_labels(s["target"])
+        s["diameter"] = float(d) if np.isfinite(d) and d > 0 else None
+        with warnings.catch_warnings():  # the diameter used is in each image's .json and the report
+            warnings.filterwarnings("ignore", message="cell diameter estimated")
+            s["labels"], s["table"] = model.segment(s["image"], channels=order, diameter=s["diameter"])
+        write_outputs(
+            run / "segmentation", s["name"], s["labels"], s["table"], {"model": str(run)}, overwrite=overwrite
+        )
+    _cancelled(callback, "segment", 1.0)
+    return None
+
+
+def corrections_from_edit(model_labels: np.ndarray, edited: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cells a person corrected in a model's label image, and the pixels they reviewed.
+
+    A cell counts as corrected when its pixels differ from the model's: a
+    new id (painted on background, or a split's new half), a cell that grew
+    or shrank, and a cell part of which another cell took (the other half of
+    a split, a neighbour painted over). Pixels changed to 0 (erased cells,
+    trimmed edges) are reviewed background. Cells left as the model drew
+    them are not corrections.
+
+    Parameters
+    ----------
+    model_labels, edited : (H, W) int arrays
+        The model's output and the same image after editing.
+
+    Returns
+    -------
+    corrected : (H, W) int32
+        The corrected cells with their ids in ``edited``, 0 elsewhere.
+    reviewed : (H, W) bool
+        The corrected cells' pixels and every changed pixel.
+    """
+    before, after = np.asarray(model_labels), np.asarray(edited)
+    if before.shape != after.shape:
+        raise InputError(f"edited labels are {after.shape}, the model's {before.shape}")
+    changed = before != after
+    present = np.unique(after)
+    touched = np.union1d(after[changed], before[changed])
+    ids = np.intersect1d(touched[touched > 0], present)
+    corrected = np.where(np.isin(after, ids), after, 0).astype(np.int32)
+    return corrected, changed | (corrected > 0)
+
+
+def paste_corrections(target: np.ndarray, corrected: np.ndarray, reviewed: np.ndarray) -> np.ndarray:
+    """``target`` with the reviewed pixels replaced by the corrected cells (ids after ``target``'s)."""
+    out = np.where(np.asarray(reviewed, bool), 0, target).astype(np.int32)
+    ids = np.unique(corrected[corrected > 0])
+    lut = np.zeros(int(corrected.max()) + 1, np.int32)
+    lut[ids] = np.arange(1, len(ids) + 1) + int(target.max())
+    return np.where(corrected > 0, lut[corrected], out)
+
+
+def finetune_on_corrections(
+    images: Sequence[tuple[str, np.ndarray]],
+    corrections: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    adapted: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    init: str | os.PathLike | None = None,
+    minutes: float = 5.0,
+    steps: int | None = None,
+    lr: float = 2e-4,
+    overwrite: bool = False,
+    device: str = "auto",
+    threads: int = 0,
+    progress: bool = True,
+    callback: Callback | None = None,
+    rest: Literal["targets", "weak"] = "targets",
+) -> dict[str, Any]:
+    """Fine-tune on a person's corrections: corrected cells as full labels, the rest as the adapt run had it, or weak.
+
+    Parameters
+    ----------
+    images : sequence of (name, (2, H, W) array)
+        Images of an :func:`adapt_model` run under their names there, as
+        (nucleus, cytoplasm).
+    corrections : mapping name -> (corrected, reviewed)
+        Of some of those images (:func:`corrections_from_edit`); the others
+        train as ``rest`` says (with none at all, this is the fine-tuning
+        without corrections: a control).
+    adapted : path
+        The :func:`adapt_model` run folder: its ``adapt.json`` (channels),
+        ``annotations/`` (machine points, foreground and cells: the weak
+        part) and model.
+    out : path
+        New run folder (the fine-tuned model, ``corrections/`` with what it
+        was trained on, ``segmentation/``).
+    init : path, optional
+        Model to start from (default: ``adapted``), e.g. an earlier round.
+    minutes, steps, lr, overwrite, device, threads, progress, callback
+        As in :func:`adapt_model`.
+    rest : {"targets", "weak"}
+        What the rest of each image trains on: ``targets``, the adapt run's
+        targets with the corrections pasted in (:func:`paste_corrections`),
+        all supervised as ``adapt`` trained; ``weak``, the machine points
+        and foreground (the weak loss; the corrected cells through
+        :attr:`lociseg.data.Sample.corrected`), which on BBBC018 cost the
+        uncorrected images about 0.09 F1 at IoU 0.75 (BENCHMARKS.md,
+        "Fine-tuning on corrections").
+
+    Returns
+    -------
+    dict
+        ``train`` (what :func:`lociseg.train.train` returned), ``interrupted``
+        and ``samples`` (per image ``name``, ``labels``, ``table``, ...).
+    """
+    adapted, out = Path(adapted), Path(out)
+    info = _read_json(adapted / "adapt.json")
+    if not info.get("trained"):
+        raise InputError("not a finished adapt run (no adapt.json with a trained model)", path=adapted)
+    unknown = sorted(set(corrections) - {name for name, _ in images})
+    if unknown:
+        raise InputError(f"corrections of images not given: {', '.join(unknown)}")
+    held = [out / n for n in ("best", "last", "log.csv", "finetune.json") if (out / n).exists()]
+    if held and not overwrite:
+        raise InputError("holds a fine-tuning run already; choose another folder or overwrite it", path=out)
+    (out / "corrections").mkdir(parents=True, exist_ok=True)
+    nucleus, cytoplasm, order = info["nucleus"], info["cytoplasm"], info["model_channels"]
+    ann_dir = adapted / "annotations"
+    start = str(init or adapted)
+    samples, found = [], []
+    for item in images:
+        name, image = _load(item, [0, 1])
+        if not (ann_dir / f"{name}.targets.tif").is_file():
+            raise InputError(f"{name}: not one of the adapt run's images", path=ann_dir)
+        points, foreground = read_annotation(ann_dir, name)
+        corrected, reviewed = corrections.get(name, (None, None))
+        if corrected is not None:
+            corrected = np.asarray(corrected, np.int32)
+            reviewed = np.asarray(reviewed, bool)
+            for kind, arr in (("corrected", corrected), ("reviewed", reviewed.astype(np.uint8))):
+                atomic_write(
+                    out / "corrections" / f"{name}.{kind}.tif",
+                    lambda p, a=arr: tifffile.imwrite(p, a, compression="zlib"),
+                    overwrite=True,
+                )
+        target = tifffile.imread(ann_dir / f"{name}.targets.tif").astype(np.int32)
+        if rest == "targets":
+            labels = target if corrected is None else paste_corrections(target, corrected, reviewed)
+            samples.append(Sample(image[order], labels=labels, name=name))
+        else:
+            samples.append(
+                Sample(
+                    image[order],
+                    points=points,
+                    foreground=foreground,
+                    cells=read_cells(ann_dir, name),
+                    corrected=corrected,
+                    reviewed=reviewed,
+                    name=name,
+                )
+            )
+        found.append({"name": name, "image": image, "target": target})
+    if rest == "targets":  # as adapt trained: each image at its labels' scale
+        config = _config(start, order, nucleus, cytoplasm, minutes, steps, lr, threads).override({"init": start})
+    else:
+        config = _config(start, order, nucleus, cytoplasm, minutes, steps, lr, threads, mode="weak").override(
+            {"init": start, "data.diameter": float(info["train"]["diameter"])}
+        )
+    trained = train(
+        config,
+        out,
+        train_samples=samples,
+        device=device,
+        overwrite=overwrite,
+        progress=progress,
+        on_step=_step_hook(callback),
+    )
+    trained = {k: v for k, v in trained.items() if k in ("step", "diameter", "seconds", "interrupted")}
+    _write_json(
+        out / "finetune.json",
+        {"adapted": str(adapted), "init": start, "rest": rest, "corrected": sorted(corrections), "train": trained},
+    )
+    result = {"train": trained, "interrupted": trained["interrupted"], "samples": found}
+    if not trained["interrupted"]:
+        result["interrupted"] = _segment(out, found, order, device, progress, callback, overwrite)
+    return result
+
+
+def _config(
+    init_path: str,
+    order: list[int],
+    nucleus,
+    cytoplasm,
+    minutes: float,
+    steps: int | None,
+    lr: float,
+    threads: int,
+    mode: Literal["supervised", "weak"] = "supervised",
+) -> ExperimentConfig:
+    """Fine-tuning of the model of ``init_path`` (its own settings) on in-memory samples.
+
+    ``supervised`` trains on the adapt targets; ``weak`` on machine points
+    and foreground plus corrected cells, with the weak terms on from the
+    first step (the masks are already trained).
+    """
+    model = model_config(init_path)
+    kind = "lacss" if type(model).__name__.lower().startswith("lacss") else "unet"
+    section = to_dict(model)
+    if kind == "lacss":
+        section["mode"] = mode
+        if mode == "weak":
+            section["weak"] = {**section.get("weak", {}), "warmup_start": 0, "warmup_steps": 0}
+    elif mode != "supervised":
+        raise InputError("fine-tuning on corrections needs a LACSS model (U-Nets have no weak mode)")
+    names = list(model.input.channels) or [[nucleus, cytoplasm][i] for i in order]
+    return ExperimentConfig.from_dict(
+        {
+            "model_type": kind,
+            kind: section,
+            "data": {"train": [], "val": [], "channels": names},
+            "optim": {
+                "lr": lr,
+                "warmup_steps": 20,
+                "steps": steps or 100_000,
+                "budget_minutes": minutes,
+                "select_best": False,
+                "checkpoint_every": 50,
+                "checkpoint_minutes": 1.0,
+                "threads": threads,
+                "log_every": 5,
+            },
+        }
+    )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(data, indent=1, default=str) + "\n", overwrite=True)
