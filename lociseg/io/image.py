@@ -304,6 +304,10 @@ class LazyImage:
         out.channels = [self.channels[int(i)] for i in index]
         return out
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the open zarr store stays behind: a copy sent to another process opens the file again
+        return {**self.__dict__, "_array": None}
+
     def _zarr(self):
         if self._array is None:
             import tifffile
