@@ -122,3 +122,44 @@ def test_many_random_cells_match_the_single_image_paster(tmp_path):
     # the greedy order of one image and the per-block decisions can only differ in chains of three or more
     # overlapping cells across a seam; on this crowded field they agree on almost every pixel
     assert np.mean(labels == expected) > 0.995
+
+
+def test_block_results_survive_a_crash_and_are_not_redone(data_root, tmp_path, monkeypatch):
+    """Pass 1 is kept per block: a rerun after a failure segments only the blocks missing."""
+    from lociseg.data import load_dataset
+    from lociseg.predict import api
+    from lociseg.predict.api import outputs_complete
+    from lociseg.scale_out import blocks as blocks_mod
+
+    image = load_dataset("bbbc018@test", root=data_root)[5].image  # 512 x 512, four blocks of 256
+    seg = api.load_model("cells", device="cpu")
+    calls: list[tuple] = []
+    fail_at = {"n": 3}
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(seg, name)
+
+        def paste_tiles(self, *args, **kwargs):
+            calls.append(kwargs["region"])
+            if len(calls) == fail_at["n"]:
+                raise RuntimeError("worker lost")
+            return seg.paste_tiles(*args, **kwargs)
+
+    monkeypatch.setattr(blocks_mod, "cached_segmenter", lambda model, device: Counting())
+    kw = dict(model="cells", device="cpu", diameter=23.0, block_size=256)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        blocks_mod.segment_blocks(None, image, tmp_path, "field", **kw)
+    assert len(list((tmp_path / ".field.blocks").glob("*.scores.npy"))) == 2
+    calls.clear()
+    fail_at["n"] = 0
+    blocks_mod.segment_blocks(None, image, tmp_path, "field", **kw)
+    assert len(calls) == 2  # only the two blocks the first run did not finish
+    assert outputs_complete(tmp_path, "field", endings=(".ome.zarr", ".csv"))
+    assert not (tmp_path / ".field.blocks").exists()
+    ref, _ = seg.segment(image, diameter=23.0)
+    labels = zarr.open_group(str(tmp_path / "field.ome.zarr"), mode="r")["labels/cells/0"][:]
+    from lociseg.metrics import match_instances
+
+    m = match_instances(ref, labels, thresholds=[0.9])
+    assert m.tp[0] >= 0.97 * int(ref.max())
