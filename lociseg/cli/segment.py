@@ -22,13 +22,15 @@ log = logging.getLogger(__name__)
 def expand_inputs(items: list[str]) -> list[Path]:
     """Files, folders (their image files, not recursive) and glob patterns, in order, without repeats."""
     from ..errors import InputError
-    from ..io.image import image_suffix_ok
+    from ..io.image import image_suffix_ok, is_ngff
 
     out: list[Path] = []
     for item in items:
         p = Path(item)
-        if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and image_suffix_ok(q))
+        if is_ngff(p):
+            found = [p]  # an OME-Zarr image is a folder
+        elif p.is_dir():
+            found = sorted(q for q in p.iterdir() if (q.is_file() and image_suffix_ok(q)) or is_ngff(q))
         elif any(ch in item for ch in "*?["):
             found = sorted(Path(q) for q in glob.glob(item, recursive=True) if Path(q).is_file())
         else:

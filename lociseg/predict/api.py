@@ -302,6 +302,7 @@ class Segmenter:
         augment: bool = False,
         chunk: int = 64,
         region: tuple[int, int, int, int] | None = None,
+        tiles: tuple[int, int, int, int] | None = None,
         keep: tuple[float, float, float, float] | None = None,
         **rules: Any,
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -321,8 +322,11 @@ class Segmenter:
         ``region`` = ``(y0, y1, x0, x1)`` in pixels of ``image`` predicts and
         pastes only that window (the labels have its shape), with tiles cut
         from the whole image's rescaled grid, so every tile is seen exactly
-        as in a whole-image pass; ``keep`` (same coordinates) pastes only
-        the cells located there (the part of the window the block owns).
+        as in a whole-image pass; ``tiles`` = ``(y0, y1, x0, x1)`` at model
+        scale is the window tiled (default: ``region``'s, its start on the
+        network's grid), e.g. whole tiles of the whole image's tiling;
+        ``keep`` (in pixels of ``image``) pastes only the cells located
+        there (the part of the window the block owns).
 
         Returns
         -------
@@ -338,7 +342,7 @@ class Segmenter:
         paster = StreamingPaste((ry1 - ry0, rx1 - rx0), **rules)
         to_model = np.array(model_shape, np.float64) / np.array(shape, np.float64)
         m = self.pad_multiple  # the region at model scale, its start on the network's grid
-        model_region = (
+        model_region = tiles or (
             int(ry0 * to_model[0]) // m * m,
             min(model_shape[0], int(math.ceil(ry1 * to_model[0]))),
             int(rx0 * to_model[1]) // m * m,

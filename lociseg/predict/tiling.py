@@ -43,7 +43,7 @@ class Tile:
     core: tuple[float, float, float, float]
 
 
-def _axis_tiles(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int, float, float]]:
+def axis_tiles(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int, float, float]]:
     """(start, end, core start, core end) of the tiles covering one axis.
 
     Starts are multiples of ``align``: a network that downsamples by 32 then
@@ -89,16 +89,16 @@ def iter_tiles(
         raise ValueError(f"overlap must be in [0, tile size), got {overlap} for tile {th}x{tw}")
     if align < 1 or min(th, tw) - overlap < align:
         raise ValueError(f"tile size minus overlap must be at least align={align}")
-    for y, y1, cy0, cy1 in _axis_tiles(int(shape[0]), int(th), overlap, align):
-        for x, x1, cx0, cx1 in _axis_tiles(int(shape[1]), int(tw), overlap, align):
+    for y, y1, cy0, cy1 in axis_tiles(int(shape[0]), int(th), overlap, align):
+        for x, x1, cx0, cx1 in axis_tiles(int(shape[1]), int(tw), overlap, align):
             yield Tile(y, y1, x, x1, (cy0, cy1, cx0, cx1))
 
 
 def n_tiles(shape: tuple[int, int], tile_size: int | tuple[int, int], overlap: int, align: int = 1) -> int:
     """Number of tiles :func:`iter_tiles` yields."""
     th, tw = (tile_size, tile_size) if np.isscalar(tile_size) else tile_size
-    return len(_axis_tiles(int(shape[0]), int(th), overlap, align)) * len(
-        _axis_tiles(int(shape[1]), int(tw), overlap, align)
+    return len(axis_tiles(int(shape[0]), int(th), overlap, align)) * len(
+        axis_tiles(int(shape[1]), int(tw), overlap, align)
     )
 
 

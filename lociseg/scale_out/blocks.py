@@ -1,27 +1,34 @@
 """One large image, segmented block by block on a Dask cluster and stitched into an OME-Zarr label image.
 
-The image is cut into square *blocks* whose cores partition it; each block is
-read with a *halo* of ``halo`` pixels around its core (its *extent*). Three
-passes, each a task per block, with small results gathered in between:
+The image is cut into *blocks* whose cores partition it. A block is a group
+of whole tiles of the single-process tiling at model scale
+(:func:`tile_blocks`), so every tile is predicted once, exactly as
+``lociseg segment`` without a cluster predicts it; its *extent* is the
+input window under its tiles. Three passes, with small results gathered in
+between:
 
-1. **segment**: a worker reads the block's extent (lazily: a TIFF through
-   tifffile's zarr store, or a zarr array), runs the single-process tiled
-   paster on it (:meth:`~lociseg.predict.Segmenter.paste_tiles`, the same
-   code as ``lociseg segment`` without a cluster) and keeps only the cells
-   *located* in its core, so every cell comes from exactly one block, and
-   whole, since the halo is wider than a cell. The block's labels and cell
-   scores go to a scratch folder. The client then numbers all cells by
-   descending score, so a smaller global id means a better cell.
-2. **resolve**: where cells of neighbouring blocks overlap, the better
-   (smaller id) takes the pixel, as in the single-process paster; each block
-   decides for its own cells only, cutting a cell that lost pixels to its
-   largest piece or dropping it (:func:`~lociseg.predict.paste.trim_cell`).
-   A pixel goes to at most one cell, and each cell is decided in one place,
-   so no cell is duplicated or cut at a seam.
-3. **write**: each block core is assembled from the resolved blocks around
-   it, renumbered 1..N by descending score, holes filled, and written as
-   whole chunks (chunks are block cores) of every pyramid level of the
-   OME-Zarr ``labels/cells`` image, with per-cell sums for the table.
+1. **segment** (a task per block): a worker reads the block's tiles lazily
+   (a TIFF through tifffile's zarr store, an OME-Zarr, any sliceable array),
+   runs the single-process tiled paster on them
+   (:meth:`~lociseg.predict.Segmenter.paste_tiles` with ``region``,
+   ``tiles`` and ``keep``: the same code as without a cluster) and keeps
+   only the cells *located* in its core, so every cell comes from exactly
+   one block, and whole, since a tile holds every cell located in its core.
+   The block's labels and cell scores go to a scratch folder. The client
+   then numbers all cells by descending score, so a smaller global id means
+   a better cell.
+2. **resolve** (a task per block): where cells of neighbouring blocks
+   overlap, the better (smaller id) takes the pixel, as in the
+   single-process paster; each block decides for its own cells only,
+   cutting a cell that lost pixels to its largest piece or dropping it
+   (:func:`~lociseg.predict.paste.trim_cell`). A pixel goes to at most one
+   cell, and each cell is decided in one place, so no cell is duplicated or
+   cut at a seam.
+3. **write** (a task per chunk of a regular grid): the chunk is assembled
+   from the resolved blocks around it, renumbered 1..N by descending score,
+   holes filled, and written as whole chunks of every pyramid level of the
+   OME-Zarr ``labels/cells`` image (so no two tasks write one chunk), with
+   per-cell sums for the table.
 
 No process holds more than a block's extent and its neighbours' windows.
 Pass 1 results survive a crash: a rerun segments only the blocks missing.
@@ -30,6 +37,7 @@ Pass 1 results survive a crash: a rerun segments only the blocks missing.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import shutil
@@ -48,6 +56,7 @@ from ..io.files import atomic_write, sha256_file
 from ..ops.labels import fill_label_holes
 from ..predict.api import TABLE_COLUMNS, CellTable, folder_record, load_model
 from ..predict.paste import trim_cell
+from ..predict.tiling import axis_tiles
 from ..transforms import scaled_shape
 from .cluster import cached_segmenter
 
@@ -65,16 +74,23 @@ class Block:
     Attributes
     ----------
     index : int
-        Position in :func:`block_grid`'s list (row by row).
+        Position in the grid's list (row by row).
     core : (y0, y1, x0, x1)
-        The pixels this block owns; the cores partition the image.
+        The cells located here (input pixels; bounds may be fractional or
+        infinite on the image border) belong to this block; the cores
+        partition the image.
     ext : (y0, y1, x0, x1)
-        The core and its halo, clipped to the image: what the block reads.
+        Integer window around the core, clipped to the image, that holds
+        every pixel of the block's cells: what its labels cover.
+    tiles : (y0, y1, x0, x1) or None
+        The window at model scale that the block predicts, tile by tile
+        (:func:`tile_blocks`: whole tiles of the whole image's tiling).
     """
 
     index: int
-    core: Box
+    core: tuple[float, float, float, float]
     ext: Box
+    tiles: Box | None = None
 
 
 def block_grid(shape: tuple[int, int], block_size: int, halo: int) -> list[Block]:
@@ -88,6 +104,40 @@ def block_grid(shape: tuple[int, int], block_size: int, halo: int) -> list[Block
             core = (y, min(y + block_size, h), x, min(x + block_size, w))
             ext = (max(y - halo, 0), min(core[1] + halo, h), max(x - halo, 0), min(core[3] + halo, w))
             out.append(Block(len(out), core, ext))
+    return out
+
+
+def tile_blocks(
+    shape: tuple[int, int], factor: float, tile_size: int, overlap: int, align: int, block_size: int
+) -> list[Block]:
+    """Blocks that are groups of whole tiles of the single-process tiling of the image.
+
+    The image at model scale (``factor``) is tiled as
+    :func:`~lociseg.predict.tiling.iter_tiles` tiles it; about
+    ``block_size / step`` consecutive tiles per axis (``step`` the tile
+    stride in input pixels) form a block, whose core is the union of its
+    tiles' cores mapped to input pixels. Every tile is predicted once, by
+    one block, exactly as in the single-process pass, so splitting the
+    image costs no extra inference.
+    """
+    model_shape = scaled_shape(shape, factor)
+    axes = []
+    for n_in, n_model in zip(shape, model_shape):
+        tm = n_model / n_in  # model pixels per input pixel on this axis
+        tiles = axis_tiles(n_model, tile_size, overlap, align)
+        step = max(align, (tile_size - overlap) // align * align)  # the tiling's stride (the last tile may be closer)
+        k = max(1, round(block_size * tm / step))
+        groups = []
+        for g in (tiles[j : j + k] for j in range(0, len(tiles), k)):
+            start, end, c0, c1 = g[0][0], g[-1][1], g[0][2], g[-1][3]
+            # a location's input coordinate, as rescale_instances maps it (pixel centres)
+            core = ((c0 + 0.5) / tm - 0.5, (c1 + 0.5) / tm - 0.5)
+            ext = (max(0, int(math.floor(start / tm)) - 2), min(n_in, int(math.ceil(end / tm)) + 2))
+            groups.append((core, ext, (start, end)))
+        axes.append(groups)
+    out = []
+    for (cy, ey, ty), (cx, ex, tx) in itertools.product(*axes):
+        out.append(Block(len(out), (*cy, *cx), (*ey, *ex), (*ty, *tx)))
     return out
 
 
@@ -192,7 +242,7 @@ def segment_block(
     seg = cached_segmenter(model, device)
     # the whole image, read only under the tiles of the block's extent, on the whole image's tile grid
     labels, scores = seg.paste_tiles(
-        image, bounds, factor, region=block.ext, keep=block.core, fill_holes=False, **settings
+        image, bounds, factor, region=block.ext, tiles=block.tiles, keep=block.core, fill_holes=False, **settings
     )
     save_block(scratch, block.index, labels, scores)
     return len(scores)
@@ -288,7 +338,7 @@ def pyramid_levels(shape: tuple[int, int], block_size: int) -> int:
 
 def write_block(
     scratch: Path,
-    block: Block,
+    chunk: Box,
     near: Sequence[Block],
     renumber: np.ndarray,
     shape: tuple[int, int],
@@ -297,7 +347,7 @@ def write_block(
     levels: int,
     image: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pass 3: assemble the block's core from the resolved blocks, fill holes, write it to every level.
+    """Pass 3: assemble one chunk of the label image from the resolved blocks, fill holes, write every level.
 
     Parameters
     ----------
@@ -323,7 +373,7 @@ def write_block(
     """
     import zarr
 
-    window = _grow(block.core, halo, shape)
+    window = _grow(chunk, halo, shape)
     wy, wx = window[1] - window[0], window[3] - window[2]
     labels = np.zeros((wy, wx), renumber.dtype)
     for other in near:
@@ -334,8 +384,8 @@ def write_block(
         sub = labels[_within(meet, window)]
         np.maximum(sub, renumber[part], out=sub)  # at most one block put a cell on a pixel
     fill_label_holes(labels)
-    core = labels[_within(block.core, window)]
-    y0, y1, x0, x1 = block.core
+    core = labels[_within(chunk, window)]
+    y0, y1, x0, x1 = chunk
     root = zarr.open_group(str(store), mode="r+")
     for lev in range(levels):
         s = 2**lev
@@ -431,6 +481,7 @@ def stitch_blocks(
     halo: int,
     scores: Sequence[np.ndarray],
     *,
+    chunk_size: int | None = None,
     min_area: int = 8,
     min_fragment_fraction: float = 0.25,
     image: Any = None,
@@ -443,15 +494,19 @@ def stitch_blocks(
     client : distributed.Client or None
         None runs every task in this process (tests).
     blocks : sequence of Block
-        :func:`block_grid` of the image, with equal cores but the last ones.
+        :func:`tile_blocks` or :func:`block_grid` of the image.
     scratch : Path
         Holds pass 1's results of every block.
     store : Path
         The ``.ome.zarr`` folder to write (created).
     shape : (H, W)
     halo : int
+        At least the extent of a cell: the margin read around each chunk.
     scores : sequence of ndarrays
         Per block, its cells' scores (pass 1).
+    chunk_size : int, optional
+        Side of the stored chunks, each written by one task (default: the
+        largest block core); a multiple of 64 for the pyramid levels.
     min_area, min_fragment_fraction
         The paster's rules, ``min_area`` in input pixels.
     image, channel_names
@@ -463,7 +518,7 @@ def stitch_blocks(
         Cells 1..N by descending score (centroids in image pixels).
     """
     luts = global_ids(scores)
-    block_size = max(b.core[1] - b.core[0] for b in blocks)
+    block_size = chunk_size or int(max(b.core[1] - b.core[0] for b in blocks))
     near = [[o.index for o in _near(b.ext, blocks)] for b in blocks]
     kept = _map(
         client,
@@ -484,7 +539,7 @@ def stitch_blocks(
     stats = _map(
         client,
         write_block,
-        [(scratch, b, _near(_grow(b.core, halo, shape), blocks)) for b in blocks],
+        [(scratch, c.core, _near(_grow(c.core, halo, shape), blocks)) for c in block_grid(shape, block_size, 0)],
         renumber=renumber,
         shape=shape,
         halo=halo,
@@ -588,10 +643,8 @@ def segment_blocks(
         found = seg.search_scale(seg.normalize(crop, bounds)).diameter
         diameter = float(found) if math.isfinite(found) else float(seg.train_diameter or seg.spec.target_diameter)
     factor = float(seg.spec.target_diameter) / float(diameter)
-    overlap = seg.default_overlap()
+    overlap, seg_align = seg.default_overlap(), seg.pad_multiple
     halo = int(math.ceil(overlap / factor))
-    if halo >= block_size:
-        raise ConfigError(f"--block-size {block_size} must be larger than the halo ({halo} px at this diameter)")
     model_shape = scaled_shape(shape, factor)
     area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
     rules = dict(
@@ -605,7 +658,7 @@ def segment_blocks(
     paths = {"labels": out_dir / f"{name}.ome.zarr", "table": out_dir / f"{name}.csv", "meta": out_dir / f"{name}.json"}
     if overwrite and paths["meta"].exists():
         paths["meta"].unlink()  # until the new sidecar is in place, the set is incomplete
-    blocks = block_grid(shape, block_size, halo)
+    blocks = tile_blocks(shape, factor, tile_size, overlap, seg_align, block_size)
     record = dict(
         model=str(model),
         shape=list(shape),
@@ -647,6 +700,7 @@ def segment_blocks(
             shape,
             halo,
             scores,
+            chunk_size=block_size,
             min_area=rules["min_area"],
             min_fragment_fraction=min_fragment_fraction,
             image=img,

@@ -87,10 +87,20 @@ def test_large_image_in_blocks_matches_the_single_process_result(images, tmp_pat
     from lociseg.metrics import match_instances
 
     _, big = images
-    _run("segment", str(big), "-o", str(tmp_path / "serial"), *ARGS)
+    _run("segment", str(big), "-o", str(tmp_path / "serial"), *ARGS, "--tile-size", "512")
     # a worker killed after the first blocks: its tasks are redone elsewhere, every block written once
     proc = _lociseg(
-        "segment", str(big), "-o", str(tmp_path / "blocks"), *ARGS, "--cluster", "local:2", "--block-size", "256"
+        "segment",
+        str(big),
+        "-o",
+        str(tmp_path / "blocks"),
+        *ARGS,
+        "--tile-size",
+        "512",
+        "--cluster",
+        "local:2",
+        "--block-size",
+        "256",
     )
     _wait_for(".big.blocks/*.scores.npy", tmp_path / "blocks", 1, proc)
     _workers(proc)[0].send_signal(signal.SIGKILL)
@@ -109,8 +119,8 @@ def test_large_image_in_blocks_matches_the_single_process_result(images, tmp_pat
     table = (tmp_path / "blocks" / "big.csv").read_text().splitlines()
     assert len(table) == n + 1
     m = match_instances(ref, labels, thresholds=[0.9])
-    # blocks see a low-scoring cell or two with other context than the whole-image tiles (134 of 136 match here)
-    assert m.tp[0] >= 0.97 * max(n, int(ref.max())), (m.tp[0], n, int(ref.max()))
+    # the blocks predict the very tiles of the single-process pass; only cross-block overlaps may differ
+    assert m.tp[0] >= 0.99 * max(n, int(ref.max())), (m.tp[0], n, int(ref.max()))
     meta = json.loads((tmp_path / "blocks" / "big.json").read_text())
     assert meta["blocks"] == 12 and meta["cells"] == n
     assert not list((tmp_path / "blocks").glob(".*"))  # no scratch or temporary files left

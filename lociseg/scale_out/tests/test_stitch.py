@@ -131,7 +131,7 @@ def test_block_results_survive_a_crash_and_are_not_redone(data_root, tmp_path, m
     from lociseg.predict.api import outputs_complete
     from lociseg.scale_out import blocks as blocks_mod
 
-    image = load_dataset("bbbc018@test", root=data_root)[5].image  # 512 x 512, four blocks of 256
+    image = load_dataset("bbbc018@test", root=data_root)[5].image  # 512 x 512: 2 x 2 tiles of 512 at model scale
     seg = api.load_model("cells", device="cpu")
     calls: list[tuple] = []
     fail_at = {"n": 3}
@@ -147,7 +147,7 @@ def test_block_results_survive_a_crash_and_are_not_redone(data_root, tmp_path, m
             return seg.paste_tiles(*args, **kwargs)
 
     monkeypatch.setattr(blocks_mod, "cached_segmenter", lambda model, device: Counting())
-    kw = dict(model="cells", device="cpu", diameter=23.0, block_size=256)
+    kw = dict(model="cells", device="cpu", diameter=23.0, block_size=256, tile_size=512)
     with pytest.raises(RuntimeError, match="worker lost"):
         blocks_mod.segment_blocks(None, image, tmp_path, "field", **kw)
     assert len(list((tmp_path / ".field.blocks").glob("*.scores.npy"))) == 2
@@ -157,9 +157,9 @@ def test_block_results_survive_a_crash_and_are_not_redone(data_root, tmp_path, m
     assert len(calls) == 2  # only the two blocks the first run did not finish
     assert outputs_complete(tmp_path, "field", endings=(".ome.zarr", ".csv"))
     assert not (tmp_path / ".field.blocks").exists()
-    ref, _ = seg.segment(image, diameter=23.0)
+    ref, _ = seg.segment(image, diameter=23.0, tile_size=512)
     labels = zarr.open_group(str(tmp_path / "field.ome.zarr"), mode="r")["labels/cells/0"][:]
     from lociseg.metrics import match_instances
 
     m = match_instances(ref, labels, thresholds=[0.9])
-    assert m.tp[0] >= 0.97 * int(ref.max())
+    assert m.tp[0] >= 0.99 * int(ref.max())
