@@ -11,6 +11,7 @@ loaded once per worker, not once per task.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -57,6 +58,8 @@ def connect(spec: str, *, threads: int | None = None) -> Iterator[Any]:
     except ModuleNotFoundError:
         raise ConfigError("--cluster needs dask.distributed: pip install 'lociseg[dask]'") from None
     kind, n = parse_cluster(spec)
+    # the scheduler and nannies of a local cluster log their start and stop at INFO; a lost worker is a WARNING
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     if kind == "address":
         with Client(spec) as client:
             yield client
@@ -66,7 +69,14 @@ def connect(spec: str, *, threads: int | None = None) -> Iterator[Any]:
     # one task at a time per worker process: a segmentation uses all of its torch threads
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with (
-        LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, env=env) as cluster,
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env=env,
+            silence_logs=logging.ERROR,  # a worker lost and replaced is still reported (as an error)
+        ) as cluster,
         Client(cluster) as client,
     ):
         yield client

@@ -21,15 +21,8 @@ ARGS = ["-m", "cells", "--diameter", "23", "--device", "cpu"]
 
 def _lociseg(*args, **kwargs):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "lociseg", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kwargs,
-    )
+    out = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    return subprocess.Popen([sys.executable, "-m", "lociseg", *args], cwd=ROOT, env=env, **out, **kwargs)
 
 
 def _run(*args) -> str:

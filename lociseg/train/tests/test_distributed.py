@@ -69,21 +69,8 @@ def _losses(run: Path) -> list[float]:
 def _train_2(cfg_file: Path, out: Path, *extra: str) -> str:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "lociseg",
-        "train",
-        "-c",
-        str(cfg_file),
-        "-o",
-        str(out),
-        "--device",
-        "cpu",
-        "--nproc",
-        "2",
-        *extra,
-    ]
+    opts = ["-c", str(cfg_file), "-o", str(out), "--device", "cpu", "--nproc", "2"]
+    cmd = [sys.executable, "-m", "lociseg", "train", *opts, *extra]
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return p.stdout
