@@ -51,7 +51,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .. import __version__
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..io import label_dtype
 from ..io.files import atomic_write, sha256_file
 from ..ops.labels import fill_label_holes
@@ -628,6 +628,11 @@ def segment_blocks(
     """
     if block_size < 256 or block_size % MIN_CHUNK:
         raise ConfigError(f"--block-size must be a multiple of {MIN_CHUNK}, at least 256, got {block_size}")
+    paths = {"labels": out_dir / f"{name}.ome.zarr", "table": out_dir / f"{name}.csv", "meta": out_dir / f"{name}.json"}
+    if not overwrite:  # before any work, as for the files of one image
+        for p in paths.values():
+            if p.exists():
+                raise InputError(f"outputs exist ({p.name}); use --overwrite to replace them or --skip-existing")
     seg = load_model(model, device=device)  # here too: the channel choice, percentiles, scale and halo need it
     img = seg.select_channels(image, channels, channel_names)
     shape = tuple(int(n) for n in img.shape[-2:])
@@ -656,7 +661,6 @@ def segment_blocks(
     )
     settings = dict(tile_size=tile_size, overlap=overlap, augment=augment, **rules)
     del seg
-    paths = {"labels": out_dir / f"{name}.ome.zarr", "table": out_dir / f"{name}.csv", "meta": out_dir / f"{name}.json"}
     if overwrite and paths["meta"].exists():
         paths["meta"].unlink()  # until the new sidecar is in place, the set is incomplete
     blocks = tile_blocks(shape, factor, tile_size, overlap, seg_align, block_size)

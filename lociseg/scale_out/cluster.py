@@ -54,6 +54,7 @@ def connect(spec: str, *, threads: int | None = None) -> Iterator[Any]:
         Torch threads per local worker (default: this machine's cores / N).
     """
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ModuleNotFoundError:
         raise ConfigError("--cluster needs dask.distributed: pip install 'lociseg[dask]'") from None
@@ -68,7 +69,10 @@ def connect(spec: str, *, threads: int | None = None) -> Iterator[Any]:
     threads = threads or max(1, (os.cpu_count() or 1) // n)
     # one task at a time per worker process: a segmentation uses all of its torch threads
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    # dask's nanny sets MALLOC_TRIM_THRESHOLD_ for its workers; a fixed threshold turns off glibc's adaptive
+    # mmap threshold, so every large array is mapped and faulted in anew: 1.7x the CPU per field (BENCHMARKS.md)
     with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
         LocalCluster(
             n_workers=n,
             threads_per_worker=1,
