@@ -216,7 +216,8 @@ def segment_file(
     ``claim`` (on a cluster: the run's id) marks the outputs being written
     with ``.<name>.<claim>.tmp.claim`` until the sidecar is in place, so an
     attempt re-run after its worker died may replace what the dead attempt
-    half wrote, and nothing else.
+    half wrote, and nothing else; the sidecar records it (``"run"``), so an
+    attempt re-run after the dead one finished writing is done already.
     """
     from ..errors import InputError
     from ..predict.api import OUTPUT_SUFFIXES, outputs_complete, write_outputs
@@ -224,10 +225,13 @@ def segment_file(
     name, path, read = job
     mark = out / f".{name}.{claim}.tmp.claim" if claim else None
     mine = mark is not None and mark.exists()  # this run's earlier attempt died while writing
-    if (skip_existing or mine) and outputs_complete(out, name):
+    if (skip_existing or claim) and outputs_complete(out, name):
         if mark is not None:
             mark.unlink(missing_ok=True)
-        return "skipped" if not mine else "done"
+        if claim and (mine or _sidecar_run(out, name) == claim):
+            return "done"  # written by this run's earlier attempt, whose worker died before it reported
+        if skip_existing:
+            return "skipped"
     if not overwrite and not mine:
         for t in (out / f"{name}{s}" for s in OUTPUT_SUFFIXES):
             if os.path.lexists(t):
@@ -263,10 +267,21 @@ def segment_file(
     )
     if mark is not None:
         mark.touch()
-    write_outputs(out, name, labels, table, {"input": path}, overwrite=overwrite or mine)
+    extra = {"input": path, **({"run": claim} if claim else {})}
+    write_outputs(out, name, labels, table, extra, overwrite=overwrite or mine)
     if mark is not None:
         mark.unlink(missing_ok=True)
     return "done"
+
+
+def _sidecar_run(out: Path, name: str) -> str | None:
+    """The ``run`` recorded in ``<name>.json`` (a cluster run's id), or None."""
+    import json
+
+    try:
+        return json.loads((out / f"{name}.json").read_text()).get("run")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _worker_segmenter(model: str | None, channels: list | None, device: str, image: Any) -> Any:
