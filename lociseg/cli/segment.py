@@ -270,7 +270,11 @@ def segment_file(
     extra = {"input": path, **({"run": claim} if claim else {})}
     write_outputs(out, name, labels, table, extra, overwrite=overwrite or mine)
     if mark is not None:
+        from ..scale_out.cluster import release_memory
+
         mark.unlink(missing_ok=True)
+        del image, labels, table
+        release_memory()
     return "done"
 
 

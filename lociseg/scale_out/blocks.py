@@ -59,7 +59,7 @@ from ..predict.api import TABLE_COLUMNS, CellTable, folder_record, load_model
 from ..predict.paste import trim_cell
 from ..predict.tiling import axis_tiles
 from ..transforms import scaled_shape
-from .cluster import cached_segmenter
+from .cluster import cached_segmenter, release_memory
 
 Box = tuple[int, int, int, int]
 #: Chunk side of the stored levels is the block side halved per level, down to this.
@@ -246,6 +246,8 @@ def segment_block(
         image, bounds, factor, region=block.ext, tiles=block.tiles, keep=block.core, fill_holes=False, **settings
     )
     save_block(scratch, block.index, labels, scores)
+    del labels
+    release_memory()
     return len(scores)
 
 
@@ -323,6 +325,8 @@ def resolve_block(
     ]
     final = final.astype(np.uint32 if int(lut.max(initial=0)) < 2**32 else np.uint64)
     atomic_write(_final_path(scratch, block.index), lambda p: np.save(p, final), overwrite=True)
+    del own, gid
+    release_memory()
     return np.asarray(sorted(kept), np.int64)
 
 
@@ -401,6 +405,8 @@ def write_block(
     sy = np.bincount(inverse, ys.ravel().astype(np.float64), minlength=len(ids))
     sx = np.bincount(inverse, xs.ravel().astype(np.float64), minlength=len(ids))
     keep = ids > 0
+    del labels, core, ys, xs, inverse
+    release_memory()
     return ids[keep].astype(np.int64), area[keep], sy[keep], sx[keep]
 
 
