@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("predict",),
     ("train",),
     ("synth", "export"),
+    ("scale_out",),
     ("report", "napari"),
     ("cli",),
 ]

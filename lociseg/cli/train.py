@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -42,6 +43,12 @@ def main(
     print_config: bool = typer.Option(
         False, "--print-config", help="Print the (default or given) config as YAML and exit."
     ),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        help="Train on N processes (DistributedDataParallel through torchrun: gloo on CPU, "
+        "NCCL with one GPU each on CUDA); optim.batch_size is the batch of all of them together.",
+    ),
 ) -> None:
     """Train a LACSS or U-Net model (supervised or weakly supervised).
 
@@ -72,6 +79,11 @@ def main(
         return
     if out is None:
         raise ConfigError("--out is required (the run folder)")
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {nproc}")
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        _torchrun(nproc)
+        return
     from ..train.loop import train
 
     result = train(cfg, out, device=device, resume=resume, overwrite=overwrite, progress=True)
@@ -88,3 +100,24 @@ def main(
         f"done: {result['step']} steps in {result['seconds'] / 60:.1f} min; diameter {result['diameter']:.1f} px; "
         f"best val F1@0.5 {best.get('f1_50', float('nan')):.3f} AP50 {best.get('ap50', float('nan')):.3f} -> {out / 'best'}"
     )
+
+
+def _torchrun(nproc: int) -> None:
+    """Start this same command on ``nproc`` processes with torchrun (on this machine) and wait for them."""
+    import sys
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    try:
+        torchrun(["--standalone", f"--nproc-per-node={nproc}", "-m", "lociseg", *args])
+    except ChildFailedError as exc:
+        raise typer.Exit(1) from exc

@@ -27,7 +27,11 @@ MASK_SUFFIXES = ("_cp_masks", "_masks", "_mask", "_labels", "_label", "_seg")
 
 #: File endings :func:`image_stem` removes: images, OME-TIFF and text label formats.
 IMAGE_ENDINGS = tuple(
-    sorted({".ome.tiff", ".ome.tif", *IMAGE_SUFFIXES, ".txt.gz", ".txt", ".gz"}, key=len, reverse=True)
+    sorted(
+        {".ome.tiff", ".ome.tif", ".ome.zarr", ".zarr", *IMAGE_SUFFIXES, ".txt.gz", ".txt", ".gz"},
+        key=len,
+        reverse=True,
+    )
 )
 
 

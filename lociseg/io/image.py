@@ -9,6 +9,7 @@ the file.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -299,10 +300,14 @@ class LazyImage:
 
     def select(self, index: Sequence[int]) -> LazyImage:
         """The same image with only the channels at ``index`` (in that order); reads nothing."""
-        out = object.__new__(LazyImage)
+        out = object.__new__(type(self))
         out.__dict__.update(self.__dict__)
         out.channels = [self.channels[int(i)] for i in index]
         return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the open zarr store stays behind: a copy sent to another process opens the file again
+        return {**self.__dict__, "_array": None}
 
     def _zarr(self):
         if self._array is None:
@@ -337,6 +342,56 @@ class LazyImage:
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         data = self[..., :, :]
         return data if dtype is None else data.astype(dtype)
+
+
+def is_ngff(path: PathLike) -> bool:
+    """Whether ``path`` is an OME-Zarr (NGFF) image: a folder whose zarr group attributes hold ``multiscales``."""
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    for meta in (p / ".zattrs", p / "zarr.json"):
+        try:
+            attrs = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        attrs = attrs.get("attributes", attrs)  # zarr v3 keeps them under "attributes" (NGFF 0.5: in "ome")
+        if "multiscales" in attrs or "multiscales" in attrs.get("ome", {}):
+            return True
+    return False
+
+
+class NgffImage(LazyImage):
+    """An OME-Zarr (NGFF) image's full-resolution level as a (C, H, W) array read window by window.
+
+    Same interface as :class:`LazyImage` (``img[c, y0:y1, x0:x1]`` reads only
+    the chunks under the window); ``channel_names`` come from the ``omero``
+    channel labels when present. Needs ``zarr`` (``lociseg[dask]``).
+    """
+
+    def __init__(self, path: PathLike, *, z: int | None = None, t: int | None = None):
+        try:
+            import zarr
+        except ModuleNotFoundError:
+            raise InputError("reading OME-Zarr needs zarr: pip install 'lociseg[dask]'", path=path) from None
+        root = zarr.open_group(str(path), mode="r")
+        attrs = dict(root.attrs)
+        attrs = attrs.get("ome", attrs)
+        ms = attrs["multiscales"][0]
+        axes = "".join((a["name"] if isinstance(a, dict) else str(a)).upper() for a in ms.get("axes", "TCZYX"))
+        self._level = ms["datasets"][0]["path"]
+        arr = root[self._level]
+        if len(axes) != arr.ndim:
+            raise InputError(f"OME-Zarr axes {axes!r} do not match its array of {arr.ndim} dimensions", path=path)
+        super().__init__(path, axes, arr.shape, arr.dtype, z=z, t=t)
+        labels = [c.get("label") for c in attrs.get("omero", {}).get("channels", [])]
+        self.channel_names = [str(x) for x in labels] if labels and len(labels) == self.shape[0] else None
+
+    def _zarr(self):
+        if self._array is None:
+            import zarr
+
+            self._array = zarr.open_group(str(self.path), mode="r")[self._level]
+        return self._array
 
 
 # ----------------------------------------------------------------------- PIL
@@ -476,6 +531,8 @@ def read_image(
         than ``max_pixels``, has NaN/inf pixels, or a channel does not exist.
     """
     path = Path(path)
+    if is_ngff(path):
+        return _read_ngff(path, channels, channel_names, z, t, allow_nonfinite, max_pixels, lazy_above)
     if not path.is_file():
         raise InputError(path_problem(path), path=path)
     suffix = _suffix(path)
@@ -535,6 +592,29 @@ def read_image(
     return validate_image(image, path=path, allow_nonfinite=allow_nonfinite)
 
 
+def _read_ngff(
+    path: Path,
+    channels: Sequence[int | str] | int | str | None,
+    channel_names: Sequence[str] | None,
+    z: int | None,
+    t: int | None,
+    allow_nonfinite: bool,
+    max_pixels: int | None,
+    lazy_above: int | None,
+) -> np.ndarray:
+    """:func:`read_image` of an OME-Zarr image: an :class:`NgffImage`, read whole unless larger than ``lazy_above``."""
+    image = NgffImage(path, z=z, t=t)
+    c, h, w = image.shape
+    _check_size(h, w, c, image.dtype, max_pixels, path)
+    names = channel_names if channel_names is not None else image.channel_names
+    if names is not None and len(names) != c:
+        raise InputError(f"{len(names)} channel names given for {c} channel(s)", path=path)
+    if lazy_above is not None and h * w > lazy_above:
+        return image if channels is None else image.select(_channel_index(c, channels, names, path))
+    data = _select_channels(np.asarray(image), channels, names, path)
+    return validate_image(data, path=path, allow_nonfinite=allow_nonfinite)
+
+
 def validate_image(
     image: np.ndarray,
     *,
@@ -592,10 +672,21 @@ def read_image_metadata(path: PathLike) -> dict[str, Any]:
         ``pixel_size`` ((y, x) in µm, or None) and ``format``.
     """
     path = Path(path)
+    meta: dict[str, Any] = {"path": str(path), "channel_names": None, "pixel_size": None}
+    if is_ngff(path):
+        img = NgffImage(path)
+        meta.update(
+            format="ome-zarr",
+            shape=img._shape,
+            axes=img._axes,
+            dtype=str(img.dtype),
+            channels=img.shape[0],
+            channel_names=img.channel_names,
+        )
+        return meta
     if not path.is_file():
         raise InputError(path_problem(path), path=path)
     suffix = _suffix(path)
-    meta: dict[str, Any] = {"path": str(path), "channel_names": None, "pixel_size": None}
     if suffix in TIFF_SUFFIXES:
         tif, axes, info = _tiff_series(path)
         try:

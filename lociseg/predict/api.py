@@ -301,6 +301,9 @@ class Segmenter:
         progress: bool | None = False,
         augment: bool = False,
         chunk: int = 64,
+        region: tuple[int, int, int, int] | None = None,
+        tiles: tuple[int, int, int, int] | None = None,
+        keep: tuple[float, float, float, float] | None = None,
         **rules: Any,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict a raw (C, H, W) image tile by tile and paste each tile's cells as it comes.
@@ -315,6 +318,16 @@ class Segmenter:
         :class:`~lociseg.predict.paste.StreamingPaste`, ``min_area`` in
         pixels of ``image``.
 
+        One block of a larger image (:mod:`lociseg.scale_out.blocks`):
+        ``region`` = ``(y0, y1, x0, x1)`` in pixels of ``image`` predicts and
+        pastes only that window (the labels have its shape), with tiles cut
+        from the whole image's rescaled grid, so every tile is seen exactly
+        as in a whole-image pass; ``tiles`` = ``(y0, y1, x0, x1)`` at model
+        scale is the window tiled (default: ``region``'s, its start on the
+        network's grid), e.g. whole tiles of the whole image's tiling;
+        ``keep`` (in pixels of ``image``) pastes only the cells located
+        there (the part of the window the block owns).
+
         Returns
         -------
         labels : (H, W) uint16 or uint32 ndarray
@@ -325,7 +338,16 @@ class Segmenter:
         source = image if abs(factor - 1.0) < 1e-6 else RescaledImage(image, factor)
         model_shape = tuple(source.shape[-2:])
         fill_holes = bool(rules.pop("fill_holes", True))
-        paster = StreamingPaste(shape, **rules)
+        ry0, ry1, rx0, rx1 = (0, shape[0], 0, shape[1]) if region is None else region
+        paster = StreamingPaste((ry1 - ry0, rx1 - rx0), **rules)
+        to_model = np.array(model_shape, np.float64) / np.array(shape, np.float64)
+        m = self.pad_multiple  # the region at model scale, its start on the network's grid
+        model_region = tiles or (
+            int(ry0 * to_model[0]) // m * m,
+            min(model_shape[0], int(math.ceil(ry1 * to_model[0]))),
+            int(rx0 * to_model[1]) // m * m,
+            min(model_shape[1], int(math.ceil(rx1 * to_model[1]))),
+        )
 
         def predict(tile: np.ndarray) -> Instances:
             return self.predict_tile(self.normalize(tile, bounds), augment=augment)
@@ -337,13 +359,19 @@ class Segmenter:
             overlap=self.default_overlap() if overlap is None else overlap,
             align=self.pad_multiple,
             progress=progress,
+            region=None if region is None else model_region,
         ):
             # best first, a chunk at a time: the same as pasting the tile at once (earlier cells of a tile
             # score higher, so they never yield to later ones), but only a chunk of windows is held at the
             # input's scale, where they are 1/factor^2 larger
             order = np.argsort(-np.asarray(inst.scores, np.float64), kind="stable")
+            if keep is not None:  # location on the input grid (rescale_instances' pixel-centre rule)
+                loc = (np.asarray(inst.locations, np.float64)[order] + 0.5) / to_model - 0.5
+                inside = (loc[:, 0] >= keep[0]) & (loc[:, 0] < keep[1]) & (loc[:, 1] >= keep[2]) & (loc[:, 1] < keep[3])
+                order = order[inside]
             for a in range(0, len(order), chunk):
-                paster.add(rescale_instances(inst.select(order[a : a + chunk]), model_shape, shape))
+                part = rescale_instances(inst.select(order[a : a + chunk]), model_shape, shape)
+                paster.add(part if region is None else part.shift(-ry0, -rx0))
         return paster.finish(fill_holes=fill_holes)
 
     def default_overlap(self) -> int:
@@ -646,18 +674,33 @@ def write_outputs(
     return paths
 
 
-def outputs_complete(out_dir: str | os.PathLike, name: str) -> bool:
+def folder_record(path: str | os.PathLike) -> dict[str, int]:
+    """What a sidecar records of an output folder (an OME-Zarr): its number of files and their total size."""
+    files = [p for p in Path(path).rglob("*") if p.is_file()]
+    return {"files": len(files), "size": sum(p.stat().st_size for p in files)}
+
+
+def outputs_complete(out_dir: str | os.PathLike, name: str, endings: Sequence[str] | None = None) -> bool:
     """Whether :func:`write_outputs` finished ``name`` in ``out_dir``: the sidecar reads and every
     file it lists has the recorded size and SHA-256 (truncated, replaced or missing files fail).
+
+    ``endings`` are the outputs the sidecar must list besides itself (default
+    ``.tif`` and ``.csv``; the block path writes ``.ome.zarr`` and ``.csv``);
+    a listed folder must have the recorded number of files and total size
+    (:func:`folder_record`).
     """
     out = Path(out_dir)
+    endings = (".tif", ".csv") if endings is None else endings
     try:
         files = json.loads((out / f"{name}.json").read_text()).get("outputs")
-        if not isinstance(files, dict) or {f"{name}.tif", f"{name}.csv"} - set(files):
+        if not isinstance(files, dict) or {f"{name}{e}" for e in endings} - set(files):
             return False
         for fname, rec in files.items():
             p = out / Path(fname).name
-            if p.stat().st_size != rec["size"] or sha256_file(p) != rec["sha256"]:
+            if p.is_dir():
+                if folder_record(p) != {"files": rec["files"], "size": rec["size"]}:
+                    return False
+            elif p.stat().st_size != rec["size"] or sha256_file(p) != rec["sha256"]:
                 return False
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False

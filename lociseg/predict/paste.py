@@ -264,7 +264,7 @@ def paste_window(
         new.append((next_id, box, probs, int(i)))
         next_id += 1
     # earlier cells that lost pixels: largest piece, or gone (same-tile cells never lose: they came in score order)
-    dropped = [v for v in sorted(victims) if not _trim(canvas, v, min_area, min_fragment_fraction * own_all[v])]
+    dropped = [v for v in sorted(victims) if not trim_cell(canvas, v, min_area, min_fragment_fraction * own_all[v])]
     if prob:
         best = np.array(best, np.float32)
         gone = np.isin(labels, dropped)
@@ -277,10 +277,10 @@ def paste_window(
             losers.update(int(v) for v in np.unique(labels[box][take]) if 0 < v < first)
             sub_best[take] = probs[take]
             labels[box][take] = k
-        dropped += [v for v in sorted(losers) if not _trim(labels, v, min_area, 0.0)]
+        dropped += [v for v in sorted(losers) if not trim_cell(labels, v, min_area, 0.0)]
     kept, index, boxes = [], [], []
     for k, box, _, i in new:
-        if prob and not _trim(labels, k, min_area, 0.0, box):
+        if prob and not trim_cell(labels, k, min_area, 0.0, box):
             continue
         kept.append(k)
         index.append(i)
@@ -306,8 +306,15 @@ def paste_window(
     )
 
 
-def _trim(labels: np.ndarray, k: int, min_area: int, min_keep: float, box: tuple[slice, slice] | None = None) -> bool:
-    """Cut label ``k`` (within ``box``) to its largest piece, or remove it when that is too small; True when kept."""
+def trim_cell(
+    labels: np.ndarray, k: int, min_area: int, min_keep: float, box: tuple[slice, slice] | None = None
+) -> bool:
+    """Cut label ``k`` (within ``box``) to its largest piece, or remove it when that is too small; True when kept.
+
+    "Too small": fewer than ``max(min_area, 1)`` pixels, or fewer than
+    ``min_keep``. ``labels`` is changed in place. The rule every paster
+    applies to a cell that lost pixels to better ones.
+    """
     sub = labels if box is None else labels[box]
     pix = sub == k
     piece, area = largest_piece(pix)

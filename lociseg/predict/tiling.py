@@ -43,7 +43,7 @@ class Tile:
     core: tuple[float, float, float, float]
 
 
-def _axis_tiles(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int, float, float]]:
+def axis_tiles(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int, float, float]]:
     """(start, end, core start, core end) of the tiles covering one axis.
 
     Starts are multiples of ``align``: a network that downsamples by 32 then
@@ -89,16 +89,16 @@ def iter_tiles(
         raise ValueError(f"overlap must be in [0, tile size), got {overlap} for tile {th}x{tw}")
     if align < 1 or min(th, tw) - overlap < align:
         raise ValueError(f"tile size minus overlap must be at least align={align}")
-    for y, y1, cy0, cy1 in _axis_tiles(int(shape[0]), int(th), overlap, align):
-        for x, x1, cx0, cx1 in _axis_tiles(int(shape[1]), int(tw), overlap, align):
+    for y, y1, cy0, cy1 in axis_tiles(int(shape[0]), int(th), overlap, align):
+        for x, x1, cx0, cx1 in axis_tiles(int(shape[1]), int(tw), overlap, align):
             yield Tile(y, y1, x, x1, (cy0, cy1, cx0, cx1))
 
 
 def n_tiles(shape: tuple[int, int], tile_size: int | tuple[int, int], overlap: int, align: int = 1) -> int:
     """Number of tiles :func:`iter_tiles` yields."""
     th, tw = (tile_size, tile_size) if np.isscalar(tile_size) else tile_size
-    return len(_axis_tiles(int(shape[0]), int(th), overlap, align)) * len(
-        _axis_tiles(int(shape[1]), int(tw), overlap, align)
+    return len(axis_tiles(int(shape[0]), int(th), overlap, align)) * len(
+        axis_tiles(int(shape[1]), int(tw), overlap, align)
     )
 
 
@@ -140,6 +140,7 @@ def tile_instances(
     overlap: int = 128,
     align: int = 1,
     progress: bool | None = False,
+    region: tuple[int, int, int, int] | None = None,
 ) -> Iterator[Instances]:
     """Predict an image tile by tile and yield each tile's kept instances as they come.
 
@@ -166,6 +167,10 @@ def tile_instances(
         (32 for LACSS) so tiles see the image on the same grid as a whole-image pass.
     progress : bool or None, optional
         Show a tqdm bar over tiles (None: only on a terminal).
+    region : (y0, y1, x0, x1), optional
+        Tile only this window of ``image`` (one block of a larger image), as
+        if it were the whole image; pass starts that are multiples of
+        ``align`` so the tiles stay on the whole image's grid.
 
     Yields
     ------
@@ -173,11 +178,12 @@ def tile_instances(
         One tile's instances whose location lies in its core, in image
         coordinates (tiles without any are skipped); every cell comes once.
     """
-    shape = image.shape[-2:]
+    ry, rx = (0, 0) if region is None else (int(region[0]), int(region[2]))
+    shape = image.shape[-2:] if region is None else (region[1] - region[0], region[3] - region[2])
     if shape[0] <= tile_size and shape[1] <= tile_size:
-        inst = predict_fn(image[..., :, :])
+        inst = predict_fn(image[..., ry : ry + shape[0], rx : rx + shape[1]])
         if len(inst):
-            yield inst
+            yield inst.shift(ry, rx)
         return
     from tqdm.auto import tqdm
 
@@ -186,7 +192,7 @@ def tile_instances(
         total=total, desc="tiles", unit="tile", disable=None if progress is None else not progress, leave=False
     ) as bar:
         for t in iter_tiles(shape, tile_size, overlap, align):
-            inst = predict_fn(image[..., t.y0 : t.y1, t.x0 : t.x1])
+            inst = predict_fn(image[..., ry + t.y0 : ry + t.y1, rx + t.x0 : rx + t.x1])
             bar.update(1)
             if not len(inst):
                 continue
@@ -195,7 +201,7 @@ def tile_instances(
             y, x = loc[:, 0] + t.y0, loc[:, 1] + t.x0
             keep = (y >= cy0) & (y < cy1) & (x >= cx0) & (x < cx1)
             if keep.any():
-                yield inst.select(keep).shift(t.y0, t.x0)
+                yield inst.select(keep).shift(ry + t.y0, rx + t.x0)
 
 
 def predict_tiled(predict_fn: Callable[[np.ndarray], Instances], image: np.ndarray, **kwargs: Any) -> Instances:

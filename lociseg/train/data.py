@@ -384,18 +384,23 @@ def border_depth(labels: np.ndarray) -> np.ndarray:
     return ndi.distance_transform_edt(~border).astype(np.float32)
 
 
-def batch_arrays(items: list[Prepared], config: ExperimentConfig, step: int, *, weak: bool) -> dict:
+def batch_arrays(
+    items: list[Prepared], config: ExperimentConfig, step: int, *, weak: bool, shard: tuple[int, int] = (0, 1)
+) -> dict:
     """The training batch of ``step`` as CPU tensors (deterministic given the seed).
 
     A pure function of ``(seed, step)``: worker processes can build the
     batches of later steps ahead of the training loop (:func:`iterate_batches`).
+    ``shard = (rank, world)`` builds only samples ``rank, rank + world, ...``
+    of the batch (each sample is drawn from its own seed, so the shards of
+    all ranks together are the one-process batch).
     """
     size = config.data.crop_size
     if size % 32:
         raise ConfigError(f"data.crop_size must be a multiple of 32, got {size}")
     areas = np.array([it.image.shape[-2] * it.image.shape[-1] for it in items], float)
     crops = []
-    for b in range(config.optim.batch_size):
+    for b in range(shard[0], config.optim.batch_size, shard[1]):
         rng = np.random.default_rng([config.optim.seed, step, b])
         idx = int(rng.choice(len(items), p=areas / areas.sum()))
         crops.append(sample_crop(items[idx], size, config.data.augment, rng, weak))
@@ -419,22 +424,39 @@ def batch_to(batch: dict, device: torch.device) -> dict:
     return {k: [t.to(device) for t in v] if isinstance(v, list) else v.to(device) for k, v in batch.items()}
 
 
-def make_batch(items: list[Prepared], config: ExperimentConfig, step: int, device: torch.device, *, weak: bool) -> dict:
-    """The training batch of ``step`` on ``device`` (deterministic given the seed)."""
-    return batch_to(batch_arrays(items, config, step, weak=weak), device)
+def make_batch(
+    items: list[Prepared],
+    config: ExperimentConfig,
+    step: int,
+    device: torch.device,
+    *,
+    weak: bool,
+    shard: tuple[int, int] = (0, 1),
+) -> dict:
+    """The training batch of ``step`` on ``device`` (deterministic given the seed; ``shard`` as in :func:`batch_arrays`)."""
+    return batch_to(batch_arrays(items, config, step, weak=weak, shard=shard), device)
 
 
 class StepBatches(torch.utils.data.Dataset):
     """The batches of steps ``start .. end - 1`` as a map-style data set: item ``k`` is step ``start + k``."""
 
-    def __init__(self, items: list[Prepared], config: ExperimentConfig, start: int, end: int, *, weak: bool) -> None:
-        self.items, self.config, self.start, self.end, self.weak = items, config, start, end, weak
+    def __init__(
+        self,
+        items: list[Prepared],
+        config: ExperimentConfig,
+        start: int,
+        end: int,
+        *,
+        weak: bool,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
+        self.items, self.config, self.start, self.end, self.weak, self.shard = items, config, start, end, weak, shard
 
     def __len__(self) -> int:
         return max(0, self.end - self.start)
 
     def __getitem__(self, k: int) -> dict:
-        return batch_arrays(self.items, self.config, self.start + k, weak=self.weak)
+        return batch_arrays(self.items, self.config, self.start + k, weak=self.weak, shard=self.shard)
 
 
 def iterate_batches(
@@ -446,19 +468,21 @@ def iterate_batches(
     *,
     weak: bool,
     workers: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[dict]:
     """The batches of steps ``start .. end - 1`` on ``device``, in order.
 
     With ``workers > 0`` they are built ahead in that many processes (a GPU
     otherwise waits on the crops and augmentation); the batches are the same
     as :func:`make_batch`'s, since each is a pure function of its step.
+    ``shard = (rank, world)``: this rank's part of each batch (distributed training).
     """
     if workers <= 0:
         for step in range(start, end):
-            yield make_batch(items, config, step, device, weak=weak)
+            yield make_batch(items, config, step, device, weak=weak, shard=shard)
         return
     loader = torch.utils.data.DataLoader(
-        StepBatches(items, config, start, end, weak=weak),
+        StepBatches(items, config, start, end, weak=weak, shard=shard),
         batch_size=None,
         shuffle=False,
         num_workers=workers,

@@ -35,6 +35,7 @@ from .data import (
     weak_from_own_labels,
 )
 from .diagnostics import CollapseMonitor
+from .distributed import any_rank, barrier, loss_fn, mean, ranks_from_env, setup, teardown
 
 log = logging.getLogger("lociseg.train")
 
@@ -260,9 +261,12 @@ def _train(
     from tqdm import tqdm
 
     out = Path(out_dir)
-    _check_run_folder(out, resume, overwrite)
-    dev = choose_device(device)
     opt_cfg = config.optim
+    ranks = ranks_from_env()
+    dev = setup(ranks, choose_device(device), opt_cfg.batch_size)
+    if ranks.main:
+        _check_run_folder(out, resume, overwrite)
+    barrier(ranks)  # the others start once rank 0 has checked (and with --overwrite cleared) the folder
     torch.manual_seed(opt_cfg.seed)
     weak = config.weak
     machine = config.data.label_source == "machine"
@@ -292,6 +296,7 @@ def _train(
         init_weights(model, config)
         log.info("starting from the weights of %s", config.init)
     model = model.to(dev)
+    step_loss = loss_fn(model, ranks, dev)  # gradients averaged across ranks in a distributed run
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
     budget_s = 60 * opt_cfg.budget_minutes
     clock = {"t0": time.perf_counter(), "before": 0.0}  # seconds trained in earlier (resumed) parts
@@ -314,10 +319,11 @@ def _train(
         best_score = float(meta.get("best_score", -1.0))
         best_metrics = meta.get("best_metrics", {})
         log.info("resuming at step %d", start)
-    config.to_yaml(out / "config.yaml")
+    if ranks.main:
+        config.to_yaml(out / "config.yaml")
 
     amp = opt_cfg.amp and dev.type == "cuda"
-    csv_log = _CsvLog(out / "log.csv", keep_until=start if resume else None)
+    csv_log = _CsvLog(out / "log.csv", keep_until=start if resume else None) if ranks.main else None
     clock["t0"] = t0 = time.perf_counter()
     last_metrics: dict[str, float] = {}
     end = opt_cfg.steps if stop_at is None else min(stop_at, opt_cfg.steps)
@@ -327,6 +333,8 @@ def _train(
         monitor = CollapseMonitor(**checks)
 
     def save_last(at: int) -> None:
+        if not ranks.main:
+            return  # one checkpoint writer
         save_checkpoint(
             out / "last",
             model,
@@ -338,17 +346,21 @@ def _train(
             extra_state={"best_score": best_score, "best_metrics": best_metrics, "elapsed": elapsed()},
         )
 
-    bar = tqdm(total=opt_cfg.steps, initial=start, disable=not progress or None, desc="train", unit="step")
+    bar = tqdm(
+        total=opt_cfg.steps, initial=start, disable=not (progress and ranks.main) or None, desc="train", unit="step"
+    )
     step = saved = start
     torn = False
     saved_at = time.perf_counter()
     try:
         model.train()
-        batches = iterate_batches(train_items, config, start, end, dev, weak=weak, workers=opt_cfg.workers)
+        batches = iterate_batches(
+            train_items, config, start, end, dev, weak=weak, workers=opt_cfg.workers, shard=ranks.shard
+        )
         for step, batch in zip(range(start, end), batches):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                loss, parts = model.training_loss(batch, step)
-            loss_value = float(loss.detach())
+                loss, parts = step_loss(batch, step)
+            loss_value = mean(float(loss.detach()), ranks, dev)
             if not math.isfinite(loss_value):
                 raise RuntimeError(f"step {step}: loss is {loss_value}; lower optim.lr")
             optimizer.zero_grad(set_to_none=True)
@@ -365,7 +377,7 @@ def _train(
                 bar.set_postfix(loss=f"{loss_value:.3f}")
             row: dict[str, Any] | None = None
             base = {"step": done, "seconds": round(elapsed(), 2), "lr": scheduler.get_last_lr()[0], "loss": loss_value}
-            over_budget = budget_s > 0 and elapsed() > budget_s
+            over_budget = any_rank(budget_s > 0 and elapsed() > budget_s, ranks, dev)
             if on_step is not None and on_step(
                 {
                     "step": done,
@@ -377,6 +389,8 @@ def _train(
             ):
                 stop.signal = stop.signal or "cancelled"
             stopping = stop.signal  # read once: a signal arriving later stops after the next step
+            if any_rank(stopping is not None, ranks, dev):  # every rank stops at the same step
+                stopping = stopping or "SIGTERM"
             final = done == end or over_budget or stopping is not None
             if done % opt_cfg.log_every == 0 or final:
                 row = {**base, **parts}
@@ -384,7 +398,7 @@ def _train(
                 row.update({f"diag_{k}": v for k, v in diag.items()})
                 if monitor is not None and diag:
                     monitor.update(diag, step=done)
-            if val_items and (done % opt_cfg.val_every == 0 or done == opt_cfg.steps):
+            if ranks.main and val_items and (done % opt_cfg.val_every == 0 or done == opt_cfg.steps):
                 last_metrics = validate(model, val_items, dev)
                 model.train()
                 row = row or base
@@ -397,7 +411,7 @@ def _train(
                     f"step {done}: val F1@0.5 {last_metrics.get('f1_50', float('nan')):.3f} "
                     f"AP50 {last_metrics.get('ap50', float('nan')):.3f}"
                 )
-            if row is not None:
+            if row is not None and csv_log is not None:
                 csv_log.write(row)
             if stopping is not None:
                 log.warning("%s: stopping at step %d; continue with --resume", stopping, done)
@@ -421,8 +435,10 @@ def _train(
         # Leave a resumable checkpoint, also after an error.
         if not torn and (step != saved or not (out / "last").is_dir()):
             save_last(step)
-    if not (out / "best").exists():
+    if ranks.main and not (out / "best").exists():
         save_checkpoint(out / "best", model, config, dict(last_metrics, step=step, diameter=diameter))
+    barrier(ranks)  # the checkpoints are on disk before any rank returns
+    teardown(ranks)
     return {
         "step": step,
         "best": best_metrics,
