@@ -105,6 +105,8 @@ DATASETS: dict[str, dict[str, Any]] = {
     },
 }
 
+DEFAULT_DATASETS = ["bbbc018-cells", "koyuncu", "aitslab"]
+
 #: Synthetic densities: target confluence as a multiple of the real images' median confluence.
 DENSITIES = (0.5, 1.0, 1.5)
 MAX_CONFLUENCE = 0.85
@@ -346,7 +348,9 @@ def run_one(
     }
     samples = list(d["train"])
     if train_data == "synth":
-        synth, achieved = synthetic_densities(d["train"], args.synth_per_density, seed, dataset)
+        if seed not in d["synth"]:  # made once per data set and seed, shared by the models
+            d["synth"][seed] = synthetic_densities(d["train"], args.synth_per_density, seed, dataset)
+        synth, achieved = d["synth"][seed]
         samples += synth
         rec["synth_confluence"] = achieved
     if MODELS[model_name].get("patch"):
@@ -419,7 +423,10 @@ def _fmt(values: list[float]) -> str:
 
 
 def table(records: list[dict[str, Any]], datasets: list[str]) -> str:
-    """Markdown: one table per data set, rows model x training data (mean ± sd over seeds)."""
+    """Markdown: one table per data set, rows model x training data (mean ± sd over seeds).
+
+    Where a cell was run at several step budgets, the longest one is shown.
+    """
     lines: list[str] = []
     for ds in datasets:
         lines += [
@@ -432,6 +439,7 @@ def table(records: list[dict[str, Any]], datasets: list[str]) -> str:
             for m in MODELS:
                 rs = [r for r in records if r["dataset"] == ds and r["model"] == m and r["train_data"] == td]
                 ok = [r for r in rs if r.get("status") == "ok"]
+                ok = [r for r in ok if r["steps"] == max(x["steps"] for x in ok)]  # the longest budget run
                 if not ok:
                     lines.append(f"| {m} | {td} | " + " | ".join(["–"] * 7) + " | 0 | |")
                     continue
@@ -489,6 +497,7 @@ def convergence_plot(records: list[dict[str, Any]], datasets: list[str], path: P
 def report(results: Path, datasets: list[str]) -> str:
     """Rewrite ``table.md`` and ``convergence.png`` beside the results file; the table."""
     records = read_results(results)
+    datasets = datasets + sorted({r["dataset"] for r in records} - set(datasets))
     text = table(records, datasets)
     (results.parent / "table.md").write_text(text)
     convergence_plot(records, datasets, results.parent / "convergence.png")
@@ -509,7 +518,7 @@ def _hardware() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="bbbc018-cells,koyuncu,aitslab", help=f"comma list of {list(DATASETS)}")
+    ap.add_argument("--datasets", default=",".join(DEFAULT_DATASETS), help=f"comma list of {list(DATASETS)}")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {list(MODELS)}")
     ap.add_argument("--train-data", default="original", help=f"comma list of {list(TRAIN_DATA)}")
     ap.add_argument("--seeds", default="0", help="comma list of seeds")
@@ -538,7 +547,7 @@ def main(argv: list[str] | None = None) -> None:
         if bad:
             ap.error(f"unknown {bad}; choose from {list(pool)}")
     if args.report:
-        print(report(args.results, list(DATASETS)))
+        print(report(args.results, DEFAULT_DATASETS))
         return
     done = {run_key(r) for r in read_results(args.results) if r.get("status") == "ok"}
     todo = [
@@ -560,6 +569,7 @@ def main(argv: list[str] | None = None) -> None:
                 "train": _load(*d["train"], d["channels"]),
                 "val": _load(*d["val"], d["channels"], args.val_images),
                 "test": _load(*d["test"], d["channels"], args.max_test),
+                "synth": {},
             }
         log.info("[%d/%d] %s %s %s seed %d", i, len(todo), ds, m, t, s)
         try:
@@ -586,7 +596,7 @@ def main(argv: list[str] | None = None) -> None:
             rec.get("train_cpu_min"),
             rec.get("late_gain"),
         )
-        report(args.results, list(DATASETS))
+        report(args.results, DEFAULT_DATASETS)
 
 
 if __name__ == "__main__":
