@@ -69,32 +69,18 @@ TRAIN_DATA = ("original", "synth")
 #: The U-Net's training recipe in the seed study (Caicedo et al. 2019): lr, batch size.
 UNET_RECIPE = (0.01, 5)
 
-# Data set -> (spec, split) of train / val / test and the channels by name.
+
+def _fixed_splits(spec: str, channels: list[str], nucleus: int, cytoplasm: int) -> dict[str, Any]:
+    """A data set with the train / val / test splits of one ``lociseg.data`` spec."""
+    splits = {part: (spec, part) for part in ("train", "val", "test")}
+    return {**splits, "channels": channels, "nucleus": nucleus, "cytoplasm": cytoplasm}
+
+
+# Data set -> (spec, split) of train / val / test, the channels by name and which is nucleus / cytoplasm.
 DATASETS: dict[str, dict[str, Any]] = {
-    "bbbc018-cells": {
-        "train": ("bbbc018", "train"),
-        "val": ("bbbc018", "val"),
-        "test": ("bbbc018", "test"),
-        "channels": ["actin", "DNA"],
-        "nucleus": 1,
-        "cytoplasm": 0,
-    },
-    "koyuncu": {
-        "train": ("koyuncu", "train"),
-        "val": ("koyuncu", "val"),
-        "test": ("koyuncu", "test"),
-        "channels": ["blue"],
-        "nucleus": 0,
-        "cytoplasm": 0,
-    },
-    "aitslab": {
-        "train": ("aitslab", "train"),
-        "val": ("aitslab", "val"),
-        "test": ("aitslab", "test"),
-        "channels": ["cell", "nucleus"],
-        "nucleus": 1,
-        "cytoplasm": 0,
-    },
+    "bbbc018-cells": _fixed_splits("bbbc018", ["actin", "DNA"], 1, 0),
+    "koyuncu": _fixed_splits("koyuncu", ["blue"], 0, 0),
+    "aitslab": _fixed_splits("aitslab", ["cell", "nucleus"], 1, 0),
     "dsb2018": {
         "train": ("dsb2018-train", "train"),
         "val": ("dsb2018-train", "val"),
