@@ -415,6 +415,9 @@ def table(records: list[dict[str, Any]], datasets: list[str]) -> str:
     """
     lines: list[str] = []
     for ds in datasets:
+        if not any(r["dataset"] == ds and r.get("status") == "ok" for r in records):
+            lines += [f"**{ds}**: no finished run yet.", ""]
+            continue
         lines += [
             f"**{ds}**",
             "",
