@@ -243,13 +243,18 @@ def _paste(instances: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
     return labels, per_label
 
 
-def predict_labels(model: Any, sample: Any, input_spec: Any, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Label image at the original scale and per-label scores (index = label - 1)."""
+def predict_labels(
+    model: Any, sample: Any, input_spec: Any, device: torch.device, diameter: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label image at the original scale and per-label scores (index = label - 1).
+
+    The image is rescaled by ``diameter`` (px), default its median ground-truth diameter.
+    """
     from lociseg.transforms import rescale_image, rescale_labels
 
     image = np.asarray(sample.image)
     image = image[None] if image.ndim == 2 else image
-    d = _median_diameter(sample.labels) or input_spec.target_diameter
+    d = diameter or _median_diameter(sample.labels) or input_spec.target_diameter
     x = rescale_image(
         _normalize(image, input_spec.normalize_low, input_spec.normalize_high), input_spec.target_diameter / d
     )
@@ -316,10 +321,8 @@ def run_one(
     dataset: str, model_name: str, train_data: str, seed: int, args: argparse.Namespace, data: dict
 ) -> dict[str, Any] | None:
     """Train (or resume) and score one run; its record, or None when a signal stopped it."""
-    from lociseg.device import choose_device
-    from lociseg.metrics import aggregate, evaluate_image
     from lociseg.models.checkpoint import recover_checkpoint
-    from lociseg.train import load_checkpoint, train
+    from lociseg.train import train
 
     d = data[dataset]
     steps = steps_for(model_name, args)
@@ -377,28 +380,42 @@ def run_one(
     rec["late_gain"] = late_gain(rec["curve"], steps)
     rec["train_cpu_min"] = round(cpu_s / 60, 2)
     rec["diameter"] = info["diameter"]
+    rec.update(score_run(run_dir, d["test"], info["diameter"]))
+    return rec
+
+
+def score_run(run_dir: Path, test: list[Any], train_diameter: float, *, at_train_scale: bool = False) -> dict[str, Any]:
+    """Test metrics of a run's final model.
+
+    Every model sees each test image at its median ground-truth diameter (the
+    same oracle scale for all); ``at_train_scale`` (weak modes only) scores
+    every test image at the training diameter instead (``lociseg segment
+    --diameter train``), which on BBBC018 scored lower (BENCHMARKS.md).
+    """
+    from lociseg.device import choose_device
+    from lociseg.metrics import aggregate, evaluate_image
+    from lociseg.train import load_checkpoint
+
     model = load_checkpoint(run_dir / "last", device="cpu")
     device = choose_device("cpu")
     c1 = time.process_time()
     per_image = []
-    for s in d["test"]:
-        pred, scores = predict_labels(model, s, model.config.input, device)
+    for s in test:
+        pred, scores = predict_labels(model, s, model.config.input, device, train_diameter if at_train_scale else None)
         per_image.append(evaluate_image(np.asarray(s.labels), pred, scores))
     agg = aggregate(per_image, by="sum")
-    rec.update(
-        {
-            "f1_50": float(agg["f1_50"]),
-            "ap50": float(agg["ap50"]),
-            "ap75": float(agg["ap75"]),
-            "afnr": float(agg["afnr"]),
-            "fg_miou": float(np.mean([r["fg_iou"] for r in per_image])),
-            "f1_per_threshold": [round(float(x), 4) for x in agg["per_threshold"]["f1"]],
-            "test_cpu_min": round((time.process_time() - c1) / 60, 2),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "hardware": _hardware(),
-        }
-    )
-    return rec
+    return {
+        "test_scale": "train diameter" if at_train_scale else "gt median per image",
+        "f1_50": float(agg["f1_50"]),
+        "ap50": float(agg["ap50"]),
+        "ap75": float(agg["ap75"]),
+        "afnr": float(agg["afnr"]),
+        "fg_miou": float(np.mean([r["fg_iou"] for r in per_image])),
+        "f1_per_threshold": [round(float(x), 4) for x in agg["per_threshold"]["f1"]],
+        "test_cpu_min": round((time.process_time() - c1) / 60, 2),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "hardware": _hardware(),
+    }
 
 
 def _fmt(values: list[float]) -> str:
