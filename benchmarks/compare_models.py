@@ -1,30 +1,32 @@
-"""Compare segmentation models and training data under one wall-clock budget.
+"""Compare segmentation models and training data on CPU budgets that converge; resumable.
 
-Models {LACSS supervised, LACSS weak, LACSS weak+aux, U-Net, U-Net expanded}
-x training data {original, original + cut-and-paste synthetic} x data sets
-{BBBC018 cells, nuclei (DSB2018)} x seeds. Every run trains for the same
-wall-clock budget, predicts the test split and is scored with F1@0.5, AP50
-(score-ranked) and AFNR (mean false-negative rate over IoU 0.5:0.95); writes
-``results.{json,csv,md}`` and ``f1_vs_iou_<dataset>.png`` to ``--out``.
+Models {3-class U-Net, U-Net expanded, LACSS supervised, weak, weak+aux,
+points} x training data {original, original + cut-and-paste synthetic images
+at three densities} x data sets {BBBC018 cells, Koyuncu nuclei, Aitslab U2OS
+cells} x seeds. Every model trains with :func:`lociseg.train.train` (the loop
+``lociseg train`` runs) for a fixed number of steps on one thread, predicts
+the test split and is scored with F1@0.5, AP50, AP75 (score-ranked), AFNR
+(mean false-negative rate over IoU 0.5:0.95) and the foreground mIoU (mean
+over test images of the IoU of predicted and true foreground).
 
-Every model trains with the loop users run, :func:`lociseg.train.train`
-(``lociseg train``), on the in-memory samples (``train_samples=``): the same
-crops, augmentation, AdamW settings, clipping and rescaling to
-``input.target_diameter``; only ``optim.budget_minutes`` (and a step count
-the budget always ends first) is set here, plus the U-Net seed-study recipe
-(``UNET_RECIPE``: lr 0.01, batch 5, crop 256) for U-Nets. Weak modes
-train from points + foreground derived from the ground truth
-(``data.annotations: [from-labels]``). Scale at test time uses the median
-ground-truth diameter of each test image (the same oracle for every model).
+Each finished run is appended at once to ``--results`` (JSONL) with its
+validation curve and the CPU seconds it used; a rerun skips the runs found
+there and continues an interrupted run from its ``last/`` checkpoint
+(SIGTERM stops a run cleanly). ``--report`` only rewrites the table and the
+convergence plot from the results file.
 
-Quick CPU smoke run (a few minutes)::
+The CPU recipe (issue 25; BENCHMARKS.md lists every change from the seed
+recipe): 128 px crops at model scale, the ``tiny`` LACSS backbone, U-Nets of
+width 16, a step budget per model family, the final checkpoint scored.
 
-    python benchmarks/compare_models.py --quick --budget-min 0.5 --datasets nuclei \\
-        --models unet,unet-expanded --out benchmarks/results/compare_smoke
+Resume or extend the matrix (one thread per run)::
 
-Full comparison (GPU recommended)::
+    OMP_NUM_THREADS=1 nohup python benchmarks/compare_models.py --datasets bbbc018-cells,koyuncu,aitslab \\
+        > runs/compare/log.txt 2>&1 &
 
-    python benchmarks/compare_models.py --budget-min 30 --seeds 0,1,2 --out benchmarks/results/compare
+Table and plot only::
+
+    python benchmarks/compare_models.py --report
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ import csv
 import json
 import logging
 import math
+import os
 import platform
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,35 +50,62 @@ import torch
 
 log = logging.getLogger("compare_models")
 
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "compare" / "results.jsonl"
 THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)
 
 MODELS: dict[str, dict[str, Any]] = {
-    "lacss-supervised": {"type": "lacss", "mode": "supervised", "weak": False},
-    "lacss-weak": {"type": "lacss", "mode": "weak", "weak": True},
-    "lacss-weak+aux": {"type": "lacss", "mode": "weak+aux", "weak": True},
-    "unet": {"type": "unet", "preset": "standard", "weak": False},
-    "unet-expanded": {"type": "unet", "preset": "expanded", "weak": False},
+    "unet": {"type": "unet", "preset": "standard"},
+    "unet-expanded": {"type": "unet", "preset": "expanded"},
+    "lacss-supervised": {"type": "lacss", "mode": "supervised"},
+    "lacss-weak": {"type": "lacss", "mode": "weak"},
+    "lacss-weak+aux": {"type": "lacss", "mode": "weak+aux"},
+    "points": {"type": "lacss", "mode": "points"},
+    # The 2021 method's own recipe: patches centred at each nucleus, graph-cut background.
+    "points-patch": {"type": "lacss", "mode": "points", "patch": True},
 }
+TRAIN_DATA = ("original", "synth")
 
-#: The U-Net's training recipe in the seed study (Caicedo et al. 2019): lr, batch size, crop side.
-UNET_RECIPE = (0.01, 5, 256)
+#: The U-Net's training recipe in the seed study (Caicedo et al. 2019): lr, batch size.
+UNET_RECIPE = (0.01, 5)
 
-# Data set -> list of (spec, split) for training and test; channels by name where the data set has them.
+
+def _fixed_splits(spec: str, channels: list[str], nucleus: int, cytoplasm: int) -> dict[str, Any]:
+    """A data set with the train / val / test splits of one ``lociseg.data`` spec."""
+    splits = {part: (spec, part) for part in ("train", "val", "test")}
+    return {**splits, "channels": channels, "nucleus": nucleus, "cytoplasm": cytoplasm}
+
+
+# Data set -> (spec, split) of train / val / test, the channels by name and which is nucleus / cytoplasm.
 DATASETS: dict[str, dict[str, Any]] = {
-    "bbbc018-cells": {"train": [("bbbc018", "train")], "test": [("bbbc018", "test")], "channels": ["actin", "DNA"]},
-    "nuclei": {"train": [("dsb2018-train", "train")], "test": [("dsb2018-test", None)], "channels": None},
-    "nuclei-koyuncu": {"train": [("koyuncu", "train")], "test": [("koyuncu", "test")], "channels": None},
+    "bbbc018-cells": _fixed_splits("bbbc018", ["actin", "DNA"], 1, 0),
+    "koyuncu": _fixed_splits("koyuncu", ["blue"], 0, 0),
+    "aitslab": _fixed_splits("aitslab", ["cell", "nucleus"], 1, 0),
+    "dsb2018": {
+        "train": ("dsb2018-train", "train"),
+        "val": ("dsb2018-train", "val"),
+        "test": ("dsb2018-test", None),
+        "channels": None,
+        "nucleus": 0,
+        "cytoplasm": 0,
+    },
 }
+
+DEFAULT_DATASETS = ["bbbc018-cells", "koyuncu", "aitslab"]
+
+#: Synthetic densities: target confluence as a multiple of the real images' median confluence.
+DENSITIES = (0.5, 1.0, 1.5)
+MAX_CONFLUENCE = 0.85
 
 
 # --------------------------------------------------------------------------- data
 
 
-def _load(spec: str, split: str | None, channels: list[str] | None, limit: int | None) -> list[Any]:
-    """Samples of a data set split (``lociseg.data`` specs and fixed splits)."""
+def _load(spec: str, split: str | None, channels: list[str] | None, limit: int | None = None) -> list[Any]:
+    """Labelled samples of a data set split (``lociseg.data`` specs and fixed splits)."""
     from lociseg.data import load_samples
 
-    return load_samples(spec, split=split, channels=channels, limit=limit)
+    return [s for s in load_samples(spec, split=split, channels=channels, limit=limit) if s.labels is not None]
 
 
 def _normalize(image: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -91,46 +120,111 @@ def _median_diameter(labels: np.ndarray) -> float | None:
     return float(np.median(2 * np.sqrt(areas / np.pi))) if len(areas) else None
 
 
+def synthetic_densities(train: list[Any], per_density: float, seed: int, name: str) -> tuple[list[Any], list[float]]:
+    """Cut-and-paste images at three densities (``DENSITIES`` x the median real confluence).
+
+    Returns the synthetic samples and the mean achieved confluence per density.
+    """
+    from lociseg.synth import cut_paste_synthesize, extract_cells
+
+    real = float(np.median([np.mean(np.asarray(s.labels) > 0) for s in train]))
+    cells = extract_cells(train)
+    n = int(round(per_density * len(train)))
+    out, achieved = [], []
+    for k, f in enumerate(DENSITIES):
+        target = min(MAX_CONFLUENCE, f * real)
+        made = cut_paste_synthesize(
+            train, n_images=n, confluence=target, rng=seed * 100 + k, cells=cells, name_prefix=f"synth_{name}_{k}"
+        )
+        achieved.append(float(np.mean([np.mean(np.asarray(s.labels) > 0) for s in made])) if made else float("nan"))
+        out += made
+    return out, achieved
+
+
+def graphcut_samples(samples: list[Any], nucleus: int, cytoplasm: int) -> tuple[list[Any], float]:
+    """Copies with points from the labels (cell centroids) and the graph-cut foreground of the stain.
+
+    The foreground is :func:`lociseg.annotate.annotate_image`'s chosen graph-cut
+    candidate (the ``level`` rule) at each image's median cell diameter: no
+    label pixel reaches it. Also returns its mean IoU with the labels' foreground.
+    """
+    from dataclasses import replace
+
+    from lociseg.annotate import annotate_image, weak_from_labels
+    from lociseg.metrics.matching import foreground_iou
+
+    out, ious = [], []
+    for s in samples:
+        image = np.asarray(s.image)
+        image = image[None] if image.ndim == 2 else image
+        ann = annotate_image(
+            image[nucleus], image[cytoplasm], diameter=_median_diameter(s.labels), cells=False, rule="level"
+        )
+        points, _ = weak_from_labels(np.asarray(s.labels))
+        out.append(replace(s, points=points, foreground=ann.foreground.astype(np.uint8)))
+        ious.append(foreground_iou(np.asarray(s.labels), ann.foreground))
+    return out, float(np.mean(ious))
+
+
 # --------------------------------------------------------------------------- models and training
 
 
-def train_model(
-    name: str, samples: list[Any], in_channels: int, out_dir: Path, args: argparse.Namespace, seed: int
-) -> tuple[Any, dict[str, Any]]:
-    """Train model ``name`` on in-memory samples with :func:`lociseg.train.train`; the model and its result."""
-    from lociseg.train import ExperimentConfig, load_checkpoint, train
+def run_config(name: str, in_channels: int, channel_names: list[str], args: argparse.Namespace, seed: int) -> Any:
+    """The :class:`~lociseg.train.ExperimentConfig` of one run (the CPU recipe)."""
+    from lociseg.train import ExperimentConfig
 
     spec = MODELS[name]
     cfg = ExperimentConfig()
+    steps = steps_for(name, args)
     over: dict[str, Any] = {
         "model_type": spec["type"],
         "data.channels": [],  # the samples hold the model's channels already
         "data.val": [],
+        "data.crop_size": crop_for(name, args),
         "optim.seed": seed,
-        "optim.budget_minutes": args.budget_min,
-        "optim.steps": 10**7,  # the wall-clock budget ends every run; the LR anneals over the budget
+        "optim.steps": steps,
+        "optim.budget_minutes": 0.0,  # a step budget: reproducible under CPU contention
+        "optim.val_every": max(1, steps // args.val_points),
+        "optim.select_best": False,  # score the final model; validation only draws the curve
+        "optim.threads": 1,
+        "optim.checkpoint_every": max(1, steps // args.val_points),
     }
-    lr, batch, crop = cfg.optim.lr, cfg.optim.batch_size, cfg.data.crop_size
+    names = channel_names or [str(i) for i in range(in_channels)]
     if spec["type"] == "unet":
-        over.update({"unet.preset": spec["preset"], "unet.input.in_channels": in_channels})
-        if args.quick:
-            over.update({"unet.base_channels": 8, "unet.depth": 3})
-        lr, batch, crop = UNET_RECIPE  # the seed study's recipe
+        lr, batch = UNET_RECIPE
+        over.update(
+            {
+                "unet.preset": spec["preset"],
+                "unet.input.in_channels": in_channels,
+                "unet.input.channels": names,
+                "unet.base_channels": args.unet_width,
+                "optim.lr": lr,
+                "optim.batch_size": batch,
+            }
+        )
     else:
-        over.update({"lacss.mode": spec["mode"], "lacss.input.in_channels": in_channels})
-        if spec["weak"]:
-            over["lacss.seghead.instance_kernel"] = (
-                3  # as configs/bbbc018_cells_weak*.yaml: weak masks need the 3x3 stack
-            )
+        over.update({"lacss.mode": spec["mode"], "lacss.input.in_channels": in_channels, "lacss.input.channels": names})
+        if spec["mode"] != "supervised":
+            over["lacss.seghead.instance_kernel"] = 3  # as configs/bbbc018_cells_weak*.yaml
             over["data.annotations"] = ["from-labels"]
-    lr, batch, crop = args.lr or lr, args.batch_size or batch, args.crop or crop
-    if args.quick:
-        batch, crop = min(batch, 4), min(crop, 128)
-    over.update({"optim.lr": lr, "optim.batch_size": batch, "data.crop_size": crop})
-    result = train(
-        cfg.override(over), out_dir, train_samples=samples, device=args.device, progress=False, overwrite=True
-    )
-    return load_checkpoint(out_dir / "best", device="cpu"), {"lr": lr, "batch_size": batch, "crop": crop, **result}
+        if spec.get("patch"):  # the samples carry points and the graph-cut foreground already
+            over.update(
+                {
+                    "data.annotations": [],
+                    "data.sampler": "points",
+                    "optim.batch_size": args.patch_batch,
+                    "lacss.weak.background_source": "foreground",
+                }
+            )
+    return cfg.override(over)
+
+
+def crop_for(name: str, args: argparse.Namespace) -> int:
+    return args.patch_crop if MODELS[name].get("patch") else args.crop
+
+
+def steps_for(name: str, args: argparse.Namespace) -> int:
+    return args.unet_steps if MODELS[name]["type"] == "unet" else args.lacss_steps
 
 
 # --------------------------------------------------------------------------- prediction and metrics
@@ -149,13 +243,18 @@ def _paste(instances: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
     return labels, per_label
 
 
-def predict_labels(model: Any, sample: Any, input_spec: Any, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Label image at the original scale and per-label scores (index = label - 1)."""
+def predict_labels(
+    model: Any, sample: Any, input_spec: Any, device: torch.device, diameter: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label image at the original scale and per-label scores (index = label - 1).
+
+    The image is rescaled by ``diameter`` (px), default its median ground-truth diameter.
+    """
     from lociseg.transforms import rescale_image, rescale_labels
 
     image = np.asarray(sample.image)
     image = image[None] if image.ndim == 2 else image
-    d = _median_diameter(sample.labels) or input_spec.target_diameter
+    d = diameter or _median_diameter(sample.labels) or input_spec.target_diameter
     x = rescale_image(
         _normalize(image, input_spec.normalize_low, input_spec.normalize_high), input_spec.target_diameter / d
     )
@@ -167,94 +266,156 @@ def predict_labels(model: Any, sample: Any, input_spec: Any, device: torch.devic
     return rescale_labels(small, image.shape[1:]), per_label
 
 
-def score_image(gt: np.ndarray, pred: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-    """All metrics of one image (:func:`lociseg.metrics.evaluate_image`)."""
-    from lociseg.metrics import evaluate_image
-
-    return evaluate_image(gt, pred, scores)
-
-
-def aggregate_scores(per_image: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pooled (summed counts) F1@0.5, score-ranked AP50, AFNR and F1 per IoU threshold."""
-    from lociseg.metrics import aggregate
-
-    a = aggregate(per_image, by="sum")
-    f1 = a.get("per_threshold", {}).get("f1")
-    return {
-        "f1_50": a["f1_50"],
-        "ap50": a["ap50"],
-        "afnr": a["afnr"],
-        "f1_per_threshold": list(map(float, f1)) if f1 is not None else None,
-    }
-
-
 # --------------------------------------------------------------------------- driver
 
 
-@dataclass
-class RunResult:
-    dataset: str
-    model: str
-    train_data: str
-    seed: int
-    status: str = "ok"
-    f1_50: float | None = None
-    ap50: float | None = None
-    afnr: float | None = None
-    f1_per_threshold: list[float] | None = None
-    steps: int | None = None
-    train_s: float | None = None
-    n_train_images: int | None = None
-    n_test_images: int | None = None
-    extra: dict = field(default_factory=dict)
+def run_key(r: dict[str, Any]) -> tuple:
+    """What makes two runs the same: data set, model, training data, seed, steps and crop."""
+    return (r["dataset"], r["model"], r["train_data"], int(r["seed"]), int(r["steps"]), int(r["crop"]))
 
 
-def _synthetic(train: list[Any], factor: float, seed: int, cache: dict, key: tuple) -> list[Any]:
-    if key not in cache:
-        from lociseg.synth import cut_paste_synthesize
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The records of a results file (JSONL; a torn last line from a killed writer is skipped)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s: skipping a torn line", path)
+    return rows
 
-        n = int(round(factor * len(train)))
-        cache[key] = cut_paste_synthesize(train, n_images=n, rng=seed, name_prefix=f"synth_{key[0]}") if n else []
-    return cache[key]
+
+def append_result(path: Path, record: dict[str, Any]) -> None:
+    """Append one record as a single line (one write, flushed and synced)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record, default=float) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def val_curve(log_csv: Path) -> list[tuple[int, float, float]]:
+    """(step, wall seconds, validation F1@0.5) of every validated step in a run's ``log.csv``."""
+    if not log_csv.exists():
+        return []
+    with open(log_csv, newline="") as fh:
+        return [
+            (int(r["step"]), float(r["seconds"]), float(r["val_f1_50"]))
+            for r in csv.DictReader(fh)
+            if r.get("val_f1_50")
+        ]
+
+
+def late_gain(curve: list[list[float]], steps: int) -> float | None:
+    """Validation F1 gained over the last 25 % of the steps (end minus the point at 75 %)."""
+    at = {int(c[0]): c[2] for c in curve}
+    if steps not in at:
+        return None
+    before = [s for s in at if s <= 0.75 * steps]
+    return at[steps] - at[max(before)] if before else None
 
 
 def run_one(
-    dataset: str, model_name: str, train_data: str, seed: int, args: argparse.Namespace, data: dict, synth_cache: dict
-) -> RunResult:
-    res = RunResult(dataset, model_name, train_data, seed)
-    from lociseg.device import choose_device
+    dataset: str, model_name: str, train_data: str, seed: int, args: argparse.Namespace, data: dict
+) -> dict[str, Any] | None:
+    """Train (or resume) and score one run; its record, or None when a signal stopped it."""
+    from lociseg.models.checkpoint import recover_checkpoint
+    from lociseg.train import train
 
-    device = choose_device(args.device)
-    train, test = data[dataset]
-    samples = list(train)
-    if train_data == "original+synth":
-        samples += _synthetic(train, args.synth_factor, seed, synth_cache, (dataset, seed))
-    res.n_train_images, res.n_test_images = len(samples), len(test)
-    in_ch = int(np.asarray(samples[0].image).shape[0]) if np.asarray(samples[0].image).ndim == 3 else 1
-    try:
-        torch.manual_seed(seed)
-        run_dir = Path(args.out) / "runs" / f"{dataset}_{model_name}_{train_data}_{seed}"
-        model, info = train_model(model_name, samples, in_ch, run_dir, args, seed)
-        model.to(device)
-        res.steps, res.train_s = info["step"], info["seconds"]
-        res.extra.update({k: info[k] for k in ("lr", "batch_size", "crop", "diameter")})
-        per_image = []
-        for s in test:
-            pred, scores = predict_labels(model, s, model.config.input, device)
-            per_image.append(score_image(np.asarray(s.labels), pred, scores))
-        agg = aggregate_scores(per_image)
-        res.f1_50, res.ap50, res.afnr, res.f1_per_threshold = (
-            agg["f1_50"],
-            agg["ap50"],
-            agg["afnr"],
-            agg["f1_per_threshold"],
+    d = data[dataset]
+    steps = steps_for(model_name, args)
+    rec: dict[str, Any] = {
+        "dataset": dataset,
+        "model": model_name,
+        "train_data": train_data,
+        "seed": seed,
+        "steps": steps,
+        "crop": crop_for(model_name, args),
+        "status": "ok",
+    }
+    samples = list(d["train"])
+    if train_data == "synth":
+        if seed not in d["synth"]:  # made once per data set and seed, shared by the models
+            d["synth"][seed] = synthetic_densities(d["train"], args.synth_per_density, seed, dataset)
+        synth, achieved = d["synth"][seed]
+        samples += synth
+        rec["synth_confluence"] = achieved
+    if MODELS[model_name].get("patch"):
+        samples, rec["graphcut_fg_iou"] = graphcut_samples(
+            samples, DATASETS[dataset]["nucleus"], DATASETS[dataset]["cytoplasm"]
         )
-    except (ImportError, ModuleNotFoundError) as exc:
-        res.status = f"unavailable: {exc}"
-    except Exception as exc:  # one failed run must not lose the others
-        res.status = f"failed: {exc.__class__.__name__}: {exc}"
-        log.debug(traceback.format_exc())
-    return res
+    rec["n_train_images"], rec["n_val_images"], rec["n_test_images"] = len(samples), len(d["val"]), len(d["test"])
+    image = np.asarray(samples[0].image)
+    in_ch = image.shape[0] if image.ndim == 3 else 1
+    run_dir = args.runs / f"{dataset}_{model_name}_{train_data}_s{seed}_{steps}"
+    cpu_file = run_dir / "cpu.json"
+    resume = bool(recover_checkpoint(run_dir / "last"))
+    cpu_before = json.loads(cpu_file.read_text())["cpu_s"] if resume and cpu_file.exists() else 0.0
+    cfg = run_config(model_name, in_ch, DATASETS[dataset]["channels"], args, seed)
+    torch.manual_seed(seed)
+    c0 = time.process_time()
+    info = train(
+        cfg,
+        run_dir,
+        train_samples=samples,
+        val_samples=d["val"],
+        device="cpu",
+        resume=resume,
+        overwrite=not resume,
+        progress=False,
+    )
+    cpu_s = cpu_before + time.process_time() - c0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cpu_file.write_text(json.dumps({"cpu_s": cpu_s, "step": info["step"]}))
+    if info["interrupted"]:
+        log.warning("%s stopped by %s at step %d; rerun to resume", run_dir.name, info["interrupted"], info["step"])
+        return None
+    curve = val_curve(run_dir / "log.csv")
+    wall = curve[-1][1] if curve else 0.0
+    # CPU minutes at each validated step: wall seconds scaled by the run's CPU/wall ratio
+    ratio = cpu_s / wall if wall > 0 else 1.0
+    rec["curve"] = [[s, round(t * ratio / 60, 3), round(f, 4)] for s, t, f in curve]
+    rec["late_gain"] = late_gain(rec["curve"], steps)
+    rec["train_cpu_min"] = round(cpu_s / 60, 2)
+    rec["diameter"] = info["diameter"]
+    rec.update(score_run(run_dir, d["test"], info["diameter"]))
+    return rec
+
+
+def score_run(run_dir: Path, test: list[Any], train_diameter: float, *, at_train_scale: bool = False) -> dict[str, Any]:
+    """Test metrics of a run's final model.
+
+    Every model sees each test image at its median ground-truth diameter (the
+    same oracle scale for all); ``at_train_scale`` (weak modes only) scores
+    every test image at the training diameter instead (``lociseg segment
+    --diameter train``), which on BBBC018 scored lower (BENCHMARKS.md).
+    """
+    from lociseg.device import choose_device
+    from lociseg.metrics import aggregate, evaluate_image
+    from lociseg.train import load_checkpoint
+
+    model = load_checkpoint(run_dir / "last", device="cpu")
+    device = choose_device("cpu")
+    c1 = time.process_time()
+    per_image = []
+    for s in test:
+        pred, scores = predict_labels(model, s, model.config.input, device, train_diameter if at_train_scale else None)
+        per_image.append(evaluate_image(np.asarray(s.labels), pred, scores))
+    agg = aggregate(per_image, by="sum")
+    return {
+        "test_scale": "train diameter" if at_train_scale else "gt median per image",
+        "f1_50": float(agg["f1_50"]),
+        "ap50": float(agg["ap50"]),
+        "ap75": float(agg["ap75"]),
+        "afnr": float(agg["afnr"]),
+        "fg_miou": float(np.mean([r["fg_iou"] for r in per_image])),
+        "f1_per_threshold": [round(float(x), 4) for x in agg["per_threshold"]["f1"]],
+        "test_cpu_min": round((time.process_time() - c1) / 60, 2),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "hardware": _hardware(),
+    }
 
 
 def _fmt(values: list[float]) -> str:
@@ -264,86 +425,89 @@ def _fmt(values: list[float]) -> str:
     return f"{np.mean(v):.3f}" + (f" ± {np.std(v):.3f}" if len(v) > 1 else "")
 
 
-def write_outputs(results: list[RunResult], out: Path, meta: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [r.__dict__ for r in results]
-    (out / "results.json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1, default=float))
-    cols = [
-        "dataset",
-        "model",
-        "train_data",
-        "seed",
-        "status",
-        "f1_50",
-        "ap50",
-        "afnr",
-        "steps",
-        "train_s",
-        "n_train_images",
-        "n_test_images",
-    ]
-    with open(out / "results.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    lines = [
-        f"Model comparison ({meta['date']}; {meta['hardware']}; budget {meta['budget_min']} min/run; seeds {meta['seeds']})",
-        "",
-        f"Command: `{meta['command']}`",
-        "",
-        "| data set | model | training data | F1@0.5 | AP50 | AFNR | steps | runs |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    groups: dict[tuple, list[RunResult]] = {}
-    for r in results:
-        groups.setdefault((r.dataset, r.model, r.train_data), []).append(r)
-    for (ds, m, td), rs in groups.items():
-        ok = [r for r in rs if r.status == "ok"]
-        if not ok:
-            lines.append(f"| {ds} | {m} | {td} | – | – | – | – | {rs[0].status[:70]} |")
-            continue
-        n_steps = [r.steps for r in ok if r.steps is not None]
-        steps = str(int(np.mean(n_steps))) if n_steps else "–"
-        lines.append(
-            f"| {ds} | {m} | {td} | {_fmt([r.f1_50 for r in ok])} | {_fmt([r.ap50 for r in ok])} | {_fmt([r.afnr for r in ok])} | {steps} | {len(ok)}/{len(rs)} |"
-        )
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib
+def table(records: list[dict[str, Any]], datasets: list[str]) -> str:
+    """Markdown: one table per data set, rows model x training data (mean ± sd over seeds).
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib not installed: no F1-vs-IoU plots")
+    Where a cell was run at several step budgets, the longest one is shown.
+    """
+    lines: list[str] = []
+    for ds in datasets:
+        if not any(r["dataset"] == ds and r.get("status") == "ok" for r in records):
+            lines += [f"**{ds}**: no finished run yet.", ""]
+            continue
+        lines += [
+            f"**{ds}**",
+            "",
+            "| model | training data | F1@0.5 | AP50 | AP75 | AFNR | fg mIoU | train CPU min | steps | seeds | F1 gain, last 25 % |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for td in TRAIN_DATA:
+            for m in MODELS:
+                rs = [r for r in records if r["dataset"] == ds and r["model"] == m and r["train_data"] == td]
+                ok = [r for r in rs if r.get("status") == "ok"]
+                ok = [r for r in ok if r["steps"] == max(x["steps"] for x in ok)]  # the longest budget run
+                if not ok:
+                    lines.append(f"| {m} | {td} | " + " | ".join(["–"] * 7) + " | 0 | |")
+                    continue
+                steps = sorted({r["steps"] for r in ok})
+                gains = [r["late_gain"] for r in ok if r.get("late_gain") is not None]
+                lines.append(
+                    f"| {m} | {td} | {_fmt([r['f1_50'] for r in ok])} | {_fmt([r['ap50'] for r in ok])} "
+                    f"| {_fmt([r['ap75'] for r in ok])} | {_fmt([r['afnr'] for r in ok])} "
+                    f"| {_fmt([r['fg_miou'] for r in ok])} | {np.mean([r['train_cpu_min'] for r in ok]):.1f} "
+                    f"| {'/'.join(map(str, steps))} | {len(ok)} | {_fmt(gains)} |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def convergence_plot(records: list[dict[str, Any]], datasets: list[str], path: Path) -> None:
+    """Validation F1@0.5 vs CPU minutes, one panel per data set, one line per run (seed 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [ds for ds in datasets if any(r["dataset"] == ds and r.get("curve") for r in records)]
+    if not shown:
         return
-    for ds in sorted({r.dataset for r in results}):
-        fig, ax = plt.subplots(figsize=(6, 4.2))
-        drawn = False
-        for (d, m, td), rs in groups.items():
-            curves = [r.f1_per_threshold for r in rs if d == ds and r.status == "ok" and r.f1_per_threshold]
-            if not curves:
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.4), squeeze=False)
+    for ax, ds in zip(axes[0], shown):
+        for r in records:
+            if r["dataset"] != ds or not r.get("curve") or r["seed"] != min(x["seed"] for x in records):
                 continue
-            colour = f"C{list(MODELS).index(m) % 10}"  # one colour per model, dashed = with synthetic data
+            c = np.asarray(r["curve"], float)
             ax.plot(
-                THRESHOLDS,
-                np.mean(curves, axis=0),
-                marker="o",
-                ms=3,
-                color=colour,
-                ls="-" if td == "original" else "--",
-                label=f"{m} ({td})",
+                c[:, 1],
+                c[:, 2],
+                color=f"C{list(MODELS).index(r['model'])}",
+                ls="-" if r["train_data"] == "original" else "--",
+                marker=".",
+                ms=4,
+                lw=1,
+                label=f"{r['model']}" + (" +synth" if r["train_data"] == "synth" else ""),
             )
-            drawn = True
-        if drawn:
-            ax.set_xlabel("IoU threshold")
-            ax.set_ylabel("F1")
-            ax.set_ylim(0, 1)
-            ax.set_title(f"{ds}: F1 vs IoU threshold (mean over seeds)")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-            fig.tight_layout()
-            fig.savefig(out / f"f1_vs_iou_{ds}.png", dpi=100)
-        plt.close(fig)
+        ax.set_title(ds, fontsize=9)
+        ax.set_xlabel("CPU minutes (1 thread)", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel("validation F1@0.5", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def report(results: Path, datasets: list[str]) -> str:
+    """Rewrite ``table.md`` and ``convergence.png`` beside the results file; the table."""
+    records = read_results(results)
+    datasets = datasets + sorted({r["dataset"] for r in records} - set(datasets))
+    text = table(records, datasets)
+    (results.parent / "table.md").write_text(text)
+    convergence_plot(records, datasets, results.parent / "convergence.png")
+    return text
 
 
 def _hardware() -> str:
@@ -355,100 +519,90 @@ def _hardware() -> str:
                 break
     except OSError:
         pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{model}, torch threads {torch.get_num_threads()}{gpu}"
+    return f"{model}, torch {torch.__version__}, 1 thread"
 
 
-def main(argv: list[str] | None = None) -> list[RunResult]:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="bbbc018-cells,nuclei", help=f"comma list of {sorted(DATASETS)}")
+    ap.add_argument("--datasets", default=",".join(DEFAULT_DATASETS), help=f"comma list of {list(DATASETS)}")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {list(MODELS)}")
-    ap.add_argument("--train-data", default="original,original+synth", help="comma list of original, original+synth")
-    ap.add_argument(
-        "--budget-min", type=float, default=10.0, help="wall-clock training minutes per run (same for every model)"
-    )
+    ap.add_argument("--train-data", default="original", help=f"comma list of {list(TRAIN_DATA)}")
     ap.add_argument("--seeds", default="0", help="comma list of seeds")
-    ap.add_argument(
-        "--synth-factor", type=float, default=None, help="synthetic images per real one (default 5; 1 with --quick)"
-    )
-    ap.add_argument(
-        "--quick", action="store_true", help="small networks, 128 px crops, few test images: a CPU smoke run"
-    )
-    ap.add_argument("--max-train", type=int, default=None, help="use the first N training images")
-    ap.add_argument(
-        "--max-test", type=int, default=None, help="score the first N test images (default all; 4 with --quick)"
-    )
-    ap.add_argument("--lr", type=float, default=None, help="optim.lr (default: the config's; U-Nets: unet.lr)")
-    ap.add_argument("--batch-size", type=int, default=None, help="optim.batch_size (default as --lr)")
-    ap.add_argument("--crop", type=int, default=None, help="data.crop_size, a multiple of 32 (default as --lr)")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/compare"))
+    ap.add_argument("--lacss-steps", type=int, default=3000, help="steps of every LACSS run")
+    ap.add_argument("--unet-steps", type=int, default=1500, help="steps of every U-Net run")
+    ap.add_argument("--crop", type=int, default=128, help="training crop side at model scale (multiple of 32)")
+    ap.add_argument("--patch-crop", type=int, default=64, help="points-patch: patch side at model scale")
+    ap.add_argument("--patch-batch", type=int, default=16, help="points-patch: patches per step")
+    ap.add_argument("--unet-width", type=int, default=16, help="unet.base_channels")
+    ap.add_argument("--val-images", type=int, default=6, help="validation images drawn in the curve")
+    ap.add_argument("--val-points", type=int, default=8, help="validations per run (one every steps/N)")
+    ap.add_argument("--synth-per-density", type=float, default=1.0, help="synthetic images per real one per density")
+    ap.add_argument("--max-test", type=int, default=None, help="score the first N test images (default all)")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="JSONL of finished runs (appended, read to skip)")
+    ap.add_argument("--runs", type=Path, default=Path("runs/compare"), help="run folders (checkpoints, logs)")
+    ap.add_argument("--report", action="store_true", help="only rewrite table.md and convergence.png")
+    ap.add_argument("--dry-run", action="store_true", help="list the runs still to do and stop")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.synth_factor is None:
-        args.synth_factor = 1.0 if args.quick else 5.0
-    if args.max_test is None and args.quick:
-        args.max_test = 4
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     datasets = [d for d in args.datasets.split(",") if d]
     models = [m for m in args.models.split(",") if m]
     train_data = [t for t in args.train_data.split(",") if t]
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    for name, pool in ((datasets, DATASETS), (models, MODELS), (train_data, ["original", "original+synth"])):
-        bad = [n for n in name if n not in pool]
+    for names, pool in ((datasets, DATASETS), (models, MODELS), (train_data, TRAIN_DATA)):
+        bad = [n for n in names if n not in pool]
         if bad:
             ap.error(f"unknown {bad}; choose from {list(pool)}")
-
-    data: dict[str, tuple[list, list]] = {}
-    results: list[RunResult] = []
-    for ds in datasets:
-        d = DATASETS[ds]
+    if args.report:
+        print(report(args.results, DEFAULT_DATASETS))
+        return
+    done = {run_key(r) for r in read_results(args.results) if r.get("status") == "ok"}
+    todo = [
+        (ds, m, t, s)
+        for ds in datasets
+        for t in train_data
+        for s in seeds
+        for m in models
+        if (ds, m, t, s, steps_for(m, args), crop_for(m, args)) not in done
+    ]
+    log.info("%d runs to do: %s", len(todo), ", ".join("/".join(map(str, k)) for k in todo))
+    if args.dry_run:
+        return
+    data: dict[str, dict[str, list]] = {}
+    for i, (ds, m, t, s) in enumerate(todo, 1):
+        if ds not in data:
+            d = DATASETS[ds]
+            data[ds] = {
+                "train": _load(*d["train"], d["channels"]),
+                "val": _load(*d["val"], d["channels"], args.val_images),
+                "test": _load(*d["test"], d["channels"], args.max_test),
+                "synth": {},
+            }
+        log.info("[%d/%d] %s %s %s seed %d", i, len(todo), ds, m, t, s)
         try:
-            train = [s for spec, split in d["train"] for s in _load(spec, split, d["channels"], args.max_train)]
-            test = [s for spec, split in d["test"] for s in _load(spec, split, d["channels"], args.max_test)]
-            train = [s for s in train if s.labels is not None]
-            test = [s for s in test if s.labels is not None]
-            if not train or not test:
-                raise RuntimeError("no labelled train or test images")
-            data[ds] = (train, test)
-            log.info("%s: %d train / %d test images", ds, len(train), len(test))
-        except Exception as exc:
-            log.warning("%s skipped: %s", ds, exc)
-            results += [
-                RunResult(ds, m, t, s, status=f"unavailable: {exc}") for m in models for t in train_data for s in seeds
-            ]
-    synth_cache: dict = {}
-    combos = [(ds, m, t, s) for ds in data for t in train_data for m in models for s in seeds]
-    for i, (ds, m, t, s) in enumerate(combos, 1):
-        t0 = time.perf_counter()
-        r = run_one(ds, m, t, s, args, data, synth_cache)
-        results.append(r)
+            rec = run_one(ds, m, t, s, args, data)
+        except Exception as exc:  # one failed run must not stop the others; it is retried on rerun
+            log.error("%s %s %s seed %d failed: %s\n%s", ds, m, t, s, exc, traceback.format_exc())
+            rec = {
+                "dataset": ds,
+                "model": m,
+                "train_data": t,
+                "seed": s,
+                "steps": steps_for(m, args),
+                "crop": crop_for(m, args),
+                "status": f"failed: {exc.__class__.__name__}: {exc}",
+            }
+        if rec is None:  # stopped by a signal: resumable, not recorded
+            sys.exit(1)
+        append_result(args.results, rec)
         log.info(
-            "[%d/%d] %s %s %s seed %d: %s F1@0.5=%s AP50=%s AFNR=%s steps=%s (%.0f s)",
-            i,
-            len(combos),
-            ds,
-            m,
-            t,
-            s,
-            r.status,
-            r.f1_50,
-            r.ap50,
-            r.afnr,
-            r.steps,
-            time.perf_counter() - t0,
+            "done: F1@0.5 %s AP50 %s fg mIoU %s, %s CPU min, late gain %s",
+            rec.get("f1_50"),
+            rec.get("ap50"),
+            rec.get("fg_miou"),
+            rec.get("train_cpu_min"),
+            rec.get("late_gain"),
         )
-    meta = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "hardware": _hardware(),
-        "budget_min": args.budget_min,
-        "seeds": seeds,
-        "command": " ".join(["python", "benchmarks/compare_models.py", *(argv if argv is not None else sys.argv[1:])]),
-        "quick": args.quick,
-        "synth_factor": args.synth_factor,
-    }
-    write_outputs(results, args.out, meta)
-    print((args.out / "results.md").read_text())
-    return results
+        report(args.results, DEFAULT_DATASETS)
 
 
 if __name__ == "__main__":

@@ -497,6 +497,11 @@ class WeakLossConfig(Config):
     background_distance : float or None
         Points mode: background starts this far (px) from every point
         (None: one point spacing).
+    background_source : {"points", "foreground"}
+        Points mode: where the background map comes from: ``points``, the
+        pixels farther than ``background_distance`` from every point;
+        ``foreground``, the complement of the annotation's foreground (a
+        graph cut of the cytoplasm stain, as the 2021 method had it).
     collaborator : bool
         Points mode: train a :class:`lociseg.models.aux.ForegroundHead` jointly.
         It is fitted from step 0; its pull on the masks ramps in over a second
@@ -525,6 +530,7 @@ class WeakLossConfig(Config):
     size_weight: float = bounded(0.1, ge=0)
     size_factor: float = bounded(2.0, gt=0)
     background_distance: float | None = bounded(None, ge=0)
+    background_source: Literal["points", "foreground"] = "points"
     collaborator: bool = False
     aux_weight: float = bounded(0.0, ge=0)
     aux_consistency_weight: float = bounded(0.0, ge=0)
@@ -605,11 +611,17 @@ def weak_image_loss(
             raise ValueError("mode 'weak' needs a foreground map (run 'lociseg annotate' or use mode 'points')")
         terms = lacss_weak_loss(mask_logits, origins, foreground, valid)
     elif mode == "points":
+        background = None
+        if cfg.background_source == "foreground":
+            if foreground is None:
+                raise ValueError("background_source 'foreground' needs a foreground map (run 'lociseg annotate')")
+            background = 1 - foreground
         terms = points_mode_loss(
             mask_logits,
             origins,
             points,
             shape,
+            background=background,
             valid=valid,
             collaborator=collaborator if cfg.collaborator else None,
             background_distance=cfg.background_distance,

@@ -125,6 +125,11 @@ class DataConfig(Config):
         otherwise one median over the training set.
     crop_size : int
         Training crop side at model scale (multiple of 32).
+    sampler : {"random", "points"}
+        Where crops lie: ``random``, anywhere (images drawn by area);
+        ``points``, centred on an annotated point drawn uniformly over all
+        points of all images (weak modes; one cell in the middle of each
+        patch, as the 2021 points-only method trained).
     """
 
     train: list[str] = field(default_factory=lambda: ["bbbc018@train"])
@@ -135,6 +140,7 @@ class DataConfig(Config):
     diameter: float = bounded(0.0, ge=0)
     diameter_per_image: bool = True
     crop_size: int = bounded(256, ge=32, multiple_of=32)
+    sampler: Literal["random", "points"] = "random"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

@@ -295,8 +295,19 @@ def imaging_augment(img: np.ndarray, aug: AugmentConfig, rng: np.random.Generato
 _MAPS = ("labels", "foreground", "cells", "corrected", "reviewed")
 
 
-def sample_crop(item: Prepared, size: int, aug: AugmentConfig, rng: np.random.Generator, weak: bool) -> dict:
-    """One augmented crop (numpy arrays) of ``item``; pixels outside the image are invalid."""
+def sample_crop(
+    item: Prepared,
+    size: int,
+    aug: AugmentConfig,
+    rng: np.random.Generator,
+    weak: bool,
+    centre: np.ndarray | None = None,
+) -> dict:
+    """One augmented crop (numpy arrays) of ``item``; pixels outside the image are invalid.
+
+    ``centre`` (y, x at model scale) places the crop's centre there (it may
+    then reach past the image border); default: a random position.
+    """
     c, h, w = item.image.shape
     s = (
         float(np.exp(rng.uniform(np.log(aug.scale_min), np.log(aug.scale_max))))
@@ -304,8 +315,11 @@ def sample_crop(item: Prepared, size: int, aug: AugmentConfig, rng: np.random.Ge
         else 1.0
     )
     src = max(8, int(round(size / s)))
-    y0 = int(rng.integers(min(0, h - src), max(0, h - src) + 1))
-    x0 = int(rng.integers(min(0, w - src), max(0, w - src) + 1))
+    if centre is None:
+        y0 = int(rng.integers(min(0, h - src), max(0, h - src) + 1))
+        x0 = int(rng.integers(min(0, w - src), max(0, w - src) + 1))
+    else:  # pixel centre of the crop, (y0 + src / 2 - 0.5), at the point
+        y0, x0 = (int(round(float(v) + 0.5 - src / 2)) for v in centre)
 
     def window(a: np.ndarray, fill: float) -> np.ndarray:
         out = np.full(a.shape[:-2] + (src, src), fill, dtype=a.dtype)
@@ -384,6 +398,21 @@ def border_depth(labels: np.ndarray) -> np.ndarray:
     return ndi.distance_transform_edt(~border).astype(np.float32)
 
 
+def point_counts(items: list[Prepared]) -> np.ndarray:
+    """Annotated points per item, for ``data.sampler: points`` (every item needs points)."""
+    counts = np.array([0 if it.points is None else len(it.points) for it in items], np.int64)
+    if counts.sum() == 0:
+        raise ConfigError("data.sampler 'points' needs annotated points (a weak mode with annotations)")
+    return counts
+
+
+def pick_point(counts: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+    """(item, point index) of one point drawn uniformly over all points of all items."""
+    j = int(rng.integers(int(counts.sum())))
+    idx = int(np.searchsorted(np.cumsum(counts), j, side="right"))
+    return idx, j - int(counts[:idx].sum())
+
+
 def batch_arrays(
     items: list[Prepared], config: ExperimentConfig, step: int, *, weak: bool, shard: tuple[int, int] = (0, 1)
 ) -> dict:
@@ -399,11 +428,18 @@ def batch_arrays(
     if size % 32:
         raise ConfigError(f"data.crop_size must be a multiple of 32, got {size}")
     areas = np.array([it.image.shape[-2] * it.image.shape[-1] for it in items], float)
+    by_point = config.data.sampler == "points"
+    counts = point_counts(items) if by_point else None
     crops = []
     for b in range(shard[0], config.optim.batch_size, shard[1]):
         rng = np.random.default_rng([config.optim.seed, step, b])
-        idx = int(rng.choice(len(items), p=areas / areas.sum()))
-        crops.append(sample_crop(items[idx], size, config.data.augment, rng, weak))
+        centre = None
+        if counts is not None:
+            idx, k = pick_point(counts, rng)
+            centre = items[idx].points[k]
+        else:
+            idx = int(rng.choice(len(items), p=areas / areas.sum()))
+        crops.append(sample_crop(items[idx], size, config.data.augment, rng, weak, centre))
     batch: dict = {key: torch.from_numpy(np.stack([c[key] for c in crops])) for key in ("image", "valid")}
     if "labels" in crops[0]:
         batch["labels"] = torch.from_numpy(np.stack([c["labels"] for c in crops]))

@@ -437,3 +437,21 @@ def test_weak_image_loss_cells_territory():
     assert T[0].max() == 0 and T[1, :, :5].max() == 1 and T[1, :, 9:].max() == 0
     with pytest.raises(ValueError, match="cells"):
         weak_image_loss(cfg, z, origins, pts, foreground=B, scale=20.0, step=5)
+
+
+def test_points_mode_background_from_the_foreground():
+    from lociseg.losses.weak import WeakLossConfig, weak_image_loss
+
+    pts = torch.tensor([[2.0, 2.0]])
+    z = torch.full((1, 4, 4), 10.0, dtype=torch.float64)  # a full 4x4 mask (y ~ 1) in the window at (0, 0)
+    fg = torch.zeros(8, 8, dtype=torch.float64)
+    fg[:4, :2] = 1.0  # half the window is foreground
+    cfg = WeakLossConfig(background_source="foreground", warmup_steps=0, size_weight=0.0)
+    _, parts = weak_image_loss(cfg, z, torch.tensor([[0, 0]]), pts, foreground=fg, step=5, mode="points")
+    assert parts["background"] == pytest.approx(2.0 * 8, rel=1e-3)  # 8 background pixels, weight 2
+    # the distance rule sees no background this close to the point
+    dist = WeakLossConfig(warmup_steps=0, size_weight=0.0, background_distance=6.0)
+    _, parts = weak_image_loss(dist, z, torch.tensor([[0, 0]]), pts, foreground=fg, step=5, mode="points")
+    assert parts["background"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="foreground"):
+        weak_image_loss(cfg, z, torch.tensor([[0, 0]]), pts, shape=(8, 8), mode="points")

@@ -32,6 +32,9 @@ ADDED = {
     ("optim", "checkpoint_every"): 200,
     ("optim", "checkpoint_minutes"): 10.0,
     ("init",): "",
+    # issue 25: crops anywhere, the points-mode background from the point distance
+    ("data", "sampler"): "random",
+    ("lacss", "weak", "background_source"): "points",
     # imaging augmentations (issue 21): off (probability 0) unless asked for
     **{
         ("data", "augment", k): v
