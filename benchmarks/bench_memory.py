@@ -32,9 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_inference import _bbbc018_canvas  # noqa: E402  (the same mirrored field as the speed benchmark)
-
 
 def _child_env(code: str | None) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
@@ -58,13 +55,23 @@ def _run_measured(cmd: list[str], env: dict) -> tuple[float, float, int, str]:
 
 
 def segment_case(size: int, args, work: Path) -> dict:
-    import tifffile
-
     tif = work / f"bbbc018_mirrored_{size}.tif"
-    if not tif.exists():
-        image = _bbbc018_canvas(size, False, args.data_root).astype(np.uint16)
-        tifffile.imwrite(tif, image, tile=(512, 512))  # tiled, as large microscopy TIFFs are (read window by window)
-        del image
+    if not tif.exists():  # the mirrored field of the speed benchmark (bench_inference._bbbc018_canvas),
+        # made in a child process: a child forked from a parent that held the canvas would report the
+        # parent's resident memory as its own peak (Linux carries the high-water mark across exec)
+        make = (
+            "import sys, numpy as np, tifffile; sys.path.insert(0, sys.argv[1]); "
+            "from bench_inference import _bbbc018_canvas; "
+            "root = sys.argv[4] if len(sys.argv) > 4 else None; "
+            "tifffile.imwrite(sys.argv[2], _bbbc018_canvas(int(sys.argv[3]), False, root).astype(np.uint16), "
+            "tile=(512, 512))"  # tiled, as large microscopy TIFFs are (read window by window)
+        )
+        extra = [args.data_root] if args.data_root else []
+        subprocess.run(
+            [sys.executable, "-c", make, str(Path(__file__).parent), str(tif), str(size), *extra],
+            env=_child_env(args.code),
+            check=True,
+        )
     out = work / f"seg_{size}"
     cmd = [
         sys.executable,
