@@ -33,10 +33,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_adapt import f1s  # (the same pooled F1 as the adapt benchmark; benchmarks/ is on the path)
 
 from lociseg.data import load_dataset
 from lociseg.io.labels import read_labels
-from lociseg.metrics import evaluate_pairs
 from lociseg.predict.api import load_model
 from lociseg.train.adapt import adapt_model, corrections_from_edit, finetune_on_corrections
 
@@ -47,18 +47,6 @@ ARMS = {
     "targets only": ("targets", False),
     "targets+corrected": ("targets", True),
 }
-
-
-def f1s(gts: list, preds: list) -> tuple[float, float]:
-    """Pooled F1 at IoU 0.5 and 0.75."""
-    per = evaluate_pairs(gts, preds).overall["sum"]["per_threshold"]
-    t = np.asarray(per["thresholds"], float)
-    out = []
-    for thr in (0.5, 0.75):
-        k = int(np.argmin(np.abs(t - thr)))
-        tp, fp, fn = (float(np.asarray(per[c])[k]) for c in ("tp", "fp", "fn"))
-        out.append(2 * tp / max(1.0, 2 * tp + fp + fn))
-    return out[0], out[1]
 
 
 def simulate_corrections(pred: np.ndarray, gt: np.ndarray, n: int) -> np.ndarray:
