@@ -19,7 +19,7 @@ from .image import IMAGE_SUFFIXES
 
 PathLike = str | os.PathLike
 
-__all__ = ["IMAGE_ENDINGS", "MASK_SUFFIXES", "atomic_write", "image_stem", "sha256_file"]
+__all__ = ["IMAGE_ENDINGS", "MASK_SUFFIXES", "atomic_write", "image_stem", "recover_folder", "sha256_file"]
 
 #: Name endings that mark a label image of the image with the same stem
 #: (``a_masks.tif`` labels ``a.tif``). A suffix that ends with another comes first.
@@ -131,8 +131,17 @@ def atomic_write(path: PathLike, data: bytes | str | Callable[[Path], object], *
     return path
 
 
+def _aside(path: Path) -> Path:
+    """Where :func:`_put_folder` keeps the folder it replaces until the new one is in place."""
+    return path.with_name(f".{path.name}.old")
+
+
 def _put_folder(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Rename the finished folder ``tmp`` to ``path``; an old one is moved aside first and removed after."""
+    """Rename the finished folder ``tmp`` to ``path``; an old one is moved aside first and removed after.
+
+    A kill between the two renames leaves the old folder at ``.NAME.old``
+    and no ``NAME``: :func:`recover_folder` puts it back.
+    """
     if not os.path.lexists(path):
         try:
             os.rename(tmp, path)  # fails if a non-empty folder appeared meanwhile
@@ -142,13 +151,41 @@ def _put_folder(tmp: Path, path: Path, overwrite: bool) -> None:
                 raise InputError("exists already; pass overwrite=True (--overwrite) to replace it", path=path) from None
     elif not overwrite:
         raise InputError("exists already; pass overwrite=True (--overwrite) to replace it", path=path)
-    old = path.with_name(path.name + f".{os.getpid()}-{uuid.uuid4().hex[:8]}.old")
+    old = _aside(path)
+    if os.path.lexists(old):  # left by an interrupted swap whose NAME has since been rewritten
+        _remove(old)
     os.rename(path, old)
     os.rename(tmp, path)
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
     else:
-        old.unlink()
+        path.unlink()
+
+
+def recover_folder(path: PathLike) -> bool:
+    """Finish a folder swap of :func:`atomic_write` that a kill interrupted.
+
+    Puts ``.NAME.old`` back when ``NAME`` is missing (the kill came between
+    moving the old folder aside and renaming the new one into place) and
+    removes the kill's unfinished temporary folders ``.NAME.*.tmp``. Call it
+    only when no other process is writing ``path``.
+
+    Returns
+    -------
+    bool
+        Whether a folder ``path`` is there now.
+    """
+    path = Path(path)
+    old = _aside(path)
+    if not os.path.lexists(path) and old.is_dir():
+        os.replace(old, path)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        _remove(tmp)
+    return path.is_dir()
 
 
 def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:

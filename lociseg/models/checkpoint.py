@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from ..config import Config
 from ..errors import ConfigError, InputError
+from ..io.files import atomic_write, recover_folder
 from .base import SegmentationModel
 from .lacss import LacssConfig
 from .registry import build_model
@@ -34,38 +35,12 @@ STATE_TENSORS = "train_state.safetensors"
 STATE_JSON = "train_state.json"
 
 
-def _atomic_dir(path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def _commit_dir(tmp: Path, path: Path) -> None:
-    # Swap in the new folder so an interruption never leaves a half-written checkpoint;
-    # a kill between the two renames leaves the old one as .NAME.old (see recover_checkpoint).
-    old = path.with_name(f".{path.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def recover_checkpoint(path: str | os.PathLike) -> bool:
-    """Finish a checkpoint swap a kill interrupted: put back ``.NAME.old`` when ``NAME`` is missing.
+    """Finish a checkpoint write a kill interrupted (:func:`lociseg.io.files.recover_folder`).
 
-    Returns whether a checkpoint folder is there now. A leftover
-    ``.NAME.tmp`` (a kill while writing) is incomplete and is ignored.
+    Returns whether a checkpoint folder is there now.
     """
-    path = Path(path)
-    old = path.with_name(f".{path.name}.old")
-    if not path.exists() and (old / WEIGHTS).is_file():
-        os.replace(old, path)
-    return path.is_dir()
+    return recover_folder(path) and (Path(path) / WEIGHTS).is_file()
 
 
 def save_checkpoint(
@@ -84,8 +59,24 @@ def save_checkpoint(
     ``config`` is the run's whole configuration (an ``ExperimentConfig``,
     with ``model_type`` and one section per model type).
     """
-    path = Path(path)
-    tmp = _atomic_dir(path)
+
+    def write(tmp: Path) -> None:
+        tmp.mkdir()
+        _write_checkpoint(tmp, model, config, metrics, optimizer, scheduler, step, extra_state)
+
+    return atomic_write(path, write, overwrite=True)
+
+
+def _write_checkpoint(
+    tmp: Path,
+    model: SegmentationModel,
+    config: Config,
+    metrics: dict[str, Any] | None,
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: Any,
+    step: int | None,
+    extra_state: dict[str, Any] | None,
+) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(tmp / WEIGHTS), metadata={"format": "lociseg", "model_type": config.model_type})
     config.to_yaml(tmp / CONFIG)
@@ -106,8 +97,6 @@ def save_checkpoint(
             **(extra_state or {}),
         }
         (tmp / STATE_JSON).write_text(json.dumps(meta, indent=2, default=float))
-    _commit_dir(tmp, path)
-    return path
 
 
 def half_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
@@ -118,16 +107,18 @@ def half_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     :func:`load_checkpoint` casts the weights back to the model's float32.
     Training state is not copied: the result is for prediction, not resuming.
     """
-    src, dst = resolve_checkpoint(src), Path(dst)
-    tmp = _atomic_dir(dst)
-    state = load_file(str(src / WEIGHTS))
-    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    save_file(half, str(tmp / WEIGHTS), metadata={"format": "lociseg", "dtype": "float16"})
-    for name in (CONFIG, METRICS):
-        if (src / name).is_file():
-            shutil.copy2(src / name, tmp / name)
-    _commit_dir(tmp, dst)
-    return dst
+    src = resolve_checkpoint(src)
+
+    def write(tmp: Path) -> None:
+        tmp.mkdir()
+        state = load_file(str(src / WEIGHTS))
+        half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        save_file(half, str(tmp / WEIGHTS), metadata={"format": "lociseg", "dtype": "float16"})
+        for name in (CONFIG, METRICS):
+            if (src / name).is_file():
+                shutil.copy2(src / name, tmp / name)
+
+    return atomic_write(dst, write, overwrite=True)
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from lociseg.errors import InputError
-from lociseg.io.files import MASK_SUFFIXES, atomic_write, image_stem, sha256_file
+from lociseg.io.files import MASK_SUFFIXES, atomic_write, image_stem, recover_folder, sha256_file
 
 
 def test_atomic_write_creates_bytes_and_text(tmp_path):
@@ -104,3 +104,37 @@ def test_image_stem_with_other_suffixes():
     assert image_stem("a_masks.tif", suffixes=()) == "a_masks"
     assert image_stem("a_pred.tif", suffixes=(*MASK_SUFFIXES, "_pred")) == "a"
     assert all(not s.endswith(t) for i, s in enumerate(MASK_SUFFIXES) for t in MASK_SUFFIXES[:i])
+
+
+def _folder_writer(text: str):
+    def write(tmp):
+        tmp.mkdir()
+        (tmp / "a.txt").write_text(text)
+
+    return write
+
+
+def test_atomic_write_replaces_a_folder_whole(tmp_path):
+    dest = tmp_path / "ckpt"
+    atomic_write(dest, _folder_writer("one"))
+    atomic_write(dest, _folder_writer("two"), overwrite=True)
+    assert (dest / "a.txt").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # nothing aside, no temporary left
+
+
+def test_recover_folder_after_a_kill_between_the_renames(tmp_path):
+    dest = tmp_path / "last"
+    atomic_write(dest, _folder_writer("old"))
+    # a kill after the old folder went aside and before the new one was renamed into place,
+    # with an unfinished temporary folder of a later kill beside it
+    os.rename(dest, tmp_path / ".last.old")
+    (tmp_path / ".last.123-abcd.tmp").mkdir()
+    assert recover_folder(dest)
+    assert (dest / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+    # the next write replaces it normally even if an aside folder is left over
+    (tmp_path / ".last.old").mkdir()
+    atomic_write(dest, _folder_writer("new"), overwrite=True)
+    assert (dest / "a.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+    assert not recover_folder(tmp_path / "missing")
