@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from ...errors import ConfigError, InputError
-from ...io.files import sha256_file
+from ...io.files import atomic_write, sha256_file
 from ..checkpoint import resolve_checkpoint
 from . import MANIFEST, REGISTRY, WEIGHTS
 
@@ -145,20 +145,20 @@ def package_model(
     config = yaml.safe_load((src / "config.yaml").read_text()) or {}
     metrics_path = src / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    tmp = root / f".{name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for f in FILES:
-        if (src / f).is_file():
-            shutil.copy2(src / f, tmp / f)
-    sha = sha256_file(tmp / WEIGHTS)
-    (tmp / "MODEL_CARD.md").write_text(
-        render_model_card(name, sha, config, metrics, description=description, command=command, size=size)
-    )
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+    digest: list[str] = []
+
+    def write(tmp: Path) -> None:
+        tmp.mkdir()
+        for f in FILES:
+            if (src / f).is_file():
+                shutil.copy2(src / f, tmp / f)
+        digest.append(sha256_file(tmp / WEIGHTS))
+        card = render_model_card(name, digest[0], config, metrics, description=description, command=command, size=size)
+        (tmp / "MODEL_CARD.md").write_text(card)
+
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write(dest, write, overwrite=overwrite)
+    sha = digest[0]
     model_type = config.get("model_type", "lacss")
     inp = (config.get(model_type) or {}).get("input", {}) if isinstance(config.get(model_type), dict) else {}
     manifest_path = root / MANIFEST
@@ -172,5 +172,5 @@ def package_model(
         "model_type": model_type,
         "target_diameter": inp.get("target_diameter"),
     }
-    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    atomic_write(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n", overwrite=True)
     return dest
