@@ -147,6 +147,12 @@ def load_dataset(
     return ds
 
 
+def _names(channels) -> set[str]:
+    """Lower-case channel names of a channels argument (indices give no name)."""
+    items = channels.split(",") if isinstance(channels, str) else [channels] if isinstance(channels, int) else channels
+    return {c.strip().lower() if isinstance(c, str) else f"#{c}" for c in items}
+
+
 def _named(key: str, folder: Path, channels, target) -> SegmentationDataset:
     if target is not None and key not in TARGETED:
         raise ConfigError(f"target={target!r} only applies to {' and '.join(TARGETED)}")
@@ -170,7 +176,9 @@ def _named(key: str, folder: Path, channels, target) -> SegmentationDataset:
         )
     if key.startswith("dsb2018"):
         sub = folder / ("stage1_test" if key == "dsb2018-test" else "stage1_train")
-        idx = None if channels is None else S.resolve_channels(channels, S.DSB_CHANNELS, (), dataset=key)
+        # the loader's one grey channel answers to the nuclear names the other sets use
+        grey = channels is None or _names(channels) <= {"grey", "gray", "nuclei", "nucleus", "dna"}
+        idx = None if grey else S.resolve_channels(channels, S.DSB_CHANNELS, (), dataset=key)
         loader = S.DSBLoader(sub, idx)
         names = S.dsb_names(sub)
         cn = ["grey"] if idx is None else [S.DSB_CHANNELS[i] for i in idx]

@@ -82,6 +82,21 @@ def test_dsb_colour_images_become_grey(data_root):
     assert rgb[0].image.shape[0] == 3
 
 
+def test_nuclei_name_picks_the_nuclear_channel_of_every_nucleus_set(data_root):
+    """``data.channels: [nuclei]`` (the nuclei config) selects each set's nuclear stain, never a colour plane."""
+    expected = {
+        "dsb2018-train": ("grey",),
+        "koyuncu": ("blue",),
+        "aitslab-nuclei": ("nucleus",),
+        "aitslab:nuclei": ("nucleus",),
+        "bbbc018:nuclei": ("DNA",),
+    }
+    for spec, names in expected.items():
+        assert load_dataset(spec, root=data_root, channels=["nuclei"]).channel_names == names, spec
+    grey = load_dataset("dsb2018-test", root=data_root, channels="nuclei")
+    assert np.array_equal(grey[0].image, load_dataset("dsb2018-test", root=data_root)[0].image)
+
+
 def test_spec_shorthand_and_splits(data_root):
     assert parse_spec("bbbc018:nuclei@val") == ("bbbc018", "nuclei", "val")
     assert parse_spec("/x/my@data:set") == ("/x/my@data:set", None, None)
