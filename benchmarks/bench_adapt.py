@@ -4,13 +4,15 @@ For each two-channel set the adaptation runs transductively on the test
 images themselves (no label read at any point: not for the targets, the
 checkpoint or any setting); the labels only score the results. Columns:
 
-* ``shipped``: the shipped ``cells`` model, scale estimated per image;
+* ``shipped``: the model ``adapt`` starts from (``--init SET=MODEL``; default
+  the shipped ``cells``), scale estimated per image. A set the start model
+  was trained on should start from one that never saw it (leave-one-out);
 * ``machine``: the machine-made cells (before merging);
 * ``targets``: what ``adapt`` trained on (``--targets``, default the
   shipped model's cells plus the machine cells it missed);
 * ``adapted``: the segmentation ``adapt`` wrote (the adapted model at each
   image's target cell size);
-* ``supervised``: the same fine-tuning from ``cells`` for the same minutes on
+* ``supervised``: the same fine-tuning from the start model for the same minutes on
   the set's labelled train split (the ceiling with labels).
 
 F1 at IoU 0.5 and 0.75, pooled over the test images. Prints a Markdown
@@ -18,7 +20,8 @@ table; ``--json`` saves the rows.
 
 Usage::
 
-    python benchmarks/bench_adapt.py --sets bbbc018 aitslab --minutes 5 --out runs/bench_adapt [--json rows.json]
+    python benchmarks/bench_adapt.py --sets bbbc018 aitslab --minutes 5 --out runs/bench_adapt [--json rows.json] \\
+        [--init bbbc018=runs/cells_aitslab_only]
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def f1s(gts: list, preds: list) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def run(base: str, minutes: float, out: Path, targets: str, threads: int) -> dict:
+def run(base: str, minutes: float, out: Path, targets: str, threads: int, init: str = "cells") -> dict:
     chans = CHANNELS[base]
     test = load_dataset(f"{base}@test", channels=chans)
     names = list(test.names)
@@ -71,6 +74,7 @@ def run(base: str, minutes: float, out: Path, targets: str, threads: int) -> dic
         cytoplasm=1,
         minutes=minutes,
         targets=targets,
+        init=init,
         overwrite=True,
         threads=threads,
         progress=False,
@@ -83,13 +87,14 @@ def run(base: str, minutes: float, out: Path, targets: str, threads: int) -> dic
         "images": len(kept),
         "targets": targets,
         "minutes": minutes,
+        "init": init,
         "steps": res["train"]["step"],
         "adapt_s": round(adapt_s),
     }
     row["machine"] = f1s(g, [read_cells(run_dir / "annotations", n) for n in kept])
     row["targets_f1"] = f1s(g, [read_labels(run_dir / "annotations" / f"{n}.targets.tif") for n in kept])
     row["adapted"] = f1s(g, [read_labels(run_dir / "segmentation" / f"{n}.tif") for n in kept])
-    shipped = load_model("cells")
+    shipped = load_model(init)
     row["shipped"] = f1s(g, [shipped.segment(test[n].image[[1, 0]])[0] for n in kept])
     print(json.dumps(row), flush=True)  # the unsupervised columns, before the long supervised run
     # supervised fine-tuning from the same model, same budget, on the labelled train split
@@ -98,7 +103,7 @@ def run(base: str, minutes: float, out: Path, targets: str, threads: int) -> dic
     labs = [tr[n].labels for n in tr.names]
     cfg = _config(str(shipped.model.checkpoint_path), [1, 0], 0, 1, minutes, None, 5e-4, threads)
     sup = train(
-        cfg.override({"init": "cells"}),
+        cfg.override({"init": init}),
         out / f"{base}_supervised",
         train_samples=(imgs, labs),
         overwrite=True,
@@ -118,18 +123,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/bench_adapt"))
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--init", nargs="*", default=[], metavar="SET=MODEL", help="start model per set (default: the shipped cells)"
+    )
     args = ap.parse_args()
+    init = dict(kv.split("=", 1) for kv in args.init)
     torch.set_num_threads(args.threads)
-    rows = [run(b, args.minutes, args.out, args.targets, args.threads) for b in args.sets]
+    rows = [run(b, args.minutes, args.out, args.targets, args.threads, init.get(b, "cells")) for b in args.sets]
     print(
-        "| set | images | targets | minutes (steps) | shipped F1@0.5 / 0.75 | machine | targets | adapted | "
+        "| set | images | start model | targets | minutes (steps) | start model F1@0.5 / 0.75 | machine | targets | adapted | "
         "supervised (steps) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         f = {k: f"{r[k][0]:.3f} / {r[k][1]:.3f}" for k in ("shipped", "machine", "targets_f1", "adapted", "supervised")}
         print(
-            f"| {r['set']} | {r['images']} | {r['targets']} | {r['minutes']} ({r['steps']}) | {f['shipped']} | "
+            f"| {r['set']} | {r['images']} | {r['init']} | {r['targets']} | {r['minutes']} ({r['steps']}) | {f['shipped']} | "
             f"{f['machine']} | {f['targets_f1']} | {f['adapted']} | {f['supervised']} ({r['supervised_steps']}) |"
         )
     if args.json:

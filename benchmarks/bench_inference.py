@@ -3,7 +3,7 @@
 Run:  python benchmarks/bench_inference.py --model runs/cells_tiny [--sizes 512,4096] [--repeats 3]
 
 ``--model`` is a checkpoint (a trained model gives realistic cell counts),
-``lacss-tiny`` (untrained LACSS) or ``unet``. Each case runs in its own
+``lacss-tiny`` / ``lacss-base`` (untrained LACSS of that backbone) or ``unet``. Each case runs in its own
 subprocess so the peak resident memory (``resource.getrusage`` max RSS)
 belongs to that case alone. Cases:
 
@@ -44,10 +44,12 @@ def _model(name: str):
         from lociseg.models.unet import UNetConfig, UNetModel
 
         return UNetModel(UNetConfig(input=InputSpec(in_channels=1, target_diameter=32)))
-    if name == "lacss-tiny":
+    if name in ("lacss-tiny", "lacss-base"):
         from lociseg.models import LacssConfig, LacssModel
 
-        return LacssModel(LacssConfig())
+        cfg = LacssConfig()
+        cfg.backbone.preset = name.split("-")[1]
+        return LacssModel(cfg)
     if name == "threshold":
         return _threshold_model()
     from lociseg.predict.api import load_model
