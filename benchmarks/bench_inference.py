@@ -171,6 +171,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cell-size", type=int, default=2048, help="image side of the dense/sparse case")
     ap.add_argument("--data-root", default=None)
+    ap.add_argument("--cases", default="speed,dense,sparse,tiling", help="which cases to run")
     ap.add_argument("--_case", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_size", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -187,6 +188,7 @@ def main() -> None:
         ("sparse", args.cell_size),
         ("tiling", 0),
     ]
+    runs = [r for r in runs if r[0] in args.cases.split(",")]
     results = []
     for kind, size in runs:
         model = args.model
