@@ -44,6 +44,7 @@ from ..data import Sample
 from ..errors import InputError, LociError
 from ..io import read_image
 from ..io.files import atomic_write, image_stem
+from ..metrics import match_instances
 from ..models.checkpoint import model_config
 from ..models.pretrained import resolve_model
 from ..predict.api import Segmenter, load_model, write_outputs
@@ -59,8 +60,12 @@ log = logging.getLogger("lociseg.adapt")
 #: How the training targets are drawn: the machine cells alone, the starting
 #: model's cells alone, or one of them with the other's cells it missed added
 #: (:func:`~lociseg.annotate.merge_cells`). ``model+machine`` keeps the
-#: model's outlines and the annotation's extra cells.
-TARGETS = ("machine", "model", "model+machine", "machine+model")
+#: model's outlines and the annotation's extra cells; ``auto`` chooses per
+#: image between ``model+machine`` and ``machine+model`` (:func:`choose_lead`).
+TARGETS = ("auto", "machine", "model", "model+machine", "machine+model")
+
+#: :func:`choose_lead`: below this F1@0.5 between the model's and the machine cells, the machine cells lead.
+AGREEMENT_MIN = 0.5
 
 #: ``callback(stage, fraction)`` with stage ``annotate``, ``train`` or
 #: ``segment`` and the fraction of that stage done; returning True cancels.
@@ -103,15 +108,44 @@ def _model_order(seg: Segmenter, nucleus: str | int, cytoplasm: str | int) -> li
     return [1, 0]
 
 
-def _targets(image: np.ndarray, machine: np.ndarray, seg: Segmenter, order: list[int], mode: str) -> np.ndarray:
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """F1 at IoU 0.5 between two label images of the same cells (1.0 when both are empty)."""
+    na, nb = len(np.unique(a[a > 0])), len(np.unique(b[b > 0]))
+    if na + nb == 0:
+        return 1.0
+    tp = float(match_instances(a, b, thresholds=[0.5]).tp[0])
+    return 2 * tp / (na + nb)
+
+
+def choose_lead(own: np.ndarray, machine: np.ndarray) -> tuple[str, float]:
+    """Whose outlines lead an image's targets: ``model+machine`` or ``machine+model``, and the agreement.
+
+    Where the starting model and the annotation find mostly the same cells
+    (F1@0.5 between them at least :data:`AGREEMENT_MIN`), the model knows
+    these cells and its outlines lead. Where they disagree on most cells, the
+    model has not learnt cells like these (a cell line it never saw), and the
+    annotation, made from the image itself, leads; no label is needed to
+    decide. Measured in BENCHMARKS.md (``lociseg adapt``).
+    """
+    agree = agreement(machine, own)
+    return ("model+machine" if agree >= AGREEMENT_MIN else "machine+model"), agree
+
+
+def _targets(
+    image: np.ndarray, machine: np.ndarray, seg: Segmenter, order: list[int], mode: str
+) -> tuple[np.ndarray, str, float | None]:
+    """An image's training targets, the mode used (``auto`` resolved) and the model/machine agreement."""
     if mode == "machine":
-        return machine
+        return machine, mode, None
     own, _ = cells_from_model(image, seg, channels=order, fill=None)
+    agree = None
+    if mode == "auto":
+        mode, agree = choose_lead(own, machine)
     if mode == "model":
-        return own
+        return own, mode, agree
     if mode == "model+machine":
-        return merge_cells(own, machine)
-    return merge_cells(machine, own)
+        return merge_cells(own, machine), mode, agree
+    return merge_cells(machine, own), mode, agree
 
 
 def _cancelled(callback: Callback | None, stage: str, fraction: float) -> bool:
@@ -138,7 +172,7 @@ def adapt_model(
     cytoplasm: str | int = "actin",
     minutes: float = 15.0,
     init: str = "cells",
-    targets: Literal["machine", "model", "model+machine", "machine+model"] = "model+machine",
+    targets: Literal["auto", "machine", "model", "model+machine", "machine+model"] = "auto",
     steps: int | None = None,
     lr: float = 5e-4,
     resume: bool = False,
@@ -169,7 +203,7 @@ def adapt_model(
         Starting model: a shipped name (``cells``, ``nuclei``) or a
         checkpoint / run folder.
     targets : str
-        One of :data:`TARGETS`.
+        One of :data:`TARGETS` (``auto``: per image, :func:`choose_lead`).
     steps : int, optional
         Cap on the training steps (tests, quick looks).
     lr : float
@@ -246,7 +280,7 @@ def adapt_model(
                     cells = ann.cells
                     if cells is None or cells.max() == 0:
                         raise InputError("the annotation found no cells")
-                    target = _targets(image, cells, seg, order, targets)
+                    target, used, agree = _targets(image, cells, seg, order, targets)
                     write_annotation(
                         ann_dir,
                         name,
@@ -257,7 +291,8 @@ def adapt_model(
                             "cytoplasm": cytoplasm,
                             "diameter": round(diameter, 2),
                             "auto_index": ann.auto_index,
-                            "targets": targets,
+                            "targets": used,
+                            "agreement": None if agree is None else round(agree, 3),
                         },
                         cells=cells,
                     )

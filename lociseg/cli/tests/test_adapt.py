@@ -52,8 +52,12 @@ def test_adapt_end_to_end(crops, tmp_path, capsys):
     labels = read_labels(out / "segmentation" / "a.tif")
     assert labels.shape == (256, 256) and labels.max() > 5
     page = (out / "report" / "index.html").read_text()
-    for part in ("Training loss", "sheets/a.png", "a.machine.png", "a.final.png", "a.before.png", "model+machine"):
+    for part in ("Training loss", "sheets/a.png", "a.machine.png", "a.final.png", "a.before.png", "auto"):
         assert part in page
+    # --targets auto (the default) records each image's choice and the model/machine agreement
+    for name in ("a", "b"):
+        meta = json.loads((out / "annotations" / f"{name}.meta.json").read_text())
+        assert meta["targets"] in ("model+machine", "machine+model") and 0 <= meta["agreement"] <= 1
     assert (out / "report" / "sheets" / "b.png").is_file()
     # a second run into the same folder is refused, not mixed in
     assert run(_adapt(imgs, out, "--steps", "2")) == 2
