@@ -58,7 +58,16 @@ ADDED = {
 }
 
 
-def _expected(old: dict) -> dict:
+#: Deliberate changes to a config since the snapshot, by file: (path, new value).
+CHANGED: dict[str, list[tuple[tuple[str, ...], object]]] = {
+    # the nuclear channel by name: index 0 was Koyuncu's nearly empty red plane and DSB2018's red plane
+    "configs/nuclei_supervised.yaml": [(("data", "channels"), ["nuclei"])],
+}
+#: Shipped models retrained since the snapshot: their config.yaml records a new run, not a rewrite.
+RETRAINED = {"lociseg/models/pretrained/cells/config.yaml", "lociseg/models/pretrained/nuclei/config.yaml"}
+
+
+def _expected(old: dict, name: str) -> dict:
     new = copy.deepcopy(old)
     for *parents, key in REMOVED:
         node = new
@@ -71,6 +80,11 @@ def _expected(old: dict) -> dict:
         for p in parents:
             node = node[p]
         node[key] = value
+    for (*parents, key), value in CHANGED.get(name, []):
+        node = new
+        for p in parents:
+            node = node[p]
+        node[key] = value
     return new
 
 
@@ -79,7 +93,10 @@ def test_resolved_config_unchanged_but_for_the_removed_options(name):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resolved = ExperimentConfig.from_yaml(ROOT / name).to_dict()
-    assert resolved == _expected(SNAPSHOT[name])
+    if name in RETRAINED:  # a new training run: it must still resolve with no warning, in today's layout
+        assert set(resolved) == set(_expected(SNAPSHOT[name], name))
+        return
+    assert resolved == _expected(SNAPSHOT[name], name)
 
 
 def test_snapshot_covers_every_shipped_config():
