@@ -113,9 +113,7 @@ def main() -> None:
     rep = evaluate_pairs(gts, preds, scores, names=names)
     r = rep.overall["sum"]
     per = r["per_threshold"]
-    k75 = int(np.argmin(np.abs(np.asarray(per["thresholds"], float) - 0.75)))
-    tp, fp, fn = (float(np.asarray(per[c])[k75]) for c in ("tp", "fp", "fn"))
-    f1_75 = 2 * tp / max(1.0, 2 * tp + fp + fn)
+    f1_75 = float(np.asarray(per["f1"])[int(np.argmin(np.abs(np.asarray(per["thresholds"], float) - 0.75)))])
     row = {
         "date": str(date.today()),
         "model": args.model,

@@ -67,24 +67,19 @@ CHANGED: dict[str, list[tuple[tuple[str, ...], object]]] = {
 RETRAINED = {"lociseg/models/pretrained/cells/config.yaml", "lociseg/models/pretrained/nuclei/config.yaml"}
 
 
+def _node(tree: dict, parents: list[str]) -> dict:
+    for p in parents:
+        tree = tree[p]
+    return tree
+
+
 def _expected(old: dict, name: str) -> dict:
     new = copy.deepcopy(old)
     for *parents, key in REMOVED:
-        node = new
-        for p in parents:
-            node = node[p]
-        del node[key]
+        del _node(new, parents)[key]
     del new["unet" if new["model_type"] == "lacss" else "lacss"]
-    for (*parents, key), value in ADDED.items():
-        node = new
-        for p in parents:
-            node = node[p]
-        node[key] = value
-    for (*parents, key), value in CHANGED.get(name, []):
-        node = new
-        for p in parents:
-            node = node[p]
-        node[key] = value
+    for (*parents, key), value in [*ADDED.items(), *CHANGED.get(name, [])]:
+        _node(new, parents)[key] = value
     return new
 
 
