@@ -108,11 +108,13 @@ def cached_segmenter(model: str, device: str = "auto") -> Segmenter:
     return cache[key]
 
 
-def loads_on_worker() -> int:
-    """How many models this worker has loaded (what the tests check: once per worker)."""
-    from distributed import get_worker
+def loads_on_worker(dask_worker: Any = None) -> int:
+    """How many models a worker has loaded and keeps (``client.run(loads_on_worker)`` passes each worker)."""
+    if dask_worker is None:
+        from distributed import get_worker
 
-    return len(getattr(get_worker(), WORKER_CACHE, {}) or {})
+        dask_worker = get_worker()
+    return len(getattr(dask_worker, WORKER_CACHE, {}) or {})
 
 
 def release_memory() -> None:

@@ -175,3 +175,32 @@ def test_killed_run_rerun_does_not_redo_finished_images(images, tmp_path):
     finished = len(list(out.glob("*.json")))
     text = _run("segment", str(crops), "-o", str(out), *ARGS, "--cluster", "local:2", "--skip-existing")
     assert f"{6 - finished} image(s) segmented, {finished} skipped, 0 failed" in text
+
+
+def test_existing_scheduler_by_address_loads_the_model_once_per_worker(images, tmp_path):
+    """``--cluster tcp://HOST:PORT``: a scheduler and workers started elsewhere (here by the test)."""
+    from distributed import Client, LocalCluster
+
+    from lociseg.io import read_labels
+    from lociseg.scale_out.cluster import loads_on_worker
+
+    crops, _ = images
+    _run("segment", str(crops), "-o", str(tmp_path / "serial"), *ARGS)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, env={"OMP_NUM_THREADS": "1"}
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        assert cluster.scheduler_address.startswith("tcp://")
+        text = _run("segment", str(crops), "-o", str(tmp_path / "out"), *ARGS, "--cluster", cluster.scheduler_address)
+        assert "6 image(s) segmented" in text
+        # the workers outlive the command: each that ran a task holds one cached model, whatever its task count
+        loads = client.run(loads_on_worker)
+        assert sum(loads.values()) >= 1 and set(loads.values()) <= {0, 1}, loads
+        executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
+        assert sum(executed.values()) >= 6 > sum(loads.values()), (executed, loads)
+    for i in range(6):
+        np.testing.assert_array_equal(
+            read_labels(tmp_path / "serial" / f"crop{i}.tif"), read_labels(tmp_path / "out" / f"crop{i}.tif")
+        )
