@@ -824,15 +824,19 @@ def normalize_percentile(
     x = np.asarray(image)
     if x.size == 0:
         raise InputError(f"image is empty (shape {x.shape})")
-    x = x.astype(np.float32, copy=False)
-    if not np.isfinite(x).all():
+    out = x.astype(np.float32)  # the one copy; the rest is done in place (a slide's temporaries are slide-sized)
+    if x.dtype.kind not in "biu" and not np.isfinite(out).all():  # integers are always finite
         raise InputError("image contains NaN or infinite values")
     if bounds is None:
-        lo, hi = np.percentile(x, [low, high], axis=axis, keepdims=True).astype(np.float32)
+        lo, hi = np.percentile(out, [low, high], axis=axis, keepdims=True).astype(np.float32)
     else:
         lo, hi = np.asarray(bounds, np.float32)
-    out = (x - lo) / np.maximum(hi - lo, np.float32(eps))
-    return out.astype(np.float32, copy=False)
+    scale = np.maximum(hi - lo, np.float32(eps))
+    if np.broadcast_shapes(out.shape, lo.shape) != out.shape:  # e.g. an (H, W) image with (C, 1, 1) bounds
+        return ((out - lo) / scale).astype(np.float32, copy=False)
+    out -= lo
+    out /= scale
+    return out
 
 
 def image_suffix_ok(path: PathLike) -> bool:

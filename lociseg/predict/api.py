@@ -37,7 +37,7 @@ from ..models.pretrained import resolve_model
 from ..structures import Instances
 from ..transforms import RescaledImage, rescale_image, rescale_instances, scaled_shape
 from .paste import OVERLAP_RULES, StreamingPaste
-from .scale_search import HIGH_SCORE, ScaleEstimate, search_scale
+from .scale_search import HIGH_SCORE, ScaleEstimate, search_scale, search_window
 from .tiling import predict_tiled, tile_instances
 
 log = logging.getLogger(__name__)
@@ -423,10 +423,13 @@ class Segmenter:
         image : (H, W) or (C, H, W) ndarray, or LazyImage
             Raw pixel values of any dtype (normalised here). A
             :class:`~lociseg.io.LazyImage` (``read_image(lazy_above=)``) is
-            read tile by tile, never whole (unless the diameter is estimated).
+            read tile by tile, never whole (the scale search reads one central
+            window, :data:`~lociseg.predict.scale_search.SEARCH_SIDE` px a side).
         diameter : float or "train", optional
             Typical cell diameter in pixels of this image. ``None`` estimates
-            it (:meth:`search_scale`) and warns with the value used and how
+            it (:meth:`search_scale`, on the central
+            :func:`~lociseg.predict.scale_search.search_window` of a larger
+            image) and warns with the value used and how
             sure the search is (an "unsure" warning below :data:`UNSURE`);
             ``"train"`` takes :attr:`train_diameter` (images at the training
             images' magnification; how weak models are scored).
@@ -492,7 +495,8 @@ class Segmenter:
         estimated = diameter is None
         search = None
         if estimated:
-            search = self.search_scale(self.normalize(img, bounds))
+            window = search_window(shape)
+            search = self.search_scale(self.normalize(np.asarray(img[(..., *window)]), bounds))
             diameter = search.diameter
             if not math.isfinite(diameter):
                 # the training images' scale if known: a weak model's masks only fit cells at that scale

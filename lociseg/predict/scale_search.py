@@ -39,6 +39,9 @@ HIGH_SCORE = 0.5
 Predict = Callable[[np.ndarray], Instances]
 """Full prediction (with masks) of one normalised (C, h, w) tile at model scale."""
 
+SEARCH_SIDE = 2048
+"""Larger images are searched on their central window of this side: the search reads (and normalises) only it."""
+
 
 @dataclass
 class ScaleEstimate:
@@ -86,10 +89,25 @@ def ladder(target_diameter: float, min_diameter: float, max_diameter: float, ste
     return np.exp(np.linspace(lo, lo + (n - 1) * math.log(step), n))
 
 
+def search_window(shape: tuple[int, int], side: int = SEARCH_SIDE) -> tuple[slice, slice]:
+    """The central ``side`` x ``side`` window of an (H, W) image (the whole of a smaller one), where its scale is searched.
+
+    The search looks at a few small windows whatever the image size; taking
+    them from this window bounds its time and memory on a whole slide.
+    """
+    h, w = min(int(shape[0]), side), min(int(shape[1]), side)
+    y, x = (int(shape[0]) - h) // 2, (int(shape[1]) - w) // 2
+    return slice(y, y + h), slice(x, x + w)
+
+
 def brightness_table(image: np.ndarray) -> np.ndarray:
     """Summed-area table (H+1, W+1) of the channel maximum of a normalised (C, H, W) image clipped to [0, 1]."""
-    bright = np.clip(np.asarray(image).max(0), 0, 1).astype(np.float64)
-    return np.pad(bright, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    bright = np.clip(np.asarray(image).max(0), 0, 1)
+    table = np.zeros((bright.shape[0] + 1, bright.shape[1] + 1))
+    inner = table[1:, 1:]  # accumulated in float64 in place: no float64 copies of the image
+    np.cumsum(bright, axis=0, dtype=np.float64, out=inner)
+    np.cumsum(inner, axis=1, out=inner)
+    return table
 
 
 def pick_windows(table: np.ndarray, size: int, count: int) -> list[tuple[int, int]]:

@@ -107,6 +107,30 @@ def test_diameter_estimated_and_recorded(disc_image):
     assert table.meta["diameter_used"] == pytest.approx(diameter_from_labels(gt), rel=0.1)
 
 
+def test_scale_of_a_large_image_searched_on_its_central_window(rng, monkeypatch):
+    """The search reads one central SEARCH_SIDE window, normalised with the whole image's percentiles."""
+    from lociseg.predict.scale_search import SEARCH_SIDE, ScaleEstimate, search_window
+
+    gt = _discs((300, SEARCH_SIDE + 52), 20, 60, rng)
+    image = np.where(gt > 0, 200, 10).astype(np.uint8)
+    image[:, :26] = 255  # outside the window: would change a search that saw it
+    seg = Segmenter(ThresholdModel(in_channels=1, target_diameter=32), device="cpu")
+    seen = []
+
+    def search(img, **kw):
+        seen.append(img)
+        return ScaleEstimate(20.0, 1.6, 1.0, np.ones(1), np.ones(1), np.ones(1, int))
+
+    monkeypatch.setattr(seg, "search_scale", search)
+    with pytest.warns(UserWarning, match="diameter estimated at 20.0"):
+        labels, table = seg.segment(image)
+    assert search_window(image.shape) == (slice(0, 300), slice(26, 26 + SEARCH_SIDE))
+    [window] = seen
+    whole = seg.normalize(image[None], seg.percentiles(image[None]))
+    np.testing.assert_array_equal(window, whole[:, :, 26 : 26 + SEARCH_SIDE])
+    assert table.meta["diameter_used"] == 20.0 and labels.max() > 0
+
+
 def test_tiled_matches_untiled(disc_image):
     image, gt = disc_image
     seg = Segmenter(ThresholdModel(in_channels=1, target_diameter=20), device="cpu")
