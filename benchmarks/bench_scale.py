@@ -131,7 +131,6 @@ def timing(args) -> dict:
 
     from lociseg import load_dataset
     from lociseg.predict.api import load_model
-    from lociseg.predict.scale_search import search_window
 
     torch.set_num_threads(1)
     seg = load_model("cells", device="cpu")
@@ -154,7 +153,7 @@ def timing(args) -> dict:
                     seg.segment(img, diameter=diam)
                 best[key] = min(best[key], time.perf_counter() - t0)
         t0 = time.perf_counter()  # the search as segment runs it: percentiles, then the central window only
-        seg.search_scale(seg.normalize(img[(..., *search_window(img.shape[-2:]))], seg.percentiles(img)))
+        seg.search_scale_window(img, seg.percentiles(img))
         search = time.perf_counter() - t0
         out[str(side)] = {"diameter": d, **best, "search": search, "overhead": best["auto"] / best["fixed"] - 1}
         print(

@@ -833,7 +833,7 @@ def normalize_percentile(
         lo, hi = np.asarray(bounds, np.float32)
     scale = np.maximum(hi - lo, np.float32(eps))
     if np.broadcast_shapes(out.shape, lo.shape) != out.shape:  # e.g. an (H, W) image with (C, 1, 1) bounds
-        return ((out - lo) / scale).astype(np.float32, copy=False)
+        return (out - lo) / scale  # float32 throughout
     out -= lo
     out /= scale
     return out

@@ -389,6 +389,14 @@ class Segmenter:
         """
         return search_scale(self._locate, image, float(self.spec.target_diameter), predict=self.predict_tile, **kwargs)
 
+    def search_scale_window(self, image: np.ndarray, bounds: np.ndarray) -> ScaleEstimate:
+        """The scale search as :meth:`segment` runs it on a raw (C, H, W) image or LazyImage.
+
+        Only the central :func:`~lociseg.predict.scale_search.search_window`
+        is read, normalised with ``bounds`` (:meth:`percentiles` of the whole image).
+        """
+        return self.search_scale(self.normalize(np.asarray(image[(..., *search_window(image.shape[-2:]))]), bounds))
+
     @torch.inference_mode()
     def _locate(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Locations and scores of a normalised (B, C, S, S) batch: the model's cheap location pass when it has one."""
@@ -495,8 +503,7 @@ class Segmenter:
         estimated = diameter is None
         search = None
         if estimated:
-            window = search_window(shape)
-            search = self.search_scale(self.normalize(np.asarray(img[(..., *window)]), bounds))
+            search = self.search_scale_window(img, bounds)
             diameter = search.diameter
             if not math.isfinite(diameter):
                 # the training images' scale if known: a weak model's masks only fit cells at that scale

@@ -57,7 +57,6 @@ from ..io.files import atomic_write, sha256_file
 from ..ops.labels import fill_label_holes
 from ..predict.api import TABLE_COLUMNS, CellTable, folder_record, load_model
 from ..predict.paste import trim_cell
-from ..predict.scale_search import search_window
 from ..predict.tiling import axis_tiles
 from ..transforms import scaled_shape
 from .cluster import cached_segmenter, release_memory
@@ -650,8 +649,7 @@ def segment_blocks(
             raise ConfigError(f"model {model} records no training diameter; give the diameter in px")
         diameter = seg.train_diameter
     elif diameter is None:
-        crop = np.asarray(img[(..., *search_window(shape))])
-        found = seg.search_scale(seg.normalize(crop, bounds)).diameter
+        found = seg.search_scale_window(img, bounds).diameter
         diameter = float(found) if math.isfinite(found) else float(seg.train_diameter or seg.spec.target_diameter)
     factor = float(seg.spec.target_diameter) / float(diameter)
     overlap, seg_align = seg.default_overlap(), seg.pad_multiple
