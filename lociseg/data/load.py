@@ -171,7 +171,11 @@ def _named(key: str, folder: Path, channels, target) -> SegmentationDataset:
         if target not in ("cells", "nuclei"):
             raise ConfigError(f"bbbc018: target must be 'cells' or 'nuclei', got {target!r}")
         idx = S.resolve_channels(
-            channels, S.BBBC018_CHANNELS, ("actin", "DNA"), {"nuclei": "DNA", "cell": "actin"}, dataset=key
+            channels,
+            S.BBBC018_CHANNELS,
+            ("actin", "DNA"),
+            {"nuclei": "DNA", "nucleus": "DNA", "cell": "actin"},
+            dataset=key,
         )
         loader = S.BBBC018Loader(folder, idx, target)
         names = S.bbbc018_names(folder)
