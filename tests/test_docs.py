@@ -1,5 +1,6 @@
 """The documentation against the code: the README's command table, docs/cli.md, and links.
 
+- the README's test command is the one `.ci/run` runs, byte for byte;
 - every command in the README's table is a ``lociseg`` command, and every command is in the table;
 - docs/cli.md equals what ``python docs/gen_cli.py`` writes from the current ``--help``;
 - every relative link in README.md, BENCHMARKS.md and docs/*.md names a file that exists, and a
@@ -50,6 +51,13 @@ def test_readme_table_lists_every_command_and_only_commands() -> None:
         assert re.search(rf"│ {re.escape(name)}\s", top.output), f"{name} missing from lociseg --help"
         result = CliRunner().invoke(build_app(), [name, "--help"], prog_name="lociseg")
         assert result.exit_code == 0, f"lociseg {name} --help: {result.output}"
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    text = README.read_text()
+    block = text.split("Run the tests (exactly what `.ci/run` does):\n\n```bash\n", 1)[1].split("```", 1)[0]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert block.strip() and block in ci, "README's test command differs from .ci/run"
 
 
 def test_readme_table_parser_sees_a_missing_command() -> None:
