@@ -3,6 +3,7 @@
 - the README's test command is the one `.ci/run` runs, byte for byte;
 - every command in the README's table is a ``lociseg`` command, and every command is in the table;
 - docs/cli.md equals what ``python docs/gen_cli.py`` writes from the current ``--help``;
+- every page under docs/ is linked from the README;
 - every relative link in README.md, BENCHMARKS.md and docs/*.md names a file that exists, and a
   ``#anchor`` names a heading of that file.
 """
@@ -84,6 +85,14 @@ def test_cli_reference_is_plain_fixed_width_text() -> None:
     assert "\x1b[" not in page
     assert all(line == line.rstrip() for line in page.splitlines())
     assert "Usage: lociseg segment [OPTIONS]" in page
+
+
+def test_readme_links_every_docs_page() -> None:
+    text = README.read_text()
+    pages = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))
+    assert pages, "no pages under docs/"
+    unlinked = [page for page in pages if f"]({page}" not in text and page != "docs/README.md"]
+    assert not unlinked, f"README.md links no {unlinked}"
 
 
 def _slug(heading: str) -> str:
