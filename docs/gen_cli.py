@@ -15,7 +15,9 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from unittest import mock
 
+from typer import rich_utils
 from typer.testing import CliRunner
 
 from lociseg.cli.main import COMMANDS, build_app
@@ -49,7 +51,10 @@ def help_text(args: list[str]) -> str:
         The help, without ANSI colour codes or trailing spaces, ending in one newline.
     """
     env = {"COLUMNS": WIDTH, "NO_COLOR": "1", "TERM": "dumb", "FORCE_COLOR": None, "PY_COLORS": None}
-    result = CliRunner().invoke(build_app(), [*args, "--help"], prog_name="lociseg", env=env)
+    # typer reads TERMINAL_WIDTH and FORCE_COLOR once, at import: pin what it read.
+    pinned = {"MAX_WIDTH": int(WIDTH), "FORCE_TERMINAL": False, "COLOR_SYSTEM": None}
+    with mock.patch.multiple(rich_utils, **pinned):
+        result = CliRunner().invoke(build_app(), [*args, "--help"], prog_name="lociseg", env=env)
     if result.exit_code != 0:
         raise RuntimeError(f"lociseg {' '.join(args)} --help exited with {result.exit_code}: {result.output}")
     lines = [_ANSI.sub("", line).rstrip() for line in result.output.splitlines()]
