@@ -19,7 +19,7 @@ rerun; an interrupted run continues from its ``last/`` checkpoint.
 Usage::
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/leave_one_out.py --kind cells --sets bbbc018,aitslab
-    python benchmarks/leave_one_out.py --report                       # benchmarks/loo/table.md
+    python benchmarks/leave_one_out.py --report     # the table beside the results: benchmarks/loo/results.md
     python benchmarks/leave_one_out.py --score MODEL --kind cells     # a given model on every test split
 """
 
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(1)
             append_result(args.results, rec)
             log.info("%s: F1@0.5 %.3f F1@0.75 %.3f", name, rec["f1_50"], rec["f1_75"])
-    (args.results.parent / "table.md").write_text(table(read_results(args.results)))
+    args.results.with_suffix(".md").write_text(table(read_results(args.results)))
 
 
 if __name__ == "__main__":
