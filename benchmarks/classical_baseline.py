@@ -43,7 +43,6 @@ class BaselineSet:
     pipeline: str  # "nuclei", "cells", "phase-cells" (one channel) or "cells+phase" (nucleus + phase)
     channels: tuple[str, ...] | None
     by_group: bool = False
-    partial: bool = False
 
 
 SETS = {
@@ -57,7 +56,7 @@ SETS = {
     "aitslab@test": BaselineSet("aitslab@test", "cells", ("cell", "nuclei")),
     "deepcell": BaselineSet("deepcell", "cells+phase", ("phase", "nuclei"), by_group=True),
     "usiigaci@test": BaselineSet("usiigaci@test", "phase-cells", None),
-    "tcells@test": BaselineSet("tcells@test", "cells", ("cell", "nuclei"), partial=True),
+    "tcells@test": BaselineSet("tcells@test", "cells", ("cell", "nuclei")),
 }
 
 
@@ -90,7 +89,9 @@ def score_set(name: str, entry: BaselineSet, limit: int | None) -> list[dict]:
         gts.append(s.labels)
         names.append(s.name)
         groups.append(str(s.meta.get("group")) if entry.by_group else None)
-    rep = evaluate_pairs(gts, preds, names=names, groups=groups, partial_labels=entry.partial)
+    # Sets that label only some objects say so (T cells: marker-positive cells only).
+    partial = bool(getattr(ds, "info", {}).get("partial_labels", False))
+    rep = evaluate_pairs(gts, preds, names=names, groups=groups, partial_labels=partial)
     pooled = rep.groups.items() if entry.by_group else [(None, rep.overall["sum"])]
     rows = []
     for group, r in pooled:
@@ -102,7 +103,7 @@ def score_set(name: str, entry: BaselineSet, limit: int | None) -> list[dict]:
                 "set": name if group is None else f"{name}:{group}",
                 "spec": entry.spec,
                 "pipeline": entry.pipeline,
-                "partial_labels": entry.partial,
+                "partial_labels": partial,
                 "images": len(images),
                 "n_gt": int(r["n_gt"]),
                 "n_pred": int(r["n_pred"]),

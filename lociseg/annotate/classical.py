@@ -46,7 +46,7 @@ H_FRACTION = 0.1
 MIN_AREA_FRACTION = 0.1
 #: Gaussian sigma (px) of the local standard deviation that turns a label-free
 #: (phase contrast) image into a foreground signal.
-TEXTURE_SIGMA = 3.0
+TEXTURE_SIGMA = 8.0
 
 
 def _normalized(image: np.ndarray) -> np.ndarray:
@@ -127,6 +127,13 @@ def _li_mask(img: np.ndarray) -> np.ndarray:
 #: Global threshold rules on the normalised stain: Otsu, Otsu of the log
 #: intensity (CellProfiler's "log transform" option), minimum cross-entropy (Li).
 THRESHOLD_RULES = {"otsu": _otsu_mask, "log-otsu": _log_otsu_mask, "li": _li_mask}
+#: Rule for the cell channel of :func:`classical_cells` (a stain or the texture
+#: of phase contrast; dim spread cytoplasm needs log units) and for the
+#: texture of a phase-contrast image alone in :func:`classical_phase_cells`
+#: (linear: with no nuclei to anchor the cells, the log rule takes in the
+#: debris texture of the background; chosen on the Usiigaci train fields).
+CYTO_THRESHOLD = "log-otsu"
+PHASE_THRESHOLD = "otsu"
 
 
 def classical_nuclei(
@@ -193,7 +200,7 @@ def classical_cells(
         return nuclei, nuclei
     signal = texture(cytoplasm) if phase else _normalized(cytoplasm)
     smooth = smoothed_stain(signal, max(1.0, SMOOTHING * d), normalize=True)
-    fg = (smooth > foreground_level(smooth, smoothing=0, normalize=False)) | (nuclei > 0)
+    fg = THRESHOLD_RULES[CYTO_THRESHOLD](smooth) | (nuclei > 0)
     fg = ndi.binary_fill_holes(fg)
     cell_diameter = REF_DIAMETER * d / REF_NUCLEUS_DIAMETER
     cells = grow_cells(fg, nuclei, signal, diameter=cell_diameter, erode=0)
@@ -214,5 +221,4 @@ def classical_phase_cells(image: np.ndarray) -> np.ndarray:
     (H, W) int32 label image.
     """
     signal = normalize_percentile(texture(image))
-
-    return _threshold_and_split(signal, _log_otsu_mask)[0]
+    return _threshold_and_split(signal, THRESHOLD_RULES[PHASE_THRESHOLD])[0]

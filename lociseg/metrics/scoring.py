@@ -349,6 +349,7 @@ def evaluate(
     names: Sequence[str] | None = None,
     groups: Sequence[str | None] | None = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    partial_labels: bool = False,
 ) -> Report:
     """Evaluate one label image or a list of them (``lociseg.evaluate``).
 
@@ -364,4 +365,6 @@ def evaluate(
     """
     if isinstance(gt, np.ndarray) and gt.ndim == 2:
         gt, pred, scores = [gt], [pred], None if scores is None else [scores]
-    return evaluate_pairs(gt, pred, scores, names=names, groups=groups, thresholds=thresholds)
+    return evaluate_pairs(
+        gt, pred, scores, names=names, groups=groups, thresholds=thresholds, partial_labels=partial_labels
+    )
