@@ -78,14 +78,14 @@ def score_set(name: str, entry: BaselineSet, limit: int | None) -> list[dict]:
     from lociseg.metrics import evaluate_pairs
 
     ds = load_dataset(entry.spec, channels=list(entry.channels) if entry.channels else None)
-    gts, preds, names, groups, seconds = [], [], [], [], 0.0
+    gts, preds, names, groups, seconds = [], [], [], [], []
     for i in range(len(ds) if limit is None else min(limit, len(ds))):
         s = ds[i]
         if s.labels is None:
             continue
         t0 = time.perf_counter()
         preds.append(segment(s, entry.pipeline))
-        seconds += time.perf_counter() - t0
+        seconds.append(time.perf_counter() - t0)
         gts.append(s.labels)
         names.append(s.name)
         groups.append(str(s.meta.get("group")) if entry.by_group else None)
@@ -98,6 +98,7 @@ def score_set(name: str, entry: BaselineSet, limit: int | None) -> list[dict]:
         per = r["per_threshold"]
         k75 = int(np.argmin(np.abs(np.asarray(per["thresholds"], float) - 0.75)))
         images = [im for im, g in zip(rep.images, groups) if g == group]
+        secs = [t for t, g in zip(seconds, groups) if g == group]
         rows.append(
             {
                 "set": name if group is None else f"{name}:{group}",
@@ -113,7 +114,7 @@ def score_set(name: str, entry: BaselineSet, limit: int | None) -> list[dict]:
                 "ap50": float(r["ap50"]),
                 "ap75": float(r["ap75"]),
                 "map": float(r["map"]),
-                "s_per_image": seconds / max(1, len(names)),
+                "s_per_image": float(np.mean(secs)) if secs else float("nan"),
                 "per_image": [
                     {k: im[k] for k in ("name", "n_gt", "n_pred")} | {"f1_50": round(float(im["f1_50"]), 4)}
                     for im in images
