@@ -34,6 +34,11 @@ class InputSpec(Config):
     target_diameter : float
         Cell diameter (px) the model was trained at; images are rescaled by
         ``target_diameter / diameter`` before prediction.
+    optional : list of str
+        Channels (of ``channels``, at its end) the model can do without: an
+        image or training set that lacks them gets planes of zeros, the
+        "absent stain" case the model saw in training (e.g. ``["nucleus"]``
+        for a cell model that also takes phase contrast alone).
     """
 
     channels: list[str] = field(default_factory=list)
@@ -41,6 +46,13 @@ class InputSpec(Config):
     normalize_low: float = bounded(1.0, ge=0, le=100)
     normalize_high: float = bounded(99.8, ge=0, le=100)
     target_diameter: float = bounded(32.0, gt=0)
+    optional: list[str] = field(default_factory=list)
+
+    def missing_ok(self, have: int) -> bool:
+        """Whether an input of ``have`` channels may be completed with zero planes."""
+        lack = self.in_channels - have
+        tail = [c.lower() for c in self.channels[len(self.channels) - lack :]] if lack > 0 else []
+        return 0 < lack == len(tail) and set(tail) <= {c.lower() for c in self.optional}
 
     def validate(self, where: str = "") -> None:
         """The normalisation percentiles must be in order."""
