@@ -67,9 +67,9 @@ CHANNELS = {
 
 #: Per-cell target rules compared (keyword arguments of choose_targets); ``evidence`` is the shipped default.
 VARIANTS = {
-    "auto, all singles": {"need_nucleus": False},
+    "auto, all singles": {"need_nucleus": False, "max_size_ratio": None},
     "evidence": {},
-    "evidence, size<=3x": {"max_size_ratio": 3.0},
+    "evidence, any size": {"max_size_ratio": None},
     "pairs by edge": {"pairs": "edge"},
     "pairs by contrast": {"pairs": "contrast"},
     "pairs mean shape": {"pairs": "mean"},

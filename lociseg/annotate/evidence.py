@@ -45,6 +45,7 @@ __all__ = [
     "choose_targets",
     "quality_estimate",
     "cell_plausibility",
+    "review_order",
 ]
 
 #: The per-cell signals :func:`outline_evidence` returns (besides ``ids`` and ``area``).
@@ -197,7 +198,7 @@ def choose_targets(
     lead: str = "auto",
     pairs: str = "lead",
     need_nucleus: bool = True,
-    max_size_ratio: float | None = None,
+    max_size_ratio: float | None = 3.0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Training targets chosen cell by cell from the model's and the machine cells.
 
@@ -213,7 +214,8 @@ def choose_targets(
     3. Cells only the annotation found (it seeds one cell per detected
        nucleus) are added where no chosen cell covers more than half of them,
        on the free pixels, if their area is within ``max_size_ratio`` of the
-       median (None: any size).
+       median of the machine cells, either way (None: any size). Over- and
+       under-split cells of the annotation are what this removes.
 
     A chosen cell never takes pixels an earlier one holds (pairs first).
 
@@ -354,3 +356,19 @@ def quality_estimate(
         recall = agreement
     quality = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     return {"quality": quality, "precision": precision, "recall": recall, "agreement": agreement}
+
+
+def review_order(quality: dict[str, dict[str, float]], fraction: float = 0.2) -> list[str]:
+    """The names with the lowest estimated ``quality``, worst first: ``fraction`` of them, at least one.
+
+    Parameters
+    ----------
+    quality : mapping name -> dict with key ``quality``
+        E.g. :func:`quality_estimate` per image.
+    fraction : float
+        Share of the images to flag.
+    """
+    if not quality:
+        return []
+    ranked = sorted(quality, key=lambda n: (quality[n]["quality"], n))
+    return ranked[: max(1, int(np.ceil(fraction * len(ranked))))]
