@@ -80,14 +80,22 @@ def _channels(spec: str) -> list[str]:
     return CHANNELS[spec.split("@")[0].split(":")[0]]
 
 
-def prepare(spec: str, model: str, cache: Path, limit: int | None) -> list[dict]:
+def prepare(spec: str, model: str, cache: Path, limit: int | None, per_group: int | None = None) -> list[dict]:
     """Per image: image (nucleus, cytoplasm), labels, machine cells and points, model cells (cached as .npz)."""
     ds = load_dataset(spec, channels=_channels(spec))
+    names = list(ds.names)
+    if per_group:  # the first images of each group (cell line, field), in the set's order
+        seen: dict[str, int] = {}
+        for n in list(names):
+            g = str(ds[n].meta.get("group", ""))
+            seen[g] = seen.get(g, 0) + 1
+            if seen[g] > per_group:
+                names.remove(n)
     seg = load_model(str(resolve_model(model)) if not Path(model).exists() else model)
     wanted = [c.lower() for c in seg.spec.channels]
     order = [1, 0] if wanted and wanted[0] not in ("dna", "nucleus", "dapi") else [0, 1]
     out = []
-    for name in list(ds.names)[:limit]:
+    for name in names[:limit]:
         s = ds[name]
         f = cache / f"{spec.replace('@', '_').replace(':', '_')}_{name}.npz"
         if f.is_file():
@@ -198,6 +206,7 @@ def main() -> None:
     ap.add_argument("--model", default="cells")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/bench_target_signals"))
     ap.add_argument("--limit", type=int, default=None, help="at most this many images per set")
+    ap.add_argument("--per-group", type=int, default=None, help="at most this many images per group")
     ap.add_argument("--by-group", action="store_true", help="report each meta group (cell line) as its own set")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
@@ -209,7 +218,7 @@ def main() -> None:
     results, qual = {}, []
     for spec in args.sets:
         t0 = time.perf_counter()
-        recs = prepare(spec, args.model, args.cache, args.limit)
+        recs = prepare(spec, args.model, args.cache, args.limit, args.per_group)
         groups: dict[str, list] = {}
         for rec in recs:
             key = f"{spec}:{rec['group']}" if args.by_group and rec["group"] else spec

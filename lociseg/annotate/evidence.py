@@ -253,15 +253,20 @@ def choose_targets(
     next_id = 0
     counts: dict[str, Any] = {"lead": lead, "agreement": round(agreement, 3), "pairs": len(matched)}
     counts.update(model_outline=0, machine_outline=0, model_only=0, machine_only=0, dropped=0)
+    boxes = {k: ndi.find_objects(src[k]) for k in src}
     for a, b in matched:
         if pairs == "mean":
-            cell = _mean_outline(model == a, machine == b) > 0
+            ys, xs = _union_box(boxes["model"][a - 1], boxes["machine"][b - 1], model.shape)
+            cell = _mean_outline(model[ys, xs] == a, machine[ys, xs] == b)
         else:
             pick = lead if pairs == "lead" else ("model" if score["model"][a] >= score["machine"][b] else "machine")
             counts[f"{pick}_outline"] += 1
-            cell = src[pick] == (a if pick == "model" else b)
+            lab = a if pick == "model" else b
+            ys, xs = boxes[pick][lab - 1]
+            cell = src[pick][ys, xs] == lab
         next_id += 1
-        out[cell & (out == 0)] = next_id
+        win = out[ys, xs]
+        win[cell & (win == 0)] = next_id
     paired = {"model": {a for a, _ in matched}, "machine": {b for _, b in matched}}
     order = (lead, "machine" if lead == "model" else "model")
     med = {k: float(np.median(ev[k]["area"])) if len(ev[k]["ids"]) else 0.0 for k in src}
@@ -272,14 +277,14 @@ def choose_targets(
             if not _plausible_single(k, ev[k], i, med[k], need_nucleus, max_size_ratio):
                 counts["dropped"] += 1
                 continue
-            cell = src[k] == lab
-            area = int(ev[k]["area"][i])
-            if (cell & (out > 0)).sum() > 0.5 * area:
+            ys, xs = boxes[k][lab - 1]
+            cell, win = src[k][ys, xs] == lab, out[ys, xs]
+            if (cell & (win > 0)).sum() > 0.5 * ev[k]["area"][i]:
                 continue
-            piece, n_px = largest_piece(cell & (out == 0))
+            piece, n_px = largest_piece(cell & (win == 0))
             if n_px:
                 next_id += 1
-                out[piece] = next_id
+                win[piece] = next_id
                 counts[f"{k}_only"] += 1
     return out, counts
 
@@ -295,17 +300,20 @@ def _plausible_single(
     return abs(np.log(ev["area"][i] / median)) <= np.log(max_size_ratio)
 
 
+def _union_box(p: tuple[slice, slice], q: tuple[slice, slice], shape: tuple[int, ...], pad: int = 2):
+    """The bounding box of two boxes, ``pad`` px larger, clipped to ``shape``."""
+    return tuple(
+        slice(max(0, min(u.start, v.start) - pad), min(n, max(u.stop, v.stop) + pad))
+        for u, v, n in zip(p, q, shape, strict=True)
+    )
+
+
 def _mean_outline(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The shape halfway between two masks of one cell: where the mean of their signed distances is inside."""
-    ys, xs = np.nonzero(a | b)
-    H, W = a.shape
-    y0, y1, x0, x1 = max(0, ys.min() - 2), min(H, ys.max() + 3), max(0, xs.min() - 2), min(W, xs.max() + 3)
-    sd = np.zeros((y1 - y0, x1 - x0))
-    for m in (a[y0:y1, x0:x1], b[y0:y1, x0:x1]):
+    sd = np.zeros(a.shape)
+    for m in (a, b):
         sd += ndi.distance_transform_edt(m) - ndi.distance_transform_edt(~m)
-    out = np.zeros(a.shape, np.int32)
-    out[y0:y1, x0:x1] = sd > 0
-    return out
+    return sd > 0
 
 
 def _matched_pairs(a: np.ndarray, b: np.ndarray, threshold: float = MATCH_IOU) -> list[tuple[int, int]]:
