@@ -69,7 +69,7 @@ CHANNELS = {
 VARIANTS = {
     "auto, all singles": {"need_nucleus": False, "max_size_ratio": None},
     "evidence": {},
-    "evidence, any size": {"max_size_ratio": None},
+    "evidence, size<=3x": {"max_size_ratio": 3.0},
     "pairs by edge": {"pairs": "edge"},
     "pairs by contrast": {"pairs": "contrast"},
     "pairs mean shape": {"pairs": "mean"},

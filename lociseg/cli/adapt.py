@@ -28,8 +28,8 @@ def main(
         help="Training targets: machine, model, model+machine "
         "(the model's cells plus machine cells it missed), machine+model, or auto "
         "(per image: the model's outlines lead where model and annotation agree on most cells, else the annotation's), "
-        "or evidence (the default: as auto, then a cell only the model found is kept only around a detected nucleus, "
-        "a machine cell only within 3x of the median size; docs/adapt.md).",
+        "or evidence (the default: as auto, then a cell only the model found is kept only around a detected nucleus; "
+        "docs/adapt.md).",
     ),
     steps: int | None = typer.Option(None, "--steps", help="Cap on the training steps (quick looks)."),
     resume: bool = typer.Option(False, "--resume", help="Go on from what an interrupted run left in OUT."),

@@ -74,9 +74,8 @@ log = logging.getLogger("lociseg.adapt")
 #: image between ``model+machine`` and ``machine+model`` (:func:`choose_lead`);
 #: ``evidence`` (the default) leads as ``auto`` and then chooses cell by cell
 #: from label-free evidence (:func:`lociseg.annotate.evidence.choose_targets`:
-#: a cell only the model found is kept only when it holds a detected nucleus, a
-#: machine cell only when its size is within 3x of the median); measured in
-#: ``benchmarks/bench_target_signals.py``.
+#: a cell only the model found is kept only when it holds a detected nucleus);
+#: measured in ``benchmarks/bench_target_signals.py``.
 TARGETS = ("evidence", "auto", "machine", "model", "model+machine", "machine+model")
 
 #: Images flagged for a person to look at first: the lowest estimated quality, this fraction of them (at least one).

@@ -106,3 +106,27 @@ def test_quality_orders_clean_before_corrupted():
     corrupted = quality_estimate(bad, reference, maps, points)
     assert clean["quality"] > corrupted["quality"] + 0.1
     assert clean["recall"] == 1.0 and corrupted["recall"] < 1.0
+
+
+def test_a_model_cell_without_a_nucleus_is_left_out():
+    image, truth, points = _scene(5)
+    maps = stain_maps(image[1], 2 * RADIUS)
+    model = truth.copy()
+    model[_disc(truth.shape, (75, 75), 8) & (truth == 0)] = 9  # a blob between the cells, no nucleus in it
+    machine = truth
+    targets, counts = choose_targets(model, machine, maps, points)
+    assert counts["dropped"] == 1 and counts["model_only"] == 0
+    assert targets[75, 75] == 0
+    kept, counts = choose_targets(model, machine, maps, points, need_nucleus=False)
+    assert counts["model_only"] == 1 and kept[75, 75] > 0
+
+
+def test_the_size_limit_drops_machine_cells_far_from_the_median():
+    image, truth, points = _scene(6)
+    maps = stain_maps(image[1], 2 * RADIUS)
+    machine = truth.copy()
+    machine[_disc(truth.shape, (75, 75), 3) & (truth == 0)] = 9  # a speck: ~1/50 of the median area
+    _, counts = choose_targets(np.zeros_like(truth), machine, maps, points, max_size_ratio=3.0)
+    assert counts["machine_only"] == 4 and counts["dropped"] == 1
+    _, counts = choose_targets(np.zeros_like(truth), machine, maps, points)
+    assert counts["machine_only"] == 5
