@@ -26,7 +26,9 @@ touch no labelled cell are left out.
 
 Usage::
 
-    python benchmarks/bench_target_signals.py --sets bbbc018@test aitslab@test --cache /tmp/signals --json out.json
+    python benchmarks/bench_target_signals.py --sets bbbc018@test aitslab@test --cache /tmp/signals --json a.json
+    python benchmarks/bench_target_signals.py --sets deepcell tcells --per-group 1 --by-group --json b.json
+    python benchmarks/bench_target_signals.py --pool a.json b.json   # the quality estimate over both runs' images
 """
 
 from __future__ import annotations
@@ -200,6 +202,16 @@ def pairs_of(rows: list[dict], rec_pairs: list[tuple[int, int]]) -> list[tuple[d
     return [(by[("model", a)], by[("machine", b)]) for a, b in rec_pairs if ("model", a) in by and ("machine", b) in by]
 
 
+def print_quality(qual: list[dict]) -> None:
+    """Spearman correlation of each estimate with the true per-image F1@0.5, across all images given."""
+    print(f"\n## Quality estimate vs true per-image F1@0.5 (Spearman across {len({q['set'] for q in qual})} sets)")
+    for k in ("model", "machine", "evidence"):
+        sel = [q for q in qual if q["labels"] == k]
+        for est in ("quality", "precision", "recall", "agreement"):
+            r = spearmanr([q[est] for q in sel], [q["true_f1"] for q in sel]).statistic
+            print(f"{k:14s} {est:10s} rho={r:.3f} (n={len(sel)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sets", nargs="+", default=["bbbc018@test", "aitslab@test"])
@@ -210,7 +222,13 @@ def main() -> None:
     ap.add_argument("--by-group", action="store_true", help="report each meta group (cell line) as its own set")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--pool", nargs="+", type=Path, default=None, help="only pool the quality rows of these --json files"
+    )
     args = ap.parse_args()
+    if args.pool:
+        print_quality([q for f in args.pool for q in json.loads(f.read_text())["quality"]])
+        return
     torch.set_num_threads(args.threads)
     args.cache.mkdir(parents=True, exist_ok=True)
     from lociseg.annotate.evidence import _matched_pairs
@@ -276,12 +294,7 @@ def main() -> None:
             print("| targets | F1@0.5 | F1@0.75 |\n|---|---|---|")
             for k, (a, b) in results[key]["targets"].items():
                 print(f"| {k} | {a:.3f} | {b:.3f} |")
-    print("\n## Quality estimate vs true per-image F1@0.5 (Spearman across all images)")
-    for k in ("model", "machine", "evidence"):
-        sel = [q for q in qual if q["labels"] == k]
-        for est in ("quality", "precision", "recall", "agreement"):
-            r = spearmanr([q[est] for q in sel], [q["true_f1"] for q in sel]).statistic
-            print(f"{k:14s} {est:10s} rho={r:.3f} (n={len(sel)})")
+    print_quality(qual)
     if args.json:
         args.json.write_text(json.dumps({"sets": results, "quality": qual}, indent=1) + "\n")
 
