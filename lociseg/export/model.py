@@ -241,7 +241,7 @@ def export_bioimageio(
     """
     import yaml
 
-    from ..io import normalize_percentile
+    from ..transforms import normalize_percentile
 
     bad = [w for w in weights if w not in ("torchscript", "onnx")]
     if bad or not weights:

@@ -6,6 +6,7 @@ instance annotations (per-object masks, outlines, Kaggle RLE, COCO) into
 label images.
 """
 
+from ..transforms import normalize_percentile, percentile_bounds  # re-exported: normalisation lives in transforms
 from .coco import (
     coco_rle_decode,
     coco_rle_encode,
@@ -18,8 +19,6 @@ from .image import (
     IMAGE_SUFFIXES,
     MAX_PIXELS,
     LazyImage,
-    normalize_percentile,
-    percentile_bounds,
     read_image,
     read_image_metadata,
     validate_image,

@@ -19,10 +19,10 @@ from torch.nn import functional as F
 from ..annotate import weak_from_labels, with_annotations
 from ..data import Sample, load_dataset
 from ..errors import ConfigError
-from ..io import normalize_percentile
 from ..ops.windows import clip_window
 from ..transforms import (
     diameter_from_labels,
+    normalize_percentile,
     point_spacing,
     rescale_image,
     rescale_labels,
