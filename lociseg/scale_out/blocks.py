@@ -55,8 +55,10 @@ from ..errors import ConfigError, InputError
 from ..io import label_dtype
 from ..io.files import atomic_write, sha256_file
 from ..ops.labels import fill_label_holes
-from ..predict.api import TABLE_COLUMNS, CellTable, folder_record, load_model
+from ..predict.api import load_model
+from ..predict.outputs import folder_record
 from ..predict.paste import trim_cell
+from ..predict.table import TABLE_COLUMNS, CellTable
 from ..predict.tiling import axis_tiles
 from ..transforms import scaled_shape
 from .cluster import cached_segmenter, release_memory

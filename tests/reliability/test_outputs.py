@@ -19,7 +19,7 @@ import pytest
 import tifffile
 
 from lociseg.cli.main import run
-from lociseg.predict.api import outputs_complete
+from lociseg.predict.outputs import outputs_complete
 
 DATA = Path(os.environ.get("LOCISEG_DATA", "/work/shared/data"))
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
@@ -231,16 +231,16 @@ def test_segment_debug_prints_the_traceback(tmp_path, inputs, monkeypatch, capsy
     "code, message", [(errno.ENOSPC, "disk full while writing"), (errno.EACCES, "permission denied:")]
 )
 def test_segment_write_error_is_one_line_and_batch_reports(tmp_path, inputs, monkeypatch, capsys, code, message):
-    import lociseg.predict.api as api
+    import lociseg.predict.outputs as outputs
 
-    real = api.write_labels
+    real = outputs.write_labels
 
     def failing(path, labels):
         if Path(path).name.startswith(".b."):
             raise OSError(code, os.strerror(code), str(path))
         return real(path, labels)
 
-    monkeypatch.setattr(api, "write_labels", failing)
+    monkeypatch.setattr(outputs, "write_labels", failing)
     out = tmp_path / "out"
     rc = segment(inputs, "-o", out)
     captured = capsys.readouterr()
@@ -279,7 +279,8 @@ def test_segment_symlink_loop_input(tmp_path, inputs, capsys):
 
 def test_write_outputs_refuses_before_writing(tmp_path):
     from lociseg.errors import InputError
-    from lociseg.predict.api import cell_table, write_outputs
+    from lociseg.predict.outputs import write_outputs
+    from lociseg.predict.table import cell_table
 
     labels = np.zeros((8, 8), np.uint16)
     labels[2:5, 2:5] = 1
