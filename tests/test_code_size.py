@@ -29,12 +29,6 @@ KNOWN: dict[str, int] = {
     "lociseg/train/adapt.py": 633,
     "lociseg/train/adapt.py:adapt_model": 210,
     "lociseg/train/adapt.py:finetune_on_corrections": 125,
-    "lociseg/export/model.py:export_bioimageio": 169,
-    "lociseg/predict/paste.py:paste_window": 128,
-    "lociseg/predict/scale_search.py:search_scale": 107,
-    "lociseg/report/html.py:build_report": 104,
-    "lociseg/scale_out/blocks.py": 769,
-    "lociseg/scale_out/blocks.py:segment_blocks": 175,
 }
 
 
