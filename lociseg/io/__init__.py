@@ -3,10 +3,9 @@
 All readers return NumPy arrays: images as (C, H, W) in their native dtype,
 label images as (H, W) integers (0 = background). Converters turn other
 instance annotations (per-object masks, outlines, Kaggle RLE, COCO) into
-label images.
+label images. Intensity normalisation is in :mod:`lociseg.transforms`.
 """
 
-from ..transforms import normalize_percentile, percentile_bounds  # re-exported: normalisation lives in transforms
 from .coco import (
     coco_rle_decode,
     coco_rle_encode,
@@ -38,10 +37,8 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "read_image",
     "read_image_metadata",
-    "normalize_percentile",
     "LazyImage",
     "MAX_PIXELS",
-    "percentile_bounds",
     "validate_image",
     "read_labels",
     "write_labels",
