@@ -25,7 +25,6 @@ KNOWN: dict[str, int] = {
     # the CLI mains and adapt move into the library (issue 34 parts 1 and 3)
     "lociseg/cli/annotate.py:main": 208,
     "lociseg/cli/evaluate.py:main": 129,
-    "lociseg/cli/segment.py:main": 123,
     "lociseg/train/adapt.py": 633,
     "lociseg/train/adapt.py:adapt_model": 210,
     "lociseg/train/adapt.py:finetune_on_corrections": 125,
