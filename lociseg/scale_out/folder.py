@@ -28,7 +28,7 @@ from ..errors import ConfigError, InputError, LociError
 from ..io import LazyImage, read_image, read_image_metadata
 from ..io.files import expand_inputs, image_stem
 from ..models.pretrained import pick_default_model
-from ..predict.api import load_model
+from ..predict import api  # api.load_model looked up at call time (tests stand in a model there)
 from ..predict.outputs import OUTPUT_SUFFIXES, outputs_complete, write_outputs
 from .blocks import segment_blocks
 from .cluster import cached_segmenter, connect, release_memory
@@ -131,14 +131,14 @@ def segment_folder(
     chans = list(channels) if channels is not None else None
     loaded: dict[str, object] = {}
     if model is not None:
-        loaded[model] = load_model(model, device=device)  # a bad model fails before any image is read
+        loaded[model] = api.load_model(model, device=device)  # a bad model fails before any image is read
         if diameter == "train" and loaded[model].train_diameter is None:
             raise ConfigError(f"--diameter train: model {model} records no training diameter; give the diameter in px")
 
     def segmenter_for(image: Any) -> object:
         name = model_for(model, chans, image)
         if name not in loaded:
-            loaded[name] = load_model(name, device=device)
+            loaded[name] = api.load_model(name, device=device)
         return loaded[name]
 
     names, notes = unique_names([j[0] for j in jobs], [j[1] for j in jobs])

@@ -194,16 +194,16 @@ def test_lock_is_released_and_exclusive(tmp_path):
 
 
 def test_segment_one_input_raises_the_rest_go_on(tmp_path, inputs, monkeypatch, capsys):
-    import lociseg.io
+    from lociseg.scale_out import folder
 
-    real = lociseg.io.read_image
+    real = folder.read_image
 
     def flaky(path, *a, **k):
         if Path(path).name == "b.tif":
             raise RuntimeError("boom in a reader")
         return real(path, *a, **k)
 
-    monkeypatch.setattr(lociseg.io, "read_image", flaky)
+    monkeypatch.setattr(folder, "read_image", flaky)  # where segment_folder's readers look it up
     out = tmp_path / "out"
     rc = segment(inputs, "-o", out)
     captured = capsys.readouterr()
@@ -217,9 +217,9 @@ def test_segment_one_input_raises_the_rest_go_on(tmp_path, inputs, monkeypatch, 
 
 
 def test_segment_debug_prints_the_traceback(tmp_path, inputs, monkeypatch, capsys):
-    import lociseg.io
+    from lociseg.scale_out import folder
 
-    monkeypatch.setattr(lociseg.io, "read_image", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(folder, "read_image", lambda *a, **k: 1 / 0)
     out = tmp_path / "out"
     assert run(["--debug", "segment", str(inputs / "a.tif"), "-o", str(out), "-m", "nuclei", "-d", "20"]) == 1
     err = capsys.readouterr().err
