@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..io import normalize_percentile
+from ..transforms import normalize_percentile
 from .points import REF_DIAMETER
 
 __all__ = ["propagate_cells", "grow_cells"]

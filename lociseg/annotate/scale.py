@@ -13,7 +13,7 @@ from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 from skimage.measure import label, regionprops_table
 
-from ..io import normalize_percentile
+from ..transforms import normalize_percentile
 
 __all__ = ["nucleus_diameter", "mask_diameter", "REF_NUCLEUS_DIAMETER"]
 

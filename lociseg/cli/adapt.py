@@ -52,8 +52,8 @@ def main(
     import signal
 
     from ..errors import ConfigError
+    from ..io.files import expand_inputs
     from ..report.adapt import TARGETS, adapt
-    from .segment import expand_inputs
 
     if minutes <= 0:
         raise ConfigError(f"--minutes must be positive, got {minutes}")
