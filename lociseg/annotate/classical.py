@@ -27,7 +27,7 @@ from skimage.filters import threshold_li, threshold_otsu
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
-from ..io import normalize_percentile
+from ..transforms import normalize_percentile
 from .cells import grow_cells
 from .foreground import foreground_level, smoothed_stain
 from .points import REF_DIAMETER

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..io import normalize_percentile
 from ..metrics import match_instances
 from ..metrics.matching import compute_overlaps
 from ..ops.labels import largest_piece
+from ..transforms import normalize_percentile
 from .points import REF_DIAMETER
 
 __all__ = [

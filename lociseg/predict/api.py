@@ -143,7 +143,6 @@ class Segmenter:
                 image = np.moveaxis(image, channel_axis, 0)
         else:
             raise InputError(f"image must be (H, W) or (C, H, W), got shape {image.shape}")
-        want = int(self.spec.in_channels)
         names = [str(n).lower() for n in channel_names] if channel_names is not None else None
         if names is not None and len(names) != image.shape[0]:
             raise InputError(f"{len(names)} channel names given for an image with {image.shape[0]} channel(s)")
@@ -171,11 +170,16 @@ class Segmenter:
                         )
                     index.append(i)
             image = image.select(index) if lazy else image[index]
+        return self._match_count(image, explicit=channels is not None)
+
+    def _match_count(self, image: np.ndarray, *, explicit: bool) -> np.ndarray:
+        """The selected channels made the model's count: absent optional stains, grey stored as RGB."""
+        want = int(self.spec.in_channels)
         if image.shape[0] < want and self.spec.missing_ok(image.shape[0]):
             image = np.asarray(image)  # absent optional stains: zero planes, as the model saw in training
             return np.concatenate([image, np.zeros((want - image.shape[0], *image.shape[1:]), image.dtype)])
         if image.shape[0] != want:
-            if want == 1 and channels is None and all(np.array_equal(image[0], c) for c in image[1:]):
+            if want == 1 and not explicit and all(np.array_equal(image[0], c) for c in image[1:]):
                 return image[:1]  # grey image stored as RGB
             model_names = f" ({', '.join(self.spec.channels)})" if self.spec.channels else ""
             raise InputError(

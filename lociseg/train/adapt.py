@@ -263,8 +263,6 @@ def adapt_model(
     InputError
         No usable image, or a run in ``out`` without ``resume``/``overwrite``.
     """
-    from tqdm import tqdm
-
     if targets not in TARGETS:
         raise InputError(f"targets must be one of {TARGETS}, got {targets!r}")
     out = Path(out)
@@ -282,66 +280,10 @@ def adapt_model(
     order = _model_order(seg, nucleus, cytoplasm)
     chans = [nucleus, cytoplasm]
 
-    names, samples, skipped = [], [], {}
-    interrupted = None
     t0 = time.perf_counter()
-    try:
-        for k, item in enumerate(tqdm(images, desc="annotate", unit="image", disable=not progress or None)):
-            if _cancelled(callback, "annotate", k / max(1, len(images))):
-                interrupted = "cancelled"
-                break
-            name = str(item[0]) if isinstance(item, tuple) else image_stem(item, suffixes=())
-            try:
-                name, image = _load(item, chans)
-                target_file = ann_dir / f"{name}.targets.tif"
-                if resume and target_file.is_file():
-                    cells, target = read_cells(ann_dir, name), tifffile.imread(target_file).astype(np.int32)
-                    points = read_annotation(ann_dir, name)[0]
-                else:
-                    diameter = _check(image)
-                    ann = annotate_image(image[0], image[1], diameter=diameter)
-                    cells, points = ann.cells, ann.points
-                    if cells is None or cells.max() == 0:
-                        raise InputError("the annotation found no cells")
-                    target, used, agree = _targets(image, cells, seg, order, targets, ann.points, diameter)
-                    write_annotation(
-                        ann_dir,
-                        name,
-                        ann.points,
-                        ann.foreground,
-                        {
-                            "nucleus": nucleus,
-                            "cytoplasm": cytoplasm,
-                            "diameter": round(diameter, 2),
-                            "auto_index": ann.auto_index,
-                            "targets": used,
-                            "agreement": None if agree is None else round(agree, 3),
-                        },
-                        cells=cells,
-                    )
-                    if sheets is not None:
-                        write_contact_sheet(
-                            Path(sheets) / f"{name}.png",
-                            image,
-                            ann.candidates,
-                            ann.points,
-                            ann.chosen_index,
-                            auto=ann.auto_index,
-                            cells=cells,
-                        )
-                    atomic_write(
-                        target_file,
-                        lambda p, t=target: tifffile.imwrite(p, t.astype(np.uint32), compression="zlib"),
-                        overwrite=True,
-                    )
-            except (LociError, OSError, ValueError) as exc:
-                skipped[name] = str(exc)
-                log.warning("%s skipped: %s", name, exc)
-                continue
-            names.append(name)
-            samples.append({"name": name, "image": image, "machine": cells, "target": target, "points": points})
-    except KeyboardInterrupt:
-        interrupted = "SIGINT"
+    names, samples, skipped, interrupted = _annotate_images(
+        images, chans, ann_dir, seg, order, targets, resume=resume, sheets=sheets, progress=progress, callback=callback
+    )
     info: dict[str, Any] = {
         "init": init,
         "nucleus": nucleus,
@@ -400,6 +342,99 @@ def adapt_model(
         info.update(assess_samples(samples))
         _write_json(out / "adapt.json", info)
     return result
+
+
+def _annotate_images(
+    images: Sequence[str | os.PathLike | tuple[str, np.ndarray]],
+    chans: list[str | int],
+    ann_dir: Path,
+    seg: Segmenter,
+    order: list[int],
+    targets: str,
+    *,
+    resume: bool,
+    sheets: str | os.PathLike | None,
+    progress: bool,
+    callback: Callback | None,
+) -> tuple[list[str], list[dict], dict[str, str], str | None]:
+    """Stage 1 of :func:`adapt_model`: machine annotations and training targets of every image.
+
+    Returns the names used, their samples, the skipped images (name -> reason)
+    and the interruption (``"SIGINT"``, ``"cancelled"`` or None). With
+    ``resume`` an image whose targets are stored is read back, not redone.
+    """
+    from tqdm import tqdm
+
+    names, samples, skipped = [], [], {}
+    interrupted = None
+    try:
+        for k, item in enumerate(tqdm(images, desc="annotate", unit="image", disable=not progress or None)):
+            if _cancelled(callback, "annotate", k / max(1, len(images))):
+                interrupted = "cancelled"
+                break
+            name = str(item[0]) if isinstance(item, tuple) else image_stem(item, suffixes=())
+            try:
+                sample = _annotate_one(item, chans, ann_dir, seg, order, targets, resume=resume, sheets=sheets)
+            except (LociError, OSError, ValueError) as exc:
+                skipped[name] = str(exc)
+                log.warning("%s skipped: %s", name, exc)
+                continue
+            names.append(sample["name"])
+            samples.append(sample)
+    except KeyboardInterrupt:
+        interrupted = "SIGINT"
+    return names, samples, skipped, interrupted
+
+
+def _annotate_one(
+    item: str | os.PathLike | tuple[str, np.ndarray],
+    chans: list[str | int],
+    ann_dir: Path,
+    seg: Segmenter,
+    order: list[int],
+    targets: str,
+    *,
+    resume: bool,
+    sheets: str | os.PathLike | None,
+) -> dict:
+    """One image's sample: its machine cells and training target (stored in ``ann_dir``, or read back)."""
+    nucleus, cytoplasm = chans
+    name, image = _load(item, chans)
+    target_file = ann_dir / f"{name}.targets.tif"
+    if resume and target_file.is_file():
+        cells, target = read_cells(ann_dir, name), tifffile.imread(target_file).astype(np.int32)
+        points = read_annotation(ann_dir, name)[0]
+        return {"name": name, "image": image, "machine": cells, "target": target, "points": points}
+    diameter = _check(image)
+    ann = annotate_image(image[0], image[1], diameter=diameter)
+    if ann.cells is None or ann.cells.max() == 0:
+        raise InputError("the annotation found no cells")
+    target, used, agree = _targets(image, ann.cells, seg, order, targets, ann.points, diameter)
+    meta = {
+        "nucleus": nucleus,
+        "cytoplasm": cytoplasm,
+        "diameter": round(diameter, 2),
+        "auto_index": ann.auto_index,
+        "targets": used,
+        "agreement": None if agree is None else round(agree, 3),
+    }
+    write_annotation(ann_dir, name, ann.points, ann.foreground, meta, cells=ann.cells)
+    if sheets is not None:
+        write_contact_sheet(
+            Path(sheets) / f"{name}.png",
+            image,
+            ann.candidates,
+            ann.points,
+            ann.chosen_index,
+            auto=ann.auto_index,
+            cells=ann.cells,
+        )
+    atomic_write(
+        target_file,
+        lambda p, t=target: tifffile.imwrite(p, t.astype(np.uint32), compression="zlib"),
+        overwrite=True,
+    )
+    return {"name": name, "image": image, "machine": ann.cells, "target": target, "points": ann.points}
 
 
 def assess_samples(samples: list[dict]) -> dict[str, Any]:
