@@ -71,7 +71,7 @@ def main(
     ),
     nucleus: str = typer.Option("DNA", "--nucleus", "-n", help="Nuclear channel, by name or index."),
     cytoplasm: str = typer.Option(
-        "actin", "--cytoplasm", "-c", help="Cytoplasm / cell-body channel, by name or index."
+        "actin", "--cytoplasm", help="Cytoplasm / cell-body channel, by name or index."
     ),
     diameter: float | None = typer.Option(
         None,

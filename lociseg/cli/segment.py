@@ -112,12 +112,12 @@ def main(
         None,
         "--cluster",
         help="Run on Dask: 'local' or 'local:N' (N worker processes here) or a scheduler address "
-        "(tcp://host:8786, e.g. from dask-jobqueue). Needs pip install 'lociseg[dask]'.",
+        "(tcp://host:8786, e.g. from dask-jobqueue). Needs pip install 'lociseg\\[dask]'.",
     ),
     block_size: int = typer.Option(
         4096,
         "--block-size",
-        help="With --cluster: images larger than this (px, either side) are segmented in blocks "
+        help="With --cluster: images at least this large (px, either side) are segmented in blocks "
         "of this side on the workers and written as <name>.ome.zarr (labels) instead of <name>.tif.",
     ),
     skip_existing: bool = typer.Option(
@@ -310,6 +310,24 @@ def _plane(path: str) -> tuple[int, int] | None:
     return int(shape[axes.index("Y")]), int(shape[axes.index("X")])
 
 
+def split_by_size(items: list, block_size: int) -> tuple[list, list]:
+    """``(small, large)``: images with a side of at least ``block_size`` go in blocks to ``<name>.ome.zarr``.
+
+    Each large one is logged, so the output format is never a surprise.
+    """
+    small, large = [], []
+    for key, job in items:
+        plane = _plane(job[1]) if Path(job[1]).exists() else None
+        if plane is not None and max(plane) >= block_size:
+            log.info(
+                "%s: %d x %d px, at least --block-size %d: in blocks, written as OME-Zarr", job[0], *plane, block_size
+            )
+            large.append((key, job))
+        else:
+            small.append((key, job))
+    return small, large
+
+
 def _run_on_cluster(
     spec: str, items: list, opts: dict, model: str | None, device: str, block_size: int
 ) -> tuple[dict[str, object], dict[str, str]]:
@@ -327,10 +345,7 @@ def _run_on_cluster(
 
     out: Path = opts["out"]
     run_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    small, large = [], []
-    for key, job in items:
-        plane = _plane(job[1]) if Path(job[1]).exists() else None
-        (large if plane is not None and max(plane) > block_size else small).append((key, job))
+    small, large = split_by_size(items, block_size)
 
     def block_job(job: tuple[str, str, Callable]) -> str:
         from ..io import read_image

@@ -52,11 +52,13 @@ from scipy import ndimage as ndi
 
 from .. import __version__
 from ..errors import ConfigError, InputError
+from ..export.formats import create_ome_zarr
 from ..io import label_dtype
 from ..io.files import atomic_write, sha256_file
 from ..ops.labels import fill_label_holes
 from ..predict.api import TABLE_COLUMNS, CellTable, folder_record, load_model
 from ..predict.paste import trim_cell
+from ..predict.scale_search import HIGH_SCORE
 from ..predict.tiling import axis_tiles
 from ..transforms import scaled_shape
 from .cluster import cached_segmenter, release_memory
@@ -418,54 +420,40 @@ def _create_store(
     dtype: Any,
     image: Any = None,
     channel_names: Sequence[str] | None = None,
+    bounds: np.ndarray | None = None,
+    name: str = "image",
 ) -> None:
-    """An empty NGFF 0.4 image with ``labels/cells`` (zarr v2 layout, as napari and ome-zarr-py read it).
+    """The empty OME-Zarr of :func:`~lociseg.export.formats.create_ome_zarr`, chunked by blocks.
 
     Without ``image`` the parent image is a one-channel uint8 placeholder that
-    stores no chunks (all zero).
+    stores no chunks (all zero). ``bounds`` (the percentiles that normalised
+    the image, (2, C, 1, 1)) is each channel's display window.
     """
-    import zarr
-
-    h, w = shape
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    space = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
-
-    def datasets(ndim: int) -> list[dict[str, Any]]:
-        return [
-            {
-                "path": str(i),
-                "coordinateTransformations": [{"type": "scale", "scale": [1.0] * (ndim - 2) + [2.0**i, 2.0**i]}],
-            }
-            for i in range(levels)
-        ]
-
     nch = 1 if image is None else int(image.shape[0])
-    idtype = np.uint8 if image is None else image.dtype
-    for i in range(levels):
-        s, c = 2**i, block_size // 2**i
-        root.create_array(str(i), shape=(nch, -(-h // s), -(-w // s)), chunks=(1, c, c), dtype=idtype, fill_value=0)
-    names = (
-        list(channel_names)
-        if channel_names
-        else (["no image"] if image is None else [f"channel {c}" for c in range(nch)])
+    idtype = np.dtype(np.uint8 if image is None else image.dtype)
+    if channel_names and len(channel_names) == nch:
+        names = [str(n) for n in channel_names]
+    else:
+        names = ["no image"] if image is None else [f"channel {c}" for c in range(nch)]
+    full = (float(np.iinfo(idtype).min), float(np.iinfo(idtype).max)) if idtype.kind in "ui" else (None, None)
+    windows = []
+    for c in range(nch):
+        lo, hi = (
+            (0.0, 1.0)
+            if image is None or bounds is None
+            else (float(bounds[0, c].flat[0]), float(bounds[1, c].flat[0]))
+        )
+        windows.append((lo, hi, lo if full[0] is None else full[0], hi if full[1] is None else full[1]))
+    create_ome_zarr(
+        path,
+        shape,
+        chunks=[block_size // 2**i for i in range(levels)],
+        image_dtype=idtype,
+        label_dtype=dtype,
+        channel_names=names,
+        windows=windows,
+        name=name,
     )
-    root.attrs["multiscales"] = [
-        {
-            "version": "0.4",
-            "name": path.name,
-            "axes": [{"name": "c", "type": "channel"}, *space],
-            "datasets": datasets(3),
-        }
-    ]
-    root.attrs["omero"] = {"channels": [{"label": str(n), "active": True} for n in names]}
-    lab = root.require_group("labels")
-    lab.attrs["labels"] = ["cells"]
-    g = lab.require_group("cells")
-    for i in range(levels):
-        s, c = 2**i, block_size // 2**i
-        g.create_array(str(i), shape=(-(-h // s), -(-w // s)), chunks=(c, c), dtype=dtype, fill_value=0)
-    g.attrs["multiscales"] = [{"version": "0.4", "name": "cells", "axes": space, "datasets": datasets(2)}]
-    g.attrs["image-label"] = {"version": "0.4", "source": {"image": "../../"}}
 
 
 # ------------------------------------------------------------------ drivers
@@ -493,6 +481,8 @@ def stitch_blocks(
     min_fragment_fraction: float = 0.25,
     image: Any = None,
     channel_names: Sequence[str] | None = None,
+    bounds: np.ndarray | None = None,
+    name: str = "image",
 ) -> CellTable:
     """Passes 2 and 3 on blocks that pass 1 finished: the OME-Zarr at ``store`` and the cell table.
 
@@ -518,6 +508,10 @@ def stitch_blocks(
         The paster's rules, ``min_area`` in input pixels.
     image, channel_names
         Stored as the labels' parent image (see :func:`write_block`).
+    bounds : ndarray, optional
+        The image's normalisation percentiles, (2, C, 1, 1): the channels' display windows.
+    name : str
+        The image's name in the store's metadata.
 
     Returns
     -------
@@ -540,7 +534,7 @@ def stitch_blocks(
     renumber = np.zeros(total + 1, dtype)
     renumber[survivors] = np.arange(1, len(survivors) + 1)  # survivors by id = by descending score
     levels = pyramid_levels(shape, block_size)
-    _create_store(store, shape, block_size, levels, dtype, image, channel_names)
+    _create_store(store, shape, block_size, levels, dtype, image, channel_names, bounds, name)
     if client is not None:
         [renumber] = client.scatter([renumber], broadcast=True)
     stats = _map(
@@ -569,6 +563,19 @@ def stitch_blocks(
     score[:] = by_gid[survivors]
     with np.errstate(invalid="ignore", divide="ignore"):
         return CellTable(np.arange(1, n + 1), sy[1:] / area[1:], sx[1:] / area[1:], area[1:], score)
+
+
+def _selected_names(
+    seg: Any, n: int, channels: Sequence[int | str] | None, channel_names: Sequence[str] | None
+) -> list[str] | None:
+    """Names of the channels ``seg.select_channels`` picks from an image of ``n`` channels, or None."""
+    if not channel_names or len(channel_names) != n:
+        return [str(c) for c in channels] if channels else None
+    try:  # the same choice on an image whose pixels are the channel indices
+        index = seg.select_channels(np.arange(n).reshape(n, 1, 1), channels, channel_names)[:, 0, 0]
+    except InputError:
+        return None
+    return [str(channel_names[int(i)]) for i in index]
 
 
 def _settings_key(settings: dict[str, Any]) -> str:
@@ -641,6 +648,7 @@ def segment_blocks(
                 raise InputError(f"outputs exist ({p.name}); use --overwrite to replace them or --skip-existing")
     seg = load_model(model, device=device)  # here too: the channel choice, percentiles, scale and halo need it
     img = seg.select_channels(image, channels, channel_names)
+    selected_names = _selected_names(seg, int(image.shape[0]) if image.ndim == 3 else 1, channels, channel_names)
     shape = tuple(int(n) for n in img.shape[-2:])
     bounds = seg.percentiles(img)
     estimated = diameter is None
@@ -714,7 +722,9 @@ def segment_blocks(
             min_area=rules["min_area"],
             min_fragment_fraction=min_fragment_fraction,
             image=img,
-            channel_names=[str(c) for c in channels] if channels else None,
+            channel_names=selected_names,
+            bounds=bounds,
+            name=name,
         )
 
     atomic_write(paths["labels"], write_store, overwrite=overwrite)
@@ -733,6 +743,7 @@ def segment_blocks(
         "blocks": len(blocks),
         **{k: v for k, v in settings.items() if k != "min_area"},
         "cells": len(table),
+        "high_score_fraction": float(np.mean(table.score >= HIGH_SCORE)) if len(table) else 0.0,
         # wall seconds of pass 1 (segment) and passes 2-3 (resolve, write), on the cluster
         "seconds": {"segment": round(clock[1] - clock[0], 1), "stitch": round(clock[2] - clock[1], 1)},
     }

@@ -609,7 +609,7 @@ def _config(
             "optim": {
                 "lr": lr,
                 "warmup_steps": 20,
-                "steps": steps or 100_000,
+                "steps": 100_000 if steps is None else steps,
                 "budget_minutes": minutes,
                 "select_best": False,
                 "checkpoint_every": 50,

@@ -417,7 +417,7 @@ def _train(
                 log.warning("%s: stopping at step %d; continue with --resume", stopping, done)
                 break
             if over_budget:
-                log.warning("stopping at step %d: wall-clock budget of %.1f min reached", done, opt_cfg.budget_minutes)
+                log.info("stopping at step %d: wall-clock budget of %.1f min reached", done, opt_cfg.budget_minutes)
                 break
             if done < end and (
                 (opt_cfg.checkpoint_every > 0 and done % opt_cfg.checkpoint_every == 0)
