@@ -1,6 +1,7 @@
 """Stitching blocks on synthetic cells: every kind of block border, against the single-image paster."""
 
 import json
+
 import numpy as np
 import pytest
 
