@@ -32,3 +32,10 @@ class InputError(LociError):
 
 class ConfigError(LociError):
     """A configuration or command-line option is invalid."""
+
+
+class ResultWarning(UserWarning):
+    """A result is known to be incomplete or doubtful (e.g. a tile held as many cells as the model reports).
+
+    Shown to the user as a warning, never only as information.
+    """

@@ -219,7 +219,7 @@ def segment_file(
     half wrote, and nothing else; the sidecar records it (``"run"``), so an
     attempt re-run after the dead one finished writing is done already.
     """
-    from ..errors import InputError
+    from ..errors import InputError, ResultWarning
     from ..predict.api import OUTPUT_SUFFIXES, outputs_complete, write_outputs
 
     name, path, read = job
@@ -255,8 +255,9 @@ def segment_file(
         )
     m = table.meta
     for w in caught:
-        # an unsure scale estimate is worth the user's attention
-        (log.warning if m.get("scale_unsure") else log.info)("%s: %s", name, w.message)
+        # an unsure scale estimate or a result known to be incomplete is worth the user's attention
+        loud = m.get("scale_unsure") or issubclass(w.category, ResultWarning)
+        (log.warning if loud else log.info)("%s: %s", name, w.message)
     log.info(
         "%s: diameter %.1f px (%s), %d cells, %.0f%% with a high score",
         name,
@@ -328,6 +329,31 @@ def split_by_size(items: list, block_size: int) -> tuple[list, list]:
     return small, large
 
 
+def _returning_errors(task: Callable[[Any], Any], job: Any) -> Any:
+    """``task(job)`` on a worker, an exception returned instead of raised (see :func:`_raise_returned`).
+
+    A task that raises makes dask's worker log the traceback; a bad input is
+    reported here once, in one line, as without a cluster.
+    """
+    import traceback
+
+    from ..errors import LociError
+
+    try:
+        return task(job)
+    except Exception as exc:  # noqa: BLE001 - handed back to run_batch, which reports it
+        if not isinstance(exc, LociError | OSError):
+            exc.add_note("on the worker:\n" + "".join(traceback.format_exception(exc)))
+        return exc
+
+
+def _raise_returned(result: Any) -> Any:
+    """A worker's result, or its exception raised here."""
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 def _run_on_cluster(
     spec: str, items: list, opts: dict, model: str | None, device: str, block_size: int
 ) -> tuple[dict[str, object], dict[str, str]]:
@@ -384,8 +410,11 @@ def _run_on_cluster(
             claim=run_id,
             **opts,
         )
-        futures = [(key, client.submit(task, job, key=f"segment-{run_id}-{i}")) for i, (key, job) in enumerate(small)]
-        results, failures = run_batch(futures, lambda fut: fut.result(), out=out, progress="segment")
+        futures = [
+            (key, client.submit(_returning_errors, task, job, key=f"segment-{run_id}-{i}"))
+            for i, (key, job) in enumerate(small)
+        ]
+        results, failures = run_batch(futures, lambda fut: _raise_returned(fut.result()), out=out, progress="segment")
         more, failed = run_batch(large, block_job, out=out, progress="large images")
     _remove_dead_temp_files(out)  # what workers killed in the middle of a write left
     return {**results, **more}, {**failures, **failed}

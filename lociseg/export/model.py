@@ -11,6 +11,7 @@ consumer); the heavy convolutional part runs in the exported runtime.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -115,7 +116,9 @@ def export_torchscript(
         )
     path = Path(path)
     extra = {"lociseg_input.json": json.dumps(_spec(model).to_dict())}
-    torch.jit.save(traced, str(path), _extra_files=extra)
+    buffer = io.BytesIO()  # torch writes files in C++: a failed write would be a RuntimeError, not an OSError
+    torch.jit.save(traced, buffer, _extra_files=extra)
+    Path(path).write_bytes(buffer.getvalue())
     return path
 
 

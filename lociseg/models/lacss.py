@@ -10,6 +10,7 @@ alone), selected by ``LacssConfig.mode``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from ..config import Config, bounded
+from ..errors import ResultWarning
 from ..losses.diagnostics import weak_diagnostics
 from ..losses.lpn import lpn_loss
 from ..losses.mask import mask_bce_dice
@@ -391,6 +393,13 @@ class LacssModel(SegmentationModel):
                 max_count=cfg.lpn.max_count,
                 min_distance=cfg.lpn.min_distance,
             )
+            if len(locs) >= cfg.lpn.max_count:
+                warnings.warn(
+                    f"a tile reached the model's cap of {cfg.lpn.max_count} cells (lpn.max_count): cells beyond it "
+                    "are missing; use a smaller --tile-size",
+                    ResultWarning,
+                    stacklevel=2,
+                )
             inside = (locs[:, 0] >= 0) & (locs[:, 0] <= h - 1) & (locs[:, 1] >= 0) & (locs[:, 1] <= w - 1)
             out.append((locs[inside].cpu().numpy().astype(np.float32), scores[inside].cpu().numpy().astype(np.float32)))
         return out

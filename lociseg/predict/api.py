@@ -532,19 +532,23 @@ class Segmenter:
             raise ConfigError(f"diameter {diameter:g} rescales a {shape} image by {factor:.3g}: check the value")
         model_shape = scaled_shape(shape, factor)
         area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
-        labels, scores = self.paste_tiles(
-            img,
-            bounds,
-            factor,
-            tile_size=tile_size,
-            overlap=overlap,
-            progress=progress,
-            augment=augment,
-            threshold=threshold,
-            min_area=max(1, int(round(min_area * area_scale))),
-            overlaps=overlaps,
-            fill_holes=fill_holes,
-        )
+        if not isinstance(img, LazyImage) and all(np.ptp(c) == 0 for c in img):
+            # nothing to see in a blank image; the network would still answer its edges and padding
+            labels, scores = np.zeros(shape, np.uint16), np.zeros(0, np.float32)
+        else:
+            labels, scores = self.paste_tiles(
+                img,
+                bounds,
+                factor,
+                tile_size=tile_size,
+                overlap=overlap,
+                progress=progress,
+                augment=augment,
+                threshold=threshold,
+                min_area=max(1, int(round(min_area * area_scale))),
+                overlaps=overlaps,
+                fill_holes=fill_holes,
+            )
         meta = {
             "model": self.name,
             "diameter_used": float(diameter),

@@ -270,7 +270,23 @@ def test_cli_annotate_files_bad_file_and_kept_choices(tmp_path, rng):
     # a re-run replaces the earlier outputs only with --overwrite; the edited choice survives it
     assert run(["annotate", str(src), "-n", "0", "--cytoplasm", "1", "-o", str(out), "-d", "30", "--no-sheets"]) == 2
     assert (
-        run(["annotate", str(src), "-n", "0", "--cytoplasm", "1", "-o", str(out), "-d", "30", "--no-sheets", "--overwrite"]) == 0
+        run(
+            [
+                "annotate",
+                str(src),
+                "-n",
+                "0",
+                "--cytoplasm",
+                "1",
+                "-o",
+                str(out),
+                "-d",
+                "30",
+                "--no-sheets",
+                "--overwrite",
+            ]
+        )
+        == 0
     )
     again = read_choices(out / "choices.csv")
     assert again["one"]["chosen_index"] == int(row[1]) and again["one"]["auto_index"] == auto
