@@ -107,7 +107,7 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[s
         save_file(tensors, str(path), metadata=metadata)
     except SafetensorError as exc:
         text = str(exc)
-        code = errno.ENOSPC if "No space left" in text or "os error 28" in text else errno.EIO
+        code = errno.ENOSPC if any(s in text for s in ("No space left", "StorageFull", "os error 28")) else errno.EIO
         raise OSError(code, os.strerror(code), str(path)) from exc
 
 
