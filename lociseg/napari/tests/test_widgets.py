@@ -74,11 +74,13 @@ def test_segment_widget_on_a_real_field(make_napari_viewer, qtbot, bbbc_field):
     viewer = make_napari_viewer(show=True)
     viewer.window.resize(1250, 720)
     s = bbbc_field
-    viewer.add_image(s.image[0], name="actin", colormap="green", blending="additive")
+    # DNA opened first: the drop-downs still feed each layer to its own input, by name
     viewer.add_image(s.image[1], name="DNA", colormap="blue", blending="additive")
+    viewer.add_image(s.image[0], name="actin", colormap="green", blending="additive")
     w = SegmentWidget(viewer)
     viewer.window.add_dock_widget(w, name="Segment cells", area="right")
-    w.layers.value = "actin, DNA"
+    assert [b.value for b in w.inputs.boxes] == ["actin", "DNA"]
+    assert w.inputs.mapping.value == "feeds: actin -> actin; DNA -> DNA"
     w.run_button.native.click()
     qtbot.waitUntil(lambda: "lociseg cells" in viewer.layers, timeout=120_000)
     layer = viewer.layers["lociseg cells"]
@@ -106,9 +108,30 @@ def test_segment_with_no_image_says_so(make_napari_viewer, qtbot):
     w.run_button.native.click()  # an exception in this slot would fail the test (pytest-qt)
     assert w.status.value.startswith("error: no image layer") and w.worker is None
     viewer.add_image(np.zeros((32, 32)), name="a")
-    w.layers.value = "a, b"
+    w.run_button.native.click()  # the cells model takes two channels: one layer is not enough
+    assert "choose the layer for the DNA input" in w.status.value and w.run_button.enabled
+    viewer.add_image(np.zeros((32, 32)), name="b")
+    assert [b.value for b in w.inputs.boxes] == ["a", "b"]  # unnamed layers in order
+    w.inputs.boxes[1].value = "a"
     w.run_button.native.click()
-    assert "no layer named 'b'" in w.status.value and w.run_button.enabled
+    assert "layer 'a' is chosen for two inputs" in w.status.value and w.worker is None
+    assert w.inputs.mapping.value == "feeds: a -> actin; a -> DNA"
+    w.model.value = "nuclei"  # another model: one drop-down per input of it
+    assert [b.label for b in w.inputs.boxes] == ["nuclei input"]
+
+
+def test_segment_widget_channels_of_one_layer_and_stain_names(make_napari_viewer):
+    viewer = make_napari_viewer()
+    w = SegmentWidget(viewer)
+    viewer.add_image(np.zeros((2, 32, 32)), name="field", channel_axis=None)
+    assert [b.value for b in w.inputs.boxes] == ["field [0]", "field [1]"]
+    viewer.layers.clear()
+    viewer.add_image(np.zeros((32, 32)), name="Hoechst 33342")
+    viewer.add_image(np.zeros((32, 32)), name="Phalloidin-488")
+    assert [b.value for b in w.inputs.boxes] == ["Phalloidin-488", "Hoechst 33342"]
+    w.inputs.boxes[0].value = "Hoechst 33342"  # chosen by hand: kept when layers change
+    viewer.add_image(np.zeros((32, 32)), name="other")
+    assert w.inputs.boxes[0].value == "Hoechst 33342"
 
 
 @pytest.fixture
@@ -248,6 +271,20 @@ def test_adapt_asks_before_replacing_a_model_and_cancels(make_napari_viewer, qtb
     assert not (folder / "best").exists() and "lociseg adapted" not in viewer.layers
 
 
+def test_adapt_stains_by_layer_name_never_the_same_twice(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.uint16), name="DNA")  # added before actin: still the nuclear stain
+    viewer.add_image(np.zeros((64, 64), np.uint16), name="actin")
+    w = AdaptWidget(viewer)
+    assert (w.nucleus.value, w.cytoplasm.value) == ("DNA", "actin")
+    assert w.stains.mapping.value == "feeds: DNA -> nucleus; actin -> cytoplasm"
+    w.folder.value = tmp_path / "a"
+    w.cytoplasm.value = "DNA"
+    w.adapt_button.native.click()
+    assert "layer 'DNA' is chosen for two inputs" in w.status.value and w.worker is None
+    assert not (tmp_path / "a").exists()
+
+
 def test_adapt_errors_are_one_line_messages(make_napari_viewer, qtbot, bbbc_field, tmp_path):
     viewer = make_napari_viewer()
     w = AdaptWidget(viewer)
@@ -266,7 +303,8 @@ def test_adapt_errors_are_one_line_messages(make_napari_viewer, qtbot, bbbc_fiel
 
 def test_segment_worker_error_is_a_status_line(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((32, 32)), name="a")
+    viewer.add_image(np.zeros((32, 32)), name="actin")
+    viewer.add_image(np.zeros((32, 32)), name="DNA")
     w = SegmentWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.model.value = "no-such-model"
