@@ -311,3 +311,28 @@ def test_segment_worker_error_is_a_status_line(make_napari_viewer, qtbot):
     w.run_button.native.click()  # fails in the worker thread: re-raised in the event loop it would fail this test
     qtbot.waitUntil(lambda: w.run_button.enabled, timeout=60_000)
     assert w.status.value.startswith("error: ") and "no-such-model" in w.status.value
+
+
+def test_every_ome_zarr_lociseg_writes_opens_in_napari_ome_zarr(make_napari_viewer, tmp_path):
+    """``export --format ome-zarr`` and the cluster's block store: the image channels by name, and the labels."""
+    try:
+        import napari_ome_zarr  # noqa: F401
+    except ImportError:
+        _unavailable("napari-ome-zarr not installed (.ci/napari_setup.sh)")
+    from lociseg.export.formats import export_labels
+    from lociseg.scale_out.blocks import _create_store
+
+    labels = np.zeros((300, 300), np.int32)
+    labels[10:50, 10:50], labels[100:140, 60:90] = 1, 2
+    image = np.random.default_rng(0).integers(0, 4000, (2, 300, 300)).astype(np.uint16)
+    exported = export_labels(labels, tmp_path, "field", "ome-zarr", image=image, channel_names=["actin", "DNA"])
+    blocks = tmp_path / "big.ome.zarr"
+    bounds = np.array([[200.0, 300.0], [3000.0, 3900.0]])[:, :, None, None]
+    _create_store(blocks, (300, 300), 256, 2, np.uint16, image, ["actin", "DNA"], bounds, "big")
+    viewer = make_napari_viewer()
+    for path, name in ((exported, "field"), (blocks, "big")):
+        layers = viewer.open(str(path), plugin="napari-ome-zarr")
+        kinds = sorted((layer.__class__.__name__, layer.name) for layer in layers)
+        assert [k for k, _ in kinds] == ["Image", "Image", "Labels"], kinds
+        assert [n for k, n in kinds if k == "Image"] == [f"{name}: DNA", f"{name}: actin"]
+    np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data[0]), 0)  # the block store's labels, unwritten
