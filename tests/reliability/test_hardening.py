@@ -144,7 +144,9 @@ def test_adapt_steps_zero_is_refused_not_ignored(tmp_path, capsys):
 def _no_space(*args, **kwargs):
     from safetensors import SafetensorError
 
-    raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+    raise SafetensorError(
+        'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+    )
 
 
 def test_train_disk_full_at_a_checkpoint_is_one_line(tmp_path, train_config, monkeypatch, capsys):
@@ -316,3 +318,32 @@ def test_export_qupath_cells_with_nuclei(tmp_path, capsys):
     shutil.rmtree(out)
     assert run(args) == 2  # a cell object needs its nucleus
     assert "--nuclei" in capsys.readouterr().err
+
+
+def test_two_uninterrupted_trainings_with_one_thread_are_identical(tmp_path):
+    """What the README says is exact: with ``optim.threads: 1`` the same config gives the same weights."""
+    from safetensors.torch import load_file
+
+    from lociseg.train.config import ExperimentConfig
+    from lociseg.train.loop import train
+
+    cfg = ExperimentConfig().override(
+        {
+            "lacss.backbone.preset": "tiny",
+            "data.train": [],
+            "data.val": [],
+            "data.channels": ["0", "1"],
+            "data.crop_size": 64,
+            "optim.steps": 6,
+            "optim.warmup_steps": 2,
+            "optim.batch_size": 2,
+            "optim.threads": 1,
+        }
+    )
+    weights = []
+    for k in range(2):
+        train(cfg, tmp_path / f"run{k}", device="cpu", progress=False, train_samples=_disks(n=3))
+        weights.append(load_file(str(tmp_path / f"run{k}" / "last" / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert bool((weights[0][key] == weights[1][key]).all()), key
