@@ -514,13 +514,13 @@ class Segmenter:
             elif search.confidence < UNSURE:
                 warnings.warn(
                     f"cell diameter estimated at {diameter:.1f} px but unsure (confidence {search.confidence:.2f}): "
-                    "check the result or pass diameter=",
+                    "check the result or give the diameter (--diameter; diameter= in Python)",
                     stacklevel=2,
                 )
             else:
                 warnings.warn(
                     f"cell diameter estimated at {diameter:.1f} px (confidence {search.confidence:.2f}; "
-                    "pass diameter= to set it)",
+                    "give it with --diameter, or diameter= in Python)",
                     stacklevel=2,
                 )
         elif not (diameter > 0 and math.isfinite(diameter)):

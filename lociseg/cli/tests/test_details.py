@@ -62,3 +62,15 @@ def test_adapt_steps_below_one_is_refused(tmp_path, capsys):
     rc = run(["adapt", str(img), "-o", str(tmp_path / "o"), "-n", "0", "--cytoplasm", "1", "--steps", "0"])
     assert rc == 2 and "--steps must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_diameter_hint_names_the_option(tmp_path, capsys):
+    yy, xx = np.mgrid[:128, :128]
+    img = np.full((128, 128), 10, np.uint8)
+    for cy, cx in ((30, 30), (30, 90), (90, 35), (95, 95)):
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < 100] = 200
+    tifffile.imwrite(tmp_path / "a.tif", img)
+    assert run(["segment", str(tmp_path / "a.tif"), "-o", str(tmp_path / "o"), "-m", "nuclei", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    hints = [line for line in err.splitlines() if "cell diameter estimated" in line]
+    assert hints and all("--diameter" in h and "pass diameter=" not in h for h in hints), err
