@@ -52,3 +52,10 @@ def describe_error(exc: BaseException) -> str:
             return f"symbolic link loop:{where}" if where else "symbolic link loop"
         return f"{exc.strerror or exc}{':' + where if where else ''}"
     return f"{type(exc).__name__}: {exc}"
+
+
+class ResultWarning(UserWarning):
+    """A result is known to be incomplete or doubtful (e.g. a tile held as many cells as the model reports).
+
+    Shown to the user as a warning, never only as information.
+    """

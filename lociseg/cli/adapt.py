@@ -19,7 +19,7 @@ def main(
         help="Folder: the adapted model (use it as --model OUT), annotations/, segmentation/, report/index.html.",
     ),
     nucleus: str = typer.Option(..., "--nucleus", "-n", help="Nuclear channel, by name or index."),
-    cytoplasm: str = typer.Option(..., "--cytoplasm", "-c", help="Cytoplasm / cell-body channel, by name or index."),
+    cytoplasm: str = typer.Option(..., "--cytoplasm", help="Cytoplasm / cell-body channel, by name or index."),
     minutes: float = typer.Option(15.0, "--minutes", help="Wall-clock budget of the fine-tuning."),
     from_: str = typer.Option("cells", "--from", help="Starting model: cells, nuclei, or a model folder."),
     targets: str = typer.Option(
@@ -57,6 +57,10 @@ def main(
 
     if minutes <= 0:
         raise ConfigError(f"--minutes must be positive, got {minutes}")
+    if steps is not None and steps < 1:
+        raise ConfigError(
+            f"--steps must be at least 1, got {steps} (to segment with the starting model: lociseg segment)"
+        )
     if targets not in TARGETS:
         raise ConfigError(f"--targets must be one of {', '.join(TARGETS)}, got {targets!r}")
     paths = expand_inputs(inputs)

@@ -69,9 +69,7 @@ def main(
         ..., "--out", "-o", help="Output folder for points, foreground, contact sheets, choices.csv, report."
     ),
     nucleus: str = typer.Option("DNA", "--nucleus", "-n", help="Nuclear channel, by name or index."),
-    cytoplasm: str = typer.Option(
-        "actin", "--cytoplasm", "-c", help="Cytoplasm / cell-body channel, by name or index."
-    ),
+    cytoplasm: str = typer.Option("actin", "--cytoplasm", help="Cytoplasm / cell-body channel, by name or index."),
     diameter: float | None = typer.Option(
         None,
         "--diameter",

@@ -22,6 +22,20 @@ def _match_image(label_path: Path, image_dir: Path) -> Path | None:
     return None
 
 
+def _nuclei_for(label_path: Path, nuclei: Path, shape: tuple[int, ...]) -> object:
+    """The nucleus label image of ``label_path``: ``nuclei`` itself (a file) or its namesake in ``nuclei`` (a folder)."""
+    from ..errors import InputError
+    from ..io import read_labels
+
+    found = nuclei if nuclei.is_file() else _match_image(label_path, nuclei)
+    if found is None:
+        raise InputError(f"no nucleus label image named like it in {nuclei}", path=label_path)
+    nuc = read_labels(found)
+    if nuc.shape != shape:
+        raise InputError(f"nucleus labels {found.name} are {nuc.shape}, cell labels are {shape}", path=label_path)
+    return nuc
+
+
 def main(
     labels: list[str] = typer.Argument(..., help="Label images (TIFF/PNG/npy), folders or glob patterns."),
     fmt: list[str] = typer.Option(
@@ -34,7 +48,15 @@ def main(
         help="Folder of the raw images (same names): stored in OME-Zarr (with channel names), mean intensities in CSV, COCO file_name.",
     ),
     object_type: str = typer.Option(
-        "detection", "--object-type", help="QuPath object type in GeoJSON: detection or annotation."
+        "detection",
+        "--object-type",
+        help="QuPath object type in GeoJSON: detection, annotation, or cell (cell + nucleus outline; needs --nuclei).",
+    ),
+    nuclei: Path | None = typer.Option(
+        None,
+        "--nuclei",
+        help="With --object-type cell: the nucleus label images, one file or a folder (same names as the labels); "
+        "nucleus k belongs to cell k.",
     ),
     classification: str = typer.Option("cell", "--class", help="QuPath class name in GeoJSON and COCO category."),
     pixel_size: float | None = typer.Option(None, "--pixel-size", help="Micrometres per pixel (OME-Zarr scale)."),
@@ -52,13 +74,18 @@ def main(
     from ..export.formats import FORMATS, SUFFIX, export_labels, write_coco
     from ..io import read_image, read_image_metadata, read_labels
     from ..io.files import expand_inputs, image_stem
+    from ..io.labels import refuse_intensity_image
 
     formats = [f.strip().lower() for item in fmt for f in item.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise ConfigError(f"unknown format {bad[0]!r}; choose from {', '.join(FORMATS)}")
-    if object_type not in ("detection", "annotation"):
-        raise ConfigError(f"--object-type must be detection or annotation, got {object_type!r}")
+    if object_type not in ("detection", "annotation", "cell"):
+        raise ConfigError(f"--object-type must be detection, annotation or cell, got {object_type!r}")
+    if (object_type == "cell") != (nuclei is not None):
+        raise ConfigError("--object-type cell and --nuclei go together (QuPath cells have a nucleus outline)")
+    if nuclei is not None and not nuclei.exists():
+        raise ConfigError("--nuclei: no such file or folder", path=nuclei)
     if images is not None and not images.is_dir():
         raise ConfigError("--images must be a folder", path=images)
     if pixel_size is not None and not pixel_size > 0:
@@ -80,6 +107,7 @@ def main(
     def export_one(job: tuple[Path, str]) -> int:
         path, name = job
         lab = read_labels(path)
+        refuse_intensity_image(lab, path)
         image, image_name, channel_names = None, path.name, None
         if images is not None and any(f in ("ome-zarr", "csv", "coco") for f in formats):
             ip = _match_image(path, images)
@@ -100,6 +128,8 @@ def main(
                 continue
             if f == "geojson":
                 kw: dict = {"object_type": object_type, "classification": classification}
+                if nuclei is not None:
+                    kw["nuclei"] = _nuclei_for(path, nuclei, lab.shape)
             elif f == "ome-zarr":
                 kw = {"image": image, "pixel_size": pixel_size, "channel_names": channel_names}
             else:

@@ -83,9 +83,34 @@ def build_app() -> typer.Typer:
     return app
 
 
+#: Words a user may put after a flag as if it took a value (``--augment true``).
+_BOOL_WORDS = {"true", "false", "yes", "no", "on", "off"}
+
+
+def _stray_flag_value(app: typer.Typer, argv: list[str]) -> str | None:
+    """The one-line error for a boolean flag followed by a truth word, or None.
+
+    Boolean options are flags (``--augment``, not ``--augment true``); click
+    would take the word as the next positional argument (an image, a data set).
+    """
+    group = typer.main.get_command(app)
+    words = [a for a in argv if not a.startswith("-")]
+    cmd = group.commands.get(words[0]) if words and hasattr(group, "commands") else None
+    params = [*group.params, *(cmd.params if cmd is not None else [])]
+    flags = {o for p in params if getattr(p, "is_flag", False) for o in (*p.opts, *p.secondary_opts)}
+    for prev, word in zip(argv, argv[1:]):
+        if prev in flags and word.lower() in _BOOL_WORDS:
+            return f"{prev} is a flag and takes no value: give {prev} alone (got '{prev} {word}')"
+    return None
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (used by the console script)."""
     app = build_app()
+    stray = _stray_flag_value(app, sys.argv[1:] if argv is None else list(argv))
+    if stray is not None:
+        typer.echo(f"error: {stray}", err=True)
+        return 2
     try:
         # In non-standalone mode typer.Exit codes are returned, not raised.
         rv = app(args=argv, standalone_mode=False)

@@ -79,12 +79,12 @@ def main(
         None,
         "--cluster",
         help="Run on Dask: 'local' or 'local:N' (N worker processes here) or a scheduler address "
-        "(tcp://host:8786, e.g. from dask-jobqueue). Needs pip install 'lociseg[dask]'.",
+        "(tcp://host:8786, e.g. from dask-jobqueue). Needs pip install 'lociseg\\[dask]'.",
     ),
     block_size: int = typer.Option(
         4096,
         "--block-size",
-        help="With --cluster: images larger than this (px, either side) are segmented in blocks "
+        help="With --cluster: images at least this large (px, either side) are segmented in blocks "
         "of this side on the workers and written as <name>.ome.zarr (labels) instead of <name>.tif.",
     ),
     skip_existing: bool = typer.Option(

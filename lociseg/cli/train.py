@@ -82,6 +82,10 @@ def main(
     if nproc < 1:
         raise ConfigError(f"--nproc must be at least 1, got {nproc}")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from ..train.run_control import check_run_folder
+
+        if not overwrite:  # here, once: a refusal on one rank would leave the others in the first barrier
+            check_run_folder(out, resume, overwrite)
         _torchrun(nproc)
         return
     from ..train.loop import train

@@ -39,6 +39,8 @@ __all__ = [
     "labels_to_geojson",
     "write_geojson",
     "write_imagej_rois",
+    "create_ome_zarr",
+    "display_window",
     "write_ome_zarr",
     "write_coco",
     "export_labels",
@@ -280,12 +282,92 @@ def _pyramid(a: np.ndarray, min_size: int) -> list[np.ndarray]:
     return levels
 
 
+def create_ome_zarr(
+    path: PathLike,
+    shape: tuple[int, int],
+    *,
+    chunks: Sequence[int],
+    image_dtype: Any,
+    label_dtype: Any,
+    channel_names: Sequence[str],
+    windows: Sequence[tuple[float, float, float, float]],
+    name: str,
+    label_name: str = "cells",
+    pixel_size: float | None = None,
+) -> Any:
+    """An empty NGFF 0.4 image with one image-label: the one layout every OME-Zarr of lociseg has.
+
+    Zarr v2 layout (what napari-ome-zarr, QuPath and ome-zarr-py read): the
+    image ``0..L-1`` as (C, H, W), ``labels/<label_name>/0..L-1`` as (H, W),
+    level ``i`` downsampled by ``2**i``; unwritten chunks read as 0.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.ome.zarr`` folder (replaced).
+    shape : (H, W)
+        Level 0 plane.
+    chunks : sequence of int
+        Chunk side of each level (their number is the number of levels).
+    image_dtype, label_dtype
+        Data types of the image and the labels.
+    channel_names : sequence of str
+        One per image channel (``omero`` labels: napari's layer names).
+    windows : sequence of (start, end, min, max)
+        Per channel, the display window and the data range (``omero`` ``window``).
+    name : str
+        The image's name in ``multiscales`` (the output's name, not a temporary folder).
+    label_name : str
+        Name of the label image.
+    pixel_size : float, optional
+        Micrometres per pixel (``scale`` transform, unit micrometer).
+
+    Returns
+    -------
+    zarr.Group
+        The root group, open for writing.
+    """
+    try:
+        import zarr
+    except ModuleNotFoundError:
+        raise _missing("zarr", "ome-zarr") from None
+    if len(windows) != len(channel_names):
+        raise ValueError(f"{len(windows)} display windows for {len(channel_names)} channel(s)")
+    h, w = shape
+    unit = {"unit": "micrometer"} if pixel_size else {}
+    px = float(pixel_size or 1.0)
+    space = [{"name": "y", "type": "space", **unit}, {"name": "x", "type": "space", **unit}]
+
+    def multiscales(nd: int, title: str, axes: list[dict]) -> list[dict]:
+        datasets = [
+            {"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [1.0] * nd + [px * 2**i] * 2}]}
+            for i in range(len(chunks))
+        ]
+        return [{"version": "0.4", "name": title, "axes": axes, "datasets": datasets}]
+
+    nch = len(channel_names)
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    lab = root.require_group("labels").require_group(label_name)
+    for i, c in enumerate(chunks):
+        lh, lw = -(-h // 2**i), -(-w // 2**i)
+        ch, cw = max(1, min(c, lh)), max(1, min(c, lw))
+        root.create_array(str(i), shape=(nch, lh, lw), chunks=(1, ch, cw), dtype=image_dtype, fill_value=0)
+        lab.create_array(str(i), shape=(lh, lw), chunks=(ch, cw), dtype=label_dtype, fill_value=0)
+    root.attrs["multiscales"] = multiscales(1, str(name), [{"name": "c", "type": "channel"}, *space])
+    root.attrs["omero"] = _omero(channel_names, windows)
+    root["labels"].attrs["labels"] = [label_name]
+    lab.attrs["multiscales"] = multiscales(0, label_name, space)
+    lab.attrs["image-label"] = {"version": "0.4", "source": {"image": "../../"}}
+    return root
+
+
 def write_ome_zarr(
     path: PathLike,
     labels: np.ndarray,
     *,
     image: np.ndarray | None = None,
     name: str = "cells",
+    image_name: str | None = None,
     channel_names: Sequence[str] | None = None,
     pixel_size: float | None = None,
     min_level_size: int = 256,
@@ -304,6 +386,8 @@ def write_ome_zarr(
         image.
     name : str
         Name of the label image.
+    image_name : str, optional
+        Name of the image in ``multiscales`` (default: ``path``'s name without ``.ome.zarr``).
     channel_names : sequence of str, optional
         One per image channel, stored as ``omero`` channel labels (what
         napari and QuPath show as layer/channel names); default
@@ -315,10 +399,6 @@ def write_ome_zarr(
     chunks : int
         Chunk side in pixels.
     """
-    try:
-        import zarr
-    except ModuleNotFoundError:
-        raise _missing("zarr", "ome-zarr") from None
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"labels must be 2-D, got shape {labels.shape}")
@@ -335,60 +415,54 @@ def write_ome_zarr(
     if len(channel_names) != image.shape[0]:
         raise ValueError(f"{len(channel_names)} channel names for {image.shape[0]} image channel(s)")
     path = Path(path)
-    unit = {"unit": "micrometer"} if pixel_size else {}
-    px = float(pixel_size or 1.0)
-    space = [{"name": "y", "type": "space", **unit}, {"name": "x", "type": "space", **unit}]
-
-    def write_levels(group, arr, axes) -> list[dict]:
-        datasets = []
-        for i, lev in enumerate(_pyramid(arr, min_level_size)):
-            ch = (*lev.shape[:-2], min(chunks, lev.shape[-2]), min(chunks, lev.shape[-1]))
-            if lev.ndim == 3:
-                ch = (1, *ch[1:])
-            group.create_array(str(i), data=np.ascontiguousarray(lev), chunks=ch, overwrite=True)
-            s = px * 2**i
-            datasets.append(
-                {
-                    "path": str(i),
-                    "coordinateTransformations": [{"type": "scale", "scale": [1.0] * (lev.ndim - 2) + [s, s]}],
-                }
-            )
-        return [{"version": "0.4", "name": group.basename or "image", "axes": axes, "datasets": datasets}]
-
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    root.attrs["multiscales"] = write_levels(root, image, [{"name": "c", "type": "channel"}, *space])
-    root.attrs["omero"] = _omero(image, channel_names)
-    lab_root = root.require_group("labels")
-    lab_root.attrs["labels"] = [name]
-    g = lab_root.require_group(name)
-    g.attrs["multiscales"] = write_levels(g, labels, space)
+    levels = _pyramid(labels, min_level_size)
+    root = create_ome_zarr(
+        path,
+        labels.shape,
+        chunks=[chunks] * len(levels),
+        image_dtype=image.dtype,
+        label_dtype=labels.dtype,
+        channel_names=channel_names,
+        windows=[display_window(c) for c in image],
+        name=image_name or path.name.removesuffix(".ome.zarr"),
+        label_name=name,
+        pixel_size=pixel_size,
+    )
+    g = root["labels"][name]
+    for i, lev in enumerate(levels):
+        g[str(i)][...] = lev
+        root[str(i)][...] = image[..., :: 2**i, :: 2**i]
     n = int(labels.max()) if labels.size else 0
     colors = label_colors(n)
     g.attrs["image-label"] = {
-        "version": "0.4",
+        **g.attrs["image-label"],
         "colors": [{"label-value": k, "rgba": [*colors[k - 1].tolist(), 255]} for k in range(1, min(n, 65535) + 1)],
-        "source": {"image": "../../"},
     }
     return path
 
 
-def _omero(image: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
-    """NGFF ``omero`` block: channel labels, display colours and contrast windows."""
+def display_window(channel: np.ndarray) -> tuple[float, float, float, float]:
+    """``(start, end, min, max)`` of one channel: its 0.5 and 99.5 percentiles and its range."""
+    ch = np.asarray(channel)
+    if not ch.size:
+        return 0.0, 1.0, 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(ch, (0.5, 99.5)))
+    return lo, max(hi, lo + 1e-6), float(ch.min()), float(ch.max())
+
+
+def _omero(names: Sequence[str], windows: Sequence[tuple[float, float, float, float]]) -> dict[str, Any]:
+    """NGFF ``omero`` block: channel labels, display colours and contrast windows (napari needs all three)."""
     # single channel grey; else the usual fluorescence order green, blue, red, then the rest
     palette = ["FFFFFF"] if len(names) == 1 else ["00FF00", "0000FF", "FF0000", "FF00FF", "00FFFF", "FFFF00"]
-    channels = []
-    for c, label in enumerate(names):
-        ch = np.asarray(image[c])
-        lo, hi = (float(v) for v in np.percentile(ch, (0.5, 99.5))) if ch.size else (0.0, 1.0)
-        dmin, dmax = (float(ch.min()), float(ch.max())) if ch.size else (0.0, 1.0)
-        channels.append(
-            {
-                "label": label,
-                "color": palette[c % len(palette)],
-                "active": True,
-                "window": {"start": lo, "end": max(hi, lo + 1e-6), "min": dmin, "max": dmax},
-            }
-        )
+    channels = [
+        {
+            "label": str(label),
+            "color": palette[c % len(palette)],
+            "active": True,
+            "window": {"start": float(lo), "end": float(max(hi, lo + 1e-6)), "min": float(dmin), "max": float(dmax)},
+        }
+        for c, (label, (lo, hi, dmin, dmax)) in enumerate(zip(names, windows))
+    ]
     return {"version": "0.4", "channels": channels, "rdefs": {"model": "color" if len(names) > 1 else "greyscale"}}
 
 
@@ -441,6 +515,7 @@ def export_labels(
     if fmt == "coco":
         return write_coco(path, {name: labels}, overwrite=overwrite, **kwargs)
     if fmt == "ome-zarr":
+        kwargs.setdefault("image_name", name)
         write = lambda tmp: write_ome_zarr(tmp, labels, image=image, **kwargs)  # noqa: E731
     elif fmt == "geojson":
         kwargs.setdefault("image_name", name)

@@ -10,9 +10,13 @@ consumer); the heavy convolutional part runs in the exported runtime.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +116,9 @@ def export_torchscript(
         )
     path = Path(path)
     extra = {"lociseg_input.json": json.dumps(_spec(model).to_dict())}
-    torch.jit.save(traced, str(path), _extra_files=extra)
+    buffer = io.BytesIO()  # torch writes files in C++: a failed write would be a RuntimeError, not an OSError
+    torch.jit.save(traced, buffer, _extra_files=extra)
+    Path(path).write_bytes(buffer.getvalue())
     return path
 
 
@@ -150,7 +156,33 @@ def export_onnx(
     w = torch.export.Dim("w32", min=1, max=max_size // SIZE_MULTIPLE)
     # a batch of 2 in the example: with 1, the exporter may specialise the batch axis to a constant
     example = _example(model, example_shape).expand(2, -1, -1, -1).contiguous()
-    program = torch.onnx.export(
+    with _quiet_exporter():
+        program = _onnx_program(model, example, probabilities, batch, h, w, opset)
+    path = Path(path)
+    program.save(str(path), external_data=False)  # one file: weights inside
+    return path
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The ONNX exporter's own chatter (one INFO line per graph rewrite, missing torchvision ops) off."""
+    names = ("onnxscript", "onnx_ir", "torch.onnx")
+    levels = {n: logging.getLogger(n).level for n in names}
+    try:
+        for n in names:
+            logging.getLogger(n).setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
+
+
+def _onnx_program(
+    model: Any, example: torch.Tensor, probabilities: bool, batch: Any, h: Any, w: Any, opset: int
+) -> Any:
+    return torch.onnx.export(
         _Dense(model, probabilities).eval(),
         (example,),
         None,
@@ -161,9 +193,6 @@ def export_onnx(
         opset_version=opset,
         verbose=False,
     )
-    path = Path(path)
-    program.save(str(path), external_data=False)  # one file: weights inside
-    return path
 
 
 def _check_shape(shape: Sequence[int]) -> None:

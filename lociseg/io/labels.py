@@ -28,6 +28,7 @@ __all__ = [
     "masks_to_labels",
     "outlines_to_labels",
     "label_dtype",
+    "refuse_intensity_image",
 ]
 
 
@@ -300,3 +301,32 @@ def fill_outline_pixels(labels: np.ndarray, line: np.ndarray, *, max_distance: f
     """Give each outline pixel (``line``) the label of the nearest object within ``max_distance``."""
     grown = skimage.segmentation.expand_labels(labels, distance=max_distance)
     return np.where(line, grown, labels).astype(np.int32)
+
+
+def refuse_intensity_image(labels: np.ndarray, path: PathLike | None = None) -> None:
+    """Refuse an intensity image given as labels: a label image's neighbouring pixels mostly agree.
+
+    Inside a cell every pixel has the cell's value, so in a label image few
+    pairs of neighbouring foreground pixels differ (only where two cells
+    touch); in a raw microscope image, with noise on every pixel, most do.
+    Checked only above 255 values: fewer cannot make the thousands of
+    outlines that make such a mistake slow.
+
+    Raises
+    ------
+    InputError
+        More than half of the neighbouring foreground pairs differ.
+    """
+    a = np.asarray(labels)
+    if a.ndim != 2 or a.shape[1] < 2 or not a.size or int(a.max()) <= 255:
+        return
+    left, right = a[:, :-1], a[:, 1:]
+    both = (left > 0) & (right > 0)
+    pairs = int(np.count_nonzero(both))
+    differ = int(np.count_nonzero(both & (left != right)))
+    if pairs and differ > 0.5 * pairs:
+        raise InputError(
+            f"looks like an intensity image, not labels: {100 * differ / pairs:.0f}% of neighbouring pixels differ "
+            "(in a label image a cell's pixels share one value)",
+            path=path,
+        )

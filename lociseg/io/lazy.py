@@ -169,10 +169,18 @@ class NgffImage(LazyImage):
         root = zarr.open_group(str(path), mode="r")
         attrs = dict(root.attrs)
         attrs = attrs.get("ome", attrs)
-        ms = attrs["multiscales"][0]
+        ms = attrs.get("multiscales")
+        if not (isinstance(ms, list) and ms and isinstance(ms[0], dict) and ms[0].get("datasets")):
+            raise InputError("OME-Zarr lists no image in its multiscales metadata (nothing to read)", path=path)
+        ms = ms[0]
         axes = "".join((a["name"] if isinstance(a, dict) else str(a)).upper() for a in ms.get("axes", "TCZYX"))
         self._level = ms["datasets"][0]["path"]
-        arr = root[self._level]
+        try:
+            arr = root[self._level]
+        except KeyError:
+            raise InputError(f"OME-Zarr has no array {self._level!r}, which its multiscales names", path=path) from None
+        if arr.nchunks_initialized == 0:  # zarr would read every pixel as the fill value
+            raise InputError(f"OME-Zarr array {self._level!r} stores no chunks (missing data, or all blank)", path=path)
         if len(axes) != arr.ndim:
             raise InputError(f"OME-Zarr axes {axes!r} do not match its array of {arr.ndim} dimensions", path=path)
         super().__init__(path, axes, arr.shape, arr.dtype, z=z, t=t)

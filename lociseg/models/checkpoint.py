@@ -10,6 +10,7 @@ a model is rebuilt from its ``model_type`` section alone.
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..config import Config
@@ -78,7 +80,7 @@ def _write_checkpoint(
     extra_state: dict[str, Any] | None,
 ) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS), metadata={"format": "lociseg", "model_type": config.model_type})
+    _save_tensors(state, tmp / WEIGHTS, metadata={"format": "lociseg", "model_type": config.model_type})
     config.to_yaml(tmp / CONFIG)
     (tmp / METRICS).write_text(json.dumps(metrics or {}, indent=2, default=float))
     if optimizer is not None:
@@ -89,7 +91,7 @@ def _write_checkpoint(
                 t = val if torch.is_tensor(val) else torch.tensor(val)
                 tensors[f"opt.{pid}.{key}"] = t.detach().cpu().contiguous()
         tensors["rng.torch"] = torch.get_rng_state()
-        save_file(tensors, str(tmp / STATE_TENSORS))
+        _save_tensors(tensors, tmp / STATE_TENSORS)
         meta = {
             "step": step,
             "param_groups": opt["param_groups"],
@@ -97,6 +99,16 @@ def _write_checkpoint(
             **(extra_state or {}),
         }
         (tmp / STATE_JSON).write_text(json.dumps(meta, indent=2, default=float))
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors`` ``save_file``, its I/O failures as :class:`OSError` (one line for the user, not a traceback)."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as exc:
+        text = str(exc)
+        code = errno.ENOSPC if any(s in text for s in ("No space left", "StorageFull", "os error 28")) else errno.EIO
+        raise OSError(code, os.strerror(code), str(path)) from exc
 
 
 def half_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
@@ -113,7 +125,7 @@ def half_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         tmp.mkdir()
         state = load_file(str(src / WEIGHTS))
         half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        save_file(half, str(tmp / WEIGHTS), metadata={"format": "lociseg", "dtype": "float16"})
+        _save_tensors(half, tmp / WEIGHTS, metadata={"format": "lociseg", "dtype": "float16"})
         for name in (CONFIG, METRICS):
             if (src / name).is_file():
                 shutil.copy2(src / name, tmp / name)

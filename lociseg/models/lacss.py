@@ -10,6 +10,7 @@ alone), selected by ``LacssConfig.mode``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from ..config import Config, bounded
+from ..errors import ResultWarning
 from ..losses.diagnostics import weak_diagnostics
 from ..losses.lpn import lpn_loss
 from ..losses.mask import mask_bce_dice
@@ -391,6 +393,7 @@ class LacssModel(SegmentationModel):
                 max_count=cfg.lpn.max_count,
                 min_distance=cfg.lpn.min_distance,
             )
+            _warn_if_capped(len(locs), cfg.lpn.max_count)
             inside = (locs[:, 0] >= 0) & (locs[:, 0] <= h - 1) & (locs[:, 1] >= 0) & (locs[:, 1] <= w - 1)
             out.append((locs[inside].cpu().numpy().astype(np.float32), scores[inside].cpu().numpy().astype(np.float32)))
         return out
@@ -449,6 +452,7 @@ class LacssModel(SegmentationModel):
         x = F.pad(image, (0, pw, 0, ph)) if ph or pw else image
         score, offsets, dense = self._dense_outputs(x, augment)
         locs, scores = decode_locations(score, offsets, STRIDE, **self._decode_kwargs())
+        _warn_if_capped(len(locs), self.config.lpn.max_count)
         inside = (locs[:, 0] >= 0) & (locs[:, 0] <= h - 1) & (locs[:, 1] >= 0) & (locs[:, 1] <= w - 1)
         locs, scores = locs[inside], scores[inside]
         size = self.seghead.window_px
@@ -464,4 +468,15 @@ class LacssModel(SegmentationModel):
             scores.cpu().numpy().astype(np.float32),
             torch.cat(masks).numpy(),
             torch.cat(origins).numpy().astype(np.int64),
+        )
+
+
+def _warn_if_capped(n: int, cap: int) -> None:
+    """A :class:`~lociseg.errors.ResultWarning` when a tile's decoded cells reached ``lpn.max_count``."""
+    if n >= cap:
+        warnings.warn(
+            f"a tile reached the model's cap of {cap} cells (lpn.max_count): cells beyond it are missing; "
+            "use a smaller --tile-size",
+            ResultWarning,
+            stacklevel=3,
         )

@@ -22,45 +22,143 @@ from ..errors import LociError
 from .logic import holds_run, labels_features, next_free_folder, safe_name
 
 
-class SegmentWidget(Container):
-    """Segment the chosen image layer(s) with a lociseg model; the result is a Labels layer.
+class _InputChoice(Container):
+    """One drop-down per model input: which image layer (or channel of a layer) feeds it.
 
-    Model: a checkpoint folder or shipped name (``cells``, ``nuclei``).
-    Channels: image layers, in the model's order (e.g. actin then DNA), or a
-    single multi-channel layer. Diameter 0 estimates it. Prediction runs in
-    a worker thread so the viewer stays responsive.
+    Each input starts on the layer whose name says its stain (DNA, Hoechst,
+    DAPI -> the nuclear input; actin, phalloidin -> the cytoplasm input;
+    :func:`~lociseg.napari.logic.assign_layers`) until the user picks one; the
+    line below says which layer feeds which input, and the same layer twice
+    is refused.
+    """
+
+    def __init__(self, viewer, inputs: list[str], labels: list[str] | None = None):
+        super().__init__(labels=True)
+        self.viewer = viewer
+        self.titles = labels
+        self.mapping = Label(value="")
+        self._picked: set[int] = set()  # inputs the user chose by hand: left alone by the defaults
+        self._updating = False
+        self.boxes: list[ComboBox] = []
+        self.set_inputs(inputs)
+        viewer.layers.events.inserted.connect(self.refresh)
+        viewer.layers.events.removed.connect(self.refresh)
+
+    def set_inputs(self, inputs: list[str]) -> None:
+        """One drop-down per input name (the model changed)."""
+        self.inputs = list(inputs)
+        self.clear()
+        self._picked.clear()
+        titles = self.titles if self.titles and len(self.titles) == len(self.inputs) else None
+        self.boxes = [
+            ComboBox(label=titles[k] if titles else f"{name} input", choices=self._choices, nullable=True)
+            for k, name in enumerate(self.inputs)
+        ]
+        for k, box in enumerate(self.boxes):
+            box.changed.connect(lambda *_, k=k: self._chosen(k))
+        self.extend([*self.boxes, self.mapping])
+        self.refresh()
+
+    def sources(self) -> dict:
+        from .logic import channel_sources
+
+        images = {layer.name: layer.data for layer in self.viewer.layers if layer.__class__.__name__ == "Image"}
+        return channel_sources(images)
+
+    def _choices(self, *_) -> list[str]:
+        return list(self.sources())
+
+    def _chosen(self, k: int) -> None:
+        if not self._updating:
+            self._picked.add(k)
+        self._describe()
+
+    def refresh(self, *_) -> None:
+        """New choices after layers came or went; inputs not chosen by hand follow the layer names."""
+        from .logic import assign_layers
+
+        self._updating = True
+        try:
+            for box in self.boxes:
+                box.reset_choices()
+            choices = self._choices()
+            kept = {k: b.value for k, b in enumerate(self.boxes) if k in self._picked and b.value in choices}
+            self._picked = set(kept)
+            rest = [c for c in choices if c not in kept.values()]
+            free = [k for k in range(len(self.boxes)) if k not in kept]
+            for k, value in zip(free, assign_layers([self.inputs[k] for k in free], rest)):
+                self.boxes[k].value = value
+        finally:
+            self._updating = False
+        self._describe()
+
+    def _describe(self) -> None:
+        parts = [f"{b.value or '(none)'} -> {name}" for name, b in zip(self.inputs, self.boxes)]
+        self.mapping.value = "feeds: " + "; ".join(parts) if parts else ""
+
+    def stack(self) -> np.ndarray:
+        """(C, H, W): the chosen layer or channel for each input, in the model's order."""
+        chosen = [b.value for b in self.boxes]
+        if not self._choices():
+            raise ValueError("no image layer to segment: open an image first")
+        missing = [name for name, c in zip(self.inputs, chosen) if not c]
+        if missing:
+            raise ValueError(f"choose the layer for the {missing[0]} input")
+        twice = sorted({c for c in chosen if chosen.count(c) > 1})
+        if twice:
+            raise ValueError(f"layer {twice[0]!r} is chosen for two inputs: choose one layer per input")
+        sources = self.sources()
+        arrays = []
+        for c in chosen:
+            layer, channel = sources[c]
+            data = np.asarray(self.viewer.layers[layer].data)
+            arrays.append(data if channel is None else data[channel])
+        if len({a.shape for a in arrays}) > 1:
+            raise ValueError(f"image layers differ in size: {sorted({a.shape for a in arrays})}")
+        return np.stack(arrays)
+
+
+class SegmentWidget(Container):
+    """Segment image layers with a lociseg model; the result is a Labels layer.
+
+    Model: a checkpoint folder or shipped name (``cells``, ``nuclei``). One
+    drop-down per model input (e.g. actin, DNA) says which image layer, or
+    channel of a multi-channel layer, feeds it; each starts on the layer
+    whose name matches (DNA/Hoechst/DAPI -> nuclear input). Diameter 0
+    estimates it. Prediction runs in a worker thread so the viewer stays
+    responsive.
     """
 
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
         self.model = LineEdit(value="cells", label="model")
-        self.layers = LineEdit(value="", label="layers (comma; empty = all images)")
+        self.inputs = _InputChoice(napari_viewer, self._model_inputs("cells") or ["channel 0"])
         self.diameter = FloatSpinBox(value=0.0, min=0.0, max=1000.0, step=1.0, label="diameter (0 = auto)")
         self.run_button = PushButton(text="Segment")
         self.status = Label(value="")
-        self.extend([self.model, self.layers, self.diameter, self.run_button, self.status])
+        self.extend([self.model, self.inputs, self.diameter, self.run_button, self.status])
+        self.model.changed.connect(self._model_changed)
         self.run_button.changed.connect(self.run)
         self.worker = None
 
-    def _image_layers(self, *_):
-        return [layer.name for layer in self.viewer.layers if layer.__class__.__name__ == "Image"]
+    @staticmethod
+    def _model_inputs(model: str) -> list[str] | None:
+        from .logic import model_inputs
+
+        try:
+            return model_inputs(model.strip())
+        except (LociError, OSError, ValueError, KeyError):
+            return None  # not (yet) a model: a name being typed
+
+    def _model_changed(self, *_) -> None:
+        inputs = self._model_inputs(self.model.value)
+        if inputs is not None and inputs != self.inputs.inputs:
+            self.inputs.set_inputs(inputs)
 
     def stack(self) -> np.ndarray:
-        """(C, H, W) array of the named image layers (all image layers when none named)."""
-        names = [n.strip() for n in self.layers.value.split(",") if n.strip()] or self._image_layers()
-        if not names:
-            raise ValueError("no image layer to segment: open an image first")
-        missing = [n for n in names if n not in self.viewer.layers]
-        if missing:
-            raise ValueError(f"no layer named {missing[0]!r}")
-        arrays = []
-        for n in names:
-            data = np.asarray(self.viewer.layers[n].data)
-            arrays.extend(data if data.ndim == 3 else [data])
-        if len({a.shape for a in arrays}) > 1:
-            raise ValueError(f"image layers differ in size: {sorted({a.shape for a in arrays})}")
-        return np.stack(arrays)
+        """(C, H, W) array of the chosen layers, one per model input in its order."""
+        return self.inputs.stack()
 
     def run(self, *_):
         from napari.qt.threading import thread_worker
@@ -69,7 +167,7 @@ class SegmentWidget(Container):
 
         try:
             image = self.stack()
-        except ValueError as exc:  # no image layer, a misspelt name, channels of different sizes
+        except ValueError as exc:  # no image layer, a layer chosen twice, channels of different sizes
             self.status.value = f"error: {exc}"
             return
         model, diameter = self.model.value, (self.diameter.value or None)
@@ -210,8 +308,11 @@ class AdaptWidget(Container):
         self._run: dict | None = None  # the adapt run: folder, image name and (nucleus, cytoplasm) stack
         self._outputs: dict[str, tuple[str, np.ndarray]] = {}  # result layer -> (model folder, labels as output)
         self.progress_threads: set[str] = set()  # where progress was shown (the GUI thread only)
-        self.nucleus = ComboBox(label="nuclear stain layer", choices=self._image_layers)
-        self.cytoplasm = ComboBox(label="cytoplasm stain layer", choices=self._image_layers)
+        # which layer is which stain: chosen by layer name (DNA, Hoechst, DAPI / actin, phalloidin), never one twice
+        self.stains = _InputChoice(
+            napari_viewer, ["nucleus", "cytoplasm"], labels=["nuclear stain layer", "cytoplasm stain layer"]
+        )
+        self.nucleus, self.cytoplasm = self.stains.boxes
         self.model = LineEdit(value="cells", label="start from model")
         self.folder = FileEdit(mode="d", label="save adapted model to")
         self.minutes = FloatSpinBox(value=5.0, min=0.1, max=600.0, step=1.0, label="minutes of training")
@@ -229,8 +330,7 @@ class AdaptWidget(Container):
         self.status = Label(value="")
         self.extend(
             [
-                self.nucleus,
-                self.cytoplasm,
+                self.stains,
                 self.model,
                 self.folder,
                 self.minutes,
@@ -249,9 +349,6 @@ class AdaptWidget(Container):
         self.cancel_button.changed.connect(self.cancel)
 
     # ------------------------------------------------------------------ helpers
-    def _image_layers(self, *_) -> list[str]:
-        return [layer.name for layer in self.viewer.layers if layer.__class__.__name__ == "Image"]
-
     def _result_layers(self, *_) -> list[str]:
         return [n for n in self._outputs if n in self.viewer.layers]
 
@@ -281,15 +378,10 @@ class AdaptWidget(Container):
 
     def _stack(self) -> tuple[str, np.ndarray]:
         """(name, (2, H, W) nucleus, cytoplasm) of the chosen layers."""
-        names = [self.nucleus.value, self.cytoplasm.value]
-        if not all(names):
+        if not self.stains._choices():
             raise ValueError("no image layers: open the nuclear and cytoplasm stains first")
-        arrays = [np.asarray(self.viewer.layers[n].data) for n in names]
-        if any(a.ndim != 2 for a in arrays):
-            raise ValueError(f"needs 2-D single-channel image layers, got shapes {[a.shape for a in arrays]}")
-        if arrays[0].shape != arrays[1].shape:
-            raise ValueError(f"image layers differ in size: {arrays[0].shape} and {arrays[1].shape}")
-        return safe_name(names[1]), np.stack(arrays)
+        image = self.stains.stack()  # one layer per stain, never the same twice, of one size
+        return safe_name(self.cytoplasm.value), image
 
     def _start(self, work, done) -> None:
         from napari.qt.threading import create_worker

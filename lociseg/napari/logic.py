@@ -15,6 +15,9 @@ from ..errors import InputError
 
 __all__ = [
     "AnnotationEdit",
+    "assign_layers",
+    "channel_sources",
+    "model_inputs",
     "holds_run",
     "is_lociseg_output",
     "labels_features",
@@ -25,6 +28,72 @@ __all__ = [
     "safe_name",
     "save_annotation",
 ]
+
+#: Words in a layer name that say which stain it is, by the kind of model input they feed.
+STAIN_WORDS: dict[str, tuple[str, ...]] = {
+    "nucleus": ("dna", "hoechst", "dapi", "nucle", "h2b", "draq", "sytox", "pi"),
+    "cytoplasm": ("actin", "phalloidin", "cyto", "cell", "membrane", "tubulin", "wga", "mask", "body"),
+}
+
+
+def _kind(name: str) -> str | None:
+    """``"nucleus"`` or ``"cytoplasm"`` for a channel or layer name that says so, else None."""
+    low = name.lower()
+    for kind, words in STAIN_WORDS.items():
+        if any(w in low for w in words if len(w) > 2) or low in words:
+            return kind
+    return None
+
+
+def model_inputs(model: str) -> list[str]:
+    """Names of a model's input channels, in its order (``["actin", "DNA"]``); ``channel k`` when unnamed.
+
+    Reads only the model's configuration (no weights).
+    """
+    from ..models.checkpoint import model_config
+    from ..models.pretrained import resolve_model
+
+    path = model if Path(model).exists() else resolve_model(model)
+    spec = model_config(path).input
+    names = [str(c) for c in (spec.channels or [])]
+    return names if len(names) == int(spec.in_channels) else [f"channel {k}" for k in range(int(spec.in_channels))]
+
+
+def channel_sources(layers: Mapping[str, np.ndarray]) -> dict[str, tuple[str, int | None]]:
+    """What can feed a model input: each 2-D layer, and each channel of a (C, H, W) layer of at most 8 channels.
+
+    Returns ``choice text -> (layer name, channel or None)``.
+    """
+    out: dict[str, tuple[str, int | None]] = {}
+    for name, data in layers.items():
+        shape = np.shape(data)
+        if len(shape) == 2:
+            out[name] = (name, None)
+        elif len(shape) == 3 and shape[0] <= 8:
+            out.update({f"{name} [{c}]": (name, c) for c in range(shape[0])})
+    return out
+
+
+def assign_layers(inputs: list[str], choices: list[str]) -> list[str | None]:
+    """A choice per model input, by name: the layer whose name says the input's stain (DNA/Hoechst/DAPI ->
+    nucleus, actin/phalloidin -> cytoplasm, or the input's own name); the rest in order, never one twice.
+    """
+    picked: list[str | None] = [None] * len(inputs)
+    for i, inp in enumerate(inputs):
+        kind = _kind(inp)
+        for c in choices:
+            if c in picked:
+                continue
+            if c.lower().startswith(inp.lower()) or (kind is not None and _kind(c) == kind):
+                picked[i] = c
+                break
+    for i in range(len(inputs)):
+        if picked[i] is None:
+            picked[i] = next((c for c in choices if c not in picked and _kind(c) is None), None) or next(
+                (c for c in choices if c not in picked), None
+            )
+    return picked
+
 
 #: What a training or adapt run leaves in its folder.
 _RUN_FILES = ("best", "last", "log.csv", "adapt.json", "finetune.json")

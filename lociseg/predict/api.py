@@ -453,7 +453,11 @@ class Segmenter:
             "fill_holes": fill_holes,
         }
         min_area = max(1, int(round(min_area * area_scale)))
-        labels, scores = self.paste_tiles(img, bounds, factor, progress=progress, min_area=min_area, **opts)
+        if not isinstance(img, LazyImage) and all(np.ptp(c) == 0 for c in img):
+            # nothing to see in a blank image; the network would still answer its edges and padding
+            labels, scores = np.zeros(shape, np.uint16), np.zeros(0, np.float32)
+        else:
+            labels, scores = self.paste_tiles(img, bounds, factor, progress=progress, min_area=min_area, **opts)
         return labels, self._table(labels, scores, diameter, search, factor, shape, opts)
 
     def _factor(self, diameter: float, shape: tuple[int, int], explicit: bool) -> float:
@@ -534,12 +538,12 @@ class Segmenter:
         elif search.confidence < UNSURE:
             message = (
                 f"cell diameter estimated at {diameter:.1f} px but unsure (confidence {search.confidence:.2f}): "
-                "check the result or pass diameter="
+                "check the result or give the diameter (--diameter; diameter= in Python)"
             )
         else:
             message = (
                 f"cell diameter estimated at {diameter:.1f} px (confidence {search.confidence:.2f}; "
-                "pass diameter= to set it)"
+                "give it with --diameter, or diameter= in Python)"
             )
         warnings.warn(message, stacklevel=3)
         return diameter, search

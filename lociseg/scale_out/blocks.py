@@ -56,6 +56,7 @@ from ..io.files import atomic_write, sha256_file
 from ..predict.api import load_model
 from ..predict.outputs import folder_record
 from ..predict.paste import trim_cell
+from ..predict.scale_search import HIGH_SCORE
 from ..predict.table import TABLE_COLUMNS, CellTable
 from ..transforms import scaled_shape
 from .cluster import cached_segmenter, release_memory
@@ -223,6 +224,8 @@ def stitch_blocks(
     min_fragment_fraction: float = 0.25,
     image: Any = None,
     channel_names: Sequence[str] | None = None,
+    bounds: np.ndarray | None = None,
+    name: str = "image",
 ) -> CellTable:
     """Passes 2 and 3 on blocks that pass 1 finished: the OME-Zarr at ``store`` and the cell table.
 
@@ -248,6 +251,10 @@ def stitch_blocks(
         The paster's rules, ``min_area`` in input pixels.
     image, channel_names
         Stored as the labels' parent image (see :func:`write_block`).
+    bounds : ndarray, optional
+        The image's normalisation percentiles, (2, C, 1, 1): the channels' display windows.
+    name : str
+        The image's name in the store's metadata.
 
     Returns
     -------
@@ -270,7 +277,7 @@ def stitch_blocks(
     renumber = np.zeros(total + 1, dtype)
     renumber[survivors] = np.arange(1, len(survivors) + 1)  # survivors by id = by descending score
     levels = pyramid_levels(shape, block_size)
-    create_store(store, shape, block_size, levels, dtype, image, channel_names)
+    create_store(store, shape, block_size, levels, dtype, image, channel_names, bounds, name)
     if client is not None:
         [renumber] = client.scatter([renumber], broadcast=True)
     stats = _map(
@@ -304,6 +311,19 @@ def stitch_blocks(
         return CellTable(np.arange(1, n + 1), sy[1:] / area[1:], sx[1:] / area[1:], area[1:], score)
 
 
+def _selected_names(
+    seg: Any, n: int, channels: Sequence[int | str] | None, channel_names: Sequence[str] | None
+) -> list[str] | None:
+    """Names of the channels ``seg.select_channels`` picks from an image of ``n`` channels, or None."""
+    if not channel_names or len(channel_names) != n:
+        return [str(c) for c in channels] if channels else None
+    try:  # the same choice on an image whose pixels are the channel indices
+        index = seg.select_channels(np.arange(n).reshape(n, 1, 1), channels, channel_names)[:, 0, 0]
+    except InputError:
+        return None
+    return [str(channel_names[int(i)]) for i in index]
+
+
 def _settings_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -335,6 +355,7 @@ class _Plan:
     block_size: int
     settings: dict[str, Any]
     blocks: list[Block]
+    channel_names: list[str] | None  # of the channels chosen, for the stored image
 
     def record(self) -> dict[str, Any]:
         """What the scratch folder's results depend on (a rerun with another record starts again)."""
@@ -349,7 +370,7 @@ class _Plan:
             version=__version__,
         )
 
-    def meta(self, cells: int, clock: list[float]) -> dict[str, Any]:
+    def meta(self, cells: int, high_score_fraction: float, clock: list[float]) -> dict[str, Any]:
         """The table's meta: how the labels were made, and the wall seconds of the passes."""
         return {
             "model": str(self.model),
@@ -362,6 +383,7 @@ class _Plan:
             "blocks": len(self.blocks),
             **{k: v for k, v in self.settings.items() if k != "min_area"},
             "cells": cells,
+            "high_score_fraction": high_score_fraction,
             # wall seconds of pass 1 (segment) and passes 2-3 (resolve, write), on the cluster
             "seconds": {"segment": round(clock[1] - clock[0], 1), "stitch": round(clock[2] - clock[1], 1)},
         }
@@ -386,6 +408,7 @@ def _plan(
     """Load the model here too (the channel choice, percentiles, scale and halo need it) and plan the blocks."""
     seg = load_model(model, device=device)
     img = seg.select_channels(image, channels, channel_names)
+    names = _selected_names(seg, int(image.shape[0]) if image.ndim == 3 else 1, channels, channel_names)
     shape = tuple(int(n) for n in img.shape[-2:])
     bounds = seg.percentiles(img)
     estimated = diameter is None
@@ -403,7 +426,7 @@ def _plan(
     settings = dict(tile_size=tile_size, overlap=overlap, augment=augment, **rules)
     blocks = tile_blocks(shape, factor, tile_size, overlap, seg.pad_multiple, block_size)
     halo = int(math.ceil(overlap / factor))
-    return _Plan(model, img, shape, bounds, diameter, estimated, factor, halo, block_size, settings, blocks)
+    return _Plan(model, img, shape, bounds, diameter, estimated, factor, halo, block_size, settings, blocks, names)
 
 
 def _segment_all(client: Any, plan: _Plan, scratch: Path, model: str, device: str) -> list[np.ndarray]:
@@ -431,7 +454,6 @@ def _stitch(
     scores: list[np.ndarray],
     store: Path,
     min_fragment_fraction: float,
-    channel_names: list[str] | None,
     overwrite: bool,
 ) -> CellTable:
     """Passes 2 and 3 into ``store``, replaced atomically; the cell table."""
@@ -450,7 +472,9 @@ def _stitch(
             min_area=plan.settings["min_area"],
             min_fragment_fraction=min_fragment_fraction,
             image=plan.img,
-            channel_names=channel_names,
+            channel_names=plan.channel_names,
+            bounds=plan.bounds,
+            name=store.name.removesuffix(".ome.zarr"),
         )
 
     atomic_write(store, write_store, overwrite=overwrite)
@@ -568,11 +592,11 @@ def segment_blocks(
     clock = [time.perf_counter()]
     scores = _segment_all(client, plan, scratch, model, device)
     clock.append(time.perf_counter())
-    names = [str(c) for c in channels] if channels else None  # the stored image's channels
-    table = _stitch(client, plan, scratch, scores, paths["labels"], min_fragment_fraction, names, overwrite)
+    table = _stitch(client, plan, scratch, scores, paths["labels"], min_fragment_fraction, overwrite)
     clock.append(time.perf_counter())
     atomic_write(paths["table"], table.to_csv, overwrite=overwrite)
-    table.meta = plan.meta(len(table), clock)
+    high = float(np.mean(table.score >= HIGH_SCORE)) if len(table) else 0.0
+    table.meta = plan.meta(len(table), high, clock)
     _write_sidecar(paths, table, meta, overwrite)
     shutil.rmtree(scratch, ignore_errors=True)
     return paths

@@ -24,7 +24,7 @@ from typing import Any
 from ..batch import OutputLock, prepare_out_dir, remove_dead_temp_files, run_batch, unique_names
 from ..data import load_dataset
 from ..data.load import parse_spec
-from ..errors import ConfigError, InputError, LociError
+from ..errors import ConfigError, InputError, LociError, ResultWarning
 from ..io import LazyImage, read_image, read_image_metadata
 from ..io.files import expand_inputs, image_stem
 from ..models.pretrained import pick_default_model
@@ -225,7 +225,9 @@ def segment_file(
     m = table.meta
     for w in caught:
         # an unsure scale estimate is worth the user's attention
-        (log.warning if m.get("scale_unsure") else log.info)("%s: %s", name, w.message)
+        # an unsure scale estimate or a result known to be incomplete is worth the user's attention
+        loud = m.get("scale_unsure") or issubclass(w.category, ResultWarning)
+        (log.warning if loud else log.info)("%s: %s", name, w.message)
     log.info(
         "%s: diameter %.1f px (%s), %d cells, %.0f%% with a high score",
         name,
@@ -270,10 +272,51 @@ def _plane(path: str) -> tuple[int, int] | None:
     return int(shape[axes.index("Y")]), int(shape[axes.index("X")])
 
 
+def split_by_size(items: list, block_size: int) -> tuple[list, list]:
+    """``(small, large)``: images with a side of at least ``block_size`` go in blocks to ``<name>.ome.zarr``.
+
+    Each large one is logged, so the output format is never a surprise.
+    """
+    small, large = [], []
+    for key, job in items:
+        plane = _plane(job[1]) if Path(job[1]).exists() else None
+        if plane is not None and max(plane) >= block_size:
+            log.info(
+                "%s: %d x %d px, at least --block-size %d: in blocks, written as OME-Zarr", job[0], *plane, block_size
+            )
+            large.append((key, job))
+        else:
+            small.append((key, job))
+    return small, large
+
+
+def _returning_errors(task: Callable[[Any], Any], job: Any) -> Any:
+    """``task(job)`` on a worker, an exception returned instead of raised (see :func:`_raise_returned`).
+
+    A task that raises makes dask's worker log the traceback; a bad input is
+    reported here once, in one line, as without a cluster.
+    """
+    import traceback
+
+    try:
+        return task(job)
+    except Exception as exc:  # noqa: BLE001 - handed back to run_batch, which reports it
+        if not isinstance(exc, LociError | OSError):
+            exc.add_note("on the worker:\n" + "".join(traceback.format_exception(exc)))
+        return exc
+
+
+def _raise_returned(result: Any) -> Any:
+    """A worker's result, or its exception raised here."""
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 def _run_on_cluster(
     spec: str, items: list, opts: dict, model: str | None, device: str, block_size: int, debug: bool
 ) -> tuple[dict[str, object], dict[str, str]]:
-    """:func:`segment_folder` on a Dask cluster: one task per image; images larger than ``block_size`` in blocks.
+    """:func:`segment_folder` on a Dask cluster: one task per image; images of at least ``block_size`` in blocks.
 
     Tasks are submitted at once and collected in order through
     :func:`run_batch`, so a failed image is one line at the end, as without
@@ -281,10 +324,7 @@ def _run_on_cluster(
     """
     out: Path = opts["out"]
     run_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    small, large = [], []
-    for key, job in items:
-        plane = _plane(job[1]) if Path(job[1]).exists() else None
-        (large if plane is not None and max(plane) > block_size else small).append((key, job))
+    small, large = split_by_size(items, block_size)
 
     def block_job(job: tuple[str, str, Callable]) -> str:
         name, path, _ = job
@@ -320,8 +360,13 @@ def _run_on_cluster(
             claim=run_id,
             **opts,
         )
-        futures = [(key, client.submit(task, job, key=f"segment-{run_id}-{i}")) for i, (key, job) in enumerate(small)]
-        results, failures = run_batch(futures, lambda fut: fut.result(), out=out, progress="segment", debug=debug)
+        futures = [
+            (key, client.submit(_returning_errors, task, job, key=f"segment-{run_id}-{i}"))
+            for i, (key, job) in enumerate(small)
+        ]
+        results, failures = run_batch(
+            futures, lambda fut: _raise_returned(fut.result()), out=out, progress="segment", debug=debug
+        )
         more, failed = run_batch(large, block_job, out=out, progress="large images", debug=debug)
     remove_dead_temp_files(out)  # what workers killed in the middle of a write left
     return {**results, **more}, {**failures, **failed}

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..export.formats import create_ome_zarr
 from ..ops.labels import fill_label_holes
 from .cluster import release_memory
 from .grid import Block, Box, grow, intersect, within
@@ -104,51 +105,37 @@ def create_store(
     dtype: Any,
     image: Any = None,
     channel_names: Sequence[str] | None = None,
+    bounds: np.ndarray | None = None,
+    name: str = "image",
 ) -> None:
-    """An empty NGFF 0.4 image with ``labels/cells`` (zarr v2 layout, as napari and ome-zarr-py read it).
+    """The empty OME-Zarr of :func:`~lociseg.export.formats.create_ome_zarr`, chunked by blocks.
 
     Without ``image`` the parent image is a one-channel uint8 placeholder that
-    stores no chunks (all zero).
+    stores no chunks (all zero). ``bounds`` (the percentiles that normalised
+    the image, (2, C, 1, 1)) is each channel's display window.
     """
-    import zarr
-
-    h, w = shape
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    space = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
-
-    def datasets(ndim: int) -> list[dict[str, Any]]:
-        return [
-            {
-                "path": str(i),
-                "coordinateTransformations": [{"type": "scale", "scale": [1.0] * (ndim - 2) + [2.0**i, 2.0**i]}],
-            }
-            for i in range(levels)
-        ]
-
     nch = 1 if image is None else int(image.shape[0])
-    idtype = np.uint8 if image is None else image.dtype
-    for i in range(levels):
-        s, c = 2**i, block_size // 2**i
-        root.create_array(str(i), shape=(nch, -(-h // s), -(-w // s)), chunks=(1, c, c), dtype=idtype, fill_value=0)
-    names = (
-        list(channel_names)
-        if channel_names
-        else (["no image"] if image is None else [f"channel {c}" for c in range(nch)])
+    idtype = np.dtype(np.uint8 if image is None else image.dtype)
+    if channel_names and len(channel_names) == nch:
+        names = [str(n) for n in channel_names]
+    else:
+        names = ["no image"] if image is None else [f"channel {c}" for c in range(nch)]
+    full = (float(np.iinfo(idtype).min), float(np.iinfo(idtype).max)) if idtype.kind in "ui" else (None, None)
+    windows = []
+    for c in range(nch):
+        lo, hi = (
+            (0.0, 1.0)
+            if image is None or bounds is None
+            else (float(bounds[0, c].flat[0]), float(bounds[1, c].flat[0]))
+        )
+        windows.append((lo, hi, lo if full[0] is None else full[0], hi if full[1] is None else full[1]))
+    create_ome_zarr(
+        path,
+        shape,
+        chunks=[block_size // 2**i for i in range(levels)],
+        image_dtype=idtype,
+        label_dtype=dtype,
+        channel_names=names,
+        windows=windows,
+        name=name,
     )
-    root.attrs["multiscales"] = [
-        {
-            "version": "0.4",
-            "name": path.name,
-            "axes": [{"name": "c", "type": "channel"}, *space],
-            "datasets": datasets(3),
-        }
-    ]
-    root.attrs["omero"] = {"channels": [{"label": str(n), "active": True} for n in names]}
-    lab = root.require_group("labels")
-    lab.attrs["labels"] = ["cells"]
-    g = lab.require_group("cells")
-    for i in range(levels):
-        s, c = 2**i, block_size // 2**i
-        g.create_array(str(i), shape=(-(-h // s), -(-w // s)), chunks=(c, c), dtype=dtype, fill_value=0)
-    g.attrs["multiscales"] = [{"version": "0.4", "name": "cells", "axes": space, "datasets": datasets(2)}]
-    g.attrs["image-label"] = {"version": "0.4", "source": {"image": "../../"}}

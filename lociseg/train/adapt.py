@@ -49,7 +49,7 @@ from ..io.files import atomic_write, image_stem
 from ..metrics import match_instances
 from ..models.checkpoint import model_config
 from ..models.pretrained import resolve_model
-from ..predict.api import Segmenter, load_model, write_outputs
+from ..predict.api import OUTPUT_SUFFIXES, Segmenter, load_model, outputs_complete, write_outputs
 from ..predict.selftrain import cells_from_model
 from ..transforms import diameter_from_labels
 from .config import ExperimentConfig
@@ -271,6 +271,11 @@ def adapt_model(
         raise InputError(
             "holds an adapt run already; use --resume to go on, --overwrite to start again, or another -o", path=out
         )
+    if resume and not overwrite:
+        # resume replaces lociseg's own outputs, nothing else
+        _check_own_outputs(
+            out / "segmentation", [str(i[0]) if isinstance(i, tuple) else image_stem(i, suffixes=()) for i in images]
+        )
     ann_dir = out / "annotations"
     ann_dir.mkdir(parents=True, exist_ok=True)
     if sheets is not None:
@@ -461,6 +466,34 @@ def sample_quality(sample: dict) -> dict[str, float] | None:
     maps = stain_maps(sample["image"][1], sample.get("diameter"))
     q = _quality(sample["labels"], sample["machine"], maps, sample.get("points"))
     return {k: round(v, 3) for k, v in q.items()}
+
+
+def _check_own_outputs(folder: Path, names: Sequence[str]) -> None:
+    """Refuse when an output of ``names`` in ``folder`` exists but is not a complete one lociseg wrote there.
+
+    What the segmentation of a resumed run replaces must be lociseg's own,
+    unchanged since (its sidecar's sizes and checksums): a file a person put
+    there or edited is kept, and the run stops before changing anything.
+
+    Raises
+    ------
+    InputError
+        Such a file, named, with the way out.
+    """
+    if not folder.is_dir():
+        return
+    own: set[str] = set()
+    for side in folder.glob("*.json"):
+        if outputs_complete(folder, side.stem):
+            own.add(side.name)
+            own.update(Path(f).name for f in json.loads(side.read_text()).get("outputs", {}))
+    for p in (folder / f"{n}{suffix}" for n in names for suffix in OUTPUT_SUFFIXES):
+        if os.path.lexists(p) and p.name not in own:
+            raise InputError(
+                "is not an output lociseg wrote there, or was changed since; a resumed run would replace it: "
+                "move it away, or start again with --overwrite",
+                path=p,
+            )
 
 
 def _segment(
@@ -702,7 +735,7 @@ def _config(
             "optim": {
                 "lr": lr,
                 "warmup_steps": 20,
-                "steps": steps or 100_000,
+                "steps": 100_000 if steps is None else steps,
                 "budget_minutes": minutes,
                 "select_best": False,
                 "checkpoint_every": 50,

@@ -413,7 +413,7 @@ class _Run:
             log.warning("%s: stopping at step %d; continue with --resume", stopping, done)
             return True
         if over_budget:
-            log.warning("stopping at step %d: wall-clock budget of %.1f min reached", done, opt_cfg.budget_minutes)
+            log.info("stopping at step %d: wall-clock budget of %.1f min reached", done, opt_cfg.budget_minutes)
             return True
         self.checkpoint()
         return False

@@ -405,7 +405,7 @@ def test_evaluate_one_pair_raises_the_rest_are_scored(tmp_path, labels_dir, monk
     [
         ["export-model", "nuclei", "-f", "onnx", "-o", "{f}"],
         ["demo", "-o", "{d}"],
-        ["annotate", "{img}", "-n", "0", "-c", "1", "-o", "{d}"],
+        ["annotate", "{img}", "-n", "0", "--cytoplasm", "1", "-o", "{d}"],
         ["info", "{img}", "--json", "{j}"],
         ["synth", "{d}", "-o", "{d}"],
     ],

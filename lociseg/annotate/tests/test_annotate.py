@@ -268,9 +268,25 @@ def test_cli_annotate_files_bad_file_and_kept_choices(tmp_path, rng):
     (out / "choices.csv").write_text("\n".join(text) + "\n")
     (src / "broken.tif").unlink()
     # a re-run replaces the earlier outputs only with --overwrite; the edited choice survives it
-    assert run(["annotate", str(src), "-n", "0", "-c", "1", "-o", str(out), "-d", "30", "--no-sheets"]) == 2
+    assert run(["annotate", str(src), "-n", "0", "--cytoplasm", "1", "-o", str(out), "-d", "30", "--no-sheets"]) == 2
     assert (
-        run(["annotate", str(src), "-n", "0", "-c", "1", "-o", str(out), "-d", "30", "--no-sheets", "--overwrite"]) == 0
+        run(
+            [
+                "annotate",
+                str(src),
+                "-n",
+                "0",
+                "--cytoplasm",
+                "1",
+                "-o",
+                str(out),
+                "-d",
+                "30",
+                "--no-sheets",
+                "--overwrite",
+            ]
+        )
+        == 0
     )
     again = read_choices(out / "choices.csv")
     assert again["one"]["chosen_index"] == int(row[1]) and again["one"]["auto_index"] == auto

@@ -72,7 +72,22 @@ def test_cli_annotate_cells_from_a_model(data_root, field_crop, tmp_path, capsys
     out = tmp_path / "out"
     # files' channels are indices: the model's names (actin, DNA) cannot be matched, so it gets cytoplasm first
     assert (
-        run(["annotate", str(src), "-n", "0", "-c", "1", "-o", str(out), "--no-sheets", "--cells-from", "cells"]) == 0
+        run(
+            [
+                "annotate",
+                str(src),
+                "-n",
+                "0",
+                "--cytoplasm",
+                "1",
+                "-o",
+                str(out),
+                "--no-sheets",
+                "--cells-from",
+                "cells",
+            ]
+        )
+        == 0
     )
     assert "cytoplasm then nucleus" in capsys.readouterr().err
     cells = tifffile.imread(out / "crop.cells.tif")

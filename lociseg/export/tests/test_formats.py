@@ -139,10 +139,16 @@ def test_imagej_rois_read_back_with_roifile(tmp_path, bbbc_cells):
     assert len(roifile.roiread(path)) == len(rois)
 
 
-def test_ome_zarr_metadata_and_pixels(tmp_path, bbbc_cells):
+def test_ome_zarr_metadata_and_pixels(tmp_path, bbbc_cells, check_ngff):
     zarr = pytest.importorskip("zarr", reason="zarr not installed (pip install 'lociseg[export]')")
     image = np.stack([bbbc_cells.astype(np.uint16) * 3, np.ones_like(bbbc_cells, np.uint16)])
     path = F.write_ome_zarr(tmp_path / "f.ome.zarr", bbbc_cells, image=image, pixel_size=0.65, min_level_size=128)
+    attrs = check_ngff(path)  # NGFF 0.4 as ome-zarr-models reads it
+    assert attrs["multiscales"][0]["name"] == "f"
+    assert all({"color", "window"} <= set(c) for c in attrs["omero"]["channels"])
+    via_export = F.export_labels(bbbc_cells, tmp_path / "e", "field", "ome-zarr", image=image)
+    assert check_ngff(via_export)["multiscales"][0]["name"] == "field"  # not the temporary folder's name
+    check_ngff(F.write_ome_zarr(tmp_path / "p.ome.zarr", bbbc_cells))  # placeholder image
     root = zarr.open_group(str(path), mode="r")
     assert root.attrs["multiscales"][0]["axes"][0] == {"name": "c", "type": "channel"}
     assert root["labels"].attrs["labels"] == ["cells"]

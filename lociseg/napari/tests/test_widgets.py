@@ -74,11 +74,13 @@ def test_segment_widget_on_a_real_field(make_napari_viewer, qtbot, bbbc_field):
     viewer = make_napari_viewer(show=True)
     viewer.window.resize(1250, 720)
     s = bbbc_field
-    viewer.add_image(s.image[0], name="actin", colormap="green", blending="additive")
+    # DNA opened first: the drop-downs still feed each layer to its own input, by name
     viewer.add_image(s.image[1], name="DNA", colormap="blue", blending="additive")
+    viewer.add_image(s.image[0], name="actin", colormap="green", blending="additive")
     w = SegmentWidget(viewer)
     viewer.window.add_dock_widget(w, name="Segment cells", area="right")
-    w.layers.value = "actin, DNA"
+    assert [b.value for b in w.inputs.boxes] == ["actin", "DNA"]
+    assert w.inputs.mapping.value == "feeds: actin -> actin; DNA -> DNA"
     w.run_button.native.click()
     qtbot.waitUntil(lambda: "lociseg cells" in viewer.layers, timeout=120_000)
     layer = viewer.layers["lociseg cells"]
@@ -106,9 +108,30 @@ def test_segment_with_no_image_says_so(make_napari_viewer, qtbot):
     w.run_button.native.click()  # an exception in this slot would fail the test (pytest-qt)
     assert w.status.value.startswith("error: no image layer") and w.worker is None
     viewer.add_image(np.zeros((32, 32)), name="a")
-    w.layers.value = "a, b"
+    w.run_button.native.click()  # the cells model takes two channels: one layer is not enough
+    assert "choose the layer for the DNA input" in w.status.value and w.run_button.enabled
+    viewer.add_image(np.zeros((32, 32)), name="b")
+    assert [b.value for b in w.inputs.boxes] == ["a", "b"]  # unnamed layers in order
+    w.inputs.boxes[1].value = "a"
     w.run_button.native.click()
-    assert "no layer named 'b'" in w.status.value and w.run_button.enabled
+    assert "layer 'a' is chosen for two inputs" in w.status.value and w.worker is None
+    assert w.inputs.mapping.value == "feeds: a -> actin; a -> DNA"
+    w.model.value = "nuclei"  # another model: one drop-down per input of it
+    assert [b.label for b in w.inputs.boxes] == ["nuclei input"]
+
+
+def test_segment_widget_channels_of_one_layer_and_stain_names(make_napari_viewer):
+    viewer = make_napari_viewer()
+    w = SegmentWidget(viewer)
+    viewer.add_image(np.zeros((2, 32, 32)), name="field", channel_axis=None)
+    assert [b.value for b in w.inputs.boxes] == ["field [0]", "field [1]"]
+    viewer.layers.clear()
+    viewer.add_image(np.zeros((32, 32)), name="Hoechst 33342")
+    viewer.add_image(np.zeros((32, 32)), name="Phalloidin-488")
+    assert [b.value for b in w.inputs.boxes] == ["Phalloidin-488", "Hoechst 33342"]
+    w.inputs.boxes[0].value = "Hoechst 33342"  # chosen by hand: kept when layers change
+    viewer.add_image(np.zeros((32, 32)), name="other")
+    assert w.inputs.boxes[0].value == "Hoechst 33342"
 
 
 @pytest.fixture
@@ -249,6 +272,20 @@ def test_adapt_asks_before_replacing_a_model_and_cancels(make_napari_viewer, qtb
     assert not (folder / "best").exists() and "lociseg adapted" not in viewer.layers
 
 
+def test_adapt_stains_by_layer_name_never_the_same_twice(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.uint16), name="DNA")  # added before actin: still the nuclear stain
+    viewer.add_image(np.zeros((64, 64), np.uint16), name="actin")
+    w = AdaptWidget(viewer)
+    assert (w.nucleus.value, w.cytoplasm.value) == ("DNA", "actin")
+    assert w.stains.mapping.value == "feeds: DNA -> nucleus; actin -> cytoplasm"
+    w.folder.value = tmp_path / "a"
+    w.cytoplasm.value = "DNA"
+    w.adapt_button.native.click()
+    assert "layer 'DNA' is chosen for two inputs" in w.status.value and w.worker is None
+    assert not (tmp_path / "a").exists()
+
+
 def test_adapt_errors_are_one_line_messages(make_napari_viewer, qtbot, bbbc_field, tmp_path):
     viewer = make_napari_viewer()
     w = AdaptWidget(viewer)
@@ -267,10 +304,36 @@ def test_adapt_errors_are_one_line_messages(make_napari_viewer, qtbot, bbbc_fiel
 
 def test_segment_worker_error_is_a_status_line(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((32, 32)), name="a")
+    viewer.add_image(np.zeros((32, 32)), name="actin")
+    viewer.add_image(np.zeros((32, 32)), name="DNA")
     w = SegmentWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.model.value = "no-such-model"
     w.run_button.native.click()  # fails in the worker thread: re-raised in the event loop it would fail this test
     qtbot.waitUntil(lambda: w.run_button.enabled, timeout=60_000)
     assert w.status.value.startswith("error: ") and "no-such-model" in w.status.value
+
+
+def test_every_ome_zarr_lociseg_writes_opens_in_napari_ome_zarr(make_napari_viewer, tmp_path):
+    """``export --format ome-zarr`` and the cluster's block store: the image channels by name, and the labels."""
+    try:
+        import napari_ome_zarr  # noqa: F401
+    except ImportError:
+        _unavailable("napari-ome-zarr not installed (.ci/napari_setup.sh)")
+    from lociseg.export.formats import export_labels
+    from lociseg.scale_out.blocks import _create_store
+
+    labels = np.zeros((300, 300), np.int32)
+    labels[10:50, 10:50], labels[100:140, 60:90] = 1, 2
+    image = np.random.default_rng(0).integers(0, 4000, (2, 300, 300)).astype(np.uint16)
+    exported = export_labels(labels, tmp_path, "field", "ome-zarr", image=image, channel_names=["actin", "DNA"])
+    blocks = tmp_path / "big.ome.zarr"
+    bounds = np.array([[200.0, 300.0], [3000.0, 3900.0]])[:, :, None, None]
+    _create_store(blocks, (300, 300), 256, 2, np.uint16, image, ["actin", "DNA"], bounds, "big")
+    viewer = make_napari_viewer()
+    for path, name in ((exported, "field"), (blocks, "big")):
+        layers = viewer.open(str(path), plugin="napari-ome-zarr")
+        kinds = sorted((layer.__class__.__name__, layer.name) for layer in layers)
+        assert [k for k, _ in kinds] == ["Image", "Image", "Labels"], kinds
+        assert [n for k, n in kinds if k == "Image"] == [f"{name}: DNA", f"{name}: actin"]
+    np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data[0]), 0)  # the block store's labels, unwritten

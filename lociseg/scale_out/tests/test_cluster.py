@@ -75,7 +75,7 @@ def test_many_files_on_two_workers_are_the_serial_outputs(images, tmp_path):
     assert "0 image(s) segmented, 6 skipped" in text
 
 
-def test_large_image_in_blocks_matches_the_single_process_result(images, tmp_path):
+def test_large_image_in_blocks_matches_the_single_process_result(images, tmp_path, check_ngff):
     from lociseg.io import read_labels
     from lociseg.metrics import match_instances
 
@@ -101,6 +101,7 @@ def test_large_image_in_blocks_matches_the_single_process_result(images, tmp_pat
     assert proc.returncode == 0, text
     ref = read_labels(tmp_path / "serial" / "big.tif")
     store = tmp_path / "blocks" / "big.ome.zarr"
+    assert check_ngff(store)["multiscales"][0]["name"] == "big"  # NGFF 0.4 (ome-zarr-models), its own name
     root = zarr.open_group(str(store), mode="r")
     labels = root["labels/cells/0"][:]
     assert labels.shape == ref.shape == (768, 1024)

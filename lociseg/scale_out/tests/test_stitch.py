@@ -1,5 +1,7 @@
 """Stitching blocks on synthetic cells: every kind of block border, against the single-image paster."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -124,7 +126,7 @@ def test_many_random_cells_match_the_single_image_paster(tmp_path):
     assert np.mean(labels == expected) > 0.995
 
 
-def test_block_results_survive_a_crash_and_are_not_redone(data_root, tmp_path, monkeypatch):
+def test_block_results_survive_a_crash_and_are_not_redone(data_root, tmp_path, monkeypatch, check_ngff):
     """Pass 1 is kept per block: a rerun after a failure segments only the blocks missing."""
     from lociseg.data import load_dataset
     from lociseg.predict import api
@@ -153,8 +155,14 @@ def test_block_results_survive_a_crash_and_are_not_redone(data_root, tmp_path, m
     assert len(list((tmp_path / ".field.blocks").glob("*.scores.npy"))) == 2
     calls.clear()
     fail_at["n"] = 0
-    blocks_mod.segment_blocks(None, image, tmp_path, "field", **kw)
+    # the channels stored in the file's order with their names: selected by name, stored in the model's order
+    blocks_mod.segment_blocks(None, image[::-1], tmp_path, "field", channel_names=["DNA", "actin"], **kw)
     assert len(calls) == 2  # only the two blocks the first run did not finish
+    attrs = check_ngff(tmp_path / "field.ome.zarr")  # NGFF 0.4: omero colour and window, as napari needs
+    assert attrs["multiscales"][0]["name"] == "field"
+    assert [c["label"] for c in attrs["omero"]["channels"]] == ["actin", "DNA"]
+    sidecar = json.loads((tmp_path / "field.json").read_text())
+    assert 0 < sidecar["high_score_fraction"] <= 1
     assert outputs_complete(tmp_path, "field", endings=(".ome.zarr", ".csv"))
     assert not (tmp_path / ".field.blocks").exists()
     ref, _ = seg.segment(image, diameter=23.0, tile_size=512)
