@@ -104,6 +104,7 @@ def applies(dataset: str, model: str) -> bool:
     """Whether a model can be trained on a data set (point-trained models need a nuclear channel)."""
     return not (DATASETS[dataset].get("no_nucleus") and model in NEEDS_NUCLEUS)
 
+
 #: Synthetic densities: target confluence as a multiple of the real images' median confluence.
 DENSITIES = (0.5, 1.0, 1.5)
 MAX_CONFLUENCE = 0.85
