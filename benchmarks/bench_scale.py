@@ -126,6 +126,68 @@ def accuracy(args) -> dict:
     return {"rows": rows}
 
 
+def estimates(args) -> dict:
+    """Estimated against true diameter of every test field at each zoom: the one-pass size model and the ladder."""
+    from lociseg import load_dataset
+    from lociseg.predict.api import load_model
+    from lociseg.transforms import diameter_from_labels
+
+    models, rows = {}, []
+    for spec in args.sets:
+        kind, channels = SETS[spec]
+        seg = models.setdefault(kind, load_model(kind, device="cpu"))
+        ds = load_dataset(spec, channels=channels) if channels else load_dataset(spec)
+        for zoom in args.zooms:
+            true, est, ladder, secs, secs_ladder = [], [], [], 0.0, 0.0
+            for i in range(min(len(ds), args.fields or len(ds))):
+                s = ds[i]
+                image = np.asarray(s.image, np.float32)
+                image = image if image.ndim == 3 else image[None]
+                d = diameter_from_labels(np.asarray(s.labels)) * zoom
+                if not np.isfinite(d):
+                    continue
+                img, _ = resample(image, np.asarray(s.labels), zoom, args.max_side)
+                bounds = seg.percentiles(img)
+                t0 = time.perf_counter()
+                e = seg.estimate_scale(img, bounds)
+                secs += time.perf_counter() - t0
+                true.append(d)
+                est.append(e.diameter)
+                if args.ladder:
+                    t0 = time.perf_counter()
+                    ladder.append(seg.search_scale_window(img, bounds).diameter)
+                    secs_ladder += time.perf_counter() - t0
+            true, est = np.array(true), np.array(est)
+            ratio = est / true
+            row = dict(
+                set=spec,
+                model=kind,
+                zoom=zoom,
+                fields=len(true),
+                true_median=float(np.median(true)),
+                error_median=float(np.median(np.abs(ratio - 1))),
+                worst=float(np.nanmax(np.maximum(ratio, 1 / ratio))),
+                ratios=ratio.tolist(),
+                seconds=secs / len(true),
+            )
+            if args.ladder:
+                lr = np.array(ladder) / true
+                row.update(
+                    ladder_error_median=float(np.median(np.abs(lr - 1))),
+                    ladder_worst=float(np.nanmax(np.maximum(lr, 1 / lr))),
+                    ladder_seconds=secs_ladder / len(true),
+                )
+            rows.append(row)
+            line = (
+                f"| {spec} | {zoom:g} | {row['fields']} | {row['true_median']:.1f} | {100 * row['error_median']:.1f} % | "
+                f"{row['worst']:.2f} | {1000 * row['seconds']:.0f} ms |"
+            )
+            if args.ladder:
+                line += f" {100 * row['ladder_error_median']:.1f} % | {row['ladder_worst']:.2f} | {1000 * row['ladder_seconds']:.0f} ms |"
+            print(line, flush=True)
+    return {"rows": rows}
+
+
 def timing(args) -> dict:
     import torch
 
@@ -198,6 +260,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-side", type=int, default=1500)
     ap.add_argument("--timing", action="store_true")
+    ap.add_argument("--estimate", action="store_true", help="diameter estimates only, every test field (--fields)")
+    ap.add_argument("--fields", type=int, help="--estimate: at most this many fields per set")
+    ap.add_argument("--ladder", action="store_true", help="--estimate: the ladder search too")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument(
         "--sides", type=lambda s: [int(v) for v in s.split(",")], default=[512, 4096], help="--timing image sides"
@@ -205,8 +271,16 @@ def main() -> None:
     ap.add_argument("--json")
     ap.add_argument("--plot")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     if args.timing:
         result = timing(args)
+    elif args.estimate:
+        head = "| set | zoom | fields | true d (px) | median error | worst ratio | time |"
+        print(head + (" ladder median error | ladder worst | ladder time |" if args.ladder else ""))
+        print("|---" * (7 + 3 * args.ladder) + "|")
+        result = estimates(args)
     else:
         print("| set | zoom | true d (px) | F1@0.5 auto | F1@0.5 true d | diff | est/true d | confidence |")
         print("|---|---|---|---|---|---|---|---|")

@@ -38,6 +38,7 @@ from ..structures import Instances
 from ..transforms import RescaledImage, rescale_image, rescale_instances, scaled_shape
 from .paste import OVERLAP_RULES, StreamingPaste
 from .scale_search import HIGH_SCORE, ScaleEstimate, search_scale, search_window
+from .size_model import SizeModel, estimate_diameter, has_encoder, mask_agreement, views_window
 from .tiling import predict_tiled, tile_instances
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,8 @@ class Segmenter:
             raise ConfigError(f"model {self.name} has no config.input (InputSpec)")
         self.spec = spec
         self.train_diameter = _train_diameter(getattr(model, "checkpoint_path", None))
+        folder = getattr(model, "checkpoint_path", None)
+        self.size_model = SizeModel.load(folder) if folder is not None and has_encoder(model) else None
 
     def __repr__(self) -> str:
         return f"Segmenter({self.name}, device={self.device}, in_channels={self.spec.in_channels}, target_diameter={self.spec.target_diameter})"
@@ -374,6 +377,14 @@ class Segmenter:
                 paster.add(part if region is None else part.shift(-ry0, -rx0))
         return paster.finish(fill_holes=fill_holes)
 
+    def _paste_at(
+        self, image: np.ndarray, bounds: np.ndarray, factor: float, *, min_area: int, **settings: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`paste_tiles` at ``factor`` with ``min_area`` given at model scale."""
+        model_shape = scaled_shape(image.shape[-2:], factor)
+        area_scale = (image.shape[-2] / model_shape[0]) * (image.shape[-1] / model_shape[1])
+        return self.paste_tiles(image, bounds, factor, min_area=max(1, int(round(min_area * area_scale))), **settings)
+
     def default_overlap(self) -> int:
         """Tile overlap at model scale: 4 target diameters, at least 128 px, so cells at seams are whole."""
         return max(128, int(math.ceil(4 * self.spec.target_diameter)))
@@ -396,6 +407,37 @@ class Segmenter:
         is read, normalised with ``bounds`` (:meth:`percentiles` of the whole image).
         """
         return self.search_scale(self.normalize(np.asarray(image[(..., *search_window(image.shape[-2:]))]), bounds))
+
+    def estimate_scale(self, image: np.ndarray, bounds: np.ndarray) -> ScaleEstimate:
+        """The cell diameter of a raw (C, H, W) image or LazyImage, as :meth:`segment` estimates it.
+
+        With a size model (:attr:`size_model`) one encoder pass over the
+        central views (:func:`~lociseg.predict.size_model.estimate_diameter`);
+        the ladder search (:meth:`search_scale_window`) without one, or when
+        the estimate falls outside the sizes the size model was fitted on.
+        """
+        if self.size_model is None:
+            return self.search_scale_window(image, bounds)
+        window = np.asarray(image[(..., *views_window(image.shape[-2:], self.size_model.views))])
+        d = estimate_diameter(self.size_model, self.model.backbone, self.normalize(window, bounds), self.device)
+        if not self.size_model.in_range(d):
+            log.info("size model estimate %.1f px outside its fitted range: searching the scale", d)
+            return self.search_scale_window(image, bounds)
+        f = float(self.spec.target_diameter) / d
+        empty = np.zeros(0)
+        return ScaleEstimate(d, f, 1.0, empty, empty, empty, method="size-model")
+
+    def scale_factor(self, diameter: float) -> float:
+        """Rescaling factor for an image of cells ``diameter`` px across.
+
+        ``target_diameter / diameter``; a model with a ``scale_range``
+        (:class:`~lociseg.models.base.InputSpec`) sees cells within it at the
+        image's own scale, others rescaled only to the nearer end of the range.
+        """
+        rng = self.spec.scale_range
+        if rng:
+            return float(np.clip(diameter, rng[0], rng[1])) / float(diameter)
+        return float(self.spec.target_diameter) / float(diameter)
 
     @torch.inference_mode()
     def _locate(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -503,7 +545,7 @@ class Segmenter:
         estimated = diameter is None
         search = None
         if estimated:
-            search = self.search_scale_window(img, bounds)
+            search = self.estimate_scale(img, bounds)
             diameter = search.diameter
             if not math.isfinite(diameter):
                 # the training images' scale if known: a weak model's masks only fit cells at that scale
@@ -511,40 +553,47 @@ class Segmenter:
                 warnings.warn(
                     f"no cells found to estimate the diameter; using the model's {diameter:.1f} px", stacklevel=2
                 )
-            elif search.confidence < UNSURE:
-                warnings.warn(
-                    f"cell diameter estimated at {diameter:.1f} px but unsure (confidence {search.confidence:.2f}): "
-                    "check the result or pass diameter=",
-                    stacklevel=2,
-                )
-            else:
-                warnings.warn(
-                    f"cell diameter estimated at {diameter:.1f} px (confidence {search.confidence:.2f}; "
-                    "pass diameter= to set it)",
-                    stacklevel=2,
-                )
         elif not (diameter > 0 and math.isfinite(diameter)):
             raise ConfigError(f"diameter must be a positive number of pixels, got {diameter}")
         if explicit and diameter > max(shape):
             raise ConfigError(f"diameter must be at most the image size ({shape[0]} x {shape[1]} px), got {diameter:g}")
-        factor = float(self.spec.target_diameter) / float(diameter)
-        if factor * max(shape) > 65536:
-            raise ConfigError(f"diameter {diameter:g} rescales a {shape} image by {factor:.3g}: check the value")
-        model_shape = scaled_shape(shape, factor)
-        area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
-        labels, scores = self.paste_tiles(
-            img,
-            bounds,
-            factor,
+        settings = dict(
             tile_size=tile_size,
             overlap=overlap,
             progress=progress,
             augment=augment,
             threshold=threshold,
-            min_area=max(1, int(round(min_area * area_scale))),
+            min_area=min_area,
             overlaps=overlaps,
             fill_holes=fill_holes,
         )
+        factor = self.scale_factor(diameter)
+        if factor * max(shape) > 65536:
+            raise ConfigError(f"diameter {diameter:g} rescales a {shape} image by {factor:.3g}: check the value")
+        labels, scores = self._paste_at(img, bounds, factor, **settings)
+        if search is not None and search.method == "size-model":
+            # the one-pass estimate is checked by the masks it gave: cells seen at the wrong scale
+            # come out at a size far from the one the model was asked for; then the ladder decides
+            search.confidence = mask_agreement(labels, scores, diameter)
+            if search.confidence < UNSURE:
+                ladder = self.search_scale_window(img, bounds)
+                if ladder.found and abs(math.log(ladder.diameter / diameter)) > math.log(1.2):
+                    search, diameter = ladder, ladder.diameter
+                    factor = self.scale_factor(diameter)
+                    labels, scores = self._paste_at(img, bounds, factor, **settings)
+                else:  # the search confirms the estimate
+                    search.confidence = max(search.confidence, ladder.confidence)
+        if search is not None and search.found:
+            sure = search.confidence >= UNSURE
+            warnings.warn(
+                f"cell diameter estimated at {diameter:.1f} px "
+                + (
+                    f"(confidence {search.confidence:.2f}; pass diameter= to set it)"
+                    if sure
+                    else f"but unsure (confidence {search.confidence:.2f}): check the result or pass diameter="
+                ),
+                stacklevel=2,
+            )
         meta = {
             "model": self.name,
             "diameter_used": float(diameter),

@@ -649,9 +649,9 @@ def segment_blocks(
             raise ConfigError(f"model {model} records no training diameter; give the diameter in px")
         diameter = seg.train_diameter
     elif diameter is None:
-        found = seg.search_scale_window(img, bounds).diameter
+        found = seg.estimate_scale(img, bounds).diameter  # one pass with a size model, else the ladder
         diameter = float(found) if math.isfinite(found) else float(seg.train_diameter or seg.spec.target_diameter)
-    factor = float(seg.spec.target_diameter) / float(diameter)
+    factor = seg.scale_factor(float(diameter))
     overlap, seg_align = seg.default_overlap(), seg.pad_multiple
     halo = int(math.ceil(overlap / factor))
     model_shape = scaled_shape(shape, factor)
