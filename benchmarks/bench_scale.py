@@ -78,12 +78,15 @@ def accuracy(args) -> dict:
     for spec in args.sets:
         kind, channels = SETS[spec]
         seg = models.setdefault(kind, load_model(kind, device="cpu"))
+        if args.scale_range:
+            seg.spec.scale_range = args.scale_range
         ds = load_dataset(spec, channels=channels) if channels else load_dataset(spec)
         pick = np.sort(np.random.default_rng(args.seed).choice(len(ds), min(args.per_set, len(ds)), replace=False))
         samples = [ds[int(i)] for i in pick]
         for zoom in args.zooms:
             auto, true = np.zeros(3, int), np.zeros(3, int)
             ratios, conf, diams, t_auto, t_true = [], [], [], 0.0, 0.0
+            one_pass, methods = [], []
             for s in samples:
                 image = np.asarray(s.image, np.float32)
                 image = image if image.ndim == 3 else image[None]
@@ -102,6 +105,8 @@ def accuracy(args) -> dict:
                 auto += f1_counts(gt, pa)
                 true += f1_counts(gt, pt)
                 ratios.append(ta.meta["diameter_used"] / d)
+                one_pass.append(ta.meta.get("diameter_one_pass", float("nan")) / d)
+                methods.append(ta.meta.get("scale_search", {}).get("method"))
                 conf.append(ta.meta.get("scale_confidence", float("nan")))
             row = dict(
                 set=spec,
@@ -111,7 +116,11 @@ def accuracy(args) -> dict:
                 f1_auto=f1(auto),
                 f1_true=f1(true),
                 ratio_median=float(np.median(ratios)),
+                error_median=float(np.median(np.abs(np.array(ratios) - 1))),
+                worst=float(np.max(np.maximum(ratios, 1 / np.array(ratios)))),
                 ratios=ratios,
+                one_pass_ratios=one_pass,
+                methods=methods,
                 confidence_median=float(np.median(conf)),
                 true_diameter_median=float(np.median(diams)),
                 seconds_auto=t_auto,
@@ -120,7 +129,8 @@ def accuracy(args) -> dict:
             rows.append(row)
             print(
                 f"| {spec} | {zoom:g} | {row['true_diameter_median']:.1f} | {row['f1_auto']:.3f} | {row['f1_true']:.3f} | "
-                f"{row['f1_auto'] - row['f1_true']:+.3f} | {row['ratio_median']:.2f} | {row['confidence_median']:.2f} |",
+                f"{row['f1_auto'] - row['f1_true']:+.3f} | {row['ratio_median']:.2f} | {100 * row['error_median']:.1f} % | "
+                f"{row['worst']:.2f} | {row['confidence_median']:.2f} | {t_auto / t_true:.2f} |",
                 flush=True,
             )
     return {"rows": rows}
@@ -264,6 +274,7 @@ def main() -> None:
     ap.add_argument("--fields", type=int, help="--estimate: at most this many fields per set")
     ap.add_argument("--ladder", action="store_true", help="--estimate: the ladder search too")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--scale-range", type=lambda s: [float(v) for v in s.split(",")], help="override input.scale_range")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument(
         "--sides", type=lambda s: [int(v) for v in s.split(",")], default=[512, 4096], help="--timing image sides"
@@ -282,8 +293,11 @@ def main() -> None:
         print("|---" * (7 + 3 * args.ladder) + "|")
         result = estimates(args)
     else:
-        print("| set | zoom | true d (px) | F1@0.5 auto | F1@0.5 true d | diff | est/true d | confidence |")
-        print("|---|---|---|---|---|---|---|---|")
+        print(
+            "| set | zoom | true d (px) | F1@0.5 auto | F1@0.5 true d | diff | est/true d | median error | worst | "
+            "confidence | time auto / true d |"
+        )
+        print("|---" * 11 + "|")
         result = accuracy(args)
         if args.plot:
             plot(result, args.plot)

@@ -38,7 +38,16 @@ from ..structures import Instances
 from ..transforms import RescaledImage, rescale_image, rescale_instances, scaled_shape
 from .paste import OVERLAP_RULES, StreamingPaste
 from .scale_search import HIGH_SCORE, ScaleEstimate, search_scale, search_window
-from .size_model import SizeModel, estimate_diameter, has_encoder, mask_agreement, views_window
+from .size_model import (
+    RESEGMENT,
+    SizeModel,
+    estimate_diameter,
+    has_encoder,
+    median_mask_diameter,
+    refine_diameter,
+    scale_agreement,
+    views_window,
+)
 from .tiling import predict_tiled, tile_instances
 
 log = logging.getLogger(__name__)
@@ -377,6 +386,45 @@ class Segmenter:
                 paster.add(part if region is None else part.shift(-ry0, -rx0))
         return paster.finish(fill_holes=fill_holes)
 
+    def _check_scale(
+        self,
+        image: np.ndarray,
+        bounds: np.ndarray,
+        search: ScaleEstimate,
+        labels: np.ndarray,
+        scores: np.ndarray,
+        settings: dict,
+        rounds: int = 2,
+    ) -> tuple[ScaleEstimate, float, np.ndarray, np.ndarray, float]:
+        """Check a one-pass diameter by the masks it gave; segment again where they imply another.
+
+        The median confident mask, through the size model's mask response
+        (:func:`~lociseg.predict.size_model.refine_diameter`), implies a
+        diameter; more than :data:`~lociseg.predict.size_model.RESEGMENT`
+        away, the image is segmented again at it (at most ``rounds`` times).
+        With too few confident cells to measure, the ladder search decides.
+        Returns the estimate (its ``confidence`` the agreement of the last
+        check), the diameter used, labels, scores and the implied diameter.
+        """
+        diameter = search.diameter
+        for i in range(rounds + 1):
+            implied = refine_diameter(self.size_model, median_mask_diameter(labels, scores), diameter)
+            search.confidence = scale_agreement(diameter, implied)
+            if not math.isfinite(implied):
+                ladder = self.search_scale_window(image, bounds)
+                if ladder.found and abs(math.log(ladder.diameter / diameter)) > math.log(RESEGMENT):
+                    diameter = ladder.diameter
+                    labels, scores = self._paste_at(image, bounds, self.scale_factor(diameter), **settings)
+                    return ladder, diameter, labels, scores, implied
+                search.confidence = max(search.confidence, ladder.confidence)
+                break
+            if abs(math.log(implied / diameter)) <= math.log(RESEGMENT) or i == rounds:
+                break
+            diameter = implied
+            labels, scores = self._paste_at(image, bounds, self.scale_factor(diameter), **settings)
+        search.diameter, search.factor = diameter, self.scale_factor(diameter)
+        return search, diameter, labels, scores, implied
+
     def _paste_at(
         self, image: np.ndarray, bounds: np.ndarray, factor: float, *, min_area: int, **settings: Any
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -571,18 +619,11 @@ class Segmenter:
         if factor * max(shape) > 65536:
             raise ConfigError(f"diameter {diameter:g} rescales a {shape} image by {factor:.3g}: check the value")
         labels, scores = self._paste_at(img, bounds, factor, **settings)
+        one_pass = implied = None
         if search is not None and search.method == "size-model":
-            # the one-pass estimate is checked by the masks it gave: cells seen at the wrong scale
-            # come out at a size far from the one the model was asked for; then the ladder decides
-            search.confidence = mask_agreement(labels, scores, diameter)
-            if search.confidence < UNSURE:
-                ladder = self.search_scale_window(img, bounds)
-                if ladder.found and abs(math.log(ladder.diameter / diameter)) > math.log(1.2):
-                    search, diameter = ladder, ladder.diameter
-                    factor = self.scale_factor(diameter)
-                    labels, scores = self._paste_at(img, bounds, factor, **settings)
-                else:  # the search confirms the estimate
-                    search.confidence = max(search.confidence, ladder.confidence)
+            one_pass = diameter
+            search, diameter, labels, scores, implied = self._check_scale(img, bounds, search, labels, scores, settings)
+            factor = self.scale_factor(diameter)
         if search is not None and search.found:
             sure = search.confidence >= UNSURE
             warnings.warn(
@@ -611,6 +652,9 @@ class Segmenter:
             # per-image confidence: a field the model does not recognise has few confident cells
             "high_score_fraction": float(np.mean(scores >= HIGH_SCORE)) if len(scores) else 0.0,
         }
+        if one_pass is not None:
+            meta["diameter_one_pass"] = float(one_pass)
+            meta["diameter_from_masks"] = float(implied) if implied is not None and math.isfinite(implied) else None
         if search is not None:
             meta["scale_confidence"] = float(search.confidence)
             meta["scale_unsure"] = bool(search.confidence < UNSURE or not search.found)

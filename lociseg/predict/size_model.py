@@ -44,7 +44,10 @@ FORMAT = 1
 ALIGN = 32
 
 MASK_TOLERANCE = 1.5
-"""Ratio of median mask diameter to the diameter asked for at which :func:`mask_agreement` reaches 0."""
+"""Ratio of the diameter the masks imply to the one used at which :func:`scale_agreement` reaches 0."""
+
+RESEGMENT = 1.15
+"""Ratio of implied to used diameter beyond which :meth:`~lociseg.predict.api.Segmenter.segment` segments again."""
 
 
 @dataclass
@@ -69,6 +72,12 @@ class SizeModel:
     sets : list of str
         Data sets it was fitted on.
     samples : int
+    mask_bias, mask_slope : float
+        How the network's masks follow the scale it is shown:
+        ``log(m / d) = mask_bias + mask_slope * log(k)`` for the median
+        confident-mask diameter ``m`` of cells of diameter ``d`` segmented as
+        if they were ``k * d`` (:func:`fit_mask_response`; slope 1 would be
+        masks that ignore the scale asked for, 0 masks that always fit the cells).
     """
 
     views: list[list[float]]
@@ -81,6 +90,8 @@ class SizeModel:
     diameter_range: list[float]
     sets: list[str] = field(default_factory=list)
     samples: int = 0
+    mask_bias: float = 0.0
+    mask_slope: float = 0.5
     format: int = FORMAT
 
     def predict(self, features: np.ndarray) -> np.ndarray:
@@ -177,7 +188,7 @@ def fit_size_model(
     groups: np.ndarray,
     *,
     views: Sequence[Sequence[float]] = VIEWS,
-    alphas: Sequence[float] = (0.1, 1.0, 10.0, 100.0, 1000.0),
+    alphas: Sequence[float] = (1.0, 10.0, 100.0, 300.0, 1000.0, 3000.0),
     folds: int = 5,
     sets: Sequence[str] = (),
 ) -> SizeModel:
@@ -252,18 +263,44 @@ def views_window(shape: tuple[int, int], views: Sequence[Sequence[float]] = VIEW
     return search_window(shape, int(math.ceil(max(side / z for z, side in views))))
 
 
-def mask_agreement(labels: np.ndarray, scores: np.ndarray, diameter: float, min_cells: int = 3) -> float:
-    """0..1: how well the confident cells of a segmentation match the diameter it was made for.
-
-    1 when their median equivalent diameter is ``diameter``, falling
-    linearly in log-ratio to 0 at a ratio of :data:`MASK_TOLERANCE` (either
-    way); 0 with fewer than ``min_cells`` confident cells. A model shown
-    cells at the wrong scale draws masks of the wrong size (pulled towards
-    its training size, so the ratio understates the error).
-    """
+def median_mask_diameter(labels: np.ndarray, scores: np.ndarray, min_cells: int = 3) -> float:
+    """Median equivalent diameter of the confident cells (score >= HIGH_SCORE) of a segmentation; NaN with too few."""
     area = np.bincount(np.asarray(labels).ravel().astype(np.int64), minlength=len(scores) + 1)[1 : len(scores) + 1]
     keep = (np.asarray(scores) >= HIGH_SCORE) & (area > 0)
     if keep.sum() < min_cells:
+        return float("nan")
+    return 2 * math.sqrt(float(np.median(area[keep])) / math.pi)
+
+
+def refine_diameter(size_model: SizeModel, measured: float, used: float, limit: float = 2.0) -> float:
+    """The cell diameter implied by masks of median diameter ``measured`` made at diameter ``used``.
+
+    Inverts the mask response of the size model (``mask_bias``,
+    ``mask_slope``); the correction is at most a factor ``limit``. NaN when
+    ``measured`` is.
+    """
+    if not math.isfinite(measured):
+        return float("nan")
+    log_k = (math.log(measured / used) - size_model.mask_bias) / (size_model.mask_slope - 1)
+    return float(used / math.exp(float(np.clip(log_k, -math.log(limit), math.log(limit)))))
+
+
+def fit_mask_response(scale: np.ndarray, ratio: np.ndarray) -> tuple[float, float]:
+    """(bias, slope) of ``log(ratio) = bias + slope * log(scale)`` by least squares over the finite pairs.
+
+    ``scale`` is the factor ``k`` between the diameter asked for and the true
+    one, ``ratio`` the median mask diameter over the true one.
+    """
+    k, r = np.asarray(scale, np.float64), np.asarray(ratio, np.float64)
+    ok = np.isfinite(r) & (r > 0) & (k > 0)
+    if ok.sum() < 3 or np.ptp(np.log(k[ok])) == 0:
+        raise ConfigError("fitting the mask response needs at least three segmentations at two scales")
+    slope, bias = np.polyfit(np.log(k[ok]), np.log(r[ok]), 1)
+    return float(bias), float(np.clip(slope, 0.0, 0.9))
+
+
+def scale_agreement(used: float, implied: float) -> float:
+    """0..1: 1 when the masks imply the diameter used, falling linearly in log-ratio to 0 at :data:`MASK_TOLERANCE`; 0 for NaN."""
+    if not (math.isfinite(implied) and implied > 0):
         return 0.0
-    ratio = 2 * math.sqrt(float(np.median(area[keep])) / math.pi) / float(diameter)
-    return float(np.clip(1 - abs(math.log(ratio)) / math.log(MASK_TOLERANCE), 0, 1))
+    return float(np.clip(1 - abs(math.log(implied / used)) / math.log(MASK_TOLERANCE), 0, 1))

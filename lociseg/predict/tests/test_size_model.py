@@ -11,9 +11,12 @@ from lociseg.predict.api import Segmenter
 from lociseg.predict.size_model import (
     SIZE_FILE,
     SizeModel,
+    fit_mask_response,
     fit_size_model,
     image_features,
-    mask_agreement,
+    median_mask_diameter,
+    refine_diameter,
+    scale_agreement,
     view_crops,
     views_window,
 )
@@ -103,15 +106,32 @@ def test_views_are_aligned_and_centred():
     assert ys.stop - ys.start == 1024 and (xs.start, xs.stop) == (0, 300)
 
 
-def test_mask_agreement_tracks_the_size_ratio():
+def test_median_mask_diameter_counts_confident_cells():
     rng = np.random.default_rng(2)
     _, labels = _disc_image(300, 20, rng)
     scores = np.ones(labels.max(), np.float32)
-    true = diameter_from_labels(labels)
-    assert mask_agreement(labels, scores, true) > 0.95
-    assert mask_agreement(labels, scores, true * 1.25) == pytest.approx(1 - math.log(1.25) / math.log(1.5), abs=0.05)
-    assert mask_agreement(labels, scores, true * 2) == 0.0
-    assert mask_agreement(labels, np.zeros_like(scores), true) == 0.0  # no confident cell
+    assert median_mask_diameter(labels, scores) == pytest.approx(diameter_from_labels(labels))
+    assert math.isnan(median_mask_diameter(labels, np.zeros_like(scores)))  # no confident cell
+
+
+def test_mask_response_is_fitted_and_inverted():
+    k = np.repeat([0.7, 1.0, 1.4], 4)
+    bias, slope = fit_mask_response(k, np.exp(-0.05 + 0.4 * np.log(k)))
+    assert bias == pytest.approx(-0.05) and slope == pytest.approx(0.4)
+    sm = SizeModel([[1.0, 256]], [0.0], [1.0], [0.0], 0.0, 1.0, 0.1, [5.0, 200.0], mask_bias=bias, mask_slope=slope)
+    # cells of 20 px segmented as if 28 px (k = 1.4): masks of 20 * exp(-0.05 + 0.4 log 1.4) px imply 20 px
+    measured = 20 * math.exp(-0.05 + 0.4 * math.log(1.4))
+    assert refine_diameter(sm, measured, 28.0) == pytest.approx(20.0)
+    assert refine_diameter(sm, 1000.0, 28.0) == pytest.approx(56.0)  # huge masks: at most a factor 2 larger
+    assert math.isnan(refine_diameter(sm, float("nan"), 28.0))
+    with pytest.raises(ConfigError, match="two scales"):
+        fit_mask_response(np.ones(5), np.ones(5))
+
+
+def test_scale_agreement_falls_with_the_ratio():
+    assert scale_agreement(20.0, 20.0) == 1.0
+    assert scale_agreement(20.0, 25.0) == pytest.approx(1 - math.log(1.25) / math.log(1.5))
+    assert scale_agreement(20.0, 40.0) == 0.0 and scale_agreement(20.0, float("nan")) == 0.0
 
 
 def _segmenter(tmp_path, diameter_range):
