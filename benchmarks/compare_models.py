@@ -3,7 +3,8 @@
 Models {3-class U-Net, U-Net expanded, LACSS supervised, weak, weak+aux,
 points} x training data {original, original + cut-and-paste synthetic images
 at three densities} x data sets {BBBC018 cells, Koyuncu nuclei, Aitslab U2OS
-cells} x seeds. Every model trains with :func:`lociseg.train.train` (the loop
+cells, Usiigaci phase contrast} x seeds. Models trained from nucleus points
+do not apply to the phase-contrast set (no nuclear channel). Every model trains with :func:`lociseg.train.train` (the loop
 ``lociseg train`` runs) for a fixed number of steps on one thread, predicts
 the test split and is scored with F1@0.5, AP50, AP75 (score-ranked), AFNR
 (mean false-negative rate over IoU 0.5:0.95) and the foreground mIoU (mean
@@ -81,6 +82,8 @@ DATASETS: dict[str, dict[str, Any]] = {
     "bbbc018-cells": _fixed_splits("bbbc018", ["actin", "DNA"], 1, 0),
     "koyuncu": _fixed_splits("koyuncu", ["blue"], 0, 0),
     "aitslab": _fixed_splits("aitslab", ["cell", "nucleus"], 1, 0),
+    # label-free phase contrast (the LIVECell modality): one channel and no nucleus to point at
+    "usiigaci": {**_fixed_splits("usiigaci", ["phase"], None, 0), "no_nucleus": True},
     "dsb2018": {
         "train": ("dsb2018-train", "train"),
         "val": ("dsb2018-train", "val"),
@@ -91,7 +94,15 @@ DATASETS: dict[str, dict[str, Any]] = {
     },
 }
 
-DEFAULT_DATASETS = ["bbbc018-cells", "koyuncu", "aitslab"]
+DEFAULT_DATASETS = ["bbbc018-cells", "koyuncu", "aitslab", "usiigaci"]
+
+#: Models trained from nucleus points: they do not apply to a set with no nuclear channel.
+NEEDS_NUCLEUS = ("lacss-weak", "lacss-weak+aux", "points", "points-patch")
+
+
+def applies(dataset: str, model: str) -> bool:
+    """Whether a model can be trained on a data set (point-trained models need a nuclear channel)."""
+    return not (DATASETS[dataset].get("no_nucleus") and model in NEEDS_NUCLEUS)
 
 #: Synthetic densities: target confluence as a multiple of the real images' median confluence.
 DENSITIES = (0.5, 1.0, 1.5)
@@ -446,6 +457,9 @@ def table(records: list[dict[str, Any]], datasets: list[str]) -> str:
                 rs = [r for r in records if r["dataset"] == ds and r["model"] == m and r["train_data"] == td]
                 ok = [r for r in rs if r.get("status") == "ok"]
                 ok = [r for r in ok if r["steps"] == max(x["steps"] for x in ok)]  # the longest budget run
+                if not applies(ds, m):
+                    lines.append(f"| {m} | {td} | " + " | ".join(["n/a"] * 7) + " | – | no nuclear channel |")
+                    continue
                 if not ok:
                     lines.append(f"| {m} | {td} | " + " | ".join(["–"] * 7) + " | 0 | |")
                     continue
@@ -562,7 +576,7 @@ def main(argv: list[str] | None = None) -> None:
         for t in train_data
         for s in seeds
         for m in models
-        if (ds, m, t, s, steps_for(m, args), crop_for(m, args)) not in done
+        if applies(ds, m) and (ds, m, t, s, steps_for(m, args), crop_for(m, args)) not in done
     ]
     log.info("%d runs to do: %s", len(todo), ", ".join("/".join(map(str, k)) for k in todo))
     if args.dry_run:

@@ -1,6 +1,6 @@
 """Layers only look down: every import inside lociseg goes to a lower layer.
 
-The order (bottom to top) is the one in README's "Code layout". Modules of
+The order (bottom to top) is the one in docs/design.md, "Code layout". Modules of
 one layer may import each other only inside their own package; peers of a
 layer (``synth`` and ``export``, ``report`` and ``napari``) do not import
 each other. ``predict`` sits just below ``train``: training validates with

@@ -13,7 +13,7 @@ from .dataset import SegmentationDataset, default_data_root
 from .splits import SPLITS, load_split
 
 TARGETS = ("cells", "nuclei")
-TARGETED = ("bbbc018", "aitslab")  # data sets with both cell and nucleus labels
+TARGETED = ("bbbc018", "aitslab", "deepcell")  # data sets with both cell and nucleus labels
 
 __all__ = ["load_dataset", "load_samples", "DATASETS", "parse_spec", "split_selection"]
 
@@ -25,6 +25,10 @@ DATASETS = {
     "koyuncu": ("koyuncu_hoechst_nuclei", "koyuncu"),
     "aitslab": ("aitslab_u2os", "aitslab"),
     "aitslab-nuclei": ("aitslab_u2os", "aitslab-nuclei"),
+    "deepcell": ("deepcell_covertlab", "deepcell"),
+    "usiigaci": ("usiigaci_phase", "usiigaci"),
+    "coelho": ("coelho2009_u2os", "coelho"),
+    "tcells": ("dense_tcells_tissue", "tcells"),
     "cellprofiler-human": ("cellprofiler_examples", None),
     "cellprofiler-fly": ("cellprofiler_examples", None),
 }
@@ -94,10 +98,12 @@ def load_dataset(
     channels : sequence of int or str, optional
         Channels to load, in order, by name or index. Defaults:
         BBBC018 ``("actin", "DNA")`` (of DNA / actin / pH3), Koyuncu
-        ``("blue",)``, DSB2018 one grey channel, Aitslab ``("cell", "nucleus")``, CellProfiler human
+        ``("blue",)``, DSB2018 one grey channel, Aitslab ``("cell", "nucleus")``, DeepCell ``("phase", "nucleus")``,
+        Usiigaci ``("phase",)``, Coelho ``("DNA",)``, tissue T cells
+        ``("membrane", "DAPI")``, CellProfiler human
         ``("actin", "DNA")`` and fly ``("FITC", "DNA")``; folders: all.
     target : {"cells", "nuclei"}, optional
-        BBBC018 / Aitslab label target (default ``"cells"``).
+        BBBC018 / Aitslab / DeepCell label target (default ``"cells"``).
 
     Returns
     -------
@@ -122,6 +128,8 @@ def load_dataset(
             if stored is None:
                 raise ConfigError(f"{key} is unlabelled and has no train/val/test split")
             names = load_split(stored)[split]
+            if ds.info.get("target") == "nuclei" and key == "deepcell":  # nucleus labels on three fields only
+                names = [n for n in names if n in set(ds.names)]
             ds = ds.subset(names, name=f"{ds.name}@{split}")
             ds.info["split"] = split
         return ds
@@ -163,7 +171,11 @@ def _named(key: str, folder: Path, channels, target) -> SegmentationDataset:
         if target not in ("cells", "nuclei"):
             raise ConfigError(f"bbbc018: target must be 'cells' or 'nuclei', got {target!r}")
         idx = S.resolve_channels(
-            channels, S.BBBC018_CHANNELS, ("actin", "DNA"), {"nuclei": "DNA", "cell": "actin"}, dataset=key
+            channels,
+            S.BBBC018_CHANNELS,
+            ("actin", "DNA"),
+            {"nuclei": "DNA", "nucleus": "DNA", "cell": "actin"},
+            dataset=key,
         )
         loader = S.BBBC018Loader(folder, idx, target)
         names = S.bbbc018_names(folder)
@@ -202,6 +214,8 @@ def _named(key: str, folder: Path, channels, target) -> SegmentationDataset:
             ["nucleus"],
             {"root": str(folder)},
         )
+    if key in _PAIRED:
+        return _paired(key, folder, channels, target)
     if key == "koyuncu":
         idx = S.resolve_channels(
             channels, S.KOYUNCU_CHANNELS, ("blue",), {"nuclei": "blue", "DNA": "blue"}, dataset=key
@@ -224,6 +238,34 @@ def _named(key: str, folder: Path, channels, target) -> SegmentationDataset:
         [cnames[i] for i in idx],
         {"root": str(folder)},
     )
+
+
+# Sources of image + label-TIFF pairs: (channel names, default channels, aliases).
+_PAIRED = {
+    "deepcell": (S.DEEPCELL_CHANNELS, ("phase", "nucleus"), S.DEEPCELL_ALIASES),
+    "usiigaci": (S.USIIGACI_CHANNELS, ("phase",), S.USIIGACI_ALIASES),
+    "coelho": (S.COELHO_CHANNELS, ("DNA",), S.COELHO_ALIASES),
+    "tcells": (S.TCELLS_CHANNELS, ("membrane", "DAPI"), S.TCELLS_ALIASES),
+}
+
+
+def _paired(key: str, folder: Path, channels, target) -> SegmentationDataset:
+    available, default, aliases = _PAIRED[key]
+    idx = S.resolve_channels(channels, available, default, aliases, dataset=key)
+    info = {"root": str(folder)}
+    if key == "deepcell":
+        target = target or "cells"
+        if target not in TARGETS:
+            raise ConfigError(f"deepcell: target must be 'cells' or 'nuclei', got {target!r}")
+        loader, names, info["target"] = S.deepcell_loader(folder, idx, target), S.deepcell_names(folder, target), target
+        key = f"deepcell:{target}"
+    elif key == "usiigaci":
+        loader, names = S.usiigaci_loader(folder, idx), S.usiigaci_names(folder)
+    elif key == "coelho":
+        loader, names = S.coelho_loader(folder, idx), S.coelho_names(folder)
+    else:
+        loader, names, info["partial_labels"] = S.tcells_loader(folder, idx), S.tcells_names(folder), True
+    return SegmentationDataset(key, names, loader, [available[i] for i in idx], info)
 
 
 def _folder(path: Path, channels) -> SegmentationDataset:

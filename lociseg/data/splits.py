@@ -25,6 +25,16 @@ documents (and regenerates) the rules:
   (``numpy.random.default_rng(2023)``) of the sorted names, first 8 test,
   next 4 val, rest (14) train. The 24 nucleus-only fields: the same rule,
   7 test, 3 val, 14 train. ``aitslab-nuclei`` is the union (15 / 7 / 28).
+* ``deepcell`` (13 fields of five cell lines): by field within each line.
+  The last field of every line is test (BMDM and MCF10A have one field
+  each, so they are test only: a line a model never trained on), HeLa-S3
+  set4 is val, the rest train (3T3 set1-2, HeLa-S3 set1-3, RAW264.7
+  set1-2). Leave-one-line-out runs select whole lines by ``meta["group"]``.
+* ``usiigaci`` (16 fields), ``coelho`` (24 fields): the seeded permutation
+  above; 4 test / 2 val and 6 test / 3 val, the rest train.
+* ``tcells`` (7 files of 5 tissue positions): by position, never by file
+  (the three Position8 files show one field): Position10 and Position13
+  test, Position9 val, Position7 and Position8 train.
 """
 
 from __future__ import annotations
@@ -35,7 +45,19 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .sources import BBBC018_GROUPS, aitslab_names, bbbc018_group, bbbc018_names, dsb_names
+from .sources import (
+    BBBC018_GROUPS,
+    aitslab_names,
+    bbbc018_group,
+    bbbc018_names,
+    coelho_names,
+    deepcell_line,
+    deepcell_names,
+    dsb_names,
+    tcells_names,
+    tcells_position,
+    usiigaci_names,
+)
 
 SPLIT_DIR = Path(__file__).parent / "splits"
 SPLITS = ("train", "val", "test")
@@ -99,7 +121,32 @@ def make_splits(root: Path) -> dict[str, dict[str, list[str]]]:
     val = sorted(ids[i] for i in order[:4])
     splits["dsb2018-train"] = {"train": sorted(set(ids) - set(val)), "val": val, "test": []}
     splits.update(_aitslab_splits(root / "aitslab_u2os"))
+    splits["deepcell"] = _deepcell_split(root / "deepcell_covertlab")
+    splits["usiigaci"] = _seeded_split(usiigaci_names(root / "usiigaci_phase"), 4, 2)
+    splits["coelho"] = _seeded_split(coelho_names(root / "coelho2009_u2os"), 6, 3)
+    splits["tcells"] = _tcells_split(root / "dense_tcells_tissue")
     return splits
+
+
+DEEPCELL_VAL = ("HeLa-S3_set4",)
+TCELLS_TEST = ("Position10", "Position13")
+TCELLS_VAL = ("Position9",)
+
+
+def _deepcell_split(folder: Path) -> dict[str, list[str]]:
+    names = deepcell_names(folder)
+    last = {deepcell_line(n): n for n in names}  # sorted names: the last field of each line
+    test = sorted(last.values())
+    val = [n for n in DEEPCELL_VAL if n in names]
+    return {"train": sorted(set(names) - set(test) - set(val)), "val": val, "test": test}
+
+
+def _tcells_split(folder: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {k: [] for k in SPLITS}
+    for n in tcells_names(folder):
+        pos = tcells_position(n).rsplit("_", 1)[1]
+        out["test" if pos in TCELLS_TEST else "val" if pos in TCELLS_VAL else "train"].append(n)
+    return out
 
 
 def _seeded_split(names: list[str], n_test: int, n_val: int) -> dict[str, list[str]]:

@@ -39,6 +39,11 @@ class InputSpec(Config):
         as they are (training at a range of scales). An image whose cells are
         in this range is not resized, others only into the range; empty (the
         default) resizes every image to ``target_diameter``.
+    optional : list of str
+        Channels (of ``channels``, at its end) the model can do without: an
+        image or training set that lacks them gets planes of zeros, the
+        "absent stain" case the model saw in training (e.g. ``["nucleus"]``
+        for a cell model that also takes phase contrast alone).
     """
 
     channels: list[str] = field(default_factory=list)
@@ -47,6 +52,13 @@ class InputSpec(Config):
     normalize_high: float = bounded(99.8, ge=0, le=100)
     target_diameter: float = bounded(32.0, gt=0)
     scale_range: list[float] = field(default_factory=list)
+    optional: list[str] = field(default_factory=list)
+
+    def missing_ok(self, have: int) -> bool:
+        """Whether an input of ``have`` channels may be completed with zero planes."""
+        lack = self.in_channels - have
+        tail = [c.lower() for c in self.channels[len(self.channels) - lack :]] if lack > 0 else []
+        return 0 < lack == len(tail) and set(tail) <= {c.lower() for c in self.optional}
 
     def validate(self, where: str = "") -> None:
         """The normalisation percentiles must be in order; a scale range is two increasing positive sizes."""

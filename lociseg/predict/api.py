@@ -195,7 +195,8 @@ class Segmenter:
         the names of the image's channels). Without ``channels``, the model's
         own channel names are looked up in ``channel_names`` when given; an
         image whose channel count differs from the model's is an error,
-        except identical channels (grey stored as RGB) for a 1-channel model.
+        except identical channels (grey stored as RGB) for a 1-channel model
+        and absent ``optional`` channels of the model (zero planes).
         """
         lazy = isinstance(image, LazyImage)  # (C, H, W) read on demand: select without reading
         image = image if lazy else np.asarray(image)
@@ -236,6 +237,9 @@ class Segmenter:
                         )
                     index.append(i)
             image = image.select(index) if lazy else image[index]
+        if image.shape[0] < want and self.spec.missing_ok(image.shape[0]):
+            image = np.asarray(image)  # absent optional stains: zero planes, as the model saw in training
+            return np.concatenate([image, np.zeros((want - image.shape[0], *image.shape[1:]), image.dtype)])
         if image.shape[0] != want:
             if want == 1 and channels is None and all(np.array_equal(image[0], c) for c in image[1:]):
                 return image[:1]  # grey image stored as RGB

@@ -66,7 +66,9 @@ def load_samples_for(
 
     out = []
     for k, spec in enumerate(specs):
-        ds = load_dataset(spec, channels=_channels(config.data.channels))
+        ds, absent = _load_optional(spec, _channels(config.data.channels), config.model.input.optional)
+        if absent:
+            ds = [_with_zero_planes(ds[i], absent) for i in range(len(ds))]
         if annotations:
             if len(annotations) != len(specs):
                 raise ConfigError("data.annotations needs one folder per data.train spec")
@@ -80,6 +82,35 @@ def load_samples_for(
         samples = [ds[i] for i in range(len(ds))]
         out.extend(machine_labels(samples, annotations[k]) if machine else samples)
     return out
+
+
+def _load_optional(spec: str, channels: list | None, optional: list[str]):
+    """The data set with the model's channels, and how many trailing optional ones it lacks.
+
+    A set without an optional channel (phase contrast with no nuclear stain
+    for a ``["cell", "nucleus"]`` model) is loaded with the others; its
+    samples then get zero planes, the "absent stain" the model also learns
+    from ``blank_channel_p``.
+    """
+    try:
+        return load_dataset(spec, channels=channels), 0
+    except ConfigError:
+        names = {c.lower() for c in optional}
+        if not channels or not names:
+            raise
+        keep = list(channels)
+        while keep and str(keep[-1]).lower() in names:
+            keep.pop()
+        if len(keep) == len(channels) or not keep:
+            raise
+        return load_dataset(spec, channels=keep), len(channels) - len(keep)
+
+
+def _with_zero_planes(sample, n: int):
+    """The sample with ``n`` planes of zeros after its channels."""
+    image = np.asarray(sample.image)
+    sample.image = np.concatenate([image, np.zeros((n, *image.shape[1:]), image.dtype)])
+    return sample
 
 
 def weak_from_own_labels(samples: list) -> list:

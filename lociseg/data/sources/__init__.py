@@ -18,11 +18,44 @@ from .bbbc018 import (
 from .cellprofiler import CELLPROFILER, CellProfilerLoader, cellprofiler_names
 from .channels import resolve_channels
 from .coco import CocoLoader, find_coco_image_dir
+from .coelho import COELHO_ALIASES, COELHO_CHANNELS, coelho_loader, coelho_names
+from .deepcell import (
+    DEEPCELL_ALIASES,
+    DEEPCELL_CHANNELS,
+    DEEPCELL_LINES,
+    deepcell_line,
+    deepcell_loader,
+    deepcell_names,
+)
 from .dsb2018 import DSB_CHANNELS, DSBLoader, dsb_names, dsb_rle_labels
 from .folder import FolderLoader, scan_folder
 from .koyuncu import KOYUNCU_CHANNELS, KoyuncuLoader, koyuncu_names
+from .pairs import PairLoader, pair_names
+from .tcells import TCELLS_ALIASES, TCELLS_CHANNELS, tcells_loader, tcells_names, tcells_position
+from .usiigaci import USIIGACI_ALIASES, USIIGACI_CHANNELS, usiigaci_loader, usiigaci_names
 
 __all__ = [
+    "COELHO_ALIASES",
+    "COELHO_CHANNELS",
+    "coelho_loader",
+    "coelho_names",
+    "DEEPCELL_ALIASES",
+    "DEEPCELL_CHANNELS",
+    "DEEPCELL_LINES",
+    "deepcell_line",
+    "deepcell_loader",
+    "deepcell_names",
+    "PairLoader",
+    "pair_names",
+    "TCELLS_ALIASES",
+    "TCELLS_CHANNELS",
+    "tcells_loader",
+    "tcells_names",
+    "tcells_position",
+    "USIIGACI_ALIASES",
+    "USIIGACI_CHANNELS",
+    "usiigaci_loader",
+    "usiigaci_names",
     "AITSLAB_ALIASES",
     "AITSLAB_CHANNELS",
     "AitslabLoader",

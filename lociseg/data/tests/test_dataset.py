@@ -34,6 +34,11 @@ EXPECTED = {
     "aitslab": (26, 2, np.uint8, True),
     "aitslab:nuclei": (26, 2, np.uint8, True),
     "aitslab-nuclei": (50, 1, np.uint8, True),
+    "deepcell": (13, 2, np.uint16, True),
+    "deepcell:nuclei": (3, 2, np.uint16, True),
+    "usiigaci": (16, 1, np.uint16, True),
+    "coelho": (24, 1, np.uint8, True),
+    "tcells": (7, 2, np.uint8, True),
     "cellprofiler-human": (1, 2, np.uint8, False),
     "cellprofiler-fly": (3, 2, np.uint8, False),
 }

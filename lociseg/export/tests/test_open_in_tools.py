@@ -1,4 +1,4 @@
-"""The files README's "Using lociseg with QuPath / CellProfiler / Fiji" section names, checked as those tools' readers see them.
+"""The files docs/export.md's "Using lociseg with QuPath / CellProfiler / Fiji" section names, checked as those tools' readers see them.
 
 Fiji and CellProfiler are not installable here (Fiji is not on PyPI;
 ``pip install cellprofiler`` needs source builds of centrosome, mysqlclient,

@@ -173,6 +173,23 @@ def test_channel_selection_and_errors(disc_image):
     assert table.meta["overlaps"] == "probability" and p.max() == gt.max()
 
 
+def test_absent_optional_channel_becomes_a_zero_plane(disc_image):
+    image, gt = disc_image
+    spec = {"in_channels": 2, "channels": ["cell", "nucleus"], "target_diameter": 20}
+    seg = Segmenter(ThresholdModel(**spec, optional=["nucleus"]), device="cpu")
+    one, _ = seg.segment(image, diameter=20)  # a phase-contrast field: no nuclear stain
+    assert one.max() == gt.max()
+    picked = seg.select_channels(image[None], None)
+    assert picked.shape == (2, *image.shape) and not picked[1].any() and np.array_equal(picked[0], image)
+    assert InputSpec(**spec, optional=["nucleus"]).missing_ok(1) and not InputSpec(**spec).missing_ok(1)
+    # only trailing optional channels may be missing, and not all of them
+    assert not InputSpec(**spec, optional=["cell"]).missing_ok(1) and not InputSpec(
+        **spec, optional=["nucleus"]
+    ).missing_ok(0)
+    with pytest.raises(InputError, match="1 channel.*takes 2"):
+        Segmenter(ThresholdModel(**spec), device="cpu").segment(image, diameter=20)
+
+
 def test_load_model_errors(tmp_path):
     with pytest.raises(ConfigError):
         load_model(tmp_path / "missing.pt")

@@ -113,7 +113,7 @@ def test_pick_default_model():
 def test_shipped_manifest_is_consistent():
     """Every model listed in the package's own manifest is present and matches its hash and size."""
     manifest = P.read_manifest()
-    assert {"cells", "nuclei"} <= set(manifest)  # the README's shipped models
+    assert {"cells", "nuclei"} <= set(manifest)  # the shipped models of docs/models.md
     for name, entry in manifest.items():
         assert P.resolve_model(name) == P.REGISTRY / name  # resolve_model checks the sha256
         assert entry.size == (P.REGISTRY / entry.file).stat().st_size <= 16 * 2**20

@@ -1,0 +1,298 @@
+"""Leave-one-set-out: for each labelled set, a model trained on all the others, scored on it; resumable.
+
+A model that never saw a set is the honest figure for a user's new images.
+Cell sets: BBBC018, Aitslab, Usiigaci (phase contrast) and each DeepCell cell
+line; the tissue T cells are never trained on (only marker-positive cells are
+labelled), so every model is "leave-one-out" for them. BMDM and MCF10A have
+one DeepCell field each, kept in the test split, so the model trained on
+everything is already leave-one-out for them. Nucleus sets: Koyuncu,
+DSB2018, BBBC018 nuclei, Aitslab nuclei, Coelho (110 px).
+
+Every model trains with :func:`lociseg.train.train` on the recipe of
+``configs/cells_generalist.yaml`` / ``configs/nuclei_supervised.yaml`` from
+random weights for ``--steps`` steps of ``--crop`` px crops on one thread
+(a step budget: reproducible under CPU contention), then every held-out
+image is segmented with automatic scale and scored (F1@0.5, F1@0.75, AP75,
+pooled). Finished runs are appended to ``--results`` (JSONL) and skipped on
+rerun; an interrupted run continues from its ``last/`` checkpoint.
+
+Usage::
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/leave_one_out.py --kind cells --sets bbbc018,aitslab
+    python benchmarks/leave_one_out.py --report                       # benchmarks/loo/table.md
+    python benchmarks/leave_one_out.py --score MODEL --kind cells     # a given model on every test split
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("leave_one_out")
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "loo" / "results.jsonl"
+CONFIGS = HERE.parent / "configs"
+
+DEEPCELL_TRAIN = {
+    "3T3": ["3T3_set1", "3T3_set2"],
+    "HeLa-S3": ["HeLa-S3_set1", "HeLa-S3_set2", "HeLa-S3_set3"],
+    "RAW264.7": ["RAW264.7_set1", "RAW264.7_set2"],
+}
+DEEPCELL_ALL = {
+    "3T3": ["3T3_set1", "3T3_set2", "3T3_set3"],
+    "BMDM": ["BMDM_set1"],
+    "HeLa-S3": [f"HeLa-S3_set{k}" for k in range(1, 6)],
+    "MCF10A": ["MCF10A_set1"],
+    "RAW264.7": ["RAW264.7_set1", "RAW264.7_set2", "RAW264.7_set3"],
+}
+
+
+def _deepcell_train(without: str | None) -> list[str]:
+    names = [n for line, ns in DEEPCELL_TRAIN.items() if line != without for n in ns]
+    return [f"deepcell@train#{','.join(names)}"]
+
+
+def cell_sets() -> dict[str, dict[str, Any]]:
+    """Held-out set -> its training specs (when others train on it) and its test spec."""
+    sets: dict[str, dict[str, Any]] = {
+        "bbbc018": {"train": ["bbbc018@train"], "val": ["bbbc018@val"], "test": "bbbc018@test"},
+        "aitslab": {"train": ["aitslab@train"], "val": ["aitslab@val"], "test": "aitslab@test"},
+        "usiigaci": {"train": ["usiigaci@train"], "val": ["usiigaci@val"], "test": "usiigaci@test"},
+        "tcells": {"train": [], "val": [], "test": "tcells@test"},
+    }
+    for line, names in DEEPCELL_ALL.items():
+        # a line held out is scored on all its fields: the model saw none of them
+        sets[f"deepcell-{line}"] = {
+            "train": [],
+            "val": [],
+            "test": f"deepcell#{','.join(names)}",
+            "line": line,
+            "trains": line in DEEPCELL_TRAIN,  # its fields train the others (from the deepcell@train spec)
+        }
+    return sets
+
+
+def nucleus_sets() -> dict[str, dict[str, Any]]:
+    """Held-out nucleus set -> its training / validation specs and its test spec."""
+    return {
+        "koyuncu": {"train": ["koyuncu@train"], "val": ["koyuncu@val"], "test": "koyuncu@test"},
+        "dsb2018": {"train": ["dsb2018-train@train"], "val": ["dsb2018-train@val"], "test": "dsb2018-test"},
+        "bbbc018-nuclei": {
+            "train": ["bbbc018:nuclei@train"],
+            "val": ["bbbc018:nuclei@val"],
+            "test": "bbbc018:nuclei@test",
+        },
+        "aitslab-nuclei": {
+            "train": ["aitslab-nuclei@train", "aitslab:nuclei@train"],
+            "val": ["aitslab-nuclei@val", "aitslab:nuclei@val"],
+            "test": "aitslab-nuclei@test",
+        },
+        "coelho": {"train": ["coelho@train"], "val": ["coelho@val"], "test": "coelho@test"},
+        "deepcell-nuclei": {"train": ["deepcell:nuclei@train"], "val": [], "test": "deepcell:nuclei@test"},
+    }
+
+
+def sets_for(kind: str) -> dict[str, dict[str, Any]]:
+    """The held-out sets of a model kind (``cells`` or ``nuclei``)."""
+    return cell_sets() if kind == "cells" else nucleus_sets()
+
+
+def training_specs(kind: str, held_out: str) -> tuple[list[str], list[str]]:
+    """Train and validation specs of the model that never sees ``held_out``."""
+    sets = sets_for(kind)
+    train, val = [], []
+    for name, s in sets.items():
+        if name != held_out:
+            train += s["train"]
+            val += s["val"]
+    if kind == "cells":
+        line = sets[held_out].get("line")
+        train += _deepcell_train(line)
+        val += [] if line == "HeLa-S3" else ["deepcell@val"]  # the only val field is HeLa-S3's
+    return train, val
+
+
+def run_config(kind: str, held_out: str, args: argparse.Namespace) -> Any:
+    """The experiment config of one leave-one-out model (the shipped recipe, a step budget, random weights)."""
+    from lociseg.train import ExperimentConfig
+
+    base = CONFIGS / ("cells_generalist.yaml" if kind == "cells" else "nuclei_supervised.yaml")
+    cfg = ExperimentConfig.from_yaml(base)
+    train, val = training_specs(kind, held_out)
+    return cfg.override(
+        {
+            "data.train": train,
+            "data.val": val,
+            "data.crop_size": args.crop,
+            "optim.steps": args.steps,
+            "optim.budget_minutes": 0.0,
+            "optim.val_every": max(1, args.steps // 4),
+            "optim.checkpoint_every": 200,
+            "optim.threads": 1,
+            "optim.lr": 2e-3,  # from random weights: the default rate, not the fine-tuning one
+            "optim.warmup_steps": 200,
+        }
+    )
+
+
+def score(model: Any, spec: str) -> dict[str, Any]:
+    """Segment every image of ``spec`` with automatic scale and score it (pooled over the images).
+
+    Channels by role: cell stain then nucleus (two-channel models), or the
+    nuclear stain; a set without a nuclear channel gets a zero plane.
+    """
+    from lociseg.data import load_dataset
+    from lociseg.metrics import evaluate_pairs
+
+    want = int(model.spec.in_channels)
+    ds = _load_with_channels(load_dataset, spec, ["cell", "nucleus"] if want == 2 else ["nuclei"])
+    gts, preds, scores, names = [], [], [], []
+    t0 = time.process_time()
+    for i in range(len(ds)):
+        s = ds[i]
+        image = np.asarray(s.image)
+        if image.shape[0] < want:  # no nuclear stain: a zero plane, as a model with optional channels does
+            image = np.concatenate([image, np.zeros((want - image.shape[0], *image.shape[1:]), image.dtype)])
+        labels, table = model.segment(image, diameter=None)
+        if s.meta.get("partial_labels"):
+            labels = _on_labelled(labels, s.labels)
+        gts.append(s.labels)
+        preds.append(labels)
+        scores.append(np.asarray(table.score))
+        names.append(s.name)
+    r = evaluate_pairs(gts, preds, scores, names=names).overall["sum"]
+    per = r["per_threshold"]
+    f1_75 = float(np.asarray(per["f1"])[int(np.argmin(np.abs(np.asarray(per["thresholds"], float) - 0.75)))])
+    return {
+        "test": spec,
+        "images": len(names),
+        "f1_50": float(r["f1_50"]),
+        "f1_75": f1_75,
+        "ap75": float(r["ap75"]),
+        "score_cpu_s": time.process_time() - t0,
+    }
+
+
+def _load_with_channels(load_dataset: Any, spec: str, channels: list[str]) -> Any:
+    """The set with the model's channels, or its first channel alone when it has no nuclear stain."""
+    from lociseg.errors import ConfigError
+
+    try:
+        return load_dataset(spec, channels=channels)
+    except ConfigError:  # a set with no nuclear channel (phase contrast): the cell channel alone
+        return load_dataset(spec, channels=channels[:1])
+
+
+def _on_labelled(pred: np.ndarray, gt: np.ndarray, keep: float = 0.5) -> np.ndarray:
+    """Predicted cells that lie mostly on labelled cells (partial labels: the rest is not background)."""
+    pred = np.asarray(pred)
+    n = int(pred.max())
+    area = np.bincount(pred.ravel(), minlength=n + 1)
+    inside = np.bincount(pred.ravel(), weights=(np.asarray(gt) > 0).ravel(), minlength=n + 1)
+    drop = np.flatnonzero((area > 0) & (inside < keep * np.maximum(area, 1)))
+    out = pred.copy()
+    out[np.isin(out, drop)] = 0
+    return out
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """Finished records of the results file (empty when it does not exist)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_result(path: Path, record: dict[str, Any]) -> None:
+    """Append one record (one line) to the results file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(record, default=float) + "\n")
+
+
+def run_one(kind: str, held_out: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Train (or resume) the model without ``held_out`` and score it there; None when a signal stopped it."""
+    from lociseg.io.files import recover_checkpoint
+    from lociseg.predict.api import load_model
+    from lociseg.train import train
+
+    run_dir = args.runs / f"{kind}_{held_out}_{args.steps}"
+    resume = bool(recover_checkpoint(run_dir / "last"))
+    t0 = time.process_time()
+    info = train(run_config(kind, held_out, args), run_dir, resume=resume, overwrite=not resume, progress=False)
+    if info.get("interrupted"):
+        return None
+    model = load_model(run_dir / "last", device="cpu")
+    rec = {"kind": kind, "held_out": held_out, "steps": args.steps, "crop": args.crop, "date": str(date.today())}
+    rec.update(score(model, sets_for(kind)[held_out]["test"]))
+    rec["train_cpu_min"] = (time.process_time() - t0) / 60
+    rec["train"] = training_specs(kind, held_out)[0]
+    return rec
+
+
+def score_model(model_path: str, kind: str, results: Path) -> None:
+    """Score one model (e.g. the shipped one) on the test split of every set of its kind."""
+    from lociseg.predict.api import load_model
+
+    model = load_model(model_path, device="cpu")
+    for name, s in sets_for(kind).items():
+        rec = {"kind": kind, "model": model_path, "set": name, "date": str(date.today())}
+        rec.update(score(model, s["test"]))
+        append_result(results, rec)
+        log.info("%s on %s: F1@0.5 %.3f F1@0.75 %.3f", model_path, name, rec["f1_50"], rec["f1_75"])
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """Markdown: per held-out set, the leave-one-out model and every scored model."""
+    lines = ["| kind | set | model | images | F1@0.5 | F1@0.75 | AP75 | steps |", "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        name = r.get("held_out") or r.get("set")
+        who = f"leave-one-out ({r['steps']} steps, {r['crop']} px)" if "held_out" in r else r["model"]
+        lines.append(
+            f"| {r['kind']} | {name} | {who} | {r['images']} | {r['f1_50']:.3f} | {r['f1_75']:.3f} "
+            f"| {r['ap75']:.3f} | {r.get('steps', '')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kind", choices=("cells", "nuclei"), default="cells")
+    ap.add_argument("--sets", default=None, help="comma list of held-out sets (default: all of the kind)")
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--runs", type=Path, default=Path("runs/loo"))
+    ap.add_argument("--score", default=None, help="only score this model on every test split of --kind")
+    ap.add_argument("--report", action="store_true", help="only rewrite table.md from the results")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if args.score:
+        score_model(args.score, args.kind, args.results)
+    elif not args.report:
+        held = [n for n, s in sets_for(args.kind).items() if s["train"] or s.get("trains")]
+        names = args.sets.split(",") if args.sets else held
+        done = {
+            (r["kind"], r["held_out"], r["steps"], r["crop"]) for r in read_results(args.results) if "held_out" in r
+        }
+        for name in names:
+            if (args.kind, name, args.steps, args.crop) in done:
+                continue
+            log.info("leave out %s (%s)", name, args.kind)
+            rec = run_one(args.kind, name, args)
+            if rec is None:
+                raise SystemExit(1)
+            append_result(args.results, rec)
+            log.info("%s: F1@0.5 %.3f F1@0.75 %.3f", name, rec["f1_50"], rec["f1_75"])
+    (args.results.parent / "table.md").write_text(table(read_results(args.results)))
+
+
+if __name__ == "__main__":
+    main()
