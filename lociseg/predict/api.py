@@ -398,33 +398,34 @@ class Segmenter:
         labels: np.ndarray,
         scores: np.ndarray,
         settings: dict,
-        rounds: int = 2,
     ) -> tuple[ScaleEstimate, float, np.ndarray, np.ndarray, float]:
-        """Check a one-pass diameter by the masks it gave; segment again where they imply another.
+        """Check a one-pass diameter by the masks it gave; segment again where they disagree.
 
         The median confident mask, through the size model's mask response
         (:func:`~lociseg.predict.size_model.refine_diameter`), implies a
-        diameter; more than :data:`~lociseg.predict.size_model.RESEGMENT`
-        away, the image is segmented again at it (at most ``rounds`` times).
-        With too few confident cells to measure, the ladder search decides.
-        Returns the estimate (its ``confidence`` the agreement of the last
-        check), the diameter used, labels, scores and the implied diameter.
+        diameter. Both estimates err (the regression by about 20 %, the masks
+        by their own bias on a field, amplified by the inversion), so their
+        geometric mean is the better one; when it is more than
+        :data:`~lociseg.predict.size_model.RESEGMENT` from the diameter used,
+        the image is segmented once more at it. With too few confident cells
+        to measure, the ladder search decides. Returns the estimate (its
+        ``confidence`` the agreement of the two), the diameter used, labels,
+        scores and the diameter the masks imply.
         """
         diameter = search.diameter
-        for i in range(rounds + 1):
-            implied = refine_diameter(self.size_model, median_mask_diameter(labels, scores), diameter)
-            search.confidence = scale_agreement(diameter, implied)
-            if not math.isfinite(implied):
-                ladder = self.search_scale_window(image, bounds)
-                if ladder.found and abs(math.log(ladder.diameter / diameter)) > math.log(RESEGMENT):
-                    diameter = ladder.diameter
-                    labels, scores = self._paste_at(image, bounds, self.scale_factor(diameter), **settings)
-                    return ladder, diameter, labels, scores, implied
-                search.confidence = max(search.confidence, ladder.confidence)
-                break
-            if abs(math.log(implied / diameter)) <= math.log(RESEGMENT) or i == rounds:
-                break
-            diameter = implied
+        implied = refine_diameter(self.size_model, median_mask_diameter(labels, scores), diameter)
+        search.confidence = scale_agreement(diameter, implied)
+        if not math.isfinite(implied):
+            ladder = self.search_scale_window(image, bounds)
+            if ladder.found and abs(math.log(ladder.diameter / diameter)) > math.log(RESEGMENT):
+                diameter = ladder.diameter
+                labels, scores = self._paste_at(image, bounds, self.scale_factor(diameter), **settings)
+                return ladder, diameter, labels, scores, implied
+            search.confidence = max(search.confidence, ladder.confidence)
+            return search, diameter, labels, scores, implied
+        both = math.sqrt(diameter * implied)
+        if abs(math.log(both / diameter)) > math.log(RESEGMENT):
+            diameter = both
             labels, scores = self._paste_at(image, bounds, self.scale_factor(diameter), **settings)
         search.diameter, search.factor = diameter, self.scale_factor(diameter)
         return search, diameter, labels, scores, implied
@@ -529,10 +530,12 @@ class Segmenter:
             window, :data:`~lociseg.predict.scale_search.SEARCH_SIDE` px a side).
         diameter : float or "train", optional
             Typical cell diameter in pixels of this image. ``None`` estimates
-            it (:meth:`search_scale`, on the central
-            :func:`~lociseg.predict.scale_search.search_window` of a larger
-            image) and warns with the value used and how
-            sure the search is (an "unsure" warning below :data:`UNSURE`);
+            it (:meth:`estimate_scale`: one encoder pass with the model's size
+            model, checked by the masks it gives and segmented again when
+            they disagree; else :meth:`search_scale` on the central
+            :func:`~lociseg.predict.scale_search.search_window`; docs/scale.md)
+            and warns with the value used and how sure it is (an "unsure"
+            warning below :data:`UNSURE`);
             ``"train"`` takes :attr:`train_diameter` (images at the training
             images' magnification; how weak models are scored).
         channels : sequence of int or str, optional

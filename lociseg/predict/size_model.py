@@ -46,8 +46,8 @@ ALIGN = 32
 MASK_TOLERANCE = 1.5
 """Ratio of the diameter the masks imply to the one used at which :func:`scale_agreement` reaches 0."""
 
-RESEGMENT = 1.15
-"""Ratio of implied to used diameter beyond which :meth:`~lociseg.predict.api.Segmenter.segment` segments again."""
+RESEGMENT = 1.2
+"""Ratio of the corrected to the used diameter beyond which :meth:`~lociseg.predict.api.Segmenter.segment` segments again."""
 
 
 @dataclass
