@@ -55,7 +55,8 @@ def variants(model: torch.nn.Module, onnx_path: Path, threads: int) -> dict:
     """name -> callable(x NCHW float tensor) -> tuple of numpy outputs."""
     import onnxruntime as ort
 
-    eager = copy.deepcopy(model).eval()
+    # the Segmenter's model is channels-last already: convert back, or NCHW input still runs channels-last
+    eager = copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()
     last = copy.deepcopy(model).to(memory_format=torch.channels_last).eval()
     compiled = torch.compile(last)
     opts = ort.SessionOptions()

@@ -41,6 +41,11 @@ SETS = {
     "dsb2018-test": ("nuclei", None),
     "koyuncu@test": ("nuclei", None),
     "aitslab-nuclei@test": ("nuclei", None),
+    # sets the shipped models were not trained on (issue 32): DNA nuclei of 110 px, phase + nucleus cells,
+    # membrane + DAPI T cells (partly labelled: the median of the labelled cells)
+    "coelho@test": ("nuclei", None),
+    "deepcell@test": ("cells", None),
+    "tcells@test": ("cells", None),
 }
 
 
