@@ -39,6 +39,7 @@ from ..transforms import RescaledImage, rescale_image, rescale_instances, scaled
 from .paste import OVERLAP_RULES, StreamingPaste
 from .scale_search import HIGH_SCORE, ScaleEstimate, search_scale, search_window
 from .size_model import (
+    CHECK_SIDE,
     RESEGMENT,
     SizeModel,
     estimate_diameter,
@@ -625,12 +626,21 @@ class Segmenter:
         factor = self.scale_factor(diameter)
         if factor * max(shape) > 65536:
             raise ConfigError(f"diameter {diameter:g} rescales a {shape} image by {factor:.3g}: check the value")
-        labels, scores = self._paste_at(img, bounds, factor, **settings)
         one_pass = implied = None
         if search is not None and search.method == "size-model":
+            # checked on a central window: on a large image a re-segmentation costs the window, not the image
+            ys, xs = search_window(shape, CHECK_SIDE)
+            window = (ys.start, ys.stop, xs.start, xs.stop)
+            whole = window == (0, shape[0], 0, shape[1])
+            check = settings if whole else {**settings, "region": window}
             one_pass = diameter
-            search, diameter, labels, scores, implied = self._check_scale(img, bounds, search, labels, scores, settings)
+            labels, scores = self._paste_at(img, bounds, factor, **check)
+            search, diameter, labels, scores, implied = self._check_scale(img, bounds, search, labels, scores, check)
             factor = self.scale_factor(diameter)
+            if not whole:
+                labels, scores = self._paste_at(img, bounds, factor, **settings)
+        else:
+            labels, scores = self._paste_at(img, bounds, factor, **settings)
         if search is not None and search.found:
             sure = search.confidence >= UNSURE
             warnings.warn(

@@ -46,6 +46,9 @@ ALIGN = 32
 MASK_TOLERANCE = 1.5
 """Ratio of the diameter the masks imply to the one used at which :func:`scale_agreement` reaches 0."""
 
+CHECK_SIDE = 512
+"""Side (px) of the central window of a larger image on which ``segment`` checks the one-pass estimate."""
+
 RESEGMENT = 1.2
 """Ratio of the corrected to the used diameter beyond which :meth:`~lociseg.predict.api.Segmenter.segment` segments again."""
 
