@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 from lociseg.annotate import read_cells
 from lociseg.data import load_dataset
@@ -90,7 +91,13 @@ def run(
     }
     row["machine"] = f1s(g, [read_cells(run_dir / "annotations", n) for n in kept])
     row["targets_f1"] = f1s(g, [read_labels(run_dir / "annotations" / f"{n}.targets.tif") for n in kept])
-    row["adapted"] = f1s(g, [read_labels(run_dir / "segmentation" / f"{n}.tif") for n in kept])
+    adapted = [read_labels(run_dir / "segmentation" / f"{n}.tif") for n in kept]
+    row["adapted"] = f1s(g, adapted)
+    # the label-free per-image quality estimate adapt wrote, against the true per-image F1@0.5 of its output
+    est = json.loads((run_dir / "adapt.json").read_text()).get("quality", {})
+    if len(est) == len(kept) > 2:
+        true = [f1s([gt], [lab])[0] for gt, lab in zip(g, adapted, strict=True)]
+        row["quality_rho"] = float(spearmanr([est[n]["quality"] for n in kept], true).statistic)
     shipped = load_model(init)
     row["shipped"] = f1s(g, [shipped.segment(test[n].image[[1, 0]])[0] for n in kept])
     print(json.dumps(row), flush=True)  # the unsupervised columns, before the long supervised run

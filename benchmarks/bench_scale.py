@@ -145,6 +145,7 @@ def estimates(args) -> dict:
     """Estimated against true diameter of every test field at each zoom: the one-pass size model and the ladder."""
     from lociseg import load_dataset
     from lociseg.predict.api import load_model
+    from lociseg.predict.autoscale import estimate_scale
     from lociseg.transforms import diameter_from_labels
 
     models, rows = {}, []
@@ -164,7 +165,7 @@ def estimates(args) -> dict:
                 img, _ = resample(image, np.asarray(s.labels), zoom, args.max_side)
                 bounds = seg.percentiles(img)
                 t0 = time.perf_counter()
-                e = seg.estimate_scale(img, bounds)
+                e = estimate_scale(seg, img, bounds)
                 secs += time.perf_counter() - t0
                 true.append(d)
                 est.append(e.diameter)

@@ -120,7 +120,7 @@ def _load(spec: str, split: str | None, channels: list[str] | None, limit: int |
 
 
 def _normalize(image: np.ndarray, low: float, high: float) -> np.ndarray:
-    from lociseg.io import normalize_percentile
+    from lociseg.transforms import normalize_percentile
 
     return normalize_percentile(image, low, high)
 

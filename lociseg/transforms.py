@@ -1,4 +1,7 @@
-"""Rescaling and cell-size estimates shared by training and inference.
+"""Intensity normalisation, rescaling and cell-size estimates shared by training and inference.
+
+Images are normalised per channel by percentiles (:func:`normalize_percentile`,
+with :func:`percentile_bounds` measured once for a whole slide).
 
 Models are trained on images rescaled so that cells are about
 ``target_diameter`` pixels across; predictions are mapped back to the
@@ -13,6 +16,7 @@ import torch.nn.functional as F
 from scipy import sparse
 from scipy.spatial import cKDTree
 
+from .errors import InputError
 from .structures import Instances
 
 
@@ -195,3 +199,106 @@ def point_spacing(points, default: float = float("nan")) -> float:
         return float(default)
     d, _ = cKDTree(loc).query(loc, k=2)
     return float(np.median(d[:, 1]))
+
+
+def percentile_bounds(image: np.ndarray, low: float = 1.0, high: float = 99.8, *, rows: int = 1024) -> np.ndarray:
+    """The ``low`` and ``high`` percentiles of each channel of a (C, H, W) image, without a float copy of it.
+
+    Integer images are counted into a histogram ``rows`` rows at a time
+    (exact, same values as ``np.percentile``'s linear rule); float images
+    take ``np.percentile`` one channel at a time. Works on any array that
+    slices like NumPy (e.g. a lazily read zarr array).
+
+    Returns
+    -------
+    bounds : (2, C, 1, 1) float32 ndarray
+        ``bounds[0]`` the low, ``bounds[1]`` the high percentiles.
+
+    Raises
+    ------
+    InputError
+        Empty image, or NaN / infinite pixels.
+    """
+    if not 0 <= low < high <= 100:
+        raise ValueError(f"need 0 <= low < high <= 100, got low={low}, high={high}")
+    c, h, w = image.shape
+    if c * h * w == 0:
+        raise InputError(f"image is empty (shape {tuple(image.shape)})")
+    out = np.empty((2, c, 1, 1), np.float32)
+    dtype = np.dtype(image.dtype)
+    for ch in range(c):
+        if dtype.kind in "ui" and dtype.itemsize <= 2:
+            base = int(np.iinfo(dtype).min)
+            counts = np.zeros(1 << (8 * dtype.itemsize), np.int64)
+            for a in range(0, h, rows):
+                block = np.asarray(image[ch, a : a + rows]).astype(np.int64).ravel() - base
+                counts += np.bincount(block, minlength=len(counts))
+            cum = np.cumsum(counts)
+            # np.percentile's linear rule: value at virtual index q (n - 1) between its two order statistics
+            pos = np.array([low, high]) / 100 * (cum[-1] - 1)
+            below = np.floor(pos).astype(np.int64)
+            v0 = np.searchsorted(cum, below, side="right") + base
+            v1 = np.searchsorted(cum, np.minimum(below + 1, cum[-1] - 1), side="right") + base
+            out[:, ch, 0, 0] = v0 + (v1 - v0) * (pos - below)
+        else:
+            x = np.asarray(image[ch], np.float32)
+            if not np.isfinite(x).all():
+                raise InputError("image contains NaN or infinite values")
+            out[:, ch, 0, 0] = np.percentile(x, [low, high])
+    return out
+
+
+def normalize_percentile(
+    image: np.ndarray,
+    low: float = 1.0,
+    high: float = 99.8,
+    *,
+    axis: int | tuple[int, ...] = (-2, -1),
+    eps: float = 1e-6,
+    bounds: np.ndarray | None = None,
+) -> np.ndarray:
+    """Map the ``low`` and ``high`` percentiles of each channel to 0 and 1.
+
+    Parameters
+    ----------
+    image : ndarray
+        Typically (C, H, W); percentiles are taken over ``axis``.
+    low, high : float
+        Percentiles (0-100) mapped to 0 and 1; values outside are not clipped.
+    axis : int or tuple of int
+        Axes the percentiles are computed over (default: the two spatial axes,
+        so each channel is scaled on its own).
+    eps : float
+        Smallest range; a constant channel maps to zeros instead of NaN.
+    bounds : (2, ...) ndarray, optional
+        Percentiles already measured (e.g. :func:`percentile_bounds` of the
+        whole image, to normalise one tile of it the same way); ``low``,
+        ``high`` and ``axis`` are then unused.
+
+    Returns
+    -------
+    out : float32 ndarray of the same shape.
+
+    Raises
+    ------
+    InputError
+        The image contains NaN or infinite values, or is empty.
+    """
+    if not 0 <= low < high <= 100:
+        raise ValueError(f"need 0 <= low < high <= 100, got low={low}, high={high}")
+    x = np.asarray(image)
+    if x.size == 0:
+        raise InputError(f"image is empty (shape {x.shape})")
+    out = x.astype(np.float32)  # the one copy; the rest is done in place (a slide's temporaries are slide-sized)
+    if x.dtype.kind not in "biu" and not np.isfinite(out).all():  # integers are always finite
+        raise InputError("image contains NaN or infinite values")
+    if bounds is None:
+        lo, hi = np.percentile(out, [low, high], axis=axis, keepdims=True).astype(np.float32)
+    else:
+        lo, hi = np.asarray(bounds, np.float32)
+    scale = np.maximum(hi - lo, np.float32(eps))
+    if np.broadcast_shapes(out.shape, lo.shape) != out.shape:  # e.g. an (H, W) image with (C, 1, 1) bounds
+        return (out - lo) / scale  # float32 throughout
+    out -= lo
+    out /= scale
+    return out

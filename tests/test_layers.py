@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1] / "lociseg"
 #: Bottom to top; names in one tuple share a layer.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("config", "device"),
+    ("config", "device", "batch"),
     ("structures",),
     ("transforms",),
     ("ops",),

@@ -6,13 +6,14 @@
 >>> k, scores = choose_foreground(cands, pts)    # documented criterion
 """
 
-from .cells import propagate_cells
+from .cells import grow_cells, propagate_cells
+from .classical import classical_cells, classical_nuclei, classical_phase_cells, split_touching
 from .foreground import RULES, THRESHOLDS, choose_foreground, foreground_candidates, foreground_level
 from .labels import annotation_report, gt_union, partition_foreground, weak_from_labels
 from .pipeline import Annotation, annotate_image, estimate_cell_scale
 from .points import REF_DIAMETER, detect_points
 from .refine import merge_cells
-from .scale import REF_NUCLEUS_DIAMETER, nucleus_diameter
+from .scale import REF_NUCLEUS_DIAMETER, mask_diameter, nucleus_diameter
 from .sheet import CHOICE_COLUMNS, read_choices, write_choices, write_contact_sheet
 from .store import (
     has_annotation,
@@ -41,6 +42,12 @@ __all__ = [
     "gt_union",
     "partition_foreground",
     "propagate_cells",
+    "grow_cells",
+    "classical_nuclei",
+    "classical_cells",
+    "classical_phase_cells",
+    "split_touching",
+    "mask_diameter",
     "merge_cells",
     "write_contact_sheet",
     "read_choices",

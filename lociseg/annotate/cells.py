@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..io import normalize_percentile
+from ..transforms import normalize_percentile
 from .points import REF_DIAMETER
 
-__all__ = ["propagate_cells"]
+__all__ = ["propagate_cells", "grow_cells"]
 
 
 def _seed_image(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -76,7 +76,7 @@ def propagate_cells(
     (H, W) int32 label image: label ``k + 1`` is the cell of ``points[k]``
     (missing where two points share a pixel); 0 is background.
     """
-    from skimage.filters import sobel, threshold_otsu
+    from skimage.filters import threshold_otsu
     from skimage.segmentation import watershed
 
     fg = np.asarray(foreground) > 0
@@ -93,6 +93,54 @@ def propagate_cells(
     seeds = _seed_image(pts, fg.shape)
     bright = dna > threshold_otsu(dna) if np.ptp(dna) > 0 else np.zeros(fg.shape, bool)
     nuclei = watershed(-dna, seeds, mask=bright | (seeds > 0))
+    return grow_cells(
+        fg, nuclei, cyto_img, diameter=diameter, edge_weight=edge_weight, smoothing=smoothing, erode=erode
+    )
+
+
+def grow_cells(
+    foreground: np.ndarray,
+    nuclei: np.ndarray,
+    cytoplasm: np.ndarray,
+    *,
+    diameter: float | None = None,
+    edge_weight: float = 4.0,
+    smoothing: float = 0.5,
+    erode: int = 1,
+) -> np.ndarray:
+    """Grow nucleus labels into cells over the foreground (step 2 of :func:`propagate_cells`).
+
+    A watershed from the nuclei over ``d(x) + edge_weight * |grad C(x)| /
+    mean_fg |grad C|`` within the (eroded) foreground, as in
+    :func:`propagate_cells`; the nuclei themselves always stay in their cell.
+
+    Parameters
+    ----------
+    foreground : (H, W) bool array
+    nuclei : (H, W) int array
+        Nucleus instance labels (the seeds); label ids are kept.
+    cytoplasm : (H, W) array
+        Cytoplasm stain (any dtype; percentile-normalised here).
+    diameter, edge_weight, smoothing, erode
+        As in :func:`propagate_cells`.
+
+    Returns
+    -------
+    (H, W) int32 label image with the ids of ``nuclei``.
+    """
+    from skimage.filters import sobel
+    from skimage.segmentation import watershed
+
+    fg = np.asarray(foreground) > 0
+    nuclei = np.asarray(nuclei)
+    cyto_img = np.asarray(cytoplasm)
+    if nuclei.shape != fg.shape or cyto_img.shape != fg.shape:
+        raise ValueError(
+            f"foreground {fg.shape}, nuclei {nuclei.shape} and cytoplasm {cyto_img.shape} must have one shape"
+        )
+    if not nuclei.any():
+        return np.zeros(fg.shape, np.int32)
+    k = 1.0 if diameter is None else float(diameter) / REF_DIAMETER
     dist = ndi.distance_transform_edt(nuclei == 0) / k
     edges = sobel(ndi.gaussian_filter(normalize_percentile(cyto_img.astype(np.float32)), smoothing * k))
     scale = float(edges[fg].mean()) if fg.any() else 0.0

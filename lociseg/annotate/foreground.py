@@ -8,8 +8,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
-from ..io import normalize_percentile
-from ..transforms import point_spacing
+from ..transforms import normalize_percentile, point_spacing
 
 __all__ = ["foreground_candidates", "choose_foreground", "foreground_level", "smoothed_stain", "THRESHOLDS", "RULES"]
 

@@ -55,7 +55,7 @@ def partition_foreground(foreground: np.ndarray, points: np.ndarray) -> np.ndarr
 
     The label image that weak annotations imply with no training at all, and
     the partition the territory prior of the weak loss leans towards
-    (:func:`lociseg.losses.weak.territory_loss`): a baseline for what the
+    (:func:`lociseg.losses.territory.territory_loss`): a baseline for what the
     weak model learns beyond it.
 
     Parameters

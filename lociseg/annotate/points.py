@@ -8,7 +8,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import disk, local_maxima
 
-from ..io import normalize_percentile
+from ..transforms import normalize_percentile
 
 __all__ = ["detect_points", "REF_DIAMETER"]
 

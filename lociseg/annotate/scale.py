@@ -13,9 +13,9 @@ from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 from skimage.measure import label, regionprops_table
 
-from ..io import normalize_percentile
+from ..transforms import normalize_percentile
 
-__all__ = ["nucleus_diameter", "REF_NUCLEUS_DIAMETER"]
+__all__ = ["nucleus_diameter", "mask_diameter", "REF_NUCLEUS_DIAMETER"]
 
 #: :func:`nucleus_diameter` on the BBBC018 DNA channel (median over the 27
 #: train fields), the scale at which the annotation defaults apply together
@@ -66,8 +66,20 @@ def nucleus_diameter(
     smooth = ndi.gaussian_filter(normalize_percentile(img.astype(np.float32)), 1.0)
     if not np.isfinite(smooth).all() or smooth.max() <= smooth.min():
         return float("nan"), 0
-    pieces = label(smooth > threshold_otsu(smooth))
-    props = regionprops_table(pieces, properties=("area", "solidity"))
+    return mask_diameter(
+        smooth > threshold_otsu(smooth), min_area=min_area, min_solidity=min_solidity, min_count=min_count
+    )
+
+
+def mask_diameter(
+    mask: np.ndarray, *, min_area: int = 12, min_solidity: float = 0.9, min_count: int = 5
+) -> tuple[float, int]:
+    """Median equivalent-circle diameter of the single, convex pieces of a binary mask.
+
+    The measuring step of :func:`nucleus_diameter` (same parameters and
+    returns) for a foreground found another way.
+    """
+    props = regionprops_table(label(np.asarray(mask) > 0), properties=("area", "solidity"))
     area, solidity = props["area"], props["solidity"]
     keep = (area >= min_area) & (solidity >= min_solidity)
     if keep.sum() < min_count:

@@ -10,8 +10,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
-from ..io import normalize_percentile
 from ..io.files import atomic_write
+from ..transforms import normalize_percentile
 
 __all__ = ["write_contact_sheet", "read_choices", "write_choices", "CHOICE_COLUMNS"]
 

@@ -23,11 +23,13 @@ def main(
     minutes: float = typer.Option(15.0, "--minutes", help="Wall-clock budget of the fine-tuning."),
     from_: str = typer.Option("cells", "--from", help="Starting model: cells, nuclei, or a model folder."),
     targets: str = typer.Option(
-        "auto",
+        "evidence",
         "--targets",
         help="Training targets: machine, model, model+machine "
         "(the model's cells plus machine cells it missed), machine+model, or auto "
-        "(per image: the model's outlines lead where model and annotation agree on most cells, else the annotation's).",
+        "(per image: the model's outlines lead where model and annotation agree on most cells, else the annotation's), "
+        "or evidence (the default: as auto, then a cell only the model found is kept only around a detected nucleus; "
+        "docs/adapt.md).",
     ),
     steps: int | None = typer.Option(None, "--steps", help="Cap on the training steps (quick looks)."),
     resume: bool = typer.Option(False, "--resume", help="Go on from what an interrupted run left in OUT."),
@@ -50,8 +52,8 @@ def main(
     import signal
 
     from ..errors import ConfigError
+    from ..io.files import expand_inputs
     from ..report.adapt import TARGETS, adapt
-    from .segment import expand_inputs
 
     if minutes <= 0:
         raise ConfigError(f"--minutes must be positive, got {minutes}")

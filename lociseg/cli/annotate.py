@@ -21,8 +21,7 @@ def _sources(inputs: list[str], nucleus: str, cytoplasm: str, gt: bool, from_lab
     from ..data import DATASETS, load_dataset, parse_spec
     from ..errors import ConfigError
     from ..io import read_image
-    from ..io.files import image_stem
-    from .segment import expand_inputs
+    from ..io.files import expand_inputs, image_stem
 
     chans = [_channel(nucleus), _channel(cytoplasm)]
     if len(inputs) == 1 and (parse_spec(inputs[0])[0].lower() in DATASETS or _is_dataset_folder(inputs[0])):

@@ -51,8 +51,7 @@ def main(
     from ..errors import ConfigError, InputError
     from ..export.formats import FORMATS, SUFFIX, export_labels, write_coco
     from ..io import read_image, read_image_metadata, read_labels
-    from ..io.files import image_stem
-    from .segment import expand_inputs
+    from ..io.files import expand_inputs, image_stem
 
     formats = [f.strip().lower() for item in fmt for f in item.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]

@@ -22,7 +22,7 @@ class Sample:
     ----------
     image : (C, H, W) ndarray
         Raw pixels in the file's dtype (normalise with
-        :func:`lociseg.io.normalize_percentile`).
+        :func:`lociseg.transforms.normalize_percentile`).
     labels : (H, W) int32 ndarray or None
         Instance labels, 0 = background; None when unlabelled.
     points : (N, 2) float32 ndarray or None

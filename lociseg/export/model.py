@@ -201,6 +201,109 @@ def max_output_difference(
     return [float(np.abs(a - b).max()) if a.shape == b.shape else float("inf") for a, b in zip(got, eager)]
 
 
+def _output_specs(out: Path, names: list[str], outs: list[np.ndarray], width: int) -> list[dict[str, Any]]:
+    """Save each test output and describe it for the RDF (its axes scaled against the input's)."""
+    ref = {"tensor_id": "image"}
+    outputs = []
+    for nm, arr in zip(names, outs):
+        np.save(out / f"test_output_{nm}.npy", arr)
+        scale = width / arr.shape[-1]
+        axes: list[dict[str, Any]] = [{"type": "batch"}]
+        if arr.ndim == 4:
+            labels = (
+                ["dy", "dx"] if nm == "offsets" and arr.shape[1] == 2 else [f"{nm}{i}" for i in range(arr.shape[1])]
+            )
+            axes.append({"type": "channel", "channel_names": labels})
+        axes += [
+            {"id": ax, "type": "space", "size": {**ref, "axis_id": ax}, "scale": float(scale)} for ax in ("y", "x")
+        ]
+        outputs.append(
+            {
+                "id": nm,
+                "axes": axes,
+                "data": {"type": "float32"},
+                "test_tensor": {
+                    "source": f"test_output_{nm}.npy",
+                    "sha256": sha256_file(out / f"test_output_{nm}.npy"),
+                },
+            }
+        )
+    return outputs
+
+
+def _export_weights(
+    model: torch.nn.Module, out: Path, weights: Sequence[str], shape: tuple[int, int]
+) -> dict[str, Any]:
+    """Write the requested weight formats; their RDF entries."""
+    w: dict[str, Any] = {}
+    if "torchscript" in weights:
+        p = export_torchscript(model, out / "weights.torchscript", example_shape=shape, probabilities=True)
+        w["torchscript"] = {
+            "source": p.name,
+            "sha256": sha256_file(p),
+            "pytorch_version": torch.__version__.split("+")[0],
+        }
+    if "onnx" in weights:
+        p = export_onnx(model, out / "weights.onnx", example_shape=shape, probabilities=True)
+        w["onnx"] = {"source": p.name, "sha256": sha256_file(p), "opset_version": 18}
+        if "torchscript" in w:
+            w["onnx"]["parent"] = "torchscript"  # both come from the same eager model; the spec wants one root
+    return w
+
+
+def _write_readme(
+    out: Path, name: str, description: str, chan_names: list[str], target_diameter: float, names: list[str]
+) -> Path:
+    """The package's README.md: what goes in and what comes out."""
+    readme = out / "README.md"
+    readme.write_text(
+        f"# {name}\n\n{description}\n\n"
+        "Input: raw image, channels " + ", ".join(chan_names) + f", rescaled so cells are about "
+        f"{target_diameter:g} px across. Outputs are dense stride-4 maps: " + ", ".join(names) + ". "
+        "Cell locations and masks are decoded from them by lociseg (`lociseg segment`).\n\n"
+        "# Validation\n\nThe test tensors were produced by the eager PyTorch model; the TorchScript and ONNX "
+        "weights reproduce them (checked by lociseg's export tests).\n"
+    )
+    return readme
+
+
+def _input_spec(chan_names: list[str], sha256: str, spec: Any) -> dict[str, Any]:
+    """The RDF entry of the input: raw image, its percentile normalisation as preprocessing."""
+    return {
+        "id": "image",
+        "axes": [
+            {"type": "batch"},
+            {"type": "channel", "channel_names": chan_names},
+            {"id": "y", "type": "space", "size": {"min": SIZE_MULTIPLE, "step": SIZE_MULTIPLE}},
+            {"id": "x", "type": "space", "size": {"min": SIZE_MULTIPLE, "step": SIZE_MULTIPLE}},
+        ],
+        "data": {"type": "float32"},
+        "test_tensor": {"source": "test_input.npy", "sha256": sha256},
+        "preprocessing": [
+            {
+                "id": "scale_range",
+                "kwargs": {
+                    "axes": ["y", "x"],
+                    "min_percentile": float(spec.normalize_low),
+                    "max_percentile": float(spec.normalize_high),
+                },
+            }
+        ],
+    }
+
+
+def _tolerances(names: list[str], outs: list[np.ndarray]) -> list[dict[str, Any]]:
+    """Reproducibility tolerance of each output: the spec caps the absolute one at 1 % of the test output's maximum."""
+    return [
+        {
+            "output_ids": [nm],
+            "relative_tolerance": 1e-3,
+            "absolute_tolerance": float(min(1e-4, 0.005 * max(float(arr.max()), 0.0))),
+        }
+        for nm, arr in zip(names, outs)
+    ]
+
+
 def export_bioimageio(
     model: torch.nn.Module,
     out_dir: str | os.PathLike,
@@ -241,7 +344,7 @@ def export_bioimageio(
     """
     import yaml
 
-    from ..io import normalize_percentile
+    from ..transforms import normalize_percentile
 
     bad = [w for w in weights if w not in ("torchscript", "onnx")]
     if bad or not weights:
@@ -263,55 +366,9 @@ def export_bioimageio(
         outs = [t.numpy() for t in _Dense(model, probabilities=True)(torch.from_numpy(x))]
     np.save(out / "test_input.npy", raw[None])
     chan_names = list(spec.channels) if len(spec.channels) == c else [f"channel{i}" for i in range(c)]
-    ref = {"tensor_id": "image"}
-    outputs = []
-    for nm, arr in zip(names, outs):
-        np.save(out / f"test_output_{nm}.npy", arr)
-        scale = raw.shape[-1] / arr.shape[-1]
-        axes: list[dict[str, Any]] = [{"type": "batch"}]
-        if arr.ndim == 4:
-            labels = (
-                ["dy", "dx"] if nm == "offsets" and arr.shape[1] == 2 else [f"{nm}{i}" for i in range(arr.shape[1])]
-            )
-            axes.append({"type": "channel", "channel_names": labels})
-        axes += [
-            {"id": ax, "type": "space", "size": {**ref, "axis_id": ax}, "scale": float(scale)} for ax in ("y", "x")
-        ]
-        outputs.append(
-            {
-                "id": nm,
-                "axes": axes,
-                "data": {"type": "float32"},
-                "test_tensor": {
-                    "source": f"test_output_{nm}.npy",
-                    "sha256": sha256_file(out / f"test_output_{nm}.npy"),
-                },
-            }
-        )
-    w: dict[str, Any] = {}
-    if "torchscript" in weights:
-        p = export_torchscript(
-            model, out / "weights.torchscript", example_shape=tuple(raw.shape[1:]), probabilities=True
-        )
-        w["torchscript"] = {
-            "source": p.name,
-            "sha256": sha256_file(p),
-            "pytorch_version": torch.__version__.split("+")[0],
-        }
-    if "onnx" in weights:
-        p = export_onnx(model, out / "weights.onnx", example_shape=tuple(raw.shape[1:]), probabilities=True)
-        w["onnx"] = {"source": p.name, "sha256": sha256_file(p), "opset_version": 18}
-        if "torchscript" in w:
-            w["onnx"]["parent"] = "torchscript"  # both come from the same eager model; the spec wants one root
-    readme = out / "README.md"
-    readme.write_text(
-        f"# {name}\n\n{description}\n\n"
-        "Input: raw image, channels " + ", ".join(chan_names) + f", rescaled so cells are about "
-        f"{spec.target_diameter:g} px across. Outputs are dense stride-4 maps: " + ", ".join(names) + ". "
-        "Cell locations and masks are decoded from them by lociseg (`lociseg segment`).\n\n"
-        "# Validation\n\nThe test tensors were produced by the eager PyTorch model; the TorchScript and ONNX "
-        "weights reproduce them (checked by lociseg's export tests).\n"
-    )
+    outputs = _output_specs(out, names, outs, raw.shape[-1])
+    w = _export_weights(model, out, weights, tuple(raw.shape[1:]))
+    readme = _write_readme(out, name, description, chan_names, spec.target_diameter, names)
     rdf = {
         "format_version": "0.5.4",
         "type": "model",
@@ -328,43 +385,13 @@ def export_bioimageio(
         "documentation": readme.name,
         "tags": ["instance-segmentation", "cells", "nuclei", "fluorescence-light-microscopy", "2d", "pytorch"],
         "inputs": [
-            {
-                "id": "image",
-                "axes": [
-                    {"type": "batch"},
-                    {"type": "channel", "channel_names": chan_names},
-                    {"id": "y", "type": "space", "size": {"min": SIZE_MULTIPLE, "step": SIZE_MULTIPLE}},
-                    {"id": "x", "type": "space", "size": {"min": SIZE_MULTIPLE, "step": SIZE_MULTIPLE}},
-                ],
-                "data": {"type": "float32"},
-                "test_tensor": {"source": "test_input.npy", "sha256": sha256_file(out / "test_input.npy")},
-                "preprocessing": [
-                    {
-                        "id": "scale_range",
-                        "kwargs": {
-                            "axes": ["y", "x"],
-                            "min_percentile": float(spec.normalize_low),
-                            "max_percentile": float(spec.normalize_high),
-                        },
-                    }
-                ],
-            }
+            _input_spec(chan_names, sha256_file(out / "test_input.npy"), spec),
         ],
         "outputs": outputs,
         "weights": w,
         "config": {
             "lociseg": {"input": spec.to_dict()},
-            # the spec caps the absolute tolerance at 1% of each test output's maximum
-            "bioimageio": {
-                "reproducibility_tolerance": [
-                    {
-                        "output_ids": [nm],
-                        "relative_tolerance": 1e-3,
-                        "absolute_tolerance": float(min(1e-4, 0.005 * max(float(arr.max()), 0.0))),
-                    }
-                    for nm, arr in zip(names, outs)
-                ]
-            },
+            "bioimageio": {"reproducibility_tolerance": _tolerances(names, outs)},
         },
     }
     rdf_path = out / "rdf.yaml"

@@ -3,7 +3,7 @@
 All readers return NumPy arrays: images as (C, H, W) in their native dtype,
 label images as (H, W) integers (0 = background). Converters turn other
 instance annotations (per-object masks, outlines, Kaggle RLE, COCO) into
-label images.
+label images. Intensity normalisation is in :mod:`lociseg.transforms`.
 """
 
 from .coco import (
@@ -18,8 +18,6 @@ from .image import (
     IMAGE_SUFFIXES,
     MAX_PIXELS,
     LazyImage,
-    normalize_percentile,
-    percentile_bounds,
     read_image,
     read_image_metadata,
     validate_image,
@@ -39,10 +37,8 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "read_image",
     "read_image_metadata",
-    "normalize_percentile",
     "LazyImage",
     "MAX_PIXELS",
-    "percentile_bounds",
     "validate_image",
     "read_labels",
     "write_labels",

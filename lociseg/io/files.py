@@ -1,12 +1,14 @@
 """File-level helpers shared by every writer and folder scanner.
 
 One atomic writer (:func:`atomic_write`), one checksum (:func:`sha256_file`)
-and one way to name an image or label file without its endings
-(:func:`image_stem`, :data:`MASK_SUFFIXES`).
+one way to name an image or label file without its endings
+(:func:`image_stem`, :data:`MASK_SUFFIXES`), and one way to list the image
+files a user names (:func:`expand_inputs`).
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
@@ -15,11 +17,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import InputError
-from .image import IMAGE_SUFFIXES
+from .image import IMAGE_SUFFIXES, image_suffix_ok
+from .lazy import is_ngff
 
 PathLike = str | os.PathLike
 
-__all__ = ["IMAGE_ENDINGS", "MASK_SUFFIXES", "atomic_write", "image_stem", "recover_folder", "sha256_file"]
+__all__ = [
+    "IMAGE_ENDINGS",
+    "MASK_SUFFIXES",
+    "atomic_write",
+    "expand_inputs",
+    "image_stem",
+    "recover_folder",
+    "sha256_file",
+]
 
 #: Name endings that mark a label image of the image with the same stem
 #: (``a_masks.tif`` labels ``a.tif``). A suffix that ends with another comes first.
@@ -195,3 +206,24 @@ def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files, folders (their image files, not recursive) and glob patterns, in order, without repeats."""
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if is_ngff(p):
+            found = [p]  # an OME-Zarr image is a folder
+        elif p.is_dir():
+            found = sorted(q for q in p.iterdir() if (q.is_file() and image_suffix_ok(q)) or is_ngff(q))
+        elif any(ch in item for ch in "*?["):
+            found = sorted(Path(q) for q in glob.glob(item, recursive=True) if Path(q).is_file())
+        else:
+            found = [p]  # a missing file is reported per file later
+        if not found:
+            raise InputError("no image files found", path=item)
+        out.extend(found)
+    seen: set[str] = set()
+    # realpath, unlike Path.resolve, does not raise on a symbolic link loop (read_image reports it)
+    return [p for p in out if not (os.path.realpath(p) in seen or seen.add(os.path.realpath(p)))]

@@ -19,6 +19,7 @@ __all__ = [
     "MatchResult",
     "Overlaps",
     "compute_overlaps",
+    "drop_unlabelled",
     "foreground_iou",
     "match_instances",
     "overlap_pairs",
@@ -179,6 +180,35 @@ def overlap_pairs(
         ov.gt_sizes[ov.gt_index],
         ov.pred_sizes[ov.pred_index],
     )
+
+
+def drop_unlabelled(gt: np.ndarray, pred: np.ndarray, *, min_labelled: float = 0.5) -> np.ndarray:
+    """Predictions with the objects that lie mostly on unlabelled pixels removed (partial labels).
+
+    For sets where only some objects are labelled (e.g. marker-positive cells
+    among many others), a prediction on an unlabelled object is neither right
+    nor wrong. A predicted object is set to background when less than
+    ``min_labelled`` of its pixels lie on labelled objects (``gt > 0``); the
+    others are scored as usual, so a prediction that merges a labelled cell
+    with its unlabelled neighbour still fails to match. Ids are kept (score
+    arrays indexed by id stay valid).
+
+    Examples
+    --------
+    >>> gt = np.zeros((4, 4), int); gt[:2, :2] = 1
+    >>> pred = np.zeros((4, 4), int); pred[:2, :2] = 3; pred[3, 3] = 4
+    >>> np.unique(drop_unlabelled(gt, pred))
+    array([0, 3])
+    """
+    gt, pred = _check_pair(gt, pred)
+    if not 0 < min_labelled <= 1:
+        raise ValueError(f"min_labelled must be in (0, 1], got {min_labelled}")
+    top = int(pred.max()) if pred.size else 0
+    area = np.bincount(pred.ravel(), minlength=top + 1)
+    on_gt = np.bincount(pred.ravel(), weights=(gt.ravel() > 0), minlength=top + 1)
+    drop = on_gt < min_labelled * area
+    drop[0] = True
+    return np.where(drop[pred], 0, pred)
 
 
 def _assign(gi: np.ndarray, pi: np.ndarray, iou: np.ndarray) -> np.ndarray:

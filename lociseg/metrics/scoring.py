@@ -17,6 +17,7 @@ from .matching import (
     _check_pair,
     _match_overlaps,
     compute_overlaps,
+    drop_unlabelled,
 )
 from .ranked import _ranked_from_overlaps, average_precision_from_detections
 
@@ -66,7 +67,12 @@ def _flat(m: MatchResult, ranked: dict, fg_iou: float) -> dict[str, Any]:
 
 
 def evaluate_image(
-    gt: np.ndarray, pred: np.ndarray, scores=None, thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+    gt: np.ndarray,
+    pred: np.ndarray,
+    scores=None,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    *,
+    partial_labels: bool = False,
 ) -> dict[str, Any]:
     """All instance metrics of one predicted label image.
 
@@ -79,6 +85,9 @@ def evaluate_image(
         :func:`~lociseg.metrics.ranked_average_precision`); None = all 1.
     thresholds : sequence of float, optional
         IoU thresholds (default 0.50:0.05:0.95); ``*_50`` keys need 0.5 among them.
+    partial_labels : bool, optional
+        ``gt`` labels only some objects: predictions lying mostly on
+        unlabelled pixels are not scored (:func:`~lociseg.metrics.drop_unlabelled`).
 
     Returns
     -------
@@ -90,6 +99,8 @@ def evaluate_image(
         ``fg_counts`` (foreground intersection and union pixels).
     """
     gt, pred = _check_pair(gt, pred)
+    if partial_labels:
+        pred = drop_unlabelled(gt, pred)
     thresholds = np.asarray(thresholds, float).ravel()
     ov = compute_overlaps(gt, pred)
     m = _match_overlaps(ov, thresholds)
@@ -280,6 +291,8 @@ def evaluate_pairs(
     names: Sequence[str] | None = None,
     groups: Sequence[str | None] | None = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    *,
+    partial_labels: bool = False,
 ) -> Report:
     """Evaluate many (gt, pred) label image pairs into a :class:`Report`.
 
@@ -294,6 +307,8 @@ def evaluate_pairs(
     groups : sequence of str, optional
         Group (data set, phenotype, ...) of each image; pooled per group.
     thresholds : sequence of float, optional
+    partial_labels : bool, optional
+        The ground truth labels only some objects (see :func:`evaluate_image`).
 
     Returns
     -------
@@ -309,7 +324,9 @@ def evaluate_pairs(
         raise ValueError("scores_list, names and groups must have one entry per image")
     images = []
     for gt, pred, s, name, g in zip(gt_list, pred_list, scores_list, names, groups):
-        images.append({"name": name, "group": g, **evaluate_image(gt, pred, s, thresholds)})
+        images.append(
+            {"name": name, "group": g, **evaluate_image(gt, pred, s, thresholds, partial_labels=partial_labels)}
+        )
     return report_from_results(images, thresholds)
 
 
@@ -332,6 +349,7 @@ def evaluate(
     names: Sequence[str] | None = None,
     groups: Sequence[str | None] | None = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    partial_labels: bool = False,
 ) -> Report:
     """Evaluate one label image or a list of them (``lociseg.evaluate``).
 
@@ -347,4 +365,6 @@ def evaluate(
     """
     if isinstance(gt, np.ndarray) and gt.ndim == 2:
         gt, pred, scores = [gt], [pred], None if scores is None else [scores]
-    return evaluate_pairs(gt, pred, scores, names=names, groups=groups, thresholds=thresholds)
+    return evaluate_pairs(
+        gt, pred, scores, names=names, groups=groups, thresholds=thresholds, partial_labels=partial_labels
+    )

@@ -21,7 +21,7 @@ from ..config import Config, bounded
 from ..losses.diagnostics import weak_diagnostics
 from ..losses.lpn import lpn_loss
 from ..losses.mask import mask_bce_dice
-from ..losses.weak import WeakLossConfig, weak_image_loss
+from ..losses.weak_combined import WeakLossConfig, weak_image_loss
 from ..structures import Instances
 from .aux import AuxBoundaryNet, ForegroundHead
 from .backbone import BackboneConfig, ConvNeXt

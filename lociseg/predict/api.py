@@ -20,115 +20,50 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .. import __version__
 from ..device import choose_device
 from ..errors import ConfigError, InputError
-from ..io import LazyImage, normalize_percentile, percentile_bounds, write_labels
-from ..io.files import atomic_write, sha256_file
+from ..io import LazyImage
 from ..models.checkpoint import load_checkpoint
 from ..models.pretrained import resolve_model
 from ..structures import Instances
-from ..transforms import RescaledImage, rescale_image, rescale_instances, scaled_shape
+from ..transforms import (
+    RescaledImage,
+    normalize_percentile,
+    percentile_bounds,
+    rescale_image,
+    rescale_instances,
+)
+from .autoscale import estimate_scale, load_size_model, paste_checked, scale_factor
+from .outputs import OUTPUT_SUFFIXES, folder_record, outputs_complete, write_outputs
 from .paste import OVERLAP_RULES, StreamingPaste
 from .scale_search import HIGH_SCORE, ScaleEstimate, search_scale, search_window
-from .size_model import (
-    CHECK_SIDE,
-    RESEGMENT,
-    SizeModel,
-    estimate_diameter,
-    has_encoder,
-    median_mask_diameter,
-    refine_diameter,
-    scale_agreement,
-    views_window,
-)
+from .table import TABLE_COLUMNS, CellTable, cell_table
 from .tiling import predict_tiled, tile_instances
 
 log = logging.getLogger(__name__)
 
+# The cell table and the output writers live in their own modules; the API re-exports them.
+__all__ = [
+    "OUTPUT_SUFFIXES",
+    "TABLE_COLUMNS",
+    "CellTable",
+    "Segmenter",
+    "cell_table",
+    "folder_record",
+    "load_model",
+    "outputs_complete",
+    "segment",
+    "write_outputs",
+]
+
 UNSURE = 0.35
 """Scale-search confidence below which :meth:`Segmenter.segment` warns that the estimate is unsure."""
-
-TABLE_COLUMNS = ("label", "centroid_y", "centroid_x", "area", "score")
-
-
-@dataclass
-class CellTable:
-    """Per-cell measurements of a label image, one row per label 1..N.
-
-    Attributes
-    ----------
-    label, centroid_y, centroid_x, area, score : ndarray
-        Columns; centroids in pixels of the input image, area in pixels.
-    meta : dict
-        How the labels were made (``diameter_used``, ``model``, ...).
-    """
-
-    label: np.ndarray
-    centroid_y: np.ndarray
-    centroid_x: np.ndarray
-    area: np.ndarray
-    score: np.ndarray
-    meta: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.label)
-
-    def to_dict(self) -> dict[str, np.ndarray]:
-        """The columns, in order, as a dict of 1-D arrays (e.g. for ``pandas.DataFrame``)."""
-        return {c: getattr(self, c) for c in TABLE_COLUMNS}
-
-    def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write the columns as CSV (header line, then one row per cell)."""
-        path = Path(path)
-        cols = self.to_dict()
-        with open(path, "w", newline="") as f:
-            f.write(",".join(TABLE_COLUMNS) + "\n")
-            for row in zip(*cols.values()):
-                f.write(f"{row[0]},{row[1]:.2f},{row[2]:.2f},{row[3]},{row[4]:.4f}\n")
-        return path
-
-
-def cell_table(
-    labels: np.ndarray, scores: np.ndarray | None = None, meta: dict | None = None, *, rows: int = 512
-) -> CellTable:
-    """Measure every label 1..N of ``labels`` (ids assumed sequential; absent ids get area 0).
-
-    Parameters
-    ----------
-    labels : (H, W) int ndarray
-    scores : (N,) ndarray, optional
-        Score of label ``k + 1`` at index ``k``; NaN when not given.
-    meta : dict, optional
-    rows : int, optional
-        Rows measured at once (bounds the temporary memory on large images).
-    """
-    labels = np.asarray(labels)
-    n = int(labels.max()) if labels.size else 0
-    area = np.zeros(n + 1, np.int64)
-    sy = np.zeros(n + 1)
-    sx = np.zeros(n + 1)
-    xs = np.arange(labels.shape[1], dtype=np.float64)
-    for a in range(0, labels.shape[0], rows):
-        block = labels[a : a + rows].astype(np.int64)
-        area += np.bincount(block.ravel(), minlength=n + 1)
-        # weighted by each pixel's row and column: the coordinate sums of every label
-        ys = np.arange(a, a + len(block), dtype=np.float64)
-        sy += np.bincount(block.ravel(), np.repeat(ys, block.shape[1]), minlength=n + 1)
-        sx += np.bincount(block.ravel(), np.tile(xs, len(block)), minlength=n + 1)
-    area = area[1:]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cy = sy[1:] / area
-        cx = sx[1:] / area
-    score = np.full(n, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)[:n]
-    return CellTable(np.arange(1, n + 1), cy, cx, area, score, dict(meta or {}))
 
 
 class Segmenter:
@@ -174,8 +109,7 @@ class Segmenter:
             raise ConfigError(f"model {self.name} has no config.input (InputSpec)")
         self.spec = spec
         self.train_diameter = _train_diameter(getattr(model, "checkpoint_path", None))
-        folder = getattr(model, "checkpoint_path", None)
-        self.size_model = SizeModel.load(folder) if folder is not None and has_encoder(model) else None
+        self.size_model = load_size_model(model)  # one-pass scale (docs/scale.md); None: the ladder search
 
     def __repr__(self) -> str:
         return f"Segmenter({self.name}, device={self.device}, in_channels={self.spec.in_channels}, target_diameter={self.spec.target_diameter})"
@@ -391,54 +325,6 @@ class Segmenter:
                 paster.add(part if region is None else part.shift(-ry0, -rx0))
         return paster.finish(fill_holes=fill_holes)
 
-    def _check_scale(
-        self,
-        image: np.ndarray,
-        bounds: np.ndarray,
-        search: ScaleEstimate,
-        labels: np.ndarray,
-        scores: np.ndarray,
-        settings: dict,
-    ) -> tuple[ScaleEstimate, float, np.ndarray, np.ndarray, float]:
-        """Check a one-pass diameter by the masks it gave; segment again where they disagree.
-
-        The median confident mask, through the size model's mask response
-        (:func:`~lociseg.predict.size_model.refine_diameter`), implies a
-        diameter. Both estimates err (the regression by about 20 %, the masks
-        by their own bias on a field, amplified by the inversion), so their
-        geometric mean is the better one; when it is more than
-        :data:`~lociseg.predict.size_model.RESEGMENT` from the diameter used,
-        the image is segmented once more at it. With too few confident cells
-        to measure, the ladder search decides. Returns the estimate (its
-        ``confidence`` the agreement of the two), the diameter used, labels,
-        scores and the diameter the masks imply.
-        """
-        diameter = search.diameter
-        implied = refine_diameter(self.size_model, median_mask_diameter(labels, scores), diameter)
-        search.confidence = scale_agreement(diameter, implied)
-        if not math.isfinite(implied):
-            ladder = self.search_scale_window(image, bounds)
-            if ladder.found and abs(math.log(ladder.diameter / diameter)) > math.log(RESEGMENT):
-                diameter = ladder.diameter
-                labels, scores = self._paste_at(image, bounds, self.scale_factor(diameter), **settings)
-                return ladder, diameter, labels, scores, implied
-            search.confidence = max(search.confidence, ladder.confidence)
-            return search, diameter, labels, scores, implied
-        both = math.sqrt(diameter * implied)
-        if abs(math.log(both / diameter)) > math.log(RESEGMENT):
-            diameter = both
-            labels, scores = self._paste_at(image, bounds, self.scale_factor(diameter), **settings)
-        search.diameter, search.factor = diameter, self.scale_factor(diameter)
-        return search, diameter, labels, scores, implied
-
-    def _paste_at(
-        self, image: np.ndarray, bounds: np.ndarray, factor: float, *, min_area: int, **settings: Any
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`paste_tiles` at ``factor`` with ``min_area`` given at model scale."""
-        model_shape = scaled_shape(image.shape[-2:], factor)
-        area_scale = (image.shape[-2] / model_shape[0]) * (image.shape[-1] / model_shape[1])
-        return self.paste_tiles(image, bounds, factor, min_area=max(1, int(round(min_area * area_scale))), **settings)
-
     def default_overlap(self) -> int:
         """Tile overlap at model scale: 4 target diameters, at least 128 px, so cells at seams are whole."""
         return max(128, int(math.ceil(4 * self.spec.target_diameter)))
@@ -461,37 +347,6 @@ class Segmenter:
         is read, normalised with ``bounds`` (:meth:`percentiles` of the whole image).
         """
         return self.search_scale(self.normalize(np.asarray(image[(..., *search_window(image.shape[-2:]))]), bounds))
-
-    def estimate_scale(self, image: np.ndarray, bounds: np.ndarray) -> ScaleEstimate:
-        """The cell diameter of a raw (C, H, W) image or LazyImage, as :meth:`segment` estimates it.
-
-        With a size model (:attr:`size_model`) one encoder pass over the
-        central views (:func:`~lociseg.predict.size_model.estimate_diameter`);
-        the ladder search (:meth:`search_scale_window`) without one, or when
-        the estimate falls outside the sizes the size model was fitted on.
-        """
-        if self.size_model is None:
-            return self.search_scale_window(image, bounds)
-        window = np.asarray(image[(..., *views_window(image.shape[-2:], self.size_model.views))])
-        d = estimate_diameter(self.size_model, self.model.backbone, self.normalize(window, bounds), self.device)
-        if not self.size_model.in_range(d):
-            log.info("size model estimate %.1f px outside its fitted range: searching the scale", d)
-            return self.search_scale_window(image, bounds)
-        f = float(self.spec.target_diameter) / d
-        empty = np.zeros(0)
-        return ScaleEstimate(d, f, 1.0, empty, empty, empty, method="size-model")
-
-    def scale_factor(self, diameter: float) -> float:
-        """Rescaling factor for an image of cells ``diameter`` px across.
-
-        ``target_diameter / diameter``; a model with a ``scale_range``
-        (:class:`~lociseg.models.base.InputSpec`) sees cells within it at the
-        image's own scale, others rescaled only to the nearer end of the range.
-        """
-        rng = self.spec.scale_range
-        if rng:
-            return float(np.clip(diameter, rng[0], rng[1])) / float(diameter)
-        return float(self.spec.target_diameter) / float(diameter)
 
     @torch.inference_mode()
     def _locate(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -531,12 +386,10 @@ class Segmenter:
             window, :data:`~lociseg.predict.scale_search.SEARCH_SIDE` px a side).
         diameter : float or "train", optional
             Typical cell diameter in pixels of this image. ``None`` estimates
-            it (:meth:`estimate_scale`: one encoder pass with the model's size
-            model, checked by the masks it gives and segmented again when
-            they disagree; else :meth:`search_scale` on the central
-            :func:`~lociseg.predict.scale_search.search_window`; docs/scale.md)
-            and warns with the value used and how sure it is (an "unsure"
-            warning below :data:`UNSURE`);
+            it (:meth:`search_scale`, on the central
+            :func:`~lociseg.predict.scale_search.search_window` of a larger
+            image) and warns with the value used and how
+            sure the search is (an "unsure" warning below :data:`UNSURE`);
             ``"train"`` takes :attr:`train_diameter` (images at the training
             images' magnification; how weak models are scored).
         channels : sequence of int or str, optional
@@ -579,17 +432,85 @@ class Segmenter:
             estimated, ``scale_confidence``, ``scale_unsure`` and
             ``scale_search`` (zooms tried).
         """
-        if overlaps not in OVERLAP_RULES:  # before any inference
+        self._check_settings(tile_size, overlap, overlaps)
+        explicit = diameter is not None and not isinstance(diameter, str)
+        img = self.select_channels(image, channels, channel_names, channel_axis=channel_axis)
+        shape = tuple(img.shape[-2:])
+        bounds = self.percentiles(img)
+        diameter, search = self._diameter(img, bounds, diameter)
+        self._factor(diameter, shape, explicit)  # refuses a diameter the image cannot take
+        opts = {
+            "tile_size": tile_size,
+            "overlap": overlap,
+            "threshold": threshold,
+            "augment": augment,
+            "overlaps": overlaps,
+            "fill_holes": fill_holes,
+        }
+        labels, scores, diameter, search, extra = paste_checked(
+            self, img, bounds, diameter, search, progress=progress, min_area=min_area, **opts
+        )
+        table = self._table(labels, scores, diameter, search, scale_factor(self.spec, diameter), shape, opts)
+        table.meta.update(extra)
+        return labels, table
+
+    def _factor(self, diameter: float, shape: tuple[int, int], explicit: bool) -> float:
+        """The rescale factor that brings cells of ``diameter`` px to the model's target diameter."""
+        if explicit and diameter > max(shape):
+            raise ConfigError(f"diameter must be at most the image size ({shape[0]} x {shape[1]} px), got {diameter:g}")
+        factor = scale_factor(self.spec, diameter)
+        if factor * max(shape) > 65536:
+            raise ConfigError(f"diameter {diameter:g} rescales a {shape} image by {factor:.3g}: check the value")
+        return factor
+
+    def _table(
+        self,
+        labels: np.ndarray,
+        scores: np.ndarray,
+        diameter: float,
+        search: ScaleEstimate | None,
+        factor: float,
+        shape: tuple[int, int],
+        opts: dict[str, Any],
+    ) -> CellTable:
+        """The cell table of :meth:`segment`, its meta recording how the labels were made."""
+        meta = {
+            "model": self.name,
+            "diameter_used": float(diameter),
+            "diameter_estimated": search is not None,
+            "target_diameter": float(self.spec.target_diameter),
+            "scale_factor": factor,
+            "image_shape": list(shape),
+            "tile_size": int(opts["tile_size"]),
+            "overlap": int(opts["overlap"] if opts["overlap"] is not None else self.default_overlap()),
+            "threshold": float(opts["threshold"]),
+            "augment": bool(opts["augment"]),
+            "overlaps": opts["overlaps"],
+            "fill_holes": bool(opts["fill_holes"]),
+            "cells": int(len(scores)),
+            # per-image confidence: a field the model does not recognise has few confident cells
+            "high_score_fraction": float(np.mean(scores >= HIGH_SCORE)) if len(scores) else 0.0,
+        }
+        if search is not None:
+            meta["scale_confidence"] = float(search.confidence)
+            meta["scale_unsure"] = bool(search.confidence < UNSURE or not search.found)
+            meta["scale_search"] = search.to_meta()
+        return cell_table(labels, scores, meta)
+
+    def _check_settings(self, tile_size: int, overlap: int | None, overlaps: str) -> None:
+        """Refuse settings :meth:`segment` cannot use, before any inference."""
+        if overlaps not in OVERLAP_RULES:
             raise ConfigError(f"overlaps must be one of {OVERLAP_RULES}, got {overlaps!r}")
         min_tile = (self.default_overlap() if overlap is None else overlap) + self.pad_multiple
         if tile_size < min_tile:
             raise ConfigError(
                 f"tile_size must be at least {min_tile} px for this model (overlap + {self.pad_multiple}), got {tile_size}"
             )
-        explicit = diameter is not None and not isinstance(diameter, str)
-        img = self.select_channels(image, channels, channel_names, channel_axis=channel_axis)
-        shape = tuple(img.shape[-2:])
-        bounds = self.percentiles(img)
+
+    def _diameter(
+        self, img: np.ndarray, bounds: np.ndarray, diameter: float | str | None
+    ) -> tuple[float, ScaleEstimate | None]:
+        """The cell diameter :meth:`segment` uses, and the scale search when it was estimated (with a warning)."""
         if isinstance(diameter, str):
             if diameter != "train":
                 raise ConfigError(f"diameter must be a number of pixels or 'train', got {diameter!r}")
@@ -598,85 +519,29 @@ class Segmenter:
                     f"model {self.name} records no training diameter (no metrics.json); give diameter in px"
                 )
             diameter = self.train_diameter
-        estimated = diameter is None
-        search = None
-        if estimated:
-            search = self.estimate_scale(img, bounds)
-            diameter = search.diameter
-            if not math.isfinite(diameter):
-                # the training images' scale if known: a weak model's masks only fit cells at that scale
-                diameter = float(self.train_diameter or self.spec.target_diameter)
-                warnings.warn(
-                    f"no cells found to estimate the diameter; using the model's {diameter:.1f} px", stacklevel=2
-                )
-        elif not (diameter > 0 and math.isfinite(diameter)):
-            raise ConfigError(f"diameter must be a positive number of pixels, got {diameter}")
-        if explicit and diameter > max(shape):
-            raise ConfigError(f"diameter must be at most the image size ({shape[0]} x {shape[1]} px), got {diameter:g}")
-        settings = dict(
-            tile_size=tile_size,
-            overlap=overlap,
-            progress=progress,
-            augment=augment,
-            threshold=threshold,
-            min_area=min_area,
-            overlaps=overlaps,
-            fill_holes=fill_holes,
-        )
-        factor = self.scale_factor(diameter)
-        if factor * max(shape) > 65536:
-            raise ConfigError(f"diameter {diameter:g} rescales a {shape} image by {factor:.3g}: check the value")
-        one_pass = implied = None
-        if search is not None and search.method == "size-model":
-            # checked on a central window: on a large image a re-segmentation costs the window, not the image
-            ys, xs = search_window(shape, CHECK_SIDE)
-            window = (ys.start, ys.stop, xs.start, xs.stop)
-            whole = window == (0, shape[0], 0, shape[1])
-            check = settings if whole else {**settings, "region": window}
-            one_pass = diameter
-            labels, scores = self._paste_at(img, bounds, factor, **check)
-            search, diameter, labels, scores, implied = self._check_scale(img, bounds, search, labels, scores, check)
-            factor = self.scale_factor(diameter)
-            if not whole:
-                labels, scores = self._paste_at(img, bounds, factor, **settings)
-        else:
-            labels, scores = self._paste_at(img, bounds, factor, **settings)
-        if search is not None and search.found:
-            sure = search.confidence >= UNSURE
-            warnings.warn(
-                f"cell diameter estimated at {diameter:.1f} px "
-                + (
-                    f"(confidence {search.confidence:.2f}; pass diameter= to set it)"
-                    if sure
-                    else f"but unsure (confidence {search.confidence:.2f}): check the result or pass diameter="
-                ),
-                stacklevel=2,
+        if diameter is not None:
+            if not (diameter > 0 and math.isfinite(diameter)):
+                raise ConfigError(f"diameter must be a positive number of pixels, got {diameter}")
+            return diameter, None
+        diameter = (search := estimate_scale(self, img, bounds)).diameter
+        if search.method == "size-model":
+            return diameter, search  # checked by its masks in paste_checked, which warns
+        if not math.isfinite(diameter):
+            # the training images' scale if known: a weak model's masks only fit cells at that scale
+            diameter = float(self.train_diameter or self.spec.target_diameter)
+            message = f"no cells found to estimate the diameter; using the model's {diameter:.1f} px"
+        elif search.confidence < UNSURE:
+            message = (
+                f"cell diameter estimated at {diameter:.1f} px but unsure (confidence {search.confidence:.2f}): "
+                "check the result or pass diameter="
             )
-        meta = {
-            "model": self.name,
-            "diameter_used": float(diameter),
-            "diameter_estimated": bool(estimated),
-            "target_diameter": float(self.spec.target_diameter),
-            "scale_factor": factor,
-            "image_shape": list(shape),
-            "tile_size": int(tile_size),
-            "overlap": int(overlap if overlap is not None else self.default_overlap()),
-            "threshold": float(threshold),
-            "augment": bool(augment),
-            "overlaps": overlaps,
-            "fill_holes": bool(fill_holes),
-            "cells": int(len(scores)),
-            # per-image confidence: a field the model does not recognise has few confident cells
-            "high_score_fraction": float(np.mean(scores >= HIGH_SCORE)) if len(scores) else 0.0,
-        }
-        if one_pass is not None:
-            meta["diameter_one_pass"] = float(one_pass)
-            meta["diameter_from_masks"] = float(implied) if implied is not None and math.isfinite(implied) else None
-        if search is not None:
-            meta["scale_confidence"] = float(search.confidence)
-            meta["scale_unsure"] = bool(search.confidence < UNSURE or not search.found)
-            meta["scale_search"] = search.to_meta()
-        return labels, cell_table(labels, scores, meta)
+        else:
+            message = (
+                f"cell diameter estimated at {diameter:.1f} px (confidence {search.confidence:.2f}; "
+                "pass diameter= to set it)"
+            )
+        warnings.warn(message, stacklevel=3)
+        return diameter, search
 
 
 def _train_diameter(folder: os.PathLike | None) -> float | None:
@@ -733,96 +598,3 @@ def segment(
     device = kwargs.pop("device", "auto")
     seg = model if isinstance(model, Segmenter) else load_model(model, device=device)
     return seg.segment(image, **kwargs)
-
-
-#: Endings of the files :func:`write_outputs` writes per image; the sidecar (.json) comes last.
-OUTPUT_SUFFIXES = (".tif", ".csv", ".json")
-
-
-def write_outputs(
-    out_dir: str | os.PathLike,
-    name: str,
-    labels: np.ndarray,
-    table: CellTable,
-    meta: dict | None = None,
-    *,
-    overwrite: bool = False,
-) -> dict[str, Path]:
-    """Write ``<name>.tif`` (labels), ``<name>.csv`` (cell table) and ``<name>.json`` (metadata) atomically.
-
-    The JSON sidecar is written last and records the size and SHA-256 of the
-    other two (key ``"outputs"``), so :func:`outputs_complete` can tell a
-    finished set from one a crash, a full disk or a copy cut short.
-
-    Parameters
-    ----------
-    out_dir : path-like
-        Created when missing.
-    name : str
-        Base name of the three files.
-    labels : (H, W) int ndarray
-    table : CellTable
-    meta : dict, optional
-        Extra metadata merged over ``table.meta`` (e.g. the input path).
-    overwrite : bool
-        Replace existing files; otherwise an existing one is an :class:`InputError`.
-
-    Returns
-    -------
-    dict
-        ``{"labels": Path, "table": Path, "meta": Path}``.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"labels": out / f"{name}.tif", "table": out / f"{name}.csv", "meta": out / f"{name}.json"}
-    if not overwrite:
-        for p in paths.values():  # before anything is written, so a refusal leaves no partial set
-            if os.path.lexists(p):
-                raise InputError("exists already; pass overwrite=True (--overwrite) to replace it", path=p)
-    elif paths["meta"].exists():
-        paths["meta"].unlink()  # until the new sidecar is in place, the set is incomplete
-    atomic_write(paths["labels"], lambda p: write_labels(p, labels), overwrite=overwrite)
-    atomic_write(paths["table"], table.to_csv, overwrite=overwrite)
-    files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in (paths["labels"], paths["table"])}
-    info = {
-        **table.meta,
-        **(meta or {}),
-        "lociseg_version": __version__,
-        "columns": list(TABLE_COLUMNS),
-        "outputs": files,
-    }
-    atomic_write(paths["meta"], json.dumps(info, indent=1, default=str) + "\n", overwrite=overwrite)
-    return paths
-
-
-def folder_record(path: str | os.PathLike) -> dict[str, int]:
-    """What a sidecar records of an output folder (an OME-Zarr): its number of files and their total size."""
-    files = [p for p in Path(path).rglob("*") if p.is_file()]
-    return {"files": len(files), "size": sum(p.stat().st_size for p in files)}
-
-
-def outputs_complete(out_dir: str | os.PathLike, name: str, endings: Sequence[str] | None = None) -> bool:
-    """Whether :func:`write_outputs` finished ``name`` in ``out_dir``: the sidecar reads and every
-    file it lists has the recorded size and SHA-256 (truncated, replaced or missing files fail).
-
-    ``endings`` are the outputs the sidecar must list besides itself (default
-    ``.tif`` and ``.csv``; the block path writes ``.ome.zarr`` and ``.csv``);
-    a listed folder must have the recorded number of files and total size
-    (:func:`folder_record`).
-    """
-    out = Path(out_dir)
-    endings = (".tif", ".csv") if endings is None else endings
-    try:
-        files = json.loads((out / f"{name}.json").read_text()).get("outputs")
-        if not isinstance(files, dict) or {f"{name}{e}" for e in endings} - set(files):
-            return False
-        for fname, rec in files.items():
-            p = out / Path(fname).name
-            if p.is_dir():
-                if folder_record(p) != {"files": rec["files"], "size": rec["size"]}:
-                    return False
-            elif p.stat().st_size != rec["size"] or sha256_file(p) != rec["sha256"]:
-                return False
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
-    return True

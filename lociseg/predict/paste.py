@@ -240,44 +240,13 @@ def paste_window(
     score = np.concatenate([np.asarray(cell_scores, np.float64), np.empty(n)])
     score[0] = -np.inf  # background yields to everything
     own_all = np.concatenate([np.asarray(cell_own, np.int64), np.zeros(n, np.int64)])
-    shape = labels.shape
-    new: list[tuple[int, tuple[slice, slice], np.ndarray, int]] = []
-    victims: set[int] = set()
-    next_id = first
-    for i in np.argsort(-np.asarray(instances.scores, np.float64), kind="stable"):
-        clipped = _in_image(instances, int(i), shape)
-        if clipped is None:
-            continue
-        box, probs = clipped
-        mask = probs > threshold
-        own = int(mask.sum())
-        if own < max(min_area, 1):
-            continue
-        sub = canvas[box]
-        s = float(instances.scores[i])
-        piece, area = largest_piece(mask & (score[sub] < s))
-        if area == 0 or area < min_area or area < min_fragment_fraction * own:
-            continue
-        victims.update(int(v) for v in np.unique(sub[piece]) if v)
-        sub[piece] = next_id
-        score[next_id], own_all[next_id] = s, own
-        new.append((next_id, box, probs, int(i)))
-        next_id += 1
+    new, victims = _claim(instances, canvas, score, own_all, first, threshold, min_area, min_fragment_fraction)
+    next_id = first + len(new)
     # earlier cells that lost pixels: largest piece, or gone (same-tile cells never lose: they came in score order)
     dropped = [v for v in sorted(victims) if not trim_cell(canvas, v, min_area, min_fragment_fraction * own_all[v])]
     if prob:
         best = np.array(best, np.float32)
-        gone = np.isin(labels, dropped)
-        labels[gone] = 0
-        best[gone] = threshold
-        losers: set[int] = set()
-        for k, box, probs, _ in new:
-            sub_best = best[box]
-            take = probs > sub_best  # strict: the earlier (higher-scoring) cell keeps a tie
-            losers.update(int(v) for v in np.unique(labels[box][take]) if 0 < v < first)
-            sub_best[take] = probs[take]
-            labels[box][take] = k
-        dropped += [v for v in sorted(losers) if not trim_cell(labels, v, min_area, 0.0)]
+        dropped += _take_confident(labels, best, new, dropped, first, threshold, min_area)
     kept, index, boxes = [], [], []
     for k, box, _, i in new:
         if prob and not trim_cell(labels, k, min_area, 0.0, box):
@@ -304,6 +273,74 @@ def paste_window(
         np.unique(np.asarray(dropped, np.int64)),
         next_id,
     )
+
+
+#: A new cell of :func:`paste_window`: its id, its window box, its mask probabilities there and its instance index.
+_NewCell = tuple[int, tuple[slice, slice], np.ndarray, int]
+
+
+def _claim(
+    instances: Instances,
+    canvas: np.ndarray,
+    score: np.ndarray,
+    own_all: np.ndarray,
+    first: int,
+    threshold: float,
+    min_area: int,
+    min_fragment_fraction: float,
+) -> tuple[list[_NewCell], set[int]]:
+    """The score pass of :func:`paste_window`, best instance first: the new cells (ids from ``first``,
+    written into ``canvas``, ``score`` and ``own_all``) and the earlier cells that lost pixels to them.
+    """
+    new: list[_NewCell] = []
+    victims: set[int] = set()
+    next_id = first
+    for i in np.argsort(-np.asarray(instances.scores, np.float64), kind="stable"):
+        clipped = _in_image(instances, int(i), canvas.shape)
+        if clipped is None:
+            continue
+        box, probs = clipped
+        mask = probs > threshold
+        own = int(mask.sum())
+        if own < max(min_area, 1):
+            continue
+        sub = canvas[box]
+        s = float(instances.scores[i])
+        piece, area = largest_piece(mask & (score[sub] < s))
+        if area == 0 or area < min_area or area < min_fragment_fraction * own:
+            continue
+        victims.update(int(v) for v in np.unique(sub[piece]) if v)
+        sub[piece] = next_id
+        score[next_id], own_all[next_id] = s, own
+        new.append((next_id, box, probs, int(i)))
+        next_id += 1
+    return new, victims
+
+
+def _take_confident(
+    labels: np.ndarray,
+    best: np.ndarray,
+    new: list[_NewCell],
+    dropped: list[int],
+    first: int,
+    threshold: float,
+    min_area: int,
+) -> list[int]:
+    """The probability pass of :func:`paste_window` (``labels`` and ``best`` in place): the ``dropped``
+    cells leave, each kept new cell takes the pixels where its mask is more confident than ``best``;
+    returns the earlier cells that this left under ``min_area`` (removed).
+    """
+    gone = np.isin(labels, dropped)
+    labels[gone] = 0
+    best[gone] = threshold
+    losers: set[int] = set()
+    for k, box, probs, _ in new:
+        sub_best = best[box]
+        take = probs > sub_best  # strict: the earlier (higher-scoring) cell keeps a tie
+        losers.update(int(v) for v in np.unique(labels[box][take]) if 0 < v < first)
+        sub_best[take] = probs[take]
+        labels[box][take] = k
+    return [v for v in sorted(losers) if not trim_cell(labels, v, min_area, 0.0)]
 
 
 def trim_cell(

@@ -218,18 +218,7 @@ def search_scale(
     image = np.asarray(image, np.float32)
     table = brightness_table(image)
     factors = ladder(target_diameter, min_diameter, max_diameter, step)
-    quality = np.zeros(len(factors))
-    counts = np.zeros(len(factors), np.int64)
-    for i, f in enumerate(factors):
-        crops = crops_at(image, table, f, window, windows)
-        batch = np.zeros((len(crops), image.shape[0], window, window), np.float32)
-        for b, c in enumerate(crops):
-            hh, ww = min(window, c.shape[1]), min(window, c.shape[2])
-            batch[b, :, :hh, :ww] = c[:, :hh, :ww]
-        scores = [np.asarray(sc, np.float32).ravel() for _, sc in locate(batch)]
-        scores = np.concatenate(scores) if scores else np.zeros(0, np.float32)
-        counts[i] = len(scores)
-        quality[i] = zoom_quality(scores, top_k)
+    quality, counts = _ladder_quality(locate, image, table, factors, window, windows, top_k)
     est = _choose(factors, quality, counts, target_diameter, step)
     if predict is None or not est.found:
         return est
@@ -241,18 +230,8 @@ def search_scale(
     gs: list[float] = []
     x = math.log(est.factor)
     for _ in range(rounds):
-        f = math.exp(x)
-        crops = crops_at(image, table, f, window, windows)
-        found = [predict(c) for c in crops]
-        scores = np.concatenate([np.asarray(i.scores, np.float64) for i in found] or [np.zeros(0)])
-        # share of confident detections at the chosen zoom: low on an image the model does not recognise
-        est.confidence = float((scores >= HIGH_SCORE).mean()) if len(scores) else 0.0
-        sizes = np.concatenate(
-            [
-                mask_diameter(i, c.shape[-2:], min(target_diameter / 2, min(c.shape[-2:]) / 8))
-                for i, c in zip(found, crops)
-            ]
-            or [np.zeros(0)]
+        est.confidence, sizes = _mask_sizes(
+            predict, crops_at(image, table, math.exp(x), window, windows), target_diameter
         )
         if len(sizes) < 3:
             break
@@ -269,6 +248,44 @@ def search_scale(
     f = math.exp(x)
     est.factor, est.diameter = f, target_diameter / f
     return est
+
+
+def _ladder_quality(
+    locate: Locate,
+    image: np.ndarray,
+    table: np.ndarray,
+    factors: np.ndarray,
+    window: int,
+    windows: int,
+    top_k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`zoom_quality` and the number of detections of the location pass at each zoom of the ladder."""
+    quality = np.zeros(len(factors))
+    counts = np.zeros(len(factors), np.int64)
+    for i, f in enumerate(factors):
+        crops = crops_at(image, table, f, window, windows)
+        batch = np.zeros((len(crops), image.shape[0], window, window), np.float32)
+        for b, c in enumerate(crops):
+            hh, ww = min(window, c.shape[1]), min(window, c.shape[2])
+            batch[b, :, :hh, :ww] = c[:, :hh, :ww]
+        scores = [np.asarray(sc, np.float32).ravel() for _, sc in locate(batch)]
+        scores = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+        counts[i] = len(scores)
+        quality[i] = zoom_quality(scores, top_k)
+    return quality, counts
+
+
+def _mask_sizes(predict: Predict, crops: list[np.ndarray], target_diameter: float) -> tuple[float, np.ndarray]:
+    """The share of confident detections in ``crops`` and the diameters of their inner masks."""
+    found = [predict(c) for c in crops]
+    scores = np.concatenate([np.asarray(i.scores, np.float64) for i in found] or [np.zeros(0)])
+    # share of confident detections at the chosen zoom: low on an image the model does not recognise
+    confidence = float((scores >= HIGH_SCORE).mean()) if len(scores) else 0.0
+    sizes = np.concatenate(
+        [mask_diameter(i, c.shape[-2:], min(target_diameter / 2, min(c.shape[-2:]) / 8)) for i, c in zip(found, crops)]
+        or [np.zeros(0)]
+    )
+    return confidence, sizes
 
 
 def _choose(factors: np.ndarray, quality: np.ndarray, counts: np.ndarray, target: float, step: float) -> ScaleEstimate:

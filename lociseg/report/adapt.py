@@ -77,6 +77,7 @@ def adapt(
                 "targets": int(len(np.unique(s["target"])) - 1),
                 "final cells": int(len(s["table"])),
                 "diameter (px)": round(float(s["table"].meta["diameter_used"]), 1),
+                "estimated quality": (s.get("quality") or {}).get("quality", ""),
             }
         )
         if k < _SHOWN:
@@ -126,7 +127,12 @@ def _write_page(report_dir: Path, info: dict, rows: list[dict], log_csv: Path, s
                 loss.append(float(r["loss"]))
     esc = html.escape
     settings = "".join(
-        f"<dt>{esc(str(k))}</dt><dd>{esc(str(v))}</dd>" for k, v in info.items() if k not in ("images", "skipped")
+        f"<dt>{esc(str(k))}</dt><dd>{esc(str(v))}</dd>"
+        for k, v in info.items()
+        if k not in ("images", "skipped", "quality", "look_first")
+    )
+    look = "".join(
+        f"<li>{esc(n)}: estimated quality {info['quality'][n]['quality']:.2f}</li>" for n in info.get("look_first", [])
     )
     skipped = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in info["skipped"].items()) or "<li>none</li>"
     head = "".join(f"<th>{esc(k)}</th>" for k in rows[0]) if rows else ""
@@ -152,6 +158,8 @@ def _write_page(report_dir: Path, info: dict, rows: list[dict], log_csv: Path, s
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>lociseg adapt</title>'
         f"<style>{CSS} figure{{display:inline-block;margin:4px}} figure img{{max-width:420px}}</style></head><body>"
         f"<h1>lociseg adapt</h1><h2>Settings</h2><dl>{settings}</dl><h2>Skipped images</h2><ul>{skipped}</ul>"
+        f"<h2>Look at these first</h2><p>Lowest label-free quality estimate (agreement with the machine cells, "
+        f"outline evidence, nuclei covered; see docs/adapt.md):</p><ul>{look or '<li>none</li>'}</ul>"
         f'<h2>Cells per image</h2><table class="summary"><tr>{head}</tr>{body}</table>'
         f"<h2>Training loss</h2>{svg_curve(steps, loss, 'loss per step')}"
         f"<h2>Machine cells, starting model, adapted model</h2>{pairs}"

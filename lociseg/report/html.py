@@ -195,6 +195,25 @@ dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:13
 """
 
 
+def _summary_html(summary: list[dict[str, Any]]) -> tuple[str, str]:
+    """Header and body rows of the report's summary table (one row per image, linked to its section)."""
+    keys = ["name", "cells"] + [k for k, _ in METRIC_KEYS[2:6] if any(k in r for r in summary)]
+    labels_of = dict(METRIC_KEYS)
+    head = "".join(f"<th>{html.escape(labels_of.get(k, k))}</th>" for k in keys)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td><a href="#{r["anchor"]}">{html.escape(r["name"])}</a></td>'
+            if k == "name"
+            else f"<td>{_fmt(r.get(k, ''))}</td>"
+            for k in keys
+        )
+        + "</tr>"
+        for r in summary
+    )
+    return head, body
+
+
 def build_report(
     items: Sequence[ReportItem],
     out_dir: str | os.PathLike,
@@ -272,20 +291,7 @@ def build_report(
             f'<h3>Cells (<a href="{base}.cells.csv">all {row["cells"]} as CSV</a>)</h3>{_table_html(cols, max_rows)}'
             f"</section>"
         )
-    keys = ["name", "cells"] + [k for k, _ in METRIC_KEYS[2:6] if any(k in r for r in summary)]
-    labels_of = dict(METRIC_KEYS)
-    head = "".join(f"<th>{html.escape(labels_of.get(k, k))}</th>" for k in keys)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td><a href="#{r["anchor"]}">{html.escape(r["name"])}</a></td>'
-            if k == "name"
-            else f"<td>{_fmt(r.get(k, ''))}</td>"
-            for k in keys
-        )
-        + "</tr>"
-        for r in summary
-    )
+    head, body = _summary_html(summary)
     from .. import __version__
 
     page = (

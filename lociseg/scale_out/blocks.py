@@ -37,7 +37,6 @@ Pass 1 results survive a crash: a rerun segments only the blocks missing.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import shutil
@@ -54,146 +53,16 @@ from .. import __version__
 from ..errors import ConfigError, InputError
 from ..io import label_dtype
 from ..io.files import atomic_write, sha256_file
-from ..ops.labels import fill_label_holes
-from ..predict.api import TABLE_COLUMNS, CellTable, folder_record, load_model
+from ..predict.api import load_model
+from ..predict.autoscale import estimate_scale, scale_factor
+from ..predict.outputs import folder_record
 from ..predict.paste import trim_cell
-from ..predict.tiling import axis_tiles
+from ..predict.table import TABLE_COLUMNS, CellTable
 from ..transforms import scaled_shape
 from .cluster import cached_segmenter, release_memory
-
-Box = tuple[int, int, int, int]
-#: Chunk side of the stored levels is the block side halved per level, down to this.
-MIN_CHUNK = 64
-#: Smallest side of the coarsest pyramid level.
-MIN_LEVEL_SIZE = 256
-
-
-@dataclass(frozen=True)
-class Block:
-    """One block of a large image.
-
-    Attributes
-    ----------
-    index : int
-        Position in the grid's list (row by row).
-    core : (y0, y1, x0, x1)
-        The cells located here (input pixels; bounds may be fractional or
-        infinite on the image border) belong to this block; the cores
-        partition the image.
-    ext : (y0, y1, x0, x1)
-        Integer window around the core, clipped to the image, that holds
-        every pixel of the block's cells: what its labels cover.
-    tiles : (y0, y1, x0, x1) or None
-        The window at model scale that the block predicts, tile by tile
-        (:func:`tile_blocks`: whole tiles of the whole image's tiling).
-    """
-
-    index: int
-    core: tuple[float, float, float, float]
-    ext: Box
-    tiles: Box | None = None
-
-
-def block_grid(shape: tuple[int, int], block_size: int, halo: int) -> list[Block]:
-    """Blocks of ``block_size`` (the last of a row or column may be smaller) with a ``halo`` around each."""
-    if block_size < 1 or halo < 0:
-        raise ConfigError(f"block size must be positive and halo not negative, got {block_size}, {halo}")
-    h, w = int(shape[0]), int(shape[1])
-    out = []
-    for y in range(0, h, block_size):
-        for x in range(0, w, block_size):
-            core = (y, min(y + block_size, h), x, min(x + block_size, w))
-            ext = (max(y - halo, 0), min(core[1] + halo, h), max(x - halo, 0), min(core[3] + halo, w))
-            out.append(Block(len(out), core, ext))
-    return out
-
-
-def tile_blocks(
-    shape: tuple[int, int], factor: float, tile_size: int, overlap: int, align: int, block_size: int
-) -> list[Block]:
-    """Blocks that are groups of whole tiles of the single-process tiling of the image.
-
-    The image at model scale (``factor``) is tiled as
-    :func:`~lociseg.predict.tiling.iter_tiles` tiles it; about
-    ``block_size / step`` consecutive tiles per axis (``step`` the tile
-    stride in input pixels) form a block, whose core is the union of its
-    tiles' cores mapped to input pixels. Every tile is predicted once, by
-    one block, exactly as in the single-process pass, so splitting the
-    image costs no extra inference.
-    """
-    model_shape = scaled_shape(shape, factor)
-    axes = []
-    for n_in, n_model in zip(shape, model_shape):
-        tm = n_model / n_in  # model pixels per input pixel on this axis
-        tiles = axis_tiles(n_model, tile_size, overlap, align)
-        step = max(align, (tile_size - overlap) // align * align)  # the tiling's stride (the last tile may be closer)
-        k = max(1, round(block_size * tm / step))
-        groups = []
-        for g in (tiles[j : j + k] for j in range(0, len(tiles), k)):
-            start, end, c0, c1 = g[0][0], g[-1][1], g[0][2], g[-1][3]
-            # a location's input coordinate, as rescale_instances maps it (pixel centres)
-            core = ((c0 + 0.5) / tm - 0.5, (c1 + 0.5) / tm - 0.5)
-            ext = (max(0, int(math.floor(start / tm)) - 2), min(n_in, int(math.ceil(end / tm)) + 2))
-            groups.append((core, ext, (start, end)))
-        axes.append(groups)
-    out = []
-    for (cy, ey, ty), (cx, ex, tx) in itertools.product(*axes):
-        out.append(Block(len(out), (*cy, *cx), (*ey, *ex), (*ty, *tx)))
-    return out
-
-
-def _meet(a: Box, b: Box) -> Box | None:
-    """The intersection of two boxes, or None."""
-    y0, y1, x0, x1 = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])
-    return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
-
-
-def _within(box: Box, origin: Box) -> tuple[slice, slice]:
-    """Slices of ``box`` in the coordinates of an array that starts at ``origin``'s corner."""
-    return slice(box[0] - origin[0], box[1] - origin[0]), slice(box[2] - origin[2], box[3] - origin[2])
-
-
-def _grow(box: Box, by: int, shape: tuple[int, int]) -> Box:
-    return (max(box[0] - by, 0), min(box[1] + by, shape[0]), max(box[2] - by, 0), min(box[3] + by, shape[1]))
-
-
-def _near(box: Box, blocks: Sequence[Block]) -> list[Block]:
-    """Blocks whose extent meets ``box``."""
-    return [b for b in blocks if _meet(box, b.ext) is not None]
-
-
-# ------------------------------------------------------------------ scratch files
-
-
-def _labels_path(scratch: Path, i: int) -> Path:
-    return scratch / f"b{i:06d}.labels.npy"
-
-
-def _scores_path(scratch: Path, i: int) -> Path:
-    return scratch / f"b{i:06d}.scores.npy"
-
-
-def _final_path(scratch: Path, i: int) -> Path:
-    return scratch / f"b{i:06d}.final.npy"
-
-
-def save_block(scratch: Path, index: int, labels: np.ndarray, scores: np.ndarray) -> None:
-    """Store pass 1's result of a block: labels over its extent (cells 1..n) and the cells' scores.
-
-    The scores file is written last and marks the block as done.
-    """
-    atomic_write(_labels_path(scratch, index), lambda p: np.save(p, labels), overwrite=True)
-    atomic_write(_scores_path(scratch, index), lambda p: np.save(p, np.asarray(scores, np.float32)), overwrite=True)
-
-
-def block_done(scratch: Path, index: int) -> np.ndarray | None:
-    """The cell scores of a block that pass 1 finished (in this or an earlier run), else None."""
-    p = _scores_path(scratch, index)
-    try:
-        return np.load(p) if p.exists() and _labels_path(scratch, index).exists() else None
-    except (OSError, ValueError):
-        return None
-
+from .grid import Block, block_grid, blocks_meeting, grow, intersect, tile_blocks, within
+from .scratch import block_done, final_path, labels_path, save_block
+from .store import MIN_CHUNK, create_store, pyramid_levels, write_block
 
 # ------------------------------------------------------------------ pass 1
 
@@ -304,16 +173,16 @@ def resolve_block(
         Global ids of the cells kept.
     """
     top = np.iinfo(np.int64).max
-    own = np.load(_labels_path(scratch, block.index))
+    own = np.load(labels_path(scratch, block.index))
     lut = luts[block.index]
     gid = lut[own]
     claim = np.where(gid > 0, gid, top)
     for other in near:
-        meet = _meet(block.ext, other.ext) if other.index != block.index else None
+        meet = intersect(block.ext, other.ext) if other.index != block.index else None
         if meet is None:
             continue
-        part = luts[other.index][np.load(_labels_path(scratch, other.index), mmap_mode="r")[_within(meet, other.ext)]]
-        sub = claim[_within(meet, block.ext)]
+        part = luts[other.index][np.load(labels_path(scratch, other.index), mmap_mode="r")[within(meet, other.ext)]]
+        sub = claim[within(meet, block.ext)]
         np.minimum(sub, np.where(part > 0, part, top), out=sub)
     final = np.where(claim == gid, gid, 0)
     del claim
@@ -324,148 +193,10 @@ def resolve_block(
         if box is not None and trim_cell(final, int(lut[k]), min_area, min_fragment_fraction * area[k], box)
     ]
     final = final.astype(np.uint32 if int(lut.max(initial=0)) < 2**32 else np.uint64)
-    atomic_write(_final_path(scratch, block.index), lambda p: np.save(p, final), overwrite=True)
+    atomic_write(final_path(scratch, block.index), lambda p: np.save(p, final), overwrite=True)
     del own, gid
     release_memory()
     return np.asarray(sorted(kept), np.int64)
-
-
-# ------------------------------------------------------------------ pass 3
-
-
-def pyramid_levels(shape: tuple[int, int], block_size: int) -> int:
-    """Number of stored levels: halve while the smaller side stays >= 256 and chunks stay whole (>= 64 px)."""
-    n = 1
-    while min(shape) // 2**n >= MIN_LEVEL_SIZE and block_size % 2**n == 0 and block_size // 2**n >= MIN_CHUNK:
-        n += 1
-    return n
-
-
-def write_block(
-    scratch: Path,
-    chunk: Box,
-    near: Sequence[Block],
-    renumber: np.ndarray,
-    shape: tuple[int, int],
-    halo: int,
-    store: Path,
-    levels: int,
-    image: Any = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pass 3: assemble one chunk of the label image from the resolved blocks, fill holes, write every level.
-
-    Parameters
-    ----------
-    scratch : Path
-    block : Block
-    near : sequence of Block
-        Blocks whose extent meets the core grown by ``halo``.
-    renumber : (G + 1,) ndarray
-        Global id -> final label (0 for dropped cells).
-    shape : (H, W)
-    halo : int
-        Margin read around the core, so holes are filled as on the whole image.
-    store : Path
-        The OME-Zarr folder (arrays made by :func:`_create_store`).
-    levels : int
-    image : (C, H, W) array-like, optional
-        Copied into the store's image levels (the labels' NGFF parent image).
-
-    Returns
-    -------
-    labels, area, sum_y, sum_x : ndarrays
-        Per final label present in the core: its pixel count and coordinate sums.
-    """
-    import zarr
-
-    window = _grow(chunk, halo, shape)
-    wy, wx = window[1] - window[0], window[3] - window[2]
-    labels = np.zeros((wy, wx), renumber.dtype)
-    for other in near:
-        meet = _meet(window, other.ext)
-        if meet is None:
-            continue
-        part = np.load(_final_path(scratch, other.index), mmap_mode="r")[_within(meet, other.ext)]
-        sub = labels[_within(meet, window)]
-        np.maximum(sub, renumber[part], out=sub)  # at most one block put a cell on a pixel
-    fill_label_holes(labels)
-    core = labels[_within(chunk, window)]
-    y0, y1, x0, x1 = chunk
-    root = zarr.open_group(str(store), mode="r+")
-    for lev in range(levels):
-        s = 2**lev
-        sel = (slice(y0 // s, -(-y1 // s)), slice(x0 // s, -(-x1 // s)))
-        root[f"labels/cells/{lev}"][sel] = core[::s, ::s]
-        if image is not None:
-            root[str(lev)][(slice(None), *sel)] = np.asarray(image[..., y0:y1:s, x0:x1:s])
-    ids, inverse = np.unique(core, return_inverse=True)
-    inverse = inverse.ravel()
-    ys, xs = np.mgrid[y0:y1, x0:x1]
-    area = np.bincount(inverse, minlength=len(ids))
-    sy = np.bincount(inverse, ys.ravel().astype(np.float64), minlength=len(ids))
-    sx = np.bincount(inverse, xs.ravel().astype(np.float64), minlength=len(ids))
-    keep = ids > 0
-    del labels, core, ys, xs, inverse
-    release_memory()
-    return ids[keep].astype(np.int64), area[keep], sy[keep], sx[keep]
-
-
-def _create_store(
-    path: Path,
-    shape: tuple[int, int],
-    block_size: int,
-    levels: int,
-    dtype: Any,
-    image: Any = None,
-    channel_names: Sequence[str] | None = None,
-) -> None:
-    """An empty NGFF 0.4 image with ``labels/cells`` (zarr v2 layout, as napari and ome-zarr-py read it).
-
-    Without ``image`` the parent image is a one-channel uint8 placeholder that
-    stores no chunks (all zero).
-    """
-    import zarr
-
-    h, w = shape
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    space = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
-
-    def datasets(ndim: int) -> list[dict[str, Any]]:
-        return [
-            {
-                "path": str(i),
-                "coordinateTransformations": [{"type": "scale", "scale": [1.0] * (ndim - 2) + [2.0**i, 2.0**i]}],
-            }
-            for i in range(levels)
-        ]
-
-    nch = 1 if image is None else int(image.shape[0])
-    idtype = np.uint8 if image is None else image.dtype
-    for i in range(levels):
-        s, c = 2**i, block_size // 2**i
-        root.create_array(str(i), shape=(nch, -(-h // s), -(-w // s)), chunks=(1, c, c), dtype=idtype, fill_value=0)
-    names = (
-        list(channel_names)
-        if channel_names
-        else (["no image"] if image is None else [f"channel {c}" for c in range(nch)])
-    )
-    root.attrs["multiscales"] = [
-        {
-            "version": "0.4",
-            "name": path.name,
-            "axes": [{"name": "c", "type": "channel"}, *space],
-            "datasets": datasets(3),
-        }
-    ]
-    root.attrs["omero"] = {"channels": [{"label": str(n), "active": True} for n in names]}
-    lab = root.require_group("labels")
-    lab.attrs["labels"] = ["cells"]
-    g = lab.require_group("cells")
-    for i in range(levels):
-        s, c = 2**i, block_size // 2**i
-        g.create_array(str(i), shape=(-(-h // s), -(-w // s)), chunks=(c, c), dtype=dtype, fill_value=0)
-    g.attrs["multiscales"] = [{"version": "0.4", "name": "cells", "axes": space, "datasets": datasets(2)}]
-    g.attrs["image-label"] = {"version": "0.4", "source": {"image": "../../"}}
 
 
 # ------------------------------------------------------------------ drivers
@@ -526,7 +257,7 @@ def stitch_blocks(
     """
     luts = global_ids(scores)
     block_size = chunk_size or int(max(b.core[1] - b.core[0] for b in blocks))
-    near = [[o.index for o in _near(b.ext, blocks)] for b in blocks]
+    near = [[o.index for o in blocks_meeting(b.ext, blocks)] for b in blocks]
     kept = _map(
         client,
         resolve_block,
@@ -540,13 +271,16 @@ def stitch_blocks(
     renumber = np.zeros(total + 1, dtype)
     renumber[survivors] = np.arange(1, len(survivors) + 1)  # survivors by id = by descending score
     levels = pyramid_levels(shape, block_size)
-    _create_store(store, shape, block_size, levels, dtype, image, channel_names)
+    create_store(store, shape, block_size, levels, dtype, image, channel_names)
     if client is not None:
         [renumber] = client.scatter([renumber], broadcast=True)
     stats = _map(
         client,
         write_block,
-        [(scratch, c.core, _near(_grow(c.core, halo, shape), blocks)) for c in block_grid(shape, block_size, 0)],
+        [
+            (scratch, c.core, blocks_meeting(grow(c.core, halo, shape), blocks))
+            for c in block_grid(shape, block_size, 0)
+        ],
         renumber=renumber,
         shape=shape,
         halo=halo,
@@ -573,6 +307,181 @@ def stitch_blocks(
 
 def _settings_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _diameter(seg: Any, img: Any, bounds: np.ndarray, diameter: float | str | None, model: str) -> float:
+    """The cell diameter used: given, the model's training diameter (``"train"``), or estimated on a central window."""
+    if diameter == "train":
+        if seg.train_diameter is None:
+            raise ConfigError(f"model {model} records no training diameter; give the diameter in px")
+        return seg.train_diameter
+    if diameter is None:
+        found = estimate_scale(seg, img, bounds).diameter  # one pass with a size model, else the ladder
+        return float(found) if math.isfinite(found) else float(seg.train_diameter or seg.spec.target_diameter)
+    return diameter
+
+
+@dataclass
+class _Plan:
+    """What every block of one image shares: the channels chosen, normalisation, scale, paster settings, blocks."""
+
+    model: str
+    img: Any
+    shape: tuple[int, int]
+    bounds: np.ndarray
+    diameter: float
+    estimated: bool
+    factor: float
+    halo: int
+    block_size: int
+    settings: dict[str, Any]
+    blocks: list[Block]
+
+    def record(self) -> dict[str, Any]:
+        """What the scratch folder's results depend on (a rerun with another record starts again)."""
+        return dict(
+            model=str(self.model),
+            shape=list(self.shape),
+            bounds=self.bounds.ravel().tolist(),
+            factor=self.factor,
+            block_size=self.block_size,
+            halo=self.halo,
+            settings=self.settings,
+            version=__version__,
+        )
+
+    def meta(self, cells: int, clock: list[float]) -> dict[str, Any]:
+        """The table's meta: how the labels were made, and the wall seconds of the passes."""
+        return {
+            "model": str(self.model),
+            "diameter_used": float(self.diameter),
+            "diameter_estimated": bool(self.estimated),
+            "scale_factor": self.factor,
+            "image_shape": list(self.shape),
+            "block_size": self.block_size,
+            "halo": self.halo,
+            "blocks": len(self.blocks),
+            **{k: v for k, v in self.settings.items() if k != "min_area"},
+            "cells": cells,
+            # wall seconds of pass 1 (segment) and passes 2-3 (resolve, write), on the cluster
+            "seconds": {"segment": round(clock[1] - clock[0], 1), "stitch": round(clock[2] - clock[1], 1)},
+        }
+
+
+def _plan(
+    image: Any,
+    model: str,
+    device: str,
+    *,
+    diameter: float | str | None,
+    channels: Sequence[int | str] | None,
+    channel_names: Sequence[str] | None,
+    block_size: int,
+    tile_size: int,
+    augment: bool,
+    overlaps: str,
+    threshold: float,
+    min_area: int,
+    min_fragment_fraction: float,
+) -> _Plan:
+    """Load the model here too (the channel choice, percentiles, scale and halo need it) and plan the blocks."""
+    seg = load_model(model, device=device)
+    img = seg.select_channels(image, channels, channel_names)
+    shape = tuple(int(n) for n in img.shape[-2:])
+    bounds = seg.percentiles(img)
+    estimated = diameter is None
+    diameter = _diameter(seg, img, bounds, diameter, model)
+    factor = scale_factor(seg.spec, float(diameter))
+    overlap = seg.default_overlap()
+    model_shape = scaled_shape(shape, factor)
+    area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
+    rules = dict(
+        threshold=threshold,
+        min_area=max(1, int(round(min_area * area_scale))),
+        min_fragment_fraction=min_fragment_fraction,
+        overlaps=overlaps,
+    )
+    settings = dict(tile_size=tile_size, overlap=overlap, augment=augment, **rules)
+    blocks = tile_blocks(shape, factor, tile_size, overlap, seg.pad_multiple, block_size)
+    halo = int(math.ceil(overlap / factor))
+    return _Plan(model, img, shape, bounds, diameter, estimated, factor, halo, block_size, settings, blocks)
+
+
+def _segment_all(client: Any, plan: _Plan, scratch: Path, model: str, device: str) -> list[np.ndarray]:
+    """Pass 1 on every block not done yet; each block's cell scores."""
+    _map(
+        client,
+        segment_block,
+        [(plan.img, b, scratch) for b in plan.blocks],
+        model=model,
+        device=device,
+        bounds=plan.bounds,
+        factor=plan.factor,
+        settings=plan.settings,
+    )
+    scores = [block_done(scratch, b.index) for b in plan.blocks]
+    if any(s is None for s in scores):
+        raise RuntimeError("a block finished without its result in the scratch folder")
+    return scores
+
+
+def _stitch(
+    client: Any,
+    plan: _Plan,
+    scratch: Path,
+    scores: list[np.ndarray],
+    store: Path,
+    min_fragment_fraction: float,
+    channel_names: list[str] | None,
+    overwrite: bool,
+) -> CellTable:
+    """Passes 2 and 3 into ``store``, replaced atomically; the cell table."""
+    made: dict[str, CellTable] = {}
+
+    def write_store(tmp: Path) -> None:
+        made["table"] = stitch_blocks(
+            client,
+            plan.blocks,
+            scratch,
+            tmp,
+            plan.shape,
+            plan.halo,
+            scores,
+            chunk_size=plan.block_size,
+            min_area=plan.settings["min_area"],
+            min_fragment_fraction=min_fragment_fraction,
+            image=plan.img,
+            channel_names=channel_names,
+        )
+
+    atomic_write(store, write_store, overwrite=overwrite)
+    return made["table"]
+
+
+def _open_scratch(scratch: Path, record: dict[str, Any]) -> Path:
+    """The scratch folder of this run; one left by another image or other settings is cleared first."""
+    key = _settings_key(record)
+    if scratch.exists() and not (scratch / f"settings-{key}.json").exists():
+        shutil.rmtree(scratch)  # another image or other settings under this name: start again
+    scratch.mkdir(exist_ok=True)
+    atomic_write(scratch / f"settings-{key}.json", json.dumps(record, default=str), overwrite=True)
+    return scratch
+
+
+def _write_sidecar(paths: dict[str, Path], table: CellTable, meta: dict | None, overwrite: bool) -> None:
+    """The ``.json`` sidecar, last: the table's meta, ``meta``, and the size and hash of the outputs it completes."""
+    files = {
+        paths["table"].name: {"size": paths["table"].stat().st_size, "sha256": sha256_file(paths["table"])},
+        paths["labels"].name: folder_record(paths["labels"]),
+    }
+    info = {
+        **table.meta,
+        **(meta or {}),
+        "lociseg_version": __version__,
+        "columns": list(TABLE_COLUMNS),
+        "outputs": files,
+    }
+    atomic_write(paths["meta"], json.dumps(info, indent=1, default=str) + "\n", overwrite=overwrite)
 
 
 def segment_blocks(
@@ -639,115 +548,33 @@ def segment_blocks(
         for p in paths.values():
             if p.exists():
                 raise InputError(f"outputs exist ({p.name}); use --overwrite to replace them or --skip-existing")
-    seg = load_model(model, device=device)  # here too: the channel choice, percentiles, scale and halo need it
-    img = seg.select_channels(image, channels, channel_names)
-    shape = tuple(int(n) for n in img.shape[-2:])
-    bounds = seg.percentiles(img)
-    estimated = diameter is None
-    if diameter == "train":
-        if seg.train_diameter is None:
-            raise ConfigError(f"model {model} records no training diameter; give the diameter in px")
-        diameter = seg.train_diameter
-    elif diameter is None:
-        found = seg.estimate_scale(img, bounds).diameter  # one pass with a size model, else the ladder
-        diameter = float(found) if math.isfinite(found) else float(seg.train_diameter or seg.spec.target_diameter)
-    factor = seg.scale_factor(float(diameter))
-    overlap, seg_align = seg.default_overlap(), seg.pad_multiple
-    halo = int(math.ceil(overlap / factor))
-    model_shape = scaled_shape(shape, factor)
-    area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
-    rules = dict(
-        threshold=threshold,
-        min_area=max(1, int(round(min_area * area_scale))),
-        min_fragment_fraction=min_fragment_fraction,
+    plan = _plan(
+        image,
+        model,
+        device,
+        diameter=diameter,
+        channels=channels,
+        channel_names=channel_names,
+        block_size=block_size,
+        tile_size=tile_size,
+        augment=augment,
         overlaps=overlaps,
+        threshold=threshold,
+        min_area=min_area,
+        min_fragment_fraction=min_fragment_fraction,
     )
-    settings = dict(tile_size=tile_size, overlap=overlap, augment=augment, **rules)
-    del seg
     if overwrite and paths["meta"].exists():
         paths["meta"].unlink()  # until the new sidecar is in place, the set is incomplete
-    blocks = tile_blocks(shape, factor, tile_size, overlap, seg_align, block_size)
-    record = dict(
-        model=str(model),
-        shape=list(shape),
-        bounds=bounds.ravel().tolist(),
-        factor=factor,
-        block_size=block_size,
-        halo=halo,
-        settings=settings,
-        version=__version__,
-    )
-    scratch = out_dir / f".{name}.blocks"
-    key = _settings_key(record)
-    if scratch.exists() and not (scratch / f"settings-{key}.json").exists():
-        shutil.rmtree(scratch)  # another image or other settings under this name: start again
-    scratch.mkdir(exist_ok=True)
-    atomic_write(scratch / f"settings-{key}.json", json.dumps(record, default=str), overwrite=True)
+    scratch = _open_scratch(out_dir / f".{name}.blocks", plan.record())
     clock = [time.perf_counter()]
-    _map(
-        client,
-        segment_block,
-        [(img, b, scratch) for b in blocks],
-        model=model,
-        device=device,
-        bounds=bounds,
-        factor=factor,
-        settings=settings,
-    )
-    scores = [block_done(scratch, b.index) for b in blocks]
+    scores = _segment_all(client, plan, scratch, model, device)
     clock.append(time.perf_counter())
-    if any(s is None for s in scores):
-        raise RuntimeError("a block finished without its result in the scratch folder")
-
-    made: dict[str, CellTable] = {}
-
-    def write_store(tmp: Path) -> None:
-        made["table"] = stitch_blocks(
-            client,
-            blocks,
-            scratch,
-            tmp,
-            shape,
-            halo,
-            scores,
-            chunk_size=block_size,
-            min_area=rules["min_area"],
-            min_fragment_fraction=min_fragment_fraction,
-            image=img,
-            channel_names=[str(c) for c in channels] if channels else None,
-        )
-
-    atomic_write(paths["labels"], write_store, overwrite=overwrite)
+    names = [str(c) for c in channels] if channels else None  # the stored image's channels
+    table = _stitch(client, plan, scratch, scores, paths["labels"], min_fragment_fraction, names, overwrite)
     clock.append(time.perf_counter())
-    table = made["table"]
     atomic_write(paths["table"], table.to_csv, overwrite=overwrite)
-
-    table.meta = {
-        "model": str(model),
-        "diameter_used": float(diameter),
-        "diameter_estimated": bool(estimated),
-        "scale_factor": factor,
-        "image_shape": list(shape),
-        "block_size": block_size,
-        "halo": halo,
-        "blocks": len(blocks),
-        **{k: v for k, v in settings.items() if k != "min_area"},
-        "cells": len(table),
-        # wall seconds of pass 1 (segment) and passes 2-3 (resolve, write), on the cluster
-        "seconds": {"segment": round(clock[1] - clock[0], 1), "stitch": round(clock[2] - clock[1], 1)},
-    }
-    files = {
-        paths["table"].name: {"size": paths["table"].stat().st_size, "sha256": sha256_file(paths["table"])},
-        paths["labels"].name: folder_record(paths["labels"]),
-    }
-    info = {
-        **table.meta,
-        **(meta or {}),
-        "lociseg_version": __version__,
-        "columns": list(TABLE_COLUMNS),
-        "outputs": files,
-    }
-    atomic_write(paths["meta"], json.dumps(info, indent=1, default=str) + "\n", overwrite=overwrite)
+    table.meta = plan.meta(len(table), clock)
+    _write_sidecar(paths, table, meta, overwrite)
     shutil.rmtree(scratch, ignore_errors=True)
     return paths
 

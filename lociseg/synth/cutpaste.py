@@ -376,6 +376,28 @@ def iter_cut_paste(
     """
     rng = np.random.default_rng(rng)
     samples = list(samples)
+    labelled, cells = _labelled_and_cells(samples, cells, margin, min_area)
+    options = {
+        "confluence": confluence,
+        "patch_size": patch_size,
+        "cell_pool": cell_pool,
+        "feather": feather,
+        "min_area": min_area,
+        "min_visible_fraction": min_visible_fraction,
+        "packing": {"tries": tries, "max_overlap": max_overlap, "max_failures": max_failures, "max_cells": max_cells},
+    }
+    order: list[int] = []
+    for k in range(n_images):
+        if not order:
+            # every source in turn (shuffled), so the synthetic set keeps the real mix of fields
+            order = list(rng.permutation(labelled))
+        yield _synth_image(samples, int(order.pop()), cells, rng, name=f"{name_prefix}_{k:04d}", **options)
+
+
+def _labelled_and_cells(
+    samples: list[Any], cells: list[CellPatch] | None, margin: int, min_area: int
+) -> tuple[list[int], list[CellPatch]]:
+    """Indices of the labelled samples and the cells to paste; refuse samples synthesis cannot use."""
     labelled = [i for i, s in enumerate(samples) if getattr(s, "labels", None) is not None]
     if not labelled:
         raise ValueError("cut-and-paste synthesis needs labelled samples")
@@ -386,105 +408,135 @@ def iter_cut_paste(
     n_ch = {np.asarray(samples[i].image).shape[0] if np.asarray(samples[i].image).ndim == 3 else 1 for i in labelled}
     if len(n_ch) != 1:
         raise ValueError(f"samples have different channel counts {sorted(n_ch)}; synthesise one data set at a time")
+    return labelled, cells
+
+
+def _synth_image(
+    samples: list[Any],
+    si: int,
+    cells: list[CellPatch],
+    rng: np.random.Generator,
+    *,
+    name: str,
+    confluence: float | tuple[float, float] | None,
+    patch_size: int,
+    cell_pool: str,
+    feather: float,
+    min_area: int,
+    min_visible_fraction: float,
+    packing: dict[str, Any],
+) -> Any:
+    """One synthetic image on the shape and background of ``samples[si]`` (see :func:`iter_cut_paste`)."""
+    src = samples[si]
+    src_image = np.asarray(src.image)
+    if src_image.ndim == 2:
+        src_image = src_image[None]
+    src_labels = np.asarray(src.labels)
+    shape = src_labels.shape
+    target = _choose_confluence(confluence, float((src_labels > 0).mean()), rng)
+    target = min(max(target, 0.0), 0.95)
+    background = synthesize_background(src_image, src_labels, shape, rng, patch_size=patch_size)
+    pool = np.arange(len(cells))
+    if cell_pool == "source":
+        own = np.nonzero(np.array([c.source for c in cells]) == si)[0]
+        pool = own if len(own) else pool
+    placements = _pack_cells(cells, pool, shape, target * shape[0] * shape[1], rng, **packing)
+    n_pasted = len(placements)
+    placements, labels = _resolve_occlusion(placements, shape, min_area, min_visible_fraction)
+    image = _cast_like(_compose(background, placements, shape, feather), src_image.dtype)
+    labels = labels.astype(np.int32)  # ids are paste order 1..N already (dropped ones re-numbered by _paint)
+    points, foreground = weak_annotations(labels)
+    meta = {
+        "synthetic": True,
+        "background_source": getattr(src, "name", str(si)),
+        "cell_sources": sorted(
+            {getattr(samples[cells[p.cell].source], "name", str(cells[p.cell].source)) for p in placements}
+        ),
+        "confluence_target": target,
+        "confluence": float(foreground.mean()),
+        "n_pasted": n_pasted,
+        "n_cells": len(placements),
+        "channel_names": getattr(src, "meta", {}).get("channel_names")
+        if isinstance(getattr(src, "meta", None), dict)
+        else None,
+    }
+    return _make_sample(image=image, labels=labels, points=points, foreground=foreground, name=name, meta=meta)
+
+
+def _pack_cells(
+    cells: list[CellPatch],
+    pool: np.ndarray,
+    shape: tuple[int, int],
+    need: float,
+    rng: np.random.Generator,
+    *,
+    tries: int,
+    max_overlap: float,
+    max_failures: int,
+    max_cells: int,
+) -> list[_Placement]:
+    """Place cells from ``pool`` at random until they cover ``need`` pixels (see :func:`iter_cut_paste`).
+
+    Real cells touch rather than pile up: a few positions are tried per cell
+    and the first that overlaps earlier cells by at most ``max_overlap`` is
+    kept (random sequential packing). Coverage is tracked (not summed areas)
+    because cells may be cut by the border.
+    """
     areas = np.array([c.area for c in cells], np.float64)
-    sources = np.array([c.source for c in cells])
-    order: list[int] = []
-    for k in range(n_images):
-        if not order:
-            # every source in turn (shuffled), so the synthetic set keeps the real mix of fields
-            order = list(rng.permutation(labelled))
-        si = int(order.pop())
-        src = samples[si]
-        src_image = np.asarray(src.image)
-        if src_image.ndim == 2:
-            src_image = src_image[None]
-        src_labels = np.asarray(src.labels)
-        shape = src_labels.shape
-        target = _choose_confluence(confluence, float((src_labels > 0).mean()), rng)
-        target = min(max(target, 0.0), 0.95)
-        background = synthesize_background(src_image, src_labels, shape, rng, patch_size=patch_size)
-
-        placements: list[_Placement] = []
-        covered = np.zeros(shape, bool)
-        n_covered, need = 0, target * covered.size
-        failures = 0
-        # Real cells touch rather than pile up: try a few positions per cell and keep the
-        # first that overlaps earlier cells by at most max_overlap (random sequential packing).
-        # Coverage is tracked (not summed areas) because cells may be cut by the border.
-        pool = np.arange(len(cells))
-        if cell_pool == "source":
-            own = np.nonzero(sources == si)[0]
-            pool = own if len(own) else pool
-        queue: list[int] = []
-        while n_covered < need and len(placements) < max_cells and failures < max_failures:
-            if not queue:
-                # Draw a batch worth the missing area and place it largest first: filling
-                # gaps one random cell at a time would favour small cells as the image fills.
-                m_area = max(1.0, float(areas[pool].mean()))
-                batch = rng.choice(pool, size=max(1, int(np.ceil((need - n_covered) / m_area))))
-                queue = list(batch[np.argsort(-areas[batch], kind="stable")][::-1])
-            ci = int(queue.pop())
-            cell = cells[ci]
-            rot = int(rng.integers(4))
-            img = np.rot90(cell.image, rot, axes=(1, 2))
-            msk = np.rot90(cell.mask, rot)
-            if rng.random() < 0.5:
-                img, msk = img[:, :, ::-1], msk[:, ::-1]
-            h, w = msk.shape
-            for _ in range(tries):
-                y = int(rng.integers(-h // 2, shape[0] - h // 2))
-                x = int(rng.integers(-w // 2, shape[1] - w // 2))
-                p = _Placement(ci, y, x, img, msk)
-                c = _clip(p, shape)
-                if c is None:
-                    continue
-                m = p.mask[c[2], c[3]]
-                inside = int(m.sum())
-                if inside and (covered[c[0], c[1]] & m).sum() <= max_overlap * inside:
-                    break
-            else:
-                failures += 1
+    placements: list[_Placement] = []
+    covered = np.zeros(shape, bool)
+    n_covered = 0
+    failures = 0
+    queue: list[int] = []
+    while n_covered < need and len(placements) < max_cells and failures < max_failures:
+        if not queue:
+            # Draw a batch worth the missing area and place it largest first: filling
+            # gaps one random cell at a time would favour small cells as the image fills.
+            m_area = max(1.0, float(areas[pool].mean()))
+            batch = rng.choice(pool, size=max(1, int(np.ceil((need - n_covered) / m_area))))
+            queue = list(batch[np.argsort(-areas[batch], kind="stable")][::-1])
+        ci = int(queue.pop())
+        cell = cells[ci]
+        rot = int(rng.integers(4))
+        img = np.rot90(cell.image, rot, axes=(1, 2))
+        msk = np.rot90(cell.mask, rot)
+        if rng.random() < 0.5:
+            img, msk = img[:, :, ::-1], msk[:, ::-1]
+        h, w = msk.shape
+        for _ in range(tries):
+            y = int(rng.integers(-h // 2, shape[0] - h // 2))
+            x = int(rng.integers(-w // 2, shape[1] - w // 2))
+            p = _Placement(ci, y, x, img, msk)
+            c = _clip(p, shape)
+            if c is None:
                 continue
-            failures = 0
-            # copies: masks shrink in place when occluded fragments are removed
-            p.image, p.mask = np.array(img, np.float32), np.array(msk, bool)
-            placements.append(p)
-            region = covered[c[0], c[1]]
-            n_covered += int((m & ~region).sum())
-            region |= m
-        n_pasted = len(placements)
-        placements, labels = _resolve_occlusion(placements, shape, min_area, min_visible_fraction)
+            m = p.mask[c[2], c[3]]
+            inside = int(m.sum())
+            if inside and (covered[c[0], c[1]] & m).sum() <= max_overlap * inside:
+                break
+        else:
+            failures += 1
+            continue
+        failures = 0
+        # copies: masks shrink in place when occluded fragments are removed
+        p.image, p.mask = np.array(img, np.float32), np.array(msk, bool)
+        placements.append(p)
+        region = covered[c[0], c[1]]
+        n_covered += int((m & ~region).sum())
+        region |= m
+    return placements
 
-        canvas = background
-        for p in placements:
-            iy, ix, py, px = _clip(p, shape)
-            alpha = _feather_alpha(np.pad(p.mask, 2), feather)[2:-2, 2:-2][py, px]
-            canvas[:, iy, ix] = alpha * p.image[:, py, px] + (1 - alpha) * canvas[:, iy, ix]
-        image = _cast_like(canvas, src_image.dtype)
-        labels = labels.astype(np.int32)  # ids are paste order 1..N already (dropped ones re-numbered by _paint)
-        points, foreground = weak_annotations(labels)
-        meta = {
-            "synthetic": True,
-            "background_source": getattr(src, "name", str(si)),
-            "cell_sources": sorted(
-                {getattr(samples[cells[p.cell].source], "name", str(cells[p.cell].source)) for p in placements}
-            ),
-            "confluence_target": target,
-            "confluence": float(foreground.mean()),
-            "n_pasted": n_pasted,
-            "n_cells": len(placements),
-            "channel_names": getattr(src, "meta", {}).get("channel_names")
-            if isinstance(getattr(src, "meta", None), dict)
-            else None,
-        }
-        yield _make_sample(
-            image=image,
-            labels=labels,
-            points=points,
-            foreground=foreground,
-            name=f"{name_prefix}_{k:04d}",
-            meta=meta,
-        )
+
+def _compose(
+    background: np.ndarray, placements: list[_Placement], shape: tuple[int, int], feather: float
+) -> np.ndarray:
+    """The cells alpha-blended over ``background`` (in place), each with its feathered edge."""
+    canvas = background
+    for p in placements:
+        iy, ix, py, px = _clip(p, shape)
+        alpha = _feather_alpha(np.pad(p.mask, 2), feather)[2:-2, 2:-2][py, px]
+        canvas[:, iy, ix] = alpha * p.image[:, py, px] + (1 - alpha) * canvas[:, iy, ix]
+    return canvas
 
 
 def _cast_like(image: np.ndarray, dtype: np.dtype) -> np.ndarray:

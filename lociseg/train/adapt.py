@@ -39,6 +39,8 @@ from ..annotate import (
     write_annotation,
     write_contact_sheet,
 )
+from ..annotate.evidence import AGREEMENT_MIN, choose_targets, review_order, stain_maps
+from ..annotate.evidence import quality_estimate as _quality
 from ..config import to_dict
 from ..data import Sample
 from ..errors import InputError, LociError
@@ -53,7 +55,15 @@ from ..transforms import diameter_from_labels
 from .config import ExperimentConfig
 from .loop import train
 
-__all__ = ["TARGETS", "adapt_model", "corrections_from_edit", "finetune_on_corrections", "paste_corrections"]
+__all__ = [
+    "TARGETS",
+    "adapt_model",
+    "assess_samples",
+    "sample_quality",
+    "corrections_from_edit",
+    "finetune_on_corrections",
+    "paste_corrections",
+]
 
 log = logging.getLogger("lociseg.adapt")
 
@@ -61,11 +71,15 @@ log = logging.getLogger("lociseg.adapt")
 #: model's cells alone, or one of them with the other's cells it missed added
 #: (:func:`~lociseg.annotate.merge_cells`). ``model+machine`` keeps the
 #: model's outlines and the annotation's extra cells; ``auto`` chooses per
-#: image between ``model+machine`` and ``machine+model`` (:func:`choose_lead`).
-TARGETS = ("auto", "machine", "model", "model+machine", "machine+model")
+#: image between ``model+machine`` and ``machine+model`` (:func:`choose_lead`);
+#: ``evidence`` (the default) leads as ``auto`` and then chooses cell by cell
+#: from label-free evidence (:func:`lociseg.annotate.evidence.choose_targets`:
+#: a cell only the model found is kept only when it holds a detected nucleus);
+#: measured in ``benchmarks/bench_target_signals.py``.
+TARGETS = ("evidence", "auto", "machine", "model", "model+machine", "machine+model")
 
-#: :func:`choose_lead`: below this F1@0.5 between the model's and the machine cells, the machine cells lead.
-AGREEMENT_MIN = 0.5
+#: Images flagged for a person to look at first: the lowest estimated quality, this fraction of them (at least one).
+REVIEW_FRACTION = 0.2
 
 #: ``callback(stage, fraction)`` with stage ``annotate``, ``train`` or
 #: ``segment`` and the fraction of that stage done; returning True cancels.
@@ -128,13 +142,22 @@ def choose_lead(own: np.ndarray, machine: np.ndarray) -> tuple[str, float]:
 
 
 def _targets(
-    image: np.ndarray, machine: np.ndarray, seg: Segmenter, order: list[int], mode: str
+    image: np.ndarray,
+    machine: np.ndarray,
+    seg: Segmenter,
+    order: list[int],
+    mode: str,
+    points: np.ndarray | None = None,
+    diameter: float | None = None,
 ) -> tuple[np.ndarray, str, float | None]:
     """An image's training targets, the mode used (``auto`` resolved) and the model/machine agreement."""
     if mode == "machine":
         return machine, mode, None
     own, _ = cells_from_model(image, seg, channels=order, fill=None)
     agree = None
+    if mode == "evidence":
+        target, counts = choose_targets(own, machine, stain_maps(image[1], diameter), points)
+        return target, f"evidence ({counts['lead']} leads, {counts['dropped']} dropped)", counts["agreement"]
     if mode == "auto":
         mode, agree = choose_lead(own, machine)
     if mode == "model":
@@ -168,7 +191,7 @@ def adapt_model(
     cytoplasm: str | int = "actin",
     minutes: float = 15.0,
     init: str = "cells",
-    targets: Literal["auto", "machine", "model", "model+machine", "machine+model"] = "auto",
+    targets: Literal["evidence", "auto", "machine", "model", "model+machine", "machine+model"] = "evidence",
     steps: int | None = None,
     lr: float = 5e-4,
     resume: bool = False,
@@ -199,7 +222,10 @@ def adapt_model(
         Starting model: a shipped name (``cells``, ``nuclei``) or a
         checkpoint / run folder.
     targets : str
-        One of :data:`TARGETS` (``auto``: per image, :func:`choose_lead`).
+        One of :data:`TARGETS` (``evidence``, the default: per image the lead
+        of :func:`choose_lead`, then per cell
+        :func:`lociseg.annotate.evidence.choose_targets`; ``auto``: the lead
+        only).
     steps : int, optional
         Cap on the training steps (tests, quick looks).
     lr : float
@@ -270,13 +296,14 @@ def adapt_model(
                 target_file = ann_dir / f"{name}.targets.tif"
                 if resume and target_file.is_file():
                     cells, target = read_cells(ann_dir, name), tifffile.imread(target_file).astype(np.int32)
+                    points = read_annotation(ann_dir, name)[0]
                 else:
                     diameter = _check(image)
                     ann = annotate_image(image[0], image[1], diameter=diameter)
-                    cells = ann.cells
+                    cells, points = ann.cells, ann.points
                     if cells is None or cells.max() == 0:
                         raise InputError("the annotation found no cells")
-                    target, used, agree = _targets(image, cells, seg, order, targets)
+                    target, used, agree = _targets(image, cells, seg, order, targets, ann.points, diameter)
                     write_annotation(
                         ann_dir,
                         name,
@@ -312,7 +339,7 @@ def adapt_model(
                 log.warning("%s skipped: %s", name, exc)
                 continue
             names.append(name)
-            samples.append({"name": name, "image": image, "machine": cells, "target": target})
+            samples.append({"name": name, "image": image, "machine": cells, "target": target, "points": points})
     except KeyboardInterrupt:
         interrupted = "SIGINT"
     info: dict[str, Any] = {
@@ -369,7 +396,36 @@ def adapt_model(
     _write_json(out / "adapt.json", info)
     # a run folder with outputs got this far only with resume or overwrite: its segmentation is replaced
     result["interrupted"] = _segment(out, samples, order, device, progress, callback, overwrite or resume)
+    if not result["interrupted"]:
+        info.update(assess_samples(samples))
+        _write_json(out / "adapt.json", info)
     return result
+
+
+def assess_samples(samples: list[dict]) -> dict[str, Any]:
+    """The label-free quality of the segmented samples, and the images a person should look at first.
+
+    Returns
+    -------
+    dict
+        ``quality`` (name -> what :func:`sample_quality` put in each sample)
+        and ``look_first`` (the lowest :data:`REVIEW_FRACTION` by estimated
+        quality, worst first).
+    """
+    quality = {s["name"]: s["quality"] for s in samples if s.get("quality")}
+    return {"quality": quality, "look_first": review_order(quality, REVIEW_FRACTION)}
+
+
+def sample_quality(sample: dict) -> dict[str, float] | None:
+    """:func:`lociseg.annotate.evidence.quality_estimate` of a sample's ``labels`` against its machine cells (rounded).
+
+    None for a sample without machine cells (the corrections fine-tuning).
+    """
+    if sample.get("machine") is None or sample.get("labels") is None:
+        return None
+    maps = stain_maps(sample["image"][1], sample.get("diameter"))
+    q = _quality(sample["labels"], sample["machine"], maps, sample.get("points"))
+    return {k: round(v, 3) for k, v in q.items()}
 
 
 def _segment(
@@ -398,9 +454,11 @@ def _segment(
         with warnings.catch_warnings():  # the diameter used is in each image's .json and the report
             warnings.filterwarnings("ignore", message="cell diameter estimated")
             s["labels"], s["table"] = model.segment(s["image"], channels=order, diameter=s["diameter"])
-        write_outputs(
-            run / "segmentation", s["name"], s["labels"], s["table"], {"model": str(run)}, overwrite=overwrite
-        )
+        meta: dict[str, Any] = {"model": str(run)}
+        s["quality"] = sample_quality(s)
+        if s["quality"]:  # the label-free estimate, as in adapt.json
+            meta["quality"] = s["quality"]
+        write_outputs(run / "segmentation", s["name"], s["labels"], s["table"], meta, overwrite=overwrite)
     _cancelled(callback, "segment", 1.0)
     return None
 

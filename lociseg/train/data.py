@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,10 +19,10 @@ from torch.nn import functional as F
 from ..annotate import weak_from_labels, with_annotations
 from ..data import Sample, load_dataset
 from ..errors import ConfigError
-from ..io import normalize_percentile
 from ..ops.windows import clip_window
 from ..transforms import (
     diameter_from_labels,
+    normalize_percentile,
     point_spacing,
     rescale_image,
     rescale_labels,
@@ -339,7 +339,7 @@ def sample_crop(
     ``centre`` (y, x at model scale) places the crop's centre there (it may
     then reach past the image border); default: a random position.
     """
-    c, h, w = item.image.shape
+    _, h, w = item.image.shape
     s = (
         float(np.exp(rng.uniform(np.log(aug.scale_min), np.log(aug.scale_max))))
         if aug.scale_max > aug.scale_min
@@ -366,44 +366,13 @@ def sample_crop(
     if item.labels is not None and not weak:
         out["labels"] = rescale_labels(window(item.labels, 0), (size, size)).astype(np.int64)
     if weak:
-        if item.points is not None:
-            p = (item.points - np.array([y0, x0], np.float32) + 0.5) * (size / src) - 0.5
-            p = p[(p[:, 0] >= 0) & (p[:, 0] <= size - 1) & (p[:, 1] >= 0) & (p[:, 1] <= size - 1)]
-            out["points"] = p.astype(np.float32)
-        else:
-            out["points"] = np.zeros((0, 2), np.float32)
-        if item.foreground is not None:
-            out["foreground"] = rescale_labels(window(item.foreground, 0.0), (size, size)).astype(np.float32)
-        if item.cells is not None:
-            out["cells"] = rescale_labels(window(item.cells, 0), (size, size)).astype(np.int64)
-        if item.corrected is not None:
-            out["corrected"] = rescale_labels(window(item.corrected, 0), (size, size)).astype(np.int64)
-            out["reviewed"] = rescale_labels(window(item.reviewed, 0), (size, size)).astype(np.float32)
+        out.update(_weak_maps(item, window, (y0, x0), src, size))
     if aug.flips:
         k = int(rng.integers(4))
         flip = bool(rng.integers(2))
-        img = np.rot90(img, k, axes=(1, 2))
-        valid = np.rot90(valid, k)
-        for key in _MAPS:
-            if key in out:
-                out[key] = np.rot90(out[key], k)
-        if "points" in out:
-            out["points"] = _rot_points(out["points"], k, (size, size))
-        if flip:
-            img, valid = img[:, :, ::-1], valid[:, ::-1]
-            for key in _MAPS:
-                if key in out:
-                    out[key] = out[key][:, ::-1]
-            if "points" in out:
-                out["points"] = np.stack([out["points"][:, 0], size - 1 - out["points"][:, 1]], axis=1)
+        img, valid = _rotate_and_flip(img, valid, out, k, flip, size)
     img = imaging_augment(img, aug, rng)
-    if aug.gain > 0:
-        img = img * rng.uniform(1 - aug.gain, 1 + aug.gain, size=(c, 1, 1))
-    if aug.gamma > 0:
-        g = np.exp(rng.normal(0, aug.gamma, size=(c, 1, 1)))
-        img = np.sign(img) * np.abs(img) ** g
-    if aug.noise > 0:
-        img = img + rng.normal(0, aug.noise, size=img.shape)
+    img = _intensity_augment(img, aug, rng)
     out["image"] = np.ascontiguousarray(img, dtype=np.float32)
     out["valid"] = np.ascontiguousarray(valid)
     for key in _MAPS:
@@ -412,6 +381,61 @@ def sample_crop(
     if "cells" in out:
         out["cells_depth"] = border_depth(out["cells"])
     return out
+
+
+def _weak_maps(
+    item: Prepared, window: Callable[[np.ndarray, float], np.ndarray], corner: tuple[int, int], src: int, size: int
+) -> dict:
+    """The weak annotations of a crop: points in crop pixels, and the maps ``window`` cuts out, at ``size``."""
+    out: dict = {}
+    if item.points is not None:
+        p = (item.points - np.array(corner, np.float32) + 0.5) * (size / src) - 0.5
+        p = p[(p[:, 0] >= 0) & (p[:, 0] <= size - 1) & (p[:, 1] >= 0) & (p[:, 1] <= size - 1)]
+        out["points"] = p.astype(np.float32)
+    else:
+        out["points"] = np.zeros((0, 2), np.float32)
+    if item.foreground is not None:
+        out["foreground"] = rescale_labels(window(item.foreground, 0.0), (size, size)).astype(np.float32)
+    if item.cells is not None:
+        out["cells"] = rescale_labels(window(item.cells, 0), (size, size)).astype(np.int64)
+    if item.corrected is not None:
+        out["corrected"] = rescale_labels(window(item.corrected, 0), (size, size)).astype(np.int64)
+        out["reviewed"] = rescale_labels(window(item.reviewed, 0), (size, size)).astype(np.float32)
+    return out
+
+
+def _rotate_and_flip(
+    img: np.ndarray, valid: np.ndarray, out: dict, k: int, flip: bool, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate a crop by ``k`` quarter turns, then mirror it left-right when ``flip``; ``out``'s maps and points in place."""
+    img = np.rot90(img, k, axes=(1, 2))
+    valid = np.rot90(valid, k)
+    for key in _MAPS:
+        if key in out:
+            out[key] = np.rot90(out[key], k)
+    if "points" in out:
+        out["points"] = _rot_points(out["points"], k, (size, size))
+    if flip:
+        img, valid = img[:, :, ::-1], valid[:, ::-1]
+        for key in _MAPS:
+            if key in out:
+                out[key] = out[key][:, ::-1]
+        if "points" in out:
+            out["points"] = np.stack([out["points"][:, 0], size - 1 - out["points"][:, 1]], axis=1)
+    return img, valid
+
+
+def _intensity_augment(img: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Per-channel gain and gamma, then pixel noise, as configured (draws in that order)."""
+    c = img.shape[0]
+    if aug.gain > 0:
+        img = img * rng.uniform(1 - aug.gain, 1 + aug.gain, size=(c, 1, 1))
+    if aug.gamma > 0:
+        g = np.exp(rng.normal(0, aug.gamma, size=(c, 1, 1)))
+        img = np.sign(img) * np.abs(img) ** g
+    if aug.noise > 0:
+        img = img + rng.normal(0, aug.noise, size=img.shape)
+    return img
 
 
 def border_depth(labels: np.ndarray) -> np.ndarray:

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
-import shutil
-import signal
-import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..device import choose_device
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..metrics import aggregate, evaluate_image
-from ..models.checkpoint import load_checkpoint, recover_checkpoint, save_checkpoint
+from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.registry import build_model
 from ..predict.paste import paste_instances
 from .checkpoint import init_weights, load_training_state
@@ -35,7 +32,8 @@ from .data import (
     weak_from_own_labels,
 )
 from .diagnostics import CollapseMonitor
-from .distributed import any_rank, barrier, loss_fn, mean, ranks_from_env, setup, teardown
+from .distributed import Ranks, any_rank, barrier, loss_fn, mean, ranks_from_env, setup, teardown
+from .run_control import CsvLog, StopSignals, check_run_folder
 
 log = logging.getLogger("lociseg.train")
 
@@ -149,70 +147,22 @@ def train(
     if opt_cfg.threads > 0:
         torch.set_num_threads(opt_cfg.threads)
     try:
-        with _StopSignals() as stop:
+        with StopSignals() as stop:
             return _train(
-                config, out_dir, train_samples, val_samples, device, resume, overwrite, progress, stop_at, stop, on_step
+                config,
+                out_dir,
+                train_samples=train_samples,
+                val_samples=val_samples,
+                device=device,
+                resume=resume,
+                overwrite=overwrite,
+                progress=progress,
+                stop_at=stop_at,
+                stop=stop,
+                on_step=on_step,
             )
     finally:
         torch.set_num_threads(threads_before)  # leave the caller's process as it was
-
-
-class _StopSignals:
-    """SIGTERM / SIGINT set ``signal`` (the loop then saves and stops); a second one raises KeyboardInterrupt.
-
-    Handlers are only installed in the main thread (Python allows no other)
-    and the previous ones are restored on exit.
-    """
-
-    def __init__(self) -> None:
-        self.signal: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal is not None:
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
-
-    def __enter__(self) -> Self:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix runs: a folder with a run needs --resume or --overwrite; resuming needs a checkpoint."""
-    has_last = recover_checkpoint(out / "last")
-    previous = [out / n for n in ("best", "last", "log.csv") if (out / n).exists()]
-    if resume:
-        if has_last:
-            return
-        if previous:
-            raise InputError(
-                "nothing to resume: the run here stopped before its first checkpoint (last/); "
-                "start again with --overwrite or choose another -o",
-                path=out,
-            )
-        raise InputError("nothing to resume (no last/ checkpoint)", path=out)
-    if not previous:
-        return
-    if not overwrite:
-        if has_last:
-            raise InputError(
-                "holds a training run already; use --resume to continue it, --overwrite to start again, or another -o",
-                path=out,
-            )
-        raise InputError(
-            "holds a training run that stopped before its first checkpoint (nothing to resume); "
-            "use --overwrite to start again or another -o",
-            path=out,
-        )
-    for p in previous:
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def _load_data(
@@ -245,29 +195,17 @@ def _load_data(
     return config, train, val
 
 
-def _train(
-    config: ExperimentConfig,
-    out_dir: str | Path,
-    train_samples: Any,
-    val_samples: Any,
-    device: str,
-    resume: bool,
-    overwrite: bool,
-    progress: bool,
-    stop_at: int | None,
-    stop: _StopSignals,
-    on_step: Callable[[dict[str, Any]], bool | None] | None = None,
-) -> dict[str, Any]:
-    from tqdm import tqdm
+@dataclass
+class _Data:
+    """Prepared training and validation images and the training diameter they were rescaled by."""
 
-    out = Path(out_dir)
-    opt_cfg = config.optim
-    ranks = ranks_from_env()
-    dev = setup(ranks, choose_device(device), opt_cfg.batch_size)
-    if ranks.main:
-        _check_run_folder(out, resume, overwrite)
-    barrier(ranks)  # the others start once rank 0 has checked (and with --overwrite cleared) the folder
-    torch.manual_seed(opt_cfg.seed)
+    train: list[Prepared]
+    val: list[Prepared]
+    diameter: float
+
+
+def _prepare_data(config: ExperimentConfig, train_samples: Any, val_samples: Any) -> tuple[ExperimentConfig, _Data]:
+    """Load, check and rescale the data; the config to save (in-memory data leaves its specs empty)."""
     weak = config.weak
     machine = config.data.label_source == "machine"
     config, train_samples, val_samples = _load_data(config, train_samples, val_samples, weak, machine)
@@ -290,195 +228,312 @@ def _train(
         diameter,
         train_items[0].scale,
     )
+    return config, _Data(train_items, val_items, diameter)
 
-    model = build_model(config.model)
-    if config.init and not resume:
-        init_weights(model, config)
-        log.info("starting from the weights of %s", config.init)
-    model = model.to(dev)
-    step_loss = loss_fn(model, ranks, dev)  # gradients averaged across ranks in a distributed run
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
-    budget_s = 60 * opt_cfg.budget_minutes
-    clock = {"t0": time.perf_counter(), "before": 0.0}  # seconds trained in earlier (resumed) parts
 
-    def elapsed() -> float:
-        return clock["before"] + time.perf_counter() - clock["t0"]
+@dataclass
+class _Clock:
+    """Seconds trained: ``before`` (earlier parts of a resumed run) plus the time since ``t0``."""
 
-    def factor(s: int) -> float:
-        return lr_factor(s, opt_cfg.warmup_steps, opt_cfg.steps, elapsed() / budget_s if budget_s > 0 else 0.0)
+    budget: float  # wall-clock budget in seconds; 0: none
+    before: float = 0.0
+    t0: float = field(default_factory=time.perf_counter)
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    out.mkdir(parents=True, exist_ok=True)
-    start, best_score, best_metrics = 0, -1.0, {}
-    if resume:
-        state_model = load_checkpoint(out / "last", "cpu")
-        model.load_state_dict(state_model.state_dict())
-        meta = load_training_state(out / "last", optimizer, scheduler)
-        start = int(meta["step"])
-        clock["before"] = float(meta.get("elapsed", 0.0))
-        best_score = float(meta.get("best_score", -1.0))
-        best_metrics = meta.get("best_metrics", {})
-        log.info("resuming at step %d", start)
-    if ranks.main:
-        config.to_yaml(out / "config.yaml")
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.t0
 
-    amp = opt_cfg.amp and dev.type == "cuda"
-    csv_log = _CsvLog(out / "log.csv", keep_until=start if resume else None) if ranks.main else None
-    clock["t0"] = t0 = time.perf_counter()
-    last_metrics: dict[str, float] = {}
-    end = opt_cfg.steps if stop_at is None else min(stop_at, opt_cfg.steps)
-    checks = model.collapse_checks()
-    monitor = None
-    if checks is not None:
-        monitor = CollapseMonitor(**checks)
+    def fraction(self) -> float:
+        """Share of the budget spent (0 without a budget): advances the learning-rate decay."""
+        return self.elapsed() / self.budget if self.budget > 0 else 0.0
 
-    def save_last(at: int) -> None:
-        if not ranks.main:
+    def over(self) -> bool:
+        return self.budget > 0 and self.elapsed() > self.budget
+
+
+@dataclass
+class _Best:
+    """The best validation so far (score -1: none yet)."""
+
+    score: float = -1.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Run:
+    """The state of one training run and its named steps (one optimiser step, validate, checkpoint, stop)."""
+
+    config: ExperimentConfig
+    out: Path
+    ranks: Ranks
+    dev: torch.device
+    data: _Data
+    model: Any
+    step_loss: Any  # (batch, step) -> (loss, parts); a DDP wrapper in a distributed run
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    clock: _Clock
+    best: _Best
+    start: int
+    end: int
+    stop: StopSignals
+    on_step: Callable[[dict[str, Any]], bool | None] | None
+    csv_log: CsvLog | None = None
+    bar: Any = None
+    monitor: CollapseMonitor | None = None
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    done: int = 0  # steps done: a checkpoint taken now holds this many
+    saved: int = 0
+    saved_at: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def create(
+        cls, config: ExperimentConfig, out: Path, ranks: Ranks, dev: torch.device, data: _Data, resume: bool, **kw: Any
+    ) -> _Run:
+        """The model (initial weights, or those of ``out/last`` on resume), optimiser and schedule."""
+        opt_cfg = config.optim
+        model = build_model(config.model)
+        if config.init and not resume:
+            init_weights(model, config)
+            log.info("starting from the weights of %s", config.init)
+        model = model.to(dev)
+        step_loss = loss_fn(model, ranks, dev)  # gradients averaged across ranks in a distributed run
+        optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+        clock = _Clock(budget=60 * opt_cfg.budget_minutes)
+
+        def factor(s: int) -> float:
+            return lr_factor(s, opt_cfg.warmup_steps, opt_cfg.steps, clock.fraction())
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        out.mkdir(parents=True, exist_ok=True)
+        run = cls(config, out, ranks, dev, data, model, step_loss, optimizer, schedule, clock, _Best(), start=0, **kw)
+        if resume:
+            run.load_last()
+        return run
+
+    def load_last(self) -> None:
+        """Continue from ``out/last``: weights, optimiser, schedule, clock and best validation."""
+        self.model.load_state_dict(load_checkpoint(self.out / "last", "cpu").state_dict())
+        meta = load_training_state(self.out / "last", self.optimizer, self.schedule)
+        self.start = int(meta["step"])
+        self.clock.before = float(meta.get("elapsed", 0.0))
+        self.best = _Best(float(meta.get("best_score", -1.0)), meta.get("best_metrics", {}))
+        log.info("resuming at step %d", self.start)
+
+    def open(self, resume: bool, progress: bool) -> None:
+        """Save the config, open the log, the collapse monitor and the progress bar; start the clock."""
+        from tqdm import tqdm
+
+        if self.ranks.main:
+            self.config.to_yaml(self.out / "config.yaml")
+            self.csv_log = CsvLog(self.out / "log.csv", keep_until=self.start if resume else None)
+        self.clock.t0 = time.perf_counter()
+        checks = self.model.collapse_checks()
+        self.monitor = CollapseMonitor(**checks) if checks is not None else None
+        self.bar = tqdm(
+            total=self.config.optim.steps,
+            initial=self.start,
+            disable=not (progress and self.ranks.main) or None,
+            desc="train",
+            unit="step",
+        )
+        self.done = self.saved = self.start
+        self.saved_at = time.perf_counter()
+
+    def run(self) -> None:
+        """Train from ``start`` to ``end`` (or a stop); leave a resumable ``last/``, also after an error."""
+        torn = False
+        try:
+            self.model.train()
+            opt_cfg = self.config.optim
+            batches = iterate_batches(
+                self.data.train,
+                self.config,
+                self.start,
+                self.end,
+                self.dev,
+                weak=self.config.weak,
+                workers=opt_cfg.workers,
+                shard=self.ranks.shard,
+            )
+            for _, batch in zip(range(self.start, self.end), batches):
+                loss_value, parts = self.step(batch)
+                if self.after_step(batch, loss_value, parts):
+                    break
+        except KeyboardInterrupt:
+            torn = True  # a second signal may have struck mid-update: keep the last checkpoint as it is
+            raise
+        finally:
+            self.bar.close()
+            if not torn and (self.done != self.saved or not (self.out / "last").is_dir()):
+                self.save_last()
+
+    def step(self, batch: Any) -> tuple[float, dict[str, float]]:
+        """One optimiser step; the loss (mean over ranks) and its parts."""
+        opt_cfg = self.config.optim
+        amp = opt_cfg.amp and self.dev.type == "cuda"
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=amp):
+            loss, parts = self.step_loss(batch, self.done)
+        loss_value = mean(float(loss.detach()), self.ranks, self.dev)
+        if not math.isfinite(loss_value):
+            raise RuntimeError(f"step {self.done}: loss is {loss_value}; lower optim.lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if opt_cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), opt_cfg.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        self.done += 1
+        self.bar.update(1)
+        if self.clock.budget > 0:  # the budget, not the step count, ends the run: show the time left
+            left = max(0.0, self.clock.budget - self.clock.elapsed()) / 60
+            self.bar.set_postfix(loss=f"{loss_value:.3f}", left=f"{left:.1f} min")
+        else:
+            self.bar.set_postfix(loss=f"{loss_value:.3f}")
+        return loss_value, parts
+
+    def after_step(self, batch: Any, loss_value: float, parts: dict[str, float]) -> bool:
+        """Log, validate and checkpoint after a step; True when the run stops here."""
+        done, opt_cfg = self.done, self.config.optim
+        base = {
+            "step": done,
+            "seconds": round(self.clock.elapsed(), 2),
+            "lr": self.schedule.get_last_lr()[0],
+            "loss": loss_value,
+        }
+        over_budget = any_rank(self.clock.over(), self.ranks, self.dev)
+        stopping = self.should_stop(loss_value)
+        row = None
+        if done % opt_cfg.log_every == 0 or done == self.end or over_budget or stopping is not None:
+            row = self.diagnose(batch, base, parts)
+        if self.ranks.main and self.data.val and (done % opt_cfg.val_every == 0 or done == opt_cfg.steps):
+            row = self.validate(row or base)
+        if row is not None and self.csv_log is not None:
+            self.csv_log.write(row)
+        if stopping is not None:
+            log.warning("%s: stopping at step %d; continue with --resume", stopping, done)
+            return True
+        if over_budget:
+            log.warning("stopping at step %d: wall-clock budget of %.1f min reached", done, opt_cfg.budget_minutes)
+            return True
+        self.checkpoint()
+        return False
+
+    def should_stop(self, loss_value: float) -> str | None:
+        """The signal (or ``"cancelled"`` from ``on_step``) that stops the run here, the same on every rank."""
+        progress = {
+            "step": self.done,
+            "steps": self.config.optim.steps,
+            "loss": loss_value,
+            "seconds": self.clock.elapsed(),
+            "budget_seconds": self.clock.budget,
+        }
+        if self.on_step is not None and self.on_step(progress):
+            self.stop.signal = self.stop.signal or "cancelled"
+        stopping = self.stop.signal  # read once: a signal arriving later stops after the next step
+        if any_rank(stopping is not None, self.ranks, self.dev):  # every rank stops at the same step
+            stopping = stopping or "SIGTERM"
+        return stopping
+
+    def diagnose(self, batch: Any, base: dict[str, Any], parts: dict[str, float]) -> dict[str, Any]:
+        """The log row of this step: loss parts and the model's diagnostics (fed to the collapse monitor)."""
+        row = {**base, **parts}
+        diag = self.model.diagnostics(batch, self.done)
+        row.update({f"diag_{k}": v for k, v in diag.items()})
+        if self.monitor is not None and diag:
+            self.monitor.update(diag, step=self.done)
+        return row
+
+    def validate(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Validate, keep ``best/`` up to date, and add the metrics to the log row."""
+        self.last_metrics = validate(self.model, self.data.val, self.dev)
+        self.model.train()
+        row.update({f"val_{k}": v for k, v in self.last_metrics.items()})
+        score = self.last_metrics.get("f1_50", -1.0)
+        if not self.config.optim.select_best or score > self.best.score:
+            self.best = _Best(score, dict(self.last_metrics, step=self.done))
+            save_checkpoint(
+                self.out / "best", self.model, self.config, dict(self.best.metrics, diameter=self.data.diameter)
+            )
+        self.bar.write(
+            f"step {self.done}: val F1@0.5 {self.last_metrics.get('f1_50', float('nan')):.3f} "
+            f"AP50 {self.last_metrics.get('ap50', float('nan')):.3f}"
+        )
+        return row
+
+    def checkpoint(self) -> None:
+        """Save ``last/`` every ``checkpoint_every`` steps or ``checkpoint_minutes`` (the end saves in ``run``)."""
+        opt_cfg = self.config.optim
+        every = opt_cfg.checkpoint_every > 0 and self.done % opt_cfg.checkpoint_every == 0
+        minutes = opt_cfg.checkpoint_minutes
+        due = minutes > 0 and time.perf_counter() - self.saved_at >= 60 * minutes
+        if self.done < self.end and (every or due):
+            self.save_last()
+            self.saved, self.saved_at = self.done, time.perf_counter()
+
+    def save_last(self) -> None:
+        """Replace ``last/`` with this point of the run: weights, optimiser, schedule, clock, best."""
+        if not self.ranks.main:
             return  # one checkpoint writer
         save_checkpoint(
-            out / "last",
-            model,
-            config,
-            dict(last_metrics, step=at, diameter=diameter),
-            optimizer=optimizer,
-            scheduler=scheduler,
-            step=at,
-            extra_state={"best_score": best_score, "best_metrics": best_metrics, "elapsed": elapsed()},
+            self.out / "last",
+            self.model,
+            self.config,
+            dict(self.last_metrics, step=self.done, diameter=self.data.diameter),
+            optimizer=self.optimizer,
+            scheduler=self.schedule,
+            step=self.done,
+            extra_state={
+                "best_score": self.best.score,
+                "best_metrics": self.best.metrics,
+                "elapsed": self.clock.elapsed(),
+            },
         )
 
-    bar = tqdm(
-        total=opt_cfg.steps, initial=start, disable=not (progress and ranks.main) or None, desc="train", unit="step"
-    )
-    step = saved = start
-    torn = False
-    saved_at = time.perf_counter()
-    try:
-        model.train()
-        batches = iterate_batches(
-            train_items, config, start, end, dev, weak=weak, workers=opt_cfg.workers, shard=ranks.shard
-        )
-        for step, batch in zip(range(start, end), batches):
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                loss, parts = step_loss(batch, step)
-            loss_value = mean(float(loss.detach()), ranks, dev)
-            if not math.isfinite(loss_value):
-                raise RuntimeError(f"step {step}: loss is {loss_value}; lower optim.lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if opt_cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), opt_cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            done = step = step + 1  # from here on a checkpoint of this point holds `done` steps
-            bar.update(1)
-            if budget_s > 0:  # the budget, not the step count, ends the run: show the time left
-                bar.set_postfix(loss=f"{loss_value:.3f}", left=f"{max(0.0, budget_s - elapsed()) / 60:.1f} min")
-            else:
-                bar.set_postfix(loss=f"{loss_value:.3f}")
-            row: dict[str, Any] | None = None
-            base = {"step": done, "seconds": round(elapsed(), 2), "lr": scheduler.get_last_lr()[0], "loss": loss_value}
-            over_budget = any_rank(budget_s > 0 and elapsed() > budget_s, ranks, dev)
-            if on_step is not None and on_step(
-                {
-                    "step": done,
-                    "steps": opt_cfg.steps,
-                    "loss": loss_value,
-                    "seconds": elapsed(),
-                    "budget_seconds": budget_s,
-                }
-            ):
-                stop.signal = stop.signal or "cancelled"
-            stopping = stop.signal  # read once: a signal arriving later stops after the next step
-            if any_rank(stopping is not None, ranks, dev):  # every rank stops at the same step
-                stopping = stopping or "SIGTERM"
-            final = done == end or over_budget or stopping is not None
-            if done % opt_cfg.log_every == 0 or final:
-                row = {**base, **parts}
-                diag = model.diagnostics(batch, done)
-                row.update({f"diag_{k}": v for k, v in diag.items()})
-                if monitor is not None and diag:
-                    monitor.update(diag, step=done)
-            if ranks.main and val_items and (done % opt_cfg.val_every == 0 or done == opt_cfg.steps):
-                last_metrics = validate(model, val_items, dev)
-                model.train()
-                row = row or base
-                row.update({f"val_{k}": v for k, v in last_metrics.items()})
-                score = last_metrics.get("f1_50", -1.0)
-                if not opt_cfg.select_best or score > best_score:
-                    best_score, best_metrics = score, dict(last_metrics, step=done)
-                    save_checkpoint(out / "best", model, config, dict(best_metrics, diameter=diameter))
-                bar.write(
-                    f"step {done}: val F1@0.5 {last_metrics.get('f1_50', float('nan')):.3f} "
-                    f"AP50 {last_metrics.get('ap50', float('nan')):.3f}"
-                )
-            if row is not None and csv_log is not None:
-                csv_log.write(row)
-            if stopping is not None:
-                log.warning("%s: stopping at step %d; continue with --resume", stopping, done)
-                break
-            if over_budget:
-                log.warning("stopping at step %d: wall-clock budget of %.1f min reached", done, opt_cfg.budget_minutes)
-                break
-            if done < end and (
-                (opt_cfg.checkpoint_every > 0 and done % opt_cfg.checkpoint_every == 0)
-                or (
-                    opt_cfg.checkpoint_minutes > 0 and time.perf_counter() - saved_at >= 60 * opt_cfg.checkpoint_minutes
-                )
-            ):
-                save_last(done)
-                saved, saved_at = done, time.perf_counter()
-    except KeyboardInterrupt:
-        torn = True  # a second signal may have struck mid-update: keep the last checkpoint as it is
-        raise
-    finally:
-        bar.close()
-        # Leave a resumable checkpoint, also after an error.
-        if not torn and (step != saved or not (out / "last").is_dir()):
-            save_last(step)
-    if ranks.main and not (out / "best").exists():
-        save_checkpoint(out / "best", model, config, dict(last_metrics, step=step, diameter=diameter))
-    barrier(ranks)  # the checkpoints are on disk before any rank returns
-    teardown(ranks)
-    return {
-        "step": step,
-        "best": best_metrics,
-        "last": last_metrics,
-        "diameter": diameter,
-        "seconds": time.perf_counter() - t0,
-        "interrupted": stop.signal,
-    }
+    def finish(self) -> dict[str, Any]:
+        """Make sure ``best/`` exists, wait for every rank, and report the run."""
+        if self.ranks.main and not (self.out / "best").exists():
+            save_checkpoint(
+                self.out / "best",
+                self.model,
+                self.config,
+                dict(self.last_metrics, step=self.done, diameter=self.data.diameter),
+            )
+        barrier(self.ranks)  # the checkpoints are on disk before any rank returns
+        teardown(self.ranks)
+        return {
+            "step": self.done,
+            "best": self.best.metrics,
+            "last": self.last_metrics,
+            "diameter": self.data.diameter,
+            "seconds": time.perf_counter() - self.clock.t0,
+            "interrupted": self.stop.signal,
+        }
 
 
-class _CsvLog:
-    """``log.csv`` with one row per logged step; columns may appear late (weak terms), so the
-    file is rewritten when the header grows and appended to otherwise. A resumed run keeps the
-    rows up to its checkpoint's step (later ones were logged after the checkpoint and are redone).
-    """
-
-    def __init__(self, path: Path, keep_until: int | None) -> None:
-        self.path = path
-        self.rows: list[dict] = []
-        self.fields: list[str] = []
-        if keep_until is not None and path.exists():
-            with open(path, newline="") as fh:
-                reader = csv.DictReader(fh)
-                self.fields = list(reader.fieldnames or [])
-                self.rows = [r for r in reader if int(r["step"]) <= keep_until]
-        self._rewrite()
-
-    def _rewrite(self) -> None:
-        with open(self.path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self.fields, restval="")
-            if self.fields:
-                w.writeheader()
-            w.writerows(self.rows)
-
-    def write(self, row: dict) -> None:
-        self.rows.append(row)
-        new = [k for k in row if k not in self.fields]
-        if new or not self.fields:
-            self.fields += new
-            self._rewrite()
-            return
-        with open(self.path, "a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=self.fields, restval="").writerow(row)
+def _train(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    train_samples: Any,
+    val_samples: Any,
+    device: str,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    stop_at: int | None,
+    stop: StopSignals,
+    on_step: Callable[[dict[str, Any]], bool | None] | None,
+) -> dict[str, Any]:
+    out = Path(out_dir)
+    ranks = ranks_from_env()
+    dev = setup(ranks, choose_device(device), config.optim.batch_size)
+    if ranks.main:
+        check_run_folder(out, resume, overwrite)
+    barrier(ranks)  # the others start once rank 0 has checked (and with --overwrite cleared) the folder
+    torch.manual_seed(config.optim.seed)
+    config, data = _prepare_data(config, train_samples, val_samples)
+    end = config.optim.steps if stop_at is None else min(stop_at, config.optim.steps)
+    run = _Run.create(config, out, ranks, dev, data, resume, end=end, stop=stop, on_step=on_step)
+    run.open(resume, progress)
+    run.run()
+    return run.finish()

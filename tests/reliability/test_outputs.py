@@ -19,7 +19,7 @@ import pytest
 import tifffile
 
 from lociseg.cli.main import run
-from lociseg.predict.api import outputs_complete
+from lociseg.predict.outputs import outputs_complete
 
 DATA = Path(os.environ.get("LOCISEG_DATA", "/work/shared/data"))
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
@@ -194,16 +194,16 @@ def test_lock_is_released_and_exclusive(tmp_path):
 
 
 def test_segment_one_input_raises_the_rest_go_on(tmp_path, inputs, monkeypatch, capsys):
-    import lociseg.io
+    from lociseg.scale_out import folder
 
-    real = lociseg.io.read_image
+    real = folder.read_image
 
     def flaky(path, *a, **k):
         if Path(path).name == "b.tif":
             raise RuntimeError("boom in a reader")
         return real(path, *a, **k)
 
-    monkeypatch.setattr(lociseg.io, "read_image", flaky)
+    monkeypatch.setattr(folder, "read_image", flaky)  # where segment_folder's readers look it up
     out = tmp_path / "out"
     rc = segment(inputs, "-o", out)
     captured = capsys.readouterr()
@@ -217,9 +217,9 @@ def test_segment_one_input_raises_the_rest_go_on(tmp_path, inputs, monkeypatch, 
 
 
 def test_segment_debug_prints_the_traceback(tmp_path, inputs, monkeypatch, capsys):
-    import lociseg.io
+    from lociseg.scale_out import folder
 
-    monkeypatch.setattr(lociseg.io, "read_image", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(folder, "read_image", lambda *a, **k: 1 / 0)
     out = tmp_path / "out"
     assert run(["--debug", "segment", str(inputs / "a.tif"), "-o", str(out), "-m", "nuclei", "-d", "20"]) == 1
     err = capsys.readouterr().err
@@ -231,16 +231,16 @@ def test_segment_debug_prints_the_traceback(tmp_path, inputs, monkeypatch, capsy
     "code, message", [(errno.ENOSPC, "disk full while writing"), (errno.EACCES, "permission denied:")]
 )
 def test_segment_write_error_is_one_line_and_batch_reports(tmp_path, inputs, monkeypatch, capsys, code, message):
-    import lociseg.predict.api as api
+    import lociseg.predict.outputs as outputs
 
-    real = api.write_labels
+    real = outputs.write_labels
 
     def failing(path, labels):
         if Path(path).name.startswith(".b."):
             raise OSError(code, os.strerror(code), str(path))
         return real(path, labels)
 
-    monkeypatch.setattr(api, "write_labels", failing)
+    monkeypatch.setattr(outputs, "write_labels", failing)
     out = tmp_path / "out"
     rc = segment(inputs, "-o", out)
     captured = capsys.readouterr()
@@ -279,7 +279,8 @@ def test_segment_symlink_loop_input(tmp_path, inputs, capsys):
 
 def test_write_outputs_refuses_before_writing(tmp_path):
     from lociseg.errors import InputError
-    from lociseg.predict.api import cell_table, write_outputs
+    from lociseg.predict.outputs import write_outputs
+    from lociseg.predict.table import cell_table
 
     labels = np.zeros((8, 8), np.uint16)
     labels[2:5, 2:5] = 1

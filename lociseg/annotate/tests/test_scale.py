@@ -61,7 +61,7 @@ def test_cell_scale_is_relative_to_bbbc018():
 def test_foreground_level_separates_dim_cells_from_background():
     _, cyto, _ = _field(20, 60, n=4)
     level = foreground_level(cyto)
-    from lociseg.io import normalize_percentile
+    from lociseg.transforms import normalize_percentile
 
     norm = normalize_percentile(cyto)
     cells = ndi.gaussian_filter(cyto, 3) > 0.15

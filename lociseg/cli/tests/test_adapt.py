@@ -52,12 +52,18 @@ def test_adapt_end_to_end(crops, tmp_path, capsys):
     labels = read_labels(out / "segmentation" / "a.tif")
     assert labels.shape == (256, 256) and labels.max() > 5
     page = (out / "report" / "index.html").read_text()
-    for part in ("Training loss", "sheets/a.png", "a.machine.png", "a.final.png", "a.before.png", "auto"):
+    for part in ("Training loss", "sheets/a.png", "a.machine.png", "a.final.png", "a.before.png", "evidence"):
         assert part in page
-    # --targets auto (the default) records each image's choice and the model/machine agreement
+    # --targets evidence (the default) records each image's lead, the cells dropped and the agreement
     for name in ("a", "b"):
         meta = json.loads((out / "annotations" / f"{name}.meta.json").read_text())
-        assert meta["targets"] in ("model+machine", "machine+model") and 0 <= meta["agreement"] <= 1
+        assert meta["targets"].startswith("evidence (") and 0 <= meta["agreement"] <= 1
+    # the label-free quality estimate: per image in adapt.json and the sidecar, the worst image flagged
+    assert set(info["quality"]) == {"a", "b"} and len(info["look_first"]) == 1
+    worst = min(info["quality"], key=lambda n: info["quality"][n]["quality"])
+    assert info["look_first"] == [worst] and "Look at these first" in page
+    sidecar = json.loads((out / "segmentation" / "a.json").read_text())
+    assert 0 <= sidecar["quality"]["quality"] <= 1
     assert (out / "report" / "sheets" / "b.png").is_file()
     # a second run into the same folder is refused, not mixed in
     assert run(_adapt(imgs, out, "--steps", "2")) == 2

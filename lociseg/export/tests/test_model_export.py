@@ -30,7 +30,7 @@ def lacss():
 @pytest.fixture(scope="module")
 def real_crop(data_root):
     from lociseg.data import load_dataset
-    from lociseg.io import normalize_percentile
+    from lociseg.transforms import normalize_percentile
 
     s = load_dataset("bbbc018@test", root=data_root)[0]
     return normalize_percentile(s.image[:, 100:260, 64:288])[None]  # (1, 2, 160, 224)
@@ -85,7 +85,7 @@ def test_bioimageio_package_validates(tmp_path, lacss, data_root):
         "test_output_seg_features.npy",
     } <= files
     # the stored test output is what the TorchScript weights give for the normalised test input
-    from lociseg.io import normalize_percentile
+    from lociseg.transforms import normalize_percentile
 
     x = normalize_percentile(np.load(tmp_path / "pkg" / "test_input.npy")[0])[None]
     got = M.run_exported(tmp_path / "pkg" / "weights.torchscript", x)

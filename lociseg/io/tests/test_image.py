@@ -1,4 +1,4 @@
-"""Image reading (TIFF/OME/PNG/JPEG/npy/DIB), metadata and percentile normalisation."""
+"""Image reading (TIFF/OME/PNG/JPEG/npy/DIB) and metadata."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from PIL import Image
 
 from lociseg.errors import InputError
 from lociseg.io import (
-    normalize_percentile,
     read_image,
     read_image_metadata,
     validate_image,
@@ -161,30 +160,6 @@ def test_unreadable_and_truncated_files(tmp_path, rng):
     (tmp_path / "trunc.tif").write_bytes(tif.read_bytes()[:1000])
     with pytest.raises(InputError):
         read_image(tmp_path / "trunc.tif")
-
-
-def test_normalize_percentile_per_channel(rng):
-    img = np.stack([rng.normal(100, 10, (50, 50)), rng.normal(1000, 300, (50, 50))]).astype(np.float32)
-    out = normalize_percentile(img, 1, 99)
-    assert out.dtype == np.float32 and out.shape == img.shape
-    for c in out:
-        assert np.percentile(c, 1) == pytest.approx(0, abs=1e-5)
-        assert np.percentile(c, 99) == pytest.approx(1, abs=1e-5)
-
-
-def test_normalize_constant_and_bad_values():
-    const = np.full((2, 8, 8), 7, np.uint16)
-    out = normalize_percentile(const)
-    assert np.isfinite(out).all() and not out.any()
-    bad = np.ones((1, 4, 4), np.float32)
-    bad[0, 1, 1] = np.nan
-    with pytest.raises(InputError, match="NaN"):
-        normalize_percentile(bad)
-    bad[0, 1, 1] = np.inf
-    with pytest.raises(InputError, match="infinite"):
-        normalize_percentile(bad)
-    with pytest.raises(InputError, match="empty"):
-        normalize_percentile(np.zeros((1, 0, 4)))
 
 
 def test_nonfinite_empty_and_constant_files(tmp_path):

@@ -6,16 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from lociseg.losses.territory import territory_loss, territory_map
 from lociseg.losses.weak import (
     DEFAULT_SPACING,
     background_from_points,
     lacss_weak_loss,
     points_mode_loss,
     size_loss,
-    territory_loss,
-    territory_map,
-    warmup_weight,
 )
+from lociseg.losses.weak_combined import warmup_weight
 from lociseg.ops.windows import paste_soft
 from lociseg.transforms import point_spacing
 
@@ -201,7 +200,7 @@ def test_size_loss_and_warmup():
 
 
 def test_weak_image_loss_combines_terms_with_warmup():
-    from lociseg.losses.weak import WeakLossConfig, weak_image_loss
+    from lociseg.losses.weak_combined import WeakLossConfig, weak_image_loss
 
     cfg = WeakLossConfig(warmup_start=0, warmup_steps=10, size_weight=0.0)
     z = torch.zeros(1, 4, 4, dtype=torch.float64)
@@ -365,7 +364,7 @@ def test_territory_term_moves_a_lopsided_border_to_the_bisector(territory):
 
 
 def test_weak_image_loss_territory_term_with_default_owners():
-    from lociseg.losses.weak import WeakLossConfig, weak_image_loss
+    from lociseg.losses.weak_combined import WeakLossConfig, weak_image_loss
 
     B = torch.ones(20, 30)
     pts = torch.tensor([[10.0, 9.0], [10.0, 21.0]])
@@ -394,7 +393,7 @@ def test_weak_image_loss_territory_term_with_default_owners():
 
 def test_cells_territory_map_by_hand():
     """Cells 1 (x 2-9) | 2 (x 10-19); margin 2: 0 up to depth 2, 1 from depth 4."""
-    from lociseg.losses.weak import cells_territory_map
+    from lociseg.losses.territory import cells_territory_map
     from lociseg.train.data import border_depth
 
     cells = np.zeros((6, 24), np.int64)
@@ -415,7 +414,8 @@ def test_cells_territory_map_by_hand():
 
 def test_weak_image_loss_cells_territory():
     """territory_source 'cells': the owner's cell is the one under its point; needs cells."""
-    from lociseg.losses.weak import WeakLossConfig, cells_territory_map, weak_image_loss
+    from lociseg.losses.territory import cells_territory_map
+    from lociseg.losses.weak_combined import WeakLossConfig, weak_image_loss
     from lociseg.train.data import border_depth
 
     B = torch.ones(20, 30)
@@ -440,7 +440,7 @@ def test_weak_image_loss_cells_territory():
 
 
 def test_points_mode_background_from_the_foreground():
-    from lociseg.losses.weak import WeakLossConfig, weak_image_loss
+    from lociseg.losses.weak_combined import WeakLossConfig, weak_image_loss
 
     pts = torch.tensor([[2.0, 2.0]])
     z = torch.full((1, 4, 4), 10.0, dtype=torch.float64)  # a full 4x4 mask (y ~ 1) in the window at (0, 0)

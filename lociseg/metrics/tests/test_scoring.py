@@ -95,3 +95,28 @@ def test_top_level_evaluate_takes_one_pair_or_lists():
     assert len(one.images) == 1 and one.overall["sum"]["ap50"] == pytest.approx(2 / 3)
     two = evaluate([gt, gt], [pred, gt], names=["p", "q"])
     assert [r["name"] for r in two.images] == ["p", "q"] and two.overall["sum"]["n_gt"] == 4
+
+
+def test_partial_labels_ignore_predictions_on_unlabelled_objects():
+    from lociseg.metrics import drop_unlabelled, evaluate
+
+    gt = np.zeros((20, 20), np.int32)
+    gt[0:5, 0:5] = 1  # the one labelled (marker-positive) cell
+    pred = np.zeros_like(gt)
+    pred[0:5, 0:5] = 4  # right
+    pred[10:15, 10:15] = 7  # an unlabelled cell: not scored under partial labels
+    pred[5:10, 0:5] = 2  # touches no labelled pixel either
+    pred[14:20, 0:2] = 3
+    pred[0:5, 6:9] = 5
+    pred[4:5, 6:9] = 5
+    assert set(np.unique(drop_unlabelled(gt, pred))) == {0, 4}
+    full = evaluate(gt, pred).overall["sum"]
+    part = evaluate(gt, pred, partial_labels=True).overall["sum"]
+    assert full["n_pred"] == 5 and full["precision_50"] == 0.2
+    assert part["n_pred"] == 1 and part["f1_50"] == 1.0
+    # A prediction lying on the labelled cell still counts (and here, too small, fails to match).
+    half = pred.copy()
+    half[0:5, 0:5] = 0
+    half[0:2, 0:5] = 9
+    assert set(np.unique(drop_unlabelled(gt, half))) == {0, 9}
+    assert evaluate(gt, half, partial_labels=True).overall["sum"]["f1_50"] == 0.0

@@ -138,7 +138,7 @@ def test_predict_instances_contract():
 
 def test_loss_decreases_on_a_real_crop(data_root):
     from lociseg.data import load_dataset
-    from lociseg.io import normalize_percentile
+    from lociseg.transforms import normalize_percentile
 
     s = load_dataset("bbbc018@train", root=data_root)[0]
     img = torch.from_numpy(normalize_percentile(s.image)[:, :128, :128].copy())[None]

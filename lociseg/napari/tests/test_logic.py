@@ -15,7 +15,8 @@ from lociseg.napari._reader import get_reader
 
 @pytest.fixture
 def seg_output(tmp_path):
-    from lociseg.predict.api import cell_table, write_outputs
+    from lociseg.predict.outputs import write_outputs
+    from lociseg.predict.table import cell_table
 
     labels = np.zeros((30, 40), np.uint16)
     labels[2:10, 3:12] = 1

@@ -113,7 +113,8 @@ def test_segment_with_no_image_says_so(make_napari_viewer, qtbot):
 
 @pytest.fixture
 def seg_output(tmp_path):
-    from lociseg.predict.api import cell_table, write_outputs
+    from lociseg.predict.outputs import write_outputs
+    from lociseg.predict.table import cell_table
 
     labels = np.zeros((40, 50), np.uint16)
     labels[2:10, 3:12] = 1

@@ -9,13 +9,13 @@ from lociseg.errors import ConfigError, InputError
 from lociseg.models.base import InputSpec, SegmentationModel
 from lociseg.models.semantic import labels_to_instances
 from lociseg.predict.api import (
-    CellTable,
     Segmenter,
     load_model,
     segment,
-    write_outputs,
 )
+from lociseg.predict.outputs import write_outputs
 from lociseg.predict.paste import paste_instances
+from lociseg.predict.table import CellTable
 from lociseg.structures import Instances
 from lociseg.transforms import diameter_from_labels, point_spacing, rescale_instances
 

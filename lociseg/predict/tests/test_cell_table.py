@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lociseg.predict.api import cell_table
+from lociseg.predict.table import cell_table
 
 
 def test_cell_table_known_values_and_missing_ids():

@@ -8,6 +8,7 @@ from scipy import ndimage as ndi
 from lociseg.errors import ConfigError
 from lociseg.models.lacss import LacssConfig, LacssModel
 from lociseg.predict.api import Segmenter
+from lociseg.predict.autoscale import estimate_scale, scale_factor
 from lociseg.predict.size_model import (
     SIZE_FILE,
     SizeModel,
@@ -150,7 +151,7 @@ def test_segmenter_uses_the_size_model_in_one_pass(tmp_path):
     seg = _segmenter(tmp_path, [10.0, 40.0])
     assert seg.size_model is not None
     image = np.random.default_rng(3).random((1, 300, 300)).astype(np.float32)
-    est = seg.estimate_scale(image, seg.percentiles(image))
+    est = estimate_scale(seg, image, seg.percentiles(image))
     assert est.method == "size-model" and est.diameter == pytest.approx(20.0)
     assert est.factor == pytest.approx(seg.spec.target_diameter / 20.0) and est.to_meta()["method"] == "size-model"
 
@@ -158,7 +159,7 @@ def test_segmenter_uses_the_size_model_in_one_pass(tmp_path):
 def test_estimate_outside_the_fitted_range_falls_back_to_the_search(tmp_path):
     seg = _segmenter(tmp_path, [100.0, 200.0])  # 20 px is far below what it was fitted on
     image = np.random.default_rng(4).random((1, 200, 200)).astype(np.float32)
-    assert seg.estimate_scale(image, seg.percentiles(image)).method == "search"
+    assert estimate_scale(seg, image, seg.percentiles(image)).method == "search"
 
 
 def test_unsure_masks_send_segment_to_the_search(tmp_path, monkeypatch):
@@ -180,10 +181,10 @@ def test_unsure_masks_send_segment_to_the_search(tmp_path, monkeypatch):
 def test_scale_range_keeps_the_image_scale():
     torch.manual_seed(0)
     seg = Segmenter(LacssModel(LacssConfig()), device="cpu")
-    assert seg.scale_factor(16.0) == pytest.approx(2.0)
+    assert scale_factor(seg.spec, 16.0) == pytest.approx(2.0)
     seg.spec.scale_range = [20.0, 64.0]
-    assert seg.scale_factor(40.0) == 1.0 and seg.scale_factor(10.0) == pytest.approx(2.0)
-    assert seg.scale_factor(128.0) == pytest.approx(0.5)
+    assert scale_factor(seg.spec, 40.0) == 1.0 and scale_factor(seg.spec, 10.0) == pytest.approx(2.0)
+    assert scale_factor(seg.spec, 128.0) == pytest.approx(0.5)
     bad = LacssConfig()
     bad.input.scale_range = [40.0, 64.0]  # target 32 px outside it
     with pytest.raises(ConfigError, match="scale_range"):

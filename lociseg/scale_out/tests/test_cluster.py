@@ -157,7 +157,7 @@ def test_killed_worker_every_image_written_once(images, tmp_path):
     text, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, text
     assert "6 image(s) segmented, 0 skipped, 0 failed" in text
-    from lociseg.predict.api import outputs_complete
+    from lociseg.predict.outputs import outputs_complete
 
     assert all(outputs_complete(out, f"crop{i}") for i in range(6))
     assert sorted(p.name for p in out.iterdir()) == sorted(

@@ -128,7 +128,7 @@ def test_block_results_survive_a_crash_and_are_not_redone(data_root, tmp_path, m
     """Pass 1 is kept per block: a rerun after a failure segments only the blocks missing."""
     from lociseg.data import load_dataset
     from lociseg.predict import api
-    from lociseg.predict.api import outputs_complete
+    from lociseg.predict.outputs import outputs_complete
     from lociseg.scale_out import blocks as blocks_mod
 
     image = load_dataset("bbbc018@test", root=data_root)[5].image  # 512 x 512: 2 x 2 tiles of 512 at model scale

@@ -1,0 +1,106 @@
+"""Run control: the run-folder check, ``log.csv``, and the signals that stop a run cleanly."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Self
+
+from ..errors import InputError
+from ..models.checkpoint import recover_checkpoint
+
+
+def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs: a folder with a run needs --resume or --overwrite; resuming needs a checkpoint."""
+    has_last = recover_checkpoint(out / "last")
+    previous = [out / n for n in ("best", "last", "log.csv") if (out / n).exists()]
+    if resume:
+        if has_last:
+            return
+        if previous:
+            raise InputError(
+                "nothing to resume: the run here stopped before its first checkpoint (last/); "
+                "start again with --overwrite or choose another -o",
+                path=out,
+            )
+        raise InputError("nothing to resume (no last/ checkpoint)", path=out)
+    if not previous:
+        return
+    if not overwrite:
+        if has_last:
+            raise InputError(
+                "holds a training run already; use --resume to continue it, --overwrite to start again, or another -o",
+                path=out,
+            )
+        raise InputError(
+            "holds a training run that stopped before its first checkpoint (nothing to resume); "
+            "use --overwrite to start again or another -o",
+            path=out,
+        )
+    for p in previous:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+class StopSignals:
+    """SIGTERM / SIGINT set ``signal`` (the loop then saves and stops); a second one raises KeyboardInterrupt.
+
+    Handlers are only installed in the main thread (Python allows no other)
+    and the previous ones are restored on exit.
+    """
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    def __enter__(self) -> Self:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class CsvLog:
+    """``log.csv`` with one row per logged step; columns may appear late (weak terms), so the
+    file is rewritten when the header grows and appended to otherwise. A resumed run keeps the
+    rows up to its checkpoint's step (later ones were logged after the checkpoint and are redone).
+    """
+
+    def __init__(self, path: Path, keep_until: int | None) -> None:
+        self.path = path
+        self.rows: list[dict] = []
+        self.fields: list[str] = []
+        if keep_until is not None and path.exists():
+            with open(path, newline="") as fh:
+                reader = csv.DictReader(fh)
+                self.fields = list(reader.fieldnames or [])
+                self.rows = [r for r in reader if int(r["step"]) <= keep_until]
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        with open(self.path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=self.fields, restval="")
+            if self.fields:
+                w.writeheader()
+            w.writerows(self.rows)
+
+    def write(self, row: dict) -> None:
+        self.rows.append(row)
+        new = [k for k in row if k not in self.fields]
+        if new or not self.fields:
+            self.fields += new
+            self._rewrite()
+            return
+        with open(self.path, "a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=self.fields, restval="").writerow(row)
