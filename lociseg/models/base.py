@@ -34,6 +34,11 @@ class InputSpec(Config):
     target_diameter : float
         Cell diameter (px) the model was trained at; images are rescaled by
         ``target_diameter / diameter`` before prediction.
+    scale_range : list of float
+        ``[low, high]``: cell diameters (px) the model was trained to segment
+        as they are (training at a range of scales). An image whose cells are
+        in this range is not resized, others only into the range; empty (the
+        default) resizes every image to ``target_diameter``.
     optional : list of str
         Channels (of ``channels``, at its end) the model can do without: an
         image or training set that lacks them gets planes of zeros, the
@@ -46,6 +51,7 @@ class InputSpec(Config):
     normalize_low: float = bounded(1.0, ge=0, le=100)
     normalize_high: float = bounded(99.8, ge=0, le=100)
     target_diameter: float = bounded(32.0, gt=0)
+    scale_range: list[float] = field(default_factory=list)
     optional: list[str] = field(default_factory=list)
 
     def missing_ok(self, have: int) -> bool:
@@ -55,9 +61,14 @@ class InputSpec(Config):
         return 0 < lack == len(tail) and set(tail) <= {c.lower() for c in self.optional}
 
     def validate(self, where: str = "") -> None:
-        """The normalisation percentiles must be in order."""
+        """The normalisation percentiles must be in order; a scale range is two increasing positive sizes."""
+        pre = f"{where}." if where else ""
+        rng = self.scale_range
+        if rng and not (len(rng) == 2 and 0 < rng[0] <= self.target_diameter <= rng[1]):
+            raise ConfigError(
+                f"{pre}scale_range must be [low, high] with 0 < low <= target_diameter <= high, got {rng}"
+            )
         if self.normalize_low >= self.normalize_high:
-            pre = f"{where}." if where else ""
             raise ConfigError(
                 f"{pre}normalize_low must be < {pre}normalize_high, got {self.normalize_low} >= {self.normalize_high}"
             )

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..device import choose_device
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..io import LazyImage
 from ..models.checkpoint import load_checkpoint
 from ..models.pretrained import resolve_model
@@ -38,8 +38,9 @@ from ..transforms import (
     percentile_bounds,
     rescale_image,
     rescale_instances,
-    scaled_shape,
 )
+from .autoscale import estimate_scale, load_size_model, paste_checked, scale_factor
+from .channels import select_channels
 from .outputs import OUTPUT_SUFFIXES, folder_record, outputs_complete, write_outputs
 from .paste import OVERLAP_RULES, StreamingPaste
 from .scale_search import HIGH_SCORE, ScaleEstimate, search_scale, search_window
@@ -109,6 +110,7 @@ class Segmenter:
             raise ConfigError(f"model {self.name} has no config.input (InputSpec)")
         self.spec = spec
         self.train_diameter = _train_diameter(getattr(model, "checkpoint_path", None))
+        self.size_model = load_size_model(model)  # one-pass scale (docs/scale.md); None: the ladder search
 
     def __repr__(self) -> str:
         return f"Segmenter({self.name}, device={self.device}, in_channels={self.spec.in_channels}, target_diameter={self.spec.target_diameter})"
@@ -123,70 +125,8 @@ class Segmenter:
         *,
         channel_axis: int | None = 0,
     ) -> np.ndarray:
-        """Return the (C, H, W) channels the model takes, in its order.
-
-        ``channels`` picks by index or by name (names need ``channel_names``,
-        the names of the image's channels). Without ``channels``, the model's
-        own channel names are looked up in ``channel_names`` when given; an
-        image whose channel count differs from the model's is an error,
-        except identical channels (grey stored as RGB) for a 1-channel model
-        and absent ``optional`` channels of the model (zero planes).
-        """
-        lazy = isinstance(image, LazyImage)  # (C, H, W) read on demand: select without reading
-        image = image if lazy else np.asarray(image)
-        if image.ndim == 2:
-            image = image[None]
-        elif image.ndim == 3:
-            if channel_axis is None:
-                raise InputError(f"image has shape {image.shape}: a 3-D image needs a channel_axis")
-            if not lazy:
-                image = np.moveaxis(image, channel_axis, 0)
-        else:
-            raise InputError(f"image must be (H, W) or (C, H, W), got shape {image.shape}")
-        names = [str(n).lower() for n in channel_names] if channel_names is not None else None
-        if names is not None and len(names) != image.shape[0]:
-            raise InputError(f"{len(names)} channel names given for an image with {image.shape[0]} channel(s)")
-        if (
-            channels is None
-            and names is not None
-            and self.spec.channels
-            and all(c.lower() in names for c in self.spec.channels)
-        ):
-            channels = list(self.spec.channels)
-        if channels is not None:
-            index = []
-            for c in channels:
-                if isinstance(c, str) and not c.lstrip("-").isdigit():
-                    if names is None:
-                        raise InputError(f"channel {c!r} given by name but the image's channel names are unknown")
-                    if c.lower() not in names:
-                        raise InputError(f"no channel named {c!r}; the image has {list(channel_names)}")
-                    index.append(names.index(c.lower()))
-                else:
-                    i = int(c)
-                    if not -image.shape[0] <= i < image.shape[0]:
-                        raise InputError(
-                            f"channel index {i} out of range for an image with {image.shape[0]} channel(s)"
-                        )
-                    index.append(i)
-            image = image.select(index) if lazy else image[index]
-        return self._match_count(image, explicit=channels is not None)
-
-    def _match_count(self, image: np.ndarray, *, explicit: bool) -> np.ndarray:
-        """The selected channels made the model's count: absent optional stains, grey stored as RGB."""
-        want = int(self.spec.in_channels)
-        if image.shape[0] < want and self.spec.missing_ok(image.shape[0]):
-            image = np.asarray(image)  # absent optional stains: zero planes, as the model saw in training
-            return np.concatenate([image, np.zeros((want - image.shape[0], *image.shape[1:]), image.dtype)])
-        if image.shape[0] != want:
-            if want == 1 and not explicit and all(np.array_equal(image[0], c) for c in image[1:]):
-                return image[:1]  # grey image stored as RGB
-            model_names = f" ({', '.join(self.spec.channels)})" if self.spec.channels else ""
-            raise InputError(
-                f"image has {image.shape[0]} channel(s) but the model takes {want}{model_names}; "
-                "choose them with channels=[...] (--channels)"
-            )
-        return image
+        """Return the (C, H, W) channels the model takes, in its order (:func:`.channels.select_channels`)."""
+        return select_channels(self.spec, image, channels, channel_names, channel_axis=channel_axis)
 
     def normalize(self, image: np.ndarray, bounds: np.ndarray | None = None) -> np.ndarray:
         """Per-channel percentile normalisation with the model's percentiles.
@@ -441,9 +381,7 @@ class Segmenter:
         shape = tuple(img.shape[-2:])
         bounds = self.percentiles(img)
         diameter, search = self._diameter(img, bounds, diameter)
-        factor = self._factor(diameter, shape, explicit)
-        model_shape = scaled_shape(shape, factor)
-        area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
+        self._factor(diameter, shape, explicit)  # refuses a diameter the image cannot take
         opts = {
             "tile_size": tile_size,
             "overlap": overlap,
@@ -452,19 +390,23 @@ class Segmenter:
             "overlaps": overlaps,
             "fill_holes": fill_holes,
         }
-        min_area = max(1, int(round(min_area * area_scale)))
+        extra: dict[str, Any] = {}
         if not isinstance(img, LazyImage) and all(np.ptp(c) == 0 for c in img):
             # nothing to see in a blank image; the network would still answer its edges and padding
             labels, scores = np.zeros(shape, np.uint16), np.zeros(0, np.float32)
         else:
-            labels, scores = self.paste_tiles(img, bounds, factor, progress=progress, min_area=min_area, **opts)
-        return labels, self._table(labels, scores, diameter, search, factor, shape, opts)
+            labels, scores, diameter, search, extra = paste_checked(
+                self, img, bounds, diameter, search, progress=progress, min_area=min_area, **opts
+            )
+        table = self._table(labels, scores, diameter, search, scale_factor(self.spec, diameter), shape, opts)
+        table.meta.update(extra)
+        return labels, table
 
     def _factor(self, diameter: float, shape: tuple[int, int], explicit: bool) -> float:
         """The rescale factor that brings cells of ``diameter`` px to the model's target diameter."""
         if explicit and diameter > max(shape):
             raise ConfigError(f"diameter must be at most the image size ({shape[0]} x {shape[1]} px), got {diameter:g}")
-        factor = float(self.spec.target_diameter) / float(diameter)
+        factor = scale_factor(self.spec, diameter)
         if factor * max(shape) > 65536:
             raise ConfigError(f"diameter {diameter:g} rescales a {shape} image by {factor:.3g}: check the value")
         return factor
@@ -529,8 +471,9 @@ class Segmenter:
             if not (diameter > 0 and math.isfinite(diameter)):
                 raise ConfigError(f"diameter must be a positive number of pixels, got {diameter}")
             return diameter, None
-        search = self.search_scale_window(img, bounds)
-        diameter = search.diameter
+        diameter = (search := estimate_scale(self, img, bounds)).diameter
+        if search.method == "size-model":
+            return diameter, search  # checked by its masks in paste_checked, which warns
         if not math.isfinite(diameter):
             # the training images' scale if known: a weak model's masks only fit cells at that scale
             diameter = float(self.train_diameter or self.spec.target_diameter)

@@ -58,7 +58,9 @@ class ScaleEstimate:
         the chosen zoom (with ``predict``); without it, how much better the
         chosen zoom scores than the best zoom at least a factor of 2 away.
     factors, quality, counts : ndarray
-        Every zoom tried, its criterion and its number of detections.
+        Every zoom tried, its criterion and its number of detections (empty for the one-pass estimate).
+    method : str
+        ``"search"`` (this ladder) or ``"size-model"`` (:mod:`~lociseg.predict.size_model`).
     """
 
     diameter: float
@@ -67,6 +69,7 @@ class ScaleEstimate:
     factors: np.ndarray = field(repr=False)
     quality: np.ndarray = field(repr=False)
     counts: np.ndarray = field(repr=False)
+    method: str = "search"
 
     @property
     def found(self) -> bool:
@@ -75,6 +78,7 @@ class ScaleEstimate:
     def to_meta(self) -> dict:
         """JSON-ready summary for the output metadata."""
         return {
+            "method": self.method,
             "diameter": round(float(self.diameter), 2) if self.found else None,
             "confidence": round(float(self.confidence), 3),
             "zooms": [round(float(f), 4) for f in self.factors],

@@ -54,6 +54,7 @@ from ..errors import ConfigError, InputError
 from ..io import label_dtype
 from ..io.files import atomic_write, sha256_file
 from ..predict.api import load_model
+from ..predict.autoscale import estimate_scale, scale_factor
 from ..predict.outputs import folder_record
 from ..predict.paste import trim_cell
 from ..predict.scale_search import HIGH_SCORE
@@ -335,7 +336,7 @@ def _diameter(seg: Any, img: Any, bounds: np.ndarray, diameter: float | str | No
             raise ConfigError(f"model {model} records no training diameter; give the diameter in px")
         return seg.train_diameter
     if diameter is None:
-        found = seg.search_scale_window(img, bounds).diameter
+        found = estimate_scale(seg, img, bounds).diameter  # one pass with a size model, else the ladder
         return float(found) if math.isfinite(found) else float(seg.train_diameter or seg.spec.target_diameter)
     return diameter
 
@@ -413,7 +414,7 @@ def _plan(
     bounds = seg.percentiles(img)
     estimated = diameter is None
     diameter = _diameter(seg, img, bounds, diameter, model)
-    factor = float(seg.spec.target_diameter) / float(diameter)
+    factor = scale_factor(seg.spec, float(diameter))
     overlap = seg.default_overlap()
     model_shape = scaled_shape(shape, factor)
     area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])

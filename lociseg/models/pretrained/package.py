@@ -21,7 +21,8 @@ from . import MANIFEST, REGISTRY, WEIGHTS
 __all__ = ["package_model", "render_model_card", "MAX_BYTES"]
 
 MAX_BYTES = 16 * 1024 * 1024  # keeps the wheel small; larger models belong in a download
-FILES = ("model.safetensors", "config.yaml", "metrics.json")
+# size_model.json: the one-pass size regression (lociseg.predict.size_model), when fitted
+FILES = ("model.safetensors", "config.yaml", "metrics.json", "size_model.json")
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
