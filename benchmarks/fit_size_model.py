@@ -32,6 +32,7 @@ import torch
 import yaml
 
 from lociseg import load_dataset
+from lociseg.errors import ConfigError
 from lociseg.predict.api import load_model
 from lociseg.predict.size_model import (
     VIEWS,
@@ -59,11 +60,21 @@ def training_specs(folder: Path, split: str = "train") -> tuple[list[str], list[
     return list(data.get(split, [])), list(data.get("channels") or []) or None
 
 
+def _open(spec, channels):
+    """The set with the model's channels; one without a trailing optional stain (phase contrast) without it."""
+    if not channels:
+        return load_dataset(spec)
+    try:
+        return load_dataset(spec, channels=channels)
+    except ConfigError:  # select_channels then adds the absent optional plane as zeros
+        return load_dataset(spec, channels=channels[:-1])
+
+
 def mask_response(seg, specs, channels, fields, max_side=768):
     """(scale, ratio) pairs: median mask diameter / true diameter when segmenting at scale x the true diameter."""
     scales, ratios = [], []
     for spec in specs:
-        ds = load_dataset(spec, channels=channels) if channels else load_dataset(spec)
+        ds = _open(spec, channels)
         t0 = time.perf_counter()
         for i in range(min(fields, len(ds))):
             s = ds[i]
@@ -90,7 +101,7 @@ def collect(seg, specs, channels, per_image, zoom_range, seed):
     feats, diams, groups = [], [], []
     lo, hi = math.log(zoom_range[0]), math.log(zoom_range[1])
     for spec in specs:
-        ds = load_dataset(spec, channels=channels) if channels else load_dataset(spec)
+        ds = _open(spec, channels)
         t0 = time.perf_counter()
         for i in range(len(ds)):
             s = ds[i]
