@@ -206,7 +206,7 @@ def append_result(path: Path, record: dict[str, Any]) -> None:
 
 def run_one(kind: str, held_out: str, args: argparse.Namespace) -> dict[str, Any] | None:
     """Train (or resume) the model without ``held_out`` and score it there; None when a signal stopped it."""
-    from lociseg.io.files import recover_checkpoint
+    from lociseg.models.checkpoint import recover_checkpoint
     from lociseg.predict.api import load_model
     from lociseg.train import train
 
