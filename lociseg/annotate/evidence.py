@@ -19,7 +19,7 @@ computed from the image and the two label images alone (no ground truth):
 evidence`` trains on and :func:`quality_estimate` the per-image quality
 it reports; their power on the labelled sets is measured by
 ``benchmarks/bench_target_signals.py`` (figures in
-``benchmarks/results_h36.md``).
+BENCHMARKS.md, "Label-free target choice").
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def cell_plausibility(ev: dict[str, np.ndarray]) -> np.ndarray:
     agreement with the other source (its best IoU), exactly one nucleus
     (1, else 0; 0.5 when unknown) and size fit (1 at the median area,
     falling to 0 at 4x or 1/4 of it). The weights are equal: no set chose
-    them (the measured power of each signal is in ``benchmarks/results_h36.md``).
+    them (the measured power of each signal is in BENCHMARKS.md, "Label-free target choice").
     """
     edge = np.clip(np.nan_to_num(ev["edge"], nan=0.0), 0, 1)
     agree = np.nan_to_num(ev["agree"], nan=0.5)
