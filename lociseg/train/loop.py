@@ -36,6 +36,7 @@ from .data import (
 )
 from .diagnostics import CollapseMonitor
 from .distributed import any_rank, barrier, loss_fn, mean, ranks_from_env, setup, teardown
+from .speed import speed_up_model, to_memory_format, train_autocast
 
 log = logging.getLogger("lociseg.train")
 
@@ -295,7 +296,7 @@ def _train(
     if config.init and not resume:
         init_weights(model, config)
         log.info("starting from the weights of %s", config.init)
-    model = model.to(dev)
+    model = speed_up_model(model.to(dev), opt_cfg)
     step_loss = loss_fn(model, ranks, dev)  # gradients averaged across ranks in a distributed run
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
     budget_s = 60 * opt_cfg.budget_minutes
@@ -322,7 +323,6 @@ def _train(
     if ranks.main:
         config.to_yaml(out / "config.yaml")
 
-    amp = opt_cfg.amp and dev.type == "cuda"
     csv_log = _CsvLog(out / "log.csv", keep_until=start if resume else None) if ranks.main else None
     clock["t0"] = t0 = time.perf_counter()
     last_metrics: dict[str, float] = {}
@@ -358,8 +358,8 @@ def _train(
             train_items, config, start, end, dev, weak=weak, workers=opt_cfg.workers, shard=ranks.shard
         )
         for step, batch in zip(range(start, end), batches):
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                loss, parts = step_loss(batch, step)
+            with train_autocast(dev, opt_cfg):
+                loss, parts = step_loss(to_memory_format(batch, opt_cfg), step)
             loss_value = mean(float(loss.detach()), ranks, dev)
             if not math.isfinite(loss_value):
                 raise RuntimeError(f"step {step}: loss is {loss_value}; lower optim.lr")
