@@ -180,9 +180,11 @@ class OptimConfig(Config):
         built in the loop). Worth it on a GPU, which otherwise waits on the
         crops; the batches are the same either way.
     channels_last : bool
-        Train in the channels-last memory format (model and images). On CPU
-        the backward pass of the depthwise 7x7 convolutions is several times
-        faster in it; the saved weights are the same plain tensors either way.
+        Run the LACSS encoder (and the images) in the channels-last memory
+        format: on CPU the backward pass of its depthwise 7x7 convolutions is
+        several times faster in it. The heads stay in the standard layout (they
+        are slower in channels-last). Same losses up to float rounding; the
+        saved weights are the same plain tensors either way.
     compile : bool
         ``torch.compile`` the model's dense pass (backbone, FPN, heads). The
         first steps pay the compilation (minutes on a small CPU).
