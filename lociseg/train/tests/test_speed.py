@@ -107,3 +107,14 @@ def test_cpu_bf16_autocast_only_where_the_cpu_has_it(monkeypatch, native):
     assert y.dtype == (torch.bfloat16 if native else torch.float32)
     with speed.train_autocast(cpu, OptimConfig()):  # off by default, whatever the CPU
         assert torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4)).dtype == torch.float32
+
+
+def test_channels_last_is_the_encoders_only():
+    from lociseg.models import LacssConfig, LacssModel
+
+    model = speed.speed_up_model(LacssModel(LacssConfig()), OptimConfig(channels_last=True))
+    stem = model.backbone.stem[0].weight
+    assert stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous()
+    assert model.fpn.output[0].weight.is_contiguous() and model.lpn.score.weight.is_contiguous()
+    image = torch.rand(1, 2, 64, 64).contiguous(memory_format=torch.channels_last)
+    assert all(f.is_contiguous() for f in model.backbone(image))  # the heads get the standard layout
