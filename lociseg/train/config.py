@@ -187,7 +187,9 @@ class OptimConfig(Config):
         saved weights are the same plain tensors either way.
     compile : bool
         ``torch.compile`` the model's dense pass (backbone, FPN, heads). The
-        first steps pay the compilation (minutes on a small CPU).
+        first steps pay the compilation; on a 2-core AVX2 CPU it made steps
+        slower (about 0.93x), as the convolutions, not the small operators
+        it fuses, take the time there (``benchmarks/bench_train_speed.py``).
     cpu_bf16 : bool
         bfloat16 autocast on CPUs with native bfloat16 (``avx512_bf16`` or
         AMX in ``/proc/cpuinfo``); float32 on others, where it would be slower.
@@ -209,7 +211,7 @@ class OptimConfig(Config):
     checkpoint_minutes: float = bounded(10.0, ge=0)
     threads: int = bounded(0, ge=0)
     workers: int = bounded(0, ge=0)
-    channels_last: bool = False
+    channels_last: bool = True
     compile: bool = False
     cpu_bf16: bool = False
 
