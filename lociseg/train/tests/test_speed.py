@@ -57,7 +57,7 @@ def _run(tmp_path: Path, name: str, steps: int = 4, **optim) -> tuple[list[float
 
 
 def test_channels_last_trains_as_the_default_and_saves_plain_weights(tmp_path):
-    base, w_base = _run(tmp_path, "base")
+    base, w_base = _run(tmp_path, "base", channels_last=False)
     fast, w_fast = _run(tmp_path, "channels_last", channels_last=True)
     assert len(fast) == len(base) == 4
     # the same arithmetic in another memory layout: float32 rounding only
@@ -70,8 +70,8 @@ def test_channels_last_trains_as_the_default_and_saves_plain_weights(tmp_path):
 
 @pytest.mark.slow
 def test_compiled_model_trains_as_the_default(tmp_path):
-    base, _ = _run(tmp_path, "base", steps=3)
-    compiled, weights = _run(tmp_path, "compiled", steps=3, compile=True)
+    base, _ = _run(tmp_path, "base", steps=3, channels_last=False)
+    compiled, weights = _run(tmp_path, "compiled", steps=3, channels_last=False, compile=True)
     torch._dynamo.reset()
     np.testing.assert_allclose(compiled, base, rtol=1e-3)
     assert not any(k.startswith("_orig_mod") for k in weights)  # compiled in place: the keys are the model's
@@ -79,7 +79,7 @@ def test_compiled_model_trains_as_the_default(tmp_path):
 
 def test_to_memory_format_changes_only_the_image():
     batch = {"image": torch.zeros(2, 2, 32, 32), "labels": torch.zeros(2, 32, 32, dtype=torch.int64)}
-    assert speed.to_memory_format(batch, OptimConfig()) is batch
+    assert speed.to_memory_format(batch, OptimConfig(channels_last=False)) is batch
     out = speed.to_memory_format(batch, OptimConfig(channels_last=True))
     assert out["image"].is_contiguous(memory_format=torch.channels_last)
     assert not batch["image"].is_contiguous(memory_format=torch.channels_last)  # the caller's batch is kept
