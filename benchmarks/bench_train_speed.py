@@ -1,7 +1,7 @@
 """Training speed in steps per CPU-second of ``lociseg.train.train``, option by option.
 
 Run:  python benchmarks/bench_train_speed.py [--steps 30] [--warmup 5] [--rounds 3]
-          [--variants baseline,channels_last,compile,threads2,workers1] [--profile]
+          [--variants baseline,channels_last,compile,workers1,cpu_bf16] [--profile]
 
 Each variant is one ``train()`` call of the generalist recipe
 (``configs/cells_generalist.yaml``) on real data (``bbbc018@train`` and
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--crop", type=int, default=0, help="data.crop_size (0: the recipe's)")
-    ap.add_argument("--variants", default="baseline,channels_last,compile,threads2,workers1,cpu_bf16")
+    ap.add_argument("--variants", default="baseline,channels_last,compile,workers1,cpu_bf16", help=", ".join(VARIANTS))
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
