@@ -179,6 +179,20 @@ class OptimConfig(Config):
         Processes that build the next batches while the model trains (0:
         built in the loop). Worth it on a GPU, which otherwise waits on the
         crops; the batches are the same either way.
+    channels_last : bool
+        Run the LACSS encoder (and the images) in the channels-last memory
+        format: on CPU the backward pass of its depthwise 7x7 convolutions is
+        several times faster in it. The heads stay in the standard layout (they
+        are slower in channels-last). Same losses up to float rounding; the
+        saved weights are the same plain tensors either way.
+    compile : bool
+        ``torch.compile`` the model's dense pass (backbone, FPN, heads). The
+        first steps pay the compilation; on a 2-core AVX2 CPU it made steps
+        slower (about 0.93x), as the convolutions, not the small operators
+        it fuses, take the time there (``benchmarks/bench_train_speed.py``).
+    cpu_bf16 : bool
+        bfloat16 autocast on CPUs with native bfloat16 (``avx512_bf16`` or
+        AMX in ``/proc/cpuinfo``); float32 on others, where it would be slower.
     """
 
     lr: float = bounded(2e-3, gt=0)
@@ -197,6 +211,9 @@ class OptimConfig(Config):
     checkpoint_minutes: float = bounded(10.0, ge=0)
     threads: int = bounded(0, ge=0)
     workers: int = bounded(0, ge=0)
+    channels_last: bool = True
+    compile: bool = False
+    cpu_bf16: bool = False
 
 
 #: Options of older config layouts that nothing reads any more (dropped on load).

@@ -34,6 +34,7 @@ from .data import (
 from .diagnostics import CollapseMonitor
 from .distributed import Ranks, any_rank, barrier, loss_fn, mean, ranks_from_env, setup, teardown
 from .run_control import CsvLog, StopSignals, check_run_folder
+from .speed import speed_up_model, to_memory_format, train_autocast
 
 log = logging.getLogger("lociseg.train")
 
@@ -295,7 +296,7 @@ class _Run:
         if config.init and not resume:
             init_weights(model, config)
             log.info("starting from the weights of %s", config.init)
-        model = model.to(dev)
+        model = speed_up_model(model.to(dev), opt_cfg)
         step_loss = loss_fn(model, ranks, dev)  # gradients averaged across ranks in a distributed run
         optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
         clock = _Clock(budget=60 * opt_cfg.budget_minutes)
@@ -370,9 +371,8 @@ class _Run:
     def step(self, batch: Any) -> tuple[float, dict[str, float]]:
         """One optimiser step; the loss (mean over ranks) and its parts."""
         opt_cfg = self.config.optim
-        amp = opt_cfg.amp and self.dev.type == "cuda"
-        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=amp):
-            loss, parts = self.step_loss(batch, self.done)
+        with train_autocast(self.dev, opt_cfg):
+            loss, parts = self.step_loss(to_memory_format(batch, opt_cfg), self.done)
         loss_value = mean(float(loss.detach()), self.ranks, self.dev)
         if not math.isfinite(loss_value):
             raise RuntimeError(f"step {self.done}: loss is {loss_value}; lower optim.lr")

@@ -35,6 +35,10 @@ ADDED = {
     # issue 25: crops anywhere, the points-mode background from the point distance
     ("data", "sampler"): "random",
     ("lacss", "weak", "background_source"): "points",
+    # issue 31: training speed options (channels-last changes only the float rounding of the losses)
+    ("optim", "channels_last"): True,
+    ("optim", "compile"): False,
+    ("optim", "cpu_bf16"): False,
     # imaging augmentations (issue 21): off (probability 0) unless asked for
     **{
         ("data", "augment", k): v
