@@ -470,8 +470,11 @@ class AdaptWidget(Container):
                 return
             self._run = {"folder": folder, "name": name, "image": image}
             self._show("lociseg adapted", str(folder), res["samples"][0])
+            q = res["info"].get("quality", {}).get(name)
+            quality = f"; estimated F1@0.5 {q['quality']:.2f} (no label used)" if q else ""
             self._say(
-                f"adapted model saved in {folder} ({res['train']['step']} steps); paint corrections and fine-tune"
+                f"adapted model saved in {folder} ({res['train']['step']} steps){quality}; "
+                "paint corrections and fine-tune"
             )
 
         self._start(work, done)

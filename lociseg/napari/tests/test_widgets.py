@@ -9,6 +9,7 @@ screenshot of the segment widget goes to ``$LOCISEG_ARTIFACTS`` (default
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -221,6 +222,9 @@ def test_adapt_then_finetune_on_a_painted_correction(make_napari_viewer, qtbot, 
     assert not w.adapt_button.enabled and w.cancel_button.enabled  # running in the worker thread
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
     assert "adapted model saved" in w.status.value, w.status.value
+    # the label-free quality estimate of adapt.json is shown
+    quality = json.loads((tmp_path / "adapted" / "adapt.json").read_text())["quality"]["actin"]["quality"]
+    assert f"estimated F1@0.5 {quality:.2f}" in w.status.value, w.status.value
     qtbot.waitUntil(lambda: w.bar.value == 100, timeout=10_000)
     assert w.adapt_button.enabled and not w.cancel_button.enabled
     assert w.progress_threads == {threading.main_thread().name}  # widgets changed in the GUI thread only
