@@ -38,7 +38,8 @@ from bench_adapt import f1s  # (the same pooled F1 as the adapt benchmark; bench
 from lociseg.data import load_dataset
 from lociseg.io.labels import read_labels
 from lociseg.predict.api import load_model
-from lociseg.train.adapt import adapt_model, corrections_from_edit, finetune_on_corrections
+from lociseg.train.adapt import adapt_model
+from lociseg.train.corrections import corrections_from_edit, finetune_on_corrections
 
 #: Arm -> (what the rest of each image trains on, with the corrections).
 ARMS = {

@@ -252,10 +252,9 @@ def choose_targets(
     if pairs in ("edge", "contrast"):
         for k in src:
             score[k] = dict(zip(ev[k]["ids"].tolist(), np.nan_to_num(ev[k][pairs], nan=-np.inf).tolist()))
-    out = np.zeros(model.shape, np.int32)
-    next_id = 0
-    counts: dict[str, Any] = {"lead": lead, "agreement": round(agreement, 3), "pairs": len(matched)}
-    counts.update(model_outline=0, machine_outline=0, model_only=0, machine_only=0, dropped=0)
+    out, next_id = np.zeros(model.shape, np.int32), 0
+    counts: dict[str, Any] = {"lead": lead, "agreement": round(agreement, 3), "pairs": len(matched), "dropped": 0}
+    counts.update(model_outline=0, machine_outline=0, model_only=0, machine_only=0)
     boxes = {k: ndi.find_objects(src[k]) for k in src}
     for a, b in matched:
         if pairs == "mean":

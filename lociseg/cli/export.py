@@ -36,6 +36,47 @@ def _nuclei_for(label_path: Path, nuclei: Path, shape: tuple[int, ...]) -> objec
     return nuc
 
 
+def _image_for(label_path: Path, images: Path, shape: tuple[int, ...]) -> tuple[object, str, list[str] | None]:
+    """The raw image of ``label_path`` in ``images``: pixels, file name and channel names (None when unknown)."""
+    from ..errors import InputError
+    from ..io import read_image, read_image_metadata
+    from ..io.files import image_stem
+
+    ip = _match_image(label_path, images)
+    if ip is None:
+        raise InputError(f"no image named {image_stem(label_path)!r} in {images}", path=label_path)
+    image = read_image(ip)
+    if image.shape[-2:] != shape:
+        raise InputError(f"image {ip.name} is {image.shape[-2:]}, labels are {shape}", path=label_path)
+    names = read_image_metadata(ip)["channel_names"]
+    if names is not None and len(names) != (1 if image.ndim == 2 else image.shape[0]):
+        names = None  # e.g. RGB read as channels: fall back to numbered names
+    return image, ip.name, names
+
+
+def _check_options(
+    fmt: list[str], known: object, object_type: str, nuclei: Path | None, images: Path | None, pixel_size: float | None
+) -> list[str]:
+    """The requested formats, after refusing any option that cannot work (one line each)."""
+    from ..errors import ConfigError
+
+    formats = [f.strip().lower() for item in fmt for f in item.split(",") if f.strip()]
+    bad = [f for f in formats if f not in known]
+    if bad:
+        raise ConfigError(f"unknown format {bad[0]!r}; choose from {', '.join(known)}")
+    if object_type not in ("detection", "annotation", "cell"):
+        raise ConfigError(f"--object-type must be detection, annotation or cell, got {object_type!r}")
+    if (object_type == "cell") != (nuclei is not None):
+        raise ConfigError("--object-type cell and --nuclei go together (QuPath cells have a nucleus outline)")
+    if nuclei is not None and not nuclei.exists():
+        raise ConfigError("--nuclei: no such file or folder", path=nuclei)
+    if images is not None and not images.is_dir():
+        raise ConfigError("--images must be a folder", path=images)
+    if pixel_size is not None and not pixel_size > 0:
+        raise ConfigError(f"--pixel-size must be positive, got {pixel_size}")
+    return formats
+
+
 def main(
     labels: list[str] = typer.Argument(..., help="Label images (TIFF/PNG/npy), folders or glob patterns."),
     fmt: list[str] = typer.Option(
@@ -70,26 +111,12 @@ def main(
     COCO writes one annotations.coco.json for all inputs.
     Example: lociseg export seg/*.tif --format geojson,imagej-roi --out qupath/ --images plate1/
     """
-    from ..errors import ConfigError, InputError
     from ..export.formats import FORMATS, SUFFIX, export_labels, write_coco
-    from ..io import read_image, read_image_metadata, read_labels
+    from ..io import read_labels
     from ..io.files import expand_inputs, image_stem
     from ..io.labels import refuse_intensity_image
 
-    formats = [f.strip().lower() for item in fmt for f in item.split(",") if f.strip()]
-    bad = [f for f in formats if f not in FORMATS]
-    if bad:
-        raise ConfigError(f"unknown format {bad[0]!r}; choose from {', '.join(FORMATS)}")
-    if object_type not in ("detection", "annotation", "cell"):
-        raise ConfigError(f"--object-type must be detection, annotation or cell, got {object_type!r}")
-    if (object_type == "cell") != (nuclei is not None):
-        raise ConfigError("--object-type cell and --nuclei go together (QuPath cells have a nucleus outline)")
-    if nuclei is not None and not nuclei.exists():
-        raise ConfigError("--nuclei: no such file or folder", path=nuclei)
-    if images is not None and not images.is_dir():
-        raise ConfigError("--images must be a folder", path=images)
-    if pixel_size is not None and not pixel_size > 0:
-        raise ConfigError(f"--pixel-size must be positive, got {pixel_size}")
+    formats = _check_options(fmt, FORMATS, object_type, nuclei, images, pixel_size)
     files = expand_inputs(labels)
     names, notes = unique_names([image_stem(p, suffixes=()) for p in files], [str(p) for p in files])
     coco_path = out / "annotations.coco.json"
@@ -110,15 +137,7 @@ def main(
         refuse_intensity_image(lab, path)
         image, image_name, channel_names = None, path.name, None
         if images is not None and any(f in ("ome-zarr", "csv", "coco") for f in formats):
-            ip = _match_image(path, images)
-            if ip is None:
-                raise InputError(f"no image named {image_stem(path)!r} in {images}", path=path)
-            image, image_name = read_image(ip), ip.name
-            if image.shape[-2:] != lab.shape:
-                raise InputError(f"image {ip.name} is {image.shape[-2:]}, labels are {lab.shape}", path=path)
-            channel_names = read_image_metadata(ip)["channel_names"]
-            if channel_names is not None and len(channel_names) != (1 if image.ndim == 2 else image.shape[0]):
-                channel_names = None  # e.g. RGB read as channels: fall back to numbered names
+            image, image_name, channel_names = _image_for(path, images, lab.shape)
         if name != image_stem(path, suffixes=()):
             image_name = f"{name}{image_name[len(image_stem(image_name, suffixes=())) :]}"  # renamed: unique file_name
         n = 0

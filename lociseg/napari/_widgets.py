@@ -482,7 +482,7 @@ class AdaptWidget(Container):
     # ------------------------------------------------------------------ fine-tune
     def finetune(self, *_) -> None:
         """Fine-tune on the cells corrected in the chosen result layer (worker thread)."""
-        from ..train.adapt import corrections_from_edit, finetune_on_corrections
+        from ..train.corrections import corrections_from_edit, finetune_on_corrections
 
         layer_name = self.corrected.value
         if self._run is None or not layer_name or layer_name not in self.viewer.layers:

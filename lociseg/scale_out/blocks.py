@@ -36,13 +36,10 @@ Pass 1 results survive a crash: a rerun segments only the blocks missing.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +50,13 @@ from .. import __version__
 from ..errors import ConfigError, InputError
 from ..io import label_dtype
 from ..io.files import atomic_write, sha256_file
-from ..predict.api import load_model
-from ..predict.autoscale import estimate_scale, scale_factor
 from ..predict.outputs import folder_record
 from ..predict.paste import trim_cell
 from ..predict.scale_search import HIGH_SCORE
 from ..predict.table import TABLE_COLUMNS, CellTable
-from ..transforms import scaled_shape
 from .cluster import cached_segmenter, release_memory
-from .grid import Block, block_grid, blocks_meeting, grow, intersect, tile_blocks, within
+from .grid import Block, block_grid, blocks_meeting, grow, intersect, within
+from .plan import Plan, make_plan, settings_key
 from .scratch import block_done, final_path, labels_path, save_block
 from .store import MIN_CHUNK, create_store, pyramid_levels, write_block
 
@@ -312,125 +307,7 @@ def stitch_blocks(
         return CellTable(np.arange(1, n + 1), sy[1:] / area[1:], sx[1:] / area[1:], area[1:], score)
 
 
-def _selected_names(
-    seg: Any, n: int, channels: Sequence[int | str] | None, channel_names: Sequence[str] | None
-) -> list[str] | None:
-    """Names of the channels ``seg.select_channels`` picks from an image of ``n`` channels, or None."""
-    if not channel_names or len(channel_names) != n:
-        return [str(c) for c in channels] if channels else None
-    try:  # the same choice on an image whose pixels are the channel indices
-        index = seg.select_channels(np.arange(n).reshape(n, 1, 1), channels, channel_names)[:, 0, 0]
-    except InputError:
-        return None
-    return [str(channel_names[int(i)]) for i in index]
-
-
-def _settings_key(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _diameter(seg: Any, img: Any, bounds: np.ndarray, diameter: float | str | None, model: str) -> float:
-    """The cell diameter used: given, the model's training diameter (``"train"``), or estimated on a central window."""
-    if diameter == "train":
-        if seg.train_diameter is None:
-            raise ConfigError(f"model {model} records no training diameter; give the diameter in px")
-        return seg.train_diameter
-    if diameter is None:
-        found = estimate_scale(seg, img, bounds).diameter  # one pass with a size model, else the ladder
-        return float(found) if math.isfinite(found) else float(seg.train_diameter or seg.spec.target_diameter)
-    return diameter
-
-
-@dataclass
-class _Plan:
-    """What every block of one image shares: the channels chosen, normalisation, scale, paster settings, blocks."""
-
-    model: str
-    img: Any
-    shape: tuple[int, int]
-    bounds: np.ndarray
-    diameter: float
-    estimated: bool
-    factor: float
-    halo: int
-    block_size: int
-    settings: dict[str, Any]
-    blocks: list[Block]
-    channel_names: list[str] | None  # of the channels chosen, for the stored image
-
-    def record(self) -> dict[str, Any]:
-        """What the scratch folder's results depend on (a rerun with another record starts again)."""
-        return dict(
-            model=str(self.model),
-            shape=list(self.shape),
-            bounds=self.bounds.ravel().tolist(),
-            factor=self.factor,
-            block_size=self.block_size,
-            halo=self.halo,
-            settings=self.settings,
-            version=__version__,
-        )
-
-    def meta(self, cells: int, high_score_fraction: float, clock: list[float]) -> dict[str, Any]:
-        """The table's meta: how the labels were made, and the wall seconds of the passes."""
-        return {
-            "model": str(self.model),
-            "diameter_used": float(self.diameter),
-            "diameter_estimated": bool(self.estimated),
-            "scale_factor": self.factor,
-            "image_shape": list(self.shape),
-            "block_size": self.block_size,
-            "halo": self.halo,
-            "blocks": len(self.blocks),
-            **{k: v for k, v in self.settings.items() if k != "min_area"},
-            "cells": cells,
-            "high_score_fraction": high_score_fraction,
-            # wall seconds of pass 1 (segment) and passes 2-3 (resolve, write), on the cluster
-            "seconds": {"segment": round(clock[1] - clock[0], 1), "stitch": round(clock[2] - clock[1], 1)},
-        }
-
-
-def _plan(
-    image: Any,
-    model: str,
-    device: str,
-    *,
-    diameter: float | str | None,
-    channels: Sequence[int | str] | None,
-    channel_names: Sequence[str] | None,
-    block_size: int,
-    tile_size: int,
-    augment: bool,
-    overlaps: str,
-    threshold: float,
-    min_area: int,
-    min_fragment_fraction: float,
-) -> _Plan:
-    """Load the model here too (the channel choice, percentiles, scale and halo need it) and plan the blocks."""
-    seg = load_model(model, device=device)
-    img = seg.select_channels(image, channels, channel_names)
-    names = _selected_names(seg, int(image.shape[0]) if image.ndim == 3 else 1, channels, channel_names)
-    shape = tuple(int(n) for n in img.shape[-2:])
-    bounds = seg.percentiles(img)
-    estimated = diameter is None
-    diameter = _diameter(seg, img, bounds, diameter, model)
-    factor = scale_factor(seg.spec, float(diameter))
-    overlap = seg.default_overlap()
-    model_shape = scaled_shape(shape, factor)
-    area_scale = (shape[0] / model_shape[0]) * (shape[1] / model_shape[1])
-    rules = dict(
-        threshold=threshold,
-        min_area=max(1, int(round(min_area * area_scale))),
-        min_fragment_fraction=min_fragment_fraction,
-        overlaps=overlaps,
-    )
-    settings = dict(tile_size=tile_size, overlap=overlap, augment=augment, **rules)
-    blocks = tile_blocks(shape, factor, tile_size, overlap, seg.pad_multiple, block_size)
-    halo = int(math.ceil(overlap / factor))
-    return _Plan(model, img, shape, bounds, diameter, estimated, factor, halo, block_size, settings, blocks, names)
-
-
-def _segment_all(client: Any, plan: _Plan, scratch: Path, model: str, device: str) -> list[np.ndarray]:
+def _segment_all(client: Any, plan: Plan, scratch: Path, model: str, device: str) -> list[np.ndarray]:
     """Pass 1 on every block not done yet; each block's cell scores."""
     _map(
         client,
@@ -450,7 +327,7 @@ def _segment_all(client: Any, plan: _Plan, scratch: Path, model: str, device: st
 
 def _stitch(
     client: Any,
-    plan: _Plan,
+    plan: Plan,
     scratch: Path,
     scores: list[np.ndarray],
     store: Path,
@@ -484,7 +361,7 @@ def _stitch(
 
 def _open_scratch(scratch: Path, record: dict[str, Any]) -> Path:
     """The scratch folder of this run; one left by another image or other settings is cleared first."""
-    key = _settings_key(record)
+    key = settings_key(record)
     if scratch.exists() and not (scratch / f"settings-{key}.json").exists():
         shutil.rmtree(scratch)  # another image or other settings under this name: start again
     scratch.mkdir(exist_ok=True)
@@ -572,7 +449,7 @@ def segment_blocks(
         for p in paths.values():
             if p.exists():
                 raise InputError(f"outputs exist ({p.name}); use --overwrite to replace them or --skip-existing")
-    plan = _plan(
+    plan = make_plan(
         image,
         model,
         device,

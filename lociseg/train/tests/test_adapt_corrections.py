@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lociseg.errors import InputError
-from lociseg.train.adapt import corrections_from_edit
+from lociseg.train.corrections import corrections_from_edit
 
 
 def _model_output() -> np.ndarray:
@@ -77,7 +77,8 @@ def test_adapt_again_over_a_finished_run_and_finetune_refuses_to_mix_runs(data_r
     """On a real 192 px crop, one step each: a finished adapt run is replaced only with overwrite (its
     segmentation too), and a fine-tuning run folder is never reused without it."""
     from lociseg.data import load_dataset
-    from lociseg.train.adapt import adapt_model, finetune_on_corrections
+    from lociseg.train.adapt import adapt_model
+    from lociseg.train.corrections import finetune_on_corrections
 
     image = load_dataset("bbbc018@test", root=data_root, channels=["DNA", "actin"])[0].image[:, 160:352, 160:352]
     run = {"steps": 1, "minutes": 1.0, "progress": False, "threads": 1}
@@ -107,7 +108,7 @@ def test_adapt_again_over_a_finished_run_and_finetune_refuses_to_mix_runs(data_r
 
 
 def test_paste_corrections_replaces_the_reviewed_pixels_of_the_targets():
-    from lociseg.train.adapt import paste_corrections
+    from lociseg.train.corrections import paste_corrections
 
     target = _model_output()
     edit = target.copy()
