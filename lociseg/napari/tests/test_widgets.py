@@ -325,7 +325,7 @@ def test_every_ome_zarr_lociseg_writes_opens_in_napari_ome_zarr(make_napari_view
     except ImportError:
         _unavailable("napari-ome-zarr not installed (.ci/napari_setup.sh)")
     from lociseg.export.formats import export_labels
-    from lociseg.scale_out.blocks import _create_store
+    from lociseg.scale_out.store import create_store
 
     labels = np.zeros((300, 300), np.int32)
     labels[10:50, 10:50], labels[100:140, 60:90] = 1, 2
@@ -333,7 +333,7 @@ def test_every_ome_zarr_lociseg_writes_opens_in_napari_ome_zarr(make_napari_view
     exported = export_labels(labels, tmp_path, "field", "ome-zarr", image=image, channel_names=["actin", "DNA"])
     blocks = tmp_path / "big.ome.zarr"
     bounds = np.array([[200.0, 300.0], [3000.0, 3900.0]])[:, :, None, None]
-    _create_store(blocks, (300, 300), 256, 2, np.uint16, image, ["actin", "DNA"], bounds, "big")
+    create_store(blocks, (300, 300), 256, 2, np.uint16, image, ["actin", "DNA"], bounds, "big")
     viewer = make_napari_viewer()
     for path, name in ((exported, "field"), (blocks, "big")):
         layers = viewer.open(str(path), plugin="napari-ome-zarr")

@@ -150,15 +150,17 @@ def _segmenter(tmp_path, diameter_range):
 def test_segmenter_uses_the_size_model_in_one_pass(tmp_path):
     seg = _segmenter(tmp_path, [10.0, 40.0])
     assert seg.size_model is not None
-    image = np.random.default_rng(3).random((1, 300, 300)).astype(np.float32)
+    image = np.random.default_rng(3).random((1, 512, 512)).astype(np.float32)
     est = estimate_scale(seg, image, seg.percentiles(image))
     assert est.method == "size-model" and est.diameter == pytest.approx(20.0)
     assert est.factor == pytest.approx(seg.spec.target_diameter / 20.0) and est.to_meta()["method"] == "size-model"
+    small = image[:, :300, :300]  # under MIN_ONE_PASS_SIDE: the views would be mostly padding
+    assert estimate_scale(seg, small, seg.percentiles(small)).method == "search"
 
 
 def test_estimate_outside_the_fitted_range_falls_back_to_the_search(tmp_path):
     seg = _segmenter(tmp_path, [100.0, 200.0])  # 20 px is far below what it was fitted on
-    image = np.random.default_rng(4).random((1, 200, 200)).astype(np.float32)
+    image = np.random.default_rng(4).random((1, 512, 512)).astype(np.float32)
     assert estimate_scale(seg, image, seg.percentiles(image)).method == "search"
 
 
@@ -172,7 +174,7 @@ def test_unsure_masks_send_segment_to_the_search(tmp_path, monkeypatch):
         return real(*a, **k)
 
     monkeypatch.setattr(seg, "search_scale_window", spy)
-    image = np.random.default_rng(5).random((1, 128, 128)).astype(np.float32)
+    image = np.random.default_rng(5).random((1, 512, 512)).astype(np.float32)
     with pytest.warns(UserWarning):
         _, table = seg.segment(image)  # an untrained model finds no confident cell: the estimate is unchecked
     assert calls == [1] and table.meta["scale_unsure"]
