@@ -32,7 +32,7 @@ __all__ = [
 #: Words in a layer name that say which stain it is, by the kind of model input they feed.
 STAIN_WORDS: dict[str, tuple[str, ...]] = {
     "nucleus": ("dna", "hoechst", "dapi", "nucle", "h2b", "draq", "sytox", "pi"),
-    "cytoplasm": ("actin", "phalloidin", "cyto", "cell", "membrane", "tubulin", "wga", "mask", "body"),
+    "cytoplasm": ("actin", "phalloidin", "cyto", "cell", "membrane", "tubulin", "wga", "mask", "body", "phase", "dic"),
 }
 
 
