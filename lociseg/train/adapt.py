@@ -268,6 +268,7 @@ def adapt_model(
             "holds an adapt run already; use --resume to go on, --overwrite to start again, or another -o", path=out
         )
     if resume and not overwrite:
+        _read_json(out / "adapt.json")  # a corrupt record is an error before anything runs, never "no run yet"
         # resume replaces lociseg's own outputs, nothing else
         _check_own_outputs(
             out / "segmentation", [str(i[0]) if isinstance(i, tuple) else image_stem(i, suffixes=()) for i in images]
@@ -575,10 +576,16 @@ def _config(
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+    """A run's JSON record; {} when there is none yet, an error when it is unreadable (never taken as empty)."""
+    if not path.exists():
         return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"unreadable ({exc}); move it away or start again with --overwrite", path=path) from None
+    if not isinstance(data, dict):
+        raise InputError("is not an adapt record (a JSON object)", path=path)
+    return data
 
 
 def _write_json(path: Path, data: dict) -> None:

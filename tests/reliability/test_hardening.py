@@ -115,6 +115,22 @@ def test_adapt_resume_keeps_a_file_it_did_not_write(tmp_path, capsys):
     assert snapshot(tmp_path) == before
 
 
+def test_adapt_resume_with_a_corrupt_record_is_an_error(tmp_path, capsys):
+    """A truncated adapt.json is not read as "nothing done yet": --resume stops with one line, changes nothing."""
+    img = tmp_path / "in" / "a.tif"
+    img.parent.mkdir()
+    tifffile.imwrite(img, np.stack([_blobs(), _blobs()]))
+    out = tmp_path / "adapted"
+    out.mkdir()
+    (out / "adapt.json").write_text('{"trained": tr')
+    before = snapshot(tmp_path)
+    rc = run(["adapt", str(img), "-o", str(out), "-n", "0", "--cytoplasm", "1", "--resume", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    one_line(err, "adapt.json: unreadable")
+    assert snapshot(tmp_path) == before
+
+
 def test_adapt_resume_replaces_only_its_own_complete_outputs(tmp_path):
     from lociseg.predict.api import CellTable, write_outputs
     from lociseg.train.adapt import _check_own_outputs
