@@ -25,7 +25,7 @@ KNOWN: dict[str, int] = {
     # the CLI mains and adapt move into the library (issue 34 parts 1 and 3)
     "lociseg/cli/annotate.py:main": 206,
     "lociseg/cli/evaluate.py:main": 129,
-    "lociseg/train/adapt.py:adapt_model": 164,
+    "lociseg/train/adapt.py:adapt_model": 155,
     "lociseg/train/corrections.py:finetune_on_corrections": 125,
 }
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..predict.channels import stain_kind
 
 __all__ = [
     "AnnotationEdit",
@@ -28,21 +29,6 @@ __all__ = [
     "safe_name",
     "save_annotation",
 ]
-
-#: Words in a layer name that say which stain it is, by the kind of model input they feed.
-STAIN_WORDS: dict[str, tuple[str, ...]] = {
-    "nucleus": ("dna", "hoechst", "dapi", "nucle", "h2b", "draq", "sytox", "pi"),
-    "cytoplasm": ("actin", "phalloidin", "cyto", "cell", "membrane", "tubulin", "wga", "mask", "body", "phase", "dic"),
-}
-
-
-def _kind(name: str) -> str | None:
-    """``"nucleus"`` or ``"cytoplasm"`` for a channel or layer name that says so, else None."""
-    low = name.lower()
-    for kind, words in STAIN_WORDS.items():
-        if any(w in low for w in words if len(w) > 2) or low in words:
-            return kind
-    return None
 
 
 def model_inputs(model: str) -> list[str]:
@@ -80,16 +66,16 @@ def assign_layers(inputs: list[str], choices: list[str]) -> list[str | None]:
     """
     picked: list[str | None] = [None] * len(inputs)
     for i, inp in enumerate(inputs):
-        kind = _kind(inp)
+        kind = stain_kind(inp)
         for c in choices:
             if c in picked:
                 continue
-            if c.lower().startswith(inp.lower()) or (kind is not None and _kind(c) == kind):
+            if c.lower().startswith(inp.lower()) or (kind is not None and stain_kind(c) == kind):
                 picked[i] = c
                 break
     for i in range(len(inputs)):
         if picked[i] is None:
-            picked[i] = next((c for c in choices if c not in picked and _kind(c) is None), None) or next(
+            picked[i] = next((c for c in choices if c not in picked and stain_kind(c) is None), None) or next(
                 (c for c in choices if c not in picked), None
             )
     return picked

@@ -10,7 +10,37 @@ from ..errors import InputError
 from ..io import LazyImage
 from ..models.base import InputSpec
 
-__all__ = ["select_channels", "match_count"]
+__all__ = ["select_channels", "match_count", "stain_kind", "match_by_stain", "STAIN_WORDS"]
+
+#: Words in a channel or layer name that say which stain it is, by the kind of model input they feed.
+STAIN_WORDS: dict[str, tuple[str, ...]] = {
+    "nucleus": ("dna", "hoechst", "dapi", "nucle", "h2b", "draq", "sytox", "pi"),
+    "cytoplasm": ("actin", "phalloidin", "cyto", "cell", "membrane", "tubulin", "wga", "mask", "body", "phase", "dic"),
+}
+
+
+def stain_kind(name: str) -> str | None:
+    """``"nucleus"`` or ``"cytoplasm"`` for a channel or layer name that says so, else None."""
+    low = name.lower()
+    for kind, words in STAIN_WORDS.items():
+        if any(w in low for w in words if len(w) > 2) or low in words:
+            return kind
+    return None
+
+
+def match_by_stain(model_names: Sequence[str], image_names: Sequence[str]) -> list[int] | None:
+    """Image channel per model input by the kind of stain both names say (``DNA`` feeds ``nucleus``).
+
+    None unless every input's kind is known and exactly one image channel has it: a guess is never made.
+    """
+    index: list[int] = []
+    for name in model_names:
+        kind = stain_kind(name)
+        hits = [i for i, n in enumerate(image_names) if kind is not None and stain_kind(n) == kind]
+        if len(hits) != 1 or hits[0] in index:
+            return None
+        index.append(hits[0])
+    return index
 
 
 def select_channels(
@@ -44,8 +74,11 @@ def select_channels(
     names = [str(n).lower() for n in channel_names] if channel_names is not None else None
     if names is not None and len(names) != image.shape[0]:
         raise InputError(f"{len(names)} channel names given for an image with {image.shape[0]} channel(s)")
-    if channels is None and names is not None and spec.channels and all(c.lower() in names for c in spec.channels):
-        channels = list(spec.channels)
+    if channels is None and names is not None and spec.channels:
+        if all(c.lower() in names for c in spec.channels):
+            channels = list(spec.channels)
+        elif (by_stain := match_by_stain(spec.channels, names)) is not None:
+            channels = by_stain  # e.g. a file's DNA and actin for a model's nucleus and cell inputs
     if channels is not None:
         index = []
         for c in channels:

@@ -262,17 +262,7 @@ def adapt_model(
     if targets not in TARGETS:
         raise InputError(f"targets must be one of {TARGETS}, got {targets!r}")
     out = Path(out)
-    held = [out / n for n in ("best", "last", "log.csv", "adapt.json") if (out / n).exists()]
-    if held and not (resume or overwrite):
-        raise InputError(
-            "holds an adapt run already; use --resume to go on, --overwrite to start again, or another -o", path=out
-        )
-    if resume and not overwrite:
-        _read_json(out / "adapt.json")  # a corrupt record is an error before anything runs, never "no run yet"
-        # resume replaces lociseg's own outputs, nothing else
-        _check_own_outputs(
-            out / "segmentation", [str(i[0]) if isinstance(i, tuple) else image_stem(i, suffixes=()) for i in images]
-        )
+    _check_out(out, images, resume=resume, overwrite=overwrite)
     ann_dir = out / "annotations"
     ann_dir.mkdir(parents=True, exist_ok=True)
     if sheets is not None:
@@ -463,6 +453,21 @@ def sample_quality(sample: dict) -> dict[str, float] | None:
     maps = stain_maps(sample["image"][1], sample.get("diameter"))
     q = _quality(sample["labels"], sample["machine"], maps, sample.get("points"))
     return {k: round(v, 3) for k, v in q.items()}
+
+
+def _check_out(out: Path, images: Sequence, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an adapt folder that holds a run without --resume/--overwrite, a corrupt record, or files not ours."""
+    held = [out / n for n in ("best", "last", "log.csv", "adapt.json") if (out / n).exists()]
+    if held and not (resume or overwrite):
+        raise InputError(
+            "holds an adapt run already; use --resume to go on, --overwrite to start again, or another -o", path=out
+        )
+    if resume and not overwrite:
+        _read_json(out / "adapt.json")  # a corrupt record is an error before anything runs, never "no run yet"
+        # resume replaces lociseg's own outputs, nothing else
+        _check_own_outputs(
+            out / "segmentation", [str(i[0]) if isinstance(i, tuple) else image_stem(i, suffixes=()) for i in images]
+        )
 
 
 def _check_own_outputs(folder: Path, names: Sequence[str]) -> None:

@@ -81,7 +81,7 @@ def test_segment_widget_on_a_real_field(make_napari_viewer, qtbot, bbbc_field):
     w = SegmentWidget(viewer)
     viewer.window.add_dock_widget(w, name="Segment cells", area="right")
     assert [b.value for b in w.inputs.boxes] == ["actin", "DNA"]
-    assert w.inputs.mapping.value == "feeds: actin -> actin; DNA -> DNA"
+    assert w.inputs.mapping.value == "feeds: actin -> cell; DNA -> nucleus"
     w.run_button.native.click()
     qtbot.waitUntil(lambda: "lociseg cells" in viewer.layers, timeout=120_000)
     layer = viewer.layers["lociseg cells"]
@@ -110,13 +110,13 @@ def test_segment_with_no_image_says_so(make_napari_viewer, qtbot):
     assert w.status.value.startswith("error: no image layer") and w.worker is None
     viewer.add_image(np.zeros((32, 32)), name="a")
     w.run_button.native.click()  # the cells model takes two channels: one layer is not enough
-    assert "choose the layer for the DNA input" in w.status.value and w.run_button.enabled
+    assert "choose the layer for the nucleus input" in w.status.value and w.run_button.enabled
     viewer.add_image(np.zeros((32, 32)), name="b")
     assert [b.value for b in w.inputs.boxes] == ["a", "b"]  # unnamed layers in order
     w.inputs.boxes[1].value = "a"
     w.run_button.native.click()
     assert "layer 'a' is chosen for two inputs" in w.status.value and w.worker is None
-    assert w.inputs.mapping.value == "feeds: a -> actin; a -> DNA"
+    assert w.inputs.mapping.value == "feeds: a -> cell; a -> nucleus"
     w.model.value = "nuclei"  # another model: one drop-down per input of it
     assert [b.label for b in w.inputs.boxes] == ["nuclei input"]
 
