@@ -136,9 +136,9 @@ def paste_checked(seg: Any, image: np.ndarray, bounds: np.ndarray, diameter: flo
     warnings.warn(
         f"cell diameter estimated at {used:.1f} px "
         + (
-            f"(confidence {search.confidence:.2f}; pass diameter= to set it)"
+            f"(confidence {search.confidence:.2f}; give it with --diameter, or diameter= in Python)"
             if sure
-            else f"but unsure (confidence {search.confidence:.2f}): check the result or pass diameter="
+            else f"but unsure (confidence {search.confidence:.2f}): check the result or give the diameter (--diameter)"
         ),
         stacklevel=3,
     )
