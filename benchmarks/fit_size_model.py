@@ -32,7 +32,6 @@ import torch
 import yaml
 
 from lociseg import load_dataset
-from lociseg.errors import ConfigError
 from lociseg.predict.api import load_model
 from lociseg.predict.size_model import (
     VIEWS,
@@ -43,6 +42,7 @@ from lociseg.predict.size_model import (
     median_mask_diameter,
     view_crops,
 )
+from lociseg.train.data import load_optional_channels
 from lociseg.transforms import diameter_from_labels, rescale_image
 
 
@@ -60,21 +60,16 @@ def training_specs(folder: Path, split: str = "train") -> tuple[list[str], list[
     return list(data.get(split, [])), list(data.get("channels") or []) or None
 
 
-def _open(spec, channels):
-    """The set with the model's channels; one without a trailing optional stain (phase contrast) without it."""
-    if not channels:
-        return load_dataset(spec)
-    try:
-        return load_dataset(spec, channels=channels)
-    except ConfigError:  # select_channels then adds the absent optional plane as zeros
-        return load_dataset(spec, channels=channels[:-1])
+def _open(seg, spec, channels):
+    """The set with the model's channels; a set lacking an optional one without it (select_channels pads it)."""
+    return load_optional_channels(spec, channels, list(seg.spec.optional))[0] if channels else load_dataset(spec)
 
 
 def mask_response(seg, specs, channels, fields, max_side=768):
     """(scale, ratio) pairs: median mask diameter / true diameter when segmenting at scale x the true diameter."""
     scales, ratios = [], []
     for spec in specs:
-        ds = _open(spec, channels)
+        ds = _open(seg, spec, channels)
         t0 = time.perf_counter()
         for i in range(min(fields, len(ds))):
             s = ds[i]
@@ -101,7 +96,7 @@ def collect(seg, specs, channels, per_image, zoom_range, seed):
     feats, diams, groups = [], [], []
     lo, hi = math.log(zoom_range[0]), math.log(zoom_range[1])
     for spec in specs:
-        ds = _open(spec, channels)
+        ds = _open(seg, spec, channels)
         t0 = time.perf_counter()
         for i in range(len(ds)):
             s = ds[i]

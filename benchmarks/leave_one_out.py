@@ -149,11 +149,12 @@ def score(model: Any, spec: str) -> dict[str, Any]:
     Channels by role: cell stain then nucleus (two-channel models), or the
     nuclear stain; a set without a nuclear channel gets a zero plane.
     """
-    from lociseg.data import load_dataset
     from lociseg.metrics import evaluate_pairs
+    from lociseg.train.data import load_optional_channels
 
     want = int(model.spec.in_channels)
-    ds = _load_with_channels(load_dataset, spec, ["cell", "nucleus"] if want == 2 else ["nuclei"])
+    channels = ["cell", "nucleus"] if want == 2 else ["nuclei"]
+    ds = load_optional_channels(spec, channels, ["nucleus"])[0]  # phase contrast: the cell channel alone
     gts, preds, scores, names = [], [], [], []
     t0 = time.process_time()
     for i in range(len(ds)):
@@ -178,16 +179,6 @@ def score(model: Any, spec: str) -> dict[str, Any]:
         "ap75": float(r["ap75"]),
         "score_cpu_s": time.process_time() - t0,
     }
-
-
-def _load_with_channels(load_dataset: Any, spec: str, channels: list[str]) -> Any:
-    """The set with the model's channels, or its first channel alone when it has no nuclear stain."""
-    from lociseg.errors import ConfigError
-
-    try:
-        return load_dataset(spec, channels=channels)
-    except ConfigError:  # a set with no nuclear channel (phase contrast): the cell channel alone
-        return load_dataset(spec, channels=channels[:1])
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:

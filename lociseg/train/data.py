@@ -66,7 +66,7 @@ def load_samples_for(
 
     out = []
     for k, spec in enumerate(specs):
-        ds, absent = _load_optional(spec, _channels(config.data.channels), config.model.input.optional)
+        ds, absent = load_optional_channels(spec, _channels(config.data.channels), config.model.input.optional)
         if absent:
             ds = [_with_zero_planes(ds[i], absent) for i in range(len(ds))]
         if annotations:
@@ -84,7 +84,7 @@ def load_samples_for(
     return out
 
 
-def _load_optional(spec: str, channels: list | None, optional: list[str]):
+def load_optional_channels(spec: str, channels: list | None, optional: list[str]):
     """The data set with the model's channels, and how many trailing optional ones it lacks.
 
     A set without an optional channel (phase contrast with no nuclear stain
