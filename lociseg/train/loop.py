@@ -234,14 +234,26 @@ def _prepare_data(config: ExperimentConfig, train_samples: Any, val_samples: Any
 
 @dataclass
 class _Clock:
-    """Seconds trained: ``before`` (earlier parts of a resumed run) plus the time since ``t0``."""
+    """Seconds trained: ``before`` (earlier parts of a resumed run) plus the time since ``t0``.
+
+    The CPU seconds of this process (all its threads) are kept the same way, so a campaign of
+    resumed stretches can state its CPU-hours from the log.
+    """
 
     budget: float  # wall-clock budget in seconds; 0: none
     before: float = 0.0
     t0: float = field(default_factory=time.perf_counter)
+    cpu_before: float = 0.0
+    cpu0: float = field(default_factory=time.process_time)
+
+    def start(self) -> None:
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
 
     def elapsed(self) -> float:
         return self.before + time.perf_counter() - self.t0
+
+    def cpu(self) -> float:
+        return self.cpu_before + time.process_time() - self.cpu0
 
     def fraction(self) -> float:
         """Share of the budget spent (0 without a budget): advances the learning-rate decay."""
@@ -317,6 +329,7 @@ class _Run:
         meta = load_training_state(self.out / "last", self.optimizer, self.schedule)
         self.start = int(meta["step"])
         self.clock.before = float(meta.get("elapsed", 0.0))
+        self.clock.cpu_before = float(meta.get("cpu_elapsed", 0.0))
         self.best = _Best(float(meta.get("best_score", -1.0)), meta.get("best_metrics", {}))
         log.info("resuming at step %d", self.start)
 
@@ -327,7 +340,7 @@ class _Run:
         if self.ranks.main:
             self.config.to_yaml(self.out / "config.yaml")
             self.csv_log = CsvLog(self.out / "log.csv", keep_until=self.start if resume else None)
-        self.clock.t0 = time.perf_counter()
+        self.clock.start()
         checks = self.model.collapse_checks()
         self.monitor = CollapseMonitor(**checks) if checks is not None else None
         self.bar = tqdm(
@@ -397,6 +410,7 @@ class _Run:
         base = {
             "step": done,
             "seconds": round(self.clock.elapsed(), 2),
+            "cpu_seconds": round(self.clock.cpu(), 2),
             "lr": self.schedule.get_last_lr()[0],
             "loss": loss_value,
         }
@@ -486,6 +500,7 @@ class _Run:
                 "best_score": self.best.score,
                 "best_metrics": self.best.metrics,
                 "elapsed": self.clock.elapsed(),
+                "cpu_elapsed": self.clock.cpu(),
             },
         )
 
@@ -506,6 +521,7 @@ class _Run:
             "last": self.last_metrics,
             "diameter": self.data.diameter,
             "seconds": time.perf_counter() - self.clock.t0,
+            "cpu_seconds": self.clock.cpu(),
             "interrupted": self.stop.signal,
         }
 

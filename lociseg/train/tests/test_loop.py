@@ -1,3 +1,5 @@
+import csv
+
 import numpy as np
 import pytest
 import torch
@@ -135,6 +137,10 @@ def test_resume_equals_uninterrupted(tmp_path, data_root):
     assert torch.get_num_threads() == threads  # train() leaves the process as it found it
     log = (tmp_path / "split" / "log.csv").read_text().splitlines()
     assert len(log) == 1 + 6  # header + one row per step across both parts
+    # CPU seconds carry over a resume (a campaign's CPU-hours come from the last row)
+    rows = list(csv.DictReader(log))
+    cpu = [float(r["cpu_seconds"]) for r in rows]
+    assert all(b > a for a, b in zip(cpu, cpu[1:]))
     # a finished run is never mixed with a new one by accident
     with pytest.raises(InputError, match="--overwrite"):
         train(cfg, tmp_path / "split", device="cpu", progress=False)
