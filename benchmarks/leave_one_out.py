@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 log = logging.getLogger("leave_one_out")
 
@@ -120,15 +121,51 @@ def training_specs(kind: str, held_out: str) -> tuple[list[str], list[str]]:
     return train, val
 
 
+def _source(spec: str) -> str:
+    """The data source a spec reads (``deepcell@train#3T3_set1`` -> ``deepcell``)."""
+    for sep in "@#:":
+        spec = spec.split(sep)[0]
+    return spec
+
+
+def _fields(spec: str) -> set[str]:
+    """The named fields of a spec (``deepcell#a,b`` -> {a, b}); empty when it names none."""
+    return set(spec.split("#", 1)[1].split(",")) if "#" in spec else set()
+
+
+def init_leak(init: Path, kind: str, held_out: str) -> str | None:
+    """Why ``init`` cannot start a model for ``held_out`` (its own training saw that set), or None.
+
+    Read from the ``config.yaml`` of the init checkpoint: a source it trained on that the held-out set
+    comes from (for DeepCell, one of the held-out line's fields) is a leak.
+    """
+    cfg = yaml.safe_load((init / "config.yaml").read_text()) or {}
+    seen = list((cfg.get("data") or {}).get("train") or []) + list((cfg.get("data") or {}).get("val") or [])
+    target = sets_for(kind)[held_out]
+    for spec in seen:
+        for mine in [*target["train"], target["test"]]:
+            if _source(spec) != _source(mine):
+                continue
+            if _source(spec) != "deepcell" or not _fields(spec) or _fields(spec) & _fields(mine):
+                return f"{init} trained on {spec}, which holds {held_out}"
+    return None
+
+
 def run_config(kind: str, held_out: str, args: argparse.Namespace) -> Any:
-    """The experiment config of one leave-one-out model (the shipped recipe, a step budget, random weights)."""
+    """The experiment config of one leave-one-out model (the shipped recipe and a step budget).
+
+    From random weights (learning rate 2e-3), or from ``--init`` (a checkpoint that never saw the
+    held-out set, at the recipe's fine-tuning rate).
+    """
     from lociseg.train import ExperimentConfig
 
     base = CONFIGS / ("cells_generalist.yaml" if kind == "cells" else "nuclei_supervised.yaml")
     cfg = ExperimentConfig.from_yaml(base)
     train, val = training_specs(kind, held_out)
+    start = {"init": str(args.init)} if args.init else {"optim.lr": 2e-3, "optim.warmup_steps": 200}
     return cfg.override(
         {
+            **start,
             "data.train": train,
             "data.val": val,
             "data.crop_size": args.crop,
@@ -137,8 +174,6 @@ def run_config(kind: str, held_out: str, args: argparse.Namespace) -> Any:
             "optim.val_every": max(1, args.steps // 4),
             "optim.checkpoint_every": 200,
             "optim.threads": 1,
-            "optim.lr": 2e-3,  # from random weights: the default rate, not the fine-tuning one
-            "optim.warmup_steps": 200,
         }
     )
 
@@ -201,7 +236,8 @@ def run_one(kind: str, held_out: str, args: argparse.Namespace) -> dict[str, Any
     from lociseg.predict.api import load_model
     from lociseg.train import train
 
-    run_dir = args.runs / f"{kind}_{held_out}_{args.steps}"
+    tag = f"_init-{args.init.name}" if args.init else ""
+    run_dir = args.runs / f"{kind}_{held_out}_{args.steps}{tag}"
     resume = bool(recover_checkpoint(run_dir / "last"))
     t0 = time.process_time()
     info = train(run_config(kind, held_out, args), run_dir, resume=resume, overwrite=not resume, progress=False)
@@ -209,6 +245,7 @@ def run_one(kind: str, held_out: str, args: argparse.Namespace) -> dict[str, Any
         return None
     model = load_model(run_dir / "last", device="cpu")
     rec = {"kind": kind, "held_out": held_out, "steps": args.steps, "crop": args.crop, "date": str(date.today())}
+    rec["init"] = str(args.init) if args.init else None
     rec.update(score(model, sets_for(kind)[held_out]["test"]))
     rec["train_cpu_min"] = (time.process_time() - t0) / 60
     rec["train"] = training_specs(kind, held_out)[0]
@@ -232,7 +269,8 @@ def table(records: list[dict[str, Any]]) -> str:
     lines = ["| kind | set | model | images | F1@0.5 | F1@0.75 | AP75 | steps |", "|---|---|---|---|---|---|---|---|"]
     for r in records:
         name = r.get("held_out") or r.get("set")
-        who = f"leave-one-out ({r['steps']} steps, {r['crop']} px)" if "held_out" in r else r["model"]
+        start = f", from {Path(r['init']).name}" if r.get("init") else ""
+        who = f"leave-one-out ({r['steps']} steps, {r['crop']} px{start})" if "held_out" in r else r["model"]
         lines.append(
             f"| {r['kind']} | {name} | {who} | {r['images']} | {r['f1_50']:.3f} | {r['f1_75']:.3f} "
             f"| {r['ap75']:.3f} | {r.get('steps', '')} |"
@@ -248,6 +286,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--runs", type=Path, default=Path("runs/loo"))
+    ap.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start every model from this checkpoint folder; refused for a held-out set it trained on",
+    )
     ap.add_argument("--score", default=None, help="only score this model on every test split of --kind")
     ap.add_argument("--report", action="store_true", help="only rewrite table.md from the results")
     args = ap.parse_args(argv)
@@ -257,11 +301,18 @@ def main(argv: list[str] | None = None) -> None:
     elif not args.report:
         held = [n for n, s in sets_for(args.kind).items() if s["train"] or s.get("trains")]
         names = args.sets.split(",") if args.sets else held
+        init = str(args.init) if args.init else None
         done = {
-            (r["kind"], r["held_out"], r["steps"], r["crop"]) for r in read_results(args.results) if "held_out" in r
+            (r["kind"], r["held_out"], r["steps"], r["crop"], r.get("init"))
+            for r in read_results(args.results)
+            if "held_out" in r
         }
         for name in names:
-            if (args.kind, name, args.steps, args.crop) in done:
+            if (args.kind, name, args.steps, args.crop, init) in done:
+                continue
+            leak = init_leak(args.init, args.kind, name) if args.init else None
+            if leak:
+                log.warning("skipping %s: %s", name, leak)
                 continue
             log.info("leave out %s (%s)", name, args.kind)
             rec = run_one(args.kind, name, args)
