@@ -4,7 +4,9 @@ Every labelled two-channel set is treated as unlabelled: per image, the
 machine annotation (:func:`lociseg.annotate.annotate_image` at the measured
 nucleus scale) and the start model's cells
 (:func:`lociseg.predict.selftrain.cells_from_model`, flip averaging, its own
-scale estimate) are made exactly as ``lociseg adapt`` makes them. Then, with
+scale estimate) are made exactly as ``lociseg adapt`` makes them, and one more
+view for the ``stable`` signal (the model on the image flipped along both
+axes, one pass at the same scale, flipped back). Then, with
 the labels only to score:
 
 1. **Signal power.** For every outline of either source, each signal of
@@ -109,13 +111,18 @@ def prepare(spec: str, model: str, cache: Path, limit: int | None, per_group: in
             ann = annotate_image(img[0], img[1], diameter=d)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                own, _ = cells_from_model(img, seg, channels=order)
+                own, used = cells_from_model(img, seg, channels=order)
+                # a second view for the ``stable`` signal: the flipped image, one pass, at the same scale
+                flipped, _ = cells_from_model(
+                    np.ascontiguousarray(img[:, ::-1, ::-1]), seg, channels=order, diameter=used, augment=False
+                )
             rec = {
                 "image": img,
                 "labels": s.labels.astype(np.int32),
                 "machine": ann.cells.astype(np.int32),
                 "points": ann.points.astype(np.float32),
                 "model": own.astype(np.int32),
+                "view": np.ascontiguousarray(flipped[::-1, ::-1]).astype(np.int32),
                 "diameter": np.float64(d),
             }
             np.savez_compressed(f, **rec)
@@ -159,7 +166,7 @@ def per_image(rec: dict) -> dict:
     maps = stain_maps(rec["image"][1], float(rec["diameter"]))
     rows = []
     for source, lab, other in (("model", own, machine), ("machine", machine, own)):
-        ev = outline_evidence(lab, maps, pts, other)
+        ev = outline_evidence(lab, maps, pts, other, views=[rec["view"]] if "view" in rec else ())
         ids, true_iou, _ = best_iou(lab, gt)
         keep = np.isin(ev["ids"], ids[true_iou > 0]) if rec["partial"] else np.ones(len(ev["ids"]), bool)
         t = dict(zip(ids.tolist(), true_iou.tolist()))
@@ -262,14 +269,16 @@ def main() -> None:
                 power[s] = {
                     "spearman": float(spearmanr(sign * v[ok], true[ok]).statistic) if ok.sum() > 2 else float("nan"),
                     "auc75": auc(sign * v[ok], true[ok] >= 0.75),
-                    "pick": pick_accuracy(rows, s, pairs) if s in ("edge", "contrast", "nuclei", "size") else None,
+                    "pick": pick_accuracy(rows, s, pairs)
+                    if s in ("edge", "contrast", "nuclei", "size", "stable")
+                    else None,
                 }
             pair_iou = {
                 "model": float(np.mean([a["true_iou"] for a, _ in pairs])) if pairs else float("nan"),
                 "machine": float(np.mean([b["true_iou"] for _, b in pairs])) if pairs else float("nan"),
                 "oracle": float(np.mean([max(a["true_iou"], b["true_iou"]) for a, b in pairs])) if pairs else 0.0,
             }
-            for s in ("edge", "contrast"):
+            for s in ("edge", "contrast", "stable"):
                 pair_iou[f"by {s}"] = (
                     float(np.mean([a["true_iou"] if a[s] >= b[s] else b["true_iou"] for a, b in pairs]))
                     if pairs

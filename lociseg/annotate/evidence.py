@@ -13,7 +13,10 @@ computed from the image and the two label images alone (no ground truth):
   percentile range;
 * ``nuclei``: detected nuclei (the annotation's points) inside the cell;
 * ``size``: ``|log(area / median area)|`` of the source's cells;
-* ``agree``: the best IoU with a cell of the other source.
+* ``agree``: the best IoU with a cell of the other source;
+* ``stable``: the mean best IoU with the cells of other views of the image
+  (e.g. the model run on the flipped image, flipped back): an outline the
+  model draws the same way whichever way the image faces.
 
 :func:`choose_targets` is the per-cell rule ``lociseg adapt --targets
 evidence`` trains on and :func:`quality_estimate` the per-image quality
@@ -24,6 +27,7 @@ BENCHMARKS.md, "Label-free target choice").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +46,7 @@ __all__ = [
     "stain_maps",
     "outline_evidence",
     "best_iou",
+    "view_agreement",
     "choose_targets",
     "quality_estimate",
     "cell_plausibility",
@@ -49,7 +54,7 @@ __all__ = [
 ]
 
 #: The per-cell signals :func:`outline_evidence` returns (besides ``ids`` and ``area``).
-SIGNALS = ("edge", "contrast", "nuclei", "size", "agree")
+SIGNALS = ("edge", "contrast", "nuclei", "size", "agree", "stable")
 
 #: Pairs of outlines (model, machine) of one cell: IoU from which they count as the same cell.
 MATCH_IOU = 0.5
@@ -111,6 +116,7 @@ def outline_evidence(
     maps: StainMaps,
     points: np.ndarray | None = None,
     other: np.ndarray | None = None,
+    views: Sequence[np.ndarray] = (),
 ) -> dict[str, np.ndarray]:
     """The label-free signals (:data:`SIGNALS`) of every cell of ``labels``.
 
@@ -124,6 +130,9 @@ def outline_evidence(
         Detected nuclei; ``nuclei`` is NaN without them.
     other : (H, W) int array, optional
         The other source's cells; ``agree`` is NaN without them.
+    views : sequence of (H, W) int arrays
+        Other segmentations of the same image in its own frame (test-time
+        views mapped back); ``stable`` is NaN without them.
 
     Returns
     -------
@@ -170,7 +179,21 @@ def outline_evidence(
     if other is not None:
         _, iou, _ = best_iou(labels, np.asarray(other))
         out["agree"] = iou
+    if len(views):
+        out["stable"] = view_agreement(labels, views)
     return out
+
+
+def view_agreement(labels: np.ndarray, views: Sequence[np.ndarray]) -> np.ndarray:
+    """Per cell of ``labels`` (ascending id): the mean over ``views`` of its best IoU with a cell of the view.
+
+    Parameters
+    ----------
+    labels : (H, W) int array
+    views : sequence of (H, W) int arrays
+        Segmentations of the same image, each in the frame of ``labels``.
+    """
+    return np.mean([best_iou(labels, np.asarray(v))[1] for v in views], axis=0)
 
 
 def cell_plausibility(ev: dict[str, np.ndarray]) -> np.ndarray:

@@ -130,3 +130,15 @@ def test_the_size_limit_drops_machine_cells_far_from_the_median():
     assert counts["machine_only"] == 4 and counts["dropped"] == 1
     _, counts = choose_targets(np.zeros_like(truth), machine, maps, points)
     assert counts["machine_only"] == 5
+
+
+def test_view_agreement_marks_the_outline_that_moves_between_views():
+    image, truth, points = _scene(3)
+    maps = stain_maps(image[1], 2 * RADIUS)
+    # a second view draws cells 1 and 2 the same, cell 3 shifted off its place
+    view = np.where(truth == 3, 0, truth)
+    view = np.where(_shifted(truth, 8, 0) == 3, 3, view)
+    ev = outline_evidence(truth, maps, points, views=[view])
+    assert ev["stable"][0] == 1.0 and ev["stable"][1] == 1.0
+    assert ev["stable"][2] < 0.7
+    assert np.isnan(outline_evidence(truth, maps, points)["stable"]).all()
