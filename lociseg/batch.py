@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from .errors import ConfigError, InputError, LociError, describe_error
@@ -44,6 +44,21 @@ def prepare_out_dir(path: Path) -> Path:
     except OSError as exc:
         raise InputError(f"output folder is not writable ({exc.strerror or exc})", path=path) from None
     return path
+
+
+def check_new(paths: Iterable[Path], overwrite: bool) -> None:
+    """Refuse to replace files that exist, unless ``overwrite``; called before any work is done.
+
+    Raises
+    ------
+    InputError
+        The first path that exists, with the hint to pass ``--overwrite``.
+    """
+    if overwrite:
+        return
+    for p in paths:
+        if os.path.lexists(p):
+            raise InputError("exists already; pass --overwrite to replace it", path=p)
 
 
 #: OS errors that are about the machine, not a bug: reported in one line without a traceback.

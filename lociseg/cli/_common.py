@@ -1,7 +1,7 @@
 """The CLI side of the commands that work through many inputs: ``--debug``, the failure list, the exit status.
 
 The batch pieces themselves (the output folder and its lock, unique output
-names, one failure per input) are :mod:`lociseg.batch`, re-exported here for
+names, refusing to replace files, one failure per input) are :mod:`lociseg.batch`, re-exported here for
 the commands.
 """
 
@@ -14,7 +14,15 @@ from pathlib import Path
 import typer
 
 from .. import batch
-from ..batch import ERROR_LOG, LOCK_NAME, OutputLock, prepare_out_dir, remove_dead_temp_files, unique_names
+from ..batch import (
+    ERROR_LOG,
+    LOCK_NAME,
+    OutputLock,
+    check_new,
+    prepare_out_dir,
+    remove_dead_temp_files,
+    unique_names,
+)
 from ..errors import describe_error
 
 
@@ -60,23 +68,6 @@ def run_batch(
 ) -> tuple[dict[str, object], dict[str, str]]:
     """:func:`lociseg.batch.run_batch`, with the tracebacks on stderr under ``--debug``."""
     return batch.run_batch(items, fn, out=out, progress=progress, debug=debug_enabled())
-
-
-def check_new(paths: Iterable[Path], overwrite: bool) -> None:
-    """Refuse to replace files that exist, unless ``overwrite``; called before any work is done.
-
-    Raises
-    ------
-    InputError
-        The first path that exists, with the hint to pass ``--overwrite``.
-    """
-    from ..errors import InputError
-
-    if overwrite:
-        return
-    for p in paths:
-        if os.path.lexists(p):
-            raise InputError("exists already; pass --overwrite to replace it", path=p)
 
 
 __all__ = [

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..batch import check_new
 from ..export.formats import cell_measurements, write_csv
 from ..io.files import atomic_write
 from ..metrics import evaluate_image
@@ -252,10 +252,7 @@ def build_report(
         while base in bases:
             base += "_"
         bases.append(base)
-    if not overwrite:
-        for f in [out / "index.html", *(out / f"{b}{e}" for b in bases for e in (".png", ".cells.csv"))]:
-            if os.path.lexists(f):
-                raise InputError("exists already; pass --overwrite to replace it", path=f)
+    check_new([out / "index.html", *(out / f"{b}{e}" for b in bases for e in (".png", ".cells.csv"))], overwrite)
     for item, base in zip(items, bases):
         labels = np.asarray(item.labels)
         cols = cell_measurements(labels)
