@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 
-from lociseg.cli.evaluate import find_label_files, strip_name
 from lociseg.cli.main import run
+from lociseg.data.evaluate import find_label_files, strip_name
 from lociseg.io import write_labels
 
 
