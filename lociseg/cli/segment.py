@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -32,67 +33,102 @@ def _parse_diameter(text: str | None) -> float | str | None:
     return value
 
 
-def main(
-    images: list[str] = typer.Argument(
-        ...,
+# the options, in the order --help lists them
+Images = Annotated[
+    list[str],
+    typer.Argument(
         help="Image files, folders, glob patterns (quote globs), or data set specs (cellprofiler-human, bbbc018@test).",
     ),
-    model: str | None = typer.Option(
-        None,
+]
+Model = Annotated[
+    str | None,
+    typer.Option(
         "--model",
         "-m",
         help="Checkpoint file, run folder or shipped model name "
         "(default: the shipped 'nuclei' for 1-channel, 'cells' for 2-channel images).",
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder for <name>.tif, <name>.csv, <name>.json."),
-    diameter: str | None = typer.Option(
-        None,
+]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder for <name>.tif, <name>.csv, <name>.json.")]
+Diameter = Annotated[
+    str | None,
+    typer.Option(
         "--diameter",
         "-d",
         help="Cell diameter in pixels, or 'train' for the diameter of "
         "the model's training images (default: estimated per image).",
     ),
-    channels: str | None = typer.Option(
-        None, "--channels", "-c", help="Channels to use, by name or index: actin,DNA or 0,1."
-    ),
-    tile_size: int = typer.Option(1024, "--tile-size", help="Tile side (px at model scale) for large images."),
-    augment: bool = typer.Option(
-        False,
+]
+Channels = Annotated[
+    str | None, typer.Option("--channels", "-c", help="Channels to use, by name or index: actin,DNA or 0,1.")
+]
+TileSize = Annotated[int, typer.Option("--tile-size", help="Tile side (px at model scale) for large images.")]
+Augment = Annotated[
+    bool,
+    typer.Option(
         "--augment",
         help="Average the predictions of the four flips of each tile (test-time augmentation, about 4x the time).",
     ),
-    overlaps: str = typer.Option(
-        "score",
+]
+Overlaps = Annotated[
+    str,
+    typer.Option(
         "--overlaps",
         help="Who gets a pixel that two cells' masks claim: "
         "'score' (the higher-scoring cell) or 'probability' (the more confident mask: "
         "better borders between touching cells).",
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    max_image_pixels: int = typer.Option(
-        2**30,
+]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+MaxImagePixels = Annotated[
+    int,
+    typer.Option(
         "--max-image-pixels",
         help="Refuse images whose declared plane has more "
         "pixels than this (checked before decoding; raise it for larger images).",
     ),
-    cluster: str | None = typer.Option(
-        None,
+]
+Cluster = Annotated[
+    str | None,
+    typer.Option(
         "--cluster",
         help="Run on Dask: 'local' or 'local:N' (N worker processes here) or a scheduler address "
         "(tcp://host:8786, e.g. from dask-jobqueue). Needs pip install 'lociseg\\[dask]'.",
     ),
-    block_size: int = typer.Option(
-        4096,
+]
+BlockSize = Annotated[
+    int,
+    typer.Option(
         "--block-size",
         help="With --cluster: images at least this large (px, either side) are segmented in blocks "
         "of this side on the workers and written as <name>.ome.zarr (labels) instead of <name>.tif.",
     ),
-    skip_existing: bool = typer.Option(
-        False,
+]
+SkipExisting = Annotated[
+    bool,
+    typer.Option(
         "--skip-existing",
         help="Skip images whose outputs an earlier run wrote completely (checked against the sizes and checksums in <name>.json).",
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+
+
+def main(
+    images: Images,
+    model: Model = None,
+    out: Out = ...,
+    diameter: Diameter = None,
+    channels: Channels = None,
+    tile_size: TileSize = 1024,
+    augment: Augment = False,
+    overlaps: Overlaps = "score",
+    device: Device = "auto",
+    max_image_pixels: MaxImagePixels = 2**30,
+    cluster: Cluster = None,
+    block_size: BlockSize = 4096,
+    skip_existing: SkipExisting = False,
+    overwrite: Overwrite = False,
 ) -> int:
     """Segment every cell in images: writes a label TIFF, a per-cell CSV and a JSON sidecar per image.
 
@@ -100,24 +136,15 @@ def main(
     lociseg segment plate1/ --model runs/cells --out seg/ --channels actin,DNA ;
     lociseg segment "data/*.tif" -m nuclei -o seg/ --diameter 30
     """
-    from ..errors import ConfigError
-    from ..predict.paste import OVERLAP_RULES
     from ..scale_out.folder import segment_folder
 
-    diameter_px = _parse_diameter(diameter)
-    if tile_size < 256 or tile_size % 32:
-        raise ConfigError(f"--tile-size must be a multiple of 32, at least 256, got {tile_size}")
-    if max_image_pixels < 1:
-        raise ConfigError(f"--max-image-pixels must be at least 1, got {max_image_pixels}")
-    if overlaps not in OVERLAP_RULES:
-        raise ConfigError(f"--overlaps must be one of {', '.join(OVERLAP_RULES)}, got {overlaps!r}")
     run = segment_folder(
         images,
         model,
         out,
         cluster,
         device=device,
-        diameter=diameter_px,
+        diameter=_parse_diameter(diameter),
         channels=_parse_channels(channels),
         tile_size=tile_size,
         augment=augment,

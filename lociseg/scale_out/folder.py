@@ -30,6 +30,7 @@ from ..io.files import expand_inputs, image_stem
 from ..models.pretrained import pick_default_model
 from ..predict import api  # api.load_model looked up at call time (tests stand in a model there)
 from ..predict.outputs import OUTPUT_SUFFIXES, outputs_complete, write_outputs
+from ..predict.paste import OVERLAP_RULES
 from .blocks import segment_blocks
 from .cluster import cached_segmenter, connect, release_memory
 
@@ -63,6 +64,22 @@ class FolderRun:
         return len(self.results) - self.skipped
 
 
+def check_segment_options(tile_size: int, max_image_pixels: int | None, overlaps: str) -> None:
+    """Refuse a tile side the network cannot take, an image size limit under 1 or an unknown overlap rule.
+
+    Raises
+    ------
+    ConfigError
+        Naming the ``lociseg segment`` option at fault.
+    """
+    if tile_size < 256 or tile_size % 32:
+        raise ConfigError(f"--tile-size must be a multiple of 32, at least 256, got {tile_size}")
+    if max_image_pixels is not None and max_image_pixels < 1:
+        raise ConfigError(f"--max-image-pixels must be at least 1, got {max_image_pixels}")
+    if overlaps not in OVERLAP_RULES:
+        raise ConfigError(f"--overlaps must be one of {', '.join(OVERLAP_RULES)}, got {overlaps!r}")
+
+
 def segment_folder(
     inputs: Sequence[str | os.PathLike],
     model: str | None,
@@ -86,7 +103,7 @@ def segment_folder(
 
     One input's failure never stops the others (it is reported in
     :attr:`FolderRun.failures`, its traceback in ``out/lociseg-errors.log``);
-    a :class:`~lociseg.errors.ConfigError` (a bad option) stops the run. The
+    a :class:`~lociseg.errors.ConfigError` (a bad option, :func:`check_segment_options`) stops the run. The
     output folder is locked while the run writes there.
 
     Parameters
@@ -123,6 +140,7 @@ def segment_folder(
     -------
     FolderRun
     """
+    check_segment_options(tile_size, max_image_pixels, overlaps)
     if skip_existing and overwrite:
         raise ConfigError("--skip-existing and --overwrite exclude each other")
     out = Path(out)
