@@ -17,14 +17,18 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..batch import check_new
 from ..errors import ConfigError
-from ..io.files import sha256_file
+from ..io import read_image
+from ..io.files import atomic_write, sha256_file
+from ..predict.api import Segmenter, load_model
 
 __all__ = [
     "MODEL_FORMATS",
@@ -34,10 +38,15 @@ __all__ = [
     "run_exported",
     "max_output_difference",
     "export_bioimageio",
+    "ModelExport",
+    "check_model_export",
+    "export_model",
 ]
 
 MODEL_FORMATS = ("torchscript", "onnx", "bioimageio")
 SIZE_MULTIPLE = 32
+#: Largest difference of an exported output to PyTorch that counts as the same network.
+MAX_DIFFERENCE = 1e-3
 
 
 def output_names(model: torch.nn.Module, probabilities: bool = False) -> list[str]:
@@ -426,3 +435,112 @@ def export_bioimageio(
     rdf_path = out / "rdf.yaml"
     rdf_path.write_text(yaml.safe_dump(rdf, sort_keys=False))
     return rdf_path
+
+
+@dataclass
+class ModelExport:
+    """What :func:`export_model` wrote.
+
+    Attributes
+    ----------
+    fmt : str
+        One of :data:`MODEL_FORMATS`.
+    path : Path
+        The exported file, or the ``rdf.yaml`` of a bioimage.io package.
+    differences : list of float
+        Largest difference to PyTorch per output (TorchScript, ONNX; empty for bioimage.io).
+    """
+
+    fmt: str
+    path: Path
+    differences: list[float]
+
+    @property
+    def differs(self) -> bool:
+        """An output differs from PyTorch by more than :data:`MAX_DIFFERENCE`."""
+        return bool(self.differences) and max(self.differences) > MAX_DIFFERENCE
+
+
+def check_model_export(fmt: str, out: Path, test_image: Path | None, overwrite: bool) -> str:
+    """The format, lower case, after refusing options that cannot work (before the model is loaded).
+
+    Raises
+    ------
+    ConfigError
+        An unknown format, an ``out`` of the wrong kind or a missing test image.
+    InputError
+        ``out`` exists and not ``overwrite``.
+    """
+    fmt = fmt.lower()
+    if fmt not in MODEL_FORMATS:
+        raise ConfigError(f"unknown model format {fmt!r}; choose from {', '.join(MODEL_FORMATS)}")
+    if fmt == "bioimageio" and out.exists() and not out.is_dir():
+        raise ConfigError("--out must be a folder for --format bioimageio, not a file", path=out)
+    if fmt != "bioimageio" and out.is_dir():
+        raise ConfigError(f"--out must be a file path for --format {fmt}, not a folder", path=out)
+    if test_image is not None and not test_image.is_file():
+        raise ConfigError("--test-image: no such file", path=test_image)
+    check_new([out], overwrite)
+    return fmt
+
+
+def _test_tensor(model: torch.nn.Module, path: Path) -> np.ndarray:
+    """The model's channels of the image at ``path``, cropped to a multiple of 32 px, at most 256 px a side."""
+    img = Segmenter(model, device="cpu").select_channels(read_image(path))
+    h, w = (min(256, s - s % SIZE_MULTIPLE) for s in img.shape[-2:])
+    if h < SIZE_MULTIPLE or w < SIZE_MULTIPLE:
+        raise ConfigError("test image must be at least 32 x 32 pixels", path=path)
+    return img[:, :h, :w]
+
+
+def export_model(
+    model: str,
+    fmt: str,
+    out: str | os.PathLike,
+    *,
+    test_image: Path | None = None,
+    license: str = "BSD-3-Clause",
+    name: str | None = None,
+    overwrite: bool = False,
+) -> ModelExport:
+    """Export a model (checkpoint, run folder or shipped name) to ``out``, written atomically.
+
+    Parameters
+    ----------
+    model : str
+        What :func:`~lociseg.predict.load_model` loads.
+    fmt : str
+        One of :data:`MODEL_FORMATS` (any case).
+    out : path-like
+        Output file (TorchScript, ONNX) or package folder (bioimage.io).
+    test_image : Path, optional
+        Raw image for the bioimage.io test tensors.
+    license, name : str
+        The bioimage.io package's SPDX licence and name (default ``lociseg <model>``).
+    overwrite : bool
+        Replace an existing output.
+
+    Returns
+    -------
+    ModelExport
+        TorchScript and ONNX are run and compared with PyTorch.
+    """
+    out = Path(out)
+    fmt = check_model_export(fmt, out, test_image, overwrite)  # before the model is loaded
+    net = load_model(model, device="cpu").model
+    if fmt == "bioimageio":
+        img = _test_tensor(net, test_image) if test_image is not None else None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        atomic_write(
+            out,
+            lambda tmp: written.append(
+                export_bioimageio(net, tmp, test_image=img, license=license, name=name or f"lociseg {Path(model).name}")
+            ),
+            overwrite=overwrite,
+        )
+        return ModelExport(fmt, out / written[0].name, [])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    exporter = export_torchscript if fmt == "torchscript" else export_onnx
+    path = atomic_write(out, lambda tmp: exporter(net, tmp), overwrite=overwrite)
+    return ModelExport(fmt, path, max_output_difference(net, path))
