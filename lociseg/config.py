@@ -153,6 +153,27 @@ def bounded(default: Any, **limits: Any) -> Any:
     return dataclasses.field(default=default, metadata={"limits": limits})
 
 
+def parse_overrides(items: typing.Iterable[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--set optim.steps=500``) as :meth:`Config.override`'s dict; values are YAML.
+
+    Raises
+    ------
+    ConfigError
+        An item without ``=`` or a key, or a value that is not valid YAML.
+    """
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or exc.__class__.__name__
+            raise ConfigError(f"--set {key.strip()}: {value!r} is not a valid YAML value ({problem})") from None
+    return out
+
+
 def to_dict(obj: Any) -> Any:
     """Recursively convert a dataclass (or containers of them) to plain Python."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -1,54 +1,55 @@
-"""``lociseg train``: train a model from a YAML experiment config."""
+"""``lociseg train``: train a model from a YAML experiment config (:func:`lociseg.train.loop.train`)."""
 
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from ..errors import ConfigError
 
-
-def _parse_sets(items: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or exc.__class__.__name__
-            raise ConfigError(f"--set {key.strip()}: {value!r} is not a valid YAML value ({problem})") from None
-    return out
-
-
-def main(
-    config: Path | None = typer.Option(None, "--config", "-c", help="Experiment config YAML (see --print-config)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder: best/, last/, log.csv, config.yaml."),
-    set_: list[str] = typer.Option(
-        [], "--set", help="Override a config value, e.g. --set optim.steps=500 (repeatable)."
-    ),
-    init: str | None = typer.Option(
-        None,
+# the options, in the order --help lists them
+Config = Annotated[Path | None, typer.Option("--config", "-c", help="Experiment config YAML (see --print-config).")]
+Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder: best/, last/, log.csv, config.yaml.")]
+Set = Annotated[
+    list[str], typer.Option("--set", help="Override a config value, e.g. --set optim.steps=500 (repeatable).")
+]
+Init = Annotated[
+    str | None,
+    typer.Option(
         "--init",
         help="Fine-tune: start from this model's weights (shipped name such as cells, or a checkpoint / run folder).",
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last exactly where it stopped."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an OUT that already holds a run."),
-    print_config: bool = typer.Option(
-        False, "--print-config", help="Print the (default or given) config as YAML and exit."
-    ),
-    nproc: int = typer.Option(
-        1,
+]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/last exactly where it stopped.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Start again in an OUT that already holds a run.")]
+PrintConfig = Annotated[
+    bool, typer.Option("--print-config", help="Print the (default or given) config as YAML and exit.")
+]
+Nproc = Annotated[
+    int,
+    typer.Option(
         "--nproc",
         help="Train on N processes (DistributedDataParallel through torchrun: gloo on CPU, "
         "NCCL with one GPU each on CUDA); optim.batch_size is the batch of all of them together.",
     ),
+]
+
+
+def main(
+    config: Config = None,
+    out: Out = None,
+    set_: Set = [],  # noqa: B006 - typer's default, never mutated
+    init: Init = None,
+    device: Device = "auto",
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    print_config: PrintConfig = False,
+    nproc: Nproc = 1,
 ) -> None:
     """Train a LACSS or U-Net model (supervised or weakly supervised).
 
@@ -60,20 +61,9 @@ def main(
     lociseg train -c configs/bbbc018_cells_supervised.yaml -o runs/cells --set optim.steps=2000 ;
     fine-tuning: add --init cells (the model's channels count, backbone and scale must match the config's).
     """
-    from ..train.config import ExperimentConfig
+    from ..train.run_control import check_run_folder, run_config
 
-    if config is not None and not config.is_file():
-        problem = "this is a folder" if config.is_dir() else "no such file"
-        raise ConfigError(f"--config must be a YAML file; {problem}", path=config)
-    if out is not None and out.exists() and not out.is_dir():
-        raise ConfigError("--out must be a folder (the run folder), not a file", path=out)
-    if resume and config is None and out is not None and (out / "config.yaml").is_file():
-        config = out / "config.yaml"
-    cfg = ExperimentConfig.from_yaml(config) if config is not None else ExperimentConfig()
-    if set_:
-        cfg = cfg.override(_parse_sets(set_))
-    if init is not None:
-        cfg = cfg.override({"init": init})
+    cfg = run_config(config, out, resume=resume, overrides=set_, init=init)
     if print_config:
         typer.echo(cfg.to_yaml(), nl=False)
         return
@@ -82,18 +72,18 @@ def main(
     if nproc < 1:
         raise ConfigError(f"--nproc must be at least 1, got {nproc}")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from ..train.run_control import check_run_folder
-
         if not overwrite:  # here, once: a refusal on one rank would leave the others in the first barrier
             check_run_folder(out, resume, overwrite)
         _torchrun(nproc)
         return
     from ..train.loop import train
 
-    result = train(cfg, out, device=device, resume=resume, overwrite=overwrite, progress=True)
-    if result.get("interrupted"):
-        import signal
+    _report(train(cfg, out, device=device, resume=resume, overwrite=overwrite, progress=True), out)
 
+
+def _report(result: dict[str, Any], out: Path) -> None:
+    """Print how the run ended; a run stopped by a signal exits with 128 + its number."""
+    if result.get("interrupted"):
         typer.echo(
             f"stopped by {result['interrupted']} at step {result['step']}; {out / 'last'} saved. "
             f"Continue with: lociseg train -o {out} --resume"

@@ -1,4 +1,4 @@
-"""Run control: the run-folder check, ``log.csv``, and the signals that stop a run cleanly."""
+"""Run control: the run's config, the run-folder check, ``log.csv``, and the signals that stop a run cleanly."""
 
 from __future__ import annotations
 
@@ -6,11 +6,57 @@ import csv
 import shutil
 import signal
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from ..errors import InputError
+from ..config import parse_overrides
+from ..errors import ConfigError, InputError
 from ..models.checkpoint import recover_checkpoint
+from .config import ExperimentConfig
+
+
+def run_config(
+    config: Path | None,
+    out: Path | None,
+    *,
+    resume: bool = False,
+    overrides: Sequence[str] = (),
+    init: str | None = None,
+) -> ExperimentConfig:
+    """The config of a run: ``config``, else (resuming) ``out/config.yaml``, else the defaults; then the overrides.
+
+    Parameters
+    ----------
+    config : Path, optional
+        Experiment config YAML file.
+    out : Path, optional
+        The run folder (need not exist; must not be a file).
+    resume : bool
+        Continue the run in ``out``: without ``config``, its own config is read.
+    overrides : sequence of str
+        ``KEY=VALUE`` items (:func:`lociseg.config.parse_overrides`).
+    init : str, optional
+        Start from this model's weights (fine-tuning).
+
+    Raises
+    ------
+    ConfigError
+        ``config`` is not a file, ``out`` is a file, or a bad override.
+    """
+    if config is not None and not config.is_file():
+        problem = "this is a folder" if config.is_dir() else "no such file"
+        raise ConfigError(f"--config must be a YAML file; {problem}", path=config)
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError("--out must be a folder (the run folder), not a file", path=out)
+    if resume and config is None and out is not None and (out / "config.yaml").is_file():
+        config = out / "config.yaml"
+    cfg = ExperimentConfig.from_yaml(config) if config is not None else ExperimentConfig()
+    if overrides:
+        cfg = cfg.override(parse_overrides(overrides))
+    if init is not None:
+        cfg = cfg.override({"init": init})
+    return cfg
 
 
 def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
