@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -91,27 +91,37 @@ def _write_json(path: Path, payload: Any, overwrite: bool) -> None:
     typer.echo(f"summary written to {path}")
 
 
-def main(
-    dataset: str = typer.Argument(
-        ...,
+# the options, in the order --help lists them
+Dataset = Annotated[
+    str,
+    typer.Argument(
         help="Data set (bbbc018, bbbc018:nuclei, dsb2018-test, dsb2018-train, koyuncu, aitslab, aitslab:nuclei, aitslab-nuclei, cellprofiler-human, "
         "cellprofiler-fly, 'all'), a folder, a COCO .json file, or one image file.",
     ),
-    split: str | None = typer.Option(None, "--split", "-s", help="Stored split: train, val or test."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the summary as JSON to this file."),
-    root: Path | None = typer.Option(None, "--root", help="Data root (default: $LOCISEG_DATA or shared/data)."),
-    channels: str | None = typer.Option(None, "--channels", "-c", help="Comma-separated channel names or indices."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
+]
+Split = Annotated[str | None, typer.Option("--split", "-s", help="Stored split: train, val or test.")]
+JsonOut = Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON to this file.")]
+Root = Annotated[Path | None, typer.Option("--root", help="Data root (default: $LOCISEG_DATA or shared/data).")]
+Channels = Annotated[str | None, typer.Option("--channels", "-c", help="Comma-separated channel names or indices.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --json file.")]
+
+
+def main(
+    dataset: Dataset,
+    split: Split = None,
+    json_out: JsonOut = None,
+    root: Root = None,
+    channels: Channels = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Summarise a data set: images, shapes, channels, object counts and sizes.
 
     Examples: lociseg info bbbc018@val ; lociseg info koyuncu --split test --json koyuncu.json ;
     lociseg info all ; lociseg info image.ome.tif
     """
-    from ..data import DATASETS, dataset_summary, load_dataset
-    from ..errors import ConfigError, InputError, LociError
+    from ..batch import check_new
+    from ..errors import ConfigError, InputError
     from ..io.image import image_suffix_ok, path_problem
-    from ._common import check_new
 
     if json_out is not None and (json_out.is_dir() or json_out.suffix.lower() != ".json"):
         raise ConfigError("--json must be a file path ending in .json (not a folder)", path=json_out)
@@ -121,12 +131,32 @@ def main(
     path = Path(dataset)
     if path.is_symlink() and not path.exists():
         raise InputError(path_problem(path), path=path)
+    errors: dict[str, str] = {}
     if path.is_file() and image_suffix_ok(path):
-        text, facts = _image_info(path)
+        text, payload = _image_info(path)
         typer.echo(text)
-        if json_out is not None:
-            _write_json(json_out, facts, overwrite)
-        return
+    else:
+        payload, errors = _summarise(dataset, split, root, chans)
+    if json_out is not None:
+        _write_json(json_out, payload, overwrite)
+    if errors:
+        typer.echo(f"{len(errors)} failure(s):", err=True)
+        for where, err in errors.items():
+            typer.echo(f"  {where}: {err}", err=True)
+        # a LociError gives a non-zero exit status through lociseg.cli.main.run
+        raise InputError(f"{len(errors)} item(s) could not be read (listed above)")
+
+
+def _summarise(
+    dataset: str, split: str | None, root: Path | None, chans: list[str] | None
+) -> tuple[Any, dict[str, str]]:
+    """Print the summary of each data set (all of them for ``all``); the JSON payload and what failed.
+
+    One data set that cannot be read is an error; with ``all``, the others are still summarised.
+    """
+    from ..data import DATASETS, dataset_summary, load_dataset
+    from ..errors import LociError
+
     specs = sorted(DATASETS) + ["bbbc018:nuclei", "aitslab:nuclei"] if dataset == "all" else [dataset]
     summaries: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -145,12 +175,4 @@ def main(
         typer.echo(format_summary(summary))
         for name, err in summary["failed"].items():
             errors[f"{spec} {name}" if len(specs) > 1 else name] = err
-    if json_out is not None:
-        payload = summaries[specs[0]] if len(specs) == 1 and specs[0] in summaries else summaries
-        _write_json(json_out, payload, overwrite)
-    if errors:
-        typer.echo(f"{len(errors)} failure(s):", err=True)
-        for where, err in errors.items():
-            typer.echo(f"  {where}: {err}", err=True)
-        # a LociError gives a non-zero exit status through lociseg.cli.main.run
-        raise InputError(f"{len(errors)} item(s) could not be read (listed above)")
+    return summaries[specs[0]] if len(specs) == 1 and specs[0] in summaries else summaries, errors

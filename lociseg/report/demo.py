@@ -9,8 +9,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..batch import check_new
 from ..data import default_data_root, load_dataset
-from ..errors import ConfigError
+from ..errors import ConfigError, LociError
+from ..predict import api  # api.load_model looked up at call time (tests stand in a model there)
 from .html import ReportItem, build_report
 
 log = logging.getLogger(__name__)
@@ -96,3 +98,41 @@ def run_demo(
     items = demo_items(segmenters, per_set=per_set, root=root, progress=progress)
     kinds = ", ".join(sorted(segmenters))
     return build_report(items, out_dir, title=f"lociseg demo ({kinds})", overwrite=overwrite)
+
+
+def check_demo_options(out: Path, per_set: int, overwrite: bool) -> None:
+    """Refuse a bad ``per_set``, an ``out`` that is a file, or a report there already (before any model runs)."""
+    if per_set < 1:
+        raise ConfigError(f"--per-set must be at least 1, got {per_set}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out must be a folder (the report folder), not a file", path=out)
+    check_new([out / "index.html"], overwrite)
+
+
+def demo_segmenters(model: str | None, device: str = "auto") -> dict[str, Any]:
+    """``{"cells": ..., "nuclei": ...}``: ``model`` under its kind (by channel count), else the shipped models there are.
+
+    Raises
+    ------
+    ConfigError
+        ``model`` takes neither 1 nor 2 channels, or no shipped model loads.
+    """
+    if model is not None:
+        seg = api.load_model(model, device=device)
+        kind = {1: "nuclei", 2: "cells"}.get(int(seg.spec.in_channels))
+        if kind is None:
+            raise ConfigError(
+                f"the demo needs a 1-channel (nuclei) or 2-channel (cells) model; {model} takes {seg.spec.in_channels}"
+            )
+        return {kind: seg}
+    segmenters, problems = {}, []
+    for kind in ("cells", "nuclei"):
+        try:
+            segmenters[kind] = api.load_model(kind, device=device)
+        except LociError as exc:
+            problems.append(f"{kind}: {exc}")
+    if not segmenters:
+        raise ConfigError("no shipped model could be loaded (" + "; ".join(problems) + "); pass --model PATH")
+    for p in problems:
+        log.warning("skipping %s", p)
+    return segmenters
