@@ -188,6 +188,8 @@ def per_image(rec: dict) -> dict:
     quality = {}
     for k, ref in (("model", machine), ("machine", own), ("evidence", machine)):
         q = quality_estimate(targets[k], ref, maps, pts)
+        if "view" in rec:  # the same estimate with the flipped view's agreement as a fifth check
+            q["quality_stable"] = quality_estimate(targets[k], ref, maps, pts, [rec["view"]])["quality"]
         true = float(match_instances(gt, scored[k], thresholds=[0.5]).f1[0])
         quality[k] = {**q, "true_f1": true}
     return {"rows": rows, "targets": scored, "quality": quality, "agree": agree}
@@ -214,7 +216,9 @@ def print_quality(qual: list[dict]) -> None:
     print(f"\n## Quality estimate vs true per-image F1@0.5 (Spearman across {len({q['set'] for q in qual})} sets)")
     for k in ("model", "machine", "evidence"):
         sel = [q for q in qual if q["labels"] == k]
-        for est in ("quality", "precision", "recall", "agreement"):
+        for est in ("quality", "quality_stable", "precision", "recall", "agreement"):
+            if any(est not in q for q in sel):
+                continue
             r = spearmanr([q[est] for q in sel], [q["true_f1"] for q in sel]).statistic
             print(f"{k:14s} {est:10s} rho={r:.3f} (n={len(sel)})")
 

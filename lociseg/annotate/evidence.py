@@ -202,14 +202,18 @@ def cell_plausibility(ev: dict[str, np.ndarray]) -> np.ndarray:
     The mean of four checks, each in [0, 1]: the edge score (capped at 1),
     agreement with the other source (its best IoU), exactly one nucleus
     (1, else 0; 0.5 when unknown) and size fit (1 at the median area,
-    falling to 0 at 4x or 1/4 of it). The weights are equal: no set chose
+    falling to 0 at 4x or 1/4 of it); with other views of the image (the
+    ``stable`` signal), their agreement is a fifth check. The weights are equal: no set chose
     them (the measured power of each signal is in BENCHMARKS.md, "Label-free target choice").
     """
     edge = np.clip(np.nan_to_num(ev["edge"], nan=0.0), 0, 1)
     agree = np.nan_to_num(ev["agree"], nan=0.5)
     nuc = np.where(np.isnan(ev["nuclei"]), 0.5, (ev["nuclei"] == 1).astype(float))
     size = np.clip(1 - np.nan_to_num(ev["size"], nan=0.0) / np.log(4), 0, 1)
-    return (edge + agree + nuc + size) / 4
+    stable = ev.get("stable")
+    if stable is None or np.isnan(stable).all():
+        return (edge + agree + nuc + size) / 4
+    return (edge + agree + nuc + size + np.nan_to_num(stable, nan=0.5)) / 5
 
 
 def choose_targets(
@@ -356,6 +360,7 @@ def quality_estimate(
     reference: np.ndarray,
     maps: StainMaps,
     points: np.ndarray | None = None,
+    views: Sequence[np.ndarray] = (),
 ) -> dict[str, float]:
     """A label-free estimate of a segmentation's F1@0.5 on one image.
 
@@ -374,10 +379,13 @@ def quality_estimate(
     maps : StainMaps
     points : (N, 2) array, optional
         Detected nuclei.
+    views : sequence of (H, W) int arrays
+        Other segmentations of the image (e.g. the model on the flipped
+        image, mapped back): the ``stable`` check of :func:`cell_plausibility`.
     """
     labels, reference = np.asarray(labels), np.asarray(reference)
     agreement = float(match_instances(reference, labels, thresholds=[MATCH_IOU]).f1[0])
-    ev = outline_evidence(labels, maps, points, reference)
+    ev = outline_evidence(labels, maps, points, reference, views)
     precision = float(cell_plausibility(ev).mean()) if len(ev["ids"]) else 0.0
     pts = None if points is None else np.asarray(points, np.float64).reshape(-1, 2)
     if pts is not None and len(pts):

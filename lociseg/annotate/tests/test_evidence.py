@@ -142,3 +142,15 @@ def test_view_agreement_marks_the_outline_that_moves_between_views():
     assert ev["stable"][0] == 1.0 and ev["stable"][1] == 1.0
     assert ev["stable"][2] < 0.7
     assert np.isnan(outline_evidence(truth, maps, points)["stable"]).all()
+
+
+def test_quality_counts_views_that_disagree():
+    image, truth, points = _scene(4)
+    maps = stain_maps(image[1], 2 * RADIUS)
+    reference = _shifted(truth, 1, 1)
+    same = quality_estimate(truth, reference, maps, points, views=[truth])
+    moved = quality_estimate(truth, reference, maps, points, views=[_shifted(truth, 9, 9)])
+    assert same["precision"] > moved["precision"] + 0.1
+    # without views the estimate is the four-check one
+    plain = quality_estimate(truth, reference, maps, points)
+    assert plain["precision"] != same["precision"]
