@@ -28,6 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -208,6 +210,7 @@ def score(model: Any, spec: str) -> dict[str, Any]:
     f1_75 = float(np.asarray(per["f1"])[int(np.argmin(np.abs(np.asarray(per["thresholds"], float) - 0.75)))])
     return {
         "test": spec,
+        "size_model": model.size_model is not None,  # one-pass automatic scale, else the ladder search
         "images": len(names),
         "f1_50": float(r["f1_50"]),
         "f1_75": f1_75,
@@ -233,7 +236,6 @@ def append_result(path: Path, record: dict[str, Any]) -> None:
 def run_one(kind: str, held_out: str, args: argparse.Namespace) -> dict[str, Any] | None:
     """Train (or resume) the model without ``held_out`` and score it there; None when a signal stopped it."""
     from lociseg.models.checkpoint import recover_checkpoint
-    from lociseg.predict.api import load_model
     from lociseg.train import train
 
     tag = f"_init-{args.init.name}" if args.init else ""
@@ -243,13 +245,49 @@ def run_one(kind: str, held_out: str, args: argparse.Namespace) -> dict[str, Any
     info = train(run_config(kind, held_out, args), run_dir, resume=resume, overwrite=not resume, progress=False)
     if info.get("interrupted"):
         return None
-    model = load_model(run_dir / "last", device="cpu")
+    train_cpu_min = (time.process_time() - t0) / 60
     rec = {"kind": kind, "held_out": held_out, "steps": args.steps, "crop": args.crop, "date": str(date.today())}
     rec["init"] = str(args.init) if args.init else None
-    rec.update(score(model, sets_for(kind)[held_out]["test"]))
-    rec["train_cpu_min"] = (time.process_time() - t0) / 60
+    rec.update(score_run(run_dir, kind, held_out, fit_size=args.fit_size))
+    rec["train_cpu_min"] = train_cpu_min
     rec["train"] = training_specs(kind, held_out)[0]
     return rec
+
+
+def score_run(run_dir: Path, kind: str, held_out: str, *, fit_size: bool = True) -> dict[str, Any]:
+    """Score ``run_dir/last`` on the held-out test split, after fitting its one-pass size model.
+
+    The size model is fitted on the run's own training sets (``data.train`` of its config: never the
+    held-out set), so the automatic scale is the one the model would ship with.
+    """
+    from lociseg.predict.api import load_model
+
+    last = run_dir / "last"
+    if fit_size and not (last / "size_model.json").is_file():
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, str(HERE / "fit_size_model.py"), "--model", str(last), "--threads", "1"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        log.info("size model fitted in %.0f s", time.perf_counter() - t0)
+    return score(load_model(last, device="cpu"), sets_for(kind)[held_out]["test"])
+
+
+def rescore(args: argparse.Namespace) -> None:
+    """Refit the size model and score again every finished run scored without one (records replaced)."""
+    records = read_results(args.results)
+    for r in records:
+        if "held_out" not in r or r.get("size_model"):
+            continue
+        tag = f"_init-{Path(r['init']).name}" if r.get("init") else ""
+        run_dir = args.runs / f"{r['kind']}_{r['held_out']}_{r['steps']}{tag}"
+        if not (run_dir / "last").is_dir():
+            log.warning("no run folder %s: %s kept as scored", run_dir, r["held_out"])
+            continue
+        r.update(score_run(run_dir, r["kind"], r["held_out"]))
+        log.info("%s rescored: F1@0.5 %.3f", r["held_out"], r["f1_50"])
+        args.results.write_text("".join(json.dumps(x, default=float) + "\n" for x in records))
 
 
 def score_model(model_path: str, kind: str, results: Path) -> None:
@@ -266,14 +304,17 @@ def score_model(model_path: str, kind: str, results: Path) -> None:
 
 def table(records: list[dict[str, Any]]) -> str:
     """Markdown: per held-out set, the leave-one-out model and every scored model."""
-    lines = ["| kind | set | model | images | F1@0.5 | F1@0.75 | AP75 | steps |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| kind | set | model | images | F1@0.5 | F1@0.75 | AP75 | steps | scale |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in records:
         name = r.get("held_out") or r.get("set")
         start = f", from {Path(r['init']).name}" if r.get("init") else ""
         who = f"leave-one-out ({r['steps']} steps, {r['crop']} px{start})" if "held_out" in r else r["model"]
         lines.append(
             f"| {r['kind']} | {name} | {who} | {r['images']} | {r['f1_50']:.3f} | {r['f1_75']:.3f} "
-            f"| {r['ap75']:.3f} | {r.get('steps', '')} |"
+            f"| {r['ap75']:.3f} | {r.get('steps', '')} | {'one-pass' if r.get('size_model') else 'ladder'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -292,12 +333,21 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="start every model from this checkpoint folder; refused for a held-out set it trained on",
     )
+    ap.add_argument(
+        "--no-fit-size",
+        dest="fit_size",
+        action="store_false",
+        help="score with the ladder search instead of fitting each run's one-pass size model first",
+    )
+    ap.add_argument("--rescore", action="store_true", help="fit size models for runs scored without one, rescore")
     ap.add_argument("--score", default=None, help="only score this model on every test split of --kind")
     ap.add_argument("--report", action="store_true", help="only rewrite table.md from the results")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.score:
         score_model(args.score, args.kind, args.results)
+    elif args.rescore:
+        rescore(args)
     elif not args.report:
         held = [n for n, s in sets_for(args.kind).items() if s["train"] or s.get("trains")]
         names = args.sets.split(",") if args.sets else held
