@@ -32,9 +32,10 @@ class _InputChoice(Container):
     is refused.
     """
 
-    def __init__(self, viewer, inputs: list[str], labels: list[str] | None = None):
+    def __init__(self, viewer, inputs: list[str], labels: list[str] | None = None, optional: list[str] | None = None):
         super().__init__(labels=True)
         self.viewer = viewer
+        self.optional = [o.lower() for o in optional or []]
         self.titles = labels
         self.mapping = Label(value="")
         self._picked: set[int] = set()  # inputs the user chose by hand: left alone by the defaults
@@ -44,20 +45,25 @@ class _InputChoice(Container):
         viewer.layers.events.inserted.connect(self.refresh)
         viewer.layers.events.removed.connect(self.refresh)
 
-    def set_inputs(self, inputs: list[str]) -> None:
-        """One drop-down per input name (the model changed)."""
+    def set_inputs(self, inputs: list[str], optional: list[str] | None = None) -> None:
+        """One drop-down per input name (the model changed); optional inputs may stay empty."""
         self.inputs = list(inputs)
+        if optional is not None:
+            self.optional = [o.lower() for o in optional]
         self.clear()
         self._picked.clear()
         titles = self.titles if self.titles and len(self.titles) == len(self.inputs) else None
         self.boxes = [
-            ComboBox(label=titles[k] if titles else f"{name} input", choices=self._choices, nullable=True)
+            ComboBox(label=titles[k] if titles else self._title(name), choices=self._choices, nullable=True)
             for k, name in enumerate(self.inputs)
         ]
         for k, box in enumerate(self.boxes):
             box.changed.connect(lambda *_, k=k: self._chosen(k))
         self.extend([*self.boxes, self.mapping])
         self.refresh()
+
+    def _title(self, name: str) -> str:
+        return f"{name} input (optional)" if name.lower() in self.optional else f"{name} input"
 
     def sources(self) -> dict:
         from .logic import channel_sources
@@ -86,14 +92,18 @@ class _InputChoice(Container):
             self._picked = set(kept)
             rest = [c for c in choices if c not in kept.values()]
             free = [k for k in range(len(self.boxes)) if k not in kept]
-            for k, value in zip(free, assign_layers([self.inputs[k] for k in free], rest)):
+            names = [self.inputs[k] for k in free]
+            for k, value in zip(free, assign_layers(names, rest, self.optional)):
                 self.boxes[k].value = value
         finally:
             self._updating = False
         self._describe()
 
     def _describe(self) -> None:
-        parts = [f"{b.value or '(none)'} -> {name}" for name, b in zip(self.inputs, self.boxes)]
+        parts = [
+            f"{b.value or ('(none: zeros)' if name.lower() in self.optional else '(none)')} -> {name}"
+            for name, b in zip(self.inputs, self.boxes)
+        ]
         self.mapping.value = "feeds: " + "; ".join(parts) if parts else ""
 
     def stack(self) -> np.ndarray:
@@ -101,21 +111,28 @@ class _InputChoice(Container):
         chosen = [b.value for b in self.boxes]
         if not self._choices():
             raise ValueError("no image layer to segment: open an image first")
-        missing = [name for name, c in zip(self.inputs, chosen) if not c]
+        missing = [name for name, c in zip(self.inputs, chosen) if not c and name.lower() not in self.optional]
         if missing:
             raise ValueError(f"choose the layer for the {missing[0]} input")
-        twice = sorted({c for c in chosen if chosen.count(c) > 1})
+        if not any(chosen):
+            raise ValueError("choose a layer for at least one input")
+        twice = sorted({c for c in chosen if c and chosen.count(c) > 1})
         if twice:
             raise ValueError(f"layer {twice[0]!r} is chosen for two inputs: choose one layer per input")
         sources = self.sources()
-        arrays = []
+        arrays: list[np.ndarray | None] = []
         for c in chosen:
+            if not c:  # an optional input left empty: the zero plane the model saw in training
+                arrays.append(None)
+                continue
             layer, channel = sources[c]
             data = np.asarray(self.viewer.layers[layer].data)
             arrays.append(data if channel is None else data[channel])
-        if len({a.shape for a in arrays}) > 1:
-            raise ValueError(f"image layers differ in size: {sorted({a.shape for a in arrays})}")
-        return np.stack(arrays)
+        shapes = {a.shape for a in arrays if a is not None}
+        if len(shapes) > 1:
+            raise ValueError(f"image layers differ in size: {sorted(shapes)}")
+        like = next(a for a in arrays if a is not None)
+        return np.stack([np.zeros_like(like) if a is None else a for a in arrays])
 
 
 class SegmentWidget(Container):
@@ -133,7 +150,10 @@ class SegmentWidget(Container):
         super().__init__()
         self.viewer = napari_viewer
         self.model = LineEdit(value="cells", label="model")
-        self.inputs = _InputChoice(napari_viewer, self._model_inputs("cells") or ["channel 0"])
+        inputs = self._model_inputs("cells")
+        self.inputs = _InputChoice(
+            napari_viewer, inputs[0] if inputs else ["channel 0"], optional=inputs[1] if inputs else None
+        )
         self.diameter = FloatSpinBox(value=0.0, min=0.0, max=1000.0, step=1.0, label="diameter (0 = auto)")
         self.run_button = PushButton(text="Segment")
         self.status = Label(value="")
@@ -143,18 +163,19 @@ class SegmentWidget(Container):
         self.worker = None
 
     @staticmethod
-    def _model_inputs(model: str) -> list[str] | None:
-        from .logic import model_inputs
+    def _model_inputs(model: str) -> tuple[list[str], list[str]] | None:
+        """(inputs, optional inputs) of a model, or None while the name is not (yet) a model."""
+        from .logic import model_inputs, optional_inputs
 
         try:
-            return model_inputs(model.strip())
+            return model_inputs(model.strip()), optional_inputs(model.strip())
         except (LociError, OSError, ValueError, KeyError):
             return None  # not (yet) a model: a name being typed
 
     def _model_changed(self, *_) -> None:
         inputs = self._model_inputs(self.model.value)
-        if inputs is not None and inputs != self.inputs.inputs:
-            self.inputs.set_inputs(inputs)
+        if inputs is not None and inputs[0] != self.inputs.inputs:
+            self.inputs.set_inputs(*inputs)
 
     def stack(self) -> np.ndarray:
         """(C, H, W) array of the chosen layers, one per model input in its order."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ __all__ = [
     "assign_layers",
     "channel_sources",
     "model_inputs",
+    "optional_inputs",
     "holds_run",
     "is_lociseg_output",
     "labels_features",
@@ -45,6 +46,18 @@ def model_inputs(model: str) -> list[str]:
     return names if len(names) == int(spec.in_channels) else [f"channel {k}" for k in range(int(spec.in_channels))]
 
 
+def optional_inputs(model: str) -> list[str]:
+    """Names of the inputs a model can do without (``["nucleus"]`` for ``cells``): a zero plane feeds them.
+
+    Reads only the model's configuration (no weights).
+    """
+    from ..models.checkpoint import model_config
+    from ..models.pretrained import resolve_model
+
+    path = model if Path(model).exists() else resolve_model(model)
+    return [str(c) for c in model_config(path).input.optional]
+
+
 def channel_sources(layers: Mapping[str, np.ndarray]) -> dict[str, tuple[str, int | None]]:
     """What can feed a model input: each 2-D layer, and each channel of a (C, H, W) layer of at most 8 channels.
 
@@ -60,10 +73,15 @@ def channel_sources(layers: Mapping[str, np.ndarray]) -> dict[str, tuple[str, in
     return out
 
 
-def assign_layers(inputs: list[str], choices: list[str]) -> list[str | None]:
+def assign_layers(inputs: list[str], choices: list[str], optional: Sequence[str] = ()) -> list[str | None]:
     """A choice per model input, by name: the layer whose name says the input's stain (DNA/Hoechst/DAPI ->
     nucleus, actin/phalloidin -> cytoplasm, or the input's own name); the rest in order, never one twice.
+
+    An ``optional`` input (one the model can do without) is filled last, and only by a layer whose name
+    says no other stain: a phase-contrast layer alone feeds the cell input of ``cells`` and leaves its
+    nuclear input empty (zeros); two unnamed layers feed both inputs in order.
     """
+    spare = {o.lower() for o in optional}
     picked: list[str | None] = [None] * len(inputs)
     for i, inp in enumerate(inputs):
         kind = stain_kind(inp)
@@ -74,10 +92,13 @@ def assign_layers(inputs: list[str], choices: list[str]) -> list[str | None]:
                 picked[i] = c
                 break
     for i in range(len(inputs)):
-        if picked[i] is None:
+        if picked[i] is None and inputs[i].lower() not in spare:
             picked[i] = next((c for c in choices if c not in picked and stain_kind(c) is None), None) or next(
                 (c for c in choices if c not in picked), None
             )
+    for i in range(len(inputs)):
+        if picked[i] is None and inputs[i].lower() in spare:
+            picked[i] = next((c for c in choices if c not in picked and stain_kind(c) is None), None)
     return picked
 
 

@@ -158,3 +158,14 @@ def test_run_folders_are_never_reused(tmp_path):
     (tmp_path / "finetune-1").mkdir()
     assert next_free_folder(tmp_path, "finetune") == tmp_path / "finetune-2"
     assert safe_name("plate 1/A01 (actin)") == "plate_1_A01_actin" and safe_name("..") == "image"
+
+
+def test_assign_layers_leaves_an_optional_input_to_a_named_layer_only():
+    from lociseg.napari.logic import assign_layers, optional_inputs
+
+    assert optional_inputs("cells") == ["nucleus"]
+    assert assign_layers(["cell", "nucleus"], ["phase"], ["nucleus"]) == ["phase", None]
+    assert assign_layers(["cell", "nucleus"], ["img"], ["nucleus"]) == ["img", None]
+    assert assign_layers(["cell", "nucleus"], ["img", "DAPI"], ["nucleus"]) == ["img", "DAPI"]
+    assert assign_layers(["cell", "nucleus"], ["a", "b"], ["nucleus"]) == ["a", "b"]  # unnamed: in order
+    assert assign_layers(["cell", "nucleus"], ["phase", "actin"], ["nucleus"]) == ["phase", None]

@@ -109,8 +109,13 @@ def test_segment_with_no_image_says_so(make_napari_viewer, qtbot):
     w.run_button.native.click()  # an exception in this slot would fail the test (pytest-qt)
     assert w.status.value.startswith("error: no image layer") and w.worker is None
     viewer.add_image(np.zeros((32, 32)), name="a")
-    w.run_button.native.click()  # the cells model takes two channels: one layer is not enough
-    assert "choose the layer for the nucleus input" in w.status.value and w.run_button.enabled
+    # the nuclear input of cells is optional: one unnamed layer feeds the cell input, zeros the nucleus
+    assert [b.value for b in w.inputs.boxes] == ["a", None]
+    assert w.inputs.mapping.value == "feeds: a -> cell; (none: zeros) -> nucleus"
+    assert [b.label for b in w.inputs.boxes] == ["cell input", "nucleus input (optional)"]
+    w.inputs.boxes[0].value = None  # a required input left empty
+    w.run_button.native.click()
+    assert "choose the layer for the cell input" in w.status.value and w.run_button.enabled
     viewer.add_image(np.zeros((32, 32)), name="b")
     assert [b.value for b in w.inputs.boxes] == ["a", "b"]  # unnamed layers in order
     w.inputs.boxes[1].value = "a"
@@ -119,6 +124,22 @@ def test_segment_with_no_image_says_so(make_napari_viewer, qtbot):
     assert w.inputs.mapping.value == "feeds: a -> cell; a -> nucleus"
     w.model.value = "nuclei"  # another model: one drop-down per input of it
     assert [b.label for b in w.inputs.boxes] == ["nuclei input"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
+def test_segment_widget_phase_contrast_alone(make_napari_viewer, qtbot, data_root):
+    """One phase-contrast layer and ``cells``: the nuclear input stays empty (zeros) and cells come out."""
+    from lociseg.data import load_dataset
+
+    s = load_dataset("usiigaci@test", root=data_root)[0]
+    viewer = make_napari_viewer()
+    viewer.add_image(np.asarray(s.image)[0], name="phase")
+    w = SegmentWidget(viewer)
+    assert [b.value for b in w.inputs.boxes] == ["phase", None]
+    w.run_button.native.click()
+    qtbot.waitUntil(lambda: "lociseg cells" in viewer.layers, timeout=120_000)
+    n = int(np.asarray(viewer.layers["lociseg cells"].data).max())
+    assert n >= 10 and f"{n} cells" in w.status.value
 
 
 def test_segment_widget_channels_of_one_layer_and_stain_names(make_napari_viewer):
