@@ -42,7 +42,7 @@ from lociseg.metrics import evaluate_pairs
 from lociseg.predict.api import load_model
 from lociseg.report.adapt import adapt
 from lociseg.train import train
-from lociseg.train.adapt import _config
+from lociseg.train.finetune import finetune_config
 
 #: Channels (nucleus, cytoplasm) per set.
 CHANNELS = {"bbbc018": ["DNA", "actin"], "aitslab": ["nucleus", "cell"]}
@@ -65,7 +65,7 @@ def run(
     gts = [test[n].labels for n in names]
     run_dir = out / f"{base}_{targets}"
     t0 = time.perf_counter()
-    res = adapt(
+    res, _ = adapt(
         [(n, test[n].image) for n in names],
         run_dir,
         nucleus=0,
@@ -78,7 +78,7 @@ def run(
         progress=False,
     )
     adapt_s = time.perf_counter() - t0
-    kept = res["images"]
+    kept = res.images
     g = [gts[names.index(n)] for n in kept]
     row = {
         "set": f"{base}@test",
@@ -86,7 +86,7 @@ def run(
         "targets": targets,
         "minutes": minutes,
         "init": init,
-        "steps": res["train"]["step"],
+        "steps": res.train["step"],
         "adapt_s": round(adapt_s),
     }
     row["machine"] = f1s(g, [read_cells(run_dir / "annotations", n) for n in kept])
@@ -108,7 +108,9 @@ def run(
     tr = load_dataset(f"{base}@train", channels=chans)
     imgs = [tr[n].image[[1, 0]] for n in tr.names]
     labs = [tr[n].labels for n in tr.names]
-    cfg = _config(str(shipped.model.checkpoint_path), [1, 0], 0, 1, minutes, None, 5e-4, threads)
+    cfg = finetune_config(
+        str(shipped.model.checkpoint_path), [1, 0], 0, 1, minutes=minutes, steps=None, lr=5e-4, threads=threads
+    )
     sup = train(
         cfg.override({"init": init}),
         out / f"{base}_supervised",

@@ -9,7 +9,7 @@ as corrected). Arms, each scored by F1 at IoU 0.5 / 0.75 pooled over the
 held-out test fields (never corrected) and over the corrected fields:
 
 * ``adapted``: ``adapt_model`` on all test fields (transductive, label-free);
-* ``weak only``: :func:`~lociseg.train.adapt.finetune_on_corrections` with
+* ``weak only``: :func:`~lociseg.train.corrections.finetune_on_corrections` with
   no corrections (the machine points and foreground alone), same minutes;
 * ``corrected``: the same with the corrections;
 * ``targets only`` / ``targets+corrected``: ``rest="targets"``, the adapt
@@ -125,7 +125,7 @@ def main() -> None:
             progress=False,
             rest=rest,
         )
-        runs[arm] = (folder, r["train"]["step"])
+        runs[arm] = (folder, r.train["step"])
     rows = []
     for arm, (folder, steps) in runs.items():
         seg = load_model(folder)

@@ -8,6 +8,7 @@
 
 from .cells import grow_cells, propagate_cells
 from .classical import classical_cells, classical_nuclei, classical_phase_cells, split_touching
+from .folder import MIN_NUCLEI, AnnotatedImage, CellRedraw, FolderAnnotation, annotate_folder, check_stains
 from .foreground import RULES, THRESHOLDS, choose_foreground, foreground_candidates, foreground_level
 from .labels import annotation_report, gt_union, partition_foreground, weak_from_labels
 from .pipeline import Annotation, annotate_image, estimate_cell_scale
@@ -15,16 +16,32 @@ from .points import REF_DIAMETER, detect_points
 from .refine import merge_cells
 from .scale import REF_NUCLEUS_DIAMETER, mask_diameter, nucleus_diameter
 from .sheet import CHOICE_COLUMNS, read_choices, write_choices, write_contact_sheet
+from .sources import ImageSource, SourceImage, image_sources
 from .store import (
+    annotation_files,
     has_annotation,
     read_annotation,
+    read_annotation_meta,
     read_candidates,
     read_cells,
+    update_annotation_meta,
     with_annotations,
     write_annotation,
 )
 
 __all__ = [
+    "annotate_folder",
+    "image_sources",
+    "check_stains",
+    "MIN_NUCLEI",
+    "AnnotatedImage",
+    "FolderAnnotation",
+    "CellRedraw",
+    "ImageSource",
+    "SourceImage",
+    "annotation_files",
+    "read_annotation_meta",
+    "update_annotation_meta",
     "detect_points",
     "foreground_candidates",
     "choose_foreground",

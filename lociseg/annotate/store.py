@@ -16,6 +16,9 @@ from ..errors import InputError
 from ..io.files import atomic_write
 
 __all__ = [
+    "annotation_files",
+    "read_annotation_meta",
+    "update_annotation_meta",
     "write_annotation",
     "read_annotation",
     "read_cells",
@@ -89,6 +92,42 @@ def write_annotation(
     if meta is not None:
         atomic_write(d / f"{stem}.meta.json", json.dumps(meta, indent=1, default=str), overwrite=overwrite)
     return p
+
+
+#: The endings of one image's annotation files (:func:`write_annotation`).
+_ENDINGS = (".points.csv", ".foreground.tif", ".candidates.npz", ".cells.tif", ".meta.json")
+
+
+def annotation_files(directory: str | os.PathLike, name: str) -> list[Path]:
+    """The annotation files of image ``name`` that ``directory`` holds."""
+    return [p for e in _ENDINGS if (p := Path(directory) / f"{_safe(name)}{e}").is_file()]
+
+
+def read_annotation_meta(directory: str | os.PathLike, name: str) -> dict | None:
+    """The ``meta.json`` of image ``name``'s annotation, or None when there is none.
+
+    Raises
+    ------
+    InputError
+        The file is not a JSON object.
+    """
+    path = Path(directory) / f"{_safe(name)}.meta.json"
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except ValueError as exc:
+        raise InputError(f"unreadable ({exc})", path=path) from None
+    if not isinstance(meta, dict):
+        raise InputError("is not an annotation record (a JSON object)", path=path)
+    return meta
+
+
+def update_annotation_meta(directory: str | os.PathLike, name: str, extra: dict) -> Path:
+    """Add ``extra`` to the ``meta.json`` of image ``name``'s annotation (written atomically); returns its path."""
+    path = Path(directory) / f"{_safe(name)}.meta.json"
+    meta = {**(read_annotation_meta(directory, name) or {}), **extra}
+    return atomic_write(path, json.dumps(meta, indent=1, default=str), overwrite=True)
 
 
 def read_candidates(directory: str | os.PathLike, name: str) -> np.ndarray:

@@ -1,29 +1,32 @@
-"""``lociseg adapt``: fit a model to a lab's own unlabelled images in one command."""
+"""``lociseg adapt``: fit a model to a lab's own unlabelled images in one command (:func:`lociseg.report.adapt.adapt`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from ._common import exit_if_failed, prepare_out_dir
 from .annotate import _channel
 
-
-def main(
-    inputs: list[str] = typer.Argument(..., help="Image files, folders or globs (multi-channel images)."),
-    out: Path = typer.Option(
-        ...,
+# the options, in the order --help lists them
+Inputs = Annotated[list[str], typer.Argument(help="Image files, folders or globs (multi-channel images).")]
+Out = Annotated[
+    Path,
+    typer.Option(
         "--out",
         "-o",
         help="Folder: the adapted model (use it as --model OUT), annotations/, segmentation/, report/index.html.",
     ),
-    nucleus: str = typer.Option(..., "--nucleus", "-n", help="Nuclear channel, by name or index."),
-    cytoplasm: str = typer.Option(..., "--cytoplasm", help="Cytoplasm / cell-body channel, by name or index."),
-    minutes: float = typer.Option(15.0, "--minutes", help="Wall-clock budget of the fine-tuning."),
-    from_: str = typer.Option("cells", "--from", help="Starting model: cells, nuclei, or a model folder."),
-    targets: str = typer.Option(
-        "evidence",
+]
+Nucleus = Annotated[str, typer.Option("--nucleus", "-n", help="Nuclear channel, by name or index.")]
+Cytoplasm = Annotated[str, typer.Option("--cytoplasm", help="Cytoplasm / cell-body channel, by name or index.")]
+Minutes = Annotated[float, typer.Option("--minutes", help="Wall-clock budget of the fine-tuning.")]
+From = Annotated[str, typer.Option("--from", help="Starting model: cells, nuclei, or a model folder.")]
+Targets = Annotated[
+    str,
+    typer.Option(
         "--targets",
         help="Training targets: machine, model, model+machine "
         "(the model's cells plus machine cells it missed), machine+model, or auto "
@@ -31,10 +34,25 @@ def main(
         "or evidence (the default: as auto, then a cell only the model found is kept only around a detected nucleus; "
         "docs/adapt.md).",
     ),
-    steps: int | None = typer.Option(None, "--steps", help="Cap on the training steps (quick looks)."),
-    resume: bool = typer.Option(False, "--resume", help="Go on from what an interrupted run left in OUT."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an OUT that holds a run."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+]
+Steps = Annotated[int | None, typer.Option("--steps", help="Cap on the training steps (quick looks).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Go on from what an interrupted run left in OUT.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Start again in an OUT that holds a run.")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+
+
+def main(
+    inputs: Inputs,
+    out: Out,
+    nucleus: Nucleus,
+    cytoplasm: Cytoplasm,
+    minutes: Minutes = 15.0,
+    from_: From = "cells",
+    targets: Targets = "evidence",
+    steps: Steps = None,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    device: Device = "auto",
 ) -> None:
     """Adapt a model to your own images without labelling any: machine annotations, fine-tuning, segmentation, report.
 
@@ -51,21 +69,14 @@ def main(
     """
     import signal
 
-    from ..errors import ConfigError
     from ..io.files import expand_inputs
-    from ..report.adapt import TARGETS, adapt
+    from ..report.adapt import adapt
+    from ..train.adapt import check_adapt_options
 
-    if minutes <= 0:
-        raise ConfigError(f"--minutes must be positive, got {minutes}")
-    if steps is not None and steps < 1:
-        raise ConfigError(
-            f"--steps must be at least 1, got {steps} (to segment with the starting model: lociseg segment)"
-        )
-    if targets not in TARGETS:
-        raise ConfigError(f"--targets must be one of {', '.join(TARGETS)}, got {targets!r}")
+    check_adapt_options(minutes, steps, targets)
     paths = expand_inputs(inputs)
     prepare_out_dir(out)
-    result = adapt(
+    run, page = adapt(
         paths,
         out,
         nucleus=_channel(nucleus),
@@ -78,15 +89,14 @@ def main(
         overwrite=overwrite,
         device=device,
     )
-    if result["interrupted"]:
+    if run.interrupted:
         typer.echo(
-            f"stopped by {result['interrupted']}; what is done is kept in {out}. "
+            f"stopped by {run.interrupted}; what is done is kept in {out}. "
             f"Continue with: lociseg adapt ... -o {out} --resume",
             err=True,
         )
-        raise typer.Exit(128 + int(signal.Signals[result["interrupted"]]))
+        raise typer.Exit(128 + int(signal.Signals[run.interrupted]))
     typer.echo(
-        f"adapted model: {out} ({result['train']['step']} steps); segmentation: {out / 'segmentation'}; "
-        f"report: {result['report']}"
+        f"adapted model: {out} ({run.train['step']} steps); segmentation: {out / 'segmentation'}; report: {page}"
     )
-    exit_if_failed({k: f"skipped: {v}" for k, v in result["skipped"].items()})
+    exit_if_failed({k: f"skipped: {v}" for k, v in run.skipped.items()})

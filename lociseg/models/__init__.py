@@ -9,7 +9,7 @@ from .base import InputSpec, SegmentationModel
 from .fpn import FPN
 from .lacss import LacssConfig, LacssModel
 from .lpn import LPNHead, decode_locations, lpn_targets
-from .registry import build_model
+from .registry import MODEL_TYPES, build_model, model_type
 from .seghead import SegHead
 
 __all__ = [
@@ -25,5 +25,7 @@ __all__ = [
     "decode_locations",
     "lpn_targets",
     "build_model",
+    "model_type",
+    "MODEL_TYPES",
     "SegHead",
 ]

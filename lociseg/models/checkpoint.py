@@ -26,9 +26,7 @@ from ..config import Config
 from ..errors import ConfigError, InputError
 from ..io.files import atomic_write, recover_folder
 from .base import SegmentationModel
-from .lacss import LacssConfig
-from .registry import build_model
-from .unet import UNetConfig
+from .registry import MODEL_TYPES, build_model
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
@@ -180,9 +178,6 @@ def upgrade_config(data: dict[str, Any] | None) -> dict[str, Any]:
     return data
 
 
-MODEL_CONFIGS: dict[str, type[Config]] = {"lacss": LacssConfig, "unet": UNetConfig}
-
-
 def model_config(path: str | os.PathLike) -> Config:
     """The config of a checkpoint's model: the ``model_type`` section of its ``config.yaml``."""
     file = resolve_checkpoint(path) / CONFIG
@@ -194,9 +189,9 @@ def model_config(path: str | os.PathLike) -> Config:
         raise ConfigError("the configuration must be a YAML mapping", path=file)
     data = upgrade_config(data)
     model_type = data.get("model_type", "lacss")
-    if model_type not in MODEL_CONFIGS:
-        raise ConfigError(f"unknown model_type {model_type!r}; valid: {sorted(MODEL_CONFIGS)}", path=file)
-    return MODEL_CONFIGS[model_type].from_dict(data.get(model_type))
+    if model_type not in MODEL_TYPES:
+        raise ConfigError(f"unknown model_type {model_type!r}; valid: {sorted(MODEL_TYPES)}", path=file)
+    return MODEL_TYPES[model_type][0].from_dict(data.get(model_type))
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> SegmentationModel:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import (
@@ -20,6 +21,11 @@ from magicgui.widgets import (
 
 from ..errors import LociError
 from .logic import holds_run, labels_features, next_free_folder, safe_name
+
+if TYPE_CHECKING:
+    from ..train.adapt import AdaptRun
+    from ..train.corrections import FinetuneRun
+    from ..train.finetune import AdaptSample
 
 
 class _InputChoice(Container):
@@ -311,7 +317,7 @@ class AdaptWidget(Container):
     (new cells, erase, split a cell by painting a new label over part of
     it), and the cells you changed train as full labels while the rest
     trains on the adapt targets or, if chosen, stays weak
-    (:func:`lociseg.train.adapt.finetune_on_corrections`); the new model
+    (:func:`lociseg.train.corrections.finetune_on_corrections`); the new model
     goes into ``<folder>/finetune-<k>`` and its result into a new layer.
     Both run in a worker thread with a progress bar and a Cancel button;
     errors appear as one-line notifications.
@@ -429,19 +435,19 @@ class AdaptWidget(Container):
         self._cancel.set()
         self.status.value = "cancelling ..."
 
-    def _show(self, name: str, model: str, sample: dict) -> None:
+    def _show(self, name: str, model: str, sample: AdaptSample) -> None:
         from .logic import labels_features
 
-        table = sample["table"]
+        table = sample.table
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
         self.viewer.add_labels(
-            sample["labels"],
+            sample.labels,
             name=name,
             features=labels_features(table.to_dict()),
             metadata={**table.meta, "lociseg_model": model},
         )
-        self._outputs[name] = (model, np.array(sample["labels"], copy=True))
+        self._outputs[name] = (model, np.array(sample.labels, copy=True))
         self.corrected.reset_choices()
         self.corrected.value = name
 
@@ -482,20 +488,19 @@ class AdaptWidget(Container):
                 callback=self._callback,
             )
 
-        def done(res: dict) -> None:
-            if res["interrupted"]:
+        def done(res: AdaptRun) -> None:
+            if res.interrupted:
                 self._say(f"cancelled; what was done is kept in {folder}")
                 return
-            if not res["samples"]:
-                self._say(f"no usable image: {'; '.join(res['skipped'].values())}", error=True)
+            if not res.samples:
+                self._say(f"no usable image: {'; '.join(res.skipped.values())}", error=True)
                 return
             self._run = {"folder": folder, "name": name, "image": image}
-            self._show("lociseg adapted", str(folder), res["samples"][0])
-            q = res["info"].get("quality", {}).get(name)
+            self._show("lociseg adapted", str(folder), res.samples[0])
+            q = res.info.get("quality", {}).get(name)
             quality = f"; estimated F1@0.5 {q['quality']:.2f} (no label used)" if q else ""
             self._say(
-                f"adapted model saved in {folder} ({res['train']['step']} steps){quality}; "
-                "paint corrections and fine-tune"
+                f"adapted model saved in {folder} ({res.train['step']} steps){quality}; paint corrections and fine-tune"
             )
 
         self._start(work, done)
@@ -537,11 +542,11 @@ class AdaptWidget(Container):
                 rest=rest,
             )
 
-        def done(res: dict) -> None:
-            if res["interrupted"]:
+        def done(res: FinetuneRun) -> None:
+            if res.interrupted:
                 self._say(f"cancelled; what was done is kept in {out}")
                 return
-            self._show(f"lociseg {out.name}", str(out), res["samples"][0])
+            self._show(f"lociseg {out.name}", str(out), res.samples[0])
             self._say(f"fine-tuned on {n} corrected cell(s): model saved in {out}")
 
         self._start(work, done)

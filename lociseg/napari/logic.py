@@ -102,13 +102,11 @@ def assign_layers(inputs: list[str], choices: list[str], optional: Sequence[str]
     return picked
 
 
-#: What a training or adapt run leaves in its folder.
-_RUN_FILES = ("best", "last", "log.csv", "adapt.json", "finetune.json")
-
-
 def holds_run(folder: str | os.PathLike) -> bool:
-    """True when ``folder`` holds a model or run that starting a new one there would replace."""
-    return any((Path(folder) / n).exists() for n in _RUN_FILES)
+    """True when ``folder`` holds a model or run (training, adapt, fine-tuning) that starting a new one there would replace."""
+    from ..train.run_control import held_run
+
+    return bool(held_run(folder, "adapt.json", "finetune.json"))
 
 
 def next_free_folder(parent: str | os.PathLike, stem: str) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,7 +14,7 @@ import torch
 from ..annotate.refine import merge_cells
 from .api import Segmenter, load_model
 
-__all__ = ["cells_from_model"]
+__all__ = ["ModelCells", "cells_from_model", "model_channel_order"]
 
 
 def cells_from_model(
@@ -67,3 +69,56 @@ def cells_from_model(
     if fill is not None:
         cells = merge_cells(cells, fill, max_overlap=max_overlap)
     return cells, float(table.meta["diameter_used"])
+
+
+def model_channel_order(seg: Segmenter, nucleus: str | int, cytoplasm: str | int) -> tuple[list[int], bool]:
+    """Indices into a (nucleus, cytoplasm) image in the order ``seg`` takes its channels.
+
+    The model's channel names are matched against ``nucleus`` and
+    ``cytoplasm``; when they cannot be (unnamed, or indices given), the
+    order of lociseg's configs is taken: cytoplasm, then nucleus. A
+    one-channel model gets the nuclear channel.
+
+    Returns
+    -------
+    order : list of int
+    matched : bool
+        Whether the order came from the names (False: the configs' order).
+    """
+    if seg.spec.in_channels == 1:
+        return [0], True
+    names = [str(nucleus).strip().lower(), str(cytoplasm).strip().lower()]
+    wanted = [str(c).strip().lower() for c in seg.spec.channels]
+    if len(wanted) == 2 and all(c in names for c in wanted):
+        return [names.index(c) for c in wanted], True
+    return [1, 0], False
+
+
+@dataclass
+class ModelCells:
+    """A model re-draws each image's cells (:func:`cells_from_model`) in :func:`lociseg.annotate.annotate_folder`.
+
+    Attributes
+    ----------
+    segmenter : Segmenter
+    channels : list of int
+        Its channels' indices in the (nucleus, cytoplasm) image (:func:`model_channel_order`).
+    keep_missed : bool
+        Keep the machine cells the model missed.
+    """
+
+    segmenter: Segmenter
+    channels: list[int]
+    keep_missed: bool = True
+
+    @property
+    def needs_machine_cells(self) -> bool:
+        return self.keep_missed
+
+    def __call__(self, image: np.ndarray, machine: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
+        """The model's cells of ``image`` (with the missed machine cells) and what ``meta.json`` records of them."""
+        cells, used = cells_from_model(
+            image, self.segmenter, channels=self.channels, fill=machine if self.keep_missed else None
+        )
+        meta = {"cells_from": self.segmenter.name, "cells_diameter": round(used, 2), "keep_missed": self.keep_missed}
+        return cells, meta

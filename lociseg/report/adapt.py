@@ -1,9 +1,10 @@
 """``lociseg adapt``: adapt a trained model to a lab's own unlabelled images, with a report page.
 
->>> result = adapt(["plate1/"], "adapted/", nucleus="DNA", cytoplasm="actin", minutes=15)  # doctest: +SKIP
+>>> run, page = adapt(["plate1/"], "adapted/", nucleus="DNA", cytoplasm="actin", minutes=15)  # doctest: +SKIP
 
 The work (machine annotations, targets, fine-tuning, segmentation) is
-:func:`lociseg.train.adapt.adapt_model`; this adds ``report/index.html``:
+:func:`lociseg.train.adapt.adapt_model`; after it, :func:`write_adapt_page`
+writes ``report/index.html``:
 what was chosen, the loss curve, and machine cells, the starting model and
 the adapted model side by side. ``out`` is itself the run folder
 (``best/``, ``last/``, ``log.csv``), so it loads wherever a model name does.
@@ -22,39 +23,37 @@ import numpy as np
 from PIL import Image
 
 from ..io.files import atomic_write
-from ..train.adapt import TARGETS, adapt_model
+from ..train.adapt import TARGETS, AdaptRun, adapt_model
 from .html import CSS, overlay_outlines
 
-__all__ = ["adapt", "TARGETS"]
+__all__ = ["TARGETS", "adapt", "write_adapt_page"]
 
 _SHOWN = 4  # images shown side by side in the report
 
 
 def adapt(
     images: Sequence[str | os.PathLike | tuple[str, np.ndarray]], out: str | os.PathLike, **options: Any
-) -> dict[str, Any]:
-    """Fine-tune a model on machine annotations of ``images``, segment them with the result, write the report.
+) -> tuple[AdaptRun, Path | None]:
+    """Fine-tune a model on machine annotations of ``images``, segment them with the result, then write the page.
 
     Parameters
     ----------
     images, out
         As in :func:`lociseg.train.adapt.adapt_model`; ``out`` also gets
-        ``report/index.html`` (settings, skipped images, cells per image,
-        loss curve, before/after on the first images, contact sheets of the
-        foreground candidates in ``report/sheets/``).
+        ``report/index.html`` (:func:`write_adapt_page`) and the contact
+        sheets of the foreground candidates in ``report/sheets/``.
     **options
-        The keyword arguments of :func:`~lociseg.train.adapt.adapt_model`
+        The fields of :class:`~lociseg.train.adapt.AdaptOptions`
         (``nucleus``, ``cytoplasm``, ``minutes``, ``init``, ``targets``,
         ``steps``, ``lr``, ``resume``, ``overwrite``, ``device``,
         ``threads``, ``progress``, ``callback``).
 
     Returns
     -------
-    dict
-        ``images`` (names used), ``skipped`` (name -> reason), ``train``
-        (what :func:`lociseg.train.train` returned), ``interrupted`` (signal
-        name, ``"cancelled"`` or None), ``report`` (path of the page, None
-        when interrupted).
+    run : AdaptRun
+        What :func:`~lociseg.train.adapt.adapt_model` did.
+    page : Path or None
+        The report page; None when the run was interrupted.
 
     Raises
     ------
@@ -62,33 +61,38 @@ def adapt(
         No usable image, or a run in ``out`` without ``resume``/``overwrite``.
     """
     out = Path(out)
+    run = adapt_model(images, out, sheets=out / "report" / "sheets", **options)
+    return run, None if run.interrupted else write_adapt_page(run, out)
+
+
+def write_adapt_page(run: AdaptRun, out: str | os.PathLike) -> Path:
+    """``out/report/index.html`` of a finished adapt run: settings, skipped images, cells per image, loss curve,
+    machine cells, starting and adapted model side by side on the first images, contact sheets.
+    """
+    out = Path(out)
     report_dir = out / "report"
-    res = adapt_model(images, out, sheets=report_dir / "sheets", **options)
-    keep = {k: res[k] for k in ("images", "skipped", "train", "interrupted")}
-    if res["interrupted"]:
-        return {**keep, "report": None}
-    order, seg = res["info"]["model_channels"], res["start"]
+    report_dir.mkdir(parents=True, exist_ok=True)
+    order = run.info["model_channels"]
     rows = []
-    for k, s in enumerate(res["samples"]):
+    for k, s in enumerate(run.samples):
         rows.append(
             {
-                "name": s["name"],
-                "machine cells": int(len(np.unique(s["machine"])) - 1),
-                "targets": int(len(np.unique(s["target"])) - 1),
-                "final cells": int(len(s["table"])),
-                "diameter (px)": round(float(s["table"].meta["diameter_used"]), 1),
-                "estimated quality": (s.get("quality") or {}).get("quality", ""),
+                "name": s.name,
+                "machine cells": int(len(np.unique(s.machine)) - 1),
+                "targets": int(len(np.unique(s.target)) - 1),
+                "final cells": int(len(s.table)),
+                "diameter (px)": round(float(s.table.meta["diameter_used"]), 1),
+                "estimated quality": (s.quality or {}).get("quality", ""),
             }
         )
         if k < _SHOWN:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="cell diameter estimated")
-                before = seg.segment(s["image"], channels=order, diameter=s["diameter"])[0]
-            shown = s["image"][[1, 0]]  # cytoplasm green, nuclei blue
-            for tag, lab in (("machine", s["machine"]), ("final", s["labels"]), ("before", before)):
-                Image.fromarray(overlay_outlines(shown, lab)).save(report_dir / f"{s['name']}.{tag}.png", optimize=True)
-    page = _write_page(report_dir, res["info"], rows, out / "log.csv", min(len(rows), _SHOWN))
-    return {**keep, "report": page}
+                before = run.start.segment(s.image, channels=order, diameter=s.diameter)[0]
+            shown = s.image[[1, 0]]  # cytoplasm green, nuclei blue
+            for tag, lab in (("machine", s.machine), ("final", s.labels), ("before", before)):
+                Image.fromarray(overlay_outlines(shown, lab)).save(report_dir / f"{s.name}.{tag}.png", optimize=True)
+    return _write_page(report_dir, run.info, rows, out / "log.csv", min(len(rows), _SHOWN))
 
 
 def svg_curve(x: Sequence[float], y: Sequence[float], title: str, *, width: int = 480, height: int = 200) -> str:

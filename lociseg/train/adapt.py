@@ -1,67 +1,72 @@
-"""Adapt a trained model to unlabelled images, then fine-tune it on a person's corrections.
+"""Adapt a trained model to unlabelled images, in stages with typed records.
 
 :func:`adapt_model` is the work behind ``lociseg adapt`` (whose report page
-:func:`lociseg.report.adapt.adapt` adds) and the napari *Adapt* widget:
-machine annotations at each image's own scale
-(:func:`lociseg.annotate.annotate_image` with
-:func:`~lociseg.annotate.estimate_cell_scale`), the starting model's cells
-merged with them as targets (:func:`lociseg.predict.selftrain.cells_from_model`),
-supervised fine-tuning from the model's weights (:func:`lociseg.train.train`
-with ``init``) and segmentation at each image's training scale.
+:func:`lociseg.report.adapt.adapt` writes after it) and the napari *Adapt*
+widget. Its stages, each a function of its own:
 
-:func:`finetune_on_corrections` is the human-in-the-loop step after it: the
-cells a person corrected on the result (:func:`corrections_from_edit`) are
-full labels, the rest of each image trains on the adapt run's targets or
-stays weak (its machine points and foreground), and training starts from
-the adapted model.
+1. :func:`annotate_stage`: machine annotations of every image at its own
+   scale (:func:`lociseg.annotate.annotate_folder`, whose one rule refuses
+   an image that cannot be used);
+2. :func:`targets_stage`: the training targets, the starting model's cells
+   and the machine cells combined as ``targets`` says (:data:`TARGETS`);
+3. :func:`train_stage`: supervised fine-tuning from the model's weights
+   (:func:`lociseg.train.finetune.run_training`);
+4. :func:`~lociseg.train.finetune.segment_stage`: segmentation of each
+   image at its training scale;
+5. :func:`~lociseg.train.finetune.report_stage`: the label-free quality
+   of each result, and the images to look at first, in ``adapt.json``.
+
+Fine-tuning on a person's corrections of the result is
+:func:`lociseg.train.corrections.finetune_on_corrections`.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import tifffile
 
-from ..annotate import (
-    annotate_image,
-    estimate_cell_scale,
-    merge_cells,
-    read_annotation,
-    read_cells,
-    write_annotation,
-    write_contact_sheet,
-)
-from ..annotate.evidence import AGREEMENT_MIN, choose_targets, review_order, stain_maps
-from ..annotate.evidence import quality_estimate as _quality
-from ..config import to_dict
-from ..errors import InputError, LociError
-from ..io import read_image
-from ..io.files import atomic_write, image_stem
+from ..annotate import FolderAnnotation, annotate_folder, image_sources, merge_cells, update_annotation_meta
+from ..annotate.evidence import AGREEMENT_MIN, choose_targets, stain_maps
+from ..errors import ConfigError, InputError, describe_error
+from ..io.files import atomic_write
 from ..metrics import match_instances
-from ..models.checkpoint import model_config
 from ..models.pretrained import resolve_model
-from ..predict.api import OUTPUT_SUFFIXES, Segmenter, load_model, outputs_complete, write_outputs
-from ..predict.selftrain import cells_from_model
-from ..transforms import diameter_from_labels
-from .config import ExperimentConfig
-from .loop import train
+from ..predict.api import OUTPUT_SUFFIXES, Segmenter, load_model, outputs_complete
+from ..predict.selftrain import cells_from_model, model_channel_order
+from .finetune import (
+    AdaptSample,
+    Callback,
+    cancelled,
+    finetune_config,
+    read_record,
+    report_stage,
+    run_training,
+    segment_stage,
+    write_record,
+)
+from .run_control import refuse_held_run
 
 __all__ = [
+    "AGREEMENT_MIN",
     "TARGETS",
+    "AdaptOptions",
+    "AdaptRun",
     "adapt_model",
-    "assess_samples",
-    "sample_quality",
+    "agreement",
+    "check_adapt_options",
+    "annotate_stage",
+    "choose_lead",
+    "targets_stage",
+    "train_stage",
 ]
-
-log = logging.getLogger("lociseg.adapt")
 
 #: How the training targets are drawn: the machine cells alone, the starting
 #: model's cells alone, or one of them with the other's cells it missed added
@@ -74,48 +79,307 @@ log = logging.getLogger("lociseg.adapt")
 #: measured in ``benchmarks/bench_target_signals.py``.
 TARGETS = ("evidence", "auto", "machine", "model", "model+machine", "machine+model")
 
-#: Images flagged for a person to look at first: the lowest estimated quality, this fraction of them (at least one).
-REVIEW_FRACTION = 0.2
 
-#: ``callback(stage, fraction)`` with stage ``annotate``, ``train`` or
-#: ``segment`` and the fraction of that stage done; returning True cancels.
-Callback = Callable[[str, float], bool | None]
+@dataclass(frozen=True)
+class AdaptOptions:
+    """The settings of an :func:`adapt_model` run (recorded in ``adapt.json``).
 
-_MIN_NUCLEI = 3  # fewer nucleus-sized spots give no scale and nothing to learn from
+    Attributes
+    ----------
+    nucleus, cytoplasm : str or int
+        Channels by name or index (indices for in-memory images).
+    minutes : float
+        Wall-clock budget of the fine-tuning (the learning rate anneals to it).
+    init : str
+        Starting model: a shipped name (``cells``, ``nuclei``) or a
+        checkpoint / run folder.
+    targets : str
+        One of :data:`TARGETS` (``evidence``, the default: per image the
+        lead of :func:`choose_lead`, then per cell
+        :func:`lociseg.annotate.evidence.choose_targets`; ``auto``: the
+        lead only).
+    steps : int, optional
+        Cap on the training steps (tests, quick looks).
+    lr : float
+        Peak learning rate (fine-tuning: lower than from scratch).
+    resume : bool
+        Go on from what an interrupted run left: stored annotations and
+        targets are reused and training continues from ``last/``.
+    overwrite : bool
+        Start again in a folder that holds a run.
+    device : str
+    threads : int
+        torch CPU threads (0: torch's default).
+    progress : bool
+        Progress bars on the terminal.
+    callback : callable, optional
+        ``callback(stage, fraction)``
+        (:data:`~lociseg.train.finetune.Callback`); True cancels: the run
+        stops as after Ctrl-C (``interrupted`` is ``"cancelled"``), and what
+        is done is kept for ``resume``.
+    """
+
+    nucleus: str | int = "DNA"
+    cytoplasm: str | int = "actin"
+    minutes: float = 15.0
+    init: str = "cells"
+    targets: Literal["evidence", "auto", "machine", "model", "model+machine", "machine+model"] = "evidence"
+    steps: int | None = None
+    lr: float = 5e-4
+    resume: bool = False
+    overwrite: bool = False
+    device: str = "auto"
+    threads: int = 0
+    progress: bool = True
+    callback: Callback | None = field(default=None, compare=False)
+
+    def record(self) -> dict[str, Any]:
+        """The settings ``adapt.json`` keeps."""
+        keys = ("init", "nucleus", "cytoplasm", "targets", "minutes", "steps", "lr")
+        return {k: getattr(self, k) for k in keys}
 
 
-def _load(item: str | os.PathLike | tuple[str, np.ndarray], chans: list) -> tuple[str, np.ndarray]:
-    """(name, (2, H, W) nucleus, cytoplasm) of a file or a (name, (C, H, W) array) pair."""
-    if isinstance(item, tuple):
-        name, image = item
-        image = np.asarray(image)
-        if image.ndim != 3 or max(c for c in chans if isinstance(c, int)) >= image.shape[0]:
-            raise InputError(f"{name}: needs a (C, H, W) array with channels {chans}, got shape {image.shape}")
-        return name, image[chans]
-    return image_stem(item, suffixes=()), read_image(item, channels=chans)
+@dataclass
+class AdaptRun:
+    """What :func:`adapt_model` did.
+
+    Attributes
+    ----------
+    samples : list of AdaptSample
+        The images used, with their machine cells, targets and (once
+        segmented) labels, cell table and estimated quality.
+    skipped : dict
+        Name -> why an image was not used.
+    info : dict
+        What ``adapt.json`` holds.
+    start : Segmenter
+        The starting model.
+    train : dict or None
+        What :func:`~lociseg.train.finetune.run_training` returned.
+    interrupted : str or None
+        Signal name, ``"cancelled"`` or None.
+    """
+
+    samples: list[AdaptSample]
+    skipped: dict[str, str]
+    info: dict[str, Any]
+    start: Segmenter
+    train: dict[str, Any] | None = None
+    interrupted: str | None = None
+
+    @property
+    def images(self) -> list[str]:
+        """The names of the images used."""
+        return [s.name for s in self.samples]
 
 
-def _check(image: np.ndarray) -> float:
-    """The annotation diameter of a (nucleus, cytoplasm) image; InputError for images nothing can be learnt from."""
-    for k, what in enumerate(("nuclear", "cytoplasm")):
-        if not np.isfinite(image[k]).all() or np.ptp(image[k]) == 0:
-            raise InputError(f"the {what} channel is blank (one value everywhere)")
-    diameter, n = estimate_cell_scale(image[0])
-    if n < _MIN_NUCLEI or not np.isfinite(diameter):
-        raise InputError(f"no nuclei found in the nuclear channel ({n} nucleus-like spot(s))")
-    return diameter
+def check_adapt_options(minutes: float, steps: int | None, targets: str) -> None:
+    """Refuse settings :func:`adapt_model` cannot run with (before any work).
+
+    Raises
+    ------
+    ConfigError
+        Naming the option.
+    """
+    if not minutes > 0:
+        raise ConfigError(f"--minutes must be positive, got {minutes}")
+    if steps is not None and steps < 1:
+        raise ConfigError(
+            f"--steps must be at least 1, got {steps} (to segment with the starting model: lociseg segment)"
+        )
+    if targets not in TARGETS:
+        raise ConfigError(f"--targets must be one of {', '.join(TARGETS)}, got {targets!r}")
 
 
-def _model_order(seg: Segmenter, nucleus: str | int, cytoplasm: str | int) -> list[int]:
-    """Indices into (nucleus, cytoplasm) in the model's order (by name, else cytoplasm first as lociseg's configs)."""
-    n = seg.spec.in_channels
-    if n == 1:
-        return [0]
-    names = [str(nucleus).strip().lower(), str(cytoplasm).strip().lower()]
-    wanted = [str(c).strip().lower() for c in seg.spec.channels]
-    if len(wanted) == 2 and all(c in names for c in wanted):
-        return [names.index(c) for c in wanted]
-    return [1, 0]
+def adapt_model(
+    images: Sequence[str | os.PathLike | tuple[str, np.ndarray]],
+    out: str | os.PathLike,
+    *,
+    sheets: str | os.PathLike | None = None,
+    **options: Any,
+) -> AdaptRun:
+    """Fine-tune a model on machine annotations of ``images`` and segment them with the result.
+
+    Parameters
+    ----------
+    images : sequence of path or (name, (C, H, W) array)
+        Image files (``nucleus``/``cytoplasm`` pick their channels) or
+        in-memory images (``nucleus``/``cytoplasm`` are then indices).
+    out : path
+        Folder: the run (``best/`` = the adapted model, ``last/``,
+        ``log.csv``, ``config.yaml``), ``annotations/`` (machine
+        annotations, targets), ``segmentation/`` (labels, tables),
+        ``adapt.json`` (settings, images skipped and why, results).
+    sheets : path, optional
+        Folder for each image's contact sheet of foreground candidates.
+    **options
+        The fields of :class:`AdaptOptions` (``nucleus``, ``cytoplasm``,
+        ``minutes``, ``init``, ``targets``, ``steps``, ``lr``, ``resume``,
+        ``overwrite``, ``device``, ``threads``, ``progress``, ``callback``).
+
+    Returns
+    -------
+    AdaptRun
+
+    Raises
+    ------
+    ConfigError
+        A setting it cannot run with (:func:`check_adapt_options`).
+    InputError
+        No usable image, or a run in ``out`` without ``resume``/``overwrite``.
+    """
+    opts = AdaptOptions(**options)
+    check_adapt_options(opts.minutes, opts.steps, opts.targets)
+    out = Path(out)
+    sources, _ = image_sources(images, [opts.nucleus, opts.cytoplasm])
+    _check_out(out, [s.name for s in sources], opts)
+    init_path = opts.init if Path(opts.init).exists() else str(resolve_model(opts.init))
+    seg = load_model(init_path, device=opts.device)
+    order, _ = model_channel_order(seg, opts.nucleus, opts.cytoplasm)
+    t0 = time.perf_counter()
+    annotated = annotate_stage(sources, out / "annotations", opts, sheets)
+    samples, skipped, interrupted = targets_stage(annotated, out / "annotations", seg, order, opts)
+    run = AdaptRun(samples, skipped, {**opts.record(), "model_channels": order}, seg, interrupted=interrupted)
+    run.info.update(images=run.images, skipped=skipped, annotate_seconds=round(time.perf_counter() - t0, 1))
+    if run.interrupted:
+        write_record(out / "adapt.json", {**run.info, "interrupted": run.interrupted})
+        return run
+    if not samples:
+        raise InputError("no usable image (" + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")", path=out)
+    run.train = train_stage(out, samples, init_path, order, opts)
+    if run.train.get("interrupted"):
+        write_record(out / "adapt.json", {**run.info, "train": run.train, "trained": False})
+        run.interrupted = run.train.get("interrupted")
+        return run
+    run.info.update(train=run.train, trained=True)
+    write_record(out / "adapt.json", run.info)
+    # a run folder with outputs got this far only with resume or overwrite: its segmentation is replaced
+    run.interrupted = segment_stage(
+        out,
+        samples,
+        order,
+        device=opts.device,
+        progress=opts.progress,
+        callback=opts.callback,
+        overwrite=opts.overwrite or opts.resume,
+    )
+    if not run.interrupted:
+        run.info.update(report_stage(samples))
+        write_record(out / "adapt.json", run.info)
+    return run
+
+
+def annotate_stage(
+    sources: Sequence, ann_dir: Path, opts: AdaptOptions, sheets: str | os.PathLike | None
+) -> FolderAnnotation:
+    """Stage 1: machine annotations of every image into ``ann_dir`` (the first half of the ``annotate`` progress).
+
+    With ``resume`` an image whose annotation is stored is read back, not redone.
+    """
+    return annotate_folder(
+        sources,
+        ann_dir,
+        nucleus=opts.nucleus,
+        cytoplasm=opts.cytoplasm,
+        sheets=sheets,
+        reuse=opts.resume,
+        keep_arrays=True,
+        progress=opts.progress,
+        cancel=lambda f: cancelled(opts.callback, "annotate", f / 2),
+    )
+
+
+def targets_stage(
+    annotated: FolderAnnotation, ann_dir: Path, seg: Segmenter, order: list[int], opts: AdaptOptions
+) -> tuple[list[AdaptSample], dict[str, str], str | None]:
+    """Stage 2: each annotated image's training targets (``ann_dir/<name>.targets.tif``, the second half of ``annotate``).
+
+    Returns the samples, the images skipped (name -> reason: refused by the
+    annotation, or no targets) and the interruption (``"SIGINT"``,
+    ``"cancelled"`` or None). With ``resume`` stored targets are read back.
+    """
+    samples: list[AdaptSample] = []
+    skipped = dict(annotated.refused)
+    done = annotated.annotated
+    if annotated.interrupted:
+        return samples, skipped, annotated.interrupted
+    try:
+        for k, rec in enumerate(done):
+            if cancelled(opts.callback, "annotate", 0.5 + k / (2 * len(done))):
+                return samples, skipped, "cancelled"
+            sample = AdaptSample(
+                rec.name,
+                rec.image,
+                target=rec.cells,
+                machine=rec.cells,
+                points=rec.points,
+                annotation_diameter=rec.diameter,
+            )
+            try:
+                stored = _stored_targets(ann_dir, rec.name, opts.resume)
+                sample.target = _draw_targets(sample, ann_dir, seg, order, opts.targets) if stored is None else stored
+            except ConfigError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as the annotation's rule: one image must not stop the others
+                skipped[rec.name] = describe_error(exc)
+                continue
+            samples.append(sample)
+    except KeyboardInterrupt:
+        return samples, skipped, "SIGINT"
+    return samples, skipped, None
+
+
+def _stored_targets(ann_dir: Path, name: str, resume: bool) -> np.ndarray | None:
+    path = ann_dir / f"{name}.targets.tif"
+    return tifffile.imread(path).astype(np.int32) if resume and path.is_file() else None
+
+
+def _draw_targets(sample: AdaptSample, ann_dir: Path, seg: Segmenter, order: list[int], mode: str) -> np.ndarray:
+    """A sample's targets, written with the mode used and the model/machine agreement (in its ``meta.json``)."""
+    target, used, agree = _targets(
+        sample.image, sample.machine, seg, order, mode, sample.points, sample.annotation_diameter
+    )
+    update_annotation_meta(
+        ann_dir, sample.name, {"targets": used, "agreement": None if agree is None else round(agree, 3)}
+    )
+    atomic_write(
+        ann_dir / f"{sample.name}.targets.tif",
+        lambda p, t=target: tifffile.imwrite(p, t.astype(np.uint32), compression="zlib"),
+        overwrite=True,
+    )
+    return target
+
+
+def train_stage(out: Path, samples: list[AdaptSample], init_path: str, order: list[int], opts: AdaptOptions) -> dict:
+    """Stage 3: fine-tune the model of ``init_path`` on the samples' targets into ``out``.
+
+    With ``resume``: a finished training (``adapt.json``) is not redone, an
+    interrupted one goes on from ``last/``.
+    """
+    previous = read_record(out / "adapt.json")
+    if opts.resume and previous.get("trained"):
+        return previous["train"]
+    config = finetune_config(
+        init_path,
+        order,
+        opts.nucleus,
+        opts.cytoplasm,
+        minutes=opts.minutes,
+        steps=opts.steps,
+        lr=opts.lr,
+        threads=opts.threads,
+    )
+    go_on = opts.resume and (out / "last").is_dir()
+    return run_training(
+        config,
+        out,
+        ([s.image[order] for s in samples], [s.target for s in samples]),
+        device=opts.device,
+        resume=go_on,
+        overwrite=not go_on and (opts.overwrite or opts.resume),
+        progress=opts.progress,
+        callback=opts.callback,
+    )
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -163,311 +427,12 @@ def _targets(
     return merge_cells(machine, own), mode, agree
 
 
-def _cancelled(callback: Callback | None, stage: str, fraction: float) -> bool:
-    return callback is not None and bool(callback(stage, min(1.0, max(0.0, fraction))))
-
-
-def _step_hook(callback: Callback | None) -> Callable[[dict], bool] | None:
-    """The training loop's ``on_step`` as a ``train`` stage of ``callback`` (steps or the time budget, whichever ends first)."""
-    if callback is None:
-        return None
-
-    def hook(s: dict) -> bool:
-        budget = s["budget_seconds"]
-        return _cancelled(callback, "train", max(s["step"] / s["steps"], s["seconds"] / budget if budget > 0 else 0.0))
-
-    return hook
-
-
-def adapt_model(
-    images: Sequence[str | os.PathLike | tuple[str, np.ndarray]],
-    out: str | os.PathLike,
-    *,
-    nucleus: str | int = "DNA",
-    cytoplasm: str | int = "actin",
-    minutes: float = 15.0,
-    init: str = "cells",
-    targets: Literal["evidence", "auto", "machine", "model", "model+machine", "machine+model"] = "evidence",
-    steps: int | None = None,
-    lr: float = 5e-4,
-    resume: bool = False,
-    overwrite: bool = False,
-    device: str = "auto",
-    threads: int = 0,
-    progress: bool = True,
-    sheets: str | os.PathLike | None = None,
-    callback: Callback | None = None,
-) -> dict[str, Any]:
-    """Fine-tune ``init`` on machine annotations of ``images`` and segment them with the result.
-
-    Parameters
-    ----------
-    images : sequence of path or (name, (C, H, W) array)
-        Image files (``nucleus``/``cytoplasm`` pick their channels) or
-        in-memory images (``nucleus``/``cytoplasm`` are then indices).
-    out : path
-        Folder: the run (``best/`` = the adapted model, ``last/``,
-        ``log.csv``, ``config.yaml``), ``annotations/`` (machine cells,
-        targets), ``segmentation/`` (labels, tables), ``adapt.json``
-        (settings, images skipped and why, results).
-    nucleus, cytoplasm : str or int
-        Channels by name or index.
-    minutes : float
-        Wall-clock budget of the fine-tuning (the learning rate anneals to it).
-    init : str
-        Starting model: a shipped name (``cells``, ``nuclei``) or a
-        checkpoint / run folder.
-    targets : str
-        One of :data:`TARGETS` (``evidence``, the default: per image the lead
-        of :func:`choose_lead`, then per cell
-        :func:`lociseg.annotate.evidence.choose_targets`; ``auto``: the lead
-        only).
-    steps : int, optional
-        Cap on the training steps (tests, quick looks).
-    lr : float
-        Peak learning rate (fine-tuning: lower than from scratch).
-    resume : bool
-        Go on from what an interrupted run left: stored annotations are
-        reused and training continues from ``last/``.
-    overwrite : bool
-        Start again in a folder that holds a run.
-    device : str
-    threads : int
-        torch CPU threads (0: torch's default).
-    progress : bool
-        Progress bars on the terminal.
-    sheets : path, optional
-        Folder for each image's contact sheet of foreground candidates.
-    callback : callable, optional
-        ``callback(stage, fraction)`` (:data:`Callback`); True cancels: the
-        run stops as after Ctrl-C (``interrupted`` is ``"cancelled"``), and
-        what is done is kept for ``resume``.
-
-    Returns
-    -------
-    dict
-        ``images`` (names used), ``skipped`` (name -> reason), ``train``
-        (what :func:`lociseg.train.train` returned), ``interrupted`` (signal
-        name, ``"cancelled"`` or None), ``info`` (what ``adapt.json``
-        holds), ``start`` (the starting :class:`~lociseg.predict.api.Segmenter`)
-        and ``samples``: per image ``name``, ``image`` (nucleus, cytoplasm),
-        ``machine`` cells, training ``target``, the final ``labels`` and
-        cell ``table`` (the last two once segmented).
-
-    Raises
-    ------
-    InputError
-        No usable image, or a run in ``out`` without ``resume``/``overwrite``.
-    """
-    if targets not in TARGETS:
-        raise InputError(f"targets must be one of {TARGETS}, got {targets!r}")
-    out = Path(out)
-    _check_out(out, images, resume=resume, overwrite=overwrite)
-    ann_dir = out / "annotations"
-    ann_dir.mkdir(parents=True, exist_ok=True)
-    if sheets is not None:
-        Path(sheets).mkdir(parents=True, exist_ok=True)
-    init_path = init if Path(init).exists() else str(resolve_model(init))
-    seg = load_model(init_path, device=device)
-    order = _model_order(seg, nucleus, cytoplasm)
-    chans = [nucleus, cytoplasm]
-
-    t0 = time.perf_counter()
-    names, samples, skipped, interrupted = _annotate_images(
-        images, chans, ann_dir, seg, order, targets, resume=resume, sheets=sheets, progress=progress, callback=callback
-    )
-    info: dict[str, Any] = {
-        "init": init,
-        "nucleus": nucleus,
-        "cytoplasm": cytoplasm,
-        "targets": targets,
-        "minutes": minutes,
-        "steps": steps,
-        "lr": lr,
-        "model_channels": order,
-        "images": names,
-        "skipped": skipped,
-        "annotate_seconds": round(time.perf_counter() - t0, 1),
-    }
-    result: dict[str, Any] = {
-        "images": names,
-        "skipped": skipped,
-        "train": None,
-        "interrupted": interrupted,
-        "info": info,
-        "start": seg,
-        "samples": samples,
-    }
-    if interrupted:
-        _write_json(out / "adapt.json", {**info, "interrupted": interrupted})
-        return result
-    if not samples:
-        raise InputError("no usable image (" + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")", path=out)
-
-    config = _config(init_path, order, nucleus, cytoplasm, minutes, steps, lr, threads).override({"init": init_path})
-    previous = _read_json(out / "adapt.json")
-    if resume and previous.get("trained"):
-        trained = previous["train"]
-    else:
-        go_on = resume and (out / "last").is_dir()
-        trained = train(
-            config,
-            out,
-            train_samples=([s["image"][order] for s in samples], [s["target"] for s in samples]),
-            device=device,
-            resume=go_on,
-            overwrite=not go_on and (overwrite or resume),
-            progress=progress,
-            on_step=_step_hook(callback),
-        )
-        trained = {k: v for k, v in trained.items() if k in ("step", "diameter", "seconds", "interrupted")}
-        result.update(train=trained)
-        if trained["interrupted"]:
-            _write_json(out / "adapt.json", {**info, "train": trained, "trained": False})
-            return {**result, "interrupted": trained["interrupted"]}
-    info.update(train=trained, trained=True)
-    result.update(train=trained)
-    _write_json(out / "adapt.json", info)
-    # a run folder with outputs got this far only with resume or overwrite: its segmentation is replaced
-    result["interrupted"] = _segment(out, samples, order, device, progress, callback, overwrite or resume)
-    if not result["interrupted"]:
-        info.update(assess_samples(samples))
-        _write_json(out / "adapt.json", info)
-    return result
-
-
-def _annotate_images(
-    images: Sequence[str | os.PathLike | tuple[str, np.ndarray]],
-    chans: list[str | int],
-    ann_dir: Path,
-    seg: Segmenter,
-    order: list[int],
-    targets: str,
-    *,
-    resume: bool,
-    sheets: str | os.PathLike | None,
-    progress: bool,
-    callback: Callback | None,
-) -> tuple[list[str], list[dict], dict[str, str], str | None]:
-    """Stage 1 of :func:`adapt_model`: machine annotations and training targets of every image.
-
-    Returns the names used, their samples, the skipped images (name -> reason)
-    and the interruption (``"SIGINT"``, ``"cancelled"`` or None). With
-    ``resume`` an image whose targets are stored is read back, not redone.
-    """
-    from tqdm import tqdm
-
-    names, samples, skipped = [], [], {}
-    interrupted = None
-    try:
-        for k, item in enumerate(tqdm(images, desc="annotate", unit="image", disable=not progress or None)):
-            if _cancelled(callback, "annotate", k / max(1, len(images))):
-                interrupted = "cancelled"
-                break
-            name = str(item[0]) if isinstance(item, tuple) else image_stem(item, suffixes=())
-            try:
-                sample = _annotate_one(item, chans, ann_dir, seg, order, targets, resume=resume, sheets=sheets)
-            except (LociError, OSError, ValueError) as exc:
-                skipped[name] = str(exc)
-                log.warning("%s skipped: %s", name, exc)
-                continue
-            names.append(sample["name"])
-            samples.append(sample)
-    except KeyboardInterrupt:
-        interrupted = "SIGINT"
-    return names, samples, skipped, interrupted
-
-
-def _annotate_one(
-    item: str | os.PathLike | tuple[str, np.ndarray],
-    chans: list[str | int],
-    ann_dir: Path,
-    seg: Segmenter,
-    order: list[int],
-    targets: str,
-    *,
-    resume: bool,
-    sheets: str | os.PathLike | None,
-) -> dict:
-    """One image's sample: its machine cells and training target (stored in ``ann_dir``, or read back)."""
-    nucleus, cytoplasm = chans
-    name, image = _load(item, chans)
-    target_file = ann_dir / f"{name}.targets.tif"
-    if resume and target_file.is_file():
-        cells, target = read_cells(ann_dir, name), tifffile.imread(target_file).astype(np.int32)
-        points = read_annotation(ann_dir, name)[0]
-        return {"name": name, "image": image, "machine": cells, "target": target, "points": points}
-    diameter = _check(image)
-    ann = annotate_image(image[0], image[1], diameter=diameter)
-    if ann.cells is None or ann.cells.max() == 0:
-        raise InputError("the annotation found no cells")
-    target, used, agree = _targets(image, ann.cells, seg, order, targets, ann.points, diameter)
-    meta = {
-        "nucleus": nucleus,
-        "cytoplasm": cytoplasm,
-        "diameter": round(diameter, 2),
-        "auto_index": ann.auto_index,
-        "targets": used,
-        "agreement": None if agree is None else round(agree, 3),
-    }
-    write_annotation(ann_dir, name, ann.points, ann.foreground, meta, cells=ann.cells)
-    if sheets is not None:
-        write_contact_sheet(
-            Path(sheets) / f"{name}.png",
-            image,
-            ann.candidates,
-            ann.points,
-            ann.chosen_index,
-            auto=ann.auto_index,
-            cells=ann.cells,
-        )
-    atomic_write(
-        target_file,
-        lambda p, t=target: tifffile.imwrite(p, t.astype(np.uint32), compression="zlib"),
-        overwrite=True,
-    )
-    return {"name": name, "image": image, "machine": ann.cells, "target": target, "points": ann.points}
-
-
-def assess_samples(samples: list[dict]) -> dict[str, Any]:
-    """The label-free quality of the segmented samples, and the images a person should look at first.
-
-    Returns
-    -------
-    dict
-        ``quality`` (name -> what :func:`sample_quality` put in each sample)
-        and ``look_first`` (the lowest :data:`REVIEW_FRACTION` by estimated
-        quality, worst first).
-    """
-    quality = {s["name"]: s["quality"] for s in samples if s.get("quality")}
-    return {"quality": quality, "look_first": review_order(quality, REVIEW_FRACTION)}
-
-
-def sample_quality(sample: dict) -> dict[str, float] | None:
-    """:func:`lociseg.annotate.evidence.quality_estimate` of a sample's ``labels`` against its machine cells (rounded).
-
-    None for a sample without machine cells (the corrections fine-tuning).
-    """
-    if sample.get("machine") is None or sample.get("labels") is None:
-        return None
-    maps = stain_maps(sample["image"][1], sample.get("diameter"))
-    q = _quality(sample["labels"], sample["machine"], maps, sample.get("points"))
-    return {k: round(v, 3) for k, v in q.items()}
-
-
-def _check_out(out: Path, images: Sequence, *, resume: bool, overwrite: bool) -> None:
-    """Refuse an adapt folder that holds a run without --resume/--overwrite, a corrupt record, or files not ours."""
-    held = [out / n for n in ("best", "last", "log.csv", "adapt.json") if (out / n).exists()]
-    if held and not (resume or overwrite):
-        raise InputError(
-            "holds an adapt run already; use --resume to go on, --overwrite to start again, or another -o", path=out
-        )
-    if resume and not overwrite:
-        _read_json(out / "adapt.json")  # a corrupt record is an error before anything runs, never "no run yet"
-        # resume replaces lociseg's own outputs, nothing else
-        _check_own_outputs(
-            out / "segmentation", [str(i[0]) if isinstance(i, tuple) else image_stem(i, suffixes=()) for i in images]
-        )
+def _check_out(out: Path, names: Sequence[str], opts: AdaptOptions) -> None:
+    """Refuse an adapt folder that holds a run without resume/overwrite, a corrupt record, or files not ours."""
+    refuse_held_run(out, "an adapt run already", resume=opts.resume, overwrite=opts.overwrite, records=("adapt.json",))
+    if opts.resume and not opts.overwrite:
+        read_record(out / "adapt.json")  # a corrupt record is an error before anything runs, never "no run yet"
+        _check_own_outputs(out / "segmentation", names)  # resume replaces lociseg's own outputs, nothing else
 
 
 def _check_own_outputs(folder: Path, names: Sequence[str]) -> None:
@@ -496,103 +461,3 @@ def _check_own_outputs(folder: Path, names: Sequence[str]) -> None:
                 "move it away, or start again with --overwrite",
                 path=p,
             )
-
-
-def _segment(
-    run: Path,
-    samples: list[dict],
-    order: list[int],
-    device: str,
-    progress: bool,
-    callback: Callback | None,
-    overwrite: bool,
-) -> str | None:
-    """Segment each sample with the model of ``run`` at its training scale into ``run/segmentation``.
-
-    Returns ``"cancelled"`` when ``callback`` cancels (the images done are kept), else None.
-    """
-    from tqdm import tqdm
-
-    model = load_model(run, device=device)
-    for k, s in enumerate(tqdm(samples, desc="segment", unit="image", disable=not progress or None)):
-        if _cancelled(callback, "segment", k / len(samples)):
-            return "cancelled"
-        # The image's own scale as the model was trained on it (its targets' median cell size): on the
-        # labelled sets closer than the scale search (BENCHMARKS.md, "lociseg adapt").
-        d = diameter_from_labels(s["target"])
-        s["diameter"] = float(d) if np.isfinite(d) and d > 0 else None
-        with warnings.catch_warnings():  # the diameter used is in each image's .json and the report
-            warnings.filterwarnings("ignore", message="cell diameter estimated")
-            s["labels"], s["table"] = model.segment(s["image"], channels=order, diameter=s["diameter"])
-        meta: dict[str, Any] = {"model": str(run)}
-        s["quality"] = sample_quality(s)
-        if s["quality"]:  # the label-free estimate, as in adapt.json
-            meta["quality"] = s["quality"]
-        write_outputs(run / "segmentation", s["name"], s["labels"], s["table"], meta, overwrite=overwrite)
-    _cancelled(callback, "segment", 1.0)
-    return None
-
-
-def _config(
-    init_path: str,
-    order: list[int],
-    nucleus,
-    cytoplasm,
-    minutes: float,
-    steps: int | None,
-    lr: float,
-    threads: int,
-    mode: Literal["supervised", "weak"] = "supervised",
-) -> ExperimentConfig:
-    """Fine-tuning of the model of ``init_path`` (its own settings) on in-memory samples.
-
-    ``supervised`` trains on the adapt targets; ``weak`` on machine points
-    and foreground plus corrected cells, with the weak terms on from the
-    first step (the masks are already trained).
-    """
-    model = model_config(init_path)
-    kind = "lacss" if type(model).__name__.lower().startswith("lacss") else "unet"
-    section = to_dict(model)
-    if kind == "lacss":
-        section["mode"] = mode
-        if mode == "weak":
-            section["weak"] = {**section.get("weak", {}), "warmup_start": 0, "warmup_steps": 0}
-    elif mode != "supervised":
-        raise InputError("fine-tuning on corrections needs a LACSS model (U-Nets have no weak mode)")
-    names = list(model.input.channels) or [[nucleus, cytoplasm][i] for i in order]
-    return ExperimentConfig.from_dict(
-        {
-            "model_type": kind,
-            kind: section,
-            "data": {"train": [], "val": [], "channels": names},
-            "optim": {
-                "lr": lr,
-                "warmup_steps": 20,
-                "steps": 100_000 if steps is None else steps,
-                "budget_minutes": minutes,
-                "select_best": False,
-                "checkpoint_every": 50,
-                "checkpoint_minutes": 1.0,
-                "threads": threads,
-                "log_every": 5,
-            },
-        }
-    )
-
-
-def _read_json(path: Path) -> dict:
-    """A run's JSON record; {} when there is none yet, an error when it is unreadable (never taken as empty)."""
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"unreadable ({exc}); move it away or start again with --overwrite", path=path) from None
-    if not isinstance(data, dict):
-        raise InputError("is not an adapt record (a JSON object)", path=path)
-    return data
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(data, indent=1, default=str) + "\n", overwrite=True)

@@ -76,7 +76,7 @@ def adapt_rounds(
     -------
     dict
         ``rounds`` (one entry per round run), ``best`` (path of the kept
-        run) and ``result`` (what :func:`adapt_model` returned for it).
+        run) and ``result`` (the :class:`~lociseg.train.adapt.AdaptRun` of it).
     """
     if rounds < 1:
         raise InputError(f"rounds must be at least 1, got {rounds}")
@@ -87,10 +87,10 @@ def adapt_rounds(
     for k in range(1, rounds + 1):
         folder = out / f"round{k}"
         res = adapt_model(images, folder, minutes=minutes / rounds, init=start, overwrite=overwrite, **options)
-        q = mean_quality(res["info"])
-        kept = not res["interrupted"] and better_round(best_q, q)
+        q = mean_quality(res.info)
+        kept = not res.interrupted and better_round(best_q, q)
         history.append(
-            {"round": k, "folder": str(folder), "steps": (res["train"] or {}).get("step"), "quality": q, "kept": kept}
+            {"round": k, "folder": str(folder), "steps": (res.train or {}).get("step"), "quality": q, "kept": kept}
         )
         if not kept:
             break

@@ -8,25 +8,42 @@ full labels, the rest of each image as the adapt run had it (or weak).
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import tifffile
 
-from ..annotate import read_annotation, read_cells
+from ..annotate import image_sources, read_annotation, read_cells
 from ..data import Sample
 from ..errors import InputError
 from ..io.files import atomic_write
-from .adapt import Callback, _config, _load, _read_json, _segment, _step_hook, _write_json
-from .loop import train
+from .finetune import AdaptSample, Callback, finetune_config, read_record, run_training, segment_stage, write_record
+from .run_control import refuse_held_run
 
-log = logging.getLogger("lociseg.adapt")
+__all__ = ["FinetuneRun", "corrections_from_edit", "paste_corrections", "finetune_on_corrections"]
 
-__all__ = ["corrections_from_edit", "paste_corrections", "finetune_on_corrections"]
+
+@dataclass
+class FinetuneRun:
+    """What :func:`finetune_on_corrections` did.
+
+    Attributes
+    ----------
+    samples : list of AdaptSample
+        Per image its name, image, targets and, once segmented, ``labels`` and ``table``.
+    train : dict
+        What :func:`~lociseg.train.finetune.run_training` returned.
+    interrupted : str or None
+        Signal name, ``"cancelled"`` or None.
+    """
+
+    samples: list[AdaptSample]
+    train: dict[str, Any]
+    interrupted: str | None = None
 
 
 def corrections_from_edit(model_labels: np.ndarray, edited: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,29 +104,29 @@ def finetune_on_corrections(
     progress: bool = True,
     callback: Callback | None = None,
     rest: Literal["targets", "weak"] = "targets",
-) -> dict[str, Any]:
+) -> FinetuneRun:
     """Fine-tune on a person's corrections: corrected cells as full labels, the rest as the adapt run had it, or weak.
 
     Parameters
     ----------
     images : sequence of (name, (2, H, W) array)
-        Images of an :func:`adapt_model` run under their names there, as
-        (nucleus, cytoplasm).
+        Images of an :func:`~lociseg.train.adapt.adapt_model` run under
+        their names there, as (nucleus, cytoplasm).
     corrections : mapping name -> (corrected, reviewed)
         Of some of those images (:func:`corrections_from_edit`); the others
         train as ``rest`` says (with none at all, this is the fine-tuning
         without corrections: a control).
     adapted : path
-        The :func:`adapt_model` run folder: its ``adapt.json`` (channels),
+        The adapt run folder: its ``adapt.json`` (channels),
         ``annotations/`` (machine points, foreground and cells: the weak
-        part) and model.
+        part; targets) and model.
     out : path
         New run folder (the fine-tuned model, ``corrections/`` with what it
         was trained on, ``segmentation/``).
     init : path, optional
         Model to start from (default: ``adapted``), e.g. an earlier round.
     minutes, steps, lr, overwrite, device, threads, progress, callback
-        As in :func:`adapt_model`.
+        As in :class:`~lociseg.train.adapt.AdaptOptions` (this run cannot be resumed).
     rest : {"targets", "weak"}
         What the rest of each image trains on: ``targets``, the adapt run's
         targets with the corrections pasted in (:func:`paste_corrections`),
@@ -121,78 +138,87 @@ def finetune_on_corrections(
 
     Returns
     -------
-    dict
-        ``train`` (what :func:`lociseg.train.train` returned), ``interrupted``
-        and ``samples`` (per image ``name``, ``labels``, ``table``, ...).
+    FinetuneRun
     """
     adapted, out = Path(adapted), Path(out)
-    info = _read_json(adapted / "adapt.json")
+    info = read_record(adapted / "adapt.json")
     if not info.get("trained"):
         raise InputError("not a finished adapt run (no adapt.json with a trained model)", path=adapted)
     unknown = sorted(set(corrections) - {name for name, _ in images})
     if unknown:
         raise InputError(f"corrections of images not given: {', '.join(unknown)}")
-    held = [out / n for n in ("best", "last", "log.csv", "finetune.json") if (out / n).exists()]
-    if held and not overwrite:
-        raise InputError("holds a fine-tuning run already; choose another folder or overwrite it", path=out)
-    (out / "corrections").mkdir(parents=True, exist_ok=True)
-    nucleus, cytoplasm, order = info["nucleus"], info["cytoplasm"], info["model_channels"]
-    ann_dir = adapted / "annotations"
-    start = str(init or adapted)
-    samples, found = [], []
-    for item in images:
-        name, image = _load(item, [0, 1])
+    refuse_held_run(
+        out, "a fine-tuning run already", resume=False, overwrite=overwrite, resumable=False, records=("finetune.json",)
+    )
+    order, start = info["model_channels"], str(init or adapted)
+    found, samples = _samples(images, corrections, adapted / "annotations", out / "corrections", order, rest)
+    config = finetune_config(
+        start,
+        order,
+        info["nucleus"],
+        info["cytoplasm"],
+        minutes=minutes,
+        steps=steps,
+        lr=lr,
+        threads=threads,
+        mode="supervised" if rest == "targets" else "weak",
+    )
+    if rest == "weak":  # no labels to measure the scale on: the adapt run's training scale
+        config = config.override({"data.diameter": float(info["train"]["diameter"])})
+    trained = run_training(
+        config, out, samples, device=device, resume=False, overwrite=overwrite, progress=progress, callback=callback
+    )
+    record = {"adapted": str(adapted), "init": start, "rest": rest, "corrected": sorted(corrections), "train": trained}
+    write_record(out / "finetune.json", record)
+    run = FinetuneRun(found, trained, trained["interrupted"])
+    if not run.interrupted:
+        run.interrupted = segment_stage(
+            out, found, order, device=device, progress=progress, callback=callback, overwrite=overwrite
+        )
+    return run
+
+
+def _samples(
+    images: Sequence[tuple[str, np.ndarray]],
+    corrections: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    ann_dir: Path,
+    saved: Path,
+    order: list[int],
+    rest: str,
+) -> tuple[list[AdaptSample], list[Sample]]:
+    """Each image as a run sample and as a training sample; the corrections saved in ``saved``."""
+    saved.mkdir(parents=True, exist_ok=True)
+    found, samples = [], []
+    for src in image_sources(list(images), [0, 1])[0]:
+        name, image = src.name, src.load().image
         if not (ann_dir / f"{name}.targets.tif").is_file():
             raise InputError(f"{name}: not one of the adapt run's images", path=ann_dir)
-        points, foreground = read_annotation(ann_dir, name)
         corrected, reviewed = corrections.get(name, (None, None))
         if corrected is not None:
-            corrected = np.asarray(corrected, np.int32)
-            reviewed = np.asarray(reviewed, bool)
+            corrected, reviewed = np.asarray(corrected, np.int32), np.asarray(reviewed, bool)
             for kind, arr in (("corrected", corrected), ("reviewed", reviewed.astype(np.uint8))):
                 atomic_write(
-                    out / "corrections" / f"{name}.{kind}.tif",
+                    saved / f"{name}.{kind}.tif",
                     lambda p, a=arr: tifffile.imwrite(p, a, compression="zlib"),
                     overwrite=True,
                 )
         target = tifffile.imread(ann_dir / f"{name}.targets.tif").astype(np.int32)
+        found.append(AdaptSample(name, image, target))
         if rest == "targets":
             labels = target if corrected is None else paste_corrections(target, corrected, reviewed)
             samples.append(Sample(image[order], labels=labels, name=name))
-        else:
-            samples.append(
-                Sample(
-                    image[order],
-                    points=points,
-                    foreground=foreground,
-                    cells=read_cells(ann_dir, name),
-                    corrected=corrected,
-                    reviewed=reviewed,
-                    name=name,
-                )
+            continue
+        points, foreground = read_annotation(ann_dir, name)
+        cells = read_cells(ann_dir, name)
+        samples.append(
+            Sample(
+                image[order],
+                points=points,
+                foreground=foreground,
+                cells=cells,
+                corrected=corrected,
+                reviewed=reviewed,
+                name=name,
             )
-        found.append({"name": name, "image": image, "target": target})
-    if rest == "targets":  # as adapt trained: each image at its labels' scale
-        config = _config(start, order, nucleus, cytoplasm, minutes, steps, lr, threads).override({"init": start})
-    else:
-        config = _config(start, order, nucleus, cytoplasm, minutes, steps, lr, threads, mode="weak").override(
-            {"init": start, "data.diameter": float(info["train"]["diameter"])}
         )
-    trained = train(
-        config,
-        out,
-        train_samples=samples,
-        device=device,
-        overwrite=overwrite,
-        progress=progress,
-        on_step=_step_hook(callback),
-    )
-    trained = {k: v for k, v in trained.items() if k in ("step", "diameter", "seconds", "interrupted")}
-    _write_json(
-        out / "finetune.json",
-        {"adapted": str(adapted), "init": start, "rest": rest, "corrected": sorted(corrections), "train": trained},
-    )
-    result = {"train": trained, "interrupted": trained["interrupted"], "samples": found}
-    if not trained["interrupted"]:
-        result["interrupted"] = _segment(out, found, order, device, progress, callback, overwrite)
-    return result
+    return found, samples

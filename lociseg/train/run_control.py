@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import signal
 import threading
@@ -59,34 +60,76 @@ def run_config(
     return cfg
 
 
+#: What every run leaves in its folder: the best and the last checkpoint and the log.
+RUN_FILES = ("best", "last", "log.csv")
+
+
+def held_run(out: str | os.PathLike, *records: str) -> list[Path]:
+    """The parts of a run that ``out`` holds: :data:`RUN_FILES` and the run's own ``records`` (``adapt.json``)."""
+    return [Path(out) / n for n in (*RUN_FILES, *records) if (Path(out) / n).exists()]
+
+
+def refuse_held_run(
+    out: str | os.PathLike,
+    what: str,
+    *,
+    resume: bool,
+    overwrite: bool,
+    resumable: bool = True,
+    records: tuple[str, ...] = (),
+) -> list[Path]:
+    """The one run-folder check of training, adapt and fine-tuning: a folder holding a run is not mixed into.
+
+    Parameters
+    ----------
+    out : path
+        The run folder.
+    what : str
+        What the folder holds, for the message (``"an adapt run already"``).
+    resume, overwrite : bool
+        Going on from the run there, or starting again over it, is asked for.
+    resumable : bool
+        Whether the run there can be resumed (else the message offers only
+        overwrite).
+    records : tuple of str
+        The run's own record files, held as a run too (``adapt.json``).
+
+    Returns
+    -------
+    list of Path
+        What of a run the folder holds (:func:`held_run`).
+
+    Raises
+    ------
+    InputError
+        The folder holds a run and neither ``resume`` nor ``overwrite`` is asked for.
+    """
+    held = held_run(out, *records)
+    if held and not (resume or overwrite):
+        ways = "--resume to continue it, --overwrite to start again" if resumable else "--overwrite to start again"
+        raise InputError(f"holds {what}; use {ways}, or another -o", path=Path(out))
+    return held
+
+
 def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix runs: a folder with a run needs --resume or --overwrite; resuming needs a checkpoint."""
+    """Refuse to mix training runs (:func:`refuse_held_run`); resuming needs a checkpoint, overwriting clears the run."""
     has_last = recover_checkpoint(out / "last")
-    previous = [out / n for n in ("best", "last", "log.csv") if (out / n).exists()]
     if resume:
         if has_last:
             return
-        if previous:
+        if held_run(out):
             raise InputError(
                 "nothing to resume: the run here stopped before its first checkpoint (last/); "
                 "start again with --overwrite or choose another -o",
                 path=out,
             )
         raise InputError("nothing to resume (no last/ checkpoint)", path=out)
-    if not previous:
-        return
-    if not overwrite:
-        if has_last:
-            raise InputError(
-                "holds a training run already; use --resume to continue it, --overwrite to start again, or another -o",
-                path=out,
-            )
-        raise InputError(
-            "holds a training run that stopped before its first checkpoint (nothing to resume); "
-            "use --overwrite to start again or another -o",
-            path=out,
-        )
-    for p in previous:
+    what = (
+        "a training run already"
+        if has_last
+        else "a training run that stopped before its first checkpoint (nothing to resume)"
+    )
+    for p in refuse_held_run(out, what, resume=False, overwrite=overwrite, resumable=has_last):
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 

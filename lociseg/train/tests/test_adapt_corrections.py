@@ -85,17 +85,17 @@ def test_adapt_again_over_a_finished_run_and_finetune_refuses_to_mix_runs(data_r
     opts = {"nucleus": 0, "cytoplasm": 1, **run}
     stages = []
     res = adapt_model([("a", image)], tmp_path / "ad", callback=lambda s, f: stages.append((s, f)) and False, **opts)
-    assert res["interrupted"] is None and res["samples"][0]["labels"].shape == (192, 192)
+    assert res.interrupted is None and res.samples[0].labels.shape == (192, 192)
     assert [s for s, _ in stages][0] == "annotate" and ("train", 1.0) in stages and stages[-1] == ("segment", 1.0)
     with pytest.raises(InputError, match="holds an adapt run"):
         adapt_model([("a", image)], tmp_path / "ad", **opts)
     res = adapt_model([("a", image)], tmp_path / "ad", overwrite=True, **opts)
-    labels = res["samples"][0]["labels"]
+    labels = res.samples[0].labels
     edit = labels.copy()
     edit[:20, :20] = labels.max() + 1  # a new cell in a corner
     fixed = {"a": corrections_from_edit(labels, edit)}
     ft = finetune_on_corrections([("a", image)], fixed, tmp_path / "ad", tmp_path / "ft", rest="weak", **run)
-    assert ft["train"]["step"] == 1 and (tmp_path / "ft" / "segmentation" / "a.tif").is_file()
+    assert ft.train["step"] == 1 and (tmp_path / "ft" / "segmentation" / "a.tif").is_file()
     with pytest.raises(InputError, match="holds a fine-tuning run"):
         finetune_on_corrections([("a", image)], fixed, tmp_path / "ad", tmp_path / "ft", **run)
     header = (tmp_path / "ft" / "log.csv").read_text().splitlines()[0].split(",")

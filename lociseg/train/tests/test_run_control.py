@@ -291,3 +291,18 @@ def test_cli_set_and_resume(data_dir, tmp_path):
     # --resume reads OUT/config.yaml; --set extends the run
     assert run(["train", "-o", str(out), "--device", "cpu", "--resume", "--set", "optim.steps=4"]) == 0
     assert _state_step(out) == 4 and _log_steps(out) == [1, 2, 3, 4]
+
+
+def test_one_run_folder_check_for_every_kind_of_run(tmp_path):
+    from lociseg.train.run_control import held_run, refuse_held_run
+
+    assert refuse_held_run(tmp_path, "a run already", resume=False, overwrite=False, records=("adapt.json",)) == []
+    (tmp_path / "adapt.json").write_text("{}")
+    assert held_run(tmp_path) == [] and held_run(tmp_path, "adapt.json") == [tmp_path / "adapt.json"]
+    with pytest.raises(InputError, match="holds an adapt run already; use --resume to continue it"):
+        refuse_held_run(tmp_path, "an adapt run already", resume=False, overwrite=False, records=("adapt.json",))
+    (tmp_path / "log.csv").write_text("step\n")
+    with pytest.raises(InputError, match="already; use --overwrite to start again, or another -o"):
+        refuse_held_run(tmp_path, "a fine-tuning run already", resume=False, overwrite=False, resumable=False)
+    for resume, overwrite in ((True, False), (False, True)):
+        assert refuse_held_run(tmp_path, "x", resume=resume, overwrite=overwrite) == [tmp_path / "log.csv"]
