@@ -48,7 +48,7 @@ from ..io.files import atomic_write, image_stem
 from ..metrics import match_instances
 from ..models.checkpoint import model_config
 from ..models.pretrained import resolve_model
-from ..predict.api import OUTPUT_SUFFIXES, Segmenter, load_model, outputs_complete, write_outputs
+from ..predict.api import OUTPUT_SUFFIXES, Segmenter, load_model, own_outputs, write_outputs
 from ..predict.selftrain import cells_from_model
 from ..transforms import diameter_from_labels
 from .config import ExperimentConfig
@@ -484,11 +484,7 @@ def _check_own_outputs(folder: Path, names: Sequence[str]) -> None:
     """
     if not folder.is_dir():
         return
-    own: set[str] = set()
-    for side in folder.glob("*.json"):
-        if outputs_complete(folder, side.stem):
-            own.add(side.name)
-            own.update(Path(f).name for f in json.loads(side.read_text()).get("outputs", {}))
+    own = own_outputs(folder)
     for p in (folder / f"{n}{suffix}" for n in names for suffix in OUTPUT_SUFFIXES):
         if os.path.lexists(p) and p.name not in own:
             raise InputError(
