@@ -143,7 +143,7 @@ def large(work: Path, base: list[np.ndarray], size: int, block: int) -> dict:
     res["s_per_mp"] = {"single": round(single["wall_s"] / mp, 2), "cluster": round(cluster["wall_s"] / mp, 2)}
     res["cluster_over_single"] = round(cluster["wall_s"] / single["wall_s"], 2)
     res["cpu_cluster_over_single"] = round(cluster["cpu_s"] / single["cpu_s"], 2)
-    res["cluster_seconds"] = json.loads((d / "cluster" / "big.json").read_text()).get("seconds")
+    res["cluster_seconds"] = json.loads((d / "cluster" / "big.lociseg.json").read_text()).get("seconds")
     crop = min(size, 4096)
     ref = read_labels(d / "single" / "big.tif")[:crop, :crop]
     got = zarr.open_group(str(d / "cluster" / "big.ome.zarr"), mode="r")["labels/cells/0"][:crop, :crop]

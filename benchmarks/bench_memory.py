@@ -96,7 +96,7 @@ def segment_case(size: int, args, work: Path) -> dict:
     wall, peak, rc, tail = _run_measured(cmd, _child_env(args.code))
     if rc != 0:
         raise SystemExit(f"segment failed on {size}x{size} (exit {rc}):\n{tail}")
-    meta = json.loads((out / f"{tif.stem}.json").read_text())
+    meta = json.loads((out / f"{tif.stem}.lociseg.json").read_text())
     return {"size": size, "cells": meta["cells"], "seconds": wall, "peak_rss_mb": peak}
 
 

@@ -49,7 +49,9 @@ Model = Annotated[
         "(default: the shipped 'nuclei' for 1-channel, 'cells' for 2-channel images).",
     ),
 ]
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder for <name>.tif, <name>.csv, <name>.json.")]
+Out = Annotated[
+    Path, typer.Option("--out", "-o", help="Output folder for <name>.tif, <name>.csv, <name>.lociseg.json.")
+]
 Diameter = Annotated[
     str | None,
     typer.Option(
@@ -108,7 +110,7 @@ SkipExisting = Annotated[
     bool,
     typer.Option(
         "--skip-existing",
-        help="Skip images whose outputs an earlier run wrote completely (checked against the sizes and checksums in <name>.json).",
+        help="Skip images whose outputs an earlier run wrote completely (checked against the sizes and checksums in <name>.lociseg.json).",
     ),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]

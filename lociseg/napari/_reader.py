@@ -1,4 +1,4 @@
-"""npe2 reader: lociseg segmentation outputs (label TIFF / cell CSV with their JSON sidecar)."""
+"""npe2 reader: lociseg segmentation outputs (``<name>.lociseg.json``, the sidecar of a label TIFF and cell CSV)."""
 
 from __future__ import annotations
 

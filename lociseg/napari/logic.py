@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..predict.channels import stain_kind
+from ..predict.outputs import OLD_SIDECAR, SIDECAR, sidecar_path
 
 __all__ = [
     "AnnotationEdit",
@@ -134,18 +135,25 @@ def labels_features(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"index": cols["label"].astype(np.int64), **cols}
 
 
+def _output_of(path: Path) -> tuple[Path, str] | None:
+    """The folder and name of the lociseg output set ``path`` would belong to (by its ending), or None."""
+    low = path.name.lower()
+    end = next((e for e in (SIDECAR, OLD_SIDECAR, ".tif", ".tiff", ".csv") if low.endswith(e)), None)
+    return None if end is None else (path.parent, path.name[: -len(end)])
+
+
 def is_lociseg_output(path: str | os.PathLike) -> bool:
-    """True for the files ``lociseg segment`` writes: ``<name>.json`` sidecar, or a ``.tif``/``.csv`` beside one.
+    """True for the files ``lociseg segment`` writes: the sidecar (``<name>.lociseg.json``, or the
+    ``<name>.json`` of an earlier lociseg), or a ``.tif``/``.csv`` beside one.
 
     A sidecar counts only with its label TIFF beside it.
     """
     p = Path(path)
-    if p.suffix.lower() not in (".tif", ".tiff", ".csv", ".json"):
+    found = _output_of(p)
+    if found is None:
         return False
-    side = p.with_suffix(".json")
-    if not side.is_file():
-        return False
-    if p.suffix.lower() == ".json" and _label_tiff(p) is None:
+    side = sidecar_path(*found)
+    if not side.is_file() or (p.suffix.lower() == ".json" and (side != p or _label_tiff(*found) is None)):
         return False
     try:
         return "columns" in json.loads(side.read_text())
@@ -153,9 +161,8 @@ def is_lociseg_output(path: str | os.PathLike) -> bool:
         return False
 
 
-def _label_tiff(path: Path) -> Path | None:
-    base = path.with_suffix("")
-    return next((base.with_suffix(s) for s in (".tif", ".tiff") if base.with_suffix(s).is_file()), None)
+def _label_tiff(folder: Path, name: str) -> Path | None:
+    return next((folder / f"{name}{s}" for s in (".tif", ".tiff") if (folder / f"{name}{s}").is_file()), None)
 
 
 def read_output(path: str | os.PathLike) -> list[tuple]:
@@ -168,17 +175,19 @@ def read_output(path: str | os.PathLike) -> list[tuple]:
     from ..io import read_labels
 
     p = Path(path)
-    base = p.with_suffix("")
-    label_tif = _label_tiff(p)
+    found = _output_of(p)
+    if found is None:
+        raise InputError("not a lociseg output (a .lociseg.json sidecar, its label TIFF or cell table)", path=p)
+    folder, name = found
+    label_tif = _label_tiff(folder, name)
     if p.suffix.lower() != ".csv" and label_tif is None:
         raise InputError("no label TIFF beside the lociseg sidecar", path=p)
-    meta = json.loads(base.with_suffix(".json").read_text())
+    meta = json.loads(sidecar_path(folder, name).read_text())
     table = {}
-    csv = base.with_suffix(".csv")
+    csv = folder / f"{name}.csv"
     if csv.is_file():
         arr = np.genfromtxt(csv, delimiter=",", names=True, ndmin=1)
         table = {k: np.asarray(arr[k]) for k in (arr.dtype.names or ())}
-    name = base.name
     if p.suffix.lower() == ".csv":
         pts = np.stack([table.get("centroid_y", []), table.get("centroid_x", [])], 1) if table else np.zeros((0, 2))
         return [(pts, {"name": f"{name} cells", "features": table, "size": 6, "metadata": meta}, "points")]

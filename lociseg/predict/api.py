@@ -41,7 +41,7 @@ from ..transforms import (
 )
 from .autoscale import estimate_scale, load_size_model, paste_checked, scale_factor
 from .channels import select_channels
-from .outputs import OUTPUT_SUFFIXES, folder_record, outputs_complete, write_outputs
+from .outputs import OUTPUT_SUFFIXES, folder_record, outputs_complete, own_outputs, sidecar_path, write_outputs
 from .paste import OVERLAP_RULES, StreamingPaste
 from .scale_search import HIGH_SCORE, ScaleEstimate, search_scale, search_window
 from .table import TABLE_COLUMNS, CellTable, cell_table
@@ -59,7 +59,9 @@ __all__ = [
     "folder_record",
     "load_model",
     "outputs_complete",
+    "own_outputs",
     "segment",
+    "sidecar_path",
     "write_outputs",
 ]
 

@@ -15,8 +15,12 @@ from ..io import write_labels
 from ..io.files import atomic_write, sha256_file
 from .table import TABLE_COLUMNS, CellTable
 
-#: Endings of the files :func:`write_outputs` writes per image; the sidecar (.json) comes last.
-OUTPUT_SUFFIXES = (".tif", ".csv", ".json")
+#: Ending of the JSON sidecar: distinctive, so napari offers lociseg's reader for lociseg's sidecars only.
+SIDECAR = ".lociseg.json"
+#: Ending of the sidecar an earlier lociseg wrote (``<name>.json``); still read, replaced by ``overwrite``.
+OLD_SIDECAR = ".json"
+#: Endings of the files :func:`write_outputs` writes per image (the sidecar last), and the earlier sidecar.
+OUTPUT_SUFFIXES = (".tif", ".csv", SIDECAR, OLD_SIDECAR)
 
 
 def write_outputs(
@@ -28,11 +32,13 @@ def write_outputs(
     *,
     overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Write ``<name>.tif`` (labels), ``<name>.csv`` (cell table) and ``<name>.json`` (metadata) atomically.
+    """Write ``<name>.tif`` (labels), ``<name>.csv`` (cell table) and ``<name>.lociseg.json`` (metadata) atomically.
 
     The JSON sidecar is written last and records the size and SHA-256 of the
     other two (key ``"outputs"``), so :func:`outputs_complete` can tell a
-    finished set from one a crash, a full disk or a copy cut short.
+    finished set from one a crash, a full disk or a copy cut short. With
+    ``overwrite``, an earlier lociseg's ``<name>.json`` sidecar of the set
+    being replaced goes too.
 
     Parameters
     ----------
@@ -54,13 +60,13 @@ def write_outputs(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"labels": out / f"{name}.tif", "table": out / f"{name}.csv", "meta": out / f"{name}.json"}
+    paths = {"labels": out / f"{name}.tif", "table": out / f"{name}.csv", "meta": out / f"{name}{SIDECAR}"}
     if not overwrite:
-        for p in paths.values():  # before anything is written, so a refusal leaves no partial set
+        for p in (*paths.values(), out / f"{name}{OLD_SIDECAR}"):  # before anything is written: no partial set
             if os.path.lexists(p):
                 raise InputError("exists already; pass overwrite=True (--overwrite) to replace it", path=p)
-    elif paths["meta"].exists():
-        paths["meta"].unlink()  # until the new sidecar is in place, the set is incomplete
+    else:
+        remove_sidecars(out, name)  # until the new sidecar is in place, the set is incomplete
     atomic_write(paths["labels"], lambda p: write_labels(p, labels), overwrite=overwrite)
     atomic_write(paths["table"], table.to_csv, overwrite=overwrite)
     files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in (paths["labels"], paths["table"])}
@@ -73,6 +79,45 @@ def write_outputs(
     }
     atomic_write(paths["meta"], json.dumps(info, indent=1, default=str) + "\n", overwrite=overwrite)
     return paths
+
+
+def _is_old_sidecar(path: Path, name: str) -> bool:
+    """Whether ``path`` (``<name>.json``) is the sidecar an earlier lociseg wrote for ``name``'s outputs."""
+    try:
+        info = json.loads(path.read_text())
+        return "columns" in info and f"{name}.csv" in info.get("outputs", {f"{name}.csv": None})
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+
+
+def sidecar_path(out_dir: str | os.PathLike, name: str) -> Path:
+    """The sidecar of ``name``'s outputs in ``out_dir``: ``<name>.lociseg.json``, or the ``<name>.json``
+    an earlier lociseg wrote when only that one is there.
+    """
+    new, old = Path(out_dir) / f"{name}{SIDECAR}", Path(out_dir) / f"{name}{OLD_SIDECAR}"
+    return old if not new.exists() and _is_old_sidecar(old, name) else new
+
+
+def remove_sidecars(out_dir: str | os.PathLike, name: str) -> None:
+    """Remove the sidecar of ``name``'s outputs, and an earlier lociseg's ``<name>.json`` (only one lociseg wrote)."""
+    new, old = Path(out_dir) / f"{name}{SIDECAR}", Path(out_dir) / f"{name}{OLD_SIDECAR}"
+    if _is_old_sidecar(old, name):
+        old.unlink()
+    new.unlink(missing_ok=True)
+
+
+def own_outputs(out_dir: str | os.PathLike) -> set[str]:
+    """Names of the files in ``out_dir`` that belong to complete output sets (:func:`outputs_complete`):
+    each sidecar and the outputs it lists.
+    """
+    out = Path(out_dir)
+    own: set[str] = set()
+    for side in out.glob(f"*{OLD_SIDECAR}"):  # the new sidecars end like the old ones
+        name = side.name[: -len(SIDECAR if side.name.endswith(SIDECAR) else OLD_SIDECAR)]
+        if sidecar_path(out, name) == side and outputs_complete(out, name):
+            own.add(side.name)
+            own.update(Path(f).name for f in json.loads(side.read_text()).get("outputs", {}))
+    return own
 
 
 def folder_record(path: str | os.PathLike) -> dict[str, int]:
@@ -93,7 +138,7 @@ def outputs_complete(out_dir: str | os.PathLike, name: str, endings: Sequence[st
     out = Path(out_dir)
     endings = (".tif", ".csv") if endings is None else endings
     try:
-        files = json.loads((out / f"{name}.json").read_text()).get("outputs")
+        files = json.loads(sidecar_path(out, name).read_text()).get("outputs")
         if not isinstance(files, dict) or {f"{name}{e}" for e in endings} - set(files):
             return False
         for fname, rec in files.items():

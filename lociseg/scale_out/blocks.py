@@ -50,7 +50,7 @@ from .. import __version__
 from ..errors import ConfigError, InputError
 from ..io import label_dtype
 from ..io.files import atomic_write, sha256_file
-from ..predict.outputs import folder_record
+from ..predict.outputs import OLD_SIDECAR, SIDECAR, folder_record, remove_sidecars
 from ..predict.paste import trim_cell
 from ..predict.scale_search import HIGH_SCORE
 from ..predict.table import TABLE_COLUMNS, CellTable
@@ -370,7 +370,7 @@ def _open_scratch(scratch: Path, record: dict[str, Any]) -> Path:
 
 
 def _write_sidecar(paths: dict[str, Path], table: CellTable, meta: dict | None, overwrite: bool) -> None:
-    """The ``.json`` sidecar, last: the table's meta, ``meta``, and the size and hash of the outputs it completes."""
+    """The ``.lociseg.json`` sidecar, last: the table's meta, ``meta``, and the size and hash of the outputs it completes."""
     files = {
         paths["table"].name: {"size": paths["table"].stat().st_size, "sha256": sha256_file(paths["table"])},
         paths["labels"].name: folder_record(paths["labels"]),
@@ -406,7 +406,7 @@ def segment_blocks(
     overwrite: bool = False,
     meta: dict | None = None,
 ) -> dict[str, Path]:
-    """Segment one large image on a cluster: ``<name>.ome.zarr`` (labels), ``<name>.csv``, ``<name>.json``.
+    """Segment one large image on a cluster: ``<name>.ome.zarr`` (labels), ``<name>.csv``, ``<name>.lociseg.json``.
 
     The image is normalised with percentiles of the whole image (read
     streaming, here), rescaled by the cell diameter (given, the model's
@@ -440,13 +440,17 @@ def segment_blocks(
     Returns
     -------
     dict
-        ``{"labels": .ome.zarr, "table": .csv, "meta": .json}``.
+        ``{"labels": .ome.zarr, "table": .csv, "meta": .lociseg.json}``.
     """
     if block_size < 256 or block_size % MIN_CHUNK:
         raise ConfigError(f"--block-size must be a multiple of {MIN_CHUNK}, at least 256, got {block_size}")
-    paths = {"labels": out_dir / f"{name}.ome.zarr", "table": out_dir / f"{name}.csv", "meta": out_dir / f"{name}.json"}
+    paths = {
+        "labels": out_dir / f"{name}.ome.zarr",
+        "table": out_dir / f"{name}.csv",
+        "meta": out_dir / f"{name}{SIDECAR}",
+    }
     if not overwrite:  # before any work, as for the files of one image
-        for p in paths.values():
+        for p in (*paths.values(), out_dir / f"{name}{OLD_SIDECAR}"):
             if p.exists():
                 raise InputError(f"outputs exist ({p.name}); use --overwrite to replace them or --skip-existing")
     plan = make_plan(
@@ -464,8 +468,8 @@ def segment_blocks(
         min_area=min_area,
         min_fragment_fraction=min_fragment_fraction,
     )
-    if overwrite and paths["meta"].exists():
-        paths["meta"].unlink()  # until the new sidecar is in place, the set is incomplete
+    if overwrite:
+        remove_sidecars(out_dir, name)  # until the new sidecar is in place, the set is incomplete
     scratch = _open_scratch(out_dir / f".{name}.blocks", plan.record())
     clock = [time.perf_counter()]
     scores = _segment_all(client, plan, scratch, model, device)

@@ -29,7 +29,7 @@ from ..io import LazyImage, read_image, read_image_metadata
 from ..io.files import expand_inputs, image_stem
 from ..models.pretrained import pick_default_model
 from ..predict import api  # api.load_model looked up at call time (tests stand in a model there)
-from ..predict.outputs import OUTPUT_SUFFIXES, outputs_complete, write_outputs
+from ..predict.outputs import OUTPUT_SUFFIXES, outputs_complete, sidecar_path, write_outputs
 from ..predict.paste import OVERLAP_RULES
 from .blocks import segment_blocks
 from .cluster import cached_segmenter, connect, release_memory
@@ -99,7 +99,7 @@ def segment_folder(
     debug: bool = False,
     on_note: Callable[[str], None] | None = None,
 ) -> FolderRun:
-    """Segment every image of ``inputs`` into ``out``: ``<name>.tif``, ``<name>.csv``, ``<name>.json`` each.
+    """Segment every image of ``inputs`` into ``out``: ``<name>.tif``, ``<name>.csv``, ``<name>.lociseg.json`` each.
 
     One input's failure never stops the others (it is reported in
     :attr:`FolderRun.failures`, its traceback in ``out/lociseg-errors.log``);
@@ -266,9 +266,9 @@ def segment_file(
 
 
 def _sidecar_run(out: Path, name: str) -> str | None:
-    """The ``run`` recorded in ``<name>.json`` (a cluster run's id), or None."""
+    """The ``run`` recorded in the sidecar of ``name`` (a cluster run's id), or None."""
     try:
-        return json.loads((out / f"{name}.json").read_text()).get("run")
+        return json.loads(sidecar_path(out, name).read_text()).get("run")
     except (OSError, ValueError, AttributeError):
         return None
 

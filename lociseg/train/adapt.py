@@ -22,7 +22,6 @@ Fine-tuning on a person's corrections of the result is
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ from ..errors import ConfigError, InputError, describe_error
 from ..io.files import atomic_write
 from ..metrics import match_instances
 from ..models.pretrained import resolve_model
-from ..predict.api import OUTPUT_SUFFIXES, Segmenter, load_model, outputs_complete
+from ..predict.api import OUTPUT_SUFFIXES, Segmenter, load_model, own_outputs
 from ..predict.selftrain import cells_from_model, model_channel_order
 from .finetune import (
     AdaptSample,
@@ -449,11 +448,7 @@ def _check_own_outputs(folder: Path, names: Sequence[str]) -> None:
     """
     if not folder.is_dir():
         return
-    own: set[str] = set()
-    for side in folder.glob("*.json"):
-        if outputs_complete(folder, side.stem):
-            own.add(side.name)
-            own.update(Path(f).name for f in json.loads(side.read_text()).get("outputs", {}))
+    own = own_outputs(folder)
     for p in (folder / f"{n}{suffix}" for n in names for suffix in OUTPUT_SUFFIXES):
         if os.path.lexists(p) and p.name not in own:
             raise InputError(

@@ -200,7 +200,7 @@ def segment_stage(
         # labelled sets closer than the scale search (BENCHMARKS.md, "lociseg adapt").
         d = diameter_from_labels(s.target)
         s.diameter = float(d) if np.isfinite(d) and d > 0 else None
-        with warnings.catch_warnings():  # the diameter used is in each image's .json and the report
+        with warnings.catch_warnings():  # the diameter used is in each image's .lociseg.json and the report
             warnings.filterwarnings("ignore", message="cell diameter estimated")
             s.labels, s.table = model.segment(s.image, channels=order, diameter=s.diameter)
         meta: dict[str, Any] = {"model": str(run)}

@@ -140,7 +140,9 @@ def test_adapt_resume_replaces_only_its_own_complete_outputs(tmp_path):
     labels[2:5, 2:5] = 1
     table = CellTable(np.array([1]), np.array([3.0]), np.array([3.0]), np.array([9]), np.array([0.9], np.float32))
     write_outputs(seg, "a", labels, table, {})
-    _check_own_outputs(seg, ["a", "b"])  # lociseg's own, unchanged: fine to replace
+    write_outputs(seg, "b", labels, table, {})
+    (seg / "b.lociseg.json").rename(seg / "b.json")  # as an earlier lociseg named the sidecar
+    _check_own_outputs(seg, ["a", "b", "c"])  # lociseg's own, unchanged: fine to replace
     (seg / "a.csv").write_text("edited\n")
     with pytest.raises(Exception, match="is not an output lociseg wrote there"):
         _check_own_outputs(seg, ["a"])
@@ -259,7 +261,7 @@ def test_constant_image_has_no_cells(tmp_path, capsys):
     out = tmp_path / "out"
     assert run(["segment", str(tmp_path / "flat.tif"), "-o", str(out), "-m", "nuclei", "--device", "cpu"]) == 0
     assert tifffile.imread(out / "flat.tif").max() == 0
-    assert json.loads((out / "flat.json").read_text())["cells"] == 0
+    assert json.loads((out / "flat.lociseg.json").read_text())["cells"] == 0
 
 
 def test_ome_zarr_with_every_chunk_missing_is_an_error_not_zeros(tmp_path, capsys):

@@ -19,7 +19,7 @@ import pytest
 import tifffile
 
 from lociseg.cli.main import run
-from lociseg.predict.outputs import outputs_complete
+from lociseg.predict.outputs import outputs_complete, own_outputs
 
 DATA = Path(os.environ.get("LOCISEG_DATA", "/work/shared/data"))
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
@@ -91,7 +91,7 @@ def test_segment_same_name_from_two_folders(tmp_path, crop, capsys):
     one_line(captured.err, "its outputs are named 'd2__a'")
     assert "2 image(s) segmented" in captured.out
     assert outputs_complete(out, "a") and outputs_complete(out, "d2__a")
-    assert json.loads((out / "d2__a.json").read_text())["input"].endswith("d2/a.tif")
+    assert json.loads((out / "d2__a.lociseg.json").read_text())["input"].endswith("d2/a.tif")
 
 
 @pytest.mark.parametrize("flags, message", [((), "outputs exist"), (("--skip-existing",), None)])
@@ -122,10 +122,11 @@ def test_segment_skip_existing_trusts_only_complete_outputs(tmp_path, inputs, ca
             with open(out / "a.csv", "a") as fh:
                 fh.write("99,1,1\n")
         elif damage == "no sidecar":
-            (out / "a.json").unlink()
-        else:  # a sidecar of a lociseg without checksums
-            meta = json.loads((out / "a.json").read_text())
+            (out / "a.lociseg.json").unlink()
+        else:  # the sidecar of a lociseg without checksums (which named it a.json)
+            meta = json.loads((out / "a.lociseg.json").read_text())
             del meta["outputs"]
+            (out / "a.lociseg.json").unlink()
             (out / "a.json").write_text(json.dumps(meta))
     assert not outputs_complete(out, "a")
     before = snapshot(tmp_path)
@@ -138,6 +139,31 @@ def test_segment_skip_existing_trusts_only_complete_outputs(tmp_path, inputs, ca
     after = snapshot(tmp_path)
     assert {k: v for k, v in after.items() if not k.startswith("out/b.")} == before  # a.* untouched
     assert outputs_complete(out, "b")
+
+
+def test_outputs_of_an_earlier_lociseg_with_its_a_json_sidecar(tmp_path, inputs, done, capsys):
+    """Before the sidecar was named <name>.lociseg.json: skipped when complete, kept unless --overwrite."""
+    (done / "a.lociseg.json").rename(done / "a.json")
+    assert outputs_complete(done, "a") and own_outputs(done) == {"a.json", "a.tif", "a.csv"}
+    before = snapshot(tmp_path)
+    assert segment(inputs / "a.tif", "-o", done, "--skip-existing") == 0
+    assert "1 skipped" in capsys.readouterr().out
+    assert segment(inputs / "a.tif", "-o", done) == 1
+    one_line(capsys.readouterr().err, "outputs exist (a.tif)")
+    assert snapshot(tmp_path) == before
+    assert segment(inputs / "a.tif", "-o", done, "--overwrite") == 0  # the old sidecar is replaced, not left stale
+    assert sorted(p.name for p in done.iterdir()) == ["a.csv", "a.lociseg.json", "a.tif"]
+    assert own_outputs(done) == {"a.lociseg.json", "a.tif", "a.csv"}
+
+
+def test_overwrite_keeps_a_json_file_lociseg_did_not_write(tmp_path, inputs, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.json").write_text('{"a person\'s": "notes"}')
+    assert segment(inputs / "a.tif", "-o", out) == 1
+    one_line(capsys.readouterr().err, "outputs exist (a.json)")
+    assert segment(inputs / "a.tif", "-o", out, "--overwrite") == 0
+    assert (out / "a.json").read_text() == '{"a person\'s": "notes"}' and outputs_complete(out, "a")
     # --overwrite redoes it
     assert segment(inputs / "a.tif", "-o", out, "--overwrite") == 0
     assert outputs_complete(out, "a")

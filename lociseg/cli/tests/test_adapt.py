@@ -62,7 +62,7 @@ def test_adapt_end_to_end(crops, tmp_path, capsys):
     assert set(info["quality"]) == {"a", "b"} and len(info["look_first"]) == 1
     worst = min(info["quality"], key=lambda n: info["quality"][n]["quality"])
     assert info["look_first"] == [worst] and "Look at these first" in page
-    sidecar = json.loads((out / "segmentation" / "a.json").read_text())
+    sidecar = json.loads((out / "segmentation" / "a.lociseg.json").read_text())
     assert 0 <= sidecar["quality"]["quality"] <= 1
     assert (out / "report" / "sheets" / "b.png").is_file()
     # a second run into the same folder is refused, not mixed in

@@ -65,9 +65,16 @@ def test_batch_with_bad_file_in_the_middle(tmp_path, fake_model, capsys):
     err = capsys.readouterr().err
     assert rc == 1
     assert "1 failure" in err and "b.png" in err
-    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "a.json", "a.tif", "c.csv", "c.json", "c.tif"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.csv",
+        "a.lociseg.json",
+        "a.tif",
+        "c.csv",
+        "c.lociseg.json",
+        "c.tif",
+    ]
     assert read_labels(out / "a.tif").max() == 3 and read_labels(out / "c.tif").max() == 7
-    meta = json.loads((out / "c.json").read_text())
+    meta = json.loads((out / "c.lociseg.json").read_text())
     assert meta["diameter_used"] == 8 and meta["model"] == "m.pt" and meta["input"].endswith("c.png")
     assert meta["overlaps"] == "score"
     assert len((out / "c.csv").read_text().splitlines()) == 8
@@ -99,7 +106,7 @@ def test_diameter_estimated_per_image_and_channel_errors(tmp_path, fake_model, c
     assert run(["segment", str(tmp_path / "a.png"), str(tmp_path / "rgb.png"), "-m", "m", "-o", str(out)]) == 1
     err = capsys.readouterr().err
     assert "rgb.png" in err and "3 channel(s) but the model takes 1" in err
-    meta = json.loads((out / "a.json").read_text())
+    meta = json.loads((out / "a.lociseg.json").read_text())
     assert meta["diameter_estimated"] is True and meta["diameter_used"] == pytest.approx(
         2 * np.sqrt(80 / np.pi), rel=0.15
     )
@@ -155,7 +162,7 @@ def test_no_model_picks_the_shipped_default_by_channel_count(tmp_path, data_root
         ]
     )
     assert code == 0
-    meta = {n: json.loads((tmp_path / "seg" / f"{n}.json").read_text()) for n in ("two", "one")}
+    meta = {n: json.loads((tmp_path / "seg" / f"{n}.lociseg.json").read_text()) for n in ("two", "one")}
     assert meta["two"]["model"] == "cells" and meta["one"]["model"] == "nuclei"
     assert meta["two"]["cells"] > 0
 
@@ -200,7 +207,7 @@ def test_diameter_train_uses_the_checkpoint_training_diameter(tmp_path, capsys):
         ]
     )
     assert rc == 0
-    assert json.loads((tmp_path / "seg" / "img.json").read_text())["diameter_used"] == 17.5
+    assert json.loads((tmp_path / "seg" / "img.lociseg.json").read_text())["diameter_used"] == 17.5
     rc = run(
         [
             "segment",
@@ -240,5 +247,5 @@ def test_log_says_scale_and_confidence(tmp_path, fake_model, capsys):
     lines = [x for x in capsys.readouterr().err.splitlines() if "a: diameter" in x]
     assert len(lines) == 2 and "estimated, confidence 1.00" in lines[0] and "(given)" in lines[1]
     assert "4 cells, 100% with a high score" in lines[1]
-    meta = json.loads((out / "a.json").read_text())
+    meta = json.loads((out / "a.lociseg.json").read_text())
     assert meta["high_score_fraction"] == 1.0 and meta["diameter_estimated"] is False

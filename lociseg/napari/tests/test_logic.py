@@ -41,6 +41,9 @@ def test_reader_labels_and_points(seg_output, tmp_path):
     other = tmp_path / "other.json"
     other.write_text('{"a": 1}')
     assert get_reader(str(other)) is None and get_reader([str(paths["meta"])] * 2) is None
+    # so is another JSON named like the outputs: the sidecar is img.lociseg.json
+    (tmp_path / "img.json").write_text('{"columns": []}')
+    assert get_reader(str(tmp_path / "img.json")) is None
     paths["labels"].unlink()
     assert get_reader(str(paths["meta"])) is None
 
@@ -52,11 +55,43 @@ def test_labels_features_index_is_the_label():
         logic.labels_features({"area": np.array([1])})
 
 
-def test_reader_claims_only_the_sidecar():
-    """Claiming *.tif would put lociseg in napari's 'Choose reader' dialog for every TIFF."""
-    manifest = yaml.safe_load((Path(logic.__file__).parent / "napari.yaml").read_text())
-    (reader,) = manifest["contributions"]["readers"]
-    assert reader["filename_patterns"] == ["*.json"]
+def _offered(path: Path) -> bool:
+    """Whether npe2 offers lociseg's reader for ``path`` (the list napari's File > Open picks from)."""
+    npe2 = pytest.importorskip("npe2", reason="npe2 not installed (pip install 'lociseg[napari]')")
+    pm = npe2.PluginManager()  # only lociseg's manifest: other plugins' claims do not matter here
+    pm.register(npe2.PluginManifest.from_file(Path(logic.__file__).parent / "napari.yaml"))
+    return any(r.plugin_name == "lociseg" for r in pm.iter_compatible_readers(str(path)))
+
+
+def test_npe2_offers_lociseg_only_for_its_sidecars(seg_output, tmp_path):
+    """Claiming *.json (or *.tif) would put lociseg in napari's 'Choose reader' dialog for every such file."""
+    paths, _ = seg_output
+    assert paths["meta"].name == "img.lociseg.json" and _offered(paths["meta"])
+    assert _offered(tmp_path / "IMG.LOCISEG.JSON")  # npe2 matches case-insensitively
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}')
+    assert not any(_offered(p) for p in (other, paths["labels"], paths["table"], tmp_path))
+
+
+def _old_style(paths: dict[str, Path]) -> Path:
+    """The outputs as a lociseg before the ``.lociseg.json`` sidecar left them: ``<name>.json``."""
+    return paths["meta"].rename(paths["meta"].with_name("img.json"))
+
+
+def test_old_style_outputs_still_read(seg_output):
+    from lociseg.predict.outputs import outputs_complete, sidecar_path
+
+    paths, labels = seg_output
+    old = _old_style(paths)
+    assert sidecar_path(old.parent, "img") == old and outputs_complete(old.parent, "img")
+    for p in (old, paths["labels"]):
+        ((data, kw, kind),) = get_reader(str(p))(str(p))
+        assert kind == "labels" and np.array_equal(data, labels) and "img.tif" in kw["metadata"]["outputs"]
+    ((pts, _, kind),) = get_reader(str(paths["table"]))(str(paths["table"]))
+    assert kind == "points" and pts.shape == (2, 2)
+    # napari matches names only, so it no longer offers lociseg for <name>.json: renamed, the sidecar opens there
+    assert not _offered(old)
+    assert _offered(old.rename(paths["meta"])) and get_reader(str(paths["meta"])) is not None
 
 
 @pytest.fixture

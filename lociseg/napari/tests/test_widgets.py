@@ -178,6 +178,13 @@ def test_open_sidecar_gives_labels_with_rows_on_their_cells(make_napari_viewer, 
     # File > Open (no plugin named): lociseg is the only reader of the sidecar, no choice to make
     viewer.layers.clear()
     assert [la.name for la in viewer.open(str(paths["meta"]), plugin=None)] == ["img labels"]
+    # any other JSON file: napari finds no reader, lociseg is not among the candidates (it was, for every *.json)
+    from napari.errors import NoAvailableReaderError
+
+    notes = paths["meta"].with_name("notes.json")
+    notes.write_text('{"a": 1}')
+    with pytest.raises(NoAvailableReaderError):
+        viewer.open(str(notes), plugin=None)
 
 
 def test_plain_tiff_opens_without_asking_for_a_reader(make_napari_viewer, seg_output, tmp_path):
@@ -189,7 +196,7 @@ def test_plain_tiff_opens_without_asking_for_a_reader(make_napari_viewer, seg_ou
     # plugin=None is File > Open: MultipleReaderError ("Choose reader") if lociseg also claimed *.tif
     layers = viewer.open(str(raw), plugin=None)
     assert len(layers) == 1 and layers[0].__class__.__name__ == "Image"
-    # so is the label TIFF lociseg writes (open the .json beside it for labels and table)
+    # so is the label TIFF lociseg writes (open the .lociseg.json beside it for labels and table)
     assert len(viewer.open(str(seg_output[0]["labels"]), plugin=None)) == 1
 
 

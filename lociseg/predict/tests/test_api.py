@@ -214,7 +214,7 @@ def test_write_outputs(tmp_path, disc_image):
         image, diameter=20
     )
     paths = write_outputs(tmp_path / "out", "img", labels, table, {"input": "x.png"})
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img.csv", "img.json", "img.tif"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img.csv", "img.lociseg.json", "img.tif"]
     assert np.array_equal(read_labels(paths["labels"]), labels)
     rows = paths["table"].read_text().splitlines()
     assert rows[0] == "label,centroid_y,centroid_x,area,score" and len(rows) == len(table) + 1

@@ -115,7 +115,7 @@ def test_large_image_in_blocks_matches_the_single_process_result(images, tmp_pat
     m = match_instances(ref, labels, thresholds=[0.9])
     # the blocks predict the very tiles of the single-process pass; only cross-block overlaps may differ
     assert m.tp[0] >= 0.99 * max(n, int(ref.max())), (m.tp[0], n, int(ref.max()))
-    meta = json.loads((tmp_path / "blocks" / "big.json").read_text())
+    meta = json.loads((tmp_path / "blocks" / "big.lociseg.json").read_text())
     assert meta["blocks"] == 12 and meta["cells"] == n
     assert not list((tmp_path / "blocks").glob(".*"))  # no scratch or temporary files left
     text = _run(
@@ -151,7 +151,7 @@ def test_killed_worker_every_image_written_once(images, tmp_path):
     crops, _ = images
     out = tmp_path / "out"
     proc = _lociseg("segment", str(crops), "-o", str(out), *ARGS, "--cluster", "local:2")
-    _wait_for("*.json", out, 1, proc)
+    _wait_for("*.lociseg.json", out, 1, proc)
     workers = _workers(proc)
     assert len(workers) >= 2, [p.cmdline() for p in workers]
     workers[0].send_signal(signal.SIGKILL)
@@ -162,7 +162,7 @@ def test_killed_worker_every_image_written_once(images, tmp_path):
 
     assert all(outputs_complete(out, f"crop{i}") for i in range(6))
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"crop{i}{e}" for i in range(6) for e in (".tif", ".csv", ".json")
+        f"crop{i}{e}" for i in range(6) for e in (".tif", ".csv", ".lociseg.json")
     )
 
 
@@ -170,10 +170,10 @@ def test_killed_run_rerun_does_not_redo_finished_images(images, tmp_path):
     crops, _ = images
     out = tmp_path / "out"
     proc = _lociseg("segment", str(crops), "-o", str(out), *ARGS, "--cluster", "local:2", start_new_session=True)
-    _wait_for("*.json", out, 2, proc)
+    _wait_for("*.lociseg.json", out, 2, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
-    finished = len(list(out.glob("*.json")))
+    finished = len(list(out.glob("*.lociseg.json")))
     text = _run("segment", str(crops), "-o", str(out), *ARGS, "--cluster", "local:2", "--skip-existing")
     assert f"{6 - finished} image(s) segmented, {finished} skipped, 0 failed" in text
 

@@ -161,7 +161,7 @@ def test_block_results_survive_a_crash_and_are_not_redone(data_root, tmp_path, m
     attrs = check_ngff(tmp_path / "field.ome.zarr")  # NGFF 0.4: omero colour and window, as napari needs
     assert attrs["multiscales"][0]["name"] == "field"
     assert [c["label"] for c in attrs["omero"]["channels"]] == ["actin", "DNA"]
-    sidecar = json.loads((tmp_path / "field.json").read_text())
+    sidecar = json.loads((tmp_path / "field.lociseg.json").read_text())
     assert 0 < sidecar["high_score_fraction"] <= 1
     assert outputs_complete(tmp_path, "field", endings=(".ome.zarr", ".csv"))
     assert not (tmp_path / ".field.blocks").exists()
