@@ -77,6 +77,10 @@ VARIANTS = {
     "pairs by edge": {"pairs": "edge"},
     "pairs by contrast": {"pairs": "contrast"},
     "pairs mean shape": {"pairs": "mean"},
+    "lead plausible": {"lead": "plausible"},
+    "lead plausible, size<=3x": {"lead": "plausible", "max_size_ratio": 3.0},
+    "pairs by stable": {"pairs": "stable"},
+    "lead plausible, pairs by stable": {"lead": "plausible", "pairs": "stable"},
 }
 
 
@@ -183,7 +187,8 @@ def per_image(rec: dict) -> dict:
     agree = float(match_instances(machine, own, thresholds=[0.5]).f1[0])
     targets["auto"] = targets["model+machine" if agree >= 0.5 else "machine+model"]
     for name, opts in VARIANTS.items():
-        targets[name], _ = choose_targets(own, machine, maps, pts, **opts)
+        views = [rec["view"]] if "view" in rec else ()
+        targets[name], _ = choose_targets(own, machine, maps, pts, views=views, **opts)
     scored = {k: (_labelled_only(v, gt) if rec["partial"] else v) for k, v in targets.items()}
     quality = {}
     for k, ref in (("model", machine), ("machine", own), ("evidence", machine)):

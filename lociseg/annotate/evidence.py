@@ -226,15 +226,18 @@ def choose_targets(
     pairs: str = "lead",
     need_nucleus: bool = True,
     max_size_ratio: float | None = None,
+    views: Sequence[np.ndarray] = (),
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Training targets chosen cell by cell from the model's and the machine cells.
 
     1. Cells both sources found (IoU >= 0.5): one outline per cell, by
        ``pairs``: ``lead`` the leading source's (``lead``: ``model``,
        ``machine`` or ``auto``, the model where the two agree on at least
-       :data:`AGREEMENT_MIN` of the cells, as ``--targets auto``); ``edge``
-       or ``contrast``, the outline with the higher signal; ``mean``, the
-       shape halfway between the two.
+       :data:`AGREEMENT_MIN` of the cells, as ``--targets auto``; or
+       ``plausible``, the source with the higher mean
+       :func:`cell_plausibility`); ``edge``, ``contrast`` or ``stable`` (needs
+       ``views``), the outline with the higher signal; ``mean``, the shape
+       halfway between the two.
     2. Cells only the model found are kept when they hold a detected nucleus
        (``need_nucleus``; on BBBC018 and Aitslab 16 % and 36 % of those
        without one were real cells, 58 % and 75 % of those with one).
@@ -259,6 +262,8 @@ def choose_targets(
         Detected nuclei (``need_nucleus`` is skipped without them).
     lead, pairs, need_nucleus, max_size_ratio
         As above.
+    views : sequence of (H, W) int arrays
+        Other segmentations of the image (the ``stable`` signal).
 
     Returns
     -------
@@ -270,13 +275,19 @@ def choose_targets(
     """
     model, machine = np.asarray(model), np.asarray(machine)
     agreement = float(match_instances(machine, model, thresholds=[MATCH_IOU]).f1[0])
+    ev = {
+        "model": outline_evidence(model, maps, points, machine, views),
+        "machine": outline_evidence(machine, maps, points, model, views),
+    }
     if lead == "auto":
         lead = "model" if agreement >= AGREEMENT_MIN else "machine"
-    ev = {"model": outline_evidence(model, maps, points), "machine": outline_evidence(machine, maps, points)}
+    elif lead == "plausible":  # the source whose cells look more right, by the label-free checks
+        mean = {k: float(cell_plausibility(e).mean()) if len(e["ids"]) else 0.0 for k, e in ev.items()}
+        lead = "model" if mean["model"] >= mean["machine"] else "machine"
     src = {"model": model, "machine": machine}
     matched = _matched_pairs(model, machine)
     score = {}
-    if pairs in ("edge", "contrast"):
+    if pairs in ("edge", "contrast", "stable"):
         for k in src:
             score[k] = dict(zip(ev[k]["ids"].tolist(), np.nan_to_num(ev[k][pairs], nan=-np.inf).tolist()))
     out, next_id = np.zeros(model.shape, np.int32), 0

@@ -154,3 +154,16 @@ def test_quality_counts_views_that_disagree():
     # without views the estimate is the four-check one
     plain = quality_estimate(truth, reference, maps, points)
     assert plain["precision"] != same["precision"]
+
+
+def test_the_plausible_source_leads_and_stable_picks_the_steady_outline():
+    image, truth, points = _scene(4)
+    maps = stain_maps(image[1], 2 * RADIUS)
+    off = _shifted(truth, 5, 0)  # every outline off its cell's edge, still matched (IoU >= 0.5)
+    targets, counts = choose_targets(off, truth, maps, points, lead="plausible")
+    assert counts["lead"] == "machine"
+    assert match_instances(truth, targets, thresholds=[0.9]).f1[0] == 1.0
+    # pairs by stability: the outline the other views agree with wins, whichever source drew it
+    targets, counts = choose_targets(off, truth, maps, points, pairs="stable", views=[truth])
+    assert counts["machine_outline"] == counts["pairs"] > 0
+    assert match_instances(truth, targets, thresholds=[0.9]).f1[0] == 1.0
