@@ -69,19 +69,23 @@ CHANNELS = {
 }
 
 
-#: Per-cell target rules compared (keyword arguments of choose_targets); ``evidence`` is the shipped default.
+#: Per-cell target rules compared (keyword arguments of choose_targets); ``{}`` is the shipped default.
 VARIANTS = {
-    "auto, all singles": {"need_nucleus": False, "max_size_ratio": None},
-    "evidence": {},
-    "evidence, size<=3x": {"max_size_ratio": 3.0},
-    "pairs by edge": {"pairs": "edge"},
-    "pairs by contrast": {"pairs": "contrast"},
-    "pairs mean shape": {"pairs": "mean"},
-    "lead plausible": {"lead": "plausible"},
-    "lead plausible, size<=3x": {"lead": "plausible", "max_size_ratio": 3.0},
-    "pairs by stable": {"pairs": "stable"},
-    "lead plausible, pairs by stable": {"lead": "plausible", "pairs": "stable"},
+    "auto, all singles": {"lead": "auto", "need_nucleus": False, "max_size_ratio": None},
+    "evidence (before 2026-12-07: agreement lead)": {"lead": "auto", "max_size_ratio": None},
+    "agreement lead, size<=3x": {"lead": "auto"},
+    "pairs by edge": {"lead": "auto", "pairs": "edge", "max_size_ratio": None},
+    "pairs by contrast": {"lead": "auto", "pairs": "contrast", "max_size_ratio": None},
+    "pairs mean shape": {"lead": "auto", "pairs": "mean", "max_size_ratio": None},
+    "lead plausible, any size": {"max_size_ratio": None},
+    "evidence (lead plausible, size<=3x)": {},
+    "pairs by stable": {"lead": "auto", "pairs": "stable", "max_size_ratio": None},
+    "lead plausible, pairs by stable": {"pairs": "stable"},
 }
+
+
+#: The rule ``lociseg adapt --targets evidence`` uses (choose_targets' defaults).
+SHIPPED = next(k for k, v in VARIANTS.items() if not v)
 
 
 def _channels(spec: str) -> list[str]:
@@ -192,10 +196,11 @@ def per_image(rec: dict) -> dict:
     scored = {k: (_labelled_only(v, gt) if rec["partial"] else v) for k, v in targets.items()}
     quality = {}
     for k, ref in (("model", machine), ("machine", own), ("evidence", machine)):
-        q = quality_estimate(targets[k], ref, maps, pts)
+        key = SHIPPED if k == "evidence" else k
+        q = quality_estimate(targets[key], ref, maps, pts)
         if "view" in rec:  # the same estimate with the flipped view's agreement as a fifth check
-            q["quality_stable"] = quality_estimate(targets[k], ref, maps, pts, [rec["view"]])["quality"]
-        true = float(match_instances(gt, scored[k], thresholds=[0.5]).f1[0])
+            q["quality_stable"] = quality_estimate(targets[key], ref, maps, pts, [rec["view"]])["quality"]
+        true = float(match_instances(gt, scored[key], thresholds=[0.5]).f1[0])
         quality[k] = {**q, "true_f1": true}
     return {"rows": rows, "targets": scored, "quality": quality, "agree": agree}
 

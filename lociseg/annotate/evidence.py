@@ -222,33 +222,35 @@ def choose_targets(
     maps: StainMaps,
     points: np.ndarray | None = None,
     *,
-    lead: str = "auto",
+    lead: str = "plausible",
     pairs: str = "lead",
     need_nucleus: bool = True,
-    max_size_ratio: float | None = None,
+    max_size_ratio: float | None = 3.0,
     views: Sequence[np.ndarray] = (),
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Training targets chosen cell by cell from the model's and the machine cells.
 
     1. Cells both sources found (IoU >= 0.5): one outline per cell, by
        ``pairs``: ``lead`` the leading source's (``lead``: ``model``,
-       ``machine`` or ``auto``, the model where the two agree on at least
-       :data:`AGREEMENT_MIN` of the cells, as ``--targets auto``; or
-       ``plausible``, the source with the higher mean
-       :func:`cell_plausibility`); ``edge``, ``contrast`` or ``stable`` (needs
-       ``views``), the outline with the higher signal; ``mean``, the shape
-       halfway between the two.
+       ``machine``; ``plausible``, the default, the source whose cells have
+       the higher mean :func:`cell_plausibility`, with ``views`` its
+       stability check included; or ``auto``, the model where the two agree
+       on at least :data:`AGREEMENT_MIN` of the cells, as ``--targets
+       auto``); ``edge``, ``contrast`` or ``stable`` (needs ``views``), the
+       outline with the higher signal; ``mean``, the shape halfway between
+       the two.
     2. Cells only the model found are kept when they hold a detected nucleus
        (``need_nucleus``; on BBBC018 and Aitslab 16 % and 36 % of those
        without one were real cells, 58 % and 75 % of those with one).
     3. Cells only the annotation found (it seeds one cell per detected
        nucleus) are added where no chosen cell covers more than half of them,
        on the free pixels, if their area is within ``max_size_ratio`` of the
-       median of that source's cells, either way (None, the default: any
-       size). On Aitslab 3x removed over- and under-split machine cells
-       (targets F1@0.5 +2.8 points), but where the annotation fails (DeepCell
-       phase contrast: machine cells from 0.02x to 6x their median) it threw
-       away the right-sized cells too, so it is off by default.
+       median of that source's cells, either way (None: any size).
+
+    The defaults (``plausible`` lead, 3x size rule) were chosen once on
+    every labelled two-channel set, treated as unlabelled, against the
+    previous rule (agreement lead, any size): targets F1@0.5 higher on all
+    eight (BENCHMARKS.md, "Label-free target choice").
 
     A chosen cell never takes pixels an earlier one holds (pairs first).
 

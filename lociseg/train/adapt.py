@@ -412,10 +412,11 @@ def _targets(
     """An image's training targets, the mode used (``auto`` resolved) and the model/machine agreement."""
     if mode == "machine":
         return machine, mode, None
-    own, _ = cells_from_model(image, seg, channels=order, fill=None)
+    own, used = cells_from_model(image, seg, channels=order, fill=None)
     agree = None
     if mode == "evidence":
-        target, counts = choose_targets(own, machine, stain_maps(image[1], diameter), points)
+        views = [flipped_view(image, seg, order, used)]  # the stability check of each outline
+        target, counts = choose_targets(own, machine, stain_maps(image[1], diameter), points, views=views)
         return target, f"evidence ({counts['lead']} leads, {counts['dropped']} dropped)", counts["agreement"]
     if mode == "auto":
         mode, agree = choose_lead(own, machine)
@@ -424,6 +425,13 @@ def _targets(
     if mode == "model+machine":
         return merge_cells(own, machine), mode, agree
     return merge_cells(machine, own), mode, agree
+
+
+def flipped_view(image: np.ndarray, seg: Segmenter, order: list[int], diameter: float) -> np.ndarray:
+    """The model's cells of the image flipped along both axes (one pass at ``diameter``), mapped back."""
+    flipped = np.ascontiguousarray(np.asarray(image)[:, ::-1, ::-1])
+    cells, _ = cells_from_model(flipped, seg, channels=order, diameter=diameter, augment=False)
+    return np.ascontiguousarray(cells[::-1, ::-1])
 
 
 def _check_out(out: Path, names: Sequence[str], opts: AdaptOptions) -> None:

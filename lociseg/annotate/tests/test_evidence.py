@@ -126,9 +126,9 @@ def test_the_size_limit_drops_machine_cells_far_from_the_median():
     maps = stain_maps(image[1], 2 * RADIUS)
     machine = truth.copy()
     machine[_disc(truth.shape, (75, 75), 3) & (truth == 0)] = 9  # a speck: ~1/50 of the median area
-    _, counts = choose_targets(np.zeros_like(truth), machine, maps, points, max_size_ratio=3.0)
+    _, counts = choose_targets(np.zeros_like(truth), machine, maps, points)  # the default: 3x
     assert counts["machine_only"] == 4 and counts["dropped"] == 1
-    _, counts = choose_targets(np.zeros_like(truth), machine, maps, points)
+    _, counts = choose_targets(np.zeros_like(truth), machine, maps, points, max_size_ratio=None)
     assert counts["machine_only"] == 5
 
 
