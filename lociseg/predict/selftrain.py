@@ -122,3 +122,25 @@ class ModelCells:
         )
         meta = {"cells_from": self.segmenter.name, "cells_diameter": round(used, 2), "keep_missed": self.keep_missed}
         return cells, meta
+
+
+def flipped_view(
+    image: np.ndarray, model: Segmenter, channels: Sequence[int | str] | None, diameter: float | None
+) -> np.ndarray:
+    """The model's cells of ``image`` flipped along both axes (one pass at ``diameter``), mapped back.
+
+    A second, independent view of the image: an outline the model draws the
+    same way in both is stable (:func:`lociseg.annotate.evidence.view_agreement`).
+
+    Parameters
+    ----------
+    image : (C, H, W) ndarray
+    model : Segmenter
+    channels : optional
+        Which of ``image``'s channels the model takes.
+    diameter : float or None
+        The scale of the first view (None: estimated again).
+    """
+    flipped = np.ascontiguousarray(np.asarray(image)[:, ::-1, ::-1])
+    cells, _ = cells_from_model(flipped, model, channels=channels, diameter=diameter, augment=False)
+    return np.ascontiguousarray(cells[::-1, ::-1])

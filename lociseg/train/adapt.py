@@ -39,7 +39,7 @@ from ..io.files import atomic_write
 from ..metrics import match_instances
 from ..models.pretrained import resolve_model
 from ..predict.api import OUTPUT_SUFFIXES, Segmenter, load_model, own_outputs
-from ..predict.selftrain import cells_from_model, model_channel_order
+from ..predict.selftrain import cells_from_model, flipped_view, model_channel_order
 from .finetune import (
     AdaptSample,
     Callback,
@@ -425,13 +425,6 @@ def _targets(
     if mode == "model+machine":
         return merge_cells(own, machine), mode, agree
     return merge_cells(machine, own), mode, agree
-
-
-def flipped_view(image: np.ndarray, seg: Segmenter, order: list[int], diameter: float) -> np.ndarray:
-    """The model's cells of the image flipped along both axes (one pass at ``diameter``), mapped back."""
-    flipped = np.ascontiguousarray(np.asarray(image)[:, ::-1, ::-1])
-    cells, _ = cells_from_model(flipped, seg, channels=order, diameter=diameter, augment=False)
-    return np.ascontiguousarray(cells[::-1, ::-1])
 
 
 def _check_out(out: Path, names: Sequence[str], opts: AdaptOptions) -> None:

@@ -27,6 +27,7 @@ from ..io.files import atomic_write
 from ..models.checkpoint import model_config
 from ..models.registry import model_type
 from ..predict.api import load_model, write_outputs
+from ..predict.selftrain import flipped_view
 from ..predict.table import CellTable
 from ..transforms import diameter_from_labels
 from .config import ExperimentConfig
@@ -74,6 +75,9 @@ class AdaptSample:
         The scale it was segmented at (its targets' median cell size).
     labels, table
         The final segmentation, once segmented.
+    view : (H, W) int ndarray or None
+        The same model's cells of the flipped image, mapped back (the
+        quality estimate's stability check), once segmented.
     quality : dict or None
         :func:`sample_quality`, once segmented.
     """
@@ -87,6 +91,7 @@ class AdaptSample:
     diameter: float | None = None
     labels: np.ndarray | None = None
     table: CellTable | None = None
+    view: np.ndarray | None = None
     quality: dict[str, float] | None = None
 
 
@@ -204,6 +209,8 @@ def segment_stage(
             warnings.filterwarnings("ignore", message="cell diameter estimated")
             s.labels, s.table = model.segment(s.image, channels=order, diameter=s.diameter)
         meta: dict[str, Any] = {"model": str(run)}
+        if s.machine is not None:  # the stability check of the quality estimate: one more pass, flipped
+            s.view = flipped_view(s.image, model, order, float(s.table.meta["diameter_used"]))
         s.quality = sample_quality(s)
         if s.quality:  # the label-free estimate, as in adapt.json
             meta["quality"] = s.quality
@@ -220,7 +227,8 @@ def sample_quality(sample: AdaptSample) -> dict[str, float] | None:
     if sample.machine is None or sample.labels is None:
         return None
     maps = stain_maps(sample.image[1], sample.diameter)
-    q = quality_estimate(sample.labels, sample.machine, maps, sample.points)
+    views = [sample.view] if sample.view is not None else []
+    q = quality_estimate(sample.labels, sample.machine, maps, sample.points, views)
     return {k: round(v, 3) for k, v in q.items()}
 
 

@@ -43,8 +43,7 @@ def test_flipped_view_finds_the_same_cells_on_a_real_field(data_root):
     """The stability view of ``--targets evidence``: the model on the flipped field, mapped back."""
     from lociseg.data import load_dataset
     from lociseg.predict.api import load_model
-    from lociseg.predict.selftrain import cells_from_model
-    from lociseg.train.adapt import flipped_view
+    from lociseg.predict.selftrain import cells_from_model, flipped_view
 
     image = load_dataset("bbbc018@test", root=data_root, channels=["actin", "DNA"])[0].image[:, :512, :512]
     seg = load_model("cells", device="cpu")
