@@ -285,9 +285,12 @@ def rescore(args: argparse.Namespace) -> None:
         if not (run_dir / "last").is_dir():
             log.warning("no run folder %s: %s kept as scored", run_dir, r["held_out"])
             continue
-        r.update(score_run(run_dir, r["kind"], r["held_out"]))
-        log.info("%s rescored: F1@0.5 %.3f", r["held_out"], r["f1_50"])
-        args.results.write_text("".join(json.dumps(x, default=float) + "\n" for x in records))
+        key = {k: r.get(k) for k in ("kind", "held_out", "steps", "crop", "init")}
+        new = {**r, **score_run(run_dir, r["kind"], r["held_out"])}
+        log.info("%s rescored: F1@0.5 %.3f", r["held_out"], new["f1_50"])
+        # read again before writing: a campaign may have appended rows meanwhile
+        now = [new if all(x.get(k) == v for k, v in key.items()) else x for x in read_results(args.results)]
+        args.results.write_text("".join(json.dumps(x, default=float) + "\n" for x in now))
 
 
 def score_model(model_path: str, kind: str, results: Path) -> None:
