@@ -82,6 +82,13 @@ Overlaps = Annotated[
     ),
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+Backend = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="Runtime of the network: torch, or onnx (ONNX Runtime on the CPU; pip install 'lociseg\\[onnx]').",
+    ),
+]
 MaxImagePixels = Annotated[
     int,
     typer.Option(
@@ -126,6 +133,7 @@ def main(
     augment: Augment = False,
     overlaps: Overlaps = "score",
     device: Device = "auto",
+    backend: Backend = "torch",
     max_image_pixels: MaxImagePixels = 2**30,
     cluster: Cluster = None,
     block_size: BlockSize = 4096,
@@ -146,6 +154,7 @@ def main(
         out,
         cluster,
         device=device,
+        backend=backend,
         diameter=_parse_diameter(diameter),
         channels=_parse_channels(channels),
         tile_size=tile_size,

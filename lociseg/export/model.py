@@ -10,13 +10,10 @@ consumer); the heavy convolutional part runs in the exported runtime.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import logging
 import os
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,16 @@ from ..batch import check_new
 from ..errors import ConfigError
 from ..io import read_image
 from ..io.files import atomic_write, sha256_file
+from ..models.graph import (
+    SIZE_MULTIPLE,
+    DenseForward,
+    as_tuple,
+    check_shape,
+    example_input,
+    export_onnx,
+    input_spec,
+    output_names,
+)
 from ..predict.api import Segmenter, load_model
 
 __all__ = [
@@ -44,55 +51,8 @@ __all__ = [
 ]
 
 MODEL_FORMATS = ("torchscript", "onnx", "bioimageio")
-SIZE_MULTIPLE = 32
 #: Largest difference of an exported output to PyTorch that counts as the same network.
 MAX_DIFFERENCE = 1e-3
-
-
-def output_names(model: torch.nn.Module, probabilities: bool = False) -> list[str]:
-    """Names of ``model.forward``'s outputs, in order."""
-    from ..models.lacss import LacssModel
-
-    if isinstance(model, LacssModel):
-        return ["score" if probabilities else "score_logits", "offsets", "seg_features"]
-    with torch.no_grad():
-        out = model(_example(model, (64, 64)))
-    return [f"output{i}" for i in range(len(out) if isinstance(out, (tuple, list)) else 1)]
-
-
-def _spec(model: torch.nn.Module):
-    spec = getattr(getattr(model, "config", None), "input", None)
-    if spec is None:
-        raise ConfigError(f"{type(model).__name__} has no config.input (InputSpec): not a lociseg model")
-    return spec
-
-
-def _example(model: torch.nn.Module, shape: tuple[int, int], seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand((1, int(_spec(model).in_channels), *shape), generator=g)
-
-
-def _as_tuple(out: Any) -> tuple[torch.Tensor, ...]:
-    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
-
-
-class _Dense(torch.nn.Module):
-    """``forward`` of a model as a tuple of tensors (the form both exporters want).
-
-    ``probabilities=True`` turns the first output (LACSS location logits)
-    into probabilities, the form bioimage.io consumers can threshold directly.
-    """
-
-    def __init__(self, model: torch.nn.Module, probabilities: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self.probabilities = probabilities
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = _as_tuple(self.model(image))
-        if self.probabilities:
-            out = (torch.sigmoid(out[0]),) + out[1:]
-        return out
 
 
 def export_torchscript(
@@ -117,96 +77,18 @@ def export_torchscript(
     probabilities : bool
         Sigmoid on the first output (location logits -> probabilities).
     """
-    _check_shape(example_shape)
+    check_shape(example_shape)
     model = model.eval().cpu()
     with torch.no_grad():
         traced = torch.jit.trace(
-            _Dense(model, probabilities).eval(), (_example(model, example_shape),), check_trace=False
+            DenseForward(model, probabilities).eval(), (example_input(model, example_shape),), check_trace=False
         )
     path = Path(path)
-    extra = {"lociseg_input.json": json.dumps(_spec(model).to_dict())}
+    extra = {"lociseg_input.json": json.dumps(input_spec(model).to_dict())}
     buffer = io.BytesIO()  # torch writes files in C++: a failed write would be a RuntimeError, not an OSError
     torch.jit.save(traced, buffer, _extra_files=extra)
     Path(path).write_bytes(buffer.getvalue())
     return path
-
-
-def export_onnx(
-    model: torch.nn.Module,
-    path: str | os.PathLike,
-    *,
-    example_shape: tuple[int, int] = (256, 256),
-    opset: int = 18,
-    max_size: int = 8192,
-    probabilities: bool = False,
-) -> Path:
-    """Export ``model.forward`` to a single ONNX file with dynamic batch size, height and width.
-
-    Parameters
-    ----------
-    model : SegmentationModel
-    path : path-like
-    example_shape : (int, int)
-    opset : int
-        ONNX opset version.
-    max_size : int
-        Largest H and W the graph accepts (multiples of 32).
-    probabilities : bool
-        Sigmoid on the first output (location logits -> probabilities).
-    """
-    _check_shape(example_shape)
-    try:
-        import onnxscript  # noqa: F401  (the torch.export-based exporter needs it)
-    except ModuleNotFoundError:
-        raise ConfigError("ONNX export needs 'onnx' and 'onnxscript': pip install 'lociseg[export]'") from None
-    model = model.eval().cpu()
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    h = torch.export.Dim("h32", min=1, max=max_size // SIZE_MULTIPLE)
-    w = torch.export.Dim("w32", min=1, max=max_size // SIZE_MULTIPLE)
-    # a batch of 2 in the example: with 1, the exporter may specialise the batch axis to a constant
-    example = _example(model, example_shape).expand(2, -1, -1, -1).contiguous()
-    with _quiet_exporter():
-        program = _onnx_program(model, example, probabilities, batch, h, w, opset)
-    path = Path(path)
-    program.save(str(path), external_data=False)  # one file: weights inside
-    return path
-
-
-@contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """The ONNX exporter's own chatter (one INFO line per graph rewrite, missing torchvision ops) off."""
-    names = ("onnxscript", "onnx_ir", "torch.onnx")
-    levels = {n: logging.getLogger(n).level for n in names}
-    try:
-        for n in names:
-            logging.getLogger(n).setLevel(logging.ERROR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            yield
-    finally:
-        for n, level in levels.items():
-            logging.getLogger(n).setLevel(level)
-
-
-def _onnx_program(
-    model: Any, example: torch.Tensor, probabilities: bool, batch: Any, h: Any, w: Any, opset: int
-) -> Any:
-    return torch.onnx.export(
-        _Dense(model, probabilities).eval(),
-        (example,),
-        None,
-        dynamo=True,
-        input_names=["image"],
-        output_names=output_names(model, probabilities),
-        dynamic_shapes={"image": {0: batch, 2: SIZE_MULTIPLE * h, 3: SIZE_MULTIPLE * w}},
-        opset_version=opset,
-        verbose=False,
-    )
-
-
-def _check_shape(shape: Sequence[int]) -> None:
-    if len(shape) != 2 or any(int(s) % SIZE_MULTIPLE or int(s) <= 0 for s in shape):
-        raise ConfigError(f"example shape must be two positive multiples of {SIZE_MULTIPLE}, got {tuple(shape)}")
 
 
 def run_exported(path: str | os.PathLike, image: np.ndarray) -> list[np.ndarray]:
@@ -220,7 +102,7 @@ def run_exported(path: str | os.PathLike, image: np.ndarray) -> list[np.ndarray]
         return list(sess.run(None, {sess.get_inputs()[0].name: x}))
     net = torch.jit.load(str(path), map_location="cpu")
     with torch.no_grad():
-        return [t.numpy() for t in _as_tuple(net(torch.from_numpy(x)))]
+        return [t.numpy() for t in as_tuple(net(torch.from_numpy(x)))]
 
 
 def max_output_difference(
@@ -230,9 +112,9 @@ def max_output_difference(
     shape: tuple[int, int] = (160, 224),
 ) -> list[float]:
     """Largest absolute difference between the eager model and an exported file, per output."""
-    x = _example(model, shape, seed=1).numpy() if image is None else np.asarray(image, np.float32)
+    x = example_input(model, shape, seed=1).numpy() if image is None else np.asarray(image, np.float32)
     with torch.no_grad():
-        eager = [t.numpy() for t in _as_tuple(model.eval().cpu()(torch.from_numpy(x)))]
+        eager = [t.numpy() for t in as_tuple(model.eval().cpu()(torch.from_numpy(x)))]
     got = run_exported(path, x)
     if len(got) != len(eager):
         raise AssertionError(f"exported model gives {len(got)} outputs, eager {len(eager)}")
@@ -387,7 +269,7 @@ def export_bioimageio(
     bad = [w for w in weights if w not in ("torchscript", "onnx")]
     if bad or not weights:
         raise ConfigError(f"bioimage.io weights must be torchscript and/or onnx, got {list(weights)}")
-    spec = _spec(model)
+    spec = input_spec(model)
     model = model.eval().cpu()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -397,11 +279,11 @@ def export_bioimageio(
     raw = np.asarray(test_image, np.float32)
     if raw.ndim != 3 or raw.shape[0] != c:
         raise ConfigError(f"test image must be ({c}, H, W), got {raw.shape}")
-    _check_shape(raw.shape[1:])
+    check_shape(raw.shape[1:])
     x = normalize_percentile(raw, spec.normalize_low, spec.normalize_high).astype(np.float32)[None]
     names = output_names(model, probabilities=True)
     with torch.no_grad():
-        outs = [t.numpy() for t in _Dense(model, probabilities=True)(torch.from_numpy(x))]
+        outs = [t.numpy() for t in DenseForward(model, probabilities=True)(torch.from_numpy(x))]
     np.save(out / "test_input.npy", raw[None])
     chan_names = list(spec.channels) if len(spec.channels) == c else [f"channel{i}" for i in range(c)]
     outputs = _output_specs(out, names, outs, raw.shape[-1])

@@ -11,6 +11,7 @@ alone), selected by ``LacssConfig.mode``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -37,6 +38,9 @@ from .targets import lacss_targets, window_targets
 STRIDE = 4
 #: Input sizes must be multiples of the coarsest stride.
 SIZE_MULTIPLE = 32
+
+DenseRunner = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+"""What runs :meth:`LacssModel.forward` at prediction: the module itself, or its graph in another runtime."""
 
 
 @dataclass
@@ -352,17 +356,22 @@ class LacssModel(SegmentationModel):
 
     # --------------------------------------------------------------- prediction
     @torch.no_grad()
-    def predict_instances(self, image: torch.Tensor, chunk: int = 512, *, augment: bool = False) -> Instances:
+    def predict_instances(
+        self, image: torch.Tensor, chunk: int = 512, *, augment: bool = False, forward: DenseRunner | None = None
+    ) -> Instances:
         """Instances of one normalised image (1, C, H, W) at model scale (any H, W).
 
         ``augment`` averages the four flips of the image (:mod:`~lociseg.models.flips`):
         the LPN maps before locations are decoded, then each location's mask
         over the views that cover each pixel; about 4x the compute.
+        ``forward`` runs the dense network in place of :meth:`forward` (the
+        same weights in another runtime, e.g. ONNX Runtime:
+        :mod:`lociseg.predict.backend`); decoding stays here.
         """
         was_training = self.training
         self.eval()
         try:
-            return self._predict(image, chunk, augment)
+            return self._predict(image, chunk, augment, forward)
         finally:
             self.train(was_training)
 
@@ -398,12 +407,15 @@ class LacssModel(SegmentationModel):
             out.append((locs[inside].cpu().numpy().astype(np.float32), scores[inside].cpu().numpy().astype(np.float32)))
         return out
 
-    def _dense_outputs(self, x: torch.Tensor, augment: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _dense_outputs(
+        self, x: torch.Tensor, augment: bool, forward: DenseRunner | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Score logits (h, w), offsets (2, h, w) and per-view seg features (V, width, h, w) of one image."""
+        forward = forward or self
         if not augment:
-            score, offsets, dense = self(x)
+            score, offsets, dense = forward(x)
             return score[0], offsets[0], dense
-        score, offsets, dense = self(flip_views(x))
+        score, offsets, dense = forward(flip_views(x))
         # A flip reverses the offsets along its axes (offset channel 0 is y, 1 is x).
         flipped = torch.tensor([flipped_axes(k) for k in range(len(FLIPS))], device=x.device)
         offsets = torch.where(flipped[:, :, None, None], -offsets.float(), offsets.float())
@@ -444,13 +456,13 @@ class LacssModel(SegmentationModel):
             count.index_put_(at, torch.ones_like(values), accumulate=True)
         return total / count, origins
 
-    def _predict(self, image: torch.Tensor, chunk: int, augment: bool = False) -> Instances:
+    def _predict(self, image: torch.Tensor, chunk: int, augment: bool, forward: DenseRunner | None) -> Instances:
         if image.ndim == 3:
             image = image[None]
         h, w = image.shape[-2:]
         ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
         x = F.pad(image, (0, pw, 0, ph)) if ph or pw else image
-        score, offsets, dense = self._dense_outputs(x, augment)
+        score, offsets, dense = self._dense_outputs(x, augment, forward)
         locs, scores = decode_locations(score, offsets, STRIDE, **self._decode_kwargs())
         _warn_if_capped(len(locs), self.config.lpn.max_count)
         inside = (locs[:, 0] >= 0) & (locs[:, 0] <= h - 1) & (locs[:, 1] >= 0) & (locs[:, 1] <= w - 1)

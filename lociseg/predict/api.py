@@ -40,6 +40,7 @@ from ..transforms import (
     rescale_instances,
 )
 from .autoscale import estimate_scale, load_size_model, paste_checked, scale_factor
+from .backend import check_backend, onnx_runner
 from .channels import select_channels
 from .outputs import OUTPUT_SUFFIXES, folder_record, outputs_complete, own_outputs, sidecar_path, write_outputs
 from .paste import OVERLAP_RULES, StreamingPaste
@@ -84,6 +85,10 @@ class Segmenter:
     pad_multiple : int, optional
         Tiles are zero-padded (after normalisation) to a multiple of this, as
         the networks down-sample by up to 32.
+    backend : {"torch", "onnx"}, optional
+        Runtime of the network pass (:mod:`~lociseg.predict.backend`):
+        PyTorch, or ONNX Runtime on the CPU (a LACSS model; needs
+        ``pip install 'lociseg[onnx]'``; the graph is written on first use).
 
     Attributes
     ----------
@@ -100,8 +105,10 @@ class Segmenter:
         device: str | torch.device = "auto",
         name: str | None = None,
         pad_multiple: int = 32,
+        backend: str = "torch",
     ):
         self.device = choose_device(device)
+        check_backend(backend, model, self.device)
         # Channels-last lets the convolutions and the ConvNeXt blocks' channel MLPs run without
         # layout copies (about 25 % faster on CPU); numerically the same network.
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
@@ -113,9 +120,11 @@ class Segmenter:
         self.spec = spec
         self.train_diameter = _train_diameter(getattr(model, "checkpoint_path", None))
         self.size_model = load_size_model(model)  # one-pass scale (docs/scale.md); None: the ladder search
+        self.backend = backend
+        self._forward = onnx_runner(self.model) if backend == "onnx" else None  # kept on the model
 
     def __repr__(self) -> str:
-        return f"Segmenter({self.name}, device={self.device}, in_channels={self.spec.in_channels}, target_diameter={self.spec.target_diameter})"
+        return f"Segmenter({self.name}, device={self.device}, backend={self.backend}, in_channels={self.spec.in_channels}, target_diameter={self.spec.target_diameter})"
 
     # ------------------------------------------------------------------ steps
 
@@ -155,8 +164,11 @@ class Segmenter:
             tile = np.pad(tile, ((0, 0), (0, ph), (0, pw)))
         x = torch.from_numpy(np.ascontiguousarray(tile, np.float32))[None].to(self.device)
         x = x.contiguous(memory_format=torch.channels_last)
-        # only ask for augment when wanted: models outside lociseg may not take it
-        inst = self.model.predict_instances(x, augment=True) if augment else self.model.predict_instances(x)
+        # only pass augment and forward when wanted: models outside lociseg may not take them
+        extra = {"augment": True} if augment else {}
+        if self._forward is not None:
+            extra["forward"] = self._forward
+        inst = self.model.predict_instances(x, **extra)
         if len(inst) and (ph or pw):
             loc = inst.locations
             inst = inst.select((loc[:, 0] < h) & (loc[:, 1] < w))
@@ -426,6 +438,7 @@ class Segmenter:
         """The cell table of :meth:`segment`, its meta recording how the labels were made."""
         meta = {
             "model": self.name,
+            "backend": self.backend,
             "diameter_used": float(diameter),
             "diameter_estimated": search is not None,
             "target_diameter": float(self.spec.target_diameter),
@@ -505,7 +518,9 @@ def _train_diameter(folder: os.PathLike | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def load_model(path_or_name: str | os.PathLike | torch.nn.Module, *, device: str = "auto") -> Segmenter:
+def load_model(
+    path_or_name: str | os.PathLike | torch.nn.Module, *, device: str = "auto", backend: str = "torch"
+) -> Segmenter:
     """Load a checkpoint file or a named shipped model, ready to segment.
 
     Parameters
@@ -515,6 +530,8 @@ def load_model(path_or_name: str | os.PathLike | torch.nn.Module, *, device: str
         model, or an already built model.
     device : str, optional
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    backend : {"torch", "onnx"}, optional
+        Runtime of the network pass (:class:`Segmenter`).
 
     Returns
     -------
@@ -527,7 +544,7 @@ def load_model(path_or_name: str | os.PathLike | torch.nn.Module, *, device: str
         device is not available.
     """
     if isinstance(path_or_name, torch.nn.Module):
-        return Segmenter(path_or_name, device=device)
+        return Segmenter(path_or_name, device=device, backend=backend)
     dev = choose_device(device)
     path = Path(path_or_name)
     if not path.exists():
@@ -535,7 +552,7 @@ def load_model(path_or_name: str | os.PathLike | torch.nn.Module, *, device: str
     # a checkpoint folder, a run folder (best/, else last/) or a model.safetensors: load_checkpoint
     # resolves them and reads only model.safetensors + config.yaml (stray files such as a model.pt are ignored)
     model = load_checkpoint(path, dev)
-    return Segmenter(model, device=dev, name=str(path_or_name))
+    return Segmenter(model, device=dev, name=str(path_or_name), backend=backend)
 
 
 def segment(
@@ -543,8 +560,8 @@ def segment(
 ) -> tuple[np.ndarray, CellTable]:
     """Segment one raw image: :func:`load_model` (unless given a :class:`Segmenter`) then :meth:`Segmenter.segment`.
 
-    ``kwargs`` go to :meth:`Segmenter.segment` (``device`` to :func:`load_model`).
+    ``kwargs`` go to :meth:`Segmenter.segment` (``device`` and ``backend`` to :func:`load_model`).
     """
-    device = kwargs.pop("device", "auto")
-    seg = model if isinstance(model, Segmenter) else load_model(model, device=device)
+    device, backend = kwargs.pop("device", "auto"), kwargs.pop("backend", "torch")
+    seg = model if isinstance(model, Segmenter) else load_model(model, device=device, backend=backend)
     return seg.segment(image, **kwargs)

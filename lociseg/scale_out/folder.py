@@ -87,6 +87,7 @@ def segment_folder(
     cluster: str | None = None,
     *,
     device: str = "auto",
+    backend: str = "torch",
     diameter: float | str | None = None,
     channels: Sequence[int | str] | None = None,
     tile_size: int = 1024,
@@ -121,7 +122,8 @@ def segment_folder(
         ``"local:N"`` or a scheduler address); images with a side over
         ``block_size`` are then segmented in blocks into ``<name>.ome.zarr``
         (:func:`~lociseg.scale_out.segment_blocks`).
-    device : str
+    device, backend : str
+        As in :func:`~lociseg.predict.load_model` (``backend`` "torch" only with ``cluster``).
     diameter, channels, tile_size, augment, overlaps
         As in :meth:`~lociseg.predict.Segmenter.segment`.
     max_image_pixels : int or None
@@ -141,22 +143,21 @@ def segment_folder(
     FolderRun
     """
     check_segment_options(tile_size, max_image_pixels, overlaps)
-    if skip_existing and overwrite:
-        raise ConfigError("--skip-existing and --overwrite exclude each other")
+    _check_options(skip_existing, overwrite, cluster, backend)
     out = Path(out)
     jobs = image_jobs([os.fspath(i) for i in inputs], max_image_pixels)
     prepare_out_dir(out)
     chans = list(channels) if channels is not None else None
     loaded: dict[str, object] = {}
     if model is not None:
-        loaded[model] = api.load_model(model, device=device)  # a bad model fails before any image is read
+        loaded[model] = api.load_model(model, device=device, backend=backend)  # a bad model fails before any image
         if diameter == "train" and loaded[model].train_diameter is None:
             raise ConfigError(f"--diameter train: model {model} records no training diameter; give the diameter in px")
 
     def segmenter_for(image: Any) -> object:
         name = model_for(model, chans, image)
         if name not in loaded:
-            loaded[name] = api.load_model(name, device=device)
+            loaded[name] = api.load_model(name, device=device, backend=backend)
         return loaded[name]
 
     names, notes = unique_names([j[0] for j in jobs], [j[1] for j in jobs])
@@ -180,6 +181,14 @@ def segment_folder(
         else:
             results, failures = _run_on_cluster(cluster, items, opts, model, device, block_size, debug)
     return FolderRun(results, failures)
+
+
+def _check_options(skip_existing: bool, overwrite: bool, cluster: str | None, backend: str) -> None:
+    """Refuse options of :func:`segment_folder` that exclude each other."""
+    if skip_existing and overwrite:
+        raise ConfigError("--skip-existing and --overwrite exclude each other")
+    if cluster is not None and backend != "torch":
+        raise ConfigError(f"--backend {backend} runs without --cluster only (the workers run PyTorch)")
 
 
 def model_for(model: str | None, chans: list | None, image: Any) -> str:
