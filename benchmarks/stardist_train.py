@@ -1,40 +1,40 @@
-"""Train a StarDist 2D model on a lociseg data set's training split, with StarDist's own recipe, for a fixed time.
+"""Train a StarDist 2D model on a lociseg data set's training split, with StarDist's own recipe, for a fixed CPU time.
 
 Run with a Python that has ``stardist`` and ``tensorflow-cpu`` (kept out of
-lociseg's dependencies, e.g. a separate virtual environment that sees lociseg)::
+lociseg's dependencies, e.g. ``python -m venv /work/venv-stardist`` with
+``pip install tensorflow-cpu stardist tifffile``); the images come from a
+file written by ``benchmarks/bench_stardist.py dump`` in lociseg's own
+environment, so this script does not import lociseg::
 
-    python benchmarks/stardist_train.py --set bbbc018 --out /tmp/sd_bbbc018 [--minutes 20] [--threads 2]
+    python benchmarks/bench_stardist.py dump --set bbbc018:nuclei --channels DNA --out /tmp/bbbc018_nuclei.npz
+    /work/venv-stardist/bin/python benchmarks/stardist_train.py --data /tmp/bbbc018_nuclei.npz \
+        --out /tmp/sd [--cpu-minutes 15] [--threads 1]
 
 The recipe follows StarDist's 2D training example: percentile normalisation
 (1, 99.8) per channel, holes filled in the labels, 32 rays, grid (2, 2),
 256 px patches, flips/rotations and an intensity jitter as augmentation,
-then ``optimize_thresholds`` on the validation split. Epochs of
-``--steps`` steps run until ``--minutes`` have passed.
+then ``optimize_thresholds`` on the validation split. Epochs of ``--steps``
+steps run until the process has used ``--cpu-minutes`` of CPU time (all its
+threads together) or ``--wall-minutes`` have passed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 
 import numpy as np
 
-
-def load(spec):
-    from lociseg import load_dataset
-
-    ds = load_dataset(spec)
-    images, labels = [], []
-    for i in range(len(ds)):
-        s = ds[i]
-        img = np.asarray(s.image, np.float32)
-        img = img if img.ndim == 3 else img[None]
-        images.append(np.moveaxis(img, 0, -1))
-        labels.append(np.asarray(s.labels).astype(np.int32))
-    return images, labels
-
-
 RNG = np.random.default_rng(0)
+
+
+def split(data, name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Images (H, W, C) float32 and labels (H, W) int32 of one split of a ``bench_stardist.py dump`` file."""
+    n = int(data[f"{name}_count"])
+    images = [np.moveaxis(data[f"{name}_image_{i}"].astype(np.float32), 0, -1) for i in range(n)]
+    return images, [data[f"{name}_labels_{i}"].astype(np.int32) for i in range(n)]
 
 
 def augment(x, y):
@@ -49,11 +49,13 @@ def augment(x, y):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--set", default="bbbc018")
+    ap.add_argument("--data", required=True, help="file written by bench_stardist.py dump")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--minutes", type=float, default=20)
-    ap.add_argument("--steps", type=int, default=25)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--name", default="stardist")
+    ap.add_argument("--cpu-minutes", type=float, default=15)
+    ap.add_argument("--wall-minutes", type=float, default=45)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     import tensorflow as tf
 
@@ -63,11 +65,13 @@ def main() -> None:
     from stardist import fill_label_holes
     from stardist.models import Config2D, StarDist2D
 
+    data = np.load(args.data)
+
     def prep(images, labels):
         return [normalize(x, 1, 99.8, axis=(0, 1)) for x in images], [fill_label_holes(y) for y in labels]
 
-    xt, yt = prep(*load(f"{args.set}@train"))
-    xv, yv = prep(*load(f"{args.set}@val"))
+    xt, yt = prep(*split(data, "train"))
+    xv, yv = prep(*split(data, "val"))
     conf = Config2D(
         n_rays=32,
         grid=(2, 2),
@@ -76,14 +80,29 @@ def main() -> None:
         train_batch_size=4,
         train_tensorboard=False,
     )
-    name = args.set.replace(":", "_")
-    model = StarDist2D(conf, name=name, basedir=args.out)
-    t0, epochs = time.time(), 0
-    while time.time() - t0 < 60 * args.minutes:
+    model = StarDist2D(conf, name=args.name, basedir=args.out)
+    t0, c0, epochs = time.time(), time.process_time(), 0
+    while time.process_time() - c0 < 60 * args.cpu_minutes and time.time() - t0 < 60 * args.wall_minutes:
         model.train(xt, yt, validation_data=(xv, yv), augmenter=augment, epochs=1, steps_per_epoch=args.steps)
         epochs += 1
+        print(
+            f"epoch {epochs}: {(time.process_time() - c0) / 60:.1f} CPU-min, {(time.time() - t0) / 60:.1f} min",
+            flush=True,
+        )
+    cpu, wall = (time.process_time() - c0) / 60, (time.time() - t0) / 60
     model.optimize_thresholds(xv, yv)
-    print(f"trained {epochs} epochs of {args.steps} steps in {(time.time() - t0) / 60:.1f} min")
+    record = {
+        "epochs": epochs,
+        "steps": epochs * args.steps,
+        "cpu_minutes": cpu,
+        "wall_minutes": wall,
+        "threads": args.threads,
+        "load_average_end": os.getloadavg(),
+        "thresholds": dict(model.thresholds._asdict()),
+    }
+    with open(os.path.join(args.out, args.name, "lociseg_training.json"), "w") as f:
+        json.dump(record, f, indent=1)
+    print(json.dumps(record))
 
 
 if __name__ == "__main__":
