@@ -10,11 +10,13 @@ Python. Usage::
     # 2. train StarDist there (benchmarks/stardist_train.py)
     # 3. interleaved rounds on the test split
     python benchmarks/bench_stardist.py run --data /tmp/bbbc018_nuclei.npz --stardist /tmp/sd/stardist \
-        --python /work/venv-stardist/bin/python --model nuclei [--rounds 3] [--threads 2] [--json out.json]
+        --python /work/venv-stardist/bin/python --model nuclei \
+        [--variants torch:given,torch:auto,onnx:given,onnx:auto,onnx:given:2048] [--rounds 3] [--threads 2] [--json out.json]
 
 Each round segments every test field with every variant: lociseg (each
-``--backends``) at the true diameter (the field's median label diameter, as
-a user who knows the scale gives it) and with its automatic scale, and
+``--variants`` entry ``backend:mode[:tile]``: at the true diameter, the
+field's median label diameter, as a user who knows the scale gives it, or
+with its automatic scale; with the default or another tile size), and
 StarDist (its own percentile normalisation and optimised thresholds); the
 order of the variants rotates from round to round. Each call is timed where
 it runs (lociseg here, StarDist inside the worker; model loading excluded,
@@ -83,26 +85,33 @@ class StarDistWorker:
 
 
 def lociseg_variants(args, fields) -> dict:
-    """Variant name -> callable(field index) -> (labels, seconds), for each lociseg backend: given and automatic diameter."""
+    """Variant name -> callable(field index) -> (labels, seconds), one per ``--variants`` entry.
+
+    An entry is ``backend:mode[:tile size]``, mode ``given`` (the field's
+    median label diameter) or ``auto`` (lociseg's automatic scale).
+    """
     from lociseg.predict.api import load_model
     from lociseg.transforms import diameter_from_labels
 
-    out = {}
-    for backend in args.backends:
-        seg = load_model(args.model, device="cpu", backend=backend)
-        for mode in ("given d", "auto"):
+    segs, out = {}, {}
+    for entry in args.variants:
+        backend, mode, *tile = entry.split(":")
+        seg = segs.setdefault(backend, load_model(args.model, device="cpu", backend=backend))
+        tile_size = int(tile[0]) if tile else 1024
 
-            def run(i, seg=seg, mode=mode):
-                image, truth = fields[i]
-                d = diameter_from_labels(truth) if mode == "given d" else None
-                t0 = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    labels, _ = seg.segment(image, diameter=d)
-                return labels, time.perf_counter() - t0
+        def run(i, seg=seg, mode=mode, tile_size=tile_size):
+            image, truth = fields[i]
+            d = diameter_from_labels(truth) if mode == "given" else None
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                labels, _ = seg.segment(image, diameter=d, tile_size=tile_size)
+            return labels, time.perf_counter() - t0
 
-            run(0)  # warm-up
-            out[f"lociseg {args.model} ({backend}, {mode})"] = run
+        run(0)  # warm-up
+        out[f"lociseg {args.model} ({backend}, {'given d' if mode == 'given' else 'auto scale'}, tile {tile_size})"] = (
+            run
+        )
     return out
 
 
@@ -170,7 +179,12 @@ def main() -> None:
     r.add_argument("--stardist", required=True, help="folder of the StarDist model (basedir/name)")
     r.add_argument("--python", required=True, help="the Python that has stardist")
     r.add_argument("--model", default="nuclei")
-    r.add_argument("--backends", type=lambda v: v.split(","), default=["torch"])
+    r.add_argument(
+        "--variants",
+        type=lambda v: v.split(","),
+        default=["torch:given", "torch:auto"],
+        help="lociseg variants, backend:mode[:tile] (mode given or auto; tile default 1024)",
+    )
     r.add_argument("--fields", type=int, default=0, help="at most this many test fields (0: all)")
     r.add_argument("--rounds", type=int, default=3)
     r.add_argument("--threads", type=int, default=2)

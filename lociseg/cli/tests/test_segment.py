@@ -35,7 +35,7 @@ class ThresholdModel(SegmentationModel):
 def fake_model(monkeypatch):
     loaded = []
 
-    def load(name, device="auto"):
+    def load(name, device="auto", backend="torch"):
         if name == "missing":
             from lociseg.errors import ConfigError
 

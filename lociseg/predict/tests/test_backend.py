@@ -13,6 +13,7 @@ from lociseg.metrics.matching import match_instances
 from lociseg.models.unet import UNetConfig, UNetModel
 from lociseg.predict.api import Segmenter, load_model
 from lociseg.predict.backend import RUNNER_ATTR, cache_folder, graph_key
+from lociseg.scale_out.folder import segment_folder
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +66,8 @@ def test_backend_is_checked():
         Segmenter(seg.model, device="cpu", backend="tensorrt")
     with pytest.raises(ConfigError, match="LACSS models only"):
         Segmenter(UNetModel(UNetConfig()), device="cpu", backend="onnx")
+
+
+def test_cluster_runs_torch_only(tmp_path):
+    with pytest.raises(ConfigError, match="--backend onnx runs without --cluster only"):
+        segment_folder([str(tmp_path)], "nuclei", tmp_path / "out", "local", backend="onnx")
