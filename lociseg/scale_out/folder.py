@@ -142,8 +142,7 @@ def segment_folder(
     -------
     FolderRun
     """
-    check_segment_options(tile_size, max_image_pixels, overlaps)
-    _check_options(skip_existing, overwrite, cluster, backend)
+    _check_options(tile_size, max_image_pixels, overlaps, skip_existing, overwrite, cluster, backend)
     out = Path(out)
     jobs = image_jobs([os.fspath(i) for i in inputs], max_image_pixels)
     prepare_out_dir(out)
@@ -183,8 +182,17 @@ def segment_folder(
     return FolderRun(results, failures)
 
 
-def _check_options(skip_existing: bool, overwrite: bool, cluster: str | None, backend: str) -> None:
-    """Refuse options of :func:`segment_folder` that exclude each other."""
+def _check_options(
+    tile_size: int,
+    max_image_pixels: int | None,
+    overlaps: str,
+    skip_existing: bool,
+    overwrite: bool,
+    cluster: str | None,
+    backend: str,
+) -> None:
+    """Refuse options of :func:`segment_folder` it cannot use (:func:`check_segment_options`) or that exclude each other."""
+    check_segment_options(tile_size, max_image_pixels, overlaps)
     if skip_existing and overwrite:
         raise ConfigError("--skip-existing and --overwrite exclude each other")
     if cluster is not None and backend != "torch":
