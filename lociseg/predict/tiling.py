@@ -13,6 +13,7 @@ instead of being kept to the end (:func:`predict_tiled`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -48,16 +49,22 @@ def axis_tiles(length: int, tile: int, overlap: int, align: int = 1) -> list[tup
 
     Starts are multiples of ``align``: a network that downsamples by 32 then
     sees every tile on the same pixel grid as the whole image, so its
-    features (and masks) agree away from the tile edges. The last tile
-    starts at the last aligned position and runs to the end of the axis
-    (up to ``align - 1`` pixels longer than ``tile``).
+    features (and masks) agree away from the tile edges. The tiles are as
+    many as tiles of ``tile`` px need, and each is made as small as covering
+    the axis with them allows: an axis a little longer than ``tile`` gets
+    two tiles of about half the length, not two of ``tile`` (which computed
+    up to twice the pixels). The last tile starts at the last aligned
+    position and runs to the end of the axis (up to ``align - 1`` pixels
+    longer than the others, never longer than ``tile + align - 1``).
     """
     if length <= tile:
         return [(0, length, -np.inf, np.inf)]
-    step = max(align, (tile - overlap) // align * align)
-    last = (length - tile) // align * align
+    n = math.ceil((length - overlap) / max(1, tile - overlap))
+    size = min(tile, -(-math.ceil((length + (n - 1) * overlap) / n) // align) * align)
+    step = max(align, (size - overlap) // align * align)
+    last = (length - size) // align * align
     starts = list(range(0, last, step)) + [last]
-    ends = [s + tile for s in starts[:-1]] + [length]
+    ends = [s + size for s in starts[:-1]] + [length]
     # the last tile's overlap with the previous one may be larger than
     # `overlap`; seams go to the middle of each overlap
     seams = [(b + e) / 2 for e, b in zip(ends[:-1], starts[1:])]

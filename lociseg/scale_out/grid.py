@@ -73,7 +73,7 @@ def tile_blocks(
     for n_in, n_model in zip(shape, model_shape):
         tm = n_model / n_in  # model pixels per input pixel on this axis
         tiles = axis_tiles(n_model, tile_size, overlap, align)
-        step = max(align, (tile_size - overlap) // align * align)  # the tiling's stride (the last tile may be closer)
+        step = tiles[1][0] - tiles[0][0] if len(tiles) > 1 else tile_size  # the tiling's stride
         k = max(1, round(block_size * tm / step))
         groups = []
         for g in (tiles[j : j + k] for j in range(0, len(tiles), k)):

@@ -3,7 +3,7 @@ import pytest
 
 from lociseg.models.semantic import labels_to_instances
 from lociseg.predict import iter_tiles, paste_instances, predict_tiled
-from lociseg.predict.tiling import concatenate_instances, n_tiles
+from lociseg.predict.tiling import axis_tiles, concatenate_instances, n_tiles
 from lociseg.structures import Instances
 
 
@@ -93,11 +93,23 @@ def test_predict_fn_called_lazily_per_tile():
 
     out = predict_tiled(fn, np.zeros((1, 300, 300), np.float32), tile_size=128, overlap=32)
     assert len(out) == 0 and len(calls) == n_tiles((300, 300), 128, 32) == 9
-    assert all(s == (1, 128, 128) for s in calls)
+    assert all(s[0] == 1 and max(s[1:]) <= 128 for s in calls)  # tiles no larger than asked
     # a small image is one call on the whole image
     calls.clear()
     predict_tiled(fn, np.zeros((1, 100, 90), np.float32), tile_size=128, overlap=32)
     assert calls == [(1, 100, 90)]
+
+
+def test_tiles_are_no_larger_than_covering_the_axis_needs():
+    # an axis a little over one tile: two tiles of about half, not two full tiles (~2x the pixels)
+    tiles = axis_tiles(1100, 1024, 128, 32)
+    assert len(tiles) == 2 and sum(e - s for s, e, _, _ in tiles) <= 1.3 * 1100
+    for length in range(1025, 6000, 37):
+        tiles = axis_tiles(length, 1024, 128, 32)
+        assert tiles[0][0] == 0 and tiles[-1][1] == length
+        assert all(s % 32 == 0 and e - s <= 1024 + 31 for s, e, _, _ in tiles)
+        assert all(a[1] - b[0] >= 128 for a, b in zip(tiles, tiles[1:]))  # every seam keeps the overlap
+        assert len(tiles) == -(-(length - 128) // (1024 - 128))  # as many tiles as 1,024 px tiles need
 
 
 def test_concatenate_pads_windows():
