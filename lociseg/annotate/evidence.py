@@ -277,25 +277,44 @@ def choose_targets(
     """
     model, machine = np.asarray(model), np.asarray(machine)
     agreement = float(match_instances(machine, model, thresholds=[MATCH_IOU]).f1[0])
+    src = {"model": model, "machine": machine}
     ev = {
         "model": outline_evidence(model, maps, points, machine, views),
         "machine": outline_evidence(machine, maps, points, model, views),
     }
-    if lead == "auto":
-        lead = "model" if agreement >= AGREEMENT_MIN else "machine"
-    elif lead == "plausible":  # the source whose cells look more right, by the label-free checks
-        mean = {k: float(cell_plausibility(e).mean()) if len(e["ids"]) else 0.0 for k, e in ev.items()}
-        lead = "model" if mean["model"] >= mean["machine"] else "machine"
-    src = {"model": model, "machine": machine}
+    lead = _resolve_lead(lead, agreement, ev)
     matched = _matched_pairs(model, machine)
+    counts: dict[str, Any] = {"lead": lead, "agreement": round(agreement, 3), "pairs": len(matched), "dropped": 0}
+    counts.update(model_outline=0, machine_outline=0, model_only=0, machine_only=0)
+    out = np.zeros(model.shape, np.int32)
+    boxes = {k: ndi.find_objects(src[k]) for k in src}
+    next_id = _place_pairs(out, src, boxes, ev, matched, lead, pairs, counts)
+    paired = {"model": {a for a, _ in matched}, "machine": {b for _, b in matched}}
+    for k in (lead, "machine" if lead == "model" else "model"):
+        next_id = _place_singles(
+            out, src[k], boxes[k], ev[k], paired[k], next_id, counts, k, need_nucleus, max_size_ratio
+        )
+    return out, counts
+
+
+def _resolve_lead(lead: str, agreement: float, ev: dict[str, dict[str, np.ndarray]]) -> str:
+    """``auto``: the model where the two sources agree enough; ``plausible``: the source that looks more right."""
+    if lead == "auto":
+        return "model" if agreement >= AGREEMENT_MIN else "machine"
+    if lead == "plausible":
+        mean = {k: float(cell_plausibility(e).mean()) if len(e["ids"]) else 0.0 for k, e in ev.items()}
+        return "model" if mean["model"] >= mean["machine"] else "machine"
+    return lead
+
+
+def _place_pairs(out, src, boxes, ev, matched, lead: str, pairs: str, counts: dict[str, Any]) -> int:
+    """Write one outline per matched pair into ``out`` (ids from 1, free pixels only); the last id used."""
     score = {}
     if pairs in ("edge", "contrast", "stable"):
         for k in src:
             score[k] = dict(zip(ev[k]["ids"].tolist(), np.nan_to_num(ev[k][pairs], nan=-np.inf).tolist()))
-    out, next_id = np.zeros(model.shape, np.int32), 0
-    counts: dict[str, Any] = {"lead": lead, "agreement": round(agreement, 3), "pairs": len(matched), "dropped": 0}
-    counts.update(model_outline=0, machine_outline=0, model_only=0, machine_only=0)
-    boxes = {k: ndi.find_objects(src[k]) for k in src}
+    model, machine = src["model"], src["machine"]
+    next_id = 0
     for a, b in matched:
         if pairs == "mean":
             ys, xs = _union_box(boxes["model"][a - 1], boxes["machine"][b - 1], model.shape)
@@ -309,26 +328,30 @@ def choose_targets(
         next_id += 1
         win = out[ys, xs]
         win[cell & (win == 0)] = next_id
-    paired = {"model": {a for a, _ in matched}, "machine": {b for _, b in matched}}
-    order = (lead, "machine" if lead == "model" else "model")
-    med = {k: float(np.median(ev[k]["area"])) if len(ev[k]["ids"]) else 0.0 for k in src}
-    for k in order:
-        for i, lab in enumerate(ev[k]["ids"].tolist()):
-            if lab in paired[k]:
-                continue
-            if not _plausible_single(k, ev[k], i, med[k], need_nucleus, max_size_ratio):
-                counts["dropped"] += 1
-                continue
-            ys, xs = boxes[k][lab - 1]
-            cell, win = src[k][ys, xs] == lab, out[ys, xs]
-            if (cell & (win > 0)).sum() > 0.5 * ev[k]["area"][i]:
-                continue
-            piece, n_px = largest_piece(cell & (win == 0))
-            if n_px:
-                next_id += 1
-                win[piece] = next_id
-                counts[f"{k}_only"] += 1
-    return out, counts
+    return next_id
+
+
+def _place_singles(
+    out, labels, boxes, ev, paired: set[int], next_id: int, counts, source: str, need_nucleus, max_size_ratio
+) -> int:
+    """Add the plausible cells only ``source`` found where they are mostly free (steps 2 and 3); the last id."""
+    med = float(np.median(ev["area"])) if len(ev["ids"]) else 0.0
+    for i, lab in enumerate(ev["ids"].tolist()):
+        if lab in paired:
+            continue
+        if not _plausible_single(source, ev, i, med, need_nucleus, max_size_ratio):
+            counts["dropped"] += 1
+            continue
+        ys, xs = boxes[lab - 1]
+        cell, win = labels[ys, xs] == lab, out[ys, xs]
+        if (cell & (win > 0)).sum() > 0.5 * ev["area"][i]:
+            continue
+        piece, n_px = largest_piece(cell & (win == 0))
+        if n_px:
+            next_id += 1
+            win[piece] = next_id
+            counts[f"{source}_only"] += 1
+    return next_id
 
 
 def _plausible_single(
