@@ -227,6 +227,12 @@ def run(name: str, args: argparse.Namespace, init: str) -> dict:
     return row | supervised(entry, init, args.out / f"{name}_supervised", budget, gts, images)
 
 
+def short(model: str) -> str:
+    """A start model as the table names it: a shipped name, or a checkpoint folder with its run's name."""
+    p = Path(model)
+    return f"{p.parent.name}/{p.name}" if p.name in ("last", "best") else p.name
+
+
 def table(rows: list[dict]) -> str:
     """The Markdown table of the rows."""
     cols = ("start", "machine", "targets_f1", "adapted", "classical", "supervised")
@@ -239,7 +245,7 @@ def table(rows: list[dict]) -> str:
         f = {k: " / ".join("-" if math.isnan(v) else f"{v:.3f}" for v in r[k]) for k in cols}
         name = r["set"] + (" (partial labels)" if r["partial_labels"] else "")
         lines.append(
-            f"| {name} | {r['images']} | {r['init']} | {r['targets']} | {r['steps']} ({r['max_steps']}; "
+            f"| {name} | {r['images']} | {short(r['init'])} | {r['targets']} | {r['steps']} ({r['max_steps']}; "
             f"{r['minutes']}; {r['adapt_s']}) | {f['start']} | {f['machine']} | {f['targets_f1']} | "
             f"{f['adapted']} | {f['classical']} | {f['supervised']} ({r['supervised_steps']}) |"
         )
