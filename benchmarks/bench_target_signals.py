@@ -81,6 +81,7 @@ VARIANTS = {
     "evidence (lead plausible, size<=3x)": {},
     "pairs by stable": {"lead": "auto", "pairs": "stable", "max_size_ratio": None},
     "lead plausible, pairs by stable": {"pairs": "stable"},
+    "lead plausible without the stability check, size<=3x": {"views": ()},
 }
 
 
@@ -191,8 +192,8 @@ def per_image(rec: dict) -> dict:
     agree = float(match_instances(machine, own, thresholds=[0.5]).f1[0])
     targets["auto"] = targets["model+machine" if agree >= 0.5 else "machine+model"]
     for name, opts in VARIANTS.items():
-        views = [rec["view"]] if "view" in rec else ()
-        targets[name], _ = choose_targets(own, machine, maps, pts, views=views, **opts)
+        kw = {"views": [rec["view"]] if "view" in rec else (), **opts}
+        targets[name], _ = choose_targets(own, machine, maps, pts, **kw)
     scored = {k: (_labelled_only(v, gt) if rec["partial"] else v) for k, v in targets.items()}
     quality = {}
     for k, ref in (("model", machine), ("machine", own), ("evidence", machine)):

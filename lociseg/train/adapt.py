@@ -39,7 +39,7 @@ from ..io.files import atomic_write
 from ..metrics import match_instances
 from ..models.pretrained import resolve_model
 from ..predict.api import OUTPUT_SUFFIXES, Segmenter, load_model, own_outputs
-from ..predict.selftrain import cells_from_model, flipped_view, model_channel_order
+from ..predict.selftrain import cells_from_model, model_channel_order
 from .finetune import (
     AdaptSample,
     Callback,
@@ -412,11 +412,10 @@ def _targets(
     """An image's training targets, the mode used (``auto`` resolved) and the model/machine agreement."""
     if mode == "machine":
         return machine, mode, None
-    own, used = cells_from_model(image, seg, channels=order, fill=None)
+    own, _ = cells_from_model(image, seg, channels=order, fill=None)
     agree = None
     if mode == "evidence":
-        views = [flipped_view(image, seg, order, used)]  # the stability check of each outline
-        target, counts = choose_targets(own, machine, stain_maps(image[1], diameter), points, views=views)
+        target, counts = choose_targets(own, machine, stain_maps(image[1], diameter), points)
         return target, f"evidence ({counts['lead']} leads, {counts['dropped']} dropped)", counts["agreement"]
     if mode == "auto":
         mode, agree = choose_lead(own, machine)

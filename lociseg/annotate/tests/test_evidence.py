@@ -162,6 +162,9 @@ def test_the_plausible_source_leads_and_stable_picks_the_steady_outline():
     off = _shifted(truth, 5, 0)  # every outline off its cell's edge, still matched (IoU >= 0.5)
     targets, counts = choose_targets(off, truth, maps, points, lead="plausible")
     assert counts["lead"] == "machine"
+    # a model that draws its wrong outlines the same way in every view still does not lead
+    _, counts = choose_targets(off, truth, maps, points, views=[off])
+    assert counts["lead"] == "machine"
     assert match_instances(truth, targets, thresholds=[0.9]).f1[0] == 1.0
     # pairs by stability: the outline the other views agree with wins, whichever source drew it
     targets, counts = choose_targets(off, truth, maps, points, pairs="stable", views=[truth])
