@@ -196,22 +196,23 @@ def view_agreement(labels: np.ndarray, views: Sequence[np.ndarray]) -> np.ndarra
     return np.mean([best_iou(labels, np.asarray(v))[1] for v in views], axis=0)
 
 
-def cell_plausibility(ev: dict[str, np.ndarray]) -> np.ndarray:
+def cell_plausibility(ev: dict[str, np.ndarray], *, stability: bool = True) -> np.ndarray:
     """How likely each cell's outline is right, in [0, 1], from its signals alone.
 
     The mean of four checks, each in [0, 1]: the edge score (capped at 1),
     agreement with the other source (its best IoU), exactly one nucleus
     (1, else 0; 0.5 when unknown) and size fit (1 at the median area,
     falling to 0 at 4x or 1/4 of it); with other views of the image (the
-    ``stable`` signal), their agreement is a fifth check. The weights are equal: no set chose
-    them (the measured power of each signal is in BENCHMARKS.md, "Label-free target choice").
+    ``stable`` signal), their agreement is a fifth check unless ``stability``
+    is False. The weights are equal: no set chose them (the measured power of
+    each signal is in BENCHMARKS.md, "Label-free target choice").
     """
     edge = np.clip(np.nan_to_num(ev["edge"], nan=0.0), 0, 1)
     agree = np.nan_to_num(ev["agree"], nan=0.5)
     nuc = np.where(np.isnan(ev["nuclei"]), 0.5, (ev["nuclei"] == 1).astype(float))
     size = np.clip(1 - np.nan_to_num(ev["size"], nan=0.0) / np.log(4), 0, 1)
     stable = ev.get("stable")
-    if stable is None or np.isnan(stable).all():
+    if not stability or stable is None or np.isnan(stable).all():
         return (edge + agree + nuc + size) / 4
     return (edge + agree + nuc + size + np.nan_to_num(stable, nan=0.5)) / 5
 
@@ -306,12 +307,7 @@ def _resolve_lead(lead: str, agreement: float, ev: dict[str, dict[str, np.ndarra
     if lead == "plausible":
         # without the stability check: the model's agreement with its own flipped view says how
         # consistent it is, not how right, and a weak model would lead on it
-        mean = {
-            k: float(cell_plausibility({**e, "stable": np.full(len(e["ids"]), np.nan)}).mean())
-            if len(e["ids"])
-            else 0.0
-            for k, e in ev.items()
-        }
+        mean = {k: float(cell_plausibility(e, stability=False).mean()) if len(e["ids"]) else 0.0 for k, e in ev.items()}
         return "model" if mean["model"] >= mean["machine"] else "machine"
     return lead
 
