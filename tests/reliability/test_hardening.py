@@ -26,15 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
 
 
-def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """Every file under ``root`` (hidden ones too): relative path -> (size, mtime in ns)."""
-    return {
-        str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() or p.is_symlink()
-    }
-
-
 def one_line(err: str, text: str) -> None:
     """``text`` is on one stderr line and no traceback was printed."""
     assert "Traceback" not in err
@@ -49,34 +40,12 @@ def _blobs(size: int = 64, value: int = 200) -> np.ndarray:
     return img
 
 
-def _disks(n: int = 2, size: int = 64, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Two-channel uint16 images of bright disks and their labels (a tiny training set)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    images, labels = [], []
-    for _ in range(n):
-        lab = np.zeros((size, size), np.int32)
-        for k in range(1, 6):
-            cy, cx = rng.integers(10, size - 10, 2)
-            lab[((yy - cy) ** 2 + (xx - cx) ** 2 < 49) & (lab == 0)] = k
-        fg = (lab > 0).astype(np.float64)
-        img = np.stack([1000 + 3000 * fg, 500 + 2000 * fg]) + rng.normal(0, 100, (2, size, size))
-        images.append(np.clip(img, 0, 65535).astype(np.uint16))
-        labels.append(lab)
-    return images, labels
-
-
 @pytest.fixture
-def train_config(tmp_path) -> Path:
-    """A config file of the tiny LACSS on a folder of four disk images (seconds per run)."""
+def train_config(tmp_path, disk_scenes, write_scene_folder) -> Path:
+    """A config file of the tiny LACSS on a folder of two disk images (seconds per run)."""
     from lociseg.train.config import ExperimentConfig
 
-    folder = tmp_path / "disks"
-    (folder / "images").mkdir(parents=True)
-    (folder / "masks").mkdir()
-    for k, (img, lab) in enumerate(zip(*_disks())):
-        tifffile.imwrite(folder / "images" / f"im{k}.tif", img, photometric="minisblack", metadata={"axes": "CYX"})
-        tifffile.imwrite(folder / "masks" / f"im{k}.tif", lab)
+    folder = write_scene_folder(tmp_path / "disks", *disk_scenes(size=64, cells=5))
     cfg = ExperimentConfig().override(
         {
             "lacss.backbone.preset": "tiny",
@@ -98,7 +67,7 @@ def train_config(tmp_path) -> Path:
 # ------------------------------------------------------------------ data loss
 
 
-def test_adapt_resume_keeps_a_file_it_did_not_write(tmp_path, capsys):
+def test_adapt_resume_keeps_a_file_it_did_not_write(tmp_path, capsys, snapshot):
     """A finished adapt folder whose segmentation/a.csv a person replaced: --resume refuses, changes nothing."""
     img = tmp_path / "in" / "a.tif"
     img.parent.mkdir()
@@ -115,7 +84,7 @@ def test_adapt_resume_keeps_a_file_it_did_not_write(tmp_path, capsys):
     assert snapshot(tmp_path) == before
 
 
-def test_adapt_resume_with_a_corrupt_record_is_an_error(tmp_path, capsys):
+def test_adapt_resume_with_a_corrupt_record_is_an_error(tmp_path, capsys, snapshot):
     """A truncated adapt.json is not read as "nothing done yet": --resume stops with one line, changes nothing."""
     img = tmp_path / "in" / "a.tif"
     img.parent.mkdir()
@@ -180,7 +149,7 @@ def test_train_disk_full_at_a_checkpoint_is_one_line(tmp_path, train_config, mon
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no half-written checkpoint folder
 
 
-def test_train_resume_disk_full_keeps_the_last_checkpoint(tmp_path, train_config, monkeypatch, capsys):
+def test_train_resume_disk_full_keeps_the_last_checkpoint(tmp_path, train_config, monkeypatch, capsys, snapshot):
     import lociseg.models.checkpoint as ckpt
 
     out = tmp_path / "run"
@@ -195,7 +164,7 @@ def test_train_resume_disk_full_keeps_the_last_checkpoint(tmp_path, train_config
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
-def test_export_model_to_an_unwritable_place_is_one_line(tmp_path, monkeypatch, capsys):
+def test_export_model_to_an_unwritable_place_is_one_line(tmp_path, monkeypatch, capsys, snapshot):
     """torch writes in C++: a file it cannot open was a RuntimeError traceback (read-only file system)."""
     import lociseg.io.files as files
 
@@ -209,7 +178,9 @@ def test_export_model_to_an_unwritable_place_is_one_line(tmp_path, monkeypatch, 
     assert snapshot(tmp_path) == before
 
 
-def test_train_nproc_into_a_run_folder_refuses_before_starting_ranks(tmp_path, train_config, monkeypatch, capsys):
+def test_train_nproc_into_a_run_folder_refuses_before_starting_ranks(
+    tmp_path, train_config, monkeypatch, capsys, snapshot
+):
     import lociseg.cli.train as cli_train
 
     started: list[int] = []
@@ -338,7 +309,7 @@ def test_export_qupath_cells_with_nuclei(tmp_path, capsys):
     assert "--nuclei" in capsys.readouterr().err
 
 
-def test_two_uninterrupted_trainings_with_one_thread_are_identical(tmp_path):
+def test_two_uninterrupted_trainings_with_one_thread_are_identical(tmp_path, disk_scenes):
     """What the README says is exact: with ``optim.threads: 1`` the same config gives the same weights."""
     from safetensors.torch import load_file
 
@@ -360,7 +331,7 @@ def test_two_uninterrupted_trainings_with_one_thread_are_identical(tmp_path):
     )
     weights = []
     for k in range(2):
-        train(cfg, tmp_path / f"run{k}", device="cpu", progress=False, train_samples=_disks(n=3))
+        train(cfg, tmp_path / f"run{k}", device="cpu", progress=False, train_samples=disk_scenes(n=3, size=64, cells=5))
         weights.append(load_file(str(tmp_path / f"run{k}" / "last" / "model.safetensors")))
     assert weights[0].keys() == weights[1].keys()
     for key in weights[0]:

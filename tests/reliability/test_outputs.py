@@ -25,15 +25,6 @@ DATA = Path(os.environ.get("LOCISEG_DATA", "/work/shared/data"))
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
 
 
-def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """Every file under ``root`` (hidden ones too): relative path -> (size, mtime in ns)."""
-    return {
-        str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() or p.is_symlink()
-    }
-
-
 @pytest.fixture(scope="module")
 def crop() -> np.ndarray:
     """A 64 x 64 greyscale nuclei crop from DSB2018 (synthetic blobs without the shared data)."""
@@ -95,7 +86,7 @@ def test_segment_same_name_from_two_folders(tmp_path, crop, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [((), "outputs exist"), (("--skip-existing",), None)])
-def test_segment_again_without_overwrite(tmp_path, inputs, done, capsys, flags, message):
+def test_segment_again_without_overwrite(tmp_path, inputs, done, capsys, flags, message, snapshot):
     before = snapshot(tmp_path)
     rc = segment(inputs / "a.tif", "-o", done, *flags)
     captured = capsys.readouterr()
@@ -108,7 +99,7 @@ def test_segment_again_without_overwrite(tmp_path, inputs, done, capsys, flags, 
 
 
 @pytest.mark.parametrize("damage", ["lone csv", "truncated tif", "edited csv", "no sidecar", "old sidecar"])
-def test_segment_skip_existing_trusts_only_complete_outputs(tmp_path, inputs, capsys, damage):
+def test_segment_skip_existing_trusts_only_complete_outputs(tmp_path, inputs, capsys, damage, snapshot):
     out = tmp_path / "out"
     if damage == "lone csv":
         out.mkdir()
@@ -141,7 +132,7 @@ def test_segment_skip_existing_trusts_only_complete_outputs(tmp_path, inputs, ca
     assert outputs_complete(out, "b")
 
 
-def test_outputs_of_an_earlier_lociseg_with_its_a_json_sidecar(tmp_path, inputs, done, capsys):
+def test_outputs_of_an_earlier_lociseg_with_its_a_json_sidecar(tmp_path, inputs, done, capsys, snapshot):
     """Before the sidecar was named <name>.lociseg.json: skipped when complete, kept unless --overwrite."""
     (done / "a.lociseg.json").rename(done / "a.json")
     assert outputs_complete(done, "a") and own_outputs(done) == {"a.json", "a.tif", "a.csv"}
@@ -169,7 +160,7 @@ def test_overwrite_keeps_a_json_file_lociseg_did_not_write(tmp_path, inputs, cap
     assert outputs_complete(out, "a")
 
 
-def test_segment_skip_existing_with_stale_temp_file(tmp_path, inputs, done, capsys):
+def test_segment_skip_existing_with_stale_temp_file(tmp_path, inputs, done, capsys, snapshot):
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale = done / f".a.{dead.pid}-0badf00d.tmp.tif"
@@ -183,7 +174,7 @@ def test_segment_skip_existing_with_stale_temp_file(tmp_path, inputs, done, caps
     assert after == before
 
 
-def test_segment_refuses_while_another_run_holds_the_lock(tmp_path, inputs, capsys):
+def test_segment_refuses_while_another_run_holds_the_lock(tmp_path, inputs, capsys, snapshot):
     out = tmp_path / "out"
     out.mkdir()
     (out / ".lociseg.lock").write_text(
@@ -303,7 +294,7 @@ def test_segment_symlink_loop_input(tmp_path, inputs, capsys):
     assert outputs_complete(out, "a")
 
 
-def test_write_outputs_refuses_before_writing(tmp_path):
+def test_write_outputs_refuses_before_writing(tmp_path, snapshot):
     from lociseg.errors import InputError
     from lociseg.predict.outputs import write_outputs
     from lociseg.predict.table import cell_table
@@ -331,7 +322,7 @@ def labels_dir(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("target", ["pred/a.tif", "m.csv", "pred"])
-def test_evaluate_out_must_be_json(tmp_path, labels_dir, capsys, target):
+def test_evaluate_out_must_be_json(tmp_path, labels_dir, capsys, target, snapshot):
     before = snapshot(tmp_path)
     rc = run(["evaluate", "--gt", str(labels_dir), "--pred", str(labels_dir), "-o", str(tmp_path / target)])
     assert rc == 2
@@ -339,7 +330,7 @@ def test_evaluate_out_must_be_json(tmp_path, labels_dir, capsys, target):
     assert snapshot(tmp_path) == before
 
 
-def test_evaluate_existing_metrics_need_overwrite(tmp_path, labels_dir, capsys):
+def test_evaluate_existing_metrics_need_overwrite(tmp_path, labels_dir, capsys, snapshot):
     m = tmp_path / "m.json"
     m.write_text("{}")
     before = snapshot(tmp_path)
@@ -351,7 +342,7 @@ def test_evaluate_existing_metrics_need_overwrite(tmp_path, labels_dir, capsys):
     assert m.with_suffix(".csv").is_file()
 
 
-def test_export_existing_output_needs_overwrite(tmp_path, labels_dir, capsys):
+def test_export_existing_output_needs_overwrite(tmp_path, labels_dir, capsys, snapshot):
     out = tmp_path / "q"
     assert run(["export", str(labels_dir / "a.tif"), "-f", "geojson", "-o", str(out)]) == 0
     before = snapshot(tmp_path)
@@ -436,7 +427,7 @@ def test_evaluate_one_pair_raises_the_rest_are_scored(tmp_path, labels_dir, monk
         ["synth", "{d}", "-o", "{d}"],
     ],
 )
-def test_commands_refuse_to_overwrite(tmp_path, crop, capsys, command):
+def test_commands_refuse_to_overwrite(tmp_path, crop, capsys, command, snapshot):
     d = tmp_path / "d"
     d.mkdir()
     existing = {

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 import torch
 from safetensors.torch import load_file
 
@@ -29,34 +28,6 @@ from lociseg.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[3]  # the checkout whose lociseg the subprocesses import
 STEPS = 20
-
-
-def _disks(n: int = 3, size: int = 96, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Two-channel uint16 images of bright disks and their instance labels."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    images, labels = [], []
-    for _ in range(n):
-        lab = np.zeros((size, size), np.int32)
-        for k in range(1, 9):
-            cy, cx = rng.integers(10, size - 10, 2)
-            lab[((yy - cy) ** 2 + (xx - cx) ** 2 < 49) & (lab == 0)] = k
-        fg = (lab > 0).astype(np.float64)
-        img = np.stack([1000 + 3000 * fg, 500 + 2000 * fg]) + rng.normal(0, 100, (2, size, size))
-        images.append(np.clip(img, 0, 65535).astype(np.uint16))
-        labels.append(lab)
-    return images, labels
-
-
-def _write_folder(folder: Path) -> Path:
-    """The :func:`_disks` images as a data set folder (images/ + masks/)."""
-    images, labels = _disks()
-    (folder / "images").mkdir(parents=True)
-    (folder / "masks").mkdir()
-    for k, (img, lab) in enumerate(zip(images, labels)):
-        tifffile.imwrite(folder / "images" / f"im{k}.tif", img, photometric="minisblack", metadata={"axes": "CYX"})
-        tifffile.imwrite(folder / "masks" / f"im{k}.tif", lab)
-    return folder
 
 
 def _config(data: Path | None = None, steps: int = STEPS, **optim) -> ExperimentConfig:
@@ -98,8 +69,8 @@ def _state_step(run: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return _write_folder(tmp_path_factory.mktemp("disks"))
+def data_dir(tmp_path_factory, disk_scenes, write_scene_folder) -> Path:
+    return write_scene_folder(tmp_path_factory.mktemp("disks"), *disk_scenes(n=3))
 
 
 @pytest.fixture(scope="module")
@@ -217,8 +188,8 @@ def test_interrupted_checkpoint_swap_is_recovered(data_dir, tmp_path):
     assert result["step"] == 4 and _log_steps(out) == [1, 2, 3, 4]
 
 
-def test_in_memory_samples_train_as_the_same_data_on_disk(data_dir, tmp_path):
-    images, labels = _disks()
+def test_in_memory_samples_train_as_the_same_data_on_disk(data_dir, tmp_path, disk_scenes):
+    images, labels = disk_scenes(n=3)
     cfg = _config(data_dir, steps=3)
     train(cfg, tmp_path / "disk", device="cpu", progress=False)
     train(cfg, tmp_path / "memory", device="cpu", progress=False, train_samples=(images, labels))
@@ -227,10 +198,10 @@ def test_in_memory_samples_train_as_the_same_data_on_disk(data_dir, tmp_path):
     assert saved.data.train == []  # the run did not read the specs
 
 
-def test_in_memory_weak_samples_need_points_or_from_labels(tmp_path):
+def test_in_memory_weak_samples_need_points_or_from_labels(tmp_path, disk_scenes):
     from lociseg.errors import ConfigError
 
-    images, labels = _disks(n=2)
+    images, labels = disk_scenes(n=2)
     cfg = _config(steps=2).override({"lacss.mode": "weak"})
     with pytest.raises(ConfigError, match="from-labels"):
         train(cfg, tmp_path / "a", device="cpu", progress=False, train_samples=(images, labels))
@@ -247,9 +218,9 @@ def test_in_memory_weak_samples_need_points_or_from_labels(tmp_path):
 
 
 @pytest.mark.parametrize("select_best", [True, False])
-def test_validation_and_best_selection(tmp_path, select_best):
-    images, labels = _disks(n=2)
-    val = _disks(n=1, seed=1)
+def test_validation_and_best_selection(tmp_path, select_best, disk_scenes):
+    images, labels = disk_scenes(n=2)
+    val = disk_scenes(n=1, seed=1)
     cfg = _config(steps=4, val_every=1, select_best=select_best, lr=0.01)
     out = tmp_path / "run"
     result = train(cfg, out, device="cpu", progress=False, train_samples=(images, labels), val_samples=val)
@@ -262,8 +233,8 @@ def test_validation_and_best_selection(tmp_path, select_best):
     assert result["best"]["step"] == want
 
 
-def test_time_budget_stops_and_saves(tmp_path, caplog):
-    images, labels = _disks(n=2)
+def test_time_budget_stops_and_saves(tmp_path, caplog, disk_scenes):
+    images, labels = disk_scenes(n=2)
     cfg = _config(steps=10_000, budget_minutes=0.05)  # 3 s
     out = tmp_path / "run"
     t0 = time.perf_counter()

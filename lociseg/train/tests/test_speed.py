@@ -18,23 +18,9 @@ from lociseg.train.config import ExperimentConfig, OptimConfig
 from lociseg.train.loop import train
 
 
-def _disks(n: int = 2, size: int = 96) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Two-channel images of bright disks and their labels."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:size, :size]
-    images, labels = [], []
-    for _ in range(n):
-        lab = np.zeros((size, size), np.int32)
-        for k in range(1, 9):
-            cy, cx = rng.integers(10, size - 10, 2)
-            lab[((yy - cy) ** 2 + (xx - cx) ** 2 < 49) & (lab == 0)] = k
-        fg = (lab > 0).astype(np.float32)
-        images.append(np.stack([fg, 0.5 * fg]) + rng.normal(0, 0.1, (2, size, size)).astype(np.float32))
-        labels.append(lab)
-    return images, labels
-
-
-def _run(tmp_path: Path, name: str, steps: int = 4, **optim) -> tuple[list[float], dict[str, torch.Tensor]]:
+def _run(
+    tmp_path: Path, name: str, samples: tuple, steps: int = 4, **optim
+) -> tuple[list[float], dict[str, torch.Tensor]]:
     """Per-step losses (log.csv) and saved weights of a short run with these optim options."""
     cfg = ExperimentConfig().override(
         {
@@ -50,15 +36,15 @@ def _run(tmp_path: Path, name: str, steps: int = 4, **optim) -> tuple[list[float
         }
     )
     out = tmp_path / name
-    train(cfg, out, train_samples=_disks(), device="cpu", progress=False)
+    train(cfg, out, train_samples=samples, device="cpu", progress=False)
     with open(out / "log.csv", newline="") as fh:
         losses = [float(r["loss"]) for r in csv.DictReader(fh)]
     return losses, load_file(str(out / "last" / "model.safetensors"))
 
 
-def test_channels_last_trains_as_the_default_and_saves_plain_weights(tmp_path):
-    base, w_base = _run(tmp_path, "base", channels_last=False)
-    fast, w_fast = _run(tmp_path, "channels_last", channels_last=True)
+def test_channels_last_trains_as_the_default_and_saves_plain_weights(tmp_path, disk_scenes):
+    base, w_base = _run(tmp_path, "base", disk_scenes(), channels_last=False)
+    fast, w_fast = _run(tmp_path, "channels_last", disk_scenes(), channels_last=True)
     assert len(fast) == len(base) == 4
     # the same arithmetic in another memory layout: float32 rounding only
     np.testing.assert_allclose(fast, base, rtol=1e-4)
@@ -69,9 +55,9 @@ def test_channels_last_trains_as_the_default_and_saves_plain_weights(tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_model_trains_as_the_default(tmp_path):
-    base, _ = _run(tmp_path, "base", steps=3, channels_last=False)
-    compiled, weights = _run(tmp_path, "compiled", steps=3, channels_last=False, compile=True)
+def test_compiled_model_trains_as_the_default(tmp_path, disk_scenes):
+    base, _ = _run(tmp_path, "base", disk_scenes(), steps=3, channels_last=False)
+    compiled, weights = _run(tmp_path, "compiled", disk_scenes(), steps=3, channels_last=False, compile=True)
     torch._dynamo.reset()
     np.testing.assert_allclose(compiled, base, rtol=1e-3)
     assert not any(k.startswith("_orig_mod") for k in weights)  # compiled in place: the keys are the model's
