@@ -476,40 +476,42 @@ def table(records: list[dict[str, Any]], datasets: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _plot_curves(ax: Any, records: list[dict[str, Any]], ds: str, train_data: str) -> None:
+    """One panel: the seed-0 validation curve of every model on one data set and training data."""
+    for r in records:
+        if (r["dataset"], r["train_data"], r["seed"]) != (ds, train_data, 0) or not r.get("curve"):
+            continue
+        c = np.asarray(r["curve"], float)
+        ax.plot(c[:, 1], c[:, 2], color=f"C{list(MODELS).index(r['model'])}", marker=".", ms=4, lw=1)
+    ax.set_title(f"{ds}, " + ("original + synthetic" if train_data == "synth" else train_data), fontsize=9)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
+
+
 def convergence_plot(records: list[dict[str, Any]], datasets: list[str], path: Path) -> None:
-    """Validation F1@0.5 vs CPU minutes, one panel per data set, one line per run (seed 0)."""
+    """Validation F1@0.5 vs CPU minutes (seed 0): a column per data set, a row per training data."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     shown = [ds for ds in datasets if any(r["dataset"] == ds and r.get("curve") for r in records)]
     if not shown:
         return
-    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.4), squeeze=False)
-    for ax, ds in zip(axes[0], shown):
-        for r in records:
-            if r["dataset"] != ds or not r.get("curve") or r["seed"] != min(x["seed"] for x in records):
-                continue
-            c = np.asarray(r["curve"], float)
-            ax.plot(
-                c[:, 1],
-                c[:, 2],
-                color=f"C{list(MODELS).index(r['model'])}",
-                ls="-" if r["train_data"] == "original" else "--",
-                marker=".",
-                ms=4,
-                lw=1,
-                label=f"{r['model']}" + (" +synth" if r["train_data"] == "synth" else ""),
-            )
-        ax.set_title(ds, fontsize=9)
+    fig, axes = plt.subplots(
+        len(TRAIN_DATA), len(shown), figsize=(3.6 * len(shown) + 1.6, 2.9 * len(TRAIN_DATA)), squeeze=False
+    )
+    for row, train_data in enumerate(TRAIN_DATA):
+        for ax, ds in zip(axes[row], shown):
+            _plot_curves(ax, records, ds, train_data)
+        axes[row][0].set_ylabel("validation F1@0.5", fontsize=8)
+    for ax in axes[-1]:
         ax.set_xlabel("CPU minutes (1 thread)", fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
-    axes[0][0].set_ylabel("validation F1@0.5", fontsize=8)
-    fig.tight_layout()
+    handles = [Line2D([], [], color=f"C{i}", marker=".", lw=1) for i in range(len(MODELS))]
+    fig.legend(handles, list(MODELS), loc="center right", fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=70)
     plt.close(fig)
