@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ops.windows import paste_soft
+from ..ops.windows import paste_soft, window_coords
 from ..transforms import point_spacing
 from .weak import DEFAULT_SPACING
 
@@ -48,7 +48,7 @@ def weak_diagnostics(
     Returns
     -------
     dict of float
-        ``n``: instances; ``mean_area``: mean soft area (px);
+        ``n``: instances; ``mean_area``: mean soft area (px) inside the image;
         ``spacing2``: squared point spacing (px²);
         ``area_ratio``: mean_area / spacing2 (a packed cell is ~0.7-1);
         ``coverage``: fraction of foreground covered by some mask (> 0.5);
@@ -71,6 +71,10 @@ def weak_diagnostics(
     if n == 0:
         out.update(mean_area=0.0, area_ratio=0.0, coverage=0.0, overlap=0.0, empty_fraction=1.0)
         return out
+    # Window pixels outside the image get no gradient and keep their initial ~0.5: counted, they
+    # gave a collapsed mask at a crop's edge an area of hundreds of px and hid the collapse.
+    _, _, inside = window_coords(origins, tuple(y.shape[-2:]), shape)
+    y = y * inside.to(y.dtype)
     area = y.flatten(1).sum(1)
     count = paste_soft((y > 0.5).float(), origins, shape)
     covered = count > 0

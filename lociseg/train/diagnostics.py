@@ -30,6 +30,8 @@ class CollapseMonitor:
         Runaway masks: ``area_ratio`` (mean area / spacing²) above this.
     patience : int
         Consecutive bad updates before warning (single noisy batches pass).
+    repeat_every : int
+        While the problem lasts, the warning repeats every this many updates.
     coverage_limit, coverage_window, coverage_from : float, int, int
         Masks left the foreground uncovered: the mean ``coverage`` of the
         last ``coverage_window`` updates from step ``coverage_from`` on is
@@ -43,12 +45,13 @@ class CollapseMonitor:
     --------
     >>> mon = CollapseMonitor(patience=1)
     >>> mon.update({"empty_fraction": 1.0, "area_ratio": 0.0}, step=500)
-    'step 500: masks collapsed -- 100% of masks are empty; ...'
+    'step 500: masks collapsed -- 100% of masks are empty (weak runs often start so ...'
     """
 
     empty_limit: float = 0.9
     area_limit: float = 3.0
     patience: int = 3
+    repeat_every: int = 50
     coverage_limit: float = 0.4
     coverage_window: int = 10
     coverage_from: int = 0
@@ -63,8 +66,8 @@ class CollapseMonitor:
         ratio = diag.get("area_ratio", 0.0)
         if empty >= self.empty_limit:
             return (
-                f"masks collapsed -- {empty:.0%} of masks are empty; lower the weak-loss weight, "
-                f"lengthen the warm-up, or check the foreground annotation"
+                f"masks collapsed -- {empty:.0%} of masks are empty (weak runs often start so and regrow "
+                f"within ~1,500 steps); if it lasts, try another seed or check the foreground annotation"
             )
         if ratio > self.area_limit:
             return (
@@ -78,8 +81,10 @@ class CollapseMonitor:
         self.history.append(dict(diag, step=step))
         problem = self.check(diag)
         self._bad = self._bad + 1 if problem else 0
-        if not (problem and self._bad >= self.patience):
-            problem = self._check_coverage(diag, step)
+        # Once when the problem has persisted `patience` updates, then every `repeat_every` (no log flood).
+        persisted = self._bad >= self.patience and (self._bad - self.patience) % self.repeat_every == 0
+        if not (problem and persisted):
+            problem = self._check_coverage(diag, step) if self._bad < self.patience else None
         if problem:
             msg = f"step {step}: {problem}" if step is not None else problem
             (self.logger or log).warning(msg)

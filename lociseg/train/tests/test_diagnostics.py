@@ -50,6 +50,14 @@ def test_monitor_flags_empty_masks_after_patience(caplog):
     assert "empty" in caplog.text
 
 
+def test_area_counts_only_pixels_inside_the_image():
+    """A collapsed mask at the crop's edge: its out-of-image half never trains and stays at ~0.5."""
+    logits = torch.full((1, 10, 10), -20.0)
+    logits[:, :, :5] = 0.0  # x < 0: outside the 20x20 image
+    d = weak_diagnostics(logits, torch.tensor([[5, -5]]), POINTS[:1], FG)
+    assert d["mean_area"] == pytest.approx(0.0, abs=1e-6) and d["empty_fraction"] == 1.0
+
+
 def test_monitor_flags_huge_masks_and_resets():
     big = weak_diagnostics(torch.full((4, 40, 40), 20.0), ORIGINS - 15, POINTS, torch.ones(40, 40))
     assert big["area_ratio"] > 3
@@ -76,3 +84,11 @@ def test_monitor_flags_uncovered_foreground_once_per_window(caplog):
     assert "cover only" in caplog.text
     no_fg = {"empty_fraction": 0.0, "area_ratio": 1.5, "coverage": float("nan")}
     assert all(mon.update(no_fg, step=s) is None for s in range(200, 300, 10))  # points mode: no foreground
+
+
+def test_a_lasting_collapse_is_warned_once_then_every_repeat_every_updates():
+    mon = CollapseMonitor(patience=2, repeat_every=5)
+    empty = {"empty_fraction": 1.0, "area_ratio": 0.0, "coverage": 0.0}
+    warned = [s for s in range(1, 13) if mon.update(empty, step=s) is not None]
+    assert warned == [2, 7, 12] and mon.collapsed
+    assert mon.update({"empty_fraction": 0.0, "area_ratio": 1.0}, step=13) is None and not mon.collapsed
