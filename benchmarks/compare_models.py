@@ -392,6 +392,8 @@ def run_one(
     rec["late_gain"] = late_gain(rec["curve"], steps)
     rec["train_cpu_min"] = round(cpu_s / 60, 2)
     rec["diameter"] = info["diameter"]
+    if cfg.model_type == "lacss":
+        rec["location_prior"] = cfg.lacss.uses_location_prior
     rec.update(score_run(run_dir, d["test"], info["diameter"]))
     return rec
 

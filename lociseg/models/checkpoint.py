@@ -160,7 +160,8 @@ def upgrade_config(data: dict[str, Any] | None) -> dict[str, Any]:
 
     Configs written before issue 19 (the shipped models' among them) carry
     options that are now gone: they are dropped, and ``unet.in_channels``
-    becomes ``unet.input.in_channels`` (which it mirrored).
+    becomes ``unet.input.in_channels`` (which it mirrored). LACSS checkpoints from before
+    ``lacss.seghead.location_prior`` load with it off.
     """
     data = copy.deepcopy(dict(data or {}))
     for path in _DROPPED:
@@ -169,6 +170,9 @@ def upgrade_config(data: dict[str, Any] | None) -> dict[str, Any]:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node.pop(path[-1], None)
+    seghead = data.get("lacss", {}).get("seghead") if isinstance(data.get("lacss"), dict) else None
+    if isinstance(seghead, dict):
+        seghead.setdefault("location_prior", False)  # trained before the prior existed: keep its predictions
     unet = data.get("unet")
     if isinstance(unet, dict) and "in_channels" in unet:
         n = unet.pop("in_channels")

@@ -74,11 +74,17 @@ class SegHeadConfig(Config):
     """Segmentation head settings: ``window`` grid cells (x4 = image px), ``width`` channels and
     the kernel of the per-instance convolution (1, as in LACSS, costs a ninth of 3 per cell;
     spatial context comes from the dense 3x3 stack run once per image).
+
+    ``location_prior`` adds a fixed disc of the training radius around each location to the mask
+    logits (:func:`~lociseg.models.seghead.location_prior`), so weak training does not start by
+    shrinking every mask to empty. None: on in ``weak`` and ``weak+aux`` (where it was measured),
+    off in ``supervised`` and ``points``; checkpoints written before the option load with it off.
     """
 
     width: int = bounded(32, ge=1)
     window: int = bounded(24, ge=1)
     instance_kernel: int = bounded(1, ge=1)
+    location_prior: bool | None = None
 
 
 @dataclass
@@ -150,6 +156,12 @@ class LacssConfig(ModelConfig):
         """The weak territory term reads machine-made cells when ``weak.territory_source`` is ``cells``."""
         return self.weakly_supervised and self.weak.territory_source == "cells"
 
+    @property
+    def uses_location_prior(self) -> bool:
+        """Whether the mask head adds its location prior (``seghead.location_prior``; None: ``weak``, ``weak+aux``)."""
+        prior = self.seghead.location_prior
+        return self.mode in ("weak", "weak+aux") if prior is None else prior
+
     def weak_loss_config(self) -> WeakLossConfig:
         """The weak-loss settings in effect for ``mode`` (aux weights on only in ``weak+aux``)."""
         w = self.weak
@@ -177,6 +189,7 @@ class LacssModel(SegmentationModel):
             config.seghead.window,
             STRIDE,
             instance_kernel=config.seghead.instance_kernel,
+            prior_radius=config.input.target_diameter / 2 if config.uses_location_prior else 0.0,
         )
         # Training-only helpers: never called by predict_instances, so inference cost is unchanged.
         self.aux = None

@@ -7,6 +7,13 @@ adds an encoding of each window pixel's position relative to the location
 embedding), runs a small conv stack and upsamples the mask logits to image
 resolution. The expensive convolutions run once on the dense feature map;
 per instance only a cheap stack (1x1 convolutions by default) runs.
+
+With a ``prior_radius`` the head adds a fixed disc around each location to
+its logits (:func:`location_prior`): masks start as a cell-sized blob rather
+than a window-wide haze of probability 0.5. Under the weak losses the haze is
+mostly background, so every term but coverage says shrink, and masks
+collapse to empty in the first few dozen steps, regrowing only hundreds to
+thousands of steps later or never (BENCHMARKS.md, issue 33).
 """
 
 from __future__ import annotations
@@ -17,6 +24,37 @@ from torch.nn import functional as F
 
 from ..ops.windows import gather_windows
 from .lpn import grid_centres
+
+#: Logit of the location prior at the location, and its floor far from it.
+PRIOR_PEAK, PRIOR_FLOOR = 3.0, -4.0
+
+
+def location_prior(origins: torch.Tensor, locations: torch.Tensor, window: int, radius: float) -> torch.Tensor:
+    """Logits ``PRIOR_PEAK * (1 - d / radius)``, floored at ``PRIOR_FLOOR``, of every window pixel.
+
+    ``d`` is the pixel's distance to its instance's location: +3 (probability
+    0.95) at the location, 0 (0.5) at ``radius``, -4 (0.02) from 7/3 of it on.
+
+    Parameters
+    ----------
+    origins : (N, 2) long tensor
+        Window top-left pixels (y, x).
+    locations : (N, 2) tensor
+        Locations (y, x) in image pixels.
+    window : int
+        Window side in pixels.
+    radius : float
+        Disc radius in pixels.
+
+    Returns
+    -------
+    (N, window, window) tensor
+    """
+    ramp = torch.arange(window, device=locations.device, dtype=torch.float32) + 0.5
+    dy = origins[:, 0, None, None].float() + ramp[None, :, None] - locations[:, 0, None, None].float()
+    dx = origins[:, 1, None, None].float() + ramp[None, None, :] - locations[:, 1, None, None].float()
+    d = torch.sqrt(dy * dy + dx * dx)
+    return (PRIOR_PEAK * (1 - d / radius)).clamp(PRIOR_FLOOR, PRIOR_PEAK)
 
 
 class SegHead(nn.Module):
@@ -34,13 +72,22 @@ class SegHead(nn.Module):
         Stride of the feature level.
     instance_kernel : {1, 3}
         Kernel of the per-instance convolution.
+    prior_radius : float
+        Radius (px) of the :func:`location_prior` added to the logits; 0: none.
     """
 
     def __init__(
-        self, channels: int, width: int = 32, window: int = 24, stride: int = 4, *, instance_kernel: int = 1
+        self,
+        channels: int,
+        width: int = 32,
+        window: int = 24,
+        stride: int = 4,
+        *,
+        instance_kernel: int = 1,
+        prior_radius: float = 0.0,
     ) -> None:
         super().__init__()
-        self.window, self.stride = window, stride
+        self.window, self.stride, self.prior_radius = window, stride, prior_radius
         self.dense = nn.Sequential(
             nn.Conv2d(channels, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, width, 3, padding=1)
         )
@@ -93,4 +140,7 @@ class SegHead(nn.Module):
         x = crops + self.position(rel) + self.embedding
         logits = self.instance(x)
         logits = F.interpolate(logits, scale_factor=self.stride, mode="bilinear", align_corners=False)[:, 0]
-        return logits, grid0 * self.stride
+        origins = grid0 * self.stride
+        if self.prior_radius > 0:
+            logits = logits + location_prior(origins, locations, self.window_px, self.prior_radius).to(logits.dtype)
+        return logits, origins
