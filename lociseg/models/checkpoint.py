@@ -160,8 +160,7 @@ def upgrade_config(data: dict[str, Any] | None) -> dict[str, Any]:
 
     Configs written before issue 19 (the shipped models' among them) carry
     options that are now gone: they are dropped, and ``unet.in_channels``
-    becomes ``unet.input.in_channels`` (which it mirrored). LACSS checkpoints from before
-    ``lacss.seghead.location_prior`` load with it off.
+    becomes ``unet.input.in_channels`` (which it mirrored).
     """
     data = copy.deepcopy(dict(data or {}))
     for path in _DROPPED:
@@ -170,15 +169,24 @@ def upgrade_config(data: dict[str, Any] | None) -> dict[str, Any]:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node.pop(path[-1], None)
-    seghead = data.get("lacss", {}).get("seghead") if isinstance(data.get("lacss"), dict) else None
-    if isinstance(seghead, dict):
-        seghead.setdefault("location_prior", False)  # trained before the prior existed: keep its predictions
     unet = data.get("unet")
     if isinstance(unet, dict) and "in_channels" in unet:
         n = unet.pop("in_channels")
         spec = unet.setdefault("input", {})
         if isinstance(spec, dict):
             spec.setdefault("in_channels", n)
+    return data
+
+
+def _predates_location_prior(data: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config without ``lacss.seghead.location_prior`` was trained without the prior: keep it off.
+
+    (A checkpoint's config is complete, so the key is missing only from those written before it
+    existed; user config files, sparse, get the default.)
+    """
+    seghead = data.get("lacss", {}).get("seghead") if isinstance(data.get("lacss"), dict) else None
+    if isinstance(seghead, dict):
+        seghead.setdefault("location_prior", False)
     return data
 
 
@@ -191,7 +199,7 @@ def model_config(path: str | os.PathLike) -> Config:
         raise ConfigError(f"not valid YAML ({exc.__class__.__name__})", path=file) from None
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a YAML mapping", path=file)
-    data = upgrade_config(data)
+    data = _predates_location_prior(upgrade_config(data))
     model_type = data.get("model_type", "lacss")
     if model_type not in MODEL_TYPES:
         raise ConfigError(f"unknown model_type {model_type!r}; valid: {sorted(MODEL_TYPES)}", path=file)

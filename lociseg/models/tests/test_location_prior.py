@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from lociseg.models.checkpoint import upgrade_config
 from lociseg.models.lacss import LacssConfig, LacssModel
 from lociseg.models.seghead import PRIOR_FLOOR, PRIOR_PEAK, location_prior
 
@@ -47,9 +46,20 @@ def test_weak_masks_start_as_a_disc_not_a_haze():
     assert y[:8, :8].max() < 0.2
 
 
-def test_checkpoints_from_before_the_prior_load_without_it():
-    old = {"model_type": "lacss", "lacss": {"mode": "weak", "seghead": {"width": 32}}}
-    assert upgrade_config(old)["lacss"]["seghead"]["location_prior"] is False
-    new = {"lacss": {"mode": "weak", "seghead": {"width": 32, "location_prior": None}}}
-    assert upgrade_config(new)["lacss"]["seghead"]["location_prior"] is None
-    assert "location_prior" not in old["lacss"]["seghead"]  # the input is not changed
+def test_checkpoints_from_before_the_prior_load_without_it(tmp_path):
+    import yaml
+
+    from lociseg.models.checkpoint import CONFIG, WEIGHTS, model_config
+    from lociseg.train import ExperimentConfig
+
+    (tmp_path / WEIGHTS).write_bytes(b"")  # model_config reads only the config
+    full = ExperimentConfig().override({"lacss.mode": "weak"}).to_dict()
+    del full["lacss"]["seghead"]["location_prior"]  # a checkpoint written before the option
+    (tmp_path / CONFIG).write_text(yaml.safe_dump(full))
+    assert model_config(tmp_path).uses_location_prior is False
+    full["lacss"]["seghead"]["location_prior"] = None  # written today: the mode decides
+    (tmp_path / CONFIG).write_text(yaml.safe_dump(full))
+    assert model_config(tmp_path).uses_location_prior is True
+    # a sparse user config file with a seghead section gets the default, not the old-checkpoint rule
+    sparse = ExperimentConfig.from_dict({"lacss": {"mode": "weak", "seghead": {"instance_kernel": 3}}})
+    assert sparse.lacss.uses_location_prior is True

@@ -19,8 +19,9 @@ REFERENCE = json.loads((Path(__file__).parent / "data" / "lacss_loss_reference.j
 CASES = {
     "supervised": ({}, False),
     "supervised_nodice": ({"loss.mask_dice": 0.0}, False),
-    "weak": ({"mode": "weak"}, True),
-    "weak_aux": ({"mode": "weak+aux"}, True),
+    # the reference predates the mask head's location prior (issue 33), which changes the masks
+    "weak": ({"mode": "weak", "seghead.location_prior": False}, True),
+    "weak_aux": ({"mode": "weak+aux", "seghead.location_prior": False}, True),
     "points": ({"mode": "points", "weak.collaborator": True, "weak.territory_weight": 0.5}, True),
 }
 

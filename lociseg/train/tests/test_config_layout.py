@@ -35,6 +35,8 @@ ADDED = {
     # issue 25: crops anywhere, the points-mode background from the point distance
     ("data", "sampler"): "random",
     ("lacss", "weak", "background_source"): "points",
+    # issue 33: a deliberate change for weak configs (None: the location prior is on in weak, weak+aux)
+    ("lacss", "seghead", "location_prior"): None,
     # issue 31: training speed options (channels-last changes only the float rounding of the losses)
     ("optim", "channels_last"): True,
     ("optim", "compile"): False,
