@@ -19,6 +19,8 @@ convergence plot from the results file.
 The CPU recipe (issue 25; BENCHMARKS.md lists every change from the seed
 recipe): 128 px crops at model scale, the ``tiny`` LACSS backbone, U-Nets of
 width 16, a step budget per model family, the final checkpoint scored.
+The weak rows run with the mask head's location prior (the default since
+2026-12-07); those measured before it are in ``compare/results_no_prior.jsonl``.
 
 Resume or extend the matrix (one thread per run)::
 
