@@ -543,7 +543,8 @@ def _hardware() -> str:
     return f"{model}, torch {torch.__version__}, 1 thread"
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also the settings of a run for scripts that call :func:`run_one`)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default=",".join(DEFAULT_DATASETS), help=f"comma list of {list(DATASETS)}")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {list(MODELS)}")
@@ -563,6 +564,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs/compare"), help="run folders (checkpoints, logs)")
     ap.add_argument("--report", action="store_true", help="only rewrite table.md and convergence.png")
     ap.add_argument("--dry-run", action="store_true", help="list the runs still to do and stop")
+    return ap
+
+
+def load_data(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The train, val (``--val-images``) and test (``--max-test``) samples of a data set; no synthetic ones yet."""
+    d = DATASETS[dataset]
+    return {
+        "train": _load(*d["train"], d["channels"]),
+        "val": _load(*d["val"], d["channels"], args.val_images),
+        "test": _load(*d["test"], d["channels"], args.max_test),
+        "synth": {},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = build_parser()
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     datasets = [d for d in args.datasets.split(",") if d]
@@ -591,13 +608,7 @@ def main(argv: list[str] | None = None) -> None:
     data: dict[str, dict[str, list]] = {}
     for i, (ds, m, t, s) in enumerate(todo, 1):
         if ds not in data:
-            d = DATASETS[ds]
-            data[ds] = {
-                "train": _load(*d["train"], d["channels"]),
-                "val": _load(*d["val"], d["channels"], args.val_images),
-                "test": _load(*d["test"], d["channels"], args.max_test),
-                "synth": {},
-            }
+            data[ds] = load_data(ds, args)
         log.info("[%d/%d] %s %s %s seed %d", i, len(todo), ds, m, t, s)
         try:
             rec = run_one(ds, m, t, s, args, data)

@@ -104,28 +104,9 @@ def main() -> None:
     over = apply_variant(a.variant)
     make = cm.run_config
     cm.run_config = lambda *x, **k: make(*x, **k).override(over)
-    args = argparse.Namespace(
-        lacss_steps=a.steps,
-        unet_steps=a.steps,
-        crop=128,
-        patch_crop=64,
-        patch_batch=16,
-        unet_width=16,
-        val_images=2,
-        val_points=8,
-        synth_per_density=1.0,
-        max_test=None,
-        runs=a.runs / a.variant,
-    )
-    d = cm.DATASETS[a.dataset]
-    data = {
-        a.dataset: {
-            "train": cm._load(*d["train"], d["channels"]),
-            "val": cm._load(*d["val"], d["channels"], 2),
-            "test": cm._load(*d["test"], d["channels"], None),
-            "synth": {},
-        }
-    }
+    runs = a.runs / a.variant
+    args = cm.build_parser().parse_args(["--lacss-steps", str(a.steps), "--val-images", "2", "--runs", str(runs)])
+    data = {a.dataset: cm.load_data(a.dataset, args)}
     shutil.rmtree(args.runs, ignore_errors=True)
     rec = cm.run_one(a.dataset, a.model, a.train_data, a.seed, args, data)
     with open(next(args.runs.glob("*")) / "log.csv") as f:

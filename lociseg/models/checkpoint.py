@@ -190,8 +190,8 @@ def _predates_location_prior(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def model_config(path: str | os.PathLike) -> Config:
-    """The config of a checkpoint's model: the ``model_type`` section of its ``config.yaml``."""
+def checkpoint_config_data(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping of a checkpoint's ``config.yaml``, in the current layout and with the options it was trained with."""
     file = resolve_checkpoint(path) / CONFIG
     try:
         data = yaml.safe_load(file.read_text()) or {}
@@ -199,7 +199,13 @@ def model_config(path: str | os.PathLike) -> Config:
         raise ConfigError(f"not valid YAML ({exc.__class__.__name__})", path=file) from None
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a YAML mapping", path=file)
-    data = _predates_location_prior(upgrade_config(data))
+    return _predates_location_prior(upgrade_config(data))
+
+
+def model_config(path: str | os.PathLike) -> Config:
+    """The config of a checkpoint's model: the ``model_type`` section of its ``config.yaml``."""
+    file = resolve_checkpoint(path) / CONFIG
+    data = checkpoint_config_data(path)
     model_type = data.get("model_type", "lacss")
     if model_type not in MODEL_TYPES:
         raise ConfigError(f"unknown model_type {model_type!r}; valid: {sorted(MODEL_TYPES)}", path=file)

@@ -14,14 +14,20 @@ import torch
 from safetensors.torch import load_file
 
 from ..errors import ConfigError, InputError
-from ..models.checkpoint import CONFIG, STATE_JSON, STATE_TENSORS, load_checkpoint, model_config, resolve_checkpoint
+from ..models.checkpoint import (
+    STATE_JSON,
+    STATE_TENSORS,
+    checkpoint_config_data,
+    load_checkpoint,
+    model_config,
+)
 from ..models.pretrained import resolve_model
 from .config import ExperimentConfig
 
 
 def load_experiment_config(path: str | os.PathLike) -> ExperimentConfig:
-    """The :class:`ExperimentConfig` stored with a checkpoint."""
-    return ExperimentConfig.from_yaml(resolve_checkpoint(path) / CONFIG)
+    """The :class:`ExperimentConfig` stored with a checkpoint (options it predates as it was trained)."""
+    return ExperimentConfig.from_dict(checkpoint_config_data(path))
 
 
 def load_training_state(

@@ -81,10 +81,11 @@ class CollapseMonitor:
         self.history.append(dict(diag, step=step))
         problem = self.check(diag)
         self._bad = self._bad + 1 if problem else 0
-        # Once when the problem has persisted `patience` updates, then every `repeat_every` (no log flood).
-        persisted = self._bad >= self.patience and (self._bad - self.patience) % self.repeat_every == 0
-        if not (problem and persisted):
-            problem = self._check_coverage(diag, step) if self._bad < self.patience else None
+        if self._bad >= self.patience:
+            # warned when it has persisted `patience` updates, then every `repeat_every` (no log flood)
+            problem = problem if (self._bad - self.patience) % self.repeat_every == 0 else None
+        else:
+            problem = self._check_coverage(diag, step)
         if problem:
             msg = f"step {step}: {problem}" if step is not None else problem
             (self.logger or log).warning(msg)
